@@ -1,0 +1,307 @@
+//! `ActivityService`: the customer's journey.
+
+use tonic::{Request, Response, Status};
+
+use super::{ApiState, PageRequest, acting_agent, check_version_given, required};
+use crate::{
+    domain::{
+        Violations,
+        activity::{self, Activity, ActivityData, MAX_CHANNEL, MAX_DIRECTION},
+        contact, ids,
+        mask::parse_update_mask,
+        page::Cursor,
+        reason, tags, text,
+        time::{check_timestamp, now_micros, to_timestamp},
+    },
+    error::Error,
+    pb::{self, activity_service_server::ActivityService},
+};
+
+pub struct ActivityApi {
+    state: ApiState,
+}
+
+impl ActivityApi {
+    pub fn new(state: ApiState) -> Self {
+        Self { state }
+    }
+}
+
+/// An activity from the caller, with the defaults it did not give.
+struct ActivityInput {
+    data: ActivityData,
+    /// `occur_time` was not given (create: now; update: keep).
+    occur_time_missing: bool,
+    /// `entered_by` was empty (create: the acting agent; update: keep).
+    entered_by_missing: bool,
+}
+
+fn enum_value(violations: &mut Violations, field: &str, value: i32, max: i32, name: &str) -> i32 {
+    if !(0..=max).contains(&value) {
+        violations.push(
+            field,
+            reason::INVALID_ENUM_VALUE,
+            format!("{value} is not a {name}"),
+        );
+    }
+    value
+}
+
+/// Checks every caller-settable field of `a` (paths under `activity.`) and converts it.
+fn activity_input(
+    violations: &mut Violations,
+    a: pb::Activity,
+    region: phonenumber::country::Id,
+) -> ActivityInput {
+    for (field, value) in [
+        ("activity.topic", &a.topic),
+        ("activity.notes", &a.notes),
+        ("activity.entered_by", &a.entered_by),
+        ("activity.contact_name", &a.contact_name),
+        ("activity.sales_contact", &a.sales_contact),
+        ("activity.salesperson", &a.salesperson),
+        ("activity.reference", &a.reference),
+    ] {
+        text::check_text(violations, field, value);
+    }
+    let contact_phone = match a.contact_phone.trim() {
+        "" => String::new(),
+        raw => contact::normalize_phone(raw, region).unwrap_or_else(|e| {
+            violations.push("activity.contact_phone", reason::INVALID_PHONE, e);
+            String::new()
+        }),
+    };
+    let contact_email = match a.contact_email.trim() {
+        "" => String::new(),
+        raw => contact::normalize_email(raw).unwrap_or_else(|e| {
+            violations.push("activity.contact_email", reason::INVALID_EMAIL, e);
+            String::new()
+        }),
+    };
+    let occur_time = a
+        .occur_time
+        .as_ref()
+        .and_then(|t| check_timestamp(violations, "activity.occur_time", t));
+    let follow_up_time = a
+        .follow_up_time
+        .as_ref()
+        .and_then(|t| check_timestamp(violations, "activity.follow_up_time", t));
+    let data = ActivityData {
+        customer_id: ids::check_optional_id(violations, "activity.customer_id", &a.customer_id),
+        request_id: ids::check_optional_id(violations, "activity.request_id", &a.request_id),
+        channel: enum_value(
+            violations,
+            "activity.channel",
+            a.channel,
+            MAX_CHANNEL,
+            "Channel",
+        ),
+        direction: enum_value(
+            violations,
+            "activity.direction",
+            a.direction,
+            MAX_DIRECTION,
+            "Direction",
+        ),
+        internal: a.internal,
+        tags: tags::normalize_tags(violations, "activity.tags", &a.tags),
+        topic: a.topic,
+        notes: a.notes,
+        occur_time: occur_time.unwrap_or_default(),
+        follow_up_time,
+        entered_by: a.entered_by.trim().to_owned(),
+        contact_name: a.contact_name,
+        contact_phone,
+        contact_email,
+        sales_contact: a.sales_contact,
+        salesperson: a.salesperson,
+        reference: a.reference,
+    };
+    ActivityInput {
+        occur_time_missing: a.occur_time.is_none(),
+        entered_by_missing: data.entered_by.is_empty(),
+        data,
+    }
+}
+
+pub(crate) fn to_pb(a: Activity) -> pb::Activity {
+    let d = a.data;
+    pb::Activity {
+        id: a.id,
+        version: a.version,
+        customer_id: d.customer_id.unwrap_or_default(),
+        request_id: d.request_id.unwrap_or_default(),
+        channel: d.channel,
+        direction: d.direction,
+        internal: d.internal,
+        topic: d.topic,
+        notes: d.notes,
+        tags: d.tags,
+        occur_time: Some(to_timestamp(d.occur_time)),
+        follow_up_time: d.follow_up_time.map(to_timestamp),
+        entered_by: d.entered_by,
+        contact_name: d.contact_name,
+        contact_phone: d.contact_phone,
+        contact_email: d.contact_email,
+        sales_contact: d.sales_contact,
+        salesperson: d.salesperson,
+        reference: d.reference,
+        create_time: Some(to_timestamp(a.audit.create_time)),
+        update_time: Some(to_timestamp(a.audit.update_time)),
+        created_by: a.audit.created_by,
+        updated_by: a.audit.updated_by,
+    }
+}
+
+#[tonic::async_trait]
+impl ActivityService for ActivityApi {
+    async fn create_activity(
+        &self,
+        request: Request<pb::CreateActivityRequest>,
+    ) -> Result<Response<pb::Activity>, Status> {
+        let agent = acting_agent(&request)?;
+        let a = required(request.into_inner().activity, "activity")?;
+        let mut violations = Violations::new();
+        let input = activity_input(&mut violations, a, self.state.region);
+        violations.into_result(()).map_err(Error::from)?;
+        let mut data = input.data;
+        if input.occur_time_missing {
+            data.occur_time = now_micros();
+        }
+        if input.entered_by_missing {
+            data.entered_by = agent.clone();
+        }
+        let created = self.state.store.create_activity(&agent, data).await?;
+        Ok(Response::new(to_pb(created)))
+    }
+
+    async fn get_activity(
+        &self,
+        request: Request<pb::GetActivityRequest>,
+    ) -> Result<Response<pb::Activity>, Status> {
+        let mut violations = Violations::new();
+        let id = ids::check_id(&mut violations, "id", &request.get_ref().id);
+        violations.into_result(()).map_err(Error::from)?;
+        let found = self
+            .state
+            .store
+            .get_activity(&id.unwrap_or_default())
+            .await?;
+        Ok(Response::new(to_pb(found)))
+    }
+
+    async fn update_activity(
+        &self,
+        request: Request<pb::UpdateActivityRequest>,
+    ) -> Result<Response<pb::Activity>, Status> {
+        let agent = acting_agent(&request)?;
+        let message = request.into_inner();
+        let a = required(message.activity, "activity")?;
+        let mut violations = Violations::new();
+        let id = ids::check_id(&mut violations, "activity.id", &a.id);
+        check_version_given(&mut violations, "activity.version", a.version);
+        let paths = message.update_mask.map(|m| m.paths).unwrap_or_default();
+        let mut fields = parse_update_mask(
+            &mut violations,
+            &paths,
+            activity::MUTABLE_FIELDS,
+            activity::OUTPUT_ONLY_FIELDS,
+        );
+        let version = a.version;
+        let mut field_violations = Violations::new();
+        let input = activity_input(&mut field_violations, a, self.state.region);
+        field_violations.retain_fields("activity", &fields);
+        violations.extend(field_violations);
+        violations.into_result(()).map_err(Error::from)?;
+        // A missing time or author keeps the current one, also under a "*" mask.
+        fields.retain(|f| {
+            !(*f == "occur_time" && input.occur_time_missing
+                || *f == "entered_by" && input.entered_by_missing)
+        });
+        let updated = self
+            .state
+            .store
+            .update_activity(
+                &agent,
+                &id.unwrap_or_default(),
+                version,
+                &fields,
+                input.data,
+            )
+            .await?;
+        Ok(Response::new(to_pb(updated)))
+    }
+
+    async fn delete_activity(
+        &self,
+        request: Request<pb::DeleteActivityRequest>,
+    ) -> Result<Response<()>, Status> {
+        let agent = acting_agent(&request)?;
+        let message = request.into_inner();
+        let mut violations = Violations::new();
+        let id = ids::check_id(&mut violations, "id", &message.id);
+        check_version_given(&mut violations, "version", message.version);
+        violations.into_result(()).map_err(Error::from)?;
+        self.state
+            .store
+            .delete_activity(&agent, &id.unwrap_or_default(), message.version)
+            .await?;
+        Ok(Response::new(()))
+    }
+
+    async fn list_activities(
+        &self,
+        request: Request<pb::ListActivitiesRequest>,
+    ) -> Result<Response<pb::ListActivitiesResponse>, Status> {
+        let message = request.into_inner();
+        let mut violations = Violations::new();
+        let customer_id =
+            ids::check_optional_id(&mut violations, "customer_id", &message.customer_id);
+        let request_id = ids::check_optional_id(&mut violations, "request_id", &message.request_id);
+        if message.customer_id.is_empty() && message.request_id.is_empty() {
+            violations.push(
+                "customer_id",
+                reason::REQUIRED_FIELD,
+                "give customer_id or request_id (or both) to list activities",
+            );
+        }
+        let page = PageRequest::parse(
+            &mut violations,
+            message.page_size,
+            &message.page_token,
+            &[
+                "activities",
+                customer_id.as_deref().unwrap_or_default(),
+                request_id.as_deref().unwrap_or_default(),
+            ],
+        );
+        violations.into_result(()).map_err(Error::from)?;
+        let cursor = page.cursor.as_ref().filter(|c| c.time.is_some());
+        if page.cursor.is_some() && cursor.is_none() {
+            return Err(Error::invalid(
+                "page_token",
+                reason::INVALID_PAGE_TOKEN,
+                "not an activity page token",
+            )
+            .into());
+        }
+        let mut activities = self
+            .state
+            .store
+            .list_activities(
+                customer_id.as_deref(),
+                request_id.as_deref(),
+                cursor,
+                page.fetch(),
+            )
+            .await?;
+        let next_page_token = page.finish(&mut activities, |a| Cursor {
+            time: Some(a.data.occur_time),
+            id: a.id.clone(),
+        });
+        Ok(Response::new(pb::ListActivitiesResponse {
+            activities: activities.into_iter().map(to_pb).collect(),
+            next_page_token,
+        }))
+    }
+}

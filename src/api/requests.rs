@@ -1,0 +1,257 @@
+//! `RequestService`: requests (cases) and their comments.
+
+use tonic::{Request, Response, Status};
+
+use super::{ApiState, PageRequest, acting_agent, check_version_given, required};
+use crate::{
+    domain::{
+        Violations, ids,
+        mask::parse_update_mask,
+        page::Cursor,
+        reason,
+        request::{self, Comment, RequestData, RequestStatus},
+        tags, text,
+        time::to_timestamp,
+    },
+    error::Error,
+    pb::{self, request_service_server::RequestService},
+};
+
+pub struct RequestApi {
+    state: ApiState,
+}
+
+impl RequestApi {
+    pub fn new(state: ApiState) -> Self {
+        Self { state }
+    }
+}
+
+/// A status from the caller: `UNSPECIFIED` is `None`, an unknown number a violation.
+fn status(violations: &mut Violations, field: &str, value: i32) -> Option<RequestStatus> {
+    if value == 0 {
+        return None;
+    }
+    let status = RequestStatus::from_i32(value);
+    if status.is_none() {
+        violations.push(
+            field,
+            reason::INVALID_ENUM_VALUE,
+            format!("{value} is not a RequestStatus"),
+        );
+    }
+    status
+}
+
+/// Checks every caller-settable field of `r` (paths under `request.`) and converts it. A missing status is
+/// `None`.
+fn request_data(
+    violations: &mut Violations,
+    r: pb::Request,
+) -> (RequestData, Option<RequestStatus>) {
+    text::check_required_text(violations, "request.title", &r.title);
+    text::check_text(violations, "request.description", &r.description);
+    let status = status(violations, "request.status", r.status);
+    let data = RequestData {
+        tags: tags::normalize_tags(violations, "request.tags", &r.tags),
+        title: r.title,
+        description: r.description,
+        status: status.unwrap_or_default(),
+    };
+    (data, status)
+}
+
+pub(crate) fn to_pb(r: request::Request) -> pb::Request {
+    pb::Request {
+        id: r.id,
+        version: r.version,
+        customer_id: r.customer_id,
+        title: r.data.title,
+        description: r.data.description,
+        status: r.data.status.as_i32(),
+        tags: r.data.tags,
+        create_time: Some(to_timestamp(r.audit.create_time)),
+        update_time: Some(to_timestamp(r.audit.update_time)),
+        close_time: r.close_time.map(to_timestamp),
+        created_by: r.audit.created_by,
+        updated_by: r.audit.updated_by,
+    }
+}
+
+fn comment_to_pb(c: Comment) -> pb::Comment {
+    pb::Comment {
+        id: c.id,
+        request_id: c.request_id,
+        text: c.text,
+        author: c.author,
+        create_time: Some(to_timestamp(c.create_time)),
+    }
+}
+
+#[tonic::async_trait]
+impl RequestService for RequestApi {
+    async fn create_request(
+        &self,
+        request: Request<pb::CreateRequestRequest>,
+    ) -> Result<Response<pb::Request>, Status> {
+        let agent = acting_agent(&request)?;
+        let r = required(request.into_inner().request, "request")?;
+        let mut violations = Violations::new();
+        let customer_id = ids::check_id(&mut violations, "request.customer_id", &r.customer_id);
+        let (data, _) = request_data(&mut violations, r);
+        violations.into_result(()).map_err(Error::from)?;
+        let created = self
+            .state
+            .store
+            .create_request(&agent, &customer_id.unwrap_or_default(), data)
+            .await?;
+        Ok(Response::new(to_pb(created)))
+    }
+
+    async fn get_request(
+        &self,
+        request: Request<pb::GetRequestRequest>,
+    ) -> Result<Response<pb::Request>, Status> {
+        let mut violations = Violations::new();
+        let id = ids::check_id(&mut violations, "id", &request.get_ref().id);
+        violations.into_result(()).map_err(Error::from)?;
+        let found = self
+            .state
+            .store
+            .get_request(&id.unwrap_or_default())
+            .await?;
+        Ok(Response::new(to_pb(found)))
+    }
+
+    async fn update_request(
+        &self,
+        request: Request<pb::UpdateRequestRequest>,
+    ) -> Result<Response<pb::Request>, Status> {
+        let agent = acting_agent(&request)?;
+        let message = request.into_inner();
+        let r = required(message.request, "request")?;
+        let mut violations = Violations::new();
+        let id = ids::check_id(&mut violations, "request.id", &r.id);
+        check_version_given(&mut violations, "request.version", r.version);
+        let paths = message.update_mask.map(|m| m.paths).unwrap_or_default();
+        let mut fields = parse_update_mask(
+            &mut violations,
+            &paths,
+            request::MUTABLE_FIELDS,
+            request::IMMUTABLE_FIELDS,
+        );
+        let version = r.version;
+        let mut field_violations = Violations::new();
+        let (data, status) = request_data(&mut field_violations, r);
+        field_violations.retain_fields("request", &fields);
+        violations.extend(field_violations);
+        violations.into_result(()).map_err(Error::from)?;
+        if status.is_none() {
+            // UNSPECIFIED keeps the current status, also under a "*" mask.
+            fields.retain(|f| *f != "status");
+        }
+        let updated = self
+            .state
+            .store
+            .update_request(&agent, &id.unwrap_or_default(), version, &fields, data)
+            .await?;
+        Ok(Response::new(to_pb(updated)))
+    }
+
+    async fn delete_request(
+        &self,
+        request: Request<pb::DeleteRequestRequest>,
+    ) -> Result<Response<()>, Status> {
+        let agent = acting_agent(&request)?;
+        let message = request.into_inner();
+        let mut violations = Violations::new();
+        let id = ids::check_id(&mut violations, "id", &message.id);
+        check_version_given(&mut violations, "version", message.version);
+        violations.into_result(()).map_err(Error::from)?;
+        self.state
+            .store
+            .delete_request(&agent, &id.unwrap_or_default(), message.version)
+            .await?;
+        Ok(Response::new(()))
+    }
+
+    async fn list_requests(
+        &self,
+        request: Request<pb::ListRequestsRequest>,
+    ) -> Result<Response<pb::ListRequestsResponse>, Status> {
+        let message = request.into_inner();
+        let mut violations = Violations::new();
+        let customer_id =
+            ids::check_id(&mut violations, "customer_id", &message.customer_id).unwrap_or_default();
+        let status = status(&mut violations, "status", message.status);
+        let status_filter = message.status.to_string();
+        let page = PageRequest::parse(
+            &mut violations,
+            message.page_size,
+            &message.page_token,
+            &["requests", &customer_id, &status_filter],
+        );
+        violations.into_result(()).map_err(Error::from)?;
+        let mut requests = self
+            .state
+            .store
+            .list_requests(&customer_id, status, page.cursor.as_ref(), page.fetch())
+            .await?;
+        let next_page_token = page.finish(&mut requests, |r| Cursor {
+            time: None,
+            id: r.id.clone(),
+        });
+        Ok(Response::new(pb::ListRequestsResponse {
+            requests: requests.into_iter().map(to_pb).collect(),
+            next_page_token,
+        }))
+    }
+
+    async fn add_comment(
+        &self,
+        request: Request<pb::AddCommentRequest>,
+    ) -> Result<Response<pb::Comment>, Status> {
+        let agent = acting_agent(&request)?;
+        let message = request.into_inner();
+        let mut violations = Violations::new();
+        let request_id = ids::check_id(&mut violations, "request_id", &message.request_id);
+        text::check_required_text(&mut violations, "text", &message.text);
+        violations.into_result(()).map_err(Error::from)?;
+        let comment = self
+            .state
+            .store
+            .add_comment(&agent, &request_id.unwrap_or_default(), message.text)
+            .await?;
+        Ok(Response::new(comment_to_pb(comment)))
+    }
+
+    async fn list_comments(
+        &self,
+        request: Request<pb::ListCommentsRequest>,
+    ) -> Result<Response<pb::ListCommentsResponse>, Status> {
+        let message = request.into_inner();
+        let mut violations = Violations::new();
+        let request_id =
+            ids::check_id(&mut violations, "request_id", &message.request_id).unwrap_or_default();
+        let page = PageRequest::parse(
+            &mut violations,
+            message.page_size,
+            &message.page_token,
+            &["comments", &request_id],
+        );
+        violations.into_result(()).map_err(Error::from)?;
+        let mut comments = self
+            .state
+            .store
+            .list_comments(&request_id, page.cursor.as_ref(), page.fetch())
+            .await?;
+        let next_page_token = page.finish(&mut comments, |c| Cursor {
+            time: None,
+            id: c.id.clone(),
+        });
+        Ok(Response::new(pb::ListCommentsResponse {
+            comments: comments.into_iter().map(comment_to_pb).collect(),
+            next_page_token,
+        }))
+    }
+}

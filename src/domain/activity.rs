@@ -1,0 +1,69 @@
+//! Activities: one interaction each, the customer's journey.
+
+use serde::{Deserialize, Serialize};
+
+use super::{customer::Audit, time::Micros};
+
+/// Highest proto enum number of `Channel` and `Direction`.
+pub const MAX_CHANNEL: i32 = 8;
+pub const MAX_DIRECTION: i32 = 2;
+
+/// The fields of an activity a caller can set.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ActivityData {
+    pub customer_id: Option<String>,
+    pub request_id: Option<String>,
+    /// Proto `Channel` number (0 = not given).
+    pub channel: i32,
+    /// Proto `Direction` number (0 = not given).
+    pub direction: i32,
+    pub internal: bool,
+    pub topic: String,
+    pub notes: String,
+    pub tags: Vec<String>,
+    pub occur_time: Micros,
+    pub follow_up_time: Option<Micros>,
+    pub entered_by: String,
+    pub contact_name: String,
+    pub contact_phone: String,
+    pub contact_email: String,
+    pub sales_contact: String,
+    pub salesperson: String,
+    pub reference: String,
+}
+
+pub const MUTABLE_FIELDS: &[&str] = &[
+    "customer_id",
+    "request_id",
+    "channel",
+    "direction",
+    "internal",
+    "topic",
+    "notes",
+    "tags",
+    "occur_time",
+    "follow_up_time",
+    "entered_by",
+    "contact_name",
+    "contact_phone",
+    "contact_email",
+    "sales_contact",
+    "salesperson",
+    "reference",
+];
+pub const OUTPUT_ONLY_FIELDS: &[&str] = &[
+    "id",
+    "version",
+    "create_time",
+    "update_time",
+    "created_by",
+    "updated_by",
+];
+
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Activity {
+    pub id: String,
+    pub version: i64,
+    pub data: ActivityData,
+    pub audit: Audit,
+}

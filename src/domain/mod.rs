@@ -1,0 +1,18 @@
+//! Plain types and rules of the domain: limits, tags, contact points, ids, times. No I/O.
+
+pub mod activity;
+pub mod attributes;
+pub mod change;
+pub mod contact;
+pub mod customer;
+pub mod fold;
+pub mod ids;
+pub mod mask;
+pub mod page;
+pub mod request;
+pub mod tags;
+pub mod text;
+pub mod time;
+pub mod violations;
+
+pub use violations::{Violation, Violations, reason};

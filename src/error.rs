@@ -1,0 +1,262 @@
+//! The crate's one error type and its single mapping to gRPC status codes with rich details.
+
+use std::time::Duration;
+
+use tonic::{Code, Status};
+use tonic_types::{ErrorDetails, StatusExt};
+
+use crate::domain::violations::Violations;
+
+/// `ErrorInfo.domain` of every error this service returns.
+pub const ERROR_DOMAIN: &str = "customer-context";
+
+pub type Result<T, E = Error> = std::result::Result<T, E>;
+
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    /// The input breaks one or more rules; nothing was written.
+    #[error("invalid argument: {0}")]
+    InvalidArgument(Violations),
+
+    #[error("{resource} {id} not found")]
+    NotFound { resource: &'static str, id: String },
+
+    /// A write was based on a stale version.
+    #[error("{resource} {id} was changed by {updated_by} (now version {current_version})")]
+    VersionMismatch {
+        resource: &'static str,
+        id: String,
+        current_version: i64,
+        updated_by: String,
+    },
+
+    /// The record is in a state that forbids the operation.
+    #[error("{message}")]
+    FailedPrecondition {
+        reason: &'static str,
+        message: String,
+    },
+
+    /// A unique value is taken by another record.
+    #[error("{message}")]
+    AlreadyExists {
+        reason: &'static str,
+        message: String,
+    },
+
+    /// A limit of the service is reached.
+    #[error("{message}")]
+    ResourceExhausted {
+        reason: &'static str,
+        message: String,
+        retry_after: Option<Duration>,
+    },
+
+    /// The database cannot be reached right now; the call may be retried.
+    #[error("database unavailable: {0}")]
+    Unavailable(String),
+
+    /// A fault of the service itself. The detail is logged, never sent to the caller.
+    #[error("internal error: {0}")]
+    Internal(String),
+}
+
+impl Error {
+    pub fn not_found(resource: &'static str, id: impl Into<String>) -> Self {
+        Error::NotFound {
+            resource,
+            id: id.into(),
+        }
+    }
+
+    pub fn invalid(
+        field: impl Into<String>,
+        reason: &'static str,
+        description: impl Into<String>,
+    ) -> Self {
+        Error::InvalidArgument(Violations::one(field, reason, description))
+    }
+
+    pub fn failed_precondition(reason: &'static str, message: impl Into<String>) -> Self {
+        Error::FailedPrecondition {
+            reason,
+            message: message.into(),
+        }
+    }
+
+    pub fn internal(detail: impl std::fmt::Display) -> Self {
+        Error::Internal(detail.to_string())
+    }
+
+    /// The gRPC code this error maps to.
+    pub fn code(&self) -> Code {
+        match self {
+            Error::InvalidArgument(_) => Code::InvalidArgument,
+            Error::NotFound { .. } => Code::NotFound,
+            Error::VersionMismatch { .. } => Code::Aborted,
+            Error::FailedPrecondition { .. } => Code::FailedPrecondition,
+            Error::AlreadyExists { .. } => Code::AlreadyExists,
+            Error::ResourceExhausted { .. } => Code::ResourceExhausted,
+            Error::Unavailable(_) => Code::Unavailable,
+            Error::Internal(_) => Code::Internal,
+        }
+    }
+}
+
+impl From<Violations> for Error {
+    fn from(violations: Violations) -> Self {
+        Error::InvalidArgument(violations)
+    }
+}
+
+impl From<sea_orm::DbErr> for Error {
+    fn from(err: sea_orm::DbErr) -> Self {
+        use sea_orm::{DbErr, RuntimeErr};
+        let unavailable = match &err {
+            DbErr::Conn(_) | DbErr::ConnectionAcquire(_) => true,
+            DbErr::Exec(RuntimeErr::SqlxError(e)) | DbErr::Query(RuntimeErr::SqlxError(e)) => {
+                matches!(
+                    e.as_ref(),
+                    sea_orm::sqlx::Error::Io(_)
+                        | sea_orm::sqlx::Error::PoolTimedOut
+                        | sea_orm::sqlx::Error::PoolClosed
+                        | sea_orm::sqlx::Error::Tls(_)
+                ) || is_transient_database_error(e.as_ref())
+            }
+            _ => false,
+        };
+        if unavailable {
+            Error::Unavailable(err.to_string())
+        } else {
+            Error::Internal(err.to_string())
+        }
+    }
+}
+
+/// Database errors that go away by themselves: a busy SQLite file, a PostgreSQL server shutting down,
+/// a statement timeout or a serialization failure.
+fn is_transient_database_error(err: &sea_orm::sqlx::Error) -> bool {
+    let sea_orm::sqlx::Error::Database(db) = err else {
+        return false;
+    };
+    let code = db.code().unwrap_or_default();
+    matches!(
+        code.as_ref(),
+        // SQLite: SQLITE_BUSY (5) and its extended codes, SQLITE_LOCKED (6).
+        "5" | "6" | "261" | "517" | "773"
+        // PostgreSQL: admin shutdown, crash shutdown, cannot connect now, statement timeout / query canceled,
+        // serialization failure, deadlock.
+        | "57P01" | "57P02" | "57P03" | "57014" | "40001" | "40P01"
+    ) || code.starts_with("08")
+}
+
+impl From<Error> for Status {
+    fn from(err: Error) -> Self {
+        let code = err.code();
+        let mut details = ErrorDetails::new();
+        let message = match &err {
+            Error::InvalidArgument(violations) => {
+                details.set_bad_request(
+                    violations
+                        .iter()
+                        .map(|v| {
+                            let mut fv = tonic_types::FieldViolation::new(
+                                v.field.clone(),
+                                v.description.clone(),
+                            );
+                            fv.reason = v.reason.to_owned();
+                            fv
+                        })
+                        .collect::<Vec<_>>(),
+                );
+                let first = violations
+                    .iter()
+                    .next()
+                    .map_or("INVALID_ARGUMENT", |v| v.reason);
+                let mut reasons: Vec<&str> = violations.iter().map(|v| v.reason).collect();
+                reasons.dedup();
+                details.set_error_info(
+                    first,
+                    ERROR_DOMAIN,
+                    [
+                        ("reasons".to_owned(), reasons.join(",")),
+                        (
+                            "fields".to_owned(),
+                            violations
+                                .iter()
+                                .map(|v| v.field.as_str())
+                                .collect::<Vec<_>>()
+                                .join(","),
+                        ),
+                    ],
+                );
+                match violations.len() {
+                    1 => format!("invalid argument: {violations}"),
+                    n => format!("{n} invalid fields: {violations}"),
+                }
+            }
+            Error::NotFound { resource, id } => {
+                details.set_error_info(
+                    "NOT_FOUND",
+                    ERROR_DOMAIN,
+                    [
+                        ("resource".to_owned(), (*resource).to_owned()),
+                        ("id".to_owned(), id.clone()),
+                    ],
+                );
+                details.set_resource_info(*resource, id.clone(), "", "no such record");
+                err.to_string()
+            }
+            Error::VersionMismatch {
+                resource,
+                id,
+                current_version,
+                updated_by,
+            } => {
+                details.set_error_info(
+                    "VERSION_MISMATCH",
+                    ERROR_DOMAIN,
+                    [
+                        ("resource".to_owned(), (*resource).to_owned()),
+                        ("id".to_owned(), id.clone()),
+                        ("current_version".to_owned(), current_version.to_string()),
+                        ("updated_by".to_owned(), updated_by.clone()),
+                    ],
+                );
+                format!("{err}; reload it and apply your change again")
+            }
+            Error::FailedPrecondition { reason, message } => {
+                details.set_error_info(*reason, ERROR_DOMAIN, []);
+                details.add_precondition_failure_violation(*reason, "", message.clone());
+                message.clone()
+            }
+            Error::AlreadyExists { reason, message } => {
+                details.set_error_info(*reason, ERROR_DOMAIN, []);
+                message.clone()
+            }
+            Error::ResourceExhausted {
+                reason,
+                message,
+                retry_after,
+            } => {
+                details.set_error_info(*reason, ERROR_DOMAIN, []);
+                if let Some(delay) = retry_after {
+                    details.set_retry_info(Some(*delay));
+                }
+                message.clone()
+            }
+            Error::Unavailable(detail) => {
+                tracing::warn!(error = %detail, "database unavailable");
+                details.set_error_info("DATABASE_UNAVAILABLE", ERROR_DOMAIN, []);
+                details.set_retry_info(Some(Duration::from_secs(1)));
+                "the database is unavailable; retry shortly".to_owned()
+            }
+            Error::Internal(detail) => {
+                tracing::error!(error = %detail, "internal error");
+                details.set_error_info("INTERNAL", ERROR_DOMAIN, []);
+                "internal error; the service logged the details".to_owned()
+            }
+        };
+        Status::with_error_details(code, message, details)
+    }
+}

@@ -1,0 +1,670 @@
+//! Assembles the running service: the public gRPC services, health, reflection, gRPC-web with CORS, the call
+//! log, and graceful shutdown with a bounded drain.
+//!
+//! Layers, outermost first: CORS (browser preflights never reach gRPC) → gRPC-web translation → call log (sees
+//! native gRPC responses, so the status is in the trailers) → router.
+
+use std::{
+    io,
+    net::SocketAddr,
+    pin::Pin,
+    task::{Context, Poll, ready},
+    time::Duration,
+};
+
+use anyhow::{Context as _, anyhow};
+use http::{HeaderName, HeaderValue, Method};
+use prost::Message as _;
+use tokio::{
+    net::{TcpListener, TcpStream},
+    sync::watch,
+    task::JoinHandle,
+    time::Sleep,
+};
+use tokio_stream::{Stream, wrappers::WatchStream};
+use tonic::{
+    Request, Response, Status,
+    service::RoutesBuilder,
+    transport::{Server, server::TcpIncoming},
+};
+use tonic_health::{
+    ServingStatus,
+    pb::{
+        HealthCheckRequest, HealthCheckResponse,
+        health_server::{Health, HealthServer},
+    },
+    server::{HealthReporter, HealthService},
+};
+use tower_http::cors::{AllowOrigin, CorsLayer};
+
+use crate::{
+    api::ApiState,
+    config::Settings,
+    store::{Store, redact},
+    telemetry::CallLogLayer,
+};
+
+/// HTTP/2 PING interval on idle connections, and how long to wait for the answer before closing.
+const KEEPALIVE_INTERVAL: Duration = Duration::from_secs(10);
+const KEEPALIVE_TIMEOUT: Duration = Duration::from_secs(10);
+/// How long closing the database may take after the drain.
+const STORE_CLOSE_TIMEOUT: Duration = Duration::from_secs(5);
+/// Pause after an accept error that is not about one connection (e.g. out of file descriptors).
+const ACCEPT_ERROR_BACKOFF: Duration = Duration::from_millis(100);
+
+/// Request headers a browser may send over gRPC-web.
+const CORS_ALLOW_HEADERS: [&str; 6] = [
+    "x-grpc-web",
+    "x-user-agent",
+    "grpc-timeout",
+    "content-type",
+    "authorization",
+    "x-agent-id",
+];
+/// Response headers a browser may read: the status of trailers-only responses.
+const CORS_EXPOSE_HEADERS: [&str; 3] = ["grpc-status", "grpc-message", "grpc-status-details-bin"];
+
+/// A service started by [`RunningServer::start`], serving in a background task.
+///
+/// Stop it with [`RunningServer::shutdown`]. Dropping it instead begins the same graceful shutdown without
+/// waiting for it and without closing the database.
+#[derive(Debug)]
+pub struct RunningServer {
+    local_addr: SocketAddr,
+    store: Store,
+    health: HealthReporter,
+    /// Names reported to the health service besides the overall "".
+    service_names: Vec<String>,
+    begin: watch::Sender<bool>,
+    shutdown: Shutdown,
+    grace: Duration,
+    task: JoinHandle<Result<(), tonic::transport::Error>>,
+}
+
+impl RunningServer {
+    /// Validates settings, connects the store, migrates, binds `settings.listen` (port 0 picks a free port) and
+    /// serves in a background task. Returns once the port is bound and accepting.
+    pub async fn start(settings: Settings) -> anyhow::Result<RunningServer> {
+        settings.validate()?;
+        let region = crate::domain::contact::parse_region(&settings.default_region)
+            .map_err(|e| anyhow!("--default-region: {e}"))?;
+        let cors = cors_layer(&settings.cors_origins)?;
+
+        let database = redact(&settings.database.database_url);
+        let store = Store::connect(&settings.database)
+            .await
+            .with_context(|| format!("cannot open the database {database}"))?;
+        if let Err(err) = store.migrate().await {
+            store.close().await;
+            return Err(anyhow!(err).context(format!("cannot migrate the database {database}")));
+        }
+        let listener = match TcpListener::bind(settings.listen).await {
+            Ok(listener) => listener,
+            Err(err) => {
+                store.close().await;
+                return Err(anyhow!(err).context(format!("cannot listen on {}", settings.listen)));
+            }
+        };
+        let local_addr = listener
+            .local_addr()
+            .context("cannot read the listening address")?;
+
+        let (begin, shutdown) = Shutdown::channel();
+        let service_names = public_service_names();
+        let health = HealthReporter::new();
+        for name in &service_names {
+            health
+                .set_service_status(name, ServingStatus::Serving)
+                .await;
+        }
+
+        let mut routes = RoutesBuilder::default();
+        routes
+            .add_service(HealthServer::new(HealthWithShutdown {
+                inner: HealthService::from_health_reporter(health.clone()),
+                shutdown: shutdown.clone(),
+            }))
+            .add_service(
+                reflection()
+                    .build_v1()
+                    .context("cannot build reflection v1")?,
+            )
+            .add_service(
+                reflection()
+                    .build_v1alpha()
+                    .context("cannot build reflection v1alpha")?,
+            );
+        crate::api::add_services(
+            &mut routes,
+            ApiState {
+                store: store.clone(),
+                region,
+            },
+        );
+
+        let mut server = Server::builder()
+            .tcp_nodelay(true)
+            .http2_keepalive_interval(Some(KEEPALIVE_INTERVAL))
+            .http2_keepalive_timeout(Some(KEEPALIVE_TIMEOUT))
+            .accept_http1(true)
+            .layer(cors)
+            .layer(tonic_web::GrpcWebLayer::new())
+            .layer(CallLogLayer);
+        let router = server.add_routes(routes.routes());
+        // `serve_with_incoming*` ignores the builder's TCP options, so the incoming stream sets them itself.
+        let incoming = AcceptBackoff::new(TcpIncoming::from(listener).with_nodelay(Some(true)));
+        let signal = shutdown.clone();
+        let task = tokio::spawn(async move {
+            router
+                .serve_with_incoming_shutdown(incoming, async move { signal.begun().await })
+                .await
+        });
+
+        Ok(RunningServer {
+            local_addr,
+            store,
+            health,
+            service_names,
+            begin,
+            shutdown,
+            grace: settings.shutdown_grace,
+            task,
+        })
+    }
+
+    /// The address the server listens on (with the real port when started on port 0).
+    pub fn local_addr(&self) -> SocketAddr {
+        self.local_addr
+    }
+
+    /// The signal long-running calls watch to learn that shutdown began; see [`Shutdown`].
+    pub fn shutdown_signal(&self) -> Shutdown {
+        self.shutdown.clone()
+    }
+
+    /// Graceful shutdown: reports NOT_SERVING, stops accepting connections, ends streams guarded by
+    /// [`Shutdown`], lets in-flight calls finish for at most `settings.shutdown_grace`, then closes the database.
+    pub async fn shutdown(mut self) -> anyhow::Result<()> {
+        self.begin_shutdown().await;
+        let result = match tokio::time::timeout(self.grace, &mut self.task).await {
+            Ok(Ok(Ok(()))) => {
+                tracing::debug!("all connections drained");
+                Ok(())
+            }
+            Ok(Ok(Err(err))) => Err(anyhow!(err).context("the server failed")),
+            Ok(Err(err)) => Err(anyhow!(err).context("the server task failed")),
+            Err(_) => {
+                tracing::warn!(
+                    grace = ?self.grace,
+                    "calls still running after the shutdown grace period; closing anyway"
+                );
+                self.task.abort();
+                Ok(())
+            }
+        };
+        if tokio::time::timeout(STORE_CLOSE_TIMEOUT, self.store.clone().close())
+            .await
+            .is_err()
+        {
+            tracing::warn!("the database did not close in time");
+        }
+        result
+    }
+
+    /// Marks every service NOT_SERVING and signals shutdown (stops accepting, drains connections).
+    async fn begin_shutdown(&self) {
+        self.health
+            .set_service_status("", ServingStatus::NotServing)
+            .await;
+        for name in &self.service_names {
+            self.health
+                .set_service_status(name, ServingStatus::NotServing)
+                .await;
+        }
+        self.begin.send_replace(true);
+    }
+}
+
+/// `customer-context serve`: starts the service, logs where it listens, waits for SIGINT or SIGTERM and shuts
+/// down gracefully. A second signal during the drain exits at once.
+pub async fn serve(settings: Settings) -> anyhow::Result<()> {
+    let mut signals = Signals::new().context("cannot listen for termination signals")?;
+    let database = redact(&settings.database.database_url);
+    let grace = settings.shutdown_grace;
+    let mut server = RunningServer::start(settings).await?;
+    let addr = server.local_addr();
+    tracing::info!(%addr, %database, "listening on {addr}");
+
+    tokio::select! {
+        signal = signals.recv() => {
+            tracing::info!("{signal} received; shutting down (waiting up to {grace:?} for calls in flight)");
+        }
+        stopped = &mut server.task => {
+            return match stopped {
+                Ok(Ok(())) => Err(anyhow!("the server stopped unexpectedly")),
+                Ok(Err(err)) => Err(anyhow!(err).context("the server failed")),
+                Err(err) => Err(anyhow!(err).context("the server task failed")),
+            };
+        }
+    }
+    tokio::select! {
+        result = server.shutdown() => {
+            result?;
+            tracing::info!("stopped");
+            Ok(())
+        }
+        signal = signals.recv() => {
+            tracing::warn!("{signal} received again; exiting without waiting for calls in flight");
+            Ok(())
+        }
+    }
+}
+
+/// Tells long-running calls (server streams, watches) that the server began shutting down, so they can end
+/// and let the drain finish instead of being cut off when the grace period runs out.
+///
+/// Cheap to clone. Get it from [`RunningServer::shutdown_signal`]; [`Shutdown::never`] (also `Default`) is a
+/// signal that never fires, for tools and tests that build services without a server. Dropping the
+/// [`RunningServer`] also counts as shutdown.
+///
+/// ```ignore
+/// // In a server-streaming handler: end the stream with UNAVAILABLE when shutdown begins.
+/// Ok(Response::new(state.shutdown.guard(ReceiverStream::new(rx))))
+/// // Or in a producer loop:
+/// tokio::select! { _ = shutdown.begun() => break, event = events.recv() => { /* ... */ } }
+/// ```
+#[derive(Clone, Debug, Default)]
+pub struct Shutdown {
+    signal: Option<watch::Receiver<bool>>,
+}
+
+impl Shutdown {
+    fn channel() -> (watch::Sender<bool>, Shutdown) {
+        let (sender, receiver) = watch::channel(false);
+        (
+            sender,
+            Shutdown {
+                signal: Some(receiver),
+            },
+        )
+    }
+
+    /// A signal that never fires.
+    pub fn never() -> Shutdown {
+        Shutdown { signal: None }
+    }
+
+    /// Whether shutdown has begun.
+    pub fn has_begun(&self) -> bool {
+        self.signal
+            .as_ref()
+            .is_some_and(|signal| *signal.borrow() || signal.has_changed().is_err())
+    }
+
+    /// Completes when shutdown begins (at once if it already has).
+    pub async fn begun(&self) {
+        match &self.signal {
+            Some(signal) => {
+                // An error means the server is gone, which is shutdown too.
+                let _ = signal.clone().wait_for(|begun| *begun).await;
+            }
+            None => std::future::pending().await,
+        }
+    }
+
+    /// Wraps a response stream so it ends when shutdown begins: one item already available is still delivered,
+    /// then the stream ends with `UNAVAILABLE` ("reconnect"), which gRPC clients treat as retryable.
+    pub fn guard<S, T>(&self, stream: S) -> UntilShutdown<S>
+    where
+        S: Stream<Item = Result<T, Status>>,
+    {
+        UntilShutdown {
+            inner: stream,
+            signal: self.signal.clone().map(WatchStream::new),
+            state: GuardState::Running,
+        }
+    }
+}
+
+pin_project_lite::pin_project! {
+    /// A response stream that ends when the server shuts down; made by [`Shutdown::guard`].
+    pub struct UntilShutdown<S> {
+        #[pin]
+        inner: S,
+        signal: Option<WatchStream<bool>>,
+        state: GuardState,
+    }
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum GuardState {
+    Running,
+    /// Shutdown began: deliver at most one more ready item.
+    Ending,
+    /// One last item was delivered; the UNAVAILABLE status follows.
+    Closing,
+    Done,
+}
+
+fn shutting_down() -> Status {
+    Status::unavailable("the server is shutting down; reconnect and try again")
+}
+
+impl<S, T> Stream for UntilShutdown<S>
+where
+    S: Stream<Item = Result<T, Status>>,
+{
+    type Item = Result<T, Status>;
+
+    fn poll_next(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Self::Item>> {
+        let mut this = self.project();
+        loop {
+            match *this.state {
+                GuardState::Running => {
+                    if let Some(signal) = this.signal.as_mut() {
+                        let begun = loop {
+                            match Pin::new(&mut *signal).poll_next(cx) {
+                                Poll::Ready(Some(false)) => continue,
+                                Poll::Ready(Some(true) | None) => break true,
+                                Poll::Pending => break false,
+                            }
+                        };
+                        if begun {
+                            *this.signal = None;
+                            *this.state = GuardState::Ending;
+                            continue;
+                        }
+                    }
+                    let item = ready!(this.inner.as_mut().poll_next(cx));
+                    if item.is_none() {
+                        *this.state = GuardState::Done;
+                    }
+                    return Poll::Ready(item);
+                }
+                GuardState::Ending => {
+                    return match this.inner.as_mut().poll_next(cx) {
+                        Poll::Ready(Some(item)) => {
+                            *this.state = GuardState::Closing;
+                            Poll::Ready(Some(item))
+                        }
+                        Poll::Ready(None) => {
+                            *this.state = GuardState::Done;
+                            Poll::Ready(None)
+                        }
+                        Poll::Pending => {
+                            *this.state = GuardState::Done;
+                            Poll::Ready(Some(Err(shutting_down())))
+                        }
+                    };
+                }
+                GuardState::Closing => {
+                    *this.state = GuardState::Done;
+                    return Poll::Ready(Some(Err(shutting_down())));
+                }
+                GuardState::Done => return Poll::Ready(None),
+            }
+        }
+    }
+}
+
+/// tonic-health's service, with `Watch` streams that end at shutdown (after reporting NOT_SERVING) so health
+/// watchers do not hold the drain open.
+struct HealthWithShutdown {
+    inner: HealthService,
+    shutdown: Shutdown,
+}
+
+#[tonic::async_trait]
+impl Health for HealthWithShutdown {
+    async fn check(
+        &self,
+        request: Request<HealthCheckRequest>,
+    ) -> Result<Response<HealthCheckResponse>, Status> {
+        self.inner.check(request).await
+    }
+
+    type WatchStream = UntilShutdown<tonic_health::server::WatchStream>;
+
+    async fn watch(
+        &self,
+        request: Request<HealthCheckRequest>,
+    ) -> Result<Response<Self::WatchStream>, Status> {
+        let response = self.inner.watch(request).await?;
+        Ok(response.map(|stream| self.shutdown.guard(stream)))
+    }
+}
+
+/// Fully qualified names of the public services (every service of a `customer_context.*` package), read from the
+/// descriptor set so new services are reported to health without a change here.
+fn public_service_names() -> Vec<String> {
+    let Ok(set) = prost_types::FileDescriptorSet::decode(crate::pb::FILE_DESCRIPTOR_SET) else {
+        return Vec::new();
+    };
+    let mut names: Vec<String> = set
+        .file
+        .iter()
+        .filter(|file| file.package().starts_with("customer_context."))
+        .flat_map(|file| {
+            file.service
+                .iter()
+                .map(move |service| format!("{}.{}", file.package(), service.name()))
+        })
+        .collect();
+    names.sort();
+    names.dedup();
+    names
+}
+
+/// Reflection over the public protos and the health service (the reflection builders add their own protos).
+fn reflection() -> tonic_reflection::server::Builder<'static> {
+    tonic_reflection::server::Builder::configure()
+        .register_encoded_file_descriptor_set(crate::pb::FILE_DESCRIPTOR_SET)
+        .register_encoded_file_descriptor_set(tonic_health::pb::FILE_DESCRIPTOR_SET)
+}
+
+/// CORS for gRPC-web: the configured origins (any when none are configured), the gRPC-web request headers, and
+/// the status headers exposed to scripts.
+fn cors_layer(origins: &[String]) -> anyhow::Result<CorsLayer> {
+    let allow_origin = if origins.is_empty() || origins.iter().any(|origin| origin.trim() == "*") {
+        AllowOrigin::any()
+    } else {
+        let origins = origins
+            .iter()
+            .map(|origin| {
+                HeaderValue::from_str(origin.trim())
+                    .map_err(|_| anyhow!("--cors-origins: {origin:?} is not a valid origin"))
+            })
+            .collect::<anyhow::Result<Vec<_>>>()?;
+        AllowOrigin::list(origins)
+    };
+    Ok(CorsLayer::new()
+        .allow_origin(allow_origin)
+        .allow_methods([Method::POST])
+        .allow_headers(CORS_ALLOW_HEADERS.map(HeaderName::from_static))
+        .expose_headers(CORS_EXPOSE_HEADERS.map(HeaderName::from_static))
+        .max_age(Duration::from_secs(24 * 60 * 60)))
+}
+
+/// Accepted connections, skipping failed accepts: errors about one connection are dropped, others (such as
+/// running out of file descriptors) are logged and followed by a short pause instead of a busy loop.
+struct AcceptBackoff {
+    incoming: TcpIncoming,
+    pause: Option<Pin<Box<Sleep>>>,
+}
+
+impl AcceptBackoff {
+    fn new(incoming: TcpIncoming) -> Self {
+        AcceptBackoff {
+            incoming,
+            pause: None,
+        }
+    }
+}
+
+impl Stream for AcceptBackoff {
+    type Item = io::Result<TcpStream>;
+
+    fn poll_next(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Self::Item>> {
+        let this = self.get_mut();
+        loop {
+            if let Some(pause) = this.pause.as_mut() {
+                ready!(pause.as_mut().poll(cx));
+                this.pause = None;
+            }
+            match ready!(Pin::new(&mut this.incoming).poll_next(cx)) {
+                Some(Ok(stream)) => return Poll::Ready(Some(Ok(stream))),
+                Some(Err(err)) if is_connection_error(&err) => continue,
+                Some(Err(err)) => {
+                    tracing::warn!(error = %err, "cannot accept connections; retrying");
+                    this.pause = Some(Box::pin(tokio::time::sleep(ACCEPT_ERROR_BACKOFF)));
+                }
+                None => return Poll::Ready(None),
+            }
+        }
+    }
+}
+
+fn is_connection_error(err: &io::Error) -> bool {
+    matches!(
+        err.kind(),
+        io::ErrorKind::ConnectionRefused
+            | io::ErrorKind::ConnectionAborted
+            | io::ErrorKind::ConnectionReset
+    )
+}
+
+/// SIGINT and SIGTERM (Ctrl-C elsewhere), registered up front so none is missed.
+struct Signals {
+    #[cfg(unix)]
+    interrupt: tokio::signal::unix::Signal,
+    #[cfg(unix)]
+    terminate: tokio::signal::unix::Signal,
+}
+
+impl Signals {
+    fn new() -> io::Result<Self> {
+        #[cfg(unix)]
+        {
+            use tokio::signal::unix::{SignalKind, signal};
+            Ok(Signals {
+                interrupt: signal(SignalKind::interrupt())?,
+                terminate: signal(SignalKind::terminate())?,
+            })
+        }
+        #[cfg(not(unix))]
+        {
+            Ok(Signals {})
+        }
+    }
+
+    /// Waits for the next signal and names it.
+    async fn recv(&mut self) -> &'static str {
+        #[cfg(unix)]
+        {
+            tokio::select! {
+                _ = self.interrupt.recv() => "SIGINT",
+                _ = self.terminate.recv() => "SIGTERM",
+            }
+        }
+        #[cfg(not(unix))]
+        {
+            match tokio::signal::ctrl_c().await {
+                Ok(()) => "Ctrl-C",
+                Err(_) => std::future::pending().await,
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::{future::Future, task::Waker};
+
+    use tokio_stream::StreamExt as _;
+
+    use super::*;
+
+    #[test]
+    fn public_services_come_from_the_descriptor_set() {
+        let names = public_service_names();
+        for expected in [
+            "customer_context.v1.ActivityService",
+            "customer_context.v1.CustomerService",
+            "customer_context.v1.RequestService",
+        ] {
+            assert!(
+                names.iter().any(|name| name == expected),
+                "{expected} missing from {names:?}"
+            );
+        }
+    }
+
+    #[test]
+    fn reflection_builds_with_health_included() {
+        reflection().build_v1().unwrap();
+        reflection().build_v1alpha().unwrap();
+    }
+
+    #[test]
+    fn cors_accepts_any_or_listed_origins_and_refuses_garbage() {
+        assert!(cors_layer(&[]).is_ok());
+        assert!(cors_layer(&["*".to_owned()]).is_ok());
+        assert!(cors_layer(&["https://agent.example.com".to_owned()]).is_ok());
+        assert!(cors_layer(&["bad\norigin".to_owned()]).is_err());
+    }
+
+    #[tokio::test]
+    async fn guarded_stream_ends_with_unavailable_when_shutdown_begins() {
+        let (begin, shutdown) = Shutdown::channel();
+        let (tx, rx) = tokio::sync::mpsc::channel::<Result<u32, Status>>(4);
+        let mut stream =
+            std::pin::pin!(shutdown.guard(tokio_stream::wrappers::ReceiverStream::new(rx)));
+
+        tx.send(Ok(1)).await.unwrap();
+        assert_eq!(stream.next().await.unwrap().unwrap(), 1);
+        assert!(!shutdown.has_begun());
+
+        // The item sent just before shutdown still arrives, then UNAVAILABLE, then the end.
+        tx.send(Ok(2)).await.unwrap();
+        begin.send_replace(true);
+        assert!(shutdown.has_begun());
+        assert_eq!(stream.next().await.unwrap().unwrap(), 2);
+        let status = stream.next().await.unwrap().unwrap_err();
+        assert_eq!(status.code(), tonic::Code::Unavailable);
+        assert!(stream.next().await.is_none());
+        // Nothing more is read from the source after the end.
+        tx.send(Ok(3)).await.unwrap();
+        assert!(stream.next().await.is_none());
+    }
+
+    #[tokio::test]
+    async fn guarded_stream_wakes_on_shutdown_while_idle() {
+        let (begin, shutdown) = Shutdown::channel();
+        let (_tx, rx) = tokio::sync::mpsc::channel::<Result<u32, Status>>(1);
+        let mut stream = shutdown.guard(tokio_stream::wrappers::ReceiverStream::new(rx));
+        let waiter = tokio::spawn(async move { stream.next().await });
+        tokio::task::yield_now().await;
+        begin.send_replace(true);
+        let first = tokio::time::timeout(Duration::from_secs(5), waiter)
+            .await
+            .unwrap()
+            .unwrap();
+        assert_eq!(first.unwrap().unwrap_err().code(), tonic::Code::Unavailable);
+    }
+
+    #[tokio::test]
+    async fn dropping_the_sender_counts_as_shutdown_and_never_never_fires() {
+        let (begin, shutdown) = Shutdown::channel();
+        drop(begin);
+        assert!(shutdown.has_begun());
+        tokio::time::timeout(Duration::from_secs(5), shutdown.begun())
+            .await
+            .unwrap();
+
+        let never = Shutdown::never();
+        assert!(!never.has_begun());
+        let mut begun = std::pin::pin!(never.begun());
+        let mut cx = Context::from_waker(Waker::noop());
+        assert!(begun.as_mut().poll(&mut cx).is_pending());
+    }
+}

@@ -1,0 +1,328 @@
+//! Activity repository: the customer's journey.
+
+use sea_orm::{
+    ActiveValue::Set, ColumnTrait, Condition, ConnectionTrait, EntityTrait, QueryFilter,
+    QueryOrder, QuerySelect,
+};
+
+use super::{
+    Store, change_log, check_version, customers, decode_json, encode_json, entity::activities,
+    requests,
+};
+use crate::{
+    domain::{
+        activity::{Activity, ActivityData},
+        change::{ChangeKind, NewChange, ResourceKind},
+        customer::Audit,
+        ids::new_id,
+        mask,
+        page::Cursor,
+        reason,
+        time::now_micros,
+        violations::Violations,
+    },
+    error::{Error, Result},
+};
+
+const RESOURCE: &str = "activity";
+
+fn to_active(activity: &Activity) -> Result<activities::ActiveModel> {
+    let d = &activity.data;
+    Ok(activities::ActiveModel {
+        id: Set(activity.id.clone()),
+        version: Set(activity.version),
+        customer_id: Set(d.customer_id.clone()),
+        request_id: Set(d.request_id.clone()),
+        channel: Set(d.channel),
+        direction: Set(d.direction),
+        internal: Set(d.internal),
+        topic: Set(d.topic.clone()),
+        notes: Set(d.notes.clone()),
+        tags: Set(encode_json(&d.tags)?),
+        occur_time: Set(d.occur_time),
+        follow_up_time: Set(d.follow_up_time),
+        entered_by: Set(d.entered_by.clone()),
+        contact_name: Set(d.contact_name.clone()),
+        contact_phone: Set(d.contact_phone.clone()),
+        contact_email: Set(d.contact_email.clone()),
+        sales_contact: Set(d.sales_contact.clone()),
+        salesperson: Set(d.salesperson.clone()),
+        reference: Set(d.reference.clone()),
+        create_time: Set(activity.audit.create_time),
+        update_time: Set(activity.audit.update_time),
+        created_by: Set(activity.audit.created_by.clone()),
+        updated_by: Set(activity.audit.updated_by.clone()),
+    })
+}
+
+pub(super) fn from_model(m: activities::Model) -> Result<Activity> {
+    Ok(Activity {
+        id: m.id,
+        version: m.version,
+        data: ActivityData {
+            customer_id: m.customer_id,
+            request_id: m.request_id,
+            channel: m.channel,
+            direction: m.direction,
+            internal: m.internal,
+            topic: m.topic,
+            notes: m.notes,
+            tags: decode_json(&m.tags)?,
+            occur_time: m.occur_time,
+            follow_up_time: m.follow_up_time,
+            entered_by: m.entered_by,
+            contact_name: m.contact_name,
+            contact_phone: m.contact_phone,
+            contact_email: m.contact_email,
+            sales_contact: m.sales_contact,
+            salesperson: m.salesperson,
+            reference: m.reference,
+        },
+        audit: Audit {
+            create_time: m.create_time,
+            update_time: m.update_time,
+            created_by: m.created_by,
+            updated_by: m.updated_by,
+        },
+    })
+}
+
+async fn find(db: &impl ConnectionTrait, id: &str) -> Result<Activity> {
+    let model = activities::Entity::find_by_id(id.to_owned())
+        .one(db)
+        .await?
+        .ok_or_else(|| Error::not_found(RESOURCE, id))?;
+    from_model(model)
+}
+
+/// Checks the activity's links: the request exists and is not cancelled, the customer is taken from the request
+/// when missing and must match it otherwise, and the customer exists.
+async fn resolve_links(
+    db: &impl ConnectionTrait,
+    data: &mut ActivityData,
+    check_request: bool,
+) -> Result<()> {
+    if let Some(request_id) = data.request_id.as_deref() {
+        let request = requests::find(db, request_id).await?;
+        if check_request && request.data.status.is_final() {
+            return Err(Error::failed_precondition(
+                "REQUEST_CANCELLED",
+                format!(
+                    "request {request_id} is cancelled; activities can no longer be linked to it"
+                ),
+            ));
+        }
+        match data.customer_id.as_deref() {
+            None => data.customer_id = Some(request.customer_id),
+            Some(customer_id) if customer_id != request.customer_id => {
+                return Err(Violations::one(
+                    "activity.customer_id",
+                    reason::CUSTOMER_MISMATCH,
+                    format!(
+                        "request {request_id} belongs to customer {}, not {customer_id}",
+                        request.customer_id
+                    ),
+                )
+                .into());
+            }
+            Some(_) => {}
+        }
+    }
+    if let Some(customer_id) = data.customer_id.as_deref() {
+        customers::find(db, customer_id).await?;
+    }
+    Ok(())
+}
+
+impl Store {
+    pub async fn create_activity(&self, agent: &str, mut data: ActivityData) -> Result<Activity> {
+        let txn = self.begin_write().await?;
+        resolve_links(&txn, &mut data, true).await?;
+        let now = now_micros();
+        let activity = Activity {
+            id: new_id(),
+            version: 1,
+            audit: Audit {
+                create_time: now,
+                update_time: now,
+                created_by: agent.to_owned(),
+                updated_by: agent.to_owned(),
+            },
+            data,
+        };
+        activities::Entity::insert(to_active(&activity)?)
+            .exec_without_returning(&txn)
+            .await?;
+        change_log::append(
+            &txn,
+            NewChange {
+                resource: ResourceKind::Activity,
+                resource_id: activity.id.clone(),
+                version: 1,
+                kind: ChangeKind::Created,
+                agent: agent.to_owned(),
+                fields: mask::all_fields(&activity.data),
+                parent_id: activity.data.customer_id.clone(),
+                internal: activity.data.internal,
+                time: now,
+            },
+        )
+        .await?;
+        self.commit(txn).await?;
+        Ok(activity)
+    }
+
+    pub async fn get_activity(&self, id: &str) -> Result<Activity> {
+        find(&self.read, id).await
+    }
+
+    pub async fn update_activity(
+        &self,
+        agent: &str,
+        id: &str,
+        expected_version: i64,
+        fields: &[&str],
+        new: ActivityData,
+    ) -> Result<Activity> {
+        let txn = self.begin_write().await?;
+        let current = find(&txn, id).await?;
+        check_version(
+            RESOURCE,
+            &current.id,
+            expected_version,
+            current.version,
+            &current.audit.updated_by,
+        )?;
+        let mut data = mask::apply(&current.data, &new, fields).map_err(Error::internal)?;
+        if data.request_id != current.data.request_id
+            || data.customer_id != current.data.customer_id
+        {
+            let request_changed = data.request_id != current.data.request_id;
+            resolve_links(&txn, &mut data, request_changed).await?;
+        }
+        let changes = mask::diff(&current.data, &data);
+        if changes.is_empty() {
+            return Ok(current);
+        }
+        let now = now_micros();
+        let updated = Activity {
+            id: current.id.clone(),
+            version: current.version + 1,
+            audit: Audit {
+                update_time: now,
+                updated_by: agent.to_owned(),
+                ..current.audit.clone()
+            },
+            data,
+        };
+        activities::Entity::update_many()
+            .set(to_active(&updated)?)
+            .filter(activities::Column::Id.eq(id))
+            .filter(activities::Column::Version.eq(current.version))
+            .exec(&txn)
+            .await?;
+        change_log::append(
+            &txn,
+            NewChange {
+                resource: ResourceKind::Activity,
+                resource_id: updated.id.clone(),
+                version: updated.version,
+                kind: ChangeKind::Updated,
+                agent: agent.to_owned(),
+                fields: changes,
+                // Watchers of the customer it left learn of the move too: the log names the old customer when
+                // the new one is empty.
+                parent_id: updated
+                    .data
+                    .customer_id
+                    .clone()
+                    .or(current.data.customer_id.clone()),
+                internal: updated.data.internal,
+                time: now,
+            },
+        )
+        .await?;
+        self.commit(txn).await?;
+        Ok(updated)
+    }
+
+    /// Deletes the activity whatever its state.
+    pub async fn delete_activity(
+        &self,
+        agent: &str,
+        id: &str,
+        expected_version: i64,
+    ) -> Result<()> {
+        let txn = self.begin_write().await?;
+        let current = find(&txn, id).await?;
+        check_version(
+            RESOURCE,
+            &current.id,
+            expected_version,
+            current.version,
+            &current.audit.updated_by,
+        )?;
+        activities::Entity::delete_by_id(id.to_owned())
+            .exec(&txn)
+            .await?;
+        change_log::append(
+            &txn,
+            NewChange {
+                resource: ResourceKind::Activity,
+                resource_id: id.to_owned(),
+                version: current.version,
+                kind: ChangeKind::Deleted,
+                agent: agent.to_owned(),
+                fields: Vec::new(),
+                parent_id: current.data.customer_id,
+                internal: current.data.internal,
+                time: now_micros(),
+            },
+        )
+        .await?;
+        self.commit(txn).await
+    }
+
+    /// Activities of a customer and/or a request, newest `occur_time` first. Named parents must exist.
+    pub async fn list_activities(
+        &self,
+        customer_id: Option<&str>,
+        request_id: Option<&str>,
+        cursor: Option<&Cursor>,
+        limit: u64,
+    ) -> Result<Vec<Activity>> {
+        let mut query = activities::Entity::find();
+        if let Some(customer_id) = customer_id {
+            customers::find(&self.read, customer_id).await?;
+            query = query.filter(activities::Column::CustomerId.eq(customer_id));
+        }
+        if let Some(request_id) = request_id {
+            requests::find(&self.read, request_id).await?;
+            query = query.filter(activities::Column::RequestId.eq(request_id));
+        }
+        if let Some(Cursor {
+            time: Some(time),
+            id,
+        }) = cursor
+        {
+            query = query.filter(
+                Condition::any()
+                    .add(activities::Column::OccurTime.lt(*time))
+                    .add(
+                        Condition::all()
+                            .add(activities::Column::OccurTime.eq(*time))
+                            .add(activities::Column::Id.lt(id.as_str())),
+                    ),
+            );
+        }
+        query
+            .order_by_desc(activities::Column::OccurTime)
+            .order_by_desc(activities::Column::Id)
+            .limit(limit)
+            .all(&self.read)
+            .await?
+            .into_iter()
+            .map(from_model)
+            .collect()
+    }
+}

@@ -1,0 +1,468 @@
+//! Customer repository: profiles and their contact-point lookup keys.
+
+use std::collections::BTreeMap;
+
+use sea_orm::{
+    ActiveValue::Set,
+    ColumnTrait, ConnectionTrait, EntityTrait, QueryFilter, QueryOrder, QuerySelect,
+    sea_query::{Expr, ExprTrait, Query},
+};
+
+use super::{
+    Store, change_log, check_version, decode_json, encode_json,
+    entity::{activities, comments, contact_keys, customers, requests},
+};
+use crate::{
+    domain::{
+        change::{ChangeKind, NewChange, ResourceKind},
+        contact::{ContactKind, ContactPoint, match_key},
+        customer::{Audit, Customer, CustomerData, contact_points_json},
+        ids::new_id,
+        mask::{self, FieldChange},
+        page::Cursor,
+        time::now_micros,
+    },
+    error::{Error, Result},
+};
+
+const RESOURCE: &str = "customer";
+
+/// Which index a lookup uses.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum LookupKey {
+    Phone,
+    Email,
+    /// Chat, social and external handles.
+    Handle,
+    CustomerNumber,
+}
+
+/// Most customers one lookup returns (several people may share a phone).
+pub const MAX_LOOKUP_RESULTS: u64 = 100;
+
+fn lookup_class(kind: ContactKind) -> &'static str {
+    match kind {
+        ContactKind::Phone => "phone",
+        ContactKind::Email => "email",
+        ContactKind::Chat | ContactKind::Social | ContactKind::External => "handle",
+    }
+}
+
+fn search_text(data: &CustomerData) -> String {
+    // Leading and trailing spaces let a word prefix match as ` word`.
+    format!(" {} ", data.search_words().join(" "))
+}
+
+fn to_active(
+    id: &str,
+    version: i64,
+    data: &CustomerData,
+    audit: &Audit,
+) -> Result<customers::ActiveModel> {
+    Ok(customers::ActiveModel {
+        id: Set(id.to_owned()),
+        version: Set(version),
+        first_name: Set(data.first_name.clone()),
+        last_name: Set(data.last_name.clone()),
+        company: Set(data.company.clone()),
+        gender: Set(data.gender.clone()),
+        customer_number: Set(Some(data.customer_number.clone()).filter(|n| !n.is_empty())),
+        contact_points: Set(contact_points_json::encode(&data.contact_points)),
+        notes: Set(data.notes.clone()),
+        tags: Set(encode_json(&data.tags)?),
+        credit_hold: Set(data.credit_hold),
+        attributes: Set(encode_json(&data.attributes)?),
+        search_text: Set(search_text(data)),
+        create_time: Set(audit.create_time),
+        update_time: Set(audit.update_time),
+        created_by: Set(audit.created_by.clone()),
+        updated_by: Set(audit.updated_by.clone()),
+    })
+}
+
+pub(super) fn from_model(model: customers::Model) -> Result<Customer> {
+    let contact_points = contact_points_json::decode(&model.contact_points).map_err(|e| {
+        Error::internal(format!(
+            "customer {}: corrupt contact points: {e}",
+            model.id
+        ))
+    })?;
+    let attributes: BTreeMap<String, String> = decode_json(&model.attributes)?;
+    Ok(Customer {
+        id: model.id,
+        version: model.version,
+        data: CustomerData {
+            first_name: model.first_name,
+            last_name: model.last_name,
+            company: model.company,
+            gender: model.gender,
+            customer_number: model.customer_number.unwrap_or_default(),
+            contact_points,
+            notes: model.notes,
+            tags: decode_json(&model.tags)?,
+            credit_hold: model.credit_hold,
+            attributes,
+        },
+        audit: Audit {
+            create_time: model.create_time,
+            update_time: model.update_time,
+            created_by: model.created_by,
+            updated_by: model.updated_by,
+        },
+    })
+}
+
+async fn write_contact_keys(
+    db: &impl ConnectionTrait,
+    customer_id: &str,
+    points: &[ContactPoint],
+) -> Result<()> {
+    contact_keys::Entity::delete_many()
+        .filter(contact_keys::Column::CustomerId.eq(customer_id))
+        .exec(db)
+        .await?;
+    if points.is_empty() {
+        return Ok(());
+    }
+    let rows = points
+        .iter()
+        .enumerate()
+        .map(|(position, point)| contact_keys::ActiveModel {
+            customer_id: Set(customer_id.to_owned()),
+            position: Set(position as i32),
+            kind: Set(lookup_class(point.kind).to_owned()),
+            match_key: Set(match_key(point.kind, &point.value)),
+        });
+    contact_keys::Entity::insert_many(rows).exec(db).await?;
+    Ok(())
+}
+
+/// Refuses a customer number that another customer already has.
+async fn check_customer_number_free(
+    db: &impl ConnectionTrait,
+    number: &str,
+    own_id: &str,
+) -> Result<()> {
+    if number.is_empty() {
+        return Ok(());
+    }
+    let holder = customers::Entity::find()
+        .select_only()
+        .column(customers::Column::Id)
+        .filter(customers::Column::CustomerNumber.eq(number))
+        .into_tuple::<String>()
+        .one(db)
+        .await?;
+    match holder {
+        Some(holder) if holder != own_id => Err(Error::AlreadyExists {
+            reason: "CUSTOMER_NUMBER_TAKEN",
+            message: format!("customer number {number:?} already belongs to customer {holder}"),
+        }),
+        _ => Ok(()),
+    }
+}
+
+pub(super) async fn find(db: &impl ConnectionTrait, id: &str) -> Result<Customer> {
+    let model = customers::Entity::find_by_id(id.to_owned())
+        .one(db)
+        .await?
+        .ok_or_else(|| Error::not_found(RESOURCE, id))?;
+    from_model(model)
+}
+
+impl Store {
+    pub async fn create_customer(&self, agent: &str, data: CustomerData) -> Result<Customer> {
+        let now = now_micros();
+        let customer = Customer {
+            id: new_id(),
+            version: 1,
+            audit: Audit {
+                create_time: now,
+                update_time: now,
+                created_by: agent.to_owned(),
+                updated_by: agent.to_owned(),
+            },
+            data,
+        };
+        let txn = self.begin_write().await?;
+        check_customer_number_free(&txn, &customer.data.customer_number, &customer.id).await?;
+        customers::Entity::insert(to_active(&customer.id, 1, &customer.data, &customer.audit)?)
+            .exec_without_returning(&txn)
+            .await?;
+        write_contact_keys(&txn, &customer.id, &customer.data.contact_points).await?;
+        change_log::append(
+            &txn,
+            NewChange {
+                resource: ResourceKind::Customer,
+                resource_id: customer.id.clone(),
+                version: 1,
+                kind: ChangeKind::Created,
+                agent: agent.to_owned(),
+                fields: mask::all_fields(&customer.data),
+                parent_id: None,
+                internal: false,
+                time: now,
+            },
+        )
+        .await?;
+        self.commit(txn).await?;
+        Ok(customer)
+    }
+
+    pub async fn get_customer(&self, id: &str) -> Result<Customer> {
+        find(&self.read, id).await
+    }
+
+    /// Applies `fields` of `new` to the customer if it is still at `expected_version`. A change that alters
+    /// nothing returns the customer unchanged, at the same version.
+    pub async fn update_customer(
+        &self,
+        agent: &str,
+        id: &str,
+        expected_version: i64,
+        fields: &[&str],
+        new: CustomerData,
+    ) -> Result<Customer> {
+        let txn = self.begin_write().await?;
+        let current = find(&txn, id).await?;
+        check_version(
+            RESOURCE,
+            &current.id,
+            expected_version,
+            current.version,
+            &current.audit.updated_by,
+        )?;
+        let data = mask::apply(&current.data, &new, fields).map_err(Error::internal)?;
+        let changes: Vec<FieldChange> = mask::diff(&current.data, &data);
+        if changes.is_empty() {
+            return Ok(current);
+        }
+        if data.customer_number != current.data.customer_number {
+            check_customer_number_free(&txn, &data.customer_number, id).await?;
+        }
+        let now = now_micros();
+        let updated = Customer {
+            id: current.id.clone(),
+            version: current.version + 1,
+            audit: Audit {
+                update_time: now,
+                updated_by: agent.to_owned(),
+                ..current.audit.clone()
+            },
+            data,
+        };
+        customers::Entity::update_many()
+            .set(to_active(
+                &updated.id,
+                updated.version,
+                &updated.data,
+                &updated.audit,
+            )?)
+            .filter(customers::Column::Id.eq(id))
+            .filter(customers::Column::Version.eq(current.version))
+            .exec(&txn)
+            .await?;
+        if updated.data.contact_points != current.data.contact_points {
+            write_contact_keys(&txn, id, &updated.data.contact_points).await?;
+        }
+        change_log::append(
+            &txn,
+            NewChange {
+                resource: ResourceKind::Customer,
+                resource_id: updated.id.clone(),
+                version: updated.version,
+                kind: ChangeKind::Updated,
+                agent: agent.to_owned(),
+                fields: changes,
+                parent_id: None,
+                internal: false,
+                time: now,
+            },
+        )
+        .await?;
+        self.commit(txn).await?;
+        Ok(updated)
+    }
+
+    /// Deletes the customer with its requests, comments and activities; each deleted record gets its change-log row.
+    pub async fn delete_customer(
+        &self,
+        agent: &str,
+        id: &str,
+        expected_version: i64,
+    ) -> Result<()> {
+        let txn = self.begin_write().await?;
+        let current = find(&txn, id).await?;
+        check_version(
+            RESOURCE,
+            &current.id,
+            expected_version,
+            current.version,
+            &current.audit.updated_by,
+        )?;
+        let now = now_micros();
+        let doomed_activities: Vec<(String, i64, bool)> = activities::Entity::find()
+            .select_only()
+            .columns([
+                activities::Column::Id,
+                activities::Column::Version,
+                activities::Column::Internal,
+            ])
+            .filter(activities::Column::CustomerId.eq(id))
+            .into_tuple()
+            .all(&txn)
+            .await?;
+        let doomed_requests: Vec<(String, i64)> = requests::Entity::find()
+            .select_only()
+            .columns([requests::Column::Id, requests::Column::Version])
+            .filter(requests::Column::CustomerId.eq(id))
+            .into_tuple()
+            .all(&txn)
+            .await?;
+        let deleted = |resource, resource_id, version, internal| NewChange {
+            resource,
+            resource_id,
+            version,
+            kind: ChangeKind::Deleted,
+            agent: agent.to_owned(),
+            fields: Vec::new(),
+            parent_id: Some(id.to_owned()),
+            internal,
+            time: now,
+        };
+        activities::Entity::delete_many()
+            .filter(activities::Column::CustomerId.eq(id))
+            .exec(&txn)
+            .await?;
+        // Activities of other customers never point at this customer's requests (the request's customer is the
+        // activity's customer), but unlink defensively so the foreign key can never block the deletion.
+        activities::Entity::update_many()
+            .col_expr(
+                activities::Column::RequestId,
+                Expr::value(Option::<String>::None),
+            )
+            .filter(
+                activities::Column::RequestId.in_subquery(
+                    Query::select()
+                        .column(requests::Column::Id)
+                        .from(requests::Entity)
+                        .and_where(requests::Column::CustomerId.eq(id))
+                        .to_owned(),
+                ),
+            )
+            .exec(&txn)
+            .await?;
+        comments::Entity::delete_many()
+            .filter(
+                comments::Column::RequestId.in_subquery(
+                    Query::select()
+                        .column(requests::Column::Id)
+                        .from(requests::Entity)
+                        .and_where(requests::Column::CustomerId.eq(id))
+                        .to_owned(),
+                ),
+            )
+            .exec(&txn)
+            .await?;
+        requests::Entity::delete_many()
+            .filter(requests::Column::CustomerId.eq(id))
+            .exec(&txn)
+            .await?;
+        contact_keys::Entity::delete_many()
+            .filter(contact_keys::Column::CustomerId.eq(id))
+            .exec(&txn)
+            .await?;
+        customers::Entity::delete_by_id(id.to_owned())
+            .exec(&txn)
+            .await?;
+        for (activity_id, version, internal) in doomed_activities {
+            change_log::append(
+                &txn,
+                deleted(ResourceKind::Activity, activity_id, version, internal),
+            )
+            .await?;
+        }
+        for (request_id, version) in doomed_requests {
+            change_log::append(
+                &txn,
+                deleted(ResourceKind::Request, request_id, version, false),
+            )
+            .await?;
+        }
+        let mut own = deleted(
+            ResourceKind::Customer,
+            id.to_owned(),
+            current.version,
+            false,
+        );
+        own.parent_id = None;
+        change_log::append(&txn, own).await?;
+        self.commit(txn).await
+    }
+
+    /// Customers whose normalized contact point (or customer number) equals `key`, most recently updated first.
+    pub async fn lookup_customers(&self, kind: LookupKey, key: &str) -> Result<Vec<Customer>> {
+        let query = customers::Entity::find();
+        let query = match kind {
+            LookupKey::CustomerNumber => query.filter(customers::Column::CustomerNumber.eq(key)),
+            LookupKey::Phone | LookupKey::Email | LookupKey::Handle => {
+                let class = match kind {
+                    LookupKey::Phone => "phone",
+                    LookupKey::Email => "email",
+                    _ => "handle",
+                };
+                query.filter(
+                    customers::Column::Id.in_subquery(
+                        Query::select()
+                            .column(contact_keys::Column::CustomerId)
+                            .from(contact_keys::Entity)
+                            .and_where(contact_keys::Column::Kind.eq(class))
+                            .and_where(contact_keys::Column::MatchKey.eq(key))
+                            .to_owned(),
+                    ),
+                )
+            }
+        };
+        query
+            .order_by_desc(customers::Column::UpdateTime)
+            .order_by_desc(customers::Column::Id)
+            .limit(MAX_LOOKUP_RESULTS)
+            .all(&self.read)
+            .await?
+            .into_iter()
+            .map(from_model)
+            .collect()
+    }
+
+    /// Customers having, for every query word, a word that starts with it; newest first, after `cursor`.
+    /// Returns at most `limit` customers.
+    pub async fn search_customers(
+        &self,
+        words: &[String],
+        cursor: Option<&Cursor>,
+        limit: u64,
+    ) -> Result<Vec<Customer>> {
+        let mut query = customers::Entity::find();
+        for word in words {
+            let escaped = word
+                .replace('\\', "\\\\")
+                .replace('%', "\\%")
+                .replace('_', "\\_");
+            query = query.filter(
+                Expr::col(customers::Column::SearchText)
+                    .like(sea_orm::sea_query::LikeExpr::new(format!("% {escaped}%")).escape('\\')),
+            );
+        }
+        if let Some(cursor) = cursor {
+            query = query.filter(customers::Column::Id.lt(cursor.id.as_str()));
+        }
+        query
+            .order_by_desc(customers::Column::Id)
+            .limit(limit)
+            .all(&self.read)
+            .await?
+            .into_iter()
+            .map(from_model)
+            .collect()
+    }
+}

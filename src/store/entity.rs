@@ -1,0 +1,171 @@
+//! sea-orm models, one per table. Lists (tags, contact points) and maps (attributes) are JSON text columns;
+//! times are microseconds since the Unix epoch; enums are their proto numbers.
+
+pub mod customers {
+    use sea_orm::entity::prelude::*;
+
+    #[derive(Clone, Debug, PartialEq, Eq, DeriveEntityModel)]
+    #[sea_orm(table_name = "customers")]
+    pub struct Model {
+        #[sea_orm(primary_key, auto_increment = false)]
+        pub id: String,
+        pub version: i64,
+        pub first_name: String,
+        pub last_name: String,
+        pub company: String,
+        pub gender: String,
+        pub customer_number: Option<String>,
+        pub contact_points: String,
+        pub notes: String,
+        pub tags: String,
+        pub credit_hold: bool,
+        pub attributes: String,
+        pub search_text: String,
+        pub create_time: i64,
+        pub update_time: i64,
+        pub created_by: String,
+        pub updated_by: String,
+    }
+
+    #[derive(Copy, Clone, Debug, EnumIter, DeriveRelation)]
+    pub enum Relation {}
+
+    impl ActiveModelBehavior for ActiveModel {}
+}
+
+/// The normalized lookup keys of each customer's contact points (phone, email, handle).
+pub mod contact_keys {
+    use sea_orm::entity::prelude::*;
+
+    #[derive(Clone, Debug, PartialEq, Eq, DeriveEntityModel)]
+    #[sea_orm(table_name = "contact_keys")]
+    pub struct Model {
+        #[sea_orm(primary_key, auto_increment = false)]
+        pub customer_id: String,
+        #[sea_orm(primary_key, auto_increment = false)]
+        pub position: i32,
+        pub kind: String,
+        pub match_key: String,
+    }
+
+    #[derive(Copy, Clone, Debug, EnumIter, DeriveRelation)]
+    pub enum Relation {}
+
+    impl ActiveModelBehavior for ActiveModel {}
+}
+
+pub mod requests {
+    use sea_orm::entity::prelude::*;
+
+    #[derive(Clone, Debug, PartialEq, Eq, DeriveEntityModel)]
+    #[sea_orm(table_name = "requests")]
+    pub struct Model {
+        #[sea_orm(primary_key, auto_increment = false)]
+        pub id: String,
+        pub version: i64,
+        pub customer_id: String,
+        pub title: String,
+        pub description: String,
+        pub status: i32,
+        pub tags: String,
+        pub close_time: Option<i64>,
+        pub create_time: i64,
+        pub update_time: i64,
+        pub created_by: String,
+        pub updated_by: String,
+    }
+
+    #[derive(Copy, Clone, Debug, EnumIter, DeriveRelation)]
+    pub enum Relation {}
+
+    impl ActiveModelBehavior for ActiveModel {}
+}
+
+pub mod comments {
+    use sea_orm::entity::prelude::*;
+
+    #[derive(Clone, Debug, PartialEq, Eq, DeriveEntityModel)]
+    #[sea_orm(table_name = "comments")]
+    pub struct Model {
+        #[sea_orm(primary_key, auto_increment = false)]
+        pub id: String,
+        pub request_id: String,
+        pub text: String,
+        pub author: String,
+        pub create_time: i64,
+    }
+
+    #[derive(Copy, Clone, Debug, EnumIter, DeriveRelation)]
+    pub enum Relation {}
+
+    impl ActiveModelBehavior for ActiveModel {}
+}
+
+pub mod activities {
+    use sea_orm::entity::prelude::*;
+
+    #[derive(Clone, Debug, PartialEq, Eq, DeriveEntityModel)]
+    #[sea_orm(table_name = "activities")]
+    pub struct Model {
+        #[sea_orm(primary_key, auto_increment = false)]
+        pub id: String,
+        pub version: i64,
+        pub customer_id: Option<String>,
+        pub request_id: Option<String>,
+        pub channel: i32,
+        pub direction: i32,
+        pub internal: bool,
+        pub topic: String,
+        pub notes: String,
+        pub tags: String,
+        pub occur_time: i64,
+        pub follow_up_time: Option<i64>,
+        pub entered_by: String,
+        pub contact_name: String,
+        pub contact_phone: String,
+        pub contact_email: String,
+        pub sales_contact: String,
+        pub salesperson: String,
+        pub reference: String,
+        pub create_time: i64,
+        pub update_time: i64,
+        pub created_by: String,
+        pub updated_by: String,
+    }
+
+    #[derive(Copy, Clone, Debug, EnumIter, DeriveRelation)]
+    pub enum Relation {}
+
+    impl ActiveModelBehavior for ActiveModel {}
+}
+
+/// One row per committed change of a record: the source of live warnings, resumable watches and audit history.
+pub mod change_log {
+    use sea_orm::entity::prelude::*;
+
+    #[derive(Clone, Debug, PartialEq, Eq, DeriveEntityModel)]
+    #[sea_orm(table_name = "change_log")]
+    pub struct Model {
+        #[sea_orm(primary_key)]
+        pub seq: i64,
+        pub resource_type: String,
+        pub resource_id: String,
+        pub version: i64,
+        pub kind: String,
+        pub agent: String,
+        /// JSON array of field names.
+        pub changed_fields: String,
+        /// JSON object: field -> [old, new].
+        pub changes: String,
+        /// The customer a request or activity belongs to.
+        pub parent_id: Option<String>,
+        /// Set for internal activities (never shown to the customer).
+        pub internal: bool,
+        pub change_time: i64,
+    }
+
+    #[derive(Copy, Clone, Debug, EnumIter, DeriveRelation)]
+    pub enum Relation {}
+
+    impl ActiveModelBehavior for ActiveModel {}
+}

@@ -1,0 +1,412 @@
+//! Request (case) repository and its comment thread.
+
+use sea_orm::{
+    ActiveValue::Set,
+    ColumnTrait, ConnectionTrait, EntityTrait, QueryFilter, QueryOrder, QuerySelect,
+    sea_query::{Expr, ExprTrait},
+};
+
+use super::{
+    Store, change_log, check_version, customers, decode_json, encode_json,
+    entity::{activities, comments, requests},
+};
+use crate::{
+    domain::{
+        change::{ChangeKind, NewChange, ResourceKind},
+        customer::Audit,
+        ids::new_id,
+        mask::{self, FieldChange},
+        page::Cursor,
+        request::{Comment, Request, RequestData, RequestStatus},
+        time::now_micros,
+    },
+    error::{Error, Result},
+};
+
+const RESOURCE: &str = "request";
+const CANCELLED: &str = "REQUEST_CANCELLED";
+
+fn to_active(request: &Request) -> Result<requests::ActiveModel> {
+    Ok(requests::ActiveModel {
+        id: Set(request.id.clone()),
+        version: Set(request.version),
+        customer_id: Set(request.customer_id.clone()),
+        title: Set(request.data.title.clone()),
+        description: Set(request.data.description.clone()),
+        status: Set(request.data.status.as_i32()),
+        tags: Set(encode_json(&request.data.tags)?),
+        close_time: Set(request.close_time),
+        create_time: Set(request.audit.create_time),
+        update_time: Set(request.audit.update_time),
+        created_by: Set(request.audit.created_by.clone()),
+        updated_by: Set(request.audit.updated_by.clone()),
+    })
+}
+
+fn from_model(model: requests::Model) -> Result<Request> {
+    let status = RequestStatus::from_i32(model.status).ok_or_else(|| {
+        Error::internal(format!(
+            "request {}: unknown status {}",
+            model.id, model.status
+        ))
+    })?;
+    Ok(Request {
+        id: model.id,
+        version: model.version,
+        customer_id: model.customer_id,
+        data: RequestData {
+            title: model.title,
+            description: model.description,
+            status,
+            tags: decode_json(&model.tags)?,
+        },
+        close_time: model.close_time,
+        audit: Audit {
+            create_time: model.create_time,
+            update_time: model.update_time,
+            created_by: model.created_by,
+            updated_by: model.updated_by,
+        },
+    })
+}
+
+fn comment_from_model(model: comments::Model) -> Comment {
+    Comment {
+        id: model.id,
+        request_id: model.request_id,
+        text: model.text,
+        author: model.author,
+        create_time: model.create_time,
+    }
+}
+
+pub(super) async fn find(db: &impl ConnectionTrait, id: &str) -> Result<Request> {
+    let model = requests::Entity::find_by_id(id.to_owned())
+        .one(db)
+        .await?
+        .ok_or_else(|| Error::not_found(RESOURCE, id))?;
+    from_model(model)
+}
+
+fn refuse_if_cancelled(request: &Request, what: &str) -> Result<()> {
+    if request.data.status.is_final() {
+        Err(Error::failed_precondition(
+            CANCELLED,
+            format!(
+                "request {} is cancelled and can no longer {what}",
+                request.id
+            ),
+        ))
+    } else {
+        Ok(())
+    }
+}
+
+impl Store {
+    pub async fn create_request(
+        &self,
+        agent: &str,
+        customer_id: &str,
+        data: RequestData,
+    ) -> Result<Request> {
+        let now = now_micros();
+        let request = Request {
+            id: new_id(),
+            version: 1,
+            customer_id: customer_id.to_owned(),
+            close_time: (data.status == RequestStatus::Closed).then_some(now),
+            audit: Audit {
+                create_time: now,
+                update_time: now,
+                created_by: agent.to_owned(),
+                updated_by: agent.to_owned(),
+            },
+            data,
+        };
+        let txn = self.begin_write().await?;
+        customers::find(&txn, customer_id).await?;
+        requests::Entity::insert(to_active(&request)?)
+            .exec_without_returning(&txn)
+            .await?;
+        change_log::append(
+            &txn,
+            NewChange {
+                resource: ResourceKind::Request,
+                resource_id: request.id.clone(),
+                version: 1,
+                kind: ChangeKind::Created,
+                agent: agent.to_owned(),
+                fields: mask::all_fields(&request.data),
+                parent_id: Some(request.customer_id.clone()),
+                internal: false,
+                time: now,
+            },
+        )
+        .await?;
+        self.commit(txn).await?;
+        Ok(request)
+    }
+
+    pub async fn get_request(&self, id: &str) -> Result<Request> {
+        find(&self.read, id).await
+    }
+
+    /// Applies `fields` of `new` if the request is still at `expected_version`. Closing sets `close_time`,
+    /// reopening clears it; cancelling deletes the comments and makes the request final.
+    pub async fn update_request(
+        &self,
+        agent: &str,
+        id: &str,
+        expected_version: i64,
+        fields: &[&str],
+        new: RequestData,
+    ) -> Result<Request> {
+        let txn = self.begin_write().await?;
+        let current = find(&txn, id).await?;
+        check_version(
+            RESOURCE,
+            &current.id,
+            expected_version,
+            current.version,
+            &current.audit.updated_by,
+        )?;
+        refuse_if_cancelled(&current, "change")?;
+        let data = mask::apply(&current.data, &new, fields).map_err(Error::internal)?;
+        let changes: Vec<FieldChange> = mask::diff(&current.data, &data);
+        if changes.is_empty() {
+            return Ok(current);
+        }
+        let now = now_micros();
+        let close_time = match (current.data.status, data.status) {
+            (RequestStatus::Closed, RequestStatus::Closed) => current.close_time,
+            (_, RequestStatus::Closed) => Some(now),
+            _ => None,
+        };
+        let updated = Request {
+            id: current.id.clone(),
+            version: current.version + 1,
+            customer_id: current.customer_id.clone(),
+            close_time,
+            audit: Audit {
+                update_time: now,
+                updated_by: agent.to_owned(),
+                ..current.audit.clone()
+            },
+            data,
+        };
+        requests::Entity::update_many()
+            .set(to_active(&updated)?)
+            .filter(requests::Column::Id.eq(id))
+            .filter(requests::Column::Version.eq(current.version))
+            .exec(&txn)
+            .await?;
+        if updated.data.status == RequestStatus::Cancelled {
+            comments::Entity::delete_many()
+                .filter(comments::Column::RequestId.eq(id))
+                .exec(&txn)
+                .await?;
+        }
+        change_log::append(
+            &txn,
+            NewChange {
+                resource: ResourceKind::Request,
+                resource_id: updated.id.clone(),
+                version: updated.version,
+                kind: ChangeKind::Updated,
+                agent: agent.to_owned(),
+                fields: changes,
+                parent_id: Some(updated.customer_id.clone()),
+                internal: false,
+                time: now,
+            },
+        )
+        .await?;
+        self.commit(txn).await?;
+        Ok(updated)
+    }
+
+    /// Deletes the request and its comments. Its activities stay in the customer's journey, unlinked (each
+    /// gets a new version).
+    pub async fn delete_request(&self, agent: &str, id: &str, expected_version: i64) -> Result<()> {
+        let txn = self.begin_write().await?;
+        let current = find(&txn, id).await?;
+        check_version(
+            RESOURCE,
+            &current.id,
+            expected_version,
+            current.version,
+            &current.audit.updated_by,
+        )?;
+        refuse_if_cancelled(&current, "be deleted")?;
+        let now = now_micros();
+        let linked: Vec<(String, i64, bool, Option<String>)> = activities::Entity::find()
+            .select_only()
+            .columns([
+                activities::Column::Id,
+                activities::Column::Version,
+                activities::Column::Internal,
+                activities::Column::CustomerId,
+            ])
+            .filter(activities::Column::RequestId.eq(id))
+            .into_tuple()
+            .all(&txn)
+            .await?;
+        activities::Entity::update_many()
+            .col_expr(
+                activities::Column::RequestId,
+                Expr::value(Option::<String>::None),
+            )
+            .col_expr(
+                activities::Column::Version,
+                Expr::col(activities::Column::Version).add(1),
+            )
+            .col_expr(activities::Column::UpdateTime, Expr::value(now))
+            .col_expr(activities::Column::UpdatedBy, Expr::value(agent))
+            .filter(activities::Column::RequestId.eq(id))
+            .exec(&txn)
+            .await?;
+        for (activity_id, version, internal, customer_id) in linked {
+            change_log::append(
+                &txn,
+                NewChange {
+                    resource: ResourceKind::Activity,
+                    resource_id: activity_id,
+                    version: version + 1,
+                    kind: ChangeKind::Updated,
+                    agent: agent.to_owned(),
+                    fields: vec![FieldChange {
+                        field: "request_id".to_owned(),
+                        old: id.into(),
+                        new: serde_json::Value::Null,
+                    }],
+                    parent_id: customer_id,
+                    internal,
+                    time: now,
+                },
+            )
+            .await?;
+        }
+        comments::Entity::delete_many()
+            .filter(comments::Column::RequestId.eq(id))
+            .exec(&txn)
+            .await?;
+        requests::Entity::delete_by_id(id.to_owned())
+            .exec(&txn)
+            .await?;
+        change_log::append(
+            &txn,
+            NewChange {
+                resource: ResourceKind::Request,
+                resource_id: id.to_owned(),
+                version: current.version,
+                kind: ChangeKind::Deleted,
+                agent: agent.to_owned(),
+                fields: Vec::new(),
+                parent_id: Some(current.customer_id),
+                internal: false,
+                time: now,
+            },
+        )
+        .await?;
+        self.commit(txn).await
+    }
+
+    /// A customer's requests, newest first, optionally of one status. The customer must exist.
+    pub async fn list_requests(
+        &self,
+        customer_id: &str,
+        status: Option<RequestStatus>,
+        cursor: Option<&Cursor>,
+        limit: u64,
+    ) -> Result<Vec<Request>> {
+        customers::find(&self.read, customer_id).await?;
+        let mut query =
+            requests::Entity::find().filter(requests::Column::CustomerId.eq(customer_id));
+        if let Some(status) = status {
+            query = query.filter(requests::Column::Status.eq(status.as_i32()));
+        }
+        if let Some(cursor) = cursor {
+            query = query.filter(requests::Column::Id.lt(cursor.id.as_str()));
+        }
+        query
+            .order_by_desc(requests::Column::Id)
+            .limit(limit)
+            .all(&self.read)
+            .await?
+            .into_iter()
+            .map(from_model)
+            .collect()
+    }
+
+    /// Adds an immutable comment. The request's version does not change (editing it is not disturbed), but the
+    /// change log records the new comment so watchers learn of it.
+    pub async fn add_comment(
+        &self,
+        agent: &str,
+        request_id: &str,
+        text: String,
+    ) -> Result<Comment> {
+        let txn = self.begin_write().await?;
+        let request = find(&txn, request_id).await?;
+        refuse_if_cancelled(&request, "take comments")?;
+        let comment = Comment {
+            id: new_id(),
+            request_id: request.id.clone(),
+            text,
+            author: agent.to_owned(),
+            create_time: now_micros(),
+        };
+        comments::Entity::insert(comments::ActiveModel {
+            id: Set(comment.id.clone()),
+            request_id: Set(comment.request_id.clone()),
+            text: Set(comment.text.clone()),
+            author: Set(comment.author.clone()),
+            create_time: Set(comment.create_time),
+        })
+        .exec_without_returning(&txn)
+        .await?;
+        change_log::append(
+            &txn,
+            NewChange {
+                resource: ResourceKind::Request,
+                resource_id: request.id.clone(),
+                version: request.version,
+                kind: ChangeKind::Updated,
+                agent: agent.to_owned(),
+                fields: vec![FieldChange {
+                    field: "comments".to_owned(),
+                    old: serde_json::Value::Null,
+                    new: serde_json::json!({ "id": comment.id, "text": comment.text }),
+                }],
+                parent_id: Some(request.customer_id),
+                internal: false,
+                time: comment.create_time,
+            },
+        )
+        .await?;
+        self.commit(txn).await?;
+        Ok(comment)
+    }
+
+    /// A request's comments, oldest first. The request must exist.
+    pub async fn list_comments(
+        &self,
+        request_id: &str,
+        cursor: Option<&Cursor>,
+        limit: u64,
+    ) -> Result<Vec<Comment>> {
+        find(&self.read, request_id).await?;
+        let mut query = comments::Entity::find().filter(comments::Column::RequestId.eq(request_id));
+        if let Some(cursor) = cursor {
+            query = query.filter(comments::Column::Id.gt(cursor.id.as_str()));
+        }
+        Ok(query
+            .order_by_asc(comments::Column::Id)
+            .limit(limit)
+            .all(&self.read)
+            .await?
+            .into_iter()
+            .map(comment_from_model)
+            .collect())
+    }
+}

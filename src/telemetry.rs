@@ -1,0 +1,578 @@
+//! Logging: the tracing subscriber (text or JSON lines on standard error) and [`CallLogLayer`], which writes
+//! one line per gRPC call when the call ends.
+//!
+//! Call lines have the target `customer_context::call`, so they can be tuned on their own, e.g.
+//! `RUST_LOG=info,customer_context::call=warn` keeps only failed calls.
+
+use std::{
+    future::Future,
+    io::IsTerminal,
+    net::SocketAddr,
+    pin::Pin,
+    task::{Context, Poll, ready},
+    time::Instant,
+};
+
+use http::{HeaderMap, HeaderValue, Request, Response, uri::PathAndQuery};
+use http_body::{Body, Frame, SizeHint};
+use tonic::{Code, Status, transport::server::TcpConnectInfo};
+use tower::{Layer, Service};
+use tracing::Level;
+use tracing_subscriber::EnvFilter;
+
+use crate::config::LogFormat;
+
+/// Log filter used when `RUST_LOG` is unset or empty.
+pub const DEFAULT_FILTER: &str = "info,sqlx=warn,sea_orm=warn";
+
+/// Installs the global tracing subscriber writing to standard error, filtered by `RUST_LOG` (default
+/// [`DEFAULT_FILTER`]). Calling it again (tests, a second command) keeps the first subscriber.
+pub fn init(format: LogFormat) {
+    let (filter, rejected) = match std::env::var("RUST_LOG") {
+        Ok(directives) if !directives.trim().is_empty() => match EnvFilter::try_new(&directives) {
+            Ok(filter) => (filter, None),
+            Err(err) => (
+                EnvFilter::new(DEFAULT_FILTER),
+                Some(format!("{directives:?}: {err}")),
+            ),
+        },
+        _ => (EnvFilter::new(DEFAULT_FILTER), None),
+    };
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr);
+    let installed = match format {
+        LogFormat::Text => builder
+            .with_ansi(std::io::stderr().is_terminal() && std::env::var_os("NO_COLOR").is_none())
+            .try_init(),
+        LogFormat::Json => builder
+            .json()
+            .flatten_event(true)
+            .with_current_span(false)
+            .with_span_list(false)
+            .try_init(),
+    };
+    if installed.is_ok()
+        && let Some(rejected) = rejected
+    {
+        tracing::warn!("RUST_LOG ignored, using {DEFAULT_FILTER:?}: {rejected}");
+    }
+}
+
+/// Tower layer that logs one line per gRPC call when it ends: method, gRPC code, latency, peer and the
+/// `x-agent-id` of the caller. Info for `OK`, error for `INTERNAL`/`UNKNOWN`/`DATA_LOSS`, warn otherwise.
+/// A call whose response is dropped before its status is sent (client cancelled or disconnected) is logged as
+/// `CANCELLED`. Successful health checks are logged at debug level so probes do not flood the log.
+///
+/// Place it inside the gRPC-web translation so it sees native gRPC responses (status in trailers).
+#[derive(Clone, Copy, Debug, Default)]
+pub struct CallLogLayer;
+
+impl<S> Layer<S> for CallLogLayer {
+    type Service = CallLog<S>;
+
+    fn layer(&self, inner: S) -> CallLog<S> {
+        CallLog { inner }
+    }
+}
+
+/// The service made by [`CallLogLayer`].
+#[derive(Clone, Debug)]
+pub struct CallLog<S> {
+    inner: S,
+}
+
+impl<S, ReqBody, ResBody> Service<Request<ReqBody>> for CallLog<S>
+where
+    S: Service<Request<ReqBody>, Response = Response<ResBody>>,
+    ResBody: Body,
+{
+    type Response = Response<CallLogBody<ResBody>>;
+    type Error = S::Error;
+    type Future = CallLogFuture<S::Future>;
+
+    fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), Self::Error>> {
+        self.inner.poll_ready(cx)
+    }
+
+    fn call(&mut self, request: Request<ReqBody>) -> Self::Future {
+        let record = CallRecord::start(&request);
+        CallLogFuture {
+            inner: self.inner.call(request),
+            record: Some(record),
+        }
+    }
+}
+
+pin_project_lite::pin_project! {
+    /// Response future of [`CallLog`].
+    pub struct CallLogFuture<F> {
+        #[pin]
+        inner: F,
+        record: Option<CallRecord>,
+    }
+}
+
+impl<F, ResBody, E> Future for CallLogFuture<F>
+where
+    F: Future<Output = Result<Response<ResBody>, E>>,
+    ResBody: Body,
+{
+    type Output = Result<Response<CallLogBody<ResBody>>, E>;
+
+    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
+        let this = self.project();
+        let result = ready!(this.inner.poll(cx));
+        let mut record = this.record.take();
+        Poll::Ready(match result {
+            Ok(response) => {
+                if let Some(record) = record.as_mut() {
+                    record.status =
+                        status_from_response_head(response.status(), response.headers());
+                }
+                Ok(response.map(|inner| CallLogBody { inner, record }))
+            }
+            Err(err) => {
+                if let Some(record) = record.as_mut() {
+                    record.status = Some(CallStatus::new(Code::Unknown, "the service failed"));
+                }
+                Err(err)
+            }
+        })
+    }
+}
+
+pin_project_lite::pin_project! {
+    /// Response body of [`CallLog`]: passes every frame through and logs the call when the trailers go by,
+    /// the body ends, or it is dropped.
+    pub struct CallLogBody<B> {
+        #[pin]
+        inner: B,
+        record: Option<CallRecord>,
+    }
+}
+
+impl<B: Body> Body for CallLogBody<B> {
+    type Data = B::Data;
+    type Error = B::Error;
+
+    fn poll_frame(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<Frame<B::Data>, B::Error>>> {
+        let this = self.project();
+        let frame = ready!(this.inner.poll_frame(cx));
+        match &frame {
+            Some(Ok(frame)) => {
+                if let Some(trailers) = frame.trailers_ref()
+                    && let Some(mut record) = this.record.take()
+                {
+                    record.status = Some(status_from_trailers(trailers));
+                }
+            }
+            Some(Err(_)) => {
+                if let Some(mut record) = this.record.take() {
+                    record.status =
+                        Some(CallStatus::new(Code::Internal, "the response body failed"));
+                }
+            }
+            None => {
+                if let Some(mut record) = this.record.take()
+                    && record.status.is_none()
+                {
+                    record.status = Some(CallStatus::new(
+                        Code::Unknown,
+                        "the response ended without grpc-status",
+                    ));
+                }
+            }
+        }
+        Poll::Ready(frame)
+    }
+
+    fn is_end_stream(&self) -> bool {
+        self.inner.is_end_stream()
+    }
+
+    fn size_hint(&self) -> SizeHint {
+        self.inner.size_hint()
+    }
+}
+
+/// How a call ended.
+#[derive(Clone, Debug, PartialEq, Eq)]
+struct CallStatus {
+    code: Code,
+    /// `grpc-message`, kept for failed calls only.
+    message: Option<String>,
+}
+
+impl CallStatus {
+    fn new(code: Code, message: &str) -> Self {
+        CallStatus {
+            code,
+            message: Some(message.to_owned()),
+        }
+    }
+}
+
+/// The status carried in response headers: present for trailers-only responses (errors returned before any
+/// message), or implied by a non-200 HTTP status. `None` means the status will come in the trailers.
+fn status_from_response_head(
+    http_status: http::StatusCode,
+    headers: &HeaderMap,
+) -> Option<CallStatus> {
+    if headers.contains_key(Status::GRPC_STATUS) {
+        return Some(status_from_trailers(headers));
+    }
+    if http_status == http::StatusCode::OK {
+        return None;
+    }
+    // https://github.com/grpc/grpc/blob/master/doc/http-grpc-status-mapping.md
+    let code = match http_status.as_u16() {
+        400 => Code::Internal,
+        401 => Code::Unauthenticated,
+        403 => Code::PermissionDenied,
+        404 => Code::Unimplemented,
+        429 | 502 | 503 | 504 => Code::Unavailable,
+        _ => Code::Unknown,
+    };
+    Some(CallStatus {
+        code,
+        message: Some(format!("HTTP {http_status}")),
+    })
+}
+
+/// The status in a trailer (or trailers-only header) map; a missing `grpc-status` is `UNKNOWN`.
+fn status_from_trailers(trailers: &HeaderMap) -> CallStatus {
+    let Some(value) = trailers.get(Status::GRPC_STATUS) else {
+        return CallStatus::new(Code::Unknown, "the response ended without grpc-status");
+    };
+    let code = Code::from_bytes(value.as_bytes());
+    if code == Code::Ok {
+        return CallStatus {
+            code,
+            message: None,
+        };
+    }
+    // Failed calls only: decodes the percent-encoded grpc-message.
+    let message = Status::from_header_map(trailers)
+        .map(|status| status.message().to_owned())
+        .filter(|message| !message.is_empty());
+    CallStatus { code, message }
+}
+
+/// What is known about a call in flight. Dropping it writes the log line, so every call logs exactly once
+/// whatever way it ends.
+struct CallRecord {
+    started: Instant,
+    path: Option<PathAndQuery>,
+    peer: Option<SocketAddr>,
+    agent: Option<HeaderValue>,
+    status: Option<CallStatus>,
+}
+
+impl CallRecord {
+    fn start<B>(request: &Request<B>) -> CallRecord {
+        CallRecord {
+            started: Instant::now(),
+            path: request.uri().path_and_query().cloned(),
+            peer: request
+                .extensions()
+                .get::<TcpConnectInfo>()
+                .and_then(TcpConnectInfo::remote_addr),
+            agent: request.headers().get("x-agent-id").cloned(),
+            status: None,
+        }
+    }
+}
+
+impl Drop for CallRecord {
+    fn drop(&mut self) {
+        let status = self.status.take().unwrap_or_else(|| {
+            CallStatus::new(
+                Code::Cancelled,
+                "the caller went away before the call ended",
+            )
+        });
+        let method = self.path.as_ref().map_or("", PathAndQuery::path);
+        let level = level_for(status.code, method);
+        if !log_enabled(level) {
+            return;
+        }
+        let latency_ms = self.started.elapsed().as_micros() as f64 / 1000.0;
+        let code = code_name(status.code);
+        let peer = self.peer.as_ref().map(tracing::field::display);
+        let agent = self.agent.as_ref().and_then(|agent| agent.to_str().ok());
+        let message = status.message.as_deref();
+        macro_rules! call_event {
+            ($level:expr) => {
+                tracing::event!(
+                    target: "customer_context::call",
+                    $level,
+                    method,
+                    code,
+                    latency_ms,
+                    peer,
+                    agent,
+                    message,
+                    "call"
+                )
+            };
+        }
+        match level {
+            Level::ERROR => call_event!(Level::ERROR),
+            Level::WARN => call_event!(Level::WARN),
+            Level::INFO => call_event!(Level::INFO),
+            _ => call_event!(Level::DEBUG),
+        }
+    }
+}
+
+fn log_enabled(level: Level) -> bool {
+    match level {
+        Level::ERROR => tracing::enabled!(target: "customer_context::call", Level::ERROR),
+        Level::WARN => tracing::enabled!(target: "customer_context::call", Level::WARN),
+        Level::INFO => tracing::enabled!(target: "customer_context::call", Level::INFO),
+        _ => tracing::enabled!(target: "customer_context::call", Level::DEBUG),
+    }
+}
+
+/// Info for success, error for faults of the service, warn for everything the caller can act on.
+fn level_for(code: Code, method: &str) -> Level {
+    match code {
+        Code::Ok if method.starts_with("/grpc.health.v1.Health/") => Level::DEBUG,
+        Code::Ok => Level::INFO,
+        Code::Internal | Code::Unknown | Code::DataLoss => Level::ERROR,
+        _ => Level::WARN,
+    }
+}
+
+/// The canonical upper-case name of a gRPC code, as other gRPC tools print it.
+pub fn code_name(code: Code) -> &'static str {
+    match code {
+        Code::Ok => "OK",
+        Code::Cancelled => "CANCELLED",
+        Code::Unknown => "UNKNOWN",
+        Code::InvalidArgument => "INVALID_ARGUMENT",
+        Code::DeadlineExceeded => "DEADLINE_EXCEEDED",
+        Code::NotFound => "NOT_FOUND",
+        Code::AlreadyExists => "ALREADY_EXISTS",
+        Code::PermissionDenied => "PERMISSION_DENIED",
+        Code::ResourceExhausted => "RESOURCE_EXHAUSTED",
+        Code::FailedPrecondition => "FAILED_PRECONDITION",
+        Code::Aborted => "ABORTED",
+        Code::OutOfRange => "OUT_OF_RANGE",
+        Code::Unimplemented => "UNIMPLEMENTED",
+        Code::Internal => "INTERNAL",
+        Code::Unavailable => "UNAVAILABLE",
+        Code::DataLoss => "DATA_LOSS",
+        Code::Unauthenticated => "UNAUTHENTICATED",
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::{
+        collections::VecDeque,
+        convert::Infallible,
+        sync::{Arc, Mutex},
+    };
+
+    use prost::bytes::Bytes;
+
+    use super::*;
+
+    /// A response body made of the given frames.
+    struct TestBody(VecDeque<Frame<Bytes>>);
+
+    impl Body for TestBody {
+        type Data = Bytes;
+        type Error = Infallible;
+
+        fn poll_frame(
+            self: Pin<&mut Self>,
+            _: &mut Context<'_>,
+        ) -> Poll<Option<Result<Frame<Bytes>, Infallible>>> {
+            Poll::Ready(self.get_mut().0.pop_front().map(Ok))
+        }
+
+        fn is_end_stream(&self) -> bool {
+            self.0.is_empty()
+        }
+    }
+
+    fn trailers(code: &str, message: Option<&str>) -> HeaderMap {
+        let mut map = HeaderMap::new();
+        map.insert(Status::GRPC_STATUS, HeaderValue::from_str(code).unwrap());
+        if let Some(message) = message {
+            map.insert(
+                Status::GRPC_MESSAGE,
+                HeaderValue::from_str(message).unwrap(),
+            );
+        }
+        map
+    }
+
+    #[derive(Clone, Default)]
+    struct Captured(Arc<Mutex<Vec<u8>>>);
+
+    impl std::io::Write for Captured {
+        fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+            self.0.lock().unwrap().extend_from_slice(buf);
+            Ok(buf.len())
+        }
+
+        fn flush(&mut self) -> std::io::Result<()> {
+            Ok(())
+        }
+    }
+
+    impl Captured {
+        fn lines(&self) -> Vec<String> {
+            String::from_utf8(self.0.lock().unwrap().clone())
+                .unwrap()
+                .lines()
+                .map(str::to_owned)
+                .collect()
+        }
+    }
+
+    /// Runs one call through `CallLog` with a service answering `response`, reads `read` frames of the body
+    /// (all if `None`), drops everything and returns the log lines.
+    fn run_call(response: Response<TestBody>, read: Option<usize>) -> Vec<String> {
+        let captured = Captured::default();
+        let writer = captured.clone();
+        let subscriber = tracing_subscriber::fmt()
+            .with_writer(move || writer.clone())
+            .with_ansi(false)
+            .with_max_level(Level::DEBUG)
+            .finish();
+        let _guard = tracing::subscriber::set_default(subscriber);
+
+        let mut response = Some(response);
+        let mut service = CallLogLayer.layer(tower::service_fn(move |_request: Request<()>| {
+            let response = response.take().expect("one call");
+            async move { Ok::<_, Infallible>(response) }
+        }));
+        let request = Request::builder()
+            .uri("/customer_context.v1.CustomerService/GetCustomer")
+            .header("x-agent-id", "agent-7")
+            .body(())
+            .unwrap();
+        let waker = std::task::Waker::noop();
+        let mut cx = Context::from_waker(waker);
+        let mut future = std::pin::pin!(service.call(request));
+        let Poll::Ready(Ok(response)) = future.as_mut().poll(&mut cx) else {
+            panic!("the test service answers at once");
+        };
+        let mut body = std::pin::pin!(response.into_body());
+        for _ in 0..read.unwrap_or(usize::MAX) {
+            match body.as_mut().poll_frame(&mut cx) {
+                Poll::Ready(Some(_)) => continue,
+                _ => break,
+            }
+        }
+        captured.lines()
+    }
+
+    fn ok_response(trailers: HeaderMap) -> Response<TestBody> {
+        Response::new(TestBody(VecDeque::from([
+            Frame::data(Bytes::from_static(b"\0\0\0\0\0")),
+            Frame::trailers(trailers),
+        ])))
+    }
+
+    #[test]
+    fn code_comes_from_trailers_when_the_body_ends() {
+        let lines = run_call(ok_response(trailers("0", None)), None);
+        assert_eq!(lines.len(), 1, "{lines:?}");
+        let line = &lines[0];
+        assert!(line.contains(" INFO "), "{line}");
+        assert!(
+            line.contains("method=/customer_context.v1.CustomerService/GetCustomer"),
+            "{line}"
+        );
+        assert!(
+            line.contains("code=\"OK\"") || line.contains("code=OK"),
+            "{line}"
+        );
+        assert!(line.contains("latency_ms="), "{line}");
+        assert!(
+            line.contains("agent=\"agent-7\"") || line.contains("agent=agent-7"),
+            "{line}"
+        );
+        assert!(!line.contains("message="), "{line}");
+    }
+
+    #[test]
+    fn code_comes_from_headers_for_trailers_only_errors() {
+        let mut response = Response::new(TestBody(VecDeque::new()));
+        *response.headers_mut() = trailers("5", Some("customer%20x%20not%20found"));
+        // Trailers-only: the server may never poll the empty body, only drop it.
+        let lines = run_call(response, Some(0));
+        assert_eq!(lines.len(), 1, "{lines:?}");
+        assert!(lines[0].contains(" WARN "), "{}", lines[0]);
+        assert!(lines[0].contains("NOT_FOUND"), "{}", lines[0]);
+        assert!(lines[0].contains("customer x not found"), "{}", lines[0]);
+    }
+
+    #[test]
+    fn internal_errors_log_at_error_level() {
+        let lines = run_call(ok_response(trailers("13", Some("boom"))), None);
+        assert_eq!(lines.len(), 1, "{lines:?}");
+        assert!(lines[0].contains(" ERROR "), "{}", lines[0]);
+        assert!(lines[0].contains("INTERNAL"), "{}", lines[0]);
+    }
+
+    #[test]
+    fn dropped_stream_logs_cancelled_once() {
+        let lines = run_call(ok_response(trailers("0", None)), Some(1));
+        assert_eq!(lines.len(), 1, "{lines:?}");
+        assert!(lines[0].contains("CANCELLED"), "{}", lines[0]);
+    }
+
+    #[test]
+    fn status_extraction() {
+        assert_eq!(
+            status_from_response_head(http::StatusCode::OK, &HeaderMap::new()),
+            None
+        );
+        assert_eq!(
+            status_from_response_head(http::StatusCode::OK, &trailers("10", Some("stale"))),
+            Some(CallStatus::new(Code::Aborted, "stale"))
+        );
+        assert_eq!(
+            status_from_response_head(http::StatusCode::NOT_FOUND, &HeaderMap::new())
+                .map(|s| s.code),
+            Some(Code::Unimplemented)
+        );
+        assert_eq!(
+            status_from_trailers(&trailers("0", Some("ignored"))).message,
+            None
+        );
+        assert_eq!(status_from_trailers(&HeaderMap::new()).code, Code::Unknown);
+        assert_eq!(
+            status_from_trailers(&trailers("99", None)).code,
+            Code::Unknown
+        );
+    }
+
+    #[test]
+    fn levels() {
+        assert_eq!(
+            level_for(Code::Ok, "/customer_context.v1.CustomerService/GetCustomer"),
+            Level::INFO
+        );
+        assert_eq!(
+            level_for(Code::Ok, "/grpc.health.v1.Health/Check"),
+            Level::DEBUG
+        );
+        assert_eq!(level_for(Code::InvalidArgument, "/x/y"), Level::WARN);
+        assert_eq!(level_for(Code::Unavailable, "/x/y"), Level::WARN);
+        for code in [Code::Internal, Code::Unknown, Code::DataLoss] {
+            assert_eq!(level_for(code, "/x/y"), Level::ERROR);
+        }
+        assert_eq!(code_name(Code::FailedPrecondition), "FAILED_PRECONDITION");
+    }
+}
