@@ -114,7 +114,7 @@ pub fn parse_region(code: &str) -> Result<Id, String> {
 pub fn normalize_phone(raw: &str, region: Id) -> Result<String, String> {
     let trimmed = raw.trim();
     let number = match trimmed.get(..4) {
-        Some(scheme) if scheme.eq_ignore_ascii_case("tel:") => &trimmed[4..],
+        Some(scheme) if scheme.eq_ignore_ascii_case("tel:") => trimmed[4..].trim_start(),
         _ => trimmed,
     };
     if number.chars().count() > MAX_PHONE_INPUT_CHARS {
@@ -452,6 +452,7 @@ mod tests {
             ("00 44 20 7946 0958", Id::US),
             ("+44 20 7946 0958", Id::US),
             ("+44 (0)20 7946 0958", Id::US),
+            ("tel: +44-20-7946-0958", Id::US),
             ("020 7946 0958", Id::GB),
         ];
         for (raw, region) in uk {
@@ -697,9 +698,14 @@ mod tests {
         prop::sample::select(all_regions())
     }
 
-    /// Strings built from what people type into a phone field.
+    /// Strings built from what people type into a phone field; many are valid numbers.
     fn phone_like() -> impl Strategy<Value = String> {
-        "(tel:|TEL:)?[+]?(00|011)?[0-9 ()./+-]{0,24}"
+        prop_oneof![
+            "(tel:|TEL:)?[+]?(00|011)?[0-9 ()./+-]{0,24}",
+            "(\\+1|1)? ?\\(?[2-9][0-9]{2}\\)? ?[2-9][0-9]{2}[ .-]?[0-9]{4}",
+            "(\\+|00|011 ?)(7|44|49|33|39|353|375|61|81|86|91) ?(\\(0\\))?[0-9]{6,11}",
+            "[08][1-9][0-9]{7,10}",
+        ]
     }
 
     proptest! {

@@ -1,0 +1,407 @@
+//! Activities: the round trip of every field, defaults, the link to a request, listing and deletion.
+
+use customer_context::pb::{self, Channel, Direction, RequestStatus};
+use tonic::Code;
+
+use crate::harness::*;
+
+#[tokio::test]
+async fn activity_round_trips_every_field_through_create_get_update_delete() {
+    let app = TestApp::spawn().await;
+    let ana = app.create_customer(customer("Ana", "Lopez")).await;
+    let broken = app.create_request(request(&ana.id, "Broken")).await;
+    let invoice = app.create_request(request(&ana.id, "Invoice")).await;
+    let occur_time = timestamp(1_700_000_000, 123_000_000);
+    let follow_up_time = timestamp(1_700_086_400, 0);
+    let input = pb::Activity {
+        // Output-only fields: must be ignored on input.
+        id: unknown_id(),
+        version: 9,
+        create_time: Some(timestamp(1_000, 0)),
+        update_time: Some(timestamp(1_000, 0)),
+        created_by: "mallory".to_owned(),
+        updated_by: "mallory".to_owned(),
+        // Mutable fields.
+        customer_id: ana.id.clone(),
+        request_id: broken.id.clone(),
+        channel: Channel::Voice as i32,
+        direction: Direction::Incoming as i32,
+        internal: true,
+        topic: "Broken widget".to_owned(),
+        notes: "Customer is upset; offered a replacement.".to_owned(),
+        tags: strings(&["escalated", " Priority "]),
+        occur_time: Some(occur_time),
+        follow_up_time: Some(follow_up_time),
+        entered_by: "carla".to_owned(),
+        contact_name: "Ana's assistant".to_owned(),
+        contact_phone: "(415) 555-0100".to_owned(),
+        contact_email: " Assistant@Example.COM ".to_owned(),
+        sales_contact: "Dan Brown".to_owned(),
+        salesperson: "Eve Adams".to_owned(),
+        reference: "INC-4711".to_owned(),
+    };
+    let call = pb::CreateActivityRequest {
+        activity: Some(input.clone()),
+    };
+    let created = ok(app
+        .activities()
+        .create_activity(as_agent("ana", call))
+        .await);
+    assert_uuid_v7(&created.id);
+    let create_time = created.create_time.expect("create_time set");
+    let expected = pb::Activity {
+        id: created.id.clone(),
+        version: 1,
+        tags: strings(&["escalated", "Priority"]),
+        contact_phone: "+14155550100".to_owned(),
+        contact_email: "assistant@example.com".to_owned(),
+        create_time: Some(create_time),
+        update_time: Some(create_time),
+        created_by: "ana".to_owned(),
+        updated_by: "ana".to_owned(),
+        ..input
+    };
+    assert_eq!(created, expected);
+    assert_eq!(app.get_activity(&created.id).await.expect("get"), expected);
+
+    let replacement = pb::Activity {
+        id: created.id.clone(),
+        version: 1,
+        customer_id: ana.id.clone(),
+        request_id: invoice.id.clone(),
+        channel: Channel::Email as i32,
+        direction: Direction::Outgoing as i32,
+        internal: false,
+        topic: "Invoice copy".to_owned(),
+        notes: "Sent the invoice again.".to_owned(),
+        tags: strings(&["billing"]),
+        occur_time: Some(timestamp(1_700_000_500, 500_000_000)),
+        follow_up_time: None,
+        entered_by: "dora".to_owned(),
+        contact_name: "Ana Lopez".to_owned(),
+        contact_phone: "+44 20 7946 0958".to_owned(),
+        contact_email: "ANA@example.com".to_owned(),
+        sales_contact: String::new(),
+        salesperson: "Frank".to_owned(),
+        reference: "INV-1".to_owned(),
+        ..Default::default()
+    };
+    let call = pb::UpdateActivityRequest {
+        activity: Some(replacement.clone()),
+        update_mask: None,
+    };
+    let updated = ok(app
+        .activities()
+        .update_activity(as_agent("ben", call))
+        .await);
+    let update_time = updated.update_time.expect("update_time set");
+    assert!(nanos(&update_time) >= nanos(&create_time));
+    let expected = pb::Activity {
+        version: 2,
+        contact_phone: "+442079460958".to_owned(),
+        contact_email: "ana@example.com".to_owned(),
+        create_time: Some(create_time),
+        update_time: Some(update_time),
+        created_by: "ana".to_owned(),
+        updated_by: "ben".to_owned(),
+        ..replacement
+    };
+    assert_eq!(updated, expected);
+    assert_eq!(app.get_activity(&created.id).await.expect("get"), expected);
+
+    let call = pb::DeleteActivityRequest {
+        id: created.id.clone(),
+        version: 2,
+    };
+    let () = ok(app
+        .activities()
+        .delete_activity(as_agent("ben", call))
+        .await);
+    assert_error(
+        &err(app.get_activity(&created.id).await),
+        Code::NotFound,
+        "NOT_FOUND",
+    );
+    let page = app.list_activities(&ana.id, "", 0, "").await.expect("list");
+    assert!(page.activities.is_empty());
+}
+
+#[tokio::test]
+async fn activity_defaults_occur_time_to_now_and_entered_by_to_the_agent() {
+    let app = TestApp::spawn().await;
+    let ana = app.create_customer(customer("Ana", "Lopez")).await;
+    let before = now();
+    let call = pb::CreateActivityRequest {
+        activity: Some(activity(&ana.id, "call")),
+    };
+    let created = ok(app
+        .activities()
+        .create_activity(as_agent("ben", call))
+        .await);
+    let after = now();
+    assert_eq!(created.entered_by, "ben");
+    assert_eq!(created.created_by, "ben");
+    let occur_time = created.occur_time.expect("occur_time defaulted");
+    // Allow for a store that keeps milliseconds.
+    assert!(
+        nanos(&occur_time) >= nanos(&before) - 1_000_000,
+        "{occur_time:?} before {before:?}"
+    );
+    assert!(
+        nanos(&occur_time) <= nanos(&after),
+        "{occur_time:?} after {after:?}"
+    );
+    assert_eq!(created.follow_up_time, None);
+    assert_eq!(created.request_id, "");
+}
+
+#[tokio::test]
+async fn activity_takes_its_customer_from_its_request() {
+    let app = TestApp::spawn().await;
+    let ana = app.create_customer(customer("Ana", "Lopez")).await;
+    let broken = app.create_request(request(&ana.id, "Broken")).await;
+    let created = app
+        .create_activity(pb::Activity {
+            request_id: broken.id.clone(),
+            ..activity("", "call")
+        })
+        .await;
+    assert_eq!(created.customer_id, ana.id);
+    assert_eq!(created.request_id, broken.id);
+    let page = app
+        .list_activities("", &broken.id, 0, "")
+        .await
+        .expect("list");
+    assert_eq!(page.activities, vec![created.clone()]);
+    let page = app.list_activities(&ana.id, "", 0, "").await.expect("list");
+    assert_eq!(page.activities, vec![created]);
+}
+
+#[tokio::test]
+async fn activity_without_customer_or_request_is_allowed() {
+    let app = TestApp::spawn().await;
+    let created = app.create_activity(activity("", "walk-in")).await;
+    assert_eq!(created.customer_id, "");
+    assert_eq!(created.request_id, "");
+    assert_eq!(app.get_activity(&created.id).await.expect("get"), created);
+}
+
+#[tokio::test]
+async fn activity_linked_to_another_customers_request_is_refused() {
+    let app = TestApp::spawn().await;
+    let ana = app.create_customer(customer("Ana", "Lopez")).await;
+    let ben = app.create_customer(customer("Ben", "Smith")).await;
+    let bens = app.create_request(request(&ben.id, "Invoice")).await;
+    let call = pb::CreateActivityRequest {
+        activity: Some(pb::Activity {
+            request_id: bens.id.clone(),
+            ..activity(&ana.id, "call")
+        }),
+    };
+    let status = err(app.activities().create_activity(call).await);
+    assert_error(&status, Code::InvalidArgument, "CUSTOMER_MISMATCH");
+
+    // Same rule on update.
+    let anas = app.create_activity(activity(&ana.id, "call")).await;
+    let call = pb::UpdateActivityRequest {
+        activity: Some(pb::Activity {
+            id: anas.id.clone(),
+            version: 1,
+            request_id: bens.id.clone(),
+            ..Default::default()
+        }),
+        update_mask: mask(&["request_id"]),
+    };
+    let status = err(app.activities().update_activity(call).await);
+    assert_error(&status, Code::InvalidArgument, "CUSTOMER_MISMATCH");
+    assert_eq!(app.get_activity(&anas.id).await.expect("get"), anas);
+    let page = app
+        .list_activities("", &bens.id, 0, "")
+        .await
+        .expect("list");
+    assert!(page.activities.is_empty());
+}
+
+#[tokio::test]
+async fn activity_for_an_unknown_customer_or_request_is_not_found() {
+    let app = TestApp::spawn().await;
+    for (customer_id, request_id) in [(unknown_id(), String::new()), (String::new(), unknown_id())]
+    {
+        let call = pb::CreateActivityRequest {
+            activity: Some(pb::Activity {
+                request_id,
+                ..activity(&customer_id, "call")
+            }),
+        };
+        let status = err(app.activities().create_activity(call).await);
+        assert_error(&status, Code::NotFound, "NOT_FOUND");
+    }
+}
+
+#[tokio::test]
+async fn activity_contact_fields_and_enums_are_validated() {
+    let app = TestApp::spawn().await;
+    let ana = app.create_customer(customer("Ana", "Lopez")).await;
+    let call = pb::CreateActivityRequest {
+        activity: Some(pb::Activity {
+            contact_phone: "call me maybe".to_owned(),
+            contact_email: "not-an-email".to_owned(),
+            channel: 99,
+            direction: 7,
+            ..activity(&ana.id, "call")
+        }),
+    };
+    let status = err(app.activities().create_activity(call).await);
+    assert_violations(
+        &status,
+        &[
+            ("activity.contact_phone", "INVALID_PHONE"),
+            ("activity.contact_email", "INVALID_EMAIL"),
+            ("activity.channel", "INVALID_ENUM_VALUE"),
+            ("activity.direction", "INVALID_ENUM_VALUE"),
+        ],
+    );
+    let page = app.list_activities(&ana.id, "", 0, "").await.expect("list");
+    assert!(page.activities.is_empty());
+}
+
+#[tokio::test]
+async fn list_activities_needs_a_customer_or_a_request_and_is_newest_occur_time_first() {
+    let app = TestApp::spawn().await;
+    let status = err(app.list_activities("", "", 0, "").await);
+    assert_eq!(status.code(), Code::InvalidArgument, "{status:?}");
+
+    let ana = app.create_customer(customer("Ana", "Lopez")).await;
+    let ben = app.create_customer(customer("Ben", "Smith")).await;
+    let broken = app.create_request(request(&ana.id, "Broken")).await;
+    let at = |seconds: i64, topic: &str, request_id: &str| pb::Activity {
+        occur_time: Some(timestamp(seconds, 0)),
+        request_id: request_id.to_owned(),
+        ..activity(&ana.id, topic)
+    };
+    // Created out of time order.
+    let middle = app
+        .create_activity(at(1_700_000_200, "middle", &broken.id))
+        .await;
+    let oldest = app.create_activity(at(1_700_000_100, "oldest", "")).await;
+    let newest = app
+        .create_activity(at(1_700_000_300, "newest", &broken.id))
+        .await;
+    let _bens = app.create_activity(activity(&ben.id, "ben's")).await;
+
+    let page = app.list_activities(&ana.id, "", 0, "").await.expect("list");
+    assert_eq!(
+        page.activities,
+        vec![newest.clone(), middle.clone(), oldest]
+    );
+    assert_eq!(page.next_page_token, "");
+    let page = app
+        .list_activities("", &broken.id, 0, "")
+        .await
+        .expect("list");
+    assert_eq!(page.activities, vec![newest.clone(), middle.clone()]);
+    let page = app
+        .list_activities(&ana.id, &broken.id, 0, "")
+        .await
+        .expect("list");
+    assert_eq!(page.activities, vec![newest, middle]);
+}
+
+#[tokio::test]
+async fn activities_can_be_deleted_whatever_their_state() {
+    let app = TestApp::spawn().await;
+    let ana = app.create_customer(customer("Ana", "Lopez")).await;
+    let broken = app.create_request(request(&ana.id, "Broken")).await;
+    let linked = app
+        .create_activity(pb::Activity {
+            request_id: broken.id.clone(),
+            ..activity(&ana.id, "call")
+        })
+        .await;
+    let cancel = pb::Request {
+        id: broken.id.clone(),
+        version: 1,
+        status: RequestStatus::Cancelled as i32,
+        ..Default::default()
+    };
+    app.patch_request("ana", cancel, &["status"])
+        .await
+        .expect("cancel");
+
+    // Version rules still apply.
+    let call = pb::DeleteActivityRequest {
+        id: linked.id.clone(),
+        version: 0,
+    };
+    let status = err(app.activities().delete_activity(call).await);
+    assert_error(&status, Code::InvalidArgument, "MISSING_VERSION");
+    let call = pb::DeleteActivityRequest {
+        id: linked.id.clone(),
+        version: 2,
+    };
+    let status = err(app.activities().delete_activity(call).await);
+    assert_version_mismatch(&status, 1, SETUP_AGENT);
+
+    let call = pb::DeleteActivityRequest {
+        id: linked.id.clone(),
+        version: 1,
+    };
+    ok(app
+        .activities()
+        .delete_activity(as_agent("ana", call))
+        .await);
+    assert_error(
+        &err(app.get_activity(&linked.id).await),
+        Code::NotFound,
+        "NOT_FOUND",
+    );
+}
+
+#[tokio::test]
+async fn activity_update_mask_changes_only_the_named_fields() {
+    let app = TestApp::spawn().await;
+    let ana = app.create_customer(customer("Ana", "Lopez")).await;
+    let created = app
+        .create_activity(pb::Activity {
+            notes: "first notes".to_owned(),
+            tags: strings(&["a"]),
+            ..activity(&ana.id, "call")
+        })
+        .await;
+    let call = pb::UpdateActivityRequest {
+        activity: Some(pb::Activity {
+            id: created.id.clone(),
+            version: 1,
+            notes: "second notes".to_owned(),
+            follow_up_time: Some(timestamp(1_800_000_000, 0)),
+            topic: "IGNORED".to_owned(),
+            ..Default::default()
+        }),
+        update_mask: mask(&["notes", "follow_up_time"]),
+    };
+    let updated = ok(app
+        .activities()
+        .update_activity(as_agent("ben", call))
+        .await);
+    let expected = pb::Activity {
+        version: 2,
+        notes: "second notes".to_owned(),
+        follow_up_time: Some(timestamp(1_800_000_000, 0)),
+        update_time: updated.update_time,
+        updated_by: "ben".to_owned(),
+        ..created.clone()
+    };
+    assert_eq!(updated, expected);
+
+    let call = pb::UpdateActivityRequest {
+        activity: Some(pb::Activity {
+            id: created.id.clone(),
+            version: 2,
+            ..Default::default()
+        }),
+        update_mask: mask(&["mood"]),
+    };
+    let status = err(app.activities().update_activity(call).await);
+    assert_error(&status, Code::InvalidArgument, "INVALID_UPDATE_MASK");
+    assert_eq!(app.get_activity(&created.id).await.expect("get"), expected);
+}

@@ -1,0 +1,271 @@
+//! Optimistic concurrency through real, separate client connections: the first writer wins, the others learn who
+//! changed the record and to which version, and nothing of the winner's change is lost.
+
+use std::{collections::HashMap, sync::Arc};
+
+use customer_context::pb::{
+    self, activity_service_client::ActivityServiceClient,
+    customer_service_client::CustomerServiceClient, request_service_client::RequestServiceClient,
+};
+use tokio::sync::Barrier;
+
+use crate::harness::*;
+
+/// A customer brought to version 3 by two earlier edits.
+async fn customer_at_version_3(app: &TestApp) -> pb::Customer {
+    let mut current = app
+        .create_customer(pb::Customer {
+            company: "Acme".to_owned(),
+            tags: strings(&["new"]),
+            ..customer("Ana", "Lopez")
+        })
+        .await;
+    for notes in ["first edit", "second edit"] {
+        let change = pb::Customer {
+            notes: notes.to_owned(),
+            ..current
+        };
+        current = app
+            .update_customer(SETUP_AGENT, change)
+            .await
+            .expect("setup edit");
+    }
+    assert_eq!(current.version, 3);
+    current
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn second_writer_from_a_stale_version_is_aborted_naming_the_winner_and_loses_nothing() {
+    let app = TestApp::spawn().await;
+    let seeded = customer_at_version_3(&app).await;
+    let mut ana = CustomerServiceClient::new(app.new_channel().await);
+    let mut ben = CustomerServiceClient::new(app.new_channel().await);
+
+    // Both agents read the customer at version 3.
+    let get = |id: &str| pb::GetCustomerRequest { id: id.to_owned() };
+    let (ana_view, ben_view) = within("both reads", async {
+        tokio::join!(
+            ana.get_customer(as_agent("ana", get(&seeded.id))),
+            ben.get_customer(as_agent("ben", get(&seeded.id))),
+        )
+    })
+    .await;
+    let (ana_view, ben_view) = (ok(ana_view), ok(ben_view));
+    assert_eq!(ana_view.version, 3);
+    assert_eq!(ben_view, ana_view);
+
+    // Ana saves first: every mutable field changes.
+    let ana_change = pb::Customer {
+        first_name: "Anabel".to_owned(),
+        company: "Acme Europe".to_owned(),
+        notes: "moved to Berlin".to_owned(),
+        tags: strings(&["relocated", "vip"]),
+        credit_hold: true,
+        contact_points: vec![phone("+49 30 901820")],
+        attributes: HashMap::from([("city".to_owned(), "Berlin".to_owned())]),
+        ..ana_view
+    };
+    let call = pb::UpdateCustomerRequest {
+        customer: Some(ana_change.clone()),
+        update_mask: None,
+    };
+    let saved = ok(ana.update_customer(as_agent("ana", call)).await);
+    assert_eq!(saved.version, 4);
+    assert_eq!(saved.updated_by, "ana");
+
+    // Ben saves from version 3 and is told who won, and at which version.
+    let ben_change = pb::Customer {
+        last_name: "Lopez-Garcia".to_owned(),
+        notes: "ben's notes".to_owned(),
+        ..ben_view
+    };
+    let call = pb::UpdateCustomerRequest {
+        customer: Some(ben_change.clone()),
+        update_mask: mask(&["last_name", "notes"]),
+    };
+    let status = err(ben.update_customer(as_agent("ben", call)).await);
+    assert_version_mismatch(&status, 4, "ana");
+    let call = pb::DeleteCustomerRequest {
+        id: seeded.id.clone(),
+        version: 3,
+    };
+    let status = err(ben.delete_customer(as_agent("ben", call)).await);
+    assert_version_mismatch(&status, 4, "ana");
+
+    // Nothing of Ana's change is lost, nothing of Ben's applied.
+    let current = ok(ben.get_customer(get(&seeded.id)).await);
+    assert_eq!(current, saved);
+    assert_eq!(current.first_name, "Anabel");
+    assert_eq!(current.last_name, "Lopez");
+    assert_eq!(current.company, "Acme Europe");
+    assert_eq!(current.notes, "moved to Berlin");
+    assert_eq!(current.tags, strings(&["relocated", "vip"]));
+    assert!(current.credit_hold);
+    assert_eq!(current.contact_points, vec![phone("+4930901820")]);
+    assert_eq!(current.attributes, ana_change.attributes);
+
+    // Ben retries from version 4: that works and keeps Ana's other fields.
+    let call = pb::UpdateCustomerRequest {
+        customer: Some(pb::Customer {
+            version: 4,
+            ..ben_change
+        }),
+        update_mask: mask(&["last_name"]),
+    };
+    let retried = ok(ben.update_customer(as_agent("ben", call)).await);
+    assert_eq!(retried.version, 5);
+    assert_eq!(retried.last_name, "Lopez-Garcia");
+    assert_eq!(retried.first_name, "Anabel");
+    assert_eq!(retried.notes, "moved to Berlin");
+    assert_eq!(retried.updated_by, "ben");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn concurrent_updates_from_the_same_version_let_exactly_one_win() {
+    const WRITERS: usize = 8;
+    let app = TestApp::spawn().await;
+    let created = app.create_customer(customer("Ana", "Lopez")).await;
+    let barrier = Arc::new(Barrier::new(WRITERS));
+    let mut tasks = Vec::new();
+    for writer in 0..WRITERS {
+        let mut client = CustomerServiceClient::new(app.new_channel().await);
+        let barrier = Arc::clone(&barrier);
+        let change = pb::Customer {
+            notes: format!("written by agent-{writer}"),
+            tags: vec![format!("w{writer}")],
+            ..created.clone()
+        };
+        tasks.push(tokio::spawn(async move {
+            let agent = format!("agent-{writer}");
+            let call = pb::UpdateCustomerRequest {
+                customer: Some(change),
+                update_mask: None,
+            };
+            barrier.wait().await;
+            let outcome = client.update_customer(as_agent(&agent, call)).await;
+            (agent, outcome)
+        }));
+    }
+    let results = within("concurrent updates", futures::future::join_all(tasks)).await;
+
+    let mut winners = Vec::new();
+    let mut losers = Vec::new();
+    for result in results {
+        let (agent, outcome) = result.expect("writer task");
+        match outcome {
+            Ok(response) => winners.push((agent, response.into_inner())),
+            Err(status) => losers.push(status),
+        }
+    }
+    assert_eq!(
+        winners.len(),
+        1,
+        "exactly one writer wins; losers: {losers:?}"
+    );
+    let (winner, saved) = winners.pop().expect("one winner");
+    assert_eq!(saved.version, 2);
+    assert_eq!(saved.updated_by, winner);
+    for status in &losers {
+        assert_version_mismatch(status, 2, &winner);
+    }
+    let stored = app.get_customer(&created.id).await.expect("get");
+    assert_eq!(stored, saved);
+    assert_eq!(stored.notes, format!("written by {winner}"));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn concurrent_request_updates_from_the_same_version_let_exactly_one_win() {
+    const WRITERS: usize = 6;
+    let app = TestApp::spawn().await;
+    let ana = app.create_customer(customer("Ana", "Lopez")).await;
+    let created = app.create_request(request(&ana.id, "Broken")).await;
+    let barrier = Arc::new(Barrier::new(WRITERS));
+    let mut tasks = Vec::new();
+    for writer in 0..WRITERS {
+        let mut client = RequestServiceClient::new(app.new_channel().await);
+        let barrier = Arc::clone(&barrier);
+        let call = pb::UpdateRequestRequest {
+            request: Some(pb::Request {
+                title: format!("title by agent-{writer}"),
+                ..created.clone()
+            }),
+            update_mask: mask(&["title"]),
+        };
+        tasks.push(tokio::spawn(async move {
+            let agent = format!("agent-{writer}");
+            barrier.wait().await;
+            let outcome = client.update_request(as_agent(&agent, call)).await;
+            (agent, outcome)
+        }));
+    }
+    let results = within("concurrent updates", futures::future::join_all(tasks)).await;
+    let mut winners = Vec::new();
+    let mut losers = Vec::new();
+    for result in results {
+        match result.expect("writer task") {
+            (agent, Ok(response)) => winners.push((agent, response.into_inner())),
+            (_, Err(status)) => losers.push(status),
+        }
+    }
+    assert_eq!(
+        winners.len(),
+        1,
+        "exactly one writer wins; losers: {losers:?}"
+    );
+    let (winner, saved) = winners.pop().expect("one winner");
+    assert_eq!(saved.title, format!("title by {winner}"));
+    for status in &losers {
+        assert_version_mismatch(status, 2, &winner);
+    }
+    assert_eq!(app.get_request(&created.id).await.expect("get"), saved);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn concurrent_comments_and_activity_writes_all_succeed() {
+    const CLIENTS: usize = 4;
+    const PER_CLIENT: usize = 10;
+    let app = TestApp::spawn().await;
+    let ana = app.create_customer(customer("Ana", "Lopez")).await;
+    let broken = app.create_request(request(&ana.id, "Broken")).await;
+    let mut tasks = Vec::new();
+    for client in 0..CLIENTS {
+        let channel = app.new_channel().await;
+        let customer_id = ana.id.clone();
+        let request_id = broken.id.clone();
+        tasks.push(tokio::spawn(async move {
+            let mut requests = RequestServiceClient::new(channel.clone());
+            let mut activities = ActivityServiceClient::new(channel);
+            let agent = format!("agent-{client}");
+            for i in 0..PER_CLIENT {
+                let comment = pb::AddCommentRequest {
+                    request_id: request_id.clone(),
+                    text: format!("{client}/{i}"),
+                };
+                let journey = pb::CreateActivityRequest {
+                    activity: Some(activity(&customer_id, &format!("{client}/{i}"))),
+                };
+                let (comment, journey) = tokio::join!(
+                    requests.add_comment(as_agent(&agent, comment)),
+                    activities.create_activity(as_agent(&agent, journey)),
+                );
+                comment?;
+                journey?;
+            }
+            Ok::<_, tonic::Status>(())
+        }));
+    }
+    for result in within("concurrent writes", futures::future::join_all(tasks)).await {
+        result
+            .expect("task")
+            .expect("every write succeeds (no `database is locked`)");
+    }
+    let comments = app.list_comments(&broken.id).await.expect("list");
+    assert_eq!(comments.len(), CLIENTS * PER_CLIENT);
+    let page = app
+        .list_activities(&ana.id, "", 500, "")
+        .await
+        .expect("list");
+    assert_eq!(page.activities.len(), CLIENTS * PER_CLIENT);
+    // The request itself did not change.
+    assert_eq!(app.get_request(&broken.id).await.expect("get"), broken);
+}

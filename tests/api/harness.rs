@@ -1,0 +1,506 @@
+//! Test harness: every test gets its own server on an ephemeral port and its own fresh database, so tests run in
+//! parallel and never share state (zero2prod's `spawn_app`). Helpers build inputs and read rich error details.
+
+use std::{
+    collections::BTreeSet,
+    fmt::Debug,
+    future::Future,
+    net::SocketAddr,
+    path::{Path, PathBuf},
+    time::{Duration, SystemTime, UNIX_EPOCH},
+};
+
+use customer_context::{config::Settings, pb, server::RunningServer};
+use prost_types::{FieldMask, Timestamp};
+use tempfile::TempDir;
+use tonic::{Code, Response, Status, transport::Channel};
+use tonic_types::{ErrorInfo, StatusExt};
+
+use pb::{
+    activity_service_client::ActivityServiceClient, customer_service_client::CustomerServiceClient,
+    request_service_client::RequestServiceClient,
+};
+
+/// Metadata key naming the acting agent.
+pub const AGENT_HEADER: &str = "x-agent-id";
+
+/// The agent the helpers act as when a test does not care who writes.
+pub const SETUP_AGENT: &str = "setup";
+
+/// Upper bound for anything a test awaits (server start, shutdown, a batch of concurrent calls).
+pub const WAIT: Duration = Duration::from_secs(60);
+
+/// The one place that decides which database a test server uses. A second backend (PostgreSQL) becomes a
+/// parameter here, not a copy of the tests.
+pub fn database_url(db_file: &Path) -> String {
+    format!("sqlite://{}?mode=rwc", db_file.display())
+}
+
+/// Awaits `fut`, failing the test if it takes longer than [`WAIT`].
+pub async fn within<F: Future>(what: &str, fut: F) -> F::Output {
+    tokio::time::timeout(WAIT, fut)
+        .await
+        .unwrap_or_else(|_| panic!("{what} did not finish within {WAIT:?}"))
+}
+
+/// A server running for one test, with a channel to it.
+pub struct TestApp {
+    pub addr: SocketAddr,
+    server: Option<RunningServer>,
+    channel: Channel,
+    db_file: PathBuf,
+    // Dropped last: removes the database file of `spawn()`ed apps.
+    _dir: Option<TempDir>,
+}
+
+impl TestApp {
+    /// A server on a fresh database in its own temporary directory.
+    pub async fn spawn() -> Self {
+        let dir = tempfile::tempdir().expect("temporary directory");
+        let mut app = Self::spawn_with_db(&dir.path().join("cc.db")).await;
+        app._dir = Some(dir);
+        app
+    }
+
+    /// A server on the database file at `db_file` (created if missing); the caller owns the file.
+    pub async fn spawn_with_db(db_file: &Path) -> Self {
+        let settings = Settings::new(
+            "127.0.0.1:0".parse().expect("socket address"),
+            database_url(db_file),
+        );
+        let server = within("server start", RunningServer::start(settings))
+            .await
+            .expect("server starts");
+        let addr = server.local_addr();
+        let channel = connect(addr).await;
+        Self {
+            addr,
+            server: Some(server),
+            channel,
+            db_file: db_file.to_owned(),
+            _dir: None,
+        }
+    }
+
+    /// Stops the server gracefully and waits until it has.
+    pub async fn shutdown(mut self) {
+        let server = self.server.take().expect("server still running");
+        drop(self.channel);
+        within("server shutdown", server.shutdown())
+            .await
+            .expect("server shuts down cleanly");
+    }
+
+    pub fn db_file(&self) -> &Path {
+        &self.db_file
+    }
+
+    /// The shared channel of this app (cheap to clone).
+    pub fn channel(&self) -> Channel {
+        self.channel.clone()
+    }
+
+    /// A new, separate connection to the server: one per simulated client machine.
+    pub async fn new_channel(&self) -> Channel {
+        connect(self.addr).await
+    }
+
+    pub fn customers(&self) -> CustomerServiceClient<Channel> {
+        CustomerServiceClient::new(self.channel())
+    }
+
+    pub fn requests(&self) -> RequestServiceClient<Channel> {
+        RequestServiceClient::new(self.channel())
+    }
+
+    pub fn activities(&self) -> ActivityServiceClient<Channel> {
+        ActivityServiceClient::new(self.channel())
+    }
+
+    pub async fn create_customer(&self, customer: pb::Customer) -> pb::Customer {
+        let request = pb::CreateCustomerRequest {
+            customer: Some(customer),
+        };
+        ok(self
+            .customers()
+            .create_customer(as_agent(SETUP_AGENT, request))
+            .await)
+    }
+
+    pub async fn get_customer(&self, id: &str) -> Result<pb::Customer, Status> {
+        let request = pb::GetCustomerRequest { id: id.to_owned() };
+        self.customers()
+            .get_customer(request)
+            .await
+            .map(Response::into_inner)
+    }
+
+    /// Updates every mutable field (empty mask) as `agent`.
+    pub async fn update_customer(
+        &self,
+        agent: &str,
+        customer: pb::Customer,
+    ) -> Result<pb::Customer, Status> {
+        let request = pb::UpdateCustomerRequest {
+            customer: Some(customer),
+            update_mask: None,
+        };
+        self.customers()
+            .update_customer(as_agent(agent, request))
+            .await
+            .map(Response::into_inner)
+    }
+
+    /// Every customer matching `query` (one page of up to 500).
+    pub async fn search_customers(&self, query: &str) -> Vec<pb::Customer> {
+        let request = pb::SearchCustomersRequest {
+            query: query.to_owned(),
+            page_size: 500,
+            page_token: String::new(),
+        };
+        ok(self.customers().search_customers(request).await).customers
+    }
+
+    pub async fn create_request(&self, request: pb::Request) -> pb::Request {
+        let call = pb::CreateRequestRequest {
+            request: Some(request),
+        };
+        ok(self
+            .requests()
+            .create_request(as_agent(SETUP_AGENT, call))
+            .await)
+    }
+
+    pub async fn get_request(&self, id: &str) -> Result<pb::Request, Status> {
+        let call = pb::GetRequestRequest { id: id.to_owned() };
+        self.requests()
+            .get_request(call)
+            .await
+            .map(Response::into_inner)
+    }
+
+    /// Changes only the fields named in `paths` as `agent`.
+    pub async fn patch_request(
+        &self,
+        agent: &str,
+        request: pb::Request,
+        paths: &[&str],
+    ) -> Result<pb::Request, Status> {
+        let call = pb::UpdateRequestRequest {
+            request: Some(request),
+            update_mask: mask(paths),
+        };
+        self.requests()
+            .update_request(as_agent(agent, call))
+            .await
+            .map(Response::into_inner)
+    }
+
+    pub async fn list_requests(
+        &self,
+        customer_id: &str,
+        status: pb::RequestStatus,
+    ) -> Vec<pb::Request> {
+        let call = pb::ListRequestsRequest {
+            customer_id: customer_id.to_owned(),
+            status: status as i32,
+            page_size: 500,
+            page_token: String::new(),
+        };
+        ok(self.requests().list_requests(call).await).requests
+    }
+
+    pub async fn add_comment(
+        &self,
+        agent: &str,
+        request_id: &str,
+        text: &str,
+    ) -> Result<pb::Comment, Status> {
+        let call = pb::AddCommentRequest {
+            request_id: request_id.to_owned(),
+            text: text.to_owned(),
+        };
+        self.requests()
+            .add_comment(as_agent(agent, call))
+            .await
+            .map(Response::into_inner)
+    }
+
+    pub async fn list_comments(&self, request_id: &str) -> Result<Vec<pb::Comment>, Status> {
+        let call = pb::ListCommentsRequest {
+            request_id: request_id.to_owned(),
+            page_size: 500,
+            page_token: String::new(),
+        };
+        self.requests()
+            .list_comments(call)
+            .await
+            .map(|r| r.into_inner().comments)
+    }
+
+    pub async fn create_activity(&self, activity: pb::Activity) -> pb::Activity {
+        let call = pb::CreateActivityRequest {
+            activity: Some(activity),
+        };
+        ok(self
+            .activities()
+            .create_activity(as_agent(SETUP_AGENT, call))
+            .await)
+    }
+
+    pub async fn get_activity(&self, id: &str) -> Result<pb::Activity, Status> {
+        let call = pb::GetActivityRequest { id: id.to_owned() };
+        self.activities()
+            .get_activity(call)
+            .await
+            .map(Response::into_inner)
+    }
+
+    /// One page of a customer's (or a request's) activities.
+    pub async fn list_activities(
+        &self,
+        customer_id: &str,
+        request_id: &str,
+        page_size: i32,
+        page_token: &str,
+    ) -> Result<pb::ListActivitiesResponse, Status> {
+        let call = pb::ListActivitiesRequest {
+            customer_id: customer_id.to_owned(),
+            request_id: request_id.to_owned(),
+            page_size,
+            page_token: page_token.to_owned(),
+        };
+        self.activities()
+            .list_activities(call)
+            .await
+            .map(Response::into_inner)
+    }
+}
+
+async fn connect(addr: SocketAddr) -> Channel {
+    let endpoint = Channel::from_shared(format!("http://{addr}")).expect("endpoint uri");
+    within("connecting", endpoint.connect())
+        .await
+        .unwrap_or_else(|e| panic!("cannot connect to {addr}: {e:?}"))
+}
+
+/// `message` sent as `agent` (request metadata `x-agent-id`).
+pub fn as_agent<T>(agent: &str, message: T) -> tonic::Request<T> {
+    let mut request = tonic::Request::new(message);
+    request
+        .metadata_mut()
+        .insert(AGENT_HEADER, agent.parse().expect("ascii agent id"));
+    request
+}
+
+/// The message of a successful call; fails the test with the status otherwise.
+#[track_caller]
+pub fn ok<T>(result: Result<Response<T>, Status>) -> T {
+    match result {
+        Ok(response) => response.into_inner(),
+        Err(status) => panic!("call failed: {status:?}"),
+    }
+}
+
+/// The status of a call that must fail; fails the test with the value otherwise.
+#[track_caller]
+pub fn err<T: Debug>(result: Result<T, Status>) -> Status {
+    match result {
+        Ok(value) => panic!("call succeeded but must fail: {value:?}"),
+        Err(status) => status,
+    }
+}
+
+// ---- inputs -------------------------------------------------------------------------------------------------
+
+pub fn customer(first_name: &str, last_name: &str) -> pb::Customer {
+    pb::Customer {
+        first_name: first_name.to_owned(),
+        last_name: last_name.to_owned(),
+        ..Default::default()
+    }
+}
+
+pub fn contact(kind: pb::ContactKind, label: &str, value: &str) -> pb::ContactPoint {
+    pb::ContactPoint {
+        kind: kind as i32,
+        label: label.to_owned(),
+        value: value.to_owned(),
+    }
+}
+
+pub fn phone(value: &str) -> pb::ContactPoint {
+    contact(pb::ContactKind::Phone, "mobile", value)
+}
+
+pub fn email(value: &str) -> pb::ContactPoint {
+    contact(pb::ContactKind::Email, "work", value)
+}
+
+pub fn request(customer_id: &str, title: &str) -> pb::Request {
+    pb::Request {
+        customer_id: customer_id.to_owned(),
+        title: title.to_owned(),
+        ..Default::default()
+    }
+}
+
+pub fn activity(customer_id: &str, topic: &str) -> pb::Activity {
+    pb::Activity {
+        customer_id: customer_id.to_owned(),
+        channel: pb::Channel::Voice as i32,
+        direction: pb::Direction::Incoming as i32,
+        topic: topic.to_owned(),
+        ..Default::default()
+    }
+}
+
+pub fn mask(paths: &[&str]) -> Option<FieldMask> {
+    Some(FieldMask {
+        paths: paths.iter().map(|p| (*p).to_owned()).collect(),
+    })
+}
+
+pub fn strings(values: &[&str]) -> Vec<String> {
+    values.iter().map(|v| (*v).to_owned()).collect()
+}
+
+pub fn timestamp(seconds: i64, nanos: i32) -> Timestamp {
+    Timestamp { seconds, nanos }
+}
+
+pub fn now() -> Timestamp {
+    let since = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .expect("clock after 1970");
+    timestamp(
+        i64::try_from(since.as_secs()).expect("seconds fit"),
+        i32::try_from(since.subsec_nanos()).expect("nanos fit"),
+    )
+}
+
+/// Nanoseconds since the epoch, for ordering timestamps.
+pub fn nanos(ts: &Timestamp) -> i128 {
+    i128::from(ts.seconds) * 1_000_000_000 + i128::from(ts.nanos)
+}
+
+/// `id` is a UUIDv7 in its canonical string form.
+#[track_caller]
+pub fn assert_uuid_v7(id: &str) {
+    let uuid = uuid::Uuid::parse_str(id).unwrap_or_else(|e| panic!("{id:?} is not a UUID: {e}"));
+    assert_eq!(uuid.get_version_num(), 7, "{id} is not a UUIDv7");
+    assert_eq!(
+        uuid.hyphenated().to_string(),
+        id,
+        "{id} is not in canonical form"
+    );
+}
+
+/// A well-formed id that names nothing.
+pub fn unknown_id() -> String {
+    uuid::Uuid::now_v7().to_string()
+}
+
+// ---- errors -------------------------------------------------------------------------------------------------
+
+/// `(field, reason)` of every violation in the status's BadRequest, in the order given.
+pub fn field_violations(status: &Status) -> Vec<(String, String)> {
+    let details = status.get_error_details();
+    let bad_request = details
+        .bad_request()
+        .unwrap_or_else(|| panic!("no BadRequest in {status:?}"));
+    bad_request
+        .field_violations
+        .iter()
+        .map(|v| {
+            assert!(
+                !v.description.is_empty(),
+                "violation without a description: {v:?}"
+            );
+            (v.field.clone(), v.reason.clone())
+        })
+        .collect()
+}
+
+pub fn error_info(status: &Status) -> ErrorInfo {
+    status
+        .get_error_details()
+        .error_info()
+        .cloned()
+        .unwrap_or_else(|| panic!("no ErrorInfo in {status:?}"))
+}
+
+/// The status has `code`, a message, and an ErrorInfo with `reason`.
+#[track_caller]
+pub fn assert_error(status: &Status, code: Code, reason: &str) {
+    assert_eq!(status.code(), code, "unexpected code: {status:?}");
+    assert_eq!(
+        error_info(status).reason,
+        reason,
+        "unexpected reason: {status:?}"
+    );
+    assert!(
+        !status.message().is_empty(),
+        "status without a message: {status:?}"
+    );
+}
+
+/// INVALID_ARGUMENT with exactly these `(field, reason)` violations (in any order) in one BadRequest, and an
+/// ErrorInfo naming the first violation's reason and listing every distinct reason once in metadata `reasons`.
+#[track_caller]
+pub fn assert_violations(status: &Status, expected: &[(&str, &str)]) {
+    assert_eq!(
+        status.code(),
+        Code::InvalidArgument,
+        "unexpected code: {status:?}"
+    );
+    let actual = field_violations(status);
+    let actual_set: BTreeSet<(String, String)> = actual.iter().cloned().collect();
+    let expected_set: BTreeSet<(String, String)> = expected
+        .iter()
+        .map(|(f, r)| ((*f).to_owned(), (*r).to_owned()))
+        .collect();
+    assert_eq!(actual_set, expected_set, "violations of {status:?}");
+    assert_eq!(
+        actual.len(),
+        expected.len(),
+        "violations repeated in {status:?}"
+    );
+    let info = error_info(status);
+    assert_eq!(
+        info.reason, actual[0].1,
+        "ErrorInfo.reason must be the first violation's"
+    );
+    let listed: Vec<&str> = info
+        .metadata
+        .get("reasons")
+        .unwrap_or_else(|| panic!("no `reasons` metadata in {info:?}"))
+        .split(',')
+        .map(str::trim)
+        .collect();
+    let distinct: BTreeSet<&str> = expected.iter().map(|(_, r)| *r).collect();
+    assert_eq!(
+        listed.len(),
+        distinct.len(),
+        "ErrorInfo metadata `reasons` must list each reason once: {listed:?}"
+    );
+    let listed: BTreeSet<&str> = listed.into_iter().collect();
+    assert_eq!(listed, distinct, "ErrorInfo metadata `reasons`");
+}
+
+/// ABORTED with ErrorInfo VERSION_MISMATCH naming the current version and who made it.
+#[track_caller]
+pub fn assert_version_mismatch(status: &Status, current_version: i64, updated_by: &str) {
+    assert_error(status, Code::Aborted, "VERSION_MISMATCH");
+    let info = error_info(status);
+    assert_eq!(
+        info.metadata.get("current_version").map(String::as_str),
+        Some(current_version.to_string().as_str()),
+        "current_version of {info:?}"
+    );
+    assert_eq!(
+        info.metadata.get("updated_by").map(String::as_str),
+        Some(updated_by),
+        "updated_by of {info:?}"
+    );
+}

@@ -1,0 +1,272 @@
+//! Service plumbing: health, reflection, gRPC-web with CORS, graceful shutdown.
+
+use std::collections::BTreeSet;
+
+use prost::Message;
+use tokio::{
+    io::{AsyncReadExt, AsyncWriteExt},
+    net::TcpStream,
+};
+use tonic_health::pb::{
+    HealthCheckRequest, HealthCheckResponse, health_check_response::ServingStatus,
+    health_client::HealthClient,
+};
+
+use crate::harness::*;
+
+const PUBLIC_SERVICES: [&str; 3] = [
+    "customer_context.v1.CustomerService",
+    "customer_context.v1.RequestService",
+    "customer_context.v1.ActivityService",
+];
+
+#[tokio::test]
+async fn health_check_reports_serving() {
+    let app = TestApp::spawn().await;
+    let mut health = HealthClient::new(app.channel());
+    for service in std::iter::once("").chain(PUBLIC_SERVICES) {
+        let call = HealthCheckRequest {
+            service: service.to_owned(),
+        };
+        let response = ok(health.check(call).await);
+        assert_eq!(response.status(), ServingStatus::Serving, "{service:?}");
+    }
+}
+
+#[tokio::test]
+async fn reflection_v1_lists_the_public_services() {
+    use tonic_reflection::pb::v1::{
+        ServerReflectionRequest, server_reflection_client::ServerReflectionClient,
+        server_reflection_request::MessageRequest, server_reflection_response::MessageResponse,
+    };
+    let app = TestApp::spawn().await;
+    let mut client = ServerReflectionClient::new(app.channel());
+    let request = ServerReflectionRequest {
+        host: String::new(),
+        message_request: Some(MessageRequest::ListServices(String::new())),
+    };
+    let mut responses = ok(client
+        .server_reflection_info(futures::stream::iter([request]))
+        .await);
+    let response = within("reflection answer", responses.message())
+        .await
+        .expect("reflection stream")
+        .expect("one answer");
+    let Some(MessageResponse::ListServicesResponse(list)) = response.message_response else {
+        panic!("not a service list: {response:?}");
+    };
+    let names: BTreeSet<String> = list.service.into_iter().map(|s| s.name).collect();
+    for service in PUBLIC_SERVICES {
+        assert!(names.contains(service), "{service} missing from {names:?}");
+    }
+}
+
+#[tokio::test]
+async fn reflection_v1alpha_lists_and_describes_the_public_services() {
+    use tonic_reflection::pb::v1alpha::{
+        ServerReflectionRequest, server_reflection_client::ServerReflectionClient,
+        server_reflection_request::MessageRequest, server_reflection_response::MessageResponse,
+    };
+    let app = TestApp::spawn().await;
+    let mut client = ServerReflectionClient::new(app.channel());
+    let requests = [
+        ServerReflectionRequest {
+            host: String::new(),
+            message_request: Some(MessageRequest::ListServices(String::new())),
+        },
+        ServerReflectionRequest {
+            host: String::new(),
+            message_request: Some(MessageRequest::FileContainingSymbol(
+                "customer_context.v1.CustomerService".to_owned(),
+            )),
+        },
+    ];
+    let mut responses = ok(client
+        .server_reflection_info(futures::stream::iter(requests))
+        .await);
+    let first = within("reflection answer", responses.message())
+        .await
+        .expect("reflection stream")
+        .expect("first answer");
+    let Some(MessageResponse::ListServicesResponse(list)) = first.message_response else {
+        panic!("not a service list: {first:?}");
+    };
+    let names: BTreeSet<String> = list.service.into_iter().map(|s| s.name).collect();
+    for service in PUBLIC_SERVICES {
+        assert!(names.contains(service), "{service} missing from {names:?}");
+    }
+    let second = within("reflection answer", responses.message())
+        .await
+        .expect("reflection stream")
+        .expect("second answer");
+    let Some(MessageResponse::FileDescriptorResponse(files)) = second.message_response else {
+        panic!("not a file descriptor: {second:?}");
+    };
+    let names: Vec<String> = files
+        .file_descriptor_proto
+        .iter()
+        .map(|bytes| {
+            prost_types::FileDescriptorProto::decode(bytes.as_slice())
+                .expect("file descriptor")
+                .name()
+                .to_owned()
+        })
+        .collect();
+    assert!(
+        names
+            .iter()
+            .any(|n| n == "customer_context/v1/customer.proto"),
+        "{names:?}"
+    );
+}
+
+/// Sends `request` over a fresh HTTP/1.1 connection and reads the whole answer (`Connection: close`): the
+/// response head and the body (de-chunked).
+async fn http1_exchange(app: &TestApp, request: &[u8]) -> (String, Vec<u8>) {
+    within("HTTP/1.1 exchange", async {
+        let mut stream = TcpStream::connect(app.addr).await.expect("connect");
+        stream.write_all(request).await.expect("write request");
+        let mut answer = Vec::new();
+        stream.read_to_end(&mut answer).await.expect("read answer");
+        let split = answer
+            .windows(4)
+            .position(|w| w == b"\r\n\r\n")
+            .expect("end of headers");
+        let head = String::from_utf8(answer[..split].to_vec()).expect("ascii headers");
+        let mut body = answer[split + 4..].to_vec();
+        if header(&head, "transfer-encoding").is_some_and(|v| v.eq_ignore_ascii_case("chunked")) {
+            body = dechunk(&body);
+        }
+        (head, body)
+    })
+    .await
+}
+
+fn dechunk(mut raw: &[u8]) -> Vec<u8> {
+    let mut body = Vec::new();
+    loop {
+        let line_end = raw
+            .windows(2)
+            .position(|w| w == b"\r\n")
+            .expect("chunk size line");
+        let size_line = std::str::from_utf8(&raw[..line_end]).expect("chunk size");
+        let size_text = size_line.split(';').next().unwrap_or_default().trim();
+        let size = usize::from_str_radix(size_text, 16).expect("hex chunk size");
+        raw = &raw[line_end + 2..];
+        if size == 0 {
+            return body;
+        }
+        body.extend_from_slice(&raw[..size]);
+        raw = &raw[size + 2..];
+    }
+}
+
+/// The value of header `name` (case-insensitive) in an HTTP/1.1 response head.
+fn header<'a>(head: &'a str, name: &str) -> Option<&'a str> {
+    head.lines().skip(1).find_map(|line| {
+        let (key, value) = line.split_once(':')?;
+        key.trim().eq_ignore_ascii_case(name).then(|| value.trim())
+    })
+}
+
+#[tokio::test]
+async fn grpc_web_call_over_http1_answers_with_a_status_trailer_frame() {
+    let app = TestApp::spawn().await;
+    let head = format!(
+        "POST /grpc.health.v1.Health/Check HTTP/1.1\r\n\
+         Host: {addr}\r\n\
+         Content-Type: application/grpc-web+proto\r\n\
+         X-Grpc-Web: 1\r\n\
+         Origin: http://gadget.example\r\n\
+         Content-Length: 5\r\n\
+         Connection: close\r\n\r\n",
+        addr = app.addr
+    );
+    let mut request = head.into_bytes();
+    request.extend_from_slice(&[0, 0, 0, 0, 0]); // uncompressed frame holding an empty HealthCheckRequest
+    let (head, body) = http1_exchange(&app, &request).await;
+    assert!(head.starts_with("HTTP/1.1 200"), "{head}");
+    assert!(
+        header(&head, "content-type").is_some_and(|v| v.starts_with("application/grpc-web")),
+        "{head}"
+    );
+    assert!(
+        header(&head, "access-control-allow-origin").is_some(),
+        "CORS headers on the actual call too: {head}"
+    );
+
+    // Frames: flag (1 byte), length (4 bytes, big-endian), payload; flag bit 0x80 marks the trailers.
+    let mut rest = body.as_slice();
+    let mut message = None;
+    let mut trailers = None;
+    while !rest.is_empty() {
+        assert!(rest.len() >= 5, "truncated frame in {body:?}");
+        let flag = rest[0];
+        let len = u32::from_be_bytes([rest[1], rest[2], rest[3], rest[4]]) as usize;
+        let payload = &rest[5..5 + len];
+        if flag & 0x80 == 0 {
+            message = Some(HealthCheckResponse::decode(payload).expect("HealthCheckResponse"));
+        } else {
+            trailers = Some(String::from_utf8(payload.to_vec()).expect("ascii trailers"));
+        }
+        rest = &rest[5 + len..];
+    }
+    let message = message.expect("a message frame");
+    assert_eq!(message.status(), ServingStatus::Serving);
+    let trailers = trailers.expect("a trailer frame").to_ascii_lowercase();
+    assert!(
+        trailers
+            .lines()
+            .any(|l| l.trim().replace(' ', "") == "grpc-status:0"),
+        "{trailers:?}"
+    );
+}
+
+#[tokio::test]
+async fn cors_preflight_allows_browser_gadgets() {
+    let app = TestApp::spawn().await;
+    let request = format!(
+        "OPTIONS /customer_context.v1.CustomerService/GetCustomer HTTP/1.1\r\n\
+         Host: {addr}\r\n\
+         Origin: http://gadget.example\r\n\
+         Access-Control-Request-Method: POST\r\n\
+         Access-Control-Request-Headers: content-type,x-grpc-web,x-agent-id\r\n\
+         Content-Length: 0\r\n\
+         Connection: close\r\n\r\n",
+        addr = app.addr
+    );
+    let (head, _) = http1_exchange(&app, request.as_bytes()).await;
+    let status: u16 = head
+        .split_whitespace()
+        .nth(1)
+        .and_then(|code| code.parse().ok())
+        .unwrap_or_else(|| panic!("status line of {head}"));
+    assert!((200..300).contains(&status), "{head}");
+    let origin = header(&head, "access-control-allow-origin").unwrap_or_else(|| panic!("{head}"));
+    assert!(origin == "*" || origin == "http://gadget.example", "{head}");
+    let methods = header(&head, "access-control-allow-methods").unwrap_or_else(|| panic!("{head}"));
+    assert!(
+        methods.to_ascii_uppercase().contains("POST") || methods == "*",
+        "{head}"
+    );
+    let headers = header(&head, "access-control-allow-headers")
+        .unwrap_or_else(|| panic!("{head}"))
+        .to_ascii_lowercase();
+    for needed in ["content-type", "x-grpc-web", "x-agent-id"] {
+        assert!(
+            headers.contains(needed) || headers == "*",
+            "{needed} not allowed: {head}"
+        );
+    }
+}
+
+#[tokio::test]
+async fn shutdown_stops_serving() {
+    let app = TestApp::spawn().await;
+    let addr = app.addr;
+    let created = app.create_customer(customer("Ana", "Lopez")).await;
+    assert_eq!(created.version, 1);
+    app.shutdown().await;
+    let refused = TcpStream::connect(addr).await;
+    assert!(refused.is_err(), "still accepting connections on {addr}");
+}

@@ -1,0 +1,181 @@
+//! A new server on the same database file finds everything the previous one wrote, at the same versions.
+
+use customer_context::pb::{self, RequestStatus, lookup_customers_request::Key};
+use tonic::Code;
+
+use crate::harness::*;
+
+#[tokio::test]
+async fn restarting_on_the_same_database_file_loses_nothing() {
+    let dir = tempfile::tempdir().expect("temporary directory");
+    let db_file = dir.path().join("cc.db");
+
+    // First life: write a bit of everything.
+    let app = TestApp::spawn_with_db(&db_file).await;
+    assert_eq!(app.db_file(), db_file);
+    let ana = app
+        .create_customer(pb::Customer {
+            customer_number: "C-1".to_owned(),
+            contact_points: vec![phone("(415) 555-0100"), email("Ana@Example.com")],
+            tags: strings(&["vip"]),
+            ..customer("Ana", "Lopez")
+        })
+        .await;
+    let edit = pb::Customer {
+        notes: "edited once".to_owned(),
+        ..ana
+    };
+    let ana = app.update_customer("ana", edit).await.expect("update");
+    let ben = app.create_customer(customer("Ben", "Smith")).await;
+    let open = app.create_request(request(&ana.id, "Broken")).await;
+    let comments = vec![
+        app.add_comment("ana", &open.id, "first")
+            .await
+            .expect("comment"),
+        app.add_comment("ben", &open.id, "second 😀")
+            .await
+            .expect("comment"),
+    ];
+    let closed = app.create_request(request(&ana.id, "Invoice")).await;
+    let close = pb::Request {
+        status: RequestStatus::Closed as i32,
+        ..closed
+    };
+    let closed = app
+        .patch_request("ben", close, &["status"])
+        .await
+        .expect("close");
+    let cancelled = app.create_request(request(&ben.id, "Mistake")).await;
+    app.add_comment("ben", &cancelled.id, "gone soon")
+        .await
+        .expect("comment");
+    let cancel = pb::Request {
+        status: RequestStatus::Cancelled as i32,
+        ..cancelled
+    };
+    let cancelled = app
+        .patch_request("ben", cancel, &["status"])
+        .await
+        .expect("cancel");
+    let call_activity = app
+        .create_activity(pb::Activity {
+            request_id: open.id.clone(),
+            occur_time: Some(timestamp(1_700_000_000, 250_000_000)),
+            follow_up_time: Some(timestamp(1_700_100_000, 0)),
+            contact_phone: "+1 415 555 0100".to_owned(),
+            ..activity(&ana.id, "call")
+        })
+        .await;
+    let email_activity = app
+        .create_activity(pb::Activity {
+            channel: pb::Channel::Email as i32,
+            ..activity(&ana.id, "mail")
+        })
+        .await;
+    let activities = app
+        .list_activities(&ana.id, "", 0, "")
+        .await
+        .expect("list")
+        .activities;
+    assert_eq!(
+        activities,
+        vec![email_activity.clone(), call_activity.clone()]
+    );
+    let everyone = app.search_customers("").await;
+    assert_eq!(everyone, vec![ben.clone(), ana.clone()]);
+    app.shutdown().await;
+
+    // Second life: a new server on the same file.
+    let app = TestApp::spawn_with_db(&db_file).await;
+    assert_eq!(app.get_customer(&ana.id).await.expect("ana"), ana);
+    assert_eq!(app.get_customer(&ben.id).await.expect("ben"), ben);
+    assert_eq!(app.search_customers("").await, everyone);
+    assert_eq!(app.search_customers("vip").await, vec![ana.clone()]);
+    let call = pb::LookupCustomersRequest {
+        key: Some(Key::Phone("tel:+14155550100".to_owned())),
+    };
+    assert_eq!(
+        ok(app.customers().lookup_customers(call).await).customers,
+        vec![ana.clone()]
+    );
+    assert_eq!(app.get_request(&open.id).await.expect("open"), open);
+    assert_eq!(app.get_request(&closed.id).await.expect("closed"), closed);
+    assert!(closed.close_time.is_some());
+    assert_eq!(
+        app.get_request(&cancelled.id).await.expect("cancelled"),
+        cancelled
+    );
+    assert_eq!(
+        app.list_comments(&open.id).await.expect("comments"),
+        comments
+    );
+    assert_eq!(
+        app.list_comments(&cancelled.id).await.expect("comments"),
+        vec![]
+    );
+    assert_eq!(
+        app.list_requests(&ana.id, RequestStatus::Unspecified).await,
+        vec![closed.clone(), open.clone()]
+    );
+    assert_eq!(
+        app.get_activity(&call_activity.id).await.expect("activity"),
+        call_activity
+    );
+    assert_eq!(
+        app.list_activities(&ana.id, "", 0, "")
+            .await
+            .expect("list")
+            .activities,
+        activities
+    );
+
+    // Writes continue from the stored versions.
+    let stale = pb::Customer {
+        version: 1,
+        ..ana.clone()
+    };
+    let status = err(app.update_customer("ben", stale).await);
+    assert_version_mismatch(&status, 2, "ana");
+    let edit = pb::Customer {
+        notes: "edited after restart".to_owned(),
+        ..ana.clone()
+    };
+    let ana3 = app
+        .update_customer("ben", edit)
+        .await
+        .expect("update after restart");
+    assert_eq!(ana3.version, 3);
+    assert_eq!(ana3.create_time, ana.create_time);
+    let reopen = pb::Request {
+        status: RequestStatus::Open as i32,
+        ..closed.clone()
+    };
+    let reopened = app
+        .patch_request("ana", reopen, &["status"])
+        .await
+        .expect("reopen after restart");
+    assert_eq!(reopened.version, closed.version + 1);
+    assert_eq!(reopened.close_time, None);
+    let status = err(app.add_comment("ana", &cancelled.id, "still frozen").await);
+    assert_error(&status, Code::FailedPrecondition, "REQUEST_CANCELLED");
+    let third = app
+        .add_comment("ana", &open.id, "third")
+        .await
+        .expect("comment");
+    assert_eq!(
+        app.list_comments(&open.id).await.expect("comments"),
+        [comments, vec![third]].concat()
+    );
+    // The customer number is still taken.
+    let call = pb::CreateCustomerRequest {
+        customer: Some(pb::Customer {
+            customer_number: "C-1".to_owned(),
+            ..customer("Carl", "Jones")
+        }),
+    };
+    let status = err(app.customers().create_customer(call).await);
+    assert_error(&status, Code::AlreadyExists, "CUSTOMER_NUMBER_TAKEN");
+    let carl = app.create_customer(customer("Carl", "Jones")).await;
+    assert_eq!(carl.version, 1);
+    app.shutdown().await;
+}
