@@ -15,6 +15,18 @@ pub enum LogFormat {
     Json,
 }
 
+/// When SQLite makes a commit durable.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, ValueEnum)]
+pub enum SqliteSynchronous {
+    /// Commits survive a crash or kill of the service (WAL in the OS cache); a power cut or OS crash may drop
+    /// the last few commits, never corrupt the file.
+    #[default]
+    Normal,
+    /// Every commit is also flushed to disk before it is acknowledged: survives power loss, costs one fsync
+    /// per write.
+    Full,
+}
+
 /// Where the data lives. Shared by every command that opens the database.
 #[derive(Clone, Debug, Args)]
 pub struct DatabaseSettings {
@@ -33,6 +45,15 @@ pub struct DatabaseSettings {
         default_value_t = 16
     )]
     pub db_max_connections: u32,
+
+    /// SQLite only: `normal` survives a crash of the service, `full` also a power cut (one fsync per write).
+    #[arg(
+        long,
+        env = "CUSTOMER_CONTEXT_SQLITE_SYNCHRONOUS",
+        value_enum,
+        default_value_t = SqliteSynchronous::Normal
+    )]
+    pub sqlite_synchronous: SqliteSynchronous,
 }
 
 impl DatabaseSettings {
@@ -41,6 +62,7 @@ impl DatabaseSettings {
         Self {
             database_url: url.into(),
             db_max_connections: 16,
+            sqlite_synchronous: SqliteSynchronous::Normal,
         }
     }
 }

@@ -8,6 +8,7 @@ use std::{
     io,
     net::SocketAddr,
     pin::Pin,
+    sync::Arc,
     task::{Context, Poll, ready},
     time::Duration,
 };
@@ -40,6 +41,7 @@ use tower_http::cors::{AllowOrigin, CorsLayer};
 use crate::{
     api::ApiState,
     config::Settings,
+    events::Hub,
     store::{Store, redact},
     telemetry::CallLogLayer,
 };
@@ -79,6 +81,8 @@ pub struct RunningServer {
     shutdown: Shutdown,
     grace: Duration,
     task: JoinHandle<Result<(), tonic::transport::Error>>,
+    /// Follows the change log for watch streams.
+    feed: JoinHandle<()>,
 }
 
 impl RunningServer {
@@ -134,11 +138,20 @@ impl RunningServer {
                     .build_v1alpha()
                     .context("cannot build reflection v1alpha")?,
             );
+        let hub = Arc::new(Hub::new(
+            store
+                .last_change_seq()
+                .await
+                .context("cannot read the change log")?,
+        ));
+        let feed = crate::events::feed::spawn(store.clone(), hub.clone());
         crate::api::add_services(
             &mut routes,
             ApiState {
                 store: store.clone(),
                 region,
+                hub,
+                shutdown: shutdown.clone(),
             },
         );
 
@@ -169,6 +182,7 @@ impl RunningServer {
             shutdown,
             grace: settings.shutdown_grace,
             task,
+            feed,
         })
     }
 
@@ -202,6 +216,7 @@ impl RunningServer {
                 Ok(())
             }
         };
+        self.feed.abort();
         if tokio::time::timeout(STORE_CLOSE_TIMEOUT, self.store.clone().close())
             .await
             .is_err()
@@ -233,7 +248,7 @@ pub async fn serve(settings: Settings) -> anyhow::Result<()> {
     let grace = settings.shutdown_grace;
     let mut server = RunningServer::start(settings).await?;
     let addr = server.local_addr();
-    tracing::info!(%addr, %database, "listening on {addr}");
+    tracing::info!(%database, "listening on {addr}");
 
     tokio::select! {
         signal = signals.recv() => {
@@ -650,6 +665,69 @@ mod tests {
             .unwrap()
             .unwrap();
         assert_eq!(first.unwrap().unwrap_err().code(), tonic::Code::Unavailable);
+    }
+
+    /// A health watcher sees NOT_SERVING, then UNAVAILABLE, and does not hold the drain open.
+    #[tokio::test]
+    async fn shutdown_ends_health_watches_and_finishes_well_before_the_grace_period() {
+        use tonic_health::pb::{
+            health_check_response::ServingStatus as Status, health_client::HealthClient,
+        };
+
+        let dir = tempfile::tempdir().unwrap();
+        let url = format!("sqlite://{}?mode=rwc", dir.path().join("test.db").display());
+        let mut settings = Settings::new("127.0.0.1:0".parse().unwrap(), url);
+        settings.shutdown_grace = Duration::from_secs(30);
+        let server = RunningServer::start(settings).await.unwrap();
+        let addr = server.local_addr();
+        assert_ne!(addr.port(), 0);
+
+        let channel = tonic::transport::Endpoint::from_shared(format!("http://{addr}"))
+            .unwrap()
+            .connect()
+            .await
+            .unwrap();
+        let mut health = HealthClient::new(channel);
+        let check = |service: &str| HealthCheckRequest {
+            service: service.to_owned(),
+        };
+        for service in ["", "customer_context.v1.CustomerService"] {
+            let status = health
+                .check(check(service))
+                .await
+                .unwrap()
+                .into_inner()
+                .status();
+            assert_eq!(status, Status::Serving, "{service:?}");
+        }
+        let mut watch = health.watch(check("")).await.unwrap().into_inner();
+        assert_eq!(
+            watch.message().await.unwrap().unwrap().status(),
+            Status::Serving
+        );
+
+        let signal = server.shutdown_signal();
+        let started = std::time::Instant::now();
+        let stopping = tokio::spawn(server.shutdown());
+        assert_eq!(
+            watch.message().await.unwrap().unwrap().status(),
+            Status::NotServing
+        );
+        assert_eq!(
+            watch.message().await.unwrap_err().code(),
+            tonic::Code::Unavailable
+        );
+        tokio::time::timeout(Duration::from_secs(10), stopping)
+            .await
+            .expect("the drain is not held open by the watch")
+            .unwrap()
+            .unwrap();
+        assert!(started.elapsed() < Duration::from_secs(10));
+        assert!(signal.has_begun());
+        assert!(
+            tokio::net::TcpStream::connect(addr).await.is_err(),
+            "still accepting"
+        );
     }
 
     #[tokio::test]

@@ -304,18 +304,19 @@ impl Drop for CallRecord {
         let code = code_name(status.code);
         let peer = self.peer.as_ref().map(tracing::field::display);
         let agent = self.agent.as_ref().and_then(|agent| agent.to_str().ok());
-        let message = status.message.as_deref();
+        // Not `message`: that name is the event's own text.
+        let grpc_message = status.message.as_deref();
         macro_rules! call_event {
             ($level:expr) => {
                 tracing::event!(
                     target: "customer_context::call",
                     $level,
-                    method,
-                    code,
+                    method = %method,
+                    code = %code,
                     latency_ms,
                     peer,
                     agent,
-                    message,
+                    grpc_message,
                     "call"
                 )
             };
@@ -466,13 +467,14 @@ mod tests {
         let Poll::Ready(Ok(response)) = future.as_mut().poll(&mut cx) else {
             panic!("the test service answers at once");
         };
-        let mut body = std::pin::pin!(response.into_body());
+        let mut body = Box::pin(response.into_body());
         for _ in 0..read.unwrap_or(usize::MAX) {
             match body.as_mut().poll_frame(&mut cx) {
                 Poll::Ready(Some(_)) => continue,
                 _ => break,
             }
         }
+        drop(body);
         captured.lines()
     }
 
@@ -502,7 +504,7 @@ mod tests {
             line.contains("agent=\"agent-7\"") || line.contains("agent=agent-7"),
             "{line}"
         );
-        assert!(!line.contains("message="), "{line}");
+        assert!(!line.contains("grpc_message="), "{line}");
     }
 
     #[test]
@@ -513,8 +515,12 @@ mod tests {
         let lines = run_call(response, Some(0));
         assert_eq!(lines.len(), 1, "{lines:?}");
         assert!(lines[0].contains(" WARN "), "{}", lines[0]);
-        assert!(lines[0].contains("NOT_FOUND"), "{}", lines[0]);
-        assert!(lines[0].contains("customer x not found"), "{}", lines[0]);
+        assert!(lines[0].contains("code=NOT_FOUND "), "{}", lines[0]);
+        assert!(
+            lines[0].contains("grpc_message=\"customer x not found\""),
+            "{}",
+            lines[0]
+        );
     }
 
     #[test]
@@ -522,14 +528,14 @@ mod tests {
         let lines = run_call(ok_response(trailers("13", Some("boom"))), None);
         assert_eq!(lines.len(), 1, "{lines:?}");
         assert!(lines[0].contains(" ERROR "), "{}", lines[0]);
-        assert!(lines[0].contains("INTERNAL"), "{}", lines[0]);
+        assert!(lines[0].contains("code=INTERNAL "), "{}", lines[0]);
     }
 
     #[test]
     fn dropped_stream_logs_cancelled_once() {
         let lines = run_call(ok_response(trailers("0", None)), Some(1));
         assert_eq!(lines.len(), 1, "{lines:?}");
-        assert!(lines[0].contains("CANCELLED"), "{}", lines[0]);
+        assert!(lines[0].contains("code=CANCELLED "), "{}", lines[0]);
     }
 
     #[test]

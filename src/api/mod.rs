@@ -1,5 +1,7 @@
 //! The gRPC layer: one file per service. Converts and checks input, calls the store, maps errors. Thin.
 
+use std::sync::Arc;
+
 use tonic::{Request, Status, metadata::MetadataMap, service::RoutesBuilder};
 
 use crate::{
@@ -9,17 +11,21 @@ use crate::{
         reason, text,
     },
     error::Error,
+    events::Hub,
     pb,
+    server::Shutdown,
     store::Store,
 };
 
 mod activities;
 mod customers;
 mod requests;
+mod watch;
 
 pub use activities::ActivityApi;
 pub use customers::CustomerApi;
 pub use requests::RequestApi;
+pub use watch::WatchApi;
 
 /// What every service needs.
 #[derive(Clone, Debug)]
@@ -27,14 +33,11 @@ pub struct ApiState {
     pub store: Store,
     /// Region for phone numbers written without a country code.
     pub region: phonenumber::country::Id,
+    /// Fans committed changes and presence out to watch streams.
+    pub hub: Arc<Hub>,
+    /// Fires when the server begins shutting down, so streams can end.
+    pub shutdown: Shutdown,
 }
-
-/// Fully-qualified names of the public services, for health reporting.
-pub const SERVICE_NAMES: &[&str] = &[
-    "customer_context.v1.CustomerService",
-    "customer_context.v1.RequestService",
-    "customer_context.v1.ActivityService",
-];
 
 /// Registers every public service of the API.
 pub fn add_services(routes: &mut RoutesBuilder, state: ApiState) {
@@ -46,7 +49,10 @@ pub fn add_services(routes: &mut RoutesBuilder, state: ApiState) {
             RequestApi::new(state.clone()),
         ))
         .add_service(pb::activity_service_server::ActivityServiceServer::new(
-            ActivityApi::new(state),
+            ActivityApi::new(state.clone()),
+        ))
+        .add_service(pb::watch_service_server::WatchServiceServer::new(
+            WatchApi::new(state),
         ));
 }
 

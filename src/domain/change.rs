@@ -2,7 +2,7 @@
 
 use super::{mask::FieldChange, time::Micros};
 
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub enum ResourceKind {
     Customer,
     Request,

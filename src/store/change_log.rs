@@ -1,12 +1,16 @@
 //! Appending to and reading the change log.
 
-use sea_orm::{ActiveValue::Set, ConnectionTrait, EntityTrait};
+use sea_orm::{
+    ActiveValue::Set, ColumnTrait, Condition, ConnectionTrait, EntityTrait, QueryFilter,
+    QueryOrder, QuerySelect,
+};
 use serde_json::{Map, Value};
 
 use super::entity::change_log;
 use crate::{
     domain::change::{Change, ChangeKind, NewChange, ResourceKind},
     error::{Error, Result},
+    store::Store,
 };
 
 /// Appends `change` inside the caller's transaction and returns its log position.
@@ -59,4 +63,112 @@ pub(super) fn from_model(model: change_log::Model) -> Result<Change> {
         internal: model.internal,
         time: model.change_time,
     })
+}
+
+/// Most changes one read of the log returns.
+pub const MAX_CHANGES_PER_READ: u64 = 1_000;
+
+/// The log rows about `resources`: the records themselves, and for customers also their requests and activities.
+fn about(resources: &[(ResourceKind, String)]) -> Condition {
+    let mut condition = Condition::any();
+    for kind in [
+        ResourceKind::Customer,
+        ResourceKind::Request,
+        ResourceKind::Activity,
+    ] {
+        let ids: Vec<&str> = resources
+            .iter()
+            .filter(|(k, _)| *k == kind)
+            .map(|(_, id)| id.as_str())
+            .collect();
+        if ids.is_empty() {
+            continue;
+        }
+        condition = condition.add(
+            Condition::all()
+                .add(change_log::Column::ResourceType.eq(kind.as_str()))
+                .add(change_log::Column::ResourceId.is_in(ids.iter().copied())),
+        );
+        if kind == ResourceKind::Customer {
+            condition = condition.add(change_log::Column::ParentId.is_in(ids.iter().copied()));
+        }
+    }
+    condition
+}
+
+impl Store {
+    /// The position of the newest change, 0 for an empty log.
+    pub async fn last_change_seq(&self) -> Result<i64> {
+        let last: Option<Option<i64>> = change_log::Entity::find()
+            .select_only()
+            .column_as(change_log::Column::Seq.max(), "seq")
+            .into_tuple()
+            .one(&self.read)
+            .await?;
+        Ok(last.flatten().unwrap_or(0))
+    }
+
+    /// Changes after position `after`, oldest first, at most `limit`.
+    pub async fn changes_after(&self, after: i64, limit: u64) -> Result<Vec<Change>> {
+        change_log::Entity::find()
+            .filter(change_log::Column::Seq.gt(after))
+            .order_by_asc(change_log::Column::Seq)
+            .limit(limit)
+            .all(&self.read)
+            .await?
+            .into_iter()
+            .map(from_model)
+            .collect()
+    }
+
+    /// Changes about `resources` (and the children of customers among them) with positions in `(after, upto]`,
+    /// oldest first, at most `limit`.
+    pub async fn changes_about(
+        &self,
+        resources: &[(ResourceKind, String)],
+        after: i64,
+        upto: i64,
+        limit: u64,
+    ) -> Result<Vec<Change>> {
+        if resources.is_empty() || after >= upto {
+            return Ok(Vec::new());
+        }
+        change_log::Entity::find()
+            .filter(change_log::Column::Seq.gt(after))
+            .filter(change_log::Column::Seq.lte(upto))
+            .filter(about(resources))
+            .order_by_asc(change_log::Column::Seq)
+            .limit(limit)
+            .all(&self.read)
+            .await?
+            .into_iter()
+            .map(from_model)
+            .collect()
+    }
+
+    /// The changes of one record past `after_version`, up to log position `upto`, oldest first.
+    pub async fn changes_since_version(
+        &self,
+        resource: ResourceKind,
+        id: &str,
+        after_version: i64,
+        upto: i64,
+    ) -> Result<Vec<Change>> {
+        change_log::Entity::find()
+            .filter(change_log::Column::ResourceType.eq(resource.as_str()))
+            .filter(change_log::Column::ResourceId.eq(id))
+            .filter(change_log::Column::Seq.lte(upto))
+            .filter(
+                Condition::any()
+                    .add(change_log::Column::Version.gt(after_version))
+                    .add(change_log::Column::Kind.eq(ChangeKind::Deleted.as_str())),
+            )
+            .order_by_asc(change_log::Column::Seq)
+            .limit(MAX_CHANGES_PER_READ)
+            .all(&self.read)
+            .await?
+            .into_iter()
+            .map(from_model)
+            .collect()
+    }
 }

@@ -12,12 +12,12 @@ use serde::{Serialize, de::DeserializeOwned};
 use tokio::sync::Notify;
 
 use crate::{
-    config::DatabaseSettings,
+    config::{DatabaseSettings, SqliteSynchronous},
     error::{Error, Result},
 };
 
 mod activities;
-mod change_log;
+pub mod change_log;
 mod customers;
 pub mod entity;
 pub mod migration;
@@ -53,6 +53,10 @@ impl Store {
                 redact(url)
             )));
         };
+        let synchronous = match settings.sqlite_synchronous {
+            SqliteSynchronous::Normal => sea_orm::sqlx::sqlite::SqliteSynchronous::Normal,
+            SqliteSynchronous::Full => sea_orm::sqlx::sqlite::SqliteSynchronous::Full,
+        };
         let options = |max: u32| {
             let mut options = ConnectOptions::new(url.to_owned());
             options
@@ -63,9 +67,9 @@ impl Store {
                 .idle_timeout(Duration::from_secs(300))
                 .sqlx_logging(false);
             if backend == DbBackend::Sqlite {
-                options.map_sqlx_sqlite_opts(|o| {
+                options.map_sqlx_sqlite_opts(move |o| {
                     o.journal_mode(sea_orm::sqlx::sqlite::SqliteJournalMode::Wal)
-                        .synchronous(sea_orm::sqlx::sqlite::SqliteSynchronous::Full)
+                        .synchronous(synchronous)
                         .busy_timeout(Duration::from_secs(10))
                         .foreign_keys(true)
                         .pragma("temp_store", "memory")
@@ -112,7 +116,7 @@ impl Store {
     /// Commits a write transaction and wakes whoever follows the change log.
     pub(crate) async fn commit(&self, txn: DatabaseTransaction) -> Result<()> {
         txn.commit().await?;
-        self.log_appended.notify_waiters();
+        self.log_appended.notify_one();
         Ok(())
     }
 

@@ -11,3 +11,4 @@ mod plumbing;
 mod requests;
 mod restart;
 mod validation;
+mod watch;

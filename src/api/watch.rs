@@ -1,0 +1,475 @@
+//! `WatchService`: live edit warnings and presence for agent gadgets.
+//!
+//! Each stream runs one session task. It is the only writer to the stream's output, so whatever it sends (a
+//! replay after reconnect, the immediate event for a stale version, live changes, presence) goes out in log
+//! order without gaps or duplicates. Live events arrive through the hub's bounded inbox; a session whose client
+//! stops reading is marked lagged by the hub, drops its backlog and tells the client to resync.
+
+use std::{
+    collections::{BTreeMap, VecDeque},
+    sync::{Arc, atomic::Ordering},
+};
+
+use tokio::sync::mpsc;
+use tokio_stream::wrappers::ReceiverStream;
+use tonic::{Request, Response, Status, Streaming};
+
+use super::{ApiState, acting_agent};
+use crate::{
+    domain::{
+        Violations,
+        change::{Change, ChangeKind, ResourceKind},
+        ids, reason,
+        time::to_timestamp,
+    },
+    error::Error,
+    events::{
+        Hub,
+        hub::{Delivery, Participant, ResourceKey, SessionHandle, TooManySubscriptions},
+    },
+    pb::{self, watch_event::Event, watch_request, watch_service_server::WatchService},
+};
+
+/// Events buffered towards the client beyond what HTTP/2 flow control holds.
+const OUTPUT_CAPACITY: usize = 16;
+/// Most changes replayed on resume; a client further behind is told to resync.
+const MAX_REPLAY: u64 = 10_000;
+
+pub struct WatchApi {
+    state: ApiState,
+}
+
+impl WatchApi {
+    pub fn new(state: ApiState) -> Self {
+        Self { state }
+    }
+}
+
+type EventResult = Result<pb::WatchEvent, Status>;
+
+#[tonic::async_trait]
+impl WatchService for WatchApi {
+    type WatchStream = ReceiverStream<EventResult>;
+
+    async fn watch(
+        &self,
+        request: Request<Streaming<pb::WatchRequest>>,
+    ) -> Result<Response<Self::WatchStream>, Status> {
+        let agent = acting_agent(&request)?;
+        let requests = request.into_inner();
+        let (out, events) = mpsc::channel(OUTPUT_CAPACITY);
+        let hub = self.state.hub.clone();
+        let handle = hub.open(&agent);
+        let session = Session {
+            state: self.state.clone(),
+            hub,
+            handle,
+            agent,
+            out,
+            cursor: 0,
+        };
+        tokio::spawn(session.run(requests));
+        Ok(Response::new(ReceiverStream::new(events)))
+    }
+}
+
+/// Why a session ends.
+enum Stop {
+    /// The client went away or closed the call.
+    ClientGone,
+    /// End the call with this status.
+    Fail(Status),
+}
+
+impl From<Error> for Stop {
+    fn from(error: Error) -> Self {
+        Stop::Fail(error.into())
+    }
+}
+
+struct Session {
+    state: ApiState,
+    hub: Arc<Hub>,
+    handle: SessionHandle,
+    agent: String,
+    out: mpsc::Sender<EventResult>,
+    /// The log position of the last change sent.
+    cursor: i64,
+}
+
+impl Session {
+    async fn run(mut self, mut requests: Streaming<pb::WatchRequest>) {
+        let id = self.handle.id;
+        tracing::debug!(session = id, agent = %self.agent, "watch opened");
+        let outcome = self.serve(&mut requests).await;
+        self.hub.close(id);
+        if let Err(Stop::Fail(status)) = outcome {
+            tracing::debug!(session = id, code = ?status.code(), message = status.message(), "watch ended");
+            // The client may not be reading; never wait for it.
+            let _ = self.out.try_send(Err(status));
+        }
+    }
+
+    async fn serve(&mut self, requests: &mut Streaming<pb::WatchRequest>) -> Result<(), Stop> {
+        let shutdown = self.state.shutdown.clone();
+        let mut requests_open = true;
+        loop {
+            tokio::select! {
+                biased;
+                () = shutdown.begun() => return Err(shutting_down()),
+                () = self.out.closed() => return Err(Stop::ClientGone),
+                message = requests.message(), if requests_open => match message {
+                    Ok(Some(message)) => self.handle(message).await?,
+                    // The client finished sending; keep delivering until it cancels.
+                    Ok(None) => requests_open = false,
+                    Err(_) => return Err(Stop::ClientGone),
+                },
+                delivery = self.handle.inbox.recv() => match delivery {
+                    Some(delivery) => self.deliver(VecDeque::from([delivery])).await?,
+                    None => return Err(Stop::ClientGone),
+                },
+            }
+        }
+    }
+
+    async fn handle(&mut self, message: pb::WatchRequest) -> Result<(), Stop> {
+        match message.request {
+            Some(watch_request::Request::Subscribe(subscribe)) => self.subscribe(subscribe).await,
+            Some(watch_request::Request::Unsubscribe(unsubscribe)) => {
+                let keys = resource_keys("unsubscribe.resources", &unsubscribe.resources)?;
+                let keys: Vec<_> = keys.into_iter().map(|(key, _)| key).collect();
+                self.hub.unsubscribe(self.handle.id, &keys);
+                Ok(())
+            }
+            Some(watch_request::Request::SetEditing(set)) => {
+                let reference = set.resource.unwrap_or_default();
+                let mut keys =
+                    resource_keys("set_editing.resource", std::slice::from_ref(&reference))?;
+                let (key, _) = keys.remove(0);
+                if !self.hub.set_editing(self.handle.id, &key, set.editing) {
+                    // Editing something not yet watched starts watching it.
+                    self.subscribe(pb::Subscribe {
+                        resources: vec![reference],
+                        ..Default::default()
+                    })
+                    .await?;
+                    self.hub.set_editing(self.handle.id, &key, set.editing);
+                }
+                Ok(())
+            }
+            None => Err(Stop::Fail(
+                Error::invalid(
+                    "request",
+                    reason::REQUIRED_FIELD,
+                    "send subscribe, unsubscribe or set_editing",
+                )
+                .into(),
+            )),
+        }
+    }
+
+    async fn subscribe(&mut self, subscribe: pb::Subscribe) -> Result<(), Stop> {
+        let refs = resource_keys("subscribe.resources", &subscribe.resources)?;
+        let keys: Vec<ResourceKey> = refs.iter().map(|(key, _)| key.clone()).collect();
+        let include_own = subscribe.include_own_changes;
+        let live_from = self
+            .hub
+            .subscribe(self.handle.id, &keys, include_own)
+            .map_err(|TooManySubscriptions| too_many_subscriptions())?;
+        let store = &self.state.store;
+
+        // What happened before the subscription took hold: a replay, or one event per stale record.
+        let mut earlier: Vec<pb::WatchEvent> = Vec::new();
+        if subscribe.resume_after > 0 {
+            let resources: Vec<(ResourceKind, String)> =
+                keys.iter().map(|k| (k.kind, k.id.clone())).collect();
+            let last = store.last_change_seq().await?;
+            let replay = store
+                .changes_about(
+                    &resources,
+                    subscribe.resume_after,
+                    live_from,
+                    MAX_REPLAY + 1,
+                )
+                .await?;
+            if subscribe.resume_after > last.max(live_from) {
+                return self
+                    .resync("the resume cursor is ahead of the change log")
+                    .await;
+            }
+            if replay.len() as u64 > MAX_REPLAY {
+                return self
+                    .resync("too many changes since the resume cursor")
+                    .await;
+            }
+            earlier.extend(
+                replay
+                    .iter()
+                    .filter(|c| include_own || c.agent != self.agent)
+                    .map(change_event),
+            );
+        } else {
+            for (key, known_version) in &refs {
+                if *known_version <= 0 {
+                    continue;
+                }
+                let changes = store
+                    .changes_since_version(key.kind, &key.id, *known_version, live_from)
+                    .await?;
+                if let Some(event) = catch_up_event(&changes, include_own, &self.agent) {
+                    earlier.push(event);
+                }
+            }
+        }
+
+        // Merge with what the hub already queued so that everything leaves in log order, each change once.
+        let mut pending: VecDeque<Delivery> = VecDeque::new();
+        while let Ok(delivery) = self.handle.inbox.try_recv() {
+            pending.push_back(delivery);
+        }
+        if self.handle.lagged.load(Ordering::Relaxed) {
+            return self.deliver(pending).await;
+        }
+        let mut changes: BTreeMap<i64, pb::WatchEvent> =
+            earlier.into_iter().map(|e| (e.cursor, e)).collect();
+        let mut presence = Vec::new();
+        for delivery in pending {
+            match delivery {
+                Delivery::Change(change) => {
+                    changes
+                        .entry(change.seq)
+                        .or_insert_with(|| change_event(&change));
+                }
+                other => presence.push(other),
+            }
+        }
+        for (_, event) in changes {
+            self.send_change(event).await?;
+        }
+        self.deliver(presence.into()).await
+    }
+
+    /// Sends queued deliveries, or a resync if the hub had to drop some.
+    async fn deliver(&mut self, mut deliveries: VecDeque<Delivery>) -> Result<(), Stop> {
+        if self.handle.lagged.load(Ordering::Relaxed) {
+            return self
+                .resync("the stream fell behind; reload what is on screen")
+                .await;
+        }
+        while let Some(delivery) = deliveries.pop_front() {
+            match delivery {
+                Delivery::Change(change) => self.send_change(change_event(&change)).await?,
+                Delivery::Presence {
+                    resource,
+                    participants,
+                } => {
+                    let event = pb::WatchEvent {
+                        cursor: self.cursor,
+                        event: Some(Event::PresenceChanged(pb::PresenceChanged {
+                            resource: Some(resource_ref(resource.kind, &resource.id, 0)),
+                            participants: participants.into_iter().map(participant_to_pb).collect(),
+                        })),
+                    };
+                    self.send(event).await?;
+                }
+            }
+        }
+        Ok(())
+    }
+
+    async fn send_change(&mut self, event: pb::WatchEvent) -> Result<(), Stop> {
+        self.cursor = self.cursor.max(event.cursor);
+        self.send(event).await
+    }
+
+    /// Drops the backlog and tells the client to reload. Everything committed so far is covered by that reload,
+    /// so the resync carries the hub's current position as its cursor.
+    async fn resync(&mut self, why: &str) -> Result<(), Stop> {
+        while self.handle.inbox.try_recv().is_ok() {}
+        let cursor = self.hub.last_seq();
+        self.handle.lagged.store(false, Ordering::Relaxed);
+        self.cursor = self.cursor.max(cursor);
+        tracing::info!(session = self.handle.id, agent = %self.agent, reason = why, "watch resync");
+        self.send(pb::WatchEvent {
+            cursor: self.cursor,
+            event: Some(Event::Resync(pb::Resync {
+                reason: why.to_owned(),
+            })),
+        })
+        .await
+    }
+
+    async fn send(&self, event: pb::WatchEvent) -> Result<(), Stop> {
+        tokio::select! {
+            sent = self.out.send(Ok(event)) => sent.map_err(|_| Stop::ClientGone),
+            () = self.state.shutdown.begun() => Err(shutting_down()),
+        }
+    }
+}
+
+fn shutting_down() -> Stop {
+    Stop::Fail(Status::unavailable(
+        "the server is shutting down; reconnect and subscribe with resume_after",
+    ))
+}
+
+fn too_many_subscriptions() -> Stop {
+    Stop::Fail(
+        Error::ResourceExhausted {
+            reason: "TOO_MANY_SUBSCRIPTIONS",
+            message: format!(
+                "a stream watches at most {} records; unsubscribe some or open another stream",
+                crate::events::hub::MAX_SUBSCRIPTIONS
+            ),
+            retry_after: None,
+        }
+        .into(),
+    )
+}
+
+/// Checks references from the client: a known type and a well-formed id each.
+fn resource_keys(field: &str, refs: &[pb::ResourceRef]) -> Result<Vec<(ResourceKey, i64)>, Stop> {
+    let mut violations = Violations::new();
+    let mut keys = Vec::with_capacity(refs.len());
+    for (i, reference) in refs.iter().enumerate() {
+        let kind = match pb::ResourceType::try_from(reference.r#type) {
+            Ok(pb::ResourceType::Customer) => Some(ResourceKind::Customer),
+            Ok(pb::ResourceType::Request) => Some(ResourceKind::Request),
+            Ok(pb::ResourceType::Activity) => Some(ResourceKind::Activity),
+            _ => {
+                violations.push(
+                    format!("{field}[{i}].type"),
+                    reason::INVALID_ENUM_VALUE,
+                    "type must be RESOURCE_TYPE_CUSTOMER, _REQUEST or _ACTIVITY",
+                );
+                None
+            }
+        };
+        let id = ids::check_id(&mut violations, &format!("{field}[{i}].id"), &reference.id);
+        if let (Some(kind), Some(id)) = (kind, id) {
+            keys.push((ResourceKey { kind, id }, reference.known_version));
+        }
+    }
+    violations
+        .into_result(keys)
+        .map_err(|v| Stop::from(Error::from(v)))
+}
+
+fn resource_type(kind: ResourceKind) -> pb::ResourceType {
+    match kind {
+        ResourceKind::Customer => pb::ResourceType::Customer,
+        ResourceKind::Request => pb::ResourceType::Request,
+        ResourceKind::Activity => pb::ResourceType::Activity,
+    }
+}
+
+fn resource_ref(kind: ResourceKind, id: &str, version: i64) -> pb::ResourceRef {
+    pb::ResourceRef {
+        r#type: resource_type(kind) as i32,
+        id: id.to_owned(),
+        known_version: version,
+    }
+}
+
+fn change_kind(kind: ChangeKind) -> pb::ChangeKind {
+    match kind {
+        ChangeKind::Created => pb::ChangeKind::Created,
+        ChangeKind::Updated => pb::ChangeKind::Updated,
+        ChangeKind::Deleted => pb::ChangeKind::Deleted,
+    }
+}
+
+fn participant_to_pb(p: Participant) -> pb::Participant {
+    pb::Participant {
+        agent: p.agent,
+        editing: p.editing,
+    }
+}
+
+fn change_event(change: &Change) -> pb::WatchEvent {
+    pb::WatchEvent {
+        cursor: change.seq,
+        event: Some(Event::ResourceChanged(pb::ResourceChanged {
+            resource: Some(resource_ref(
+                change.resource,
+                &change.resource_id,
+                change.version,
+            )),
+            kind: change_kind(change.kind) as i32,
+            parent: change
+                .parent_id
+                .as_deref()
+                .map(|id| resource_ref(ResourceKind::Customer, id, 0)),
+            changed_by: change.agent.clone(),
+            changed_fields: change.changed_fields.clone(),
+            change_time: Some(to_timestamp(change.time)),
+        })),
+    }
+}
+
+/// One event summing up the changes a client missed between loading a record and subscribing: the newest
+/// version, its author, and every field changed since. None if nothing changed, or only the agent's own
+/// changes (unless asked for).
+fn catch_up_event(changes: &[Change], include_own: bool, agent: &str) -> Option<pb::WatchEvent> {
+    let last = changes.last()?;
+    if !include_own && changes.iter().all(|c| c.agent == agent) {
+        return None;
+    }
+    let mut fields: Vec<String> = Vec::new();
+    for change in changes {
+        for field in &change.changed_fields {
+            if !fields.contains(field) {
+                fields.push(field.clone());
+            }
+        }
+    }
+    let mut event = change_event(last);
+    if let Some(Event::ResourceChanged(changed)) = event.event.as_mut() {
+        changed.changed_fields = fields;
+    }
+    Some(event)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn change(seq: i64, version: i64, agent: &str, fields: &[&str]) -> Change {
+        Change {
+            seq,
+            resource: ResourceKind::Customer,
+            resource_id: "c".into(),
+            version,
+            kind: ChangeKind::Updated,
+            agent: agent.into(),
+            changed_fields: fields.iter().map(|f| (*f).to_owned()).collect(),
+            parent_id: None,
+            internal: false,
+            time: 0,
+        }
+    }
+
+    #[test]
+    fn catch_up_sums_up_every_missed_change() {
+        let changes = [
+            change(5, 2, "ben", &["notes"]),
+            change(9, 3, "cy", &["tags", "notes"]),
+        ];
+        let event = catch_up_event(&changes, false, "ana").unwrap();
+        assert_eq!(event.cursor, 9);
+        let Some(Event::ResourceChanged(changed)) = event.event else {
+            panic!("expected a change")
+        };
+        assert_eq!(changed.resource.unwrap().known_version, 3);
+        assert_eq!(changed.changed_by, "cy");
+        assert_eq!(changed.changed_fields, ["notes", "tags"]);
+    }
+
+    #[test]
+    fn catch_up_ignores_only_own_changes_unless_asked() {
+        let changes = [change(5, 2, "ana", &["notes"])];
+        assert!(catch_up_event(&changes, false, "ana").is_none());
+        assert!(catch_up_event(&changes, true, "ana").is_some());
+        assert!(catch_up_event(&[], true, "ana").is_none());
+    }
+}

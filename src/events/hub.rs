@@ -1,0 +1,457 @@
+//! The in-process fan-out of committed changes and presence to open watch streams.
+//!
+//! Each stream is a session with a bounded inbox. The hub never waits on a session: when an inbox is full the
+//! event is dropped and the session is marked lagged, so it tells its client to resync. A slow or stalled
+//! watcher therefore costs a bounded amount of memory and never slows writers or other watchers.
+
+use std::{
+    collections::{BTreeMap, HashMap, HashSet},
+    sync::{
+        Arc, Mutex, MutexGuard,
+        atomic::{AtomicBool, AtomicU64, Ordering},
+    },
+};
+
+use tokio::sync::mpsc;
+
+use crate::domain::change::{Change, ResourceKind};
+
+/// Events a session's inbox holds before it counts as lagging.
+pub const INBOX_CAPACITY: usize = 1_024;
+/// Most records one stream may watch.
+pub const MAX_SUBSCRIPTIONS: usize = 1_000;
+
+pub type SessionId = u64;
+
+/// One watched record.
+#[derive(Clone, Debug, PartialEq, Eq, Hash)]
+pub struct ResourceKey {
+    pub kind: ResourceKind,
+    pub id: String,
+}
+
+/// Someone viewing a record; `editing` when they said they are changing it.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Participant {
+    pub agent: String,
+    pub editing: bool,
+}
+
+/// What a session receives.
+#[derive(Clone, Debug)]
+pub enum Delivery {
+    Change(Arc<Change>),
+    Presence {
+        resource: ResourceKey,
+        participants: Vec<Participant>,
+    },
+}
+
+/// A session's end of the hub.
+pub struct SessionHandle {
+    pub id: SessionId,
+    pub inbox: mpsc::Receiver<Delivery>,
+    /// Set when the hub dropped an event for this session.
+    pub lagged: Arc<AtomicBool>,
+}
+
+struct Session {
+    agent: String,
+    include_own: bool,
+    inbox: mpsc::Sender<Delivery>,
+    lagged: Arc<AtomicBool>,
+    subscriptions: HashSet<ResourceKey>,
+    editing: HashSet<ResourceKey>,
+}
+
+impl Session {
+    /// Queues `delivery` without waiting; a full inbox marks the session lagged.
+    fn offer(&self, delivery: Delivery) {
+        if self.lagged.load(Ordering::Relaxed) {
+            return;
+        }
+        if self.inbox.try_send(delivery).is_err() {
+            self.lagged.store(true, Ordering::Relaxed);
+        }
+    }
+}
+
+#[derive(Default)]
+struct Inner {
+    sessions: HashMap<SessionId, Session>,
+    watchers: HashMap<ResourceKey, HashSet<SessionId>>,
+    /// Position of the last change dispatched.
+    last_seq: i64,
+}
+
+/// Subscribing would pass [`MAX_SUBSCRIPTIONS`].
+#[derive(Debug, PartialEq, Eq)]
+pub struct TooManySubscriptions;
+
+#[derive(Default)]
+pub struct Hub {
+    inner: Mutex<Inner>,
+    next_id: AtomicU64,
+}
+
+impl std::fmt::Debug for Hub {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Hub").finish_non_exhaustive()
+    }
+}
+
+impl Hub {
+    /// A hub whose first dispatched change follows position `last_seq`.
+    pub fn new(last_seq: i64) -> Self {
+        let hub = Hub::default();
+        hub.lock().last_seq = last_seq;
+        hub
+    }
+
+    fn lock(&self) -> MutexGuard<'_, Inner> {
+        // A panic while holding the lock cannot leave the maps inconsistent in a way worse than a lost event,
+        // so keep serving rather than poisoning every stream.
+        self.inner
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+    }
+
+    /// Opens a session for `agent`.
+    pub fn open(&self, agent: &str) -> SessionHandle {
+        let id = self.next_id.fetch_add(1, Ordering::Relaxed);
+        let (tx, rx) = mpsc::channel(INBOX_CAPACITY);
+        let lagged = Arc::new(AtomicBool::new(false));
+        self.lock().sessions.insert(
+            id,
+            Session {
+                agent: agent.to_owned(),
+                include_own: false,
+                inbox: tx,
+                lagged: lagged.clone(),
+                subscriptions: HashSet::new(),
+                editing: HashSet::new(),
+            },
+        );
+        SessionHandle {
+            id,
+            inbox: rx,
+            lagged,
+        }
+    }
+
+    /// Closes a session: its agent leaves the presence of everything it watched.
+    pub fn close(&self, id: SessionId) {
+        let mut inner = self.lock();
+        let Some(session) = inner.sessions.remove(&id) else {
+            return;
+        };
+        for key in session.subscriptions {
+            if let Some(watchers) = inner.watchers.get_mut(&key) {
+                watchers.remove(&id);
+                if watchers.is_empty() {
+                    inner.watchers.remove(&key);
+                }
+            }
+            announce_presence(&inner, &key);
+        }
+    }
+
+    /// Adds subscriptions. Changes dispatched after the returned position reach the session live; everything
+    /// up to it is the caller's to replay. Every watcher of a newly watched record, the session included, gets
+    /// the record's participants.
+    pub fn subscribe(
+        &self,
+        id: SessionId,
+        keys: &[ResourceKey],
+        include_own: bool,
+    ) -> Result<i64, TooManySubscriptions> {
+        let mut inner = self.lock();
+        let Some(session) = inner.sessions.get_mut(&id) else {
+            return Ok(0);
+        };
+        let new: Vec<ResourceKey> = keys
+            .iter()
+            .filter(|k| !session.subscriptions.contains(*k))
+            .cloned()
+            .collect::<HashSet<_>>()
+            .into_iter()
+            .collect();
+        if session.subscriptions.len() + new.len() > MAX_SUBSCRIPTIONS {
+            return Err(TooManySubscriptions);
+        }
+        session.include_own = include_own;
+        session.subscriptions.extend(new.iter().cloned());
+        for key in &new {
+            inner.watchers.entry(key.clone()).or_default().insert(id);
+        }
+        for key in &new {
+            announce_presence(&inner, key);
+        }
+        Ok(inner.last_seq)
+    }
+
+    pub fn unsubscribe(&self, id: SessionId, keys: &[ResourceKey]) {
+        let mut inner = self.lock();
+        let Some(session) = inner.sessions.get_mut(&id) else {
+            return;
+        };
+        let removed: Vec<ResourceKey> = keys
+            .iter()
+            .filter(|k| session.subscriptions.remove(*k))
+            .cloned()
+            .collect();
+        for key in &removed {
+            session.editing.remove(key);
+        }
+        for key in &removed {
+            if let Some(watchers) = inner.watchers.get_mut(key) {
+                watchers.remove(&id);
+                if watchers.is_empty() {
+                    inner.watchers.remove(key);
+                }
+            }
+            announce_presence(&inner, key);
+        }
+    }
+
+    /// Marks the session's agent as editing (or not) a record it watches. Returns false if it does not watch it.
+    pub fn set_editing(&self, id: SessionId, key: &ResourceKey, editing: bool) -> bool {
+        let mut inner = self.lock();
+        let Some(session) = inner.sessions.get_mut(&id) else {
+            return false;
+        };
+        if !session.subscriptions.contains(key) {
+            return false;
+        }
+        let changed = if editing {
+            session.editing.insert(key.clone())
+        } else {
+            session.editing.remove(key)
+        };
+        if changed {
+            announce_presence(&inner, key);
+        }
+        true
+    }
+
+    /// Delivers a committed change to every session watching the record or its customer, once each. Changes
+    /// must come in log order.
+    pub fn dispatch(&self, change: Arc<Change>) {
+        let mut inner = self.lock();
+        if change.seq <= inner.last_seq {
+            return;
+        }
+        inner.last_seq = change.seq;
+        let own = ResourceKey {
+            kind: change.resource,
+            id: change.resource_id.clone(),
+        };
+        let parent = change.parent_id.as_ref().map(|id| ResourceKey {
+            kind: ResourceKind::Customer,
+            id: id.clone(),
+        });
+        let mut reached: HashSet<SessionId> = HashSet::new();
+        for key in std::iter::once(&own).chain(parent.as_ref()) {
+            let Some(watchers) = inner.watchers.get(key) else {
+                continue;
+            };
+            for session_id in watchers {
+                if !reached.insert(*session_id) {
+                    continue;
+                }
+                if let Some(session) = inner.sessions.get(session_id)
+                    && (session.include_own || session.agent != change.agent)
+                {
+                    session.offer(Delivery::Change(change.clone()));
+                }
+            }
+        }
+    }
+
+    /// Position of the last change dispatched.
+    pub fn last_seq(&self) -> i64 {
+        self.lock().last_seq
+    }
+
+    /// Open sessions (for metrics and tests).
+    pub fn session_count(&self) -> usize {
+        self.lock().sessions.len()
+    }
+}
+
+/// Everyone watching `key`, one entry per agent (editing if any of their sessions edits), sorted by agent.
+fn participants(inner: &Inner, key: &ResourceKey) -> Vec<Participant> {
+    let mut by_agent: BTreeMap<&str, bool> = BTreeMap::new();
+    for session_id in inner.watchers.get(key).into_iter().flatten() {
+        if let Some(session) = inner.sessions.get(session_id) {
+            *by_agent.entry(session.agent.as_str()).or_default() |= session.editing.contains(key);
+        }
+    }
+    by_agent
+        .into_iter()
+        .map(|(agent, editing)| Participant {
+            agent: agent.to_owned(),
+            editing,
+        })
+        .collect()
+}
+
+/// Sends the participants of `key` to each of its watchers.
+fn announce_presence(inner: &Inner, key: &ResourceKey) {
+    let Some(watchers) = inner.watchers.get(key) else {
+        return;
+    };
+    let participants = participants(inner, key);
+    for session_id in watchers {
+        if let Some(session) = inner.sessions.get(session_id) {
+            session.offer(Delivery::Presence {
+                resource: key.clone(),
+                participants: participants.clone(),
+            });
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::domain::change::ChangeKind;
+
+    fn key(kind: ResourceKind, id: &str) -> ResourceKey {
+        ResourceKey {
+            kind,
+            id: id.to_owned(),
+        }
+    }
+
+    fn change(
+        seq: i64,
+        kind: ResourceKind,
+        id: &str,
+        parent: Option<&str>,
+        agent: &str,
+    ) -> Arc<Change> {
+        Arc::new(Change {
+            seq,
+            resource: kind,
+            resource_id: id.to_owned(),
+            version: 2,
+            kind: ChangeKind::Updated,
+            agent: agent.to_owned(),
+            changed_fields: vec!["notes".to_owned()],
+            parent_id: parent.map(str::to_owned),
+            internal: false,
+            time: 0,
+        })
+    }
+
+    fn drain(handle: &mut SessionHandle) -> Vec<Delivery> {
+        std::iter::from_fn(|| handle.inbox.try_recv().ok()).collect()
+    }
+
+    #[test]
+    fn a_change_reaches_watchers_of_the_record_and_of_its_customer_once() {
+        let hub = Hub::new(0);
+        let mut ana = hub.open("ana");
+        hub.subscribe(
+            ana.id,
+            &[
+                key(ResourceKind::Customer, "c"),
+                key(ResourceKind::Activity, "a"),
+            ],
+            false,
+        )
+        .unwrap();
+        drain(&mut ana);
+        hub.dispatch(change(1, ResourceKind::Activity, "a", Some("c"), "ben"));
+        hub.dispatch(change(2, ResourceKind::Activity, "other", Some("x"), "ben"));
+        let got = drain(&mut ana);
+        assert_eq!(got.len(), 1);
+        assert!(matches!(&got[0], Delivery::Change(c) if c.seq == 1));
+    }
+
+    #[test]
+    fn own_changes_are_skipped_unless_asked_for() {
+        let hub = Hub::new(0);
+        let mut ana = hub.open("ana");
+        hub.subscribe(ana.id, &[key(ResourceKind::Customer, "c")], false)
+            .unwrap();
+        drain(&mut ana);
+        hub.dispatch(change(1, ResourceKind::Customer, "c", None, "ana"));
+        assert!(drain(&mut ana).is_empty());
+        hub.subscribe(ana.id, &[], true).unwrap();
+        hub.dispatch(change(2, ResourceKind::Customer, "c", None, "ana"));
+        assert_eq!(drain(&mut ana).len(), 1);
+    }
+
+    #[test]
+    fn presence_lists_every_agent_and_who_edits() {
+        let hub = Hub::new(0);
+        let c = key(ResourceKind::Customer, "c");
+        let mut ana = hub.open("ana");
+        let ben = hub.open("ben");
+        hub.subscribe(ana.id, std::slice::from_ref(&c), false)
+            .unwrap();
+        hub.subscribe(ben.id, std::slice::from_ref(&c), false)
+            .unwrap();
+        assert!(hub.set_editing(ben.id, &c, true));
+        let last = drain(&mut ana).pop().unwrap();
+        let Delivery::Presence { participants, .. } = last else {
+            panic!("expected presence")
+        };
+        assert_eq!(
+            participants,
+            [
+                Participant {
+                    agent: "ana".into(),
+                    editing: false
+                },
+                Participant {
+                    agent: "ben".into(),
+                    editing: true
+                }
+            ]
+        );
+        hub.close(ben.id);
+        let Some(Delivery::Presence { participants, .. }) = drain(&mut ana).pop() else {
+            panic!("expected presence")
+        };
+        assert_eq!(
+            participants,
+            [Participant {
+                agent: "ana".into(),
+                editing: false
+            }]
+        );
+    }
+
+    #[test]
+    fn a_full_inbox_marks_the_session_lagged_instead_of_waiting() {
+        let hub = Hub::new(0);
+        let ana = hub.open("ana");
+        hub.subscribe(ana.id, &[key(ResourceKind::Customer, "c")], false)
+            .unwrap();
+        for seq in 1..=(INBOX_CAPACITY as i64 + 10) {
+            hub.dispatch(change(seq, ResourceKind::Customer, "c", None, "ben"));
+        }
+        assert!(ana.lagged.load(Ordering::Relaxed));
+        assert_eq!(hub.last_seq(), INBOX_CAPACITY as i64 + 10);
+    }
+
+    #[test]
+    fn subscriptions_are_capped() {
+        let hub = Hub::new(0);
+        let ana = hub.open("ana");
+        let keys: Vec<_> = (0..=MAX_SUBSCRIPTIONS)
+            .map(|i| key(ResourceKind::Request, &i.to_string()))
+            .collect();
+        assert_eq!(
+            hub.subscribe(ana.id, &keys, false),
+            Err(TooManySubscriptions)
+        );
+        assert!(
+            hub.subscribe(ana.id, &keys[..MAX_SUBSCRIPTIONS], false)
+                .is_ok()
+        );
+    }
+}

@@ -1,0 +1,6 @@
+//! The change bus: committed change-log rows fanned out to watch streams, with presence.
+
+pub mod feed;
+pub mod hub;
+
+pub use hub::Hub;

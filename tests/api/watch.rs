@@ -1,0 +1,391 @@
+//! Live edit warnings and presence over real gRPC streams. Every wait is on the stream, with a timeout.
+
+use std::time::Duration;
+
+use customer_context::pb::{
+    self, ResourceRef, ResourceType, WatchEvent, WatchRequest, watch_event::Event,
+    watch_request::Request as Req, watch_service_client::WatchServiceClient,
+};
+use tokio::sync::mpsc;
+use tokio_stream::wrappers::ReceiverStream;
+use tonic::{Code, Streaming};
+
+use crate::harness::*;
+
+/// One agent gadget: its own connection and one Watch stream.
+struct Watcher {
+    requests: mpsc::Sender<WatchRequest>,
+    events: Streaming<WatchEvent>,
+}
+
+impl Watcher {
+    async fn open(app: &TestApp, agent: &str) -> Watcher {
+        let (requests, rx) = mpsc::channel(16);
+        let mut client = WatchServiceClient::new(app.new_channel().await);
+        let events = within(
+            "watch open",
+            client.watch(as_agent(agent, ReceiverStream::new(rx))),
+        )
+        .await
+        .expect("watch opens")
+        .into_inner();
+        Watcher { requests, events }
+    }
+
+    async fn send(&self, request: Req) {
+        self.requests
+            .send(WatchRequest {
+                request: Some(request),
+            })
+            .await
+            .expect("stream open");
+    }
+
+    async fn subscribe(&self, resources: Vec<ResourceRef>, resume_after: i64) {
+        self.send(Req::Subscribe(pb::Subscribe {
+            resources,
+            resume_after,
+            include_own_changes: false,
+        }))
+        .await;
+    }
+
+    async fn next(&mut self) -> WatchEvent {
+        within("next watch event", self.events.message())
+            .await
+            .expect("stream healthy")
+            .expect("stream still open")
+    }
+
+    /// The next ResourceChanged, skipping presence.
+    async fn next_change(&mut self) -> (i64, pb::ResourceChanged) {
+        loop {
+            let event = self.next().await;
+            match event.event {
+                Some(Event::ResourceChanged(changed)) => return (event.cursor, changed),
+                Some(Event::PresenceChanged(_)) => continue,
+                other => panic!("expected a change, got {other:?}"),
+            }
+        }
+    }
+
+    /// Presence events until one for `id` satisfies `done`; returns its participants as (agent, editing).
+    async fn presence_until(
+        &mut self,
+        id: &str,
+        done: impl Fn(&[(String, bool)]) -> bool,
+    ) -> Vec<(String, bool)> {
+        loop {
+            let event = self.next().await;
+            if let Some(Event::PresenceChanged(presence)) = event.event {
+                let participants: Vec<(String, bool)> = presence
+                    .participants
+                    .into_iter()
+                    .map(|p| (p.agent, p.editing))
+                    .collect();
+                if presence.resource.unwrap().id == id && done(&participants) {
+                    return participants;
+                }
+            }
+        }
+    }
+
+    /// Waits until the subscription of `agent` to `id` is in place (the presence sent on subscribe).
+    async fn joined(&mut self, id: &str, agent: &str) {
+        self.presence_until(id, |p| p.iter().any(|(a, _)| a == agent))
+            .await;
+    }
+}
+
+fn customer_ref(id: &str, known_version: i64) -> ResourceRef {
+    ResourceRef {
+        r#type: ResourceType::Customer as i32,
+        id: id.to_owned(),
+        known_version,
+    }
+}
+
+/// Sets the customer's notes as `agent` from `version`.
+async fn set_notes(
+    app: &TestApp,
+    agent: &str,
+    id: &str,
+    version: i64,
+    notes: &str,
+) -> Result<pb::Customer, tonic::Status> {
+    let request = pb::UpdateCustomerRequest {
+        customer: Some(pb::Customer {
+            id: id.to_owned(),
+            version,
+            notes: notes.to_owned(),
+            ..Default::default()
+        }),
+        update_mask: mask(&["notes"]),
+    };
+    app.customers()
+        .update_customer(as_agent(agent, request))
+        .await
+        .map(tonic::Response::into_inner)
+}
+
+#[tokio::test]
+async fn a_watcher_learns_who_changed_what_once_and_not_her_own_saves() {
+    let app = TestApp::spawn().await;
+    let c = app.create_customer(customer("Carla", "Diaz")).await;
+    let mut ana = Watcher::open(&app, "ana").await;
+    ana.subscribe(vec![customer_ref(&c.id, 1)], 0).await;
+    ana.joined(&c.id, "ana").await;
+
+    let v2 = set_notes(&app, "ben", &c.id, 1, "called about invoice")
+        .await
+        .unwrap();
+    let (_, changed) = ana.next_change().await;
+    assert_eq!(changed.resource.as_ref().unwrap().id, c.id);
+    assert_eq!(changed.resource.as_ref().unwrap().known_version, 2);
+    assert_eq!(changed.kind, pb::ChangeKind::Updated as i32);
+    assert_eq!(changed.changed_by, "ben");
+    assert_eq!(changed.changed_fields, ["notes"]);
+    assert!(changed.change_time.is_some());
+
+    // Ana's save from the version on her screen is refused, naming Ben.
+    let stale = set_notes(&app, "ana", &c.id, 1, "my notes")
+        .await
+        .unwrap_err();
+    assert_version_mismatch(&stale, 2, "ben");
+
+    // Her save after loading is not echoed back to her; the next event she sees is Cy's.
+    set_notes(&app, "ana", &c.id, v2.version, "my notes")
+        .await
+        .unwrap();
+    set_notes(&app, "cy", &c.id, 3, "cy's notes").await.unwrap();
+    let (_, changed) = ana.next_change().await;
+    assert_eq!(
+        (
+            changed.changed_by.as_str(),
+            changed.resource.unwrap().known_version
+        ),
+        ("cy", 4)
+    );
+}
+
+#[tokio::test]
+async fn a_stale_known_version_gets_an_event_at_once_and_children_arrive_with_their_parent() {
+    let app = TestApp::spawn().await;
+    let c = app.create_customer(customer("Carla", "Diaz")).await;
+    set_notes(&app, "ben", &c.id, 1, "first").await.unwrap();
+    set_notes(&app, "cy", &c.id, 2, "second").await.unwrap();
+
+    let mut ana = Watcher::open(&app, "ana").await;
+    ana.subscribe(vec![customer_ref(&c.id, 1)], 0).await;
+    let (_, changed) = ana.next_change().await;
+    assert_eq!(changed.resource.unwrap().known_version, 3);
+    assert_eq!(changed.changed_by, "cy");
+    assert_eq!(changed.changed_fields, ["notes"]);
+
+    let activity = app.create_activity(activity(&c.id, "Call back")).await;
+    let (_, changed) = ana.next_change().await;
+    let resource = changed.resource.unwrap();
+    assert_eq!(
+        (resource.r#type, resource.id.as_str()),
+        (ResourceType::Activity as i32, activity.id.as_str())
+    );
+    assert_eq!(changed.kind, pb::ChangeKind::Created as i32);
+    let parent = changed.parent.unwrap();
+    assert_eq!(
+        (parent.r#type, parent.id.as_str()),
+        (ResourceType::Customer as i32, c.id.as_str())
+    );
+
+    // Deleting the watched customer is delivered as DELETED (its activity first, in commit order).
+    let current = app.get_customer(&c.id).await.unwrap();
+    app.customers()
+        .delete_customer(as_agent(
+            "ben",
+            pb::DeleteCustomerRequest {
+                id: c.id.clone(),
+                version: current.version,
+            },
+        ))
+        .await
+        .unwrap();
+    let (_, first) = ana.next_change().await;
+    assert_eq!(
+        (first.resource.unwrap().id, first.kind),
+        (activity.id, pb::ChangeKind::Deleted as i32)
+    );
+    let (_, second) = ana.next_change().await;
+    assert_eq!(
+        (second.resource.unwrap().id, second.kind),
+        (c.id, pb::ChangeKind::Deleted as i32)
+    );
+}
+
+#[tokio::test]
+async fn presence_shows_who_views_and_edits_and_who_left() {
+    let app = TestApp::spawn().await;
+    let c = app.create_customer(customer("Carla", "Diaz")).await;
+    let mut ana = Watcher::open(&app, "ana").await;
+    ana.subscribe(vec![customer_ref(&c.id, 1)], 0).await;
+    let alone = ana.presence_until(&c.id, |_| true).await;
+    assert_eq!(alone, [("ana".to_owned(), false)]);
+
+    let mut ben = Watcher::open(&app, "ben").await;
+    ben.subscribe(vec![customer_ref(&c.id, 1)], 0).await;
+    let both = ben.presence_until(&c.id, |_| true).await;
+    assert_eq!(both, [("ana".to_owned(), false), ("ben".to_owned(), false)]);
+    ana.presence_until(&c.id, |p| p.len() == 2).await;
+
+    ben.send(Req::SetEditing(pb::SetEditing {
+        resource: Some(customer_ref(&c.id, 1)),
+        editing: true,
+    }))
+    .await;
+    let editing = ana
+        .presence_until(&c.id, |p| p.iter().any(|(_, e)| *e))
+        .await;
+    assert_eq!(
+        editing,
+        [("ana".to_owned(), false), ("ben".to_owned(), true)]
+    );
+
+    drop(ben);
+    let left = ana.presence_until(&c.id, |p| p.len() == 1).await;
+    assert_eq!(left, [("ana".to_owned(), false)]);
+}
+
+#[tokio::test]
+async fn a_reconnecting_watcher_gets_exactly_what_it_missed_then_live_changes() {
+    let app = TestApp::spawn().await;
+    let c = app.create_customer(customer("Carla", "Diaz")).await;
+    let mut ana = Watcher::open(&app, "ana").await;
+    ana.subscribe(vec![customer_ref(&c.id, 1)], 0).await;
+    ana.joined(&c.id, "ana").await;
+    set_notes(&app, "ben", &c.id, 1, "before the drop")
+        .await
+        .unwrap();
+    let (cursor, _) = ana.next_change().await;
+    drop(ana);
+
+    for (version, notes) in [(2, "one"), (3, "two"), (4, "three")] {
+        set_notes(&app, "ben", &c.id, version, notes).await.unwrap();
+    }
+
+    let mut ana = Watcher::open(&app, "ana").await;
+    ana.subscribe(vec![customer_ref(&c.id, 2)], cursor).await;
+    let mut seen = Vec::new();
+    let mut last_cursor = cursor;
+    for _ in 0..3 {
+        let (cursor, changed) = ana.next_change().await;
+        assert!(cursor > last_cursor, "cursors grow in commit order");
+        last_cursor = cursor;
+        seen.push(changed.resource.unwrap().known_version);
+    }
+    assert_eq!(seen, [3, 4, 5]);
+    set_notes(&app, "ben", &c.id, 5, "live again")
+        .await
+        .unwrap();
+    let (cursor, changed) = ana.next_change().await;
+    assert_eq!(
+        changed.resource.unwrap().known_version,
+        6,
+        "no duplicate of the replay, no gap"
+    );
+    assert!(cursor > last_cursor);
+}
+
+#[tokio::test]
+async fn bad_subscriptions_end_the_stream_with_a_precise_code() {
+    let app = TestApp::spawn().await;
+    let mut ana = Watcher::open(&app, "ana").await;
+    ana.subscribe(vec![customer_ref("not-an-id", 1)], 0).await;
+    let status = within("error", ana.events.message()).await.unwrap_err();
+    assert_error(&status, Code::InvalidArgument, "INVALID_ID");
+
+    let mut ben = Watcher::open(&app, "ben").await;
+    let too_many: Vec<_> = (0..1_001).map(|_| customer_ref(&unknown_id(), 0)).collect();
+    ben.subscribe(too_many, 0).await;
+    let status = within("error", ben.events.message()).await.unwrap_err();
+    assert_error(&status, Code::ResourceExhausted, "TOO_MANY_SUBSCRIPTIONS");
+}
+
+#[tokio::test]
+async fn shutdown_ends_watch_streams_with_unavailable() {
+    let app = TestApp::spawn().await;
+    let c = app.create_customer(customer("Carla", "Diaz")).await;
+    let mut ana = Watcher::open(&app, "ana").await;
+    ana.subscribe(vec![customer_ref(&c.id, 1)], 0).await;
+    ana.joined(&c.id, "ana").await;
+    let shutdown = tokio::spawn(app.shutdown());
+    let status = loop {
+        match within("stream end", ana.events.message()).await {
+            Ok(Some(_)) => continue,
+            Ok(None) => panic!("stream ended without a status"),
+            Err(status) => break status,
+        }
+    };
+    assert_eq!(status.code(), Code::Unavailable);
+    within("shutdown", shutdown).await.unwrap();
+}
+
+/// Writers never wait on a watcher that stopped reading; its memory stays bounded and it is told to resync.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_watcher_that_stops_reading_never_slows_writers_and_gets_resync() {
+    const CHANGES: i64 = 100_000;
+    const WRITERS: i64 = 8;
+    let app = TestApp::spawn().await;
+    let c = app.create_customer(customer("Carla", "Diaz")).await;
+    let mut stalled = Watcher::open(&app, "ana").await;
+    stalled.subscribe(vec![customer_ref(&c.id, 1)], 0).await;
+    stalled.joined(&c.id, "ana").await;
+
+    // Each writer logs activities for the watched customer: 100,000 changes the stalled watcher should get.
+    let mut writers = Vec::new();
+    for w in 0..WRITERS {
+        let channel = app.new_channel().await;
+        let customer_id = c.id.clone();
+        writers.push(tokio::spawn(async move {
+            let mut client = pb::activity_service_client::ActivityServiceClient::new(channel);
+            for i in 0..CHANGES / WRITERS {
+                let request = pb::CreateActivityRequest {
+                    activity: Some(pb::Activity {
+                        customer_id: customer_id.clone(),
+                        topic: format!("writer {w} change {i}"),
+                        ..Default::default()
+                    }),
+                };
+                client
+                    .create_activity(as_agent("ben", request))
+                    .await
+                    .expect("write completes");
+            }
+        }));
+    }
+    for writer in writers {
+        tokio::time::timeout(Duration::from_secs(600), writer)
+            .await
+            .expect("writers finish without waiting on the watcher")
+            .unwrap();
+    }
+
+    // Reading again: a bounded backlog, then Resync; nothing like 100,000 events was kept for it.
+    let mut delivered = 0;
+    loop {
+        let event = stalled.next().await;
+        match event.event {
+            Some(Event::Resync(resync)) => {
+                assert!(!resync.reason.is_empty());
+                break;
+            }
+            _ => delivered += 1,
+        }
+        assert!(
+            delivered < 10_000,
+            "a stalled watcher must not be sent its whole backlog"
+        );
+    }
+    // And it is live again afterwards.
+    app.create_activity(activity(&c.id, "after the resync"))
+        .await;
+    let (_, changed) = stalled.next_change().await;
+    assert_eq!(changed.kind, pb::ChangeKind::Created as i32);
+}
