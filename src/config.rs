@@ -1,7 +1,7 @@
 //! Settings of the service: command-line flags, each also readable from a `CUSTOMER_CONTEXT_*` environment
 //! variable, validated once at start.
 
-use std::{net::SocketAddr, time::Duration};
+use std::{net::SocketAddr, path::PathBuf, time::Duration};
 
 use clap::{Args, ValueEnum};
 
@@ -13,6 +13,17 @@ pub enum LogFormat {
     Text,
     /// One JSON object per line, for log shippers.
     Json,
+}
+
+/// How callers prove who they are.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, ValueEnum)]
+pub enum AuthMode {
+    /// No authentication: every caller is an admin acting as its `x-agent-id`. Allowed only on a loopback
+    /// address (local development, the quickstart).
+    #[default]
+    None,
+    /// Bearer API keys (`authorization: Bearer cc_...`), created with `customer-context keys create`.
+    Keys,
 }
 
 /// When SQLite makes a commit durable.
@@ -54,6 +65,10 @@ pub struct DatabaseSettings {
         default_value_t = SqliteSynchronous::Normal
     )]
     pub sqlite_synchronous: SqliteSynchronous,
+
+    /// PostgreSQL only: a statement running longer is cancelled and the call fails with UNAVAILABLE.
+    #[arg(long, env = "CUSTOMER_CONTEXT_DB_STATEMENT_TIMEOUT", default_value = "10s", value_parser = parse_duration)]
+    pub db_statement_timeout: Duration,
 }
 
 impl DatabaseSettings {
@@ -63,6 +78,7 @@ impl DatabaseSettings {
             database_url: url.into(),
             db_max_connections: 16,
             sqlite_synchronous: SqliteSynchronous::Normal,
+            db_statement_timeout: Duration::from_secs(10),
         }
     }
 }
@@ -96,6 +112,119 @@ pub struct Settings {
     /// Origins allowed to call over gRPC-web from a browser (comma-separated); empty allows any origin.
     #[arg(long, env = "CUSTOMER_CONTEXT_CORS_ORIGINS", value_delimiter = ',')]
     pub cors_origins: Vec<String>,
+
+    #[command(flatten)]
+    pub security: SecuritySettings,
+}
+
+/// Authentication, TLS and limits of `serve`.
+#[derive(Clone, Debug, Args)]
+pub struct SecuritySettings {
+    /// `keys`: callers need an API key (`authorization: Bearer ...`). `none`: anyone is an admin acting as
+    /// their `x-agent-id`; accepted only when listening on a loopback address.
+    #[arg(long, env = "CUSTOMER_CONTEXT_AUTH", value_enum, default_value_t = AuthMode::None)]
+    pub auth: AuthMode,
+
+    /// How long a looked-up API key is remembered; a key revoked on a running server stops working within
+    /// this time. 0 looks every call up in the database.
+    #[arg(long, env = "CUSTOMER_CONTEXT_KEY_CACHE_TTL", default_value = "5s", value_parser = parse_duration)]
+    pub key_cache_ttl: Duration,
+
+    /// TLS certificate chain (PEM). With --tls-key, the service speaks only TLS.
+    #[arg(long, env = "CUSTOMER_CONTEXT_TLS_CERT", requires = "tls_key")]
+    pub tls_cert: Option<PathBuf>,
+
+    /// TLS private key (PEM) of --tls-cert.
+    #[arg(long, env = "CUSTOMER_CONTEXT_TLS_KEY", requires = "tls_cert")]
+    pub tls_key: Option<PathBuf>,
+
+    /// CA certificates (PEM): when given, clients must present a certificate signed by one of them.
+    #[arg(long, env = "CUSTOMER_CONTEXT_TLS_CLIENT_CA", requires = "tls_cert")]
+    pub tls_client_ca: Option<PathBuf>,
+
+    /// Largest request message accepted, in bytes; larger ones are refused (OUT_OF_RANGE).
+    #[arg(long, env = "CUSTOMER_CONTEXT_MAX_MESSAGE_BYTES", default_value_t = DEFAULT_MAX_MESSAGE_BYTES)]
+    pub max_message_bytes: usize,
+
+    /// Most calls processed at once; calls beyond it are refused at once with RESOURCE_EXHAUSTED instead of
+    /// queueing. Open watch streams are not counted. 0 = no limit.
+    #[arg(
+        long,
+        env = "CUSTOMER_CONTEXT_MAX_CONCURRENT_CALLS",
+        default_value_t = 1024
+    )]
+    pub max_concurrent_calls: usize,
+
+    /// Calls per second allowed to each API key (each agent with --auth none); beyond it RESOURCE_EXHAUSTED
+    /// with RetryInfo. 0 = no limit.
+    #[arg(
+        long,
+        env = "CUSTOMER_CONTEXT_RATE_LIMIT_PER_KEY",
+        default_value_t = 0.0
+    )]
+    pub rate_limit_per_key: f64,
+
+    /// Calls a key may make in a burst above --rate-limit-per-key (default: one second's worth, at least 1).
+    #[arg(long, env = "CUSTOMER_CONTEXT_RATE_LIMIT_BURST")]
+    pub rate_limit_burst: Option<u32>,
+}
+
+/// tonic's default, kept explicit: 4 MiB.
+pub const DEFAULT_MAX_MESSAGE_BYTES: usize = 4 * 1024 * 1024;
+
+impl Default for SecuritySettings {
+    fn default() -> Self {
+        Self {
+            auth: AuthMode::None,
+            key_cache_ttl: Duration::from_secs(5),
+            tls_cert: None,
+            tls_key: None,
+            tls_client_ca: None,
+            max_message_bytes: DEFAULT_MAX_MESSAGE_BYTES,
+            max_concurrent_calls: 1024,
+            rate_limit_per_key: 0.0,
+            rate_limit_burst: None,
+        }
+    }
+}
+
+impl SecuritySettings {
+    /// The burst of the per-key rate limit: as given, else one second's worth (at least 1).
+    pub fn rate_limit_burst(&self) -> u32 {
+        self.rate_limit_burst
+            .unwrap_or_else(|| {
+                self.rate_limit_per_key
+                    .ceil()
+                    .clamp(1.0, f64::from(u32::MAX)) as u32
+            })
+            .max(1)
+    }
+
+    /// Checks what clap cannot; `listen` is where the service will listen.
+    pub fn validate(&self, listen: SocketAddr) -> anyhow::Result<()> {
+        if self.auth == AuthMode::None && !listen.ip().is_loopback() {
+            anyhow::bail!(
+                "--auth none lets anyone act as anyone, so it is only accepted on a loopback address, \
+                 not {listen}: use --auth keys (create keys with `customer-context keys create`) or listen \
+                 on 127.0.0.1"
+            );
+        }
+        if self.tls_cert.is_some() != self.tls_key.is_some() {
+            anyhow::bail!("--tls-cert and --tls-key go together");
+        }
+        if self.tls_client_ca.is_some() && self.tls_cert.is_none() {
+            anyhow::bail!("--tls-client-ca needs --tls-cert and --tls-key");
+        }
+        if self.max_message_bytes < 1024 {
+            anyhow::bail!("--max-message-bytes must be at least 1024");
+        }
+        if !self.rate_limit_per_key.is_finite() || self.rate_limit_per_key < 0.0 {
+            anyhow::bail!(
+                "--rate-limit-per-key must be 0 (off) or a positive number of calls per second"
+            );
+        }
+        Ok(())
+    }
 }
 
 impl Settings {
@@ -108,6 +237,7 @@ impl Settings {
             log_format: LogFormat::Text,
             shutdown_grace: Duration::from_secs(10),
             cors_origins: Vec::new(),
+            security: SecuritySettings::default(),
         }
     }
 
@@ -118,6 +248,7 @@ impl Settings {
         if self.database.db_max_connections == 0 {
             anyhow::bail!("--db-max-connections must be at least 1");
         }
+        self.security.validate(self.listen)?;
         for origin in &self.cors_origins {
             http::HeaderValue::from_str(origin)
                 .map_err(|_| anyhow::anyhow!("--cors-origins: {origin:?} is not a valid origin"))?;
@@ -147,6 +278,35 @@ pub fn parse_duration(text: &str) -> Result<Duration, String> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn auth_none_is_refused_off_loopback() {
+        let local = Settings::new("127.0.0.1:0".parse().unwrap(), "sqlite://x.db");
+        assert!(local.validate().is_ok());
+        let ipv6 = Settings::new("[::1]:0".parse().unwrap(), "sqlite://x.db");
+        assert!(ipv6.validate().is_ok());
+        let mut open = Settings::new("0.0.0.0:0".parse().unwrap(), "sqlite://x.db");
+        let why = open.validate().unwrap_err().to_string();
+        assert!(
+            why.contains("--auth none") && why.contains("loopback"),
+            "{why}"
+        );
+        open.security.auth = AuthMode::Keys;
+        assert!(open.validate().is_ok());
+    }
+
+    #[test]
+    fn the_burst_defaults_to_one_second_of_calls() {
+        let mut security = SecuritySettings {
+            rate_limit_per_key: 2.5,
+            ..Default::default()
+        };
+        assert_eq!(security.rate_limit_burst(), 3);
+        security.rate_limit_per_key = 0.1;
+        assert_eq!(security.rate_limit_burst(), 1);
+        security.rate_limit_burst = Some(10);
+        assert_eq!(security.rate_limit_burst(), 10);
+    }
 
     #[test]
     fn durations_parse_with_units() {

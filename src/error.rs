@@ -44,6 +44,24 @@ pub enum Error {
         message: String,
     },
 
+    /// The call carries no valid credentials (missing, malformed, unknown or revoked key).
+    #[error("{message}")]
+    Unauthenticated {
+        reason: &'static str,
+        message: String,
+    },
+
+    /// The caller is known but their role may not do this.
+    #[error("{message}")]
+    PermissionDenied {
+        reason: &'static str,
+        message: String,
+    },
+
+    /// The client's deadline passed before the call finished.
+    #[error("the deadline of the call passed before it finished")]
+    DeadlineExceeded,
+
     /// A limit of the service is reached.
     #[error("{message}")]
     ResourceExhausted {
@@ -55,6 +73,10 @@ pub enum Error {
     /// The database cannot be reached right now; the call may be retried.
     #[error("database unavailable: {0}")]
     Unavailable(String),
+
+    /// The service is set up wrongly (a bad flag or URL); found at start, never sent to callers.
+    #[error("{0}")]
+    Config(String),
 
     /// A fault of the service itself. The detail is logged, never sent to the caller.
     #[error("internal error: {0}")]
@@ -84,6 +106,20 @@ impl Error {
         }
     }
 
+    pub fn unauthenticated(reason: &'static str, message: impl Into<String>) -> Self {
+        Error::Unauthenticated {
+            reason,
+            message: message.into(),
+        }
+    }
+
+    pub fn permission_denied(reason: &'static str, message: impl Into<String>) -> Self {
+        Error::PermissionDenied {
+            reason,
+            message: message.into(),
+        }
+    }
+
     pub fn internal(detail: impl std::fmt::Display) -> Self {
         Error::Internal(detail.to_string())
     }
@@ -96,9 +132,12 @@ impl Error {
             Error::VersionMismatch { .. } => Code::Aborted,
             Error::FailedPrecondition { .. } => Code::FailedPrecondition,
             Error::AlreadyExists { .. } => Code::AlreadyExists,
+            Error::Unauthenticated { .. } => Code::Unauthenticated,
+            Error::PermissionDenied { .. } => Code::PermissionDenied,
+            Error::DeadlineExceeded => Code::DeadlineExceeded,
             Error::ResourceExhausted { .. } => Code::ResourceExhausted,
             Error::Unavailable(_) => Code::Unavailable,
-            Error::Internal(_) => Code::Internal,
+            Error::Config(_) | Error::Internal(_) => Code::Internal,
         }
     }
 }
@@ -230,9 +269,15 @@ impl From<Error> for Status {
                 details.add_precondition_failure_violation(*reason, "", message.clone());
                 message.clone()
             }
-            Error::AlreadyExists { reason, message } => {
+            Error::AlreadyExists { reason, message }
+            | Error::Unauthenticated { reason, message }
+            | Error::PermissionDenied { reason, message } => {
                 details.set_error_info(*reason, ERROR_DOMAIN, []);
                 message.clone()
+            }
+            Error::DeadlineExceeded => {
+                details.set_error_info("DEADLINE_EXCEEDED", ERROR_DOMAIN, []);
+                err.to_string()
             }
             Error::ResourceExhausted {
                 reason,
@@ -251,7 +296,7 @@ impl From<Error> for Status {
                 details.set_retry_info(Some(Duration::from_secs(1)));
                 "the database is unavailable; retry shortly".to_owned()
             }
-            Error::Internal(detail) => {
+            Error::Config(detail) | Error::Internal(detail) => {
                 tracing::error!(error = %detail, "internal error");
                 details.set_error_info("INTERNAL", ERROR_DOMAIN, []);
                 "internal error; the service logged the details".to_owned()

@@ -4,11 +4,14 @@
 //! to the change log, and the committed change is fanned out to watchers.
 
 pub mod api;
+pub mod auth;
+pub mod codec;
 pub mod config;
 pub mod domain;
 pub mod error;
 pub mod events;
 pub mod server;
+pub mod shutdown;
 pub mod store;
 pub mod telemetry;
 

@@ -3,7 +3,7 @@
 use std::process::ExitCode;
 
 use anyhow::Context as _;
-use clap::{Parser, Subcommand};
+use clap::{Args, Parser, Subcommand};
 use customer_context::{
     config::{DatabaseSettings, LogFormat, Settings},
     server,
@@ -37,6 +37,44 @@ enum Command {
     Serve(Settings),
     /// Apply pending database migrations, print what was applied, and exit.
     Migrate(DatabaseSettings),
+    /// Manage API keys: with `serve --auth keys` every call needs one. Changes take effect on running servers
+    /// within --key-cache-ttl (default 5 s), without a restart.
+    #[command(subcommand)]
+    Keys(KeysCommand),
+}
+
+#[derive(Debug, Subcommand)]
+enum KeysCommand {
+    /// Create a key and print its secret on standard output. The secret is shown only this once; the database
+    /// keeps only its SHA-256.
+    Create(CreateKey),
+    /// List every key (id, name, role, customer, created, revoked); never the secrets.
+    List(DatabaseSettings),
+    /// Revoke the key with this id, or every active key with this name.
+    Revoke(RevokeKey),
+}
+
+#[derive(Debug, Args)]
+struct CreateKey {
+    /// The key's name: the acting agent of its calls (created_by, entered_by, comment author, watch changed_by).
+    #[arg(long)]
+    name: String,
+    /// What the key may do.
+    #[arg(long, value_parser = ["admin", "agent", "router", "portal"])]
+    role: String,
+    /// The customer a portal key is bound to (required for --role portal, refused otherwise).
+    #[arg(long)]
+    customer: Option<String>,
+    #[command(flatten)]
+    database: DatabaseSettings,
+}
+
+#[derive(Debug, Args)]
+struct RevokeKey {
+    /// A key id (from `keys list`) or a key name.
+    name_or_id: String,
+    #[command(flatten)]
+    database: DatabaseSettings,
 }
 
 #[tokio::main]
@@ -62,7 +100,89 @@ async fn run(command: Command) -> anyhow::Result<()> {
             telemetry::init(LogFormat::Text);
             migrate(&database).await
         }
+        Command::Keys(command) => {
+            telemetry::init(LogFormat::Text);
+            keys(command).await
+        }
     }
+}
+
+/// `customer-context keys ...`: migrates the database (keys live in it) and runs the command.
+async fn keys(command: KeysCommand) -> anyhow::Result<()> {
+    let database = match &command {
+        KeysCommand::Create(create) => &create.database,
+        KeysCommand::List(database) => database,
+        KeysCommand::Revoke(revoke) => &revoke.database,
+    };
+    let url = store::redact(&database.database_url);
+    let store = Store::connect(database)
+        .await
+        .with_context(|| format!("cannot open the database {url}"))?;
+    let result = run_keys(&store, &command).await;
+    store.close().await;
+    result
+}
+
+async fn run_keys(store: &Store, command: &KeysCommand) -> anyhow::Result<()> {
+    store
+        .migrate()
+        .await
+        .context("cannot migrate the database")?;
+    match command {
+        KeysCommand::Create(create) => {
+            let new = store
+                .create_key(&create.name, &create.role, create.customer.as_deref())
+                .await
+                .context("cannot create the key")?;
+            // The secret alone on standard output, so scripts can capture it; the rest on standard error.
+            println!("{}", new.secret);
+            eprintln!(
+                "created {} key {:?} (id {}){}. The secret above is shown only this once: store it now.",
+                new.key.role,
+                new.key.name,
+                new.key.id,
+                new.key
+                    .customer_id
+                    .map(|c| format!(" for customer {c}"))
+                    .unwrap_or_default()
+            );
+        }
+        KeysCommand::List(_) => {
+            let keys = store.list_keys().await.context("cannot list the keys")?;
+            println!(
+                "{:<36}  {:<24}  {:<6}  {:<36}  {:<20}  REVOKED",
+                "ID", "NAME", "ROLE", "CUSTOMER", "CREATED"
+            );
+            for key in keys {
+                println!(
+                    "{:<36}  {:<24}  {:<6}  {:<36}  {:<20}  {}",
+                    key.id,
+                    key.name,
+                    key.role,
+                    key.customer_id.as_deref().unwrap_or("-"),
+                    time(key.create_time),
+                    key.revoke_time.map_or_else(|| "-".to_owned(), time)
+                );
+            }
+        }
+        KeysCommand::Revoke(revoke) => {
+            let revoked = store
+                .revoke_key(&revoke.name_or_id)
+                .await
+                .context("cannot revoke the key")?;
+            for key in revoked {
+                println!("revoked {} key {:?} (id {})", key.role, key.name, key.id);
+            }
+        }
+    }
+    Ok(())
+}
+
+/// A time in microseconds as RFC 3339 (UTC, whole seconds).
+fn time(micros: i64) -> String {
+    let mut ts = customer_context::domain::time::to_timestamp(micros);
+    ts.nanos = 0;
+    ts.to_string()
 }
 
 /// `customer-context migrate`: applies pending migrations and prints their names.
@@ -71,39 +191,21 @@ async fn migrate(database: &DatabaseSettings) -> anyhow::Result<()> {
     let store = Store::connect(database)
         .await
         .with_context(|| format!("cannot open the database {url}"))?;
-    let pending = pending_migrations(database).await;
-    let migrated = store
+    let applied = store
         .migrate()
         .await
         .with_context(|| format!("cannot migrate the database {url}"));
     store.close().await;
-    migrated?;
-    match pending {
-        Ok(names) if names.is_empty() => println!("{url}: already up to date"),
-        Ok(names) => {
-            for name in &names {
-                println!("applied {name}");
-            }
-            println!("{url}: {} migration(s) applied", names.len());
+    let applied = applied?;
+    if applied.is_empty() {
+        println!("{url}: already up to date");
+    } else {
+        for name in &applied {
+            println!("applied {name}");
         }
-        Err(err) => println!("{url}: up to date (could not list the applied migrations: {err:#})"),
+        println!("{url}: {} migration(s) applied", applied.len());
     }
     Ok(())
-}
-
-/// Names of the migrations not yet applied, read over a connection of its own.
-async fn pending_migrations(database: &DatabaseSettings) -> anyhow::Result<Vec<String>> {
-    use sea_orm_migration::MigratorTrait as _;
-
-    let mut options = sea_orm::ConnectOptions::new(database.database_url.clone());
-    options.max_connections(1).sqlx_logging(false);
-    let connection = sea_orm::Database::connect(options).await?;
-    let pending = store::migration::Migrator::get_pending_migrations(&connection).await;
-    let _ = connection.close().await;
-    Ok(pending?
-        .iter()
-        .map(|migration| migration.name().to_owned())
-        .collect())
 }
 
 #[cfg(test)]
@@ -132,6 +234,45 @@ mod tests {
                 "sqlite://customer-context.db?mode=rwc"
             );
         }
+    }
+
+    #[test]
+    fn keys_commands_take_the_database_options() {
+        let cli = Cli::try_parse_from([
+            "customer-context",
+            "keys",
+            "create",
+            "--name",
+            "portal-7",
+            "--role",
+            "portal",
+            "--customer",
+            "0190a5e2-7c1d-7b3e-9f00-1a2b3c4d5e6f",
+            "--database-url",
+            "sqlite://x.db?mode=rwc",
+        ])
+        .unwrap();
+        let Command::Keys(KeysCommand::Create(create)) = cli.command else {
+            panic!("expected keys create");
+        };
+        assert_eq!(create.role, "portal");
+        assert_eq!(create.database.database_url, "sqlite://x.db?mode=rwc");
+        assert!(
+            Cli::try_parse_from([
+                "customer-context",
+                "keys",
+                "create",
+                "--name",
+                "x",
+                "--role",
+                "root"
+            ])
+            .is_err()
+        );
+        let cli = Cli::try_parse_from(["customer-context", "keys", "revoke", "router-1"]).unwrap();
+        assert!(
+            matches!(cli.command, Command::Keys(KeysCommand::Revoke(r)) if r.name_or_id == "router-1")
+        );
     }
 
     #[test]

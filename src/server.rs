@@ -2,7 +2,8 @@
 //! log, and graceful shutdown with a bounded drain.
 //!
 //! Layers, outermost first: CORS (browser preflights never reach gRPC) → gRPC-web translation → call log (sees
-//! native gRPC responses, so the status is in the trailers) → router.
+//! native gRPC responses, so the status is in the trailers) → guard (concurrency limit, authentication, roles,
+//! rate limit, deadline; see [`crate::auth`]) → router. TLS, when configured, wraps every connection.
 
 use std::{
     io,
@@ -18,11 +19,11 @@ use http::{HeaderName, HeaderValue, Method};
 use prost::Message as _;
 use tokio::{
     net::{TcpListener, TcpStream},
-    sync::watch,
+    sync::{Semaphore, watch},
     task::JoinHandle,
     time::Sleep,
 };
-use tokio_stream::{Stream, wrappers::WatchStream};
+use tokio_stream::Stream;
 use tonic::{
     Request, Response, Status,
     service::RoutesBuilder,
@@ -40,8 +41,10 @@ use tower_http::cors::{AllowOrigin, CorsLayer};
 
 use crate::{
     api::ApiState,
-    config::Settings,
+    auth::{Authenticator, Guard, GuardLayer, RateLimiter},
+    config::{AuthMode, SecuritySettings, Settings},
     events::Hub,
+    shutdown::{Shutdown, UntilShutdown},
     store::{Store, redact},
     telemetry::CallLogLayer,
 };
@@ -82,7 +85,9 @@ pub struct RunningServer {
     grace: Duration,
     task: JoinHandle<Result<(), tonic::transport::Error>>,
     /// Follows the change log for watch streams.
-    feed: JoinHandle<()>,
+    feed: crate::events::feed::Feed,
+    /// Shares presence with other replicas (PostgreSQL).
+    presence: Option<crate::events::presence::PresenceSync>,
 }
 
 impl RunningServer {
@@ -93,6 +98,7 @@ impl RunningServer {
         let region = crate::domain::contact::parse_region(&settings.default_region)
             .map_err(|e| anyhow!("--default-region: {e}"))?;
         let cors = cors_layer(&settings.cors_origins)?;
+        let tls = crate::auth::server_tls(&settings.security)?;
 
         let database = redact(&settings.database.database_url);
         let store = Store::connect(&settings.database)
@@ -145,6 +151,11 @@ impl RunningServer {
                 .context("cannot read the change log")?,
         ));
         let feed = crate::events::feed::spawn(store.clone(), hub.clone());
+        let presence = crate::events::presence::spawn(
+            store.clone(),
+            hub.clone(),
+            crate::domain::ids::new_id(),
+        );
         crate::api::add_services(
             &mut routes,
             ApiState {
@@ -152,17 +163,28 @@ impl RunningServer {
                 region,
                 hub,
                 shutdown: shutdown.clone(),
+                // Detached: the recorder writes what is queued and ends when the services are dropped.
+                recent: crate::store::recent::RecentViews::spawn(store.clone()).0,
             },
+            settings.security.max_message_bytes,
         );
+        let guard = guard(&settings.security, store.clone());
 
-        let mut server = Server::builder()
+        let mut server = Server::builder();
+        if let Some(tls) = tls {
+            server = server
+                .tls_config(tls)
+                .context("cannot use the TLS certificate and key")?;
+        }
+        let mut server = server
             .tcp_nodelay(true)
             .http2_keepalive_interval(Some(KEEPALIVE_INTERVAL))
             .http2_keepalive_timeout(Some(KEEPALIVE_TIMEOUT))
             .accept_http1(true)
             .layer(cors)
             .layer(tonic_web::GrpcWebLayer::new())
-            .layer(CallLogLayer);
+            .layer(CallLogLayer)
+            .layer(guard);
         let router = server.add_routes(routes.routes());
         // `serve_with_incoming*` ignores the builder's TCP options, so the incoming stream sets them itself.
         let incoming = AcceptBackoff::new(TcpIncoming::from(listener).with_nodelay(Some(true)));
@@ -183,6 +205,7 @@ impl RunningServer {
             grace: settings.shutdown_grace,
             task,
             feed,
+            presence,
         })
     }
 
@@ -217,6 +240,9 @@ impl RunningServer {
             }
         };
         self.feed.abort();
+        if let Some(presence) = &self.presence {
+            presence.withdraw().await;
+        }
         if tokio::time::timeout(STORE_CLOSE_TIMEOUT, self.store.clone().close())
             .await
             .is_err()
@@ -275,151 +301,20 @@ pub async fn serve(settings: Settings) -> anyhow::Result<()> {
     }
 }
 
-/// Tells long-running calls (server streams, watches) that the server began shutting down, so they can end
-/// and let the drain finish instead of being cut off when the grace period runs out.
-///
-/// Cheap to clone. Get it from [`RunningServer::shutdown_signal`]; [`Shutdown::never`] (also `Default`) is a
-/// signal that never fires, for tools and tests that build services without a server. Dropping the
-/// [`RunningServer`] also counts as shutdown.
-///
-/// ```ignore
-/// // In a server-streaming handler: end the stream with UNAVAILABLE when shutdown begins.
-/// Ok(Response::new(state.shutdown.guard(ReceiverStream::new(rx))))
-/// // Or in a producer loop:
-/// tokio::select! { _ = shutdown.begun() => break, event = events.recv() => { /* ... */ } }
-/// ```
-#[derive(Clone, Debug, Default)]
-pub struct Shutdown {
-    signal: Option<watch::Receiver<bool>>,
-}
-
-impl Shutdown {
-    fn channel() -> (watch::Sender<bool>, Shutdown) {
-        let (sender, receiver) = watch::channel(false);
-        (
-            sender,
-            Shutdown {
-                signal: Some(receiver),
-            },
-        )
+/// The guard layer of the public API, from the security settings.
+fn guard(security: &SecuritySettings, store: Store) -> GuardLayer {
+    if security.auth == AuthMode::None {
+        tracing::warn!(
+            "authentication is off (--auth none): every caller is an admin acting as its x-agent-id; \
+             use --auth keys anywhere but a development machine"
+        );
     }
-
-    /// A signal that never fires.
-    pub fn never() -> Shutdown {
-        Shutdown { signal: None }
-    }
-
-    /// Whether shutdown has begun.
-    pub fn has_begun(&self) -> bool {
-        self.signal
-            .as_ref()
-            .is_some_and(|signal| *signal.borrow() || signal.has_changed().is_err())
-    }
-
-    /// Completes when shutdown begins (at once if it already has).
-    pub async fn begun(&self) {
-        match &self.signal {
-            Some(signal) => {
-                // An error means the server is gone, which is shutdown too.
-                let _ = signal.clone().wait_for(|begun| *begun).await;
-            }
-            None => std::future::pending().await,
-        }
-    }
-
-    /// Wraps a response stream so it ends when shutdown begins: one item already available is still delivered,
-    /// then the stream ends with `UNAVAILABLE` ("reconnect"), which gRPC clients treat as retryable.
-    pub fn guard<S, T>(&self, stream: S) -> UntilShutdown<S>
-    where
-        S: Stream<Item = Result<T, Status>>,
-    {
-        UntilShutdown {
-            inner: stream,
-            signal: self.signal.clone().map(WatchStream::new),
-            state: GuardState::Running,
-        }
-    }
-}
-
-pin_project_lite::pin_project! {
-    /// A response stream that ends when the server shuts down; made by [`Shutdown::guard`].
-    pub struct UntilShutdown<S> {
-        #[pin]
-        inner: S,
-        signal: Option<WatchStream<bool>>,
-        state: GuardState,
-    }
-}
-
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-enum GuardState {
-    Running,
-    /// Shutdown began: deliver at most one more ready item.
-    Ending,
-    /// One last item was delivered; the UNAVAILABLE status follows.
-    Closing,
-    Done,
-}
-
-fn shutting_down() -> Status {
-    Status::unavailable("the server is shutting down; reconnect and try again")
-}
-
-impl<S, T> Stream for UntilShutdown<S>
-where
-    S: Stream<Item = Result<T, Status>>,
-{
-    type Item = Result<T, Status>;
-
-    fn poll_next(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Self::Item>> {
-        let mut this = self.project();
-        loop {
-            match *this.state {
-                GuardState::Running => {
-                    if let Some(signal) = this.signal.as_mut() {
-                        let begun = loop {
-                            match Pin::new(&mut *signal).poll_next(cx) {
-                                Poll::Ready(Some(false)) => continue,
-                                Poll::Ready(Some(true) | None) => break true,
-                                Poll::Pending => break false,
-                            }
-                        };
-                        if begun {
-                            *this.signal = None;
-                            *this.state = GuardState::Ending;
-                            continue;
-                        }
-                    }
-                    let item = ready!(this.inner.as_mut().poll_next(cx));
-                    if item.is_none() {
-                        *this.state = GuardState::Done;
-                    }
-                    return Poll::Ready(item);
-                }
-                GuardState::Ending => {
-                    return match this.inner.as_mut().poll_next(cx) {
-                        Poll::Ready(Some(item)) => {
-                            *this.state = GuardState::Closing;
-                            Poll::Ready(Some(item))
-                        }
-                        Poll::Ready(None) => {
-                            *this.state = GuardState::Done;
-                            Poll::Ready(None)
-                        }
-                        Poll::Pending => {
-                            *this.state = GuardState::Done;
-                            Poll::Ready(Some(Err(shutting_down())))
-                        }
-                    };
-                }
-                GuardState::Closing => {
-                    *this.state = GuardState::Done;
-                    return Poll::Ready(Some(Err(shutting_down())));
-                }
-                GuardState::Done => return Poll::Ready(None),
-            }
-        }
-    }
+    GuardLayer::new(Guard {
+        authenticator: Authenticator::new(security.auth, store, security.key_cache_ttl),
+        calls: (security.max_concurrent_calls > 0)
+            .then(|| Arc::new(Semaphore::new(security.max_concurrent_calls))),
+        rate: RateLimiter::new(security.rate_limit_per_key, security.rate_limit_burst()),
+    })
 }
 
 /// tonic-health's service, with `Watch` streams that end at shutdown (after reporting NOT_SERVING) so health
@@ -595,8 +490,6 @@ impl Signals {
 mod tests {
     use std::{future::Future, task::Waker};
 
-    use tokio_stream::StreamExt as _;
-
     use super::*;
 
     #[test]
@@ -626,45 +519,6 @@ mod tests {
         assert!(cors_layer(&["*".to_owned()]).is_ok());
         assert!(cors_layer(&["https://agent.example.com".to_owned()]).is_ok());
         assert!(cors_layer(&["bad\norigin".to_owned()]).is_err());
-    }
-
-    #[tokio::test]
-    async fn guarded_stream_ends_with_unavailable_when_shutdown_begins() {
-        let (begin, shutdown) = Shutdown::channel();
-        let (tx, rx) = tokio::sync::mpsc::channel::<Result<u32, Status>>(4);
-        let mut stream =
-            std::pin::pin!(shutdown.guard(tokio_stream::wrappers::ReceiverStream::new(rx)));
-
-        tx.send(Ok(1)).await.unwrap();
-        assert_eq!(stream.next().await.unwrap().unwrap(), 1);
-        assert!(!shutdown.has_begun());
-
-        // The item sent just before shutdown still arrives, then UNAVAILABLE, then the end.
-        tx.send(Ok(2)).await.unwrap();
-        begin.send_replace(true);
-        assert!(shutdown.has_begun());
-        assert_eq!(stream.next().await.unwrap().unwrap(), 2);
-        let status = stream.next().await.unwrap().unwrap_err();
-        assert_eq!(status.code(), tonic::Code::Unavailable);
-        assert!(stream.next().await.is_none());
-        // Nothing more is read from the source after the end.
-        tx.send(Ok(3)).await.unwrap();
-        assert!(stream.next().await.is_none());
-    }
-
-    #[tokio::test]
-    async fn guarded_stream_wakes_on_shutdown_while_idle() {
-        let (begin, shutdown) = Shutdown::channel();
-        let (_tx, rx) = tokio::sync::mpsc::channel::<Result<u32, Status>>(1);
-        let mut stream = shutdown.guard(tokio_stream::wrappers::ReceiverStream::new(rx));
-        let waiter = tokio::spawn(async move { stream.next().await });
-        tokio::task::yield_now().await;
-        begin.send_replace(true);
-        let first = tokio::time::timeout(Duration::from_secs(5), waiter)
-            .await
-            .unwrap()
-            .unwrap();
-        assert_eq!(first.unwrap().unwrap_err().code(), tonic::Code::Unavailable);
     }
 
     /// A health watcher sees NOT_SERVING, then UNAVAILABLE, and does not hold the drain open.

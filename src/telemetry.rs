@@ -13,14 +13,14 @@ use std::{
     time::Instant,
 };
 
-use http::{HeaderMap, HeaderValue, Request, Response, uri::PathAndQuery};
+use http::{HeaderMap, Request, Response, uri::PathAndQuery};
 use http_body::{Body, Frame, SizeHint};
 use tonic::{Code, Status, transport::server::TcpConnectInfo};
 use tower::{Layer, Service};
 use tracing::Level;
 use tracing_subscriber::EnvFilter;
 
-use crate::config::LogFormat;
+use crate::{config::LogFormat, domain::principal::Principal};
 
 /// Log filter used when `RUST_LOG` is unset or empty.
 pub const DEFAULT_FILTER: &str = "info,sqlx=warn,sea_orm=warn";
@@ -60,7 +60,7 @@ pub fn init(format: LogFormat) {
 }
 
 /// Tower layer that logs one line per gRPC call when it ends: method, gRPC code, latency, peer and the
-/// `x-agent-id` of the caller. Info for `OK`, error for `INTERNAL`/`UNKNOWN`/`DATA_LOSS`, warn otherwise.
+/// acting agent (the authenticated one when the guard admitted the call, else the `x-agent-id` the call claims). Info for `OK`, error for `INTERNAL`/`UNKNOWN`/`DATA_LOSS`, warn otherwise.
 /// A call whose response is dropped before its status is sent (client cancelled or disconnected) is logged as
 /// `CANCELLED`. Successful health checks are logged at debug level so probes do not flood the log.
 ///
@@ -129,6 +129,10 @@ where
                 if let Some(record) = record.as_mut() {
                     record.status =
                         status_from_response_head(response.status(), response.headers());
+                    // The authenticated caller, when the guard admitted the call.
+                    if let Some(principal) = response.extensions().get::<Principal>() {
+                        record.agent = Some(principal.agent.clone());
+                    }
                 }
                 Ok(response.map(|inner| CallLogBody { inner, record }))
             }
@@ -268,7 +272,7 @@ struct CallRecord {
     started: Instant,
     path: Option<PathAndQuery>,
     peer: Option<SocketAddr>,
-    agent: Option<HeaderValue>,
+    agent: Option<String>,
     status: Option<CallStatus>,
 }
 
@@ -281,7 +285,11 @@ impl CallRecord {
                 .extensions()
                 .get::<TcpConnectInfo>()
                 .and_then(TcpConnectInfo::remote_addr),
-            agent: request.headers().get("x-agent-id").cloned(),
+            agent: request
+                .headers()
+                .get("x-agent-id")
+                .and_then(|agent| agent.to_str().ok())
+                .map(str::to_owned),
             status: None,
         }
     }
@@ -303,7 +311,7 @@ impl Drop for CallRecord {
         let latency_ms = self.started.elapsed().as_micros() as f64 / 1000.0;
         let code = code_name(status.code);
         let peer = self.peer.as_ref().map(tracing::field::display);
-        let agent = self.agent.as_ref().and_then(|agent| agent.to_str().ok());
+        let agent = self.agent.as_deref();
         // Not `message`: that name is the event's own text.
         let grpc_message = status.message.as_deref();
         macro_rules! call_event {
@@ -381,6 +389,8 @@ mod tests {
     };
 
     use prost::bytes::Bytes;
+
+    use http::HeaderValue;
 
     use super::*;
 

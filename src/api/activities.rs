@@ -2,7 +2,7 @@
 
 use tonic::{Request, Response, Status};
 
-use super::{ApiState, PageRequest, acting_agent, check_version_given, required};
+use super::{ApiState, PageRequest, check_version_given, hidden, principal, required};
 use crate::{
     domain::{
         Violations,
@@ -153,17 +153,49 @@ pub(crate) fn to_pb(a: Activity) -> pb::Activity {
     }
 }
 
+/// What a portal may add: an incoming, non-internal activity of its own customer (and of one of its requests),
+/// entered by the portal itself. Another customer or request is NOT_FOUND, as if it did not exist.
+async fn confine_to_portal(
+    state: &ApiState,
+    own: &str,
+    agent: &str,
+    input: &mut ActivityInput,
+) -> Result<(), Error> {
+    let data = &mut input.data;
+    if data.internal || data.direction != pb::Direction::Incoming as i32 {
+        return Err(Error::permission_denied(
+            "PORTAL_INCOMING_ONLY",
+            "a portal key may only add incoming activities (direction DIRECTION_INCOMING, internal false)",
+        ));
+    }
+    match data.customer_id.as_deref() {
+        Some(id) if id != own => return Err(hidden("customer", id)),
+        Some(_) => {}
+        None => data.customer_id = Some(own.to_owned()),
+    }
+    if let Some(id) = data.request_id.as_deref() {
+        super::requests::visible_request(state, Some(own), id).await?;
+    }
+    data.entered_by = agent.to_owned();
+    input.entered_by_missing = false;
+    Ok(())
+}
+
 #[tonic::async_trait]
 impl ActivityService for ActivityApi {
     async fn create_activity(
         &self,
         request: Request<pb::CreateActivityRequest>,
     ) -> Result<Response<pb::Activity>, Status> {
-        let agent = acting_agent(&request)?;
+        let caller = principal(&request)?;
+        let agent = caller.agent.clone();
         let a = required(request.into_inner().activity, "activity")?;
         let mut violations = Violations::new();
-        let input = activity_input(&mut violations, a, self.state.region);
+        let mut input = activity_input(&mut violations, a, self.state.region);
         violations.into_result(()).map_err(Error::from)?;
+        if let Some(own) = caller.portal_customer() {
+            confine_to_portal(&self.state, own, &agent, &mut input).await?;
+        }
         let mut data = input.data;
         if input.occur_time_missing {
             data.occur_time = now_micros();
@@ -179,14 +211,18 @@ impl ActivityService for ActivityApi {
         &self,
         request: Request<pb::GetActivityRequest>,
     ) -> Result<Response<pb::Activity>, Status> {
+        let caller = principal(&request)?;
         let mut violations = Violations::new();
         let id = ids::check_id(&mut violations, "id", &request.get_ref().id);
-        violations.into_result(()).map_err(Error::from)?;
-        let found = self
-            .state
-            .store
-            .get_activity(&id.unwrap_or_default())
-            .await?;
+        let id = violations
+            .into_result(id.unwrap_or_default())
+            .map_err(Error::from)?;
+        let found = self.state.store.get_activity(&id).await?;
+        if let Some(own) = caller.portal_customer()
+            && (found.data.internal || found.data.customer_id.as_deref() != Some(own))
+        {
+            return Err(hidden("activity", &id).into());
+        }
         Ok(Response::new(to_pb(found)))
     }
 
@@ -194,7 +230,7 @@ impl ActivityService for ActivityApi {
         &self,
         request: Request<pb::UpdateActivityRequest>,
     ) -> Result<Response<pb::Activity>, Status> {
-        let agent = acting_agent(&request)?;
+        let agent = principal(&request)?.agent;
         let message = request.into_inner();
         let a = required(message.activity, "activity")?;
         let mut violations = Violations::new();
@@ -236,7 +272,7 @@ impl ActivityService for ActivityApi {
         &self,
         request: Request<pb::DeleteActivityRequest>,
     ) -> Result<Response<()>, Status> {
-        let agent = acting_agent(&request)?;
+        let agent = principal(&request)?.agent;
         let message = request.into_inner();
         let mut violations = Violations::new();
         let id = ids::check_id(&mut violations, "id", &message.id);
@@ -253,6 +289,7 @@ impl ActivityService for ActivityApi {
         &self,
         request: Request<pb::ListActivitiesRequest>,
     ) -> Result<Response<pb::ListActivitiesResponse>, Status> {
+        let caller = principal(&request)?;
         let message = request.into_inner();
         let mut violations = Violations::new();
         let customer_id =
@@ -285,12 +322,23 @@ impl ActivityService for ActivityApi {
             )
             .into());
         }
+        // A portal lists only its own customer's non-internal activities.
+        let portal = caller.portal_customer();
+        if let Some(own) = portal {
+            if let Some(id) = customer_id.as_deref().filter(|id| *id != own) {
+                return Err(hidden("customer", id).into());
+            }
+            if let Some(id) = request_id.as_deref() {
+                super::requests::visible_request(&self.state, portal, id).await?;
+            }
+        }
         let mut activities = self
             .state
             .store
             .list_activities(
-                customer_id.as_deref(),
+                portal.or(customer_id.as_deref()),
                 request_id.as_deref(),
+                portal.is_none(),
                 cursor,
                 page.fetch(),
             )

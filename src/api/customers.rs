@@ -2,7 +2,7 @@
 
 use tonic::{Request, Response, Status};
 
-use super::{ApiState, PageRequest, acting_agent, check_version_given, required};
+use super::{ApiState, PageRequest, check_version_given, hidden, principal, required};
 use crate::{
     domain::{
         Violations, attributes,
@@ -10,7 +10,6 @@ use crate::{
         customer::{self, Customer, CustomerData},
         fold, ids,
         mask::parse_update_mask,
-        page::Cursor,
         reason, tags, text,
         time::to_timestamp,
     },
@@ -104,6 +103,29 @@ pub(crate) fn to_pb(customer: Customer) -> pb::Customer {
     }
 }
 
+const RESOURCE: &str = "customer";
+
+/// The portal's own customer as a one-element list if `matches` it, else empty (also when it is gone).
+async fn own_customer_if(
+    state: &ApiState,
+    own: &str,
+    matches: impl Fn(&Customer) -> bool,
+) -> Result<Vec<pb::Customer>, Error> {
+    match state.store.get_customer(own).await {
+        Ok(customer) if matches(&customer) => Ok(vec![to_pb(customer)]),
+        Ok(_) | Err(Error::NotFound { .. }) => Ok(Vec::new()),
+        Err(other) => Err(other),
+    }
+}
+
+/// Whether every query word starts one of the customer's search words (what the search index matches).
+fn matches_words(customer: &Customer, words: &[String]) -> bool {
+    let own = customer.data.search_words();
+    words
+        .iter()
+        .all(|word| own.iter().any(|w| w.starts_with(word.as_str())))
+}
+
 /// The words a search query looks for. A query that reads as a phone number is normalized first, so any
 /// written form of a number finds it.
 fn query_words(query: &str, region: phonenumber::country::Id) -> Vec<String> {
@@ -123,12 +145,13 @@ impl CustomerService for CustomerApi {
         &self,
         request: Request<pb::CreateCustomerRequest>,
     ) -> Result<Response<pb::Customer>, Status> {
-        let agent = acting_agent(&request)?;
+        let agent = principal(&request)?.agent;
         let customer = required(request.into_inner().customer, "customer")?;
         let mut violations = Violations::new();
         let data = customer_data(&mut violations, customer, self.state.region);
         let data = violations.into_result(data).map_err(Error::from)?;
         let created = self.state.store.create_customer(&agent, data).await?;
+        super::context::record_view(&self.state, &agent, &created.id);
         Ok(Response::new(to_pb(created)))
     }
 
@@ -136,14 +159,22 @@ impl CustomerService for CustomerApi {
         &self,
         request: Request<pb::GetCustomerRequest>,
     ) -> Result<Response<pb::Customer>, Status> {
+        let caller = principal(&request)?;
         let mut violations = Violations::new();
         let id = ids::check_id(&mut violations, "id", &request.get_ref().id);
-        violations.into_result(()).map_err(Error::from)?;
-        let customer = self
-            .state
-            .store
-            .get_customer(&id.unwrap_or_default())
-            .await?;
+        let id = violations
+            .into_result(id.unwrap_or_default())
+            .map_err(Error::from)?;
+        if let Some(own) = caller.portal_customer()
+            && own != id
+        {
+            return Err(hidden(RESOURCE, &id).into());
+        }
+        let customer = self.state.store.get_customer(&id).await?;
+        // A staff read is recorded for the reader's Recent list (a portal has none).
+        if caller.portal_customer().is_none() {
+            super::context::record_view(&self.state, &caller.agent, &customer.id);
+        }
         Ok(Response::new(to_pb(customer)))
     }
 
@@ -151,7 +182,7 @@ impl CustomerService for CustomerApi {
         &self,
         request: Request<pb::UpdateCustomerRequest>,
     ) -> Result<Response<pb::Customer>, Status> {
-        let agent = acting_agent(&request)?;
+        let agent = principal(&request)?.agent;
         let message = request.into_inner();
         let customer = required(message.customer, "customer")?;
         let mut violations = Violations::new();
@@ -175,6 +206,7 @@ impl CustomerService for CustomerApi {
             .store
             .update_customer(&agent, &id.unwrap_or_default(), version, &fields, data)
             .await?;
+        super::context::record_view(&self.state, &agent, &updated.id);
         Ok(Response::new(to_pb(updated)))
     }
 
@@ -182,7 +214,7 @@ impl CustomerService for CustomerApi {
         &self,
         request: Request<pb::DeleteCustomerRequest>,
     ) -> Result<Response<()>, Status> {
-        let agent = acting_agent(&request)?;
+        let agent = principal(&request)?.agent;
         let message = request.into_inner();
         let mut violations = Violations::new();
         let id = ids::check_id(&mut violations, "id", &message.id);
@@ -199,6 +231,7 @@ impl CustomerService for CustomerApi {
         &self,
         request: Request<pb::SearchCustomersRequest>,
     ) -> Result<Response<pb::SearchCustomersResponse>, Status> {
+        let caller = principal(&request)?;
         let message = request.into_inner();
         let mut violations = Violations::new();
         text::check_text(&mut violations, "query", &message.query);
@@ -213,17 +246,25 @@ impl CustomerService for CustomerApi {
             &filter,
         );
         violations.into_result(()).map_err(Error::from)?;
-        let mut customers = self
+        if let Some(own) = caller.portal_customer() {
+            // Only the portal's own customer, on the first page, if every word starts one of its words.
+            let customers = match page.cursor {
+                Some(_) => Vec::new(),
+                None => own_customer_if(&self.state, own, |c| matches_words(c, &words)).await?,
+            };
+            return Ok(Response::new(pb::SearchCustomersResponse {
+                customers,
+                next_page_token: String::new(),
+            }));
+        }
+        let mut hits = self
             .state
             .store
             .search_customers(&words, page.cursor.as_ref(), page.fetch())
             .await?;
-        let next_page_token = page.finish(&mut customers, |c| Cursor {
-            time: None,
-            id: c.id.clone(),
-        });
+        let next_page_token = page.finish(&mut hits, |hit| hit.cursor.clone());
         Ok(Response::new(pb::SearchCustomersResponse {
-            customers: customers.into_iter().map(to_pb).collect(),
+            customers: hits.into_iter().map(|hit| to_pb(hit.customer)).collect(),
             next_page_token,
         }))
     }
@@ -233,6 +274,7 @@ impl CustomerService for CustomerApi {
         request: Request<pb::LookupCustomersRequest>,
     ) -> Result<Response<pb::LookupCustomersResponse>, Status> {
         use pb::lookup_customers_request::Key;
+        let caller = principal(&request)?;
         let key = request.into_inner().key.ok_or_else(|| {
             Error::invalid(
                 "key",
@@ -279,7 +321,11 @@ impl CustomerService for CustomerApi {
                 (LookupKey::CustomerNumber, number)
             }
         };
-        let customers = self.state.store.lookup_customers(kind, &value).await?;
+        let customers = self
+            .state
+            .store
+            .lookup_customers_among(kind, &value, caller.portal_customer())
+            .await?;
         Ok(Response::new(pb::LookupCustomersResponse {
             customers: customers.into_iter().map(to_pb).collect(),
         }))
@@ -289,6 +335,29 @@ impl CustomerService for CustomerApi {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_customer_matches_when_every_word_starts_one_of_its_words() {
+        let customer = Customer {
+            id: "c".into(),
+            version: 1,
+            data: CustomerData {
+                first_name: "Zoë".into(),
+                last_name: "Smith".into(),
+                ..Default::default()
+            },
+            audit: crate::domain::customer::Audit {
+                create_time: 0,
+                update_time: 0,
+                created_by: String::new(),
+                updated_by: String::new(),
+            },
+        };
+        let words = |q: &str| fold::words(q);
+        assert!(matches_words(&customer, &words("zo smi")));
+        assert!(matches_words(&customer, &[]));
+        assert!(!matches_words(&customer, &words("zoe jones")));
+    }
 
     #[test]
     fn phone_queries_are_normalized_and_text_queries_folded() {

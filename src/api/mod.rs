@@ -2,27 +2,30 @@
 
 use std::sync::Arc;
 
-use tonic::{Request, Status, metadata::MetadataMap, service::RoutesBuilder};
+use tonic::{Request, Status, service::RoutesBuilder};
 
 use crate::{
     domain::{
         Violations,
         page::{self, Cursor},
-        reason, text,
+        principal::Principal,
+        reason,
     },
     error::Error,
     events::Hub,
     pb,
-    server::Shutdown,
-    store::Store,
+    shutdown::Shutdown,
+    store::{Store, recent::RecentViews},
 };
 
 mod activities;
+mod context;
 mod customers;
 mod requests;
 mod watch;
 
 pub use activities::ActivityApi;
+pub use context::ContextApi;
 pub use customers::CustomerApi;
 pub use requests::RequestApi;
 pub use watch::WatchApi;
@@ -37,57 +40,61 @@ pub struct ApiState {
     pub hub: Arc<Hub>,
     /// Fires when the server begins shutting down, so streams can end.
     pub shutdown: Shutdown,
+    /// Records which customers each agent opens or reads, for their Recent list.
+    pub recent: RecentViews,
 }
 
-/// Registers every public service of the API.
-pub fn add_services(routes: &mut RoutesBuilder, state: ApiState) {
+/// Registers every public service of the API; request messages above `max_message_bytes` are refused.
+pub fn add_services(routes: &mut RoutesBuilder, state: ApiState, max_message_bytes: usize) {
     routes
-        .add_service(pb::customer_service_server::CustomerServiceServer::new(
-            CustomerApi::new(state.clone()),
-        ))
-        .add_service(pb::request_service_server::RequestServiceServer::new(
-            RequestApi::new(state.clone()),
-        ))
-        .add_service(pb::activity_service_server::ActivityServiceServer::new(
-            ActivityApi::new(state.clone()),
-        ))
-        .add_service(pb::watch_service_server::WatchServiceServer::new(
-            WatchApi::new(state),
-        ));
+        .add_service(
+            pb::customer_service_server::CustomerServiceServer::new(CustomerApi::new(
+                state.clone(),
+            ))
+            .max_decoding_message_size(max_message_bytes),
+        )
+        .add_service(
+            pb::request_service_server::RequestServiceServer::new(RequestApi::new(state.clone()))
+                .max_decoding_message_size(max_message_bytes),
+        )
+        .add_service(
+            pb::activity_service_server::ActivityServiceServer::new(ActivityApi::new(
+                state.clone(),
+            ))
+            .max_decoding_message_size(max_message_bytes),
+        )
+        .add_service(
+            pb::context_service_server::ContextServiceServer::new(ContextApi::new(state.clone()))
+                .max_decoding_message_size(max_message_bytes),
+        )
+        .add_service(
+            pb::watch_service_server::WatchServiceServer::new(WatchApi::new(state))
+                .max_decoding_message_size(max_message_bytes),
+        );
 }
 
-/// Metadata key naming the acting agent.
-pub const AGENT_HEADER: &str = "x-agent-id";
-/// The acting agent when a call names none.
-pub const ANONYMOUS: &str = "anonymous";
+pub use crate::auth::{AGENT_HEADER, ANONYMOUS};
 
-/// The acting agent of a call: `x-agent-id`, or `anonymous` when it is absent or blank.
-pub fn acting_agent<T>(request: &Request<T>) -> Result<String, Status> {
-    agent_from_metadata(request.metadata()).map_err(Status::from)
-}
-
-fn agent_from_metadata(metadata: &MetadataMap) -> Result<String, Error> {
-    let Some(value) = metadata.get(AGENT_HEADER) else {
-        return Ok(ANONYMOUS.to_owned());
-    };
-    let agent = value
-        .to_str()
-        .map_err(|_| {
-            Error::invalid(
-                AGENT_HEADER,
-                reason::INVALID_AGENT,
-                "must be printable ASCII",
+/// The caller of a call, as the guard layer (`crate::auth::GuardLayer`) resolved it. The one function handlers
+/// ask who acts. A call that did not pass the guard (services served without it) is refused.
+pub fn principal<T>(request: &Request<T>) -> Result<Principal, Status> {
+    request
+        .extensions()
+        .get::<Principal>()
+        .cloned()
+        .ok_or_else(|| {
+            Error::unauthenticated(
+                "NO_CREDENTIALS",
+                "the call was not authenticated (serve the API behind auth::GuardLayer)",
             )
-        })?
-        .trim();
-    if agent.is_empty() {
-        return Ok(ANONYMOUS.to_owned());
-    }
-    let mut violations = Violations::new();
-    text::check_text(&mut violations, AGENT_HEADER, agent);
-    violations
-        .into_result(agent.to_owned())
-        .map_err(Error::from)
+            .into()
+        })
+}
+
+/// NOT_FOUND for a record a portal key may not see: the same answer as for an id that does not exist, so a
+/// portal cannot learn which ids exist.
+fn hidden(resource: &'static str, id: &str) -> Error {
+    Error::not_found(resource, id)
 }
 
 /// The version an update or delete is based on; 0 (not sent) or negative is `MISSING_VERSION`.
@@ -149,32 +156,4 @@ fn required<T>(value: Option<T>, field: &str) -> Result<T, Error> {
             format!("{field} is required"),
         )
     })
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    fn metadata(value: Option<&str>) -> MetadataMap {
-        let mut map = MetadataMap::new();
-        if let Some(value) = value {
-            map.insert(AGENT_HEADER, value.parse().unwrap());
-        }
-        map
-    }
-
-    #[test]
-    fn the_acting_agent_comes_from_metadata_or_is_anonymous() {
-        assert_eq!(
-            agent_from_metadata(&metadata(Some(" ana "))).unwrap(),
-            "ana"
-        );
-        assert_eq!(agent_from_metadata(&metadata(None)).unwrap(), ANONYMOUS);
-        assert_eq!(
-            agent_from_metadata(&metadata(Some("  "))).unwrap(),
-            ANONYMOUS
-        );
-        let long = "a".repeat(2001);
-        assert!(agent_from_metadata(&metadata(Some(&long))).is_err());
-    }
 }

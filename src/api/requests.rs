@@ -2,7 +2,7 @@
 
 use tonic::{Request, Response, Status};
 
-use super::{ApiState, PageRequest, acting_agent, check_version_given, required};
+use super::{ApiState, PageRequest, check_version_given, hidden, principal, required};
 use crate::{
     domain::{
         Violations, ids,
@@ -88,13 +88,27 @@ fn comment_to_pb(c: Comment) -> pb::Comment {
     }
 }
 
+/// The request `id`, if the caller may see it: any request for staff, only its own customer's for a portal
+/// (another customer's is NOT_FOUND, as if it did not exist).
+pub(super) async fn visible_request(
+    state: &ApiState,
+    portal_customer: Option<&str>,
+    id: &str,
+) -> Result<request::Request, Error> {
+    let found = state.store.get_request(id).await?;
+    match portal_customer {
+        Some(own) if own != found.customer_id => Err(hidden("request", id)),
+        _ => Ok(found),
+    }
+}
+
 #[tonic::async_trait]
 impl RequestService for RequestApi {
     async fn create_request(
         &self,
         request: Request<pb::CreateRequestRequest>,
     ) -> Result<Response<pb::Request>, Status> {
-        let agent = acting_agent(&request)?;
+        let agent = principal(&request)?.agent;
         let r = required(request.into_inner().request, "request")?;
         let mut violations = Violations::new();
         let customer_id = ids::check_id(&mut violations, "request.customer_id", &r.customer_id);
@@ -112,14 +126,13 @@ impl RequestService for RequestApi {
         &self,
         request: Request<pb::GetRequestRequest>,
     ) -> Result<Response<pb::Request>, Status> {
+        let caller = principal(&request)?;
         let mut violations = Violations::new();
         let id = ids::check_id(&mut violations, "id", &request.get_ref().id);
-        violations.into_result(()).map_err(Error::from)?;
-        let found = self
-            .state
-            .store
-            .get_request(&id.unwrap_or_default())
-            .await?;
+        let id = violations
+            .into_result(id.unwrap_or_default())
+            .map_err(Error::from)?;
+        let found = visible_request(&self.state, caller.portal_customer(), &id).await?;
         Ok(Response::new(to_pb(found)))
     }
 
@@ -127,7 +140,7 @@ impl RequestService for RequestApi {
         &self,
         request: Request<pb::UpdateRequestRequest>,
     ) -> Result<Response<pb::Request>, Status> {
-        let agent = acting_agent(&request)?;
+        let agent = principal(&request)?.agent;
         let message = request.into_inner();
         let r = required(message.request, "request")?;
         let mut violations = Violations::new();
@@ -162,7 +175,7 @@ impl RequestService for RequestApi {
         &self,
         request: Request<pb::DeleteRequestRequest>,
     ) -> Result<Response<()>, Status> {
-        let agent = acting_agent(&request)?;
+        let agent = principal(&request)?.agent;
         let message = request.into_inner();
         let mut violations = Violations::new();
         let id = ids::check_id(&mut violations, "id", &message.id);
@@ -179,6 +192,7 @@ impl RequestService for RequestApi {
         &self,
         request: Request<pb::ListRequestsRequest>,
     ) -> Result<Response<pb::ListRequestsResponse>, Status> {
+        let caller = principal(&request)?;
         let message = request.into_inner();
         let mut violations = Violations::new();
         let customer_id =
@@ -192,6 +206,11 @@ impl RequestService for RequestApi {
             &["requests", &customer_id, &status_filter],
         );
         violations.into_result(()).map_err(Error::from)?;
+        if let Some(own) = caller.portal_customer()
+            && own != customer_id
+        {
+            return Err(hidden("customer", &customer_id).into());
+        }
         let mut requests = self
             .state
             .store
@@ -211,7 +230,7 @@ impl RequestService for RequestApi {
         &self,
         request: Request<pb::AddCommentRequest>,
     ) -> Result<Response<pb::Comment>, Status> {
-        let agent = acting_agent(&request)?;
+        let agent = principal(&request)?.agent;
         let message = request.into_inner();
         let mut violations = Violations::new();
         let request_id = ids::check_id(&mut violations, "request_id", &message.request_id);
@@ -229,6 +248,7 @@ impl RequestService for RequestApi {
         &self,
         request: Request<pb::ListCommentsRequest>,
     ) -> Result<Response<pb::ListCommentsResponse>, Status> {
+        let caller = principal(&request)?;
         let message = request.into_inner();
         let mut violations = Violations::new();
         let request_id =
@@ -240,6 +260,9 @@ impl RequestService for RequestApi {
             &["comments", &request_id],
         );
         violations.into_result(()).map_err(Error::from)?;
+        if caller.portal_customer().is_some() {
+            visible_request(&self.state, caller.portal_customer(), &request_id).await?;
+        }
         let mut comments = self
             .state
             .store

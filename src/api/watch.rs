@@ -6,7 +6,7 @@
 //! stops reading is marked lagged by the hub, drops its backlog and tells the client to resync.
 
 use std::{
-    collections::{BTreeMap, VecDeque},
+    collections::{BTreeMap, HashMap, VecDeque},
     sync::{Arc, atomic::Ordering},
 };
 
@@ -14,12 +14,14 @@ use tokio::sync::mpsc;
 use tokio_stream::wrappers::ReceiverStream;
 use tonic::{Request, Response, Status, Streaming};
 
-use super::{ApiState, acting_agent};
+use super::{ApiState, hidden, principal};
 use crate::{
     domain::{
         Violations,
         change::{Change, ChangeKind, ResourceKind},
-        ids, reason,
+        ids,
+        principal::{Audience, Principal},
+        reason,
         time::to_timestamp,
     },
     error::Error,
@@ -32,6 +34,8 @@ use crate::{
 
 /// Events buffered towards the client beyond what HTTP/2 flow control holds.
 const OUTPUT_CAPACITY: usize = 16;
+/// How long a subscription waits for the hub to dispatch what is already committed (it proceeds anyway after).
+const CATCH_UP_WAIT: std::time::Duration = std::time::Duration::from_secs(2);
 /// Most changes replayed on resume; a client further behind is told to resync.
 const MAX_REPLAY: u64 = 10_000;
 
@@ -55,18 +59,22 @@ impl WatchService for WatchApi {
         &self,
         request: Request<Streaming<pb::WatchRequest>>,
     ) -> Result<Response<Self::WatchStream>, Status> {
-        let agent = acting_agent(&request)?;
+        let principal = principal(&request)?;
         let requests = request.into_inner();
         let (out, events) = mpsc::channel(OUTPUT_CAPACITY);
         let hub = self.state.hub.clone();
-        let handle = hub.open(&agent);
+        let audience = principal.audience();
+        let handle = hub.open(&principal.agent, audience.clone());
         let session = Session {
             state: self.state.clone(),
             hub,
             handle,
-            agent,
+            agent: principal.agent.clone(),
+            principal,
+            audience,
             out,
             cursor: 0,
+            known_versions: HashMap::new(),
         };
         tokio::spawn(session.run(requests));
         Ok(Response::new(ReceiverStream::new(events)))
@@ -92,12 +100,29 @@ struct Session {
     hub: Arc<Hub>,
     handle: SessionHandle,
     agent: String,
+    principal: Principal,
+    /// What this stream may see (a portal: its customer's non-internal changes, no presence).
+    audience: Audience,
     out: mpsc::Sender<EventResult>,
     /// The log position of the last change sent.
     cursor: i64,
+    /// The versions the client said it has on screen: changes up to them are not news.
+    known_versions: HashMap<ResourceKey, i64>,
 }
 
 impl Session {
+    /// Whether the client already has this change (it subscribed knowing this version or a later one).
+    fn already_known(&self, change: &Change) -> bool {
+        change.kind != ChangeKind::Deleted
+            && self
+                .known_versions
+                .get(&ResourceKey {
+                    kind: change.resource,
+                    id: change.resource_id.clone(),
+                })
+                .is_some_and(|known| change.version <= *known)
+    }
+
     async fn run(mut self, mut requests: Streaming<pb::WatchRequest>) {
         let id = self.handle.id;
         tracing::debug!(session = id, agent = %self.agent, "watch opened");
@@ -138,8 +163,19 @@ impl Session {
             Some(watch_request::Request::Unsubscribe(unsubscribe)) => {
                 let keys = resource_keys("unsubscribe.resources", &unsubscribe.resources)?;
                 let keys: Vec<_> = keys.into_iter().map(|(key, _)| key).collect();
+                for key in &keys {
+                    self.known_versions.remove(key);
+                }
                 self.hub.unsubscribe(self.handle.id, &keys);
                 Ok(())
+            }
+            Some(watch_request::Request::SetEditing(_))
+                if self.principal.portal_customer().is_some() =>
+            {
+                Err(Stop::from(Error::permission_denied(
+                    "ROLE_NOT_ALLOWED",
+                    "a portal key does not take part in presence",
+                )))
             }
             Some(watch_request::Request::SetEditing(set)) => {
                 let reference = set.resource.unwrap_or_default();
@@ -171,7 +207,22 @@ impl Session {
     async fn subscribe(&mut self, subscribe: pb::Subscribe) -> Result<(), Stop> {
         let refs = resource_keys("subscribe.resources", &subscribe.resources)?;
         let keys: Vec<ResourceKey> = refs.iter().map(|(key, _)| key.clone()).collect();
+        if let Some(customer_id) = self.principal.portal_customer() {
+            for key in &keys {
+                check_portal_may_watch(&self.state, customer_id, key).await?;
+            }
+        }
         let include_own = subscribe.include_own_changes;
+        for (key, known_version) in &refs {
+            if *known_version > 0 {
+                self.known_versions.insert(key.clone(), *known_version);
+            }
+        }
+        // Let the hub catch up with everything committed so far, so that what this subscription must hear
+        // about from before it took hold is all in the log below `live_from`.
+        let committed = self.state.store.last_change_seq().await?;
+        self.state.store.log_appended().notify_one();
+        let _ = tokio::time::timeout(CATCH_UP_WAIT, self.hub.dispatched(committed)).await;
         let live_from = self
             .hub
             .subscribe(self.handle.id, &keys, include_own)
@@ -205,7 +256,11 @@ impl Session {
             earlier.extend(
                 replay
                     .iter()
-                    .filter(|c| include_own || c.agent != self.agent)
+                    .filter(|c| {
+                        (include_own || c.agent != self.agent)
+                            && !self.already_known(c)
+                            && self.audience.may_see(c)
+                    })
                     .map(change_event),
             );
         } else {
@@ -213,9 +268,10 @@ impl Session {
                 if *known_version <= 0 {
                     continue;
                 }
-                let changes = store
+                let mut changes = store
                     .changes_since_version(key.kind, &key.id, *known_version, live_from)
                     .await?;
+                changes.retain(|c| self.audience.may_see(c));
                 if let Some(event) = catch_up_event(&changes, include_own, &self.agent) {
                     earlier.push(event);
                 }
@@ -235,6 +291,7 @@ impl Session {
         let mut presence = Vec::new();
         for delivery in pending {
             match delivery {
+                Delivery::Change(change) if self.already_known(&change) => {}
                 Delivery::Change(change) => {
                     changes
                         .entry(change.seq)
@@ -258,6 +315,7 @@ impl Session {
         }
         while let Some(delivery) = deliveries.pop_front() {
             match delivery {
+                Delivery::Change(change) if self.already_known(&change) => {}
                 Delivery::Change(change) => self.send_change(change_event(&change)).await?,
                 Delivery::Presence {
                     resource,
@@ -304,6 +362,36 @@ impl Session {
             sent = self.out.send(Ok(event)) => sent.map_err(|_| Stop::ClientGone),
             () = self.state.shutdown.begun() => Err(shutting_down()),
         }
+    }
+}
+
+/// A portal may watch its own customer, that customer's requests and its non-internal activities; anything
+/// else is NOT_FOUND, as if it did not exist.
+async fn check_portal_may_watch(
+    state: &ApiState,
+    customer_id: &str,
+    key: &ResourceKey,
+) -> Result<(), Stop> {
+    let store = &state.store;
+    let visible = match key.kind {
+        ResourceKind::Customer => key.id == customer_id,
+        ResourceKind::Request => match store.get_request(&key.id).await {
+            Ok(request) => request.customer_id == customer_id,
+            Err(Error::NotFound { .. }) => false,
+            Err(other) => return Err(other.into()),
+        },
+        ResourceKind::Activity => match store.get_activity(&key.id).await {
+            Ok(activity) => {
+                !activity.data.internal && activity.data.customer_id.as_deref() == Some(customer_id)
+            }
+            Err(Error::NotFound { .. }) => false,
+            Err(other) => return Err(other.into()),
+        },
+    };
+    if visible {
+        Ok(())
+    } else {
+        Err(hidden(key.kind.as_str(), &key.id).into())
     }
 }
 

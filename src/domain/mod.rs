@@ -1,6 +1,7 @@
 //! Plain types and rules of the domain: limits, tags, contact points, ids, times. No I/O.
 
 pub mod activity;
+pub mod api_key;
 pub mod attributes;
 pub mod change;
 pub mod contact;
@@ -9,6 +10,7 @@ pub mod fold;
 pub mod ids;
 pub mod mask;
 pub mod page;
+pub mod principal;
 pub mod request;
 pub mod tags;
 pub mod text;

@@ -27,6 +27,9 @@ pub mod reason {
     pub const INVALID_PAGE_TOKEN: &str = "INVALID_PAGE_TOKEN";
     pub const INVALID_AGENT: &str = "INVALID_AGENT";
     pub const CUSTOMER_MISMATCH: &str = "CUSTOMER_MISMATCH";
+    pub const MALFORMED_MESSAGE: &str = "MALFORMED_MESSAGE";
+    pub const INVALID_KEY_NAME: &str = "INVALID_KEY_NAME";
+    pub const INVALID_ROLE: &str = "INVALID_ROLE";
 }
 
 /// One offending field.

@@ -1,49 +1,116 @@
 //! Follows the change log and hands every committed change, in log order, to the hub.
 //!
 //! The log is the single source of events: a change reaches watchers only once it is committed, and a watcher
-//! that resumes reads the same rows. The feed wakes on every local commit and also polls, so changes written by
-//! another process on the same database (an admin command, another replica) are delivered too.
+//! that resumes reads the same rows. The feed wakes on every local commit, on every PostgreSQL notification from
+//! any replica, and on a short poll, and each time reads everything past the last position it dispatched. A lost
+//! notification (a listener connection killed, a network blip) therefore delays an event by at most one poll and
+//! never loses or repeats it.
 
 use std::{sync::Arc, time::Duration};
 
-use tokio::task::JoinHandle;
+use tokio::{sync::Notify, task::JoinHandle};
 
 use super::Hub;
 use crate::store::{Store, change_log::MAX_CHANGES_PER_READ};
 
 /// How often the feed looks for changes it was not woken for.
 pub const POLL_INTERVAL: Duration = Duration::from_millis(500);
+/// Pause before reconnecting a failed listener.
+const RECONNECT_DELAY: Duration = Duration::from_secs(1);
 
-/// Starts following the log after the hub's last position. The task runs until aborted.
-pub fn spawn(store: Store, hub: Arc<Hub>) -> JoinHandle<()> {
-    let appended = store.log_appended();
-    tokio::spawn(async move {
+/// The running feed; stops when dropped or aborted.
+#[derive(Debug)]
+pub struct Feed {
+    tasks: Vec<JoinHandle<()>>,
+}
+
+impl Feed {
+    pub fn abort(&self) {
+        for task in &self.tasks {
+            task.abort();
+        }
+    }
+}
+
+impl Drop for Feed {
+    fn drop(&mut self) {
+        self.abort();
+    }
+}
+
+/// Starts following the log after the hub's last position.
+pub fn spawn(store: Store, hub: Arc<Hub>) -> Feed {
+    let wake = store.log_appended();
+    let listener = tokio::spawn(follow_notifications(store.clone(), wake.clone()));
+    let reader = tokio::spawn(async move {
         loop {
             tokio::select! {
-                () = appended.notified() => {}
+                () = wake.notified() => {}
                 () = tokio::time::sleep(POLL_INTERVAL) => {}
             }
-            loop {
-                match store
-                    .changes_after(hub.last_seq(), MAX_CHANGES_PER_READ)
-                    .await
-                {
-                    Ok(changes) => {
-                        let full = changes.len() as u64 == MAX_CHANGES_PER_READ;
-                        for change in changes {
-                            hub.dispatch(Arc::new(change));
-                        }
-                        if !full {
-                            break;
-                        }
-                    }
-                    Err(error) => {
-                        tracing::warn!(%error, "cannot read the change log; watchers wait until it is back");
-                        tokio::time::sleep(POLL_INTERVAL).await;
-                        break;
-                    }
+            dispatch_new_changes(&store, &hub).await;
+        }
+    });
+    Feed {
+        tasks: vec![listener, reader],
+    }
+}
+
+/// Reads and dispatches everything past the hub's last position.
+async fn dispatch_new_changes(store: &Store, hub: &Hub) {
+    loop {
+        match store
+            .changes_after(hub.last_seq(), MAX_CHANGES_PER_READ)
+            .await
+        {
+            Ok(changes) => {
+                let full = changes.len() as u64 == MAX_CHANGES_PER_READ;
+                for change in changes {
+                    hub.dispatch(Arc::new(change));
+                }
+                if !full {
+                    return;
+                }
+            }
+            Err(error) => {
+                tracing::warn!(%error, "cannot read the change log; watchers wait until it is back");
+                tokio::time::sleep(POLL_INTERVAL).await;
+                return;
+            }
+        }
+    }
+}
+
+/// On PostgreSQL, wakes the feed for every change appended by any replica. Returns at once on SQLite.
+async fn follow_notifications(store: Store, wake: Arc<Notify>) {
+    loop {
+        let mut listener = match store.change_listener().await {
+            Ok(Some(listener)) => listener,
+            Ok(None) => return,
+            Err(error) => {
+                tracing::warn!(%error, "cannot listen for changes of other replicas; retrying");
+                tokio::time::sleep(RECONNECT_DELAY).await;
+                continue;
+            }
+        };
+        loop {
+            match listener.try_recv().await {
+                Ok(Some(_)) => wake.notify_one(),
+                Ok(None) => {
+                    // The connection dropped; the next receive reconnects and listens again. Catch up from the
+                    // log for whatever was announced meanwhile.
+                    tracing::warn!(
+                        "change listener connection lost; reconnecting and catching up from the log"
+                    );
+                    wake.notify_one();
+                }
+                Err(error) => {
+                    tracing::warn!(%error, "change listener failed; reconnecting");
+                    wake.notify_one();
+                    tokio::time::sleep(RECONNECT_DELAY).await;
+                    break;
                 }
             }
         }
-    })
+    }
 }

@@ -12,9 +12,12 @@ use std::{
     },
 };
 
-use tokio::sync::mpsc;
+use tokio::sync::{Notify, mpsc, watch};
 
-use crate::domain::change::{Change, ResourceKind};
+use crate::domain::{
+    change::{Change, ResourceKind},
+    principal::Audience,
+};
 
 /// Events a session's inbox holds before it counts as lagging.
 pub const INBOX_CAPACITY: usize = 1_024;
@@ -57,6 +60,8 @@ pub struct SessionHandle {
 
 struct Session {
     agent: String,
+    /// What the session may see: a customer portal gets only its own non-internal changes, and no presence.
+    audience: Audience,
     include_own: bool,
     inbox: mpsc::Sender<Delivery>,
     lagged: Arc<AtomicBool>,
@@ -82,16 +87,23 @@ struct Inner {
     watchers: HashMap<ResourceKey, HashSet<SessionId>>,
     /// Position of the last change dispatched.
     last_seq: i64,
+    /// Participants on other replicas, for records watched here.
+    remote: HashMap<ResourceKey, Vec<Participant>>,
+    /// Records whose local participants changed since the presence sync last published them.
+    dirty: HashSet<ResourceKey>,
 }
 
 /// Subscribing would pass [`MAX_SUBSCRIPTIONS`].
 #[derive(Debug, PartialEq, Eq)]
 pub struct TooManySubscriptions;
 
-#[derive(Default)]
 pub struct Hub {
     inner: Mutex<Inner>,
     next_id: AtomicU64,
+    /// Woken when a record's local participants change.
+    presence_changed: Notify,
+    /// The position of the last change dispatched, for those waiting for the hub to catch up.
+    dispatched: watch::Sender<i64>,
 }
 
 impl std::fmt::Debug for Hub {
@@ -103,9 +115,21 @@ impl std::fmt::Debug for Hub {
 impl Hub {
     /// A hub whose first dispatched change follows position `last_seq`.
     pub fn new(last_seq: i64) -> Self {
-        let hub = Hub::default();
-        hub.lock().last_seq = last_seq;
-        hub
+        Hub {
+            inner: Mutex::new(Inner {
+                last_seq,
+                ..Inner::default()
+            }),
+            next_id: AtomicU64::new(0),
+            presence_changed: Notify::new(),
+            dispatched: watch::channel(last_seq).0,
+        }
+    }
+
+    /// Completes once every change up to position `seq` has been dispatched.
+    pub async fn dispatched(&self, seq: i64) {
+        let mut position = self.dispatched.subscribe();
+        let _ = position.wait_for(|dispatched| *dispatched >= seq).await;
     }
 
     fn lock(&self) -> MutexGuard<'_, Inner> {
@@ -116,8 +140,8 @@ impl Hub {
             .unwrap_or_else(|poisoned| poisoned.into_inner())
     }
 
-    /// Opens a session for `agent`.
-    pub fn open(&self, agent: &str) -> SessionHandle {
+    /// Opens a session for `agent`, showing it what `audience` may see.
+    pub fn open(&self, agent: &str, audience: Audience) -> SessionHandle {
         let id = self.next_id.fetch_add(1, Ordering::Relaxed);
         let (tx, rx) = mpsc::channel(INBOX_CAPACITY);
         let lagged = Arc::new(AtomicBool::new(false));
@@ -125,6 +149,7 @@ impl Hub {
             id,
             Session {
                 agent: agent.to_owned(),
+                audience,
                 include_own: false,
                 inbox: tx,
                 lagged: lagged.clone(),
@@ -150,9 +175,10 @@ impl Hub {
                 watchers.remove(&id);
                 if watchers.is_empty() {
                     inner.watchers.remove(&key);
+                    inner.remote.remove(&key);
                 }
             }
-            announce_presence(&inner, &key);
+            self.local_presence_changed(&mut inner, &key);
         }
     }
 
@@ -185,7 +211,7 @@ impl Hub {
             inner.watchers.entry(key.clone()).or_default().insert(id);
         }
         for key in &new {
-            announce_presence(&inner, key);
+            self.local_presence_changed(&mut inner, key);
         }
         Ok(inner.last_seq)
     }
@@ -208,9 +234,10 @@ impl Hub {
                 watchers.remove(&id);
                 if watchers.is_empty() {
                     inner.watchers.remove(key);
+                    inner.remote.remove(key);
                 }
             }
-            announce_presence(&inner, key);
+            self.local_presence_changed(&mut inner, key);
         }
     }
 
@@ -229,7 +256,7 @@ impl Hub {
             session.editing.remove(key)
         };
         if changed {
-            announce_presence(&inner, key);
+            self.local_presence_changed(&mut inner, key);
         }
         true
     }
@@ -242,6 +269,7 @@ impl Hub {
             return;
         }
         inner.last_seq = change.seq;
+        self.dispatched.send_replace(change.seq);
         let own = ResourceKey {
             kind: change.resource,
             id: change.resource_id.clone(),
@@ -261,11 +289,66 @@ impl Hub {
                 }
                 if let Some(session) = inner.sessions.get(session_id)
                     && (session.include_own || session.agent != change.agent)
+                    && session.audience.may_see(&change)
                 {
                     session.offer(Delivery::Change(change.clone()));
                 }
             }
         }
+    }
+
+    /// Announces a local presence change here and queues it for the other replicas.
+    fn local_presence_changed(&self, inner: &mut Inner, key: &ResourceKey) {
+        announce_presence(inner, key);
+        inner.dirty.insert(key.clone());
+        self.presence_changed.notify_one();
+    }
+
+    /// Waits until some record's local participants changed.
+    pub async fn presence_changed(&self) {
+        self.presence_changed.notified().await;
+    }
+
+    /// The records whose local participants changed since the last call, each with its local participants and
+    /// whether anyone here still watches it.
+    pub fn take_changed_presence(&self) -> Vec<(ResourceKey, Vec<Participant>, bool)> {
+        let mut inner = self.lock();
+        let dirty: Vec<ResourceKey> = inner.dirty.drain().collect();
+        dirty
+            .into_iter()
+            .map(|key| {
+                let local = local_participants(&inner, &key);
+                let watched = inner.watchers.contains_key(&key);
+                (key, local, watched)
+            })
+            .collect()
+    }
+
+    /// Records watched by someone here.
+    pub fn watched(&self) -> Vec<ResourceKey> {
+        self.lock().watchers.keys().cloned().collect()
+    }
+
+    /// Sets the participants of `key` on other replicas and tells the watchers here, if anyone here watches it.
+    pub fn set_remote_presence(&self, key: &ResourceKey, participants: Vec<Participant>) {
+        let mut inner = self.lock();
+        if !inner.watchers.contains_key(key) {
+            inner.remote.remove(key);
+            return;
+        }
+        if inner
+            .remote
+            .get(key)
+            .map_or(participants.is_empty(), |old| *old == participants)
+        {
+            return;
+        }
+        if participants.is_empty() {
+            inner.remote.remove(key);
+        } else {
+            inner.remote.insert(key.clone(), participants);
+        }
+        announce_presence(&inner, key);
     }
 
     /// Position of the last change dispatched.
@@ -279,12 +362,29 @@ impl Hub {
     }
 }
 
-/// Everyone watching `key`, one entry per agent (editing if any of their sessions edits), sorted by agent.
+/// Everyone watching `key` on this replica, one entry per agent (editing if any of their sessions edits),
+/// sorted by agent.
+fn local_participants(inner: &Inner, key: &ResourceKey) -> Vec<Participant> {
+    merge(inner, key, false)
+}
+
+/// Everyone watching `key` here or on another replica, one entry per agent, sorted by agent.
 fn participants(inner: &Inner, key: &ResourceKey) -> Vec<Participant> {
+    merge(inner, key, true)
+}
+
+fn merge(inner: &Inner, key: &ResourceKey, with_remote: bool) -> Vec<Participant> {
     let mut by_agent: BTreeMap<&str, bool> = BTreeMap::new();
     for session_id in inner.watchers.get(key).into_iter().flatten() {
-        if let Some(session) = inner.sessions.get(session_id) {
+        if let Some(session) = inner.sessions.get(session_id)
+            && session.audience.shares_presence()
+        {
             *by_agent.entry(session.agent.as_str()).or_default() |= session.editing.contains(key);
+        }
+    }
+    if with_remote {
+        for participant in inner.remote.get(key).into_iter().flatten() {
+            *by_agent.entry(participant.agent.as_str()).or_default() |= participant.editing;
         }
     }
     by_agent
@@ -303,7 +403,9 @@ fn announce_presence(inner: &Inner, key: &ResourceKey) {
     };
     let participants = participants(inner, key);
     for session_id in watchers {
-        if let Some(session) = inner.sessions.get(session_id) {
+        if let Some(session) = inner.sessions.get(session_id)
+            && session.audience.shares_presence()
+        {
             session.offer(Delivery::Presence {
                 resource: key.clone(),
                 participants: participants.clone(),
@@ -352,7 +454,7 @@ mod tests {
     #[test]
     fn a_change_reaches_watchers_of_the_record_and_of_its_customer_once() {
         let hub = Hub::new(0);
-        let mut ana = hub.open("ana");
+        let mut ana = hub.open("ana", Audience::Staff);
         hub.subscribe(
             ana.id,
             &[
@@ -373,7 +475,7 @@ mod tests {
     #[test]
     fn own_changes_are_skipped_unless_asked_for() {
         let hub = Hub::new(0);
-        let mut ana = hub.open("ana");
+        let mut ana = hub.open("ana", Audience::Staff);
         hub.subscribe(ana.id, &[key(ResourceKind::Customer, "c")], false)
             .unwrap();
         drain(&mut ana);
@@ -388,8 +490,8 @@ mod tests {
     fn presence_lists_every_agent_and_who_edits() {
         let hub = Hub::new(0);
         let c = key(ResourceKind::Customer, "c");
-        let mut ana = hub.open("ana");
-        let ben = hub.open("ben");
+        let mut ana = hub.open("ana", Audience::Staff);
+        let ben = hub.open("ben", Audience::Staff);
         hub.subscribe(ana.id, std::slice::from_ref(&c), false)
             .unwrap();
         hub.subscribe(ben.id, std::slice::from_ref(&c), false)
@@ -428,7 +530,7 @@ mod tests {
     #[test]
     fn a_full_inbox_marks_the_session_lagged_instead_of_waiting() {
         let hub = Hub::new(0);
-        let ana = hub.open("ana");
+        let ana = hub.open("ana", Audience::Staff);
         hub.subscribe(ana.id, &[key(ResourceKind::Customer, "c")], false)
             .unwrap();
         for seq in 1..=(INBOX_CAPACITY as i64 + 10) {
@@ -439,9 +541,80 @@ mod tests {
     }
 
     #[test]
+    fn remote_participants_join_local_ones_and_local_changes_are_queued() {
+        let hub = Hub::new(0);
+        let c = key(ResourceKind::Customer, "c");
+        let mut ana = hub.open("ana", Audience::Staff);
+        hub.subscribe(ana.id, std::slice::from_ref(&c), false)
+            .unwrap();
+        let changed = hub.take_changed_presence();
+        assert_eq!(changed.len(), 1);
+        assert_eq!(
+            changed[0].1,
+            [Participant {
+                agent: "ana".into(),
+                editing: false
+            }]
+        );
+        assert!(hub.take_changed_presence().is_empty());
+        drain(&mut ana);
+
+        hub.set_remote_presence(
+            &c,
+            vec![Participant {
+                agent: "ben".into(),
+                editing: true,
+            }],
+        );
+        let Some(Delivery::Presence { participants, .. }) = drain(&mut ana).pop() else {
+            panic!("expected presence")
+        };
+        assert_eq!(participants.len(), 2);
+        assert!(
+            hub.take_changed_presence().is_empty(),
+            "remote news is not republished"
+        );
+        // Nobody here watches "x": remote news about it is ignored.
+        hub.set_remote_presence(
+            &key(ResourceKind::Customer, "x"),
+            vec![Participant {
+                agent: "cy".into(),
+                editing: false,
+            }],
+        );
+        assert!(drain(&mut ana).is_empty());
+    }
+
+    #[test]
+    fn a_customer_session_gets_only_its_non_internal_changes_and_no_presence() {
+        let hub = Hub::new(0);
+        let c = key(ResourceKind::Customer, "c");
+        let mut portal = hub.open("portal-c", Audience::Customer("c".into()));
+        let mut ana = hub.open("ana", Audience::Staff);
+        hub.subscribe(portal.id, std::slice::from_ref(&c), false)
+            .unwrap();
+        hub.subscribe(ana.id, std::slice::from_ref(&c), false)
+            .unwrap();
+        assert!(drain(&mut portal).is_empty(), "no presence for a portal");
+        let Some(Delivery::Presence { participants, .. }) = drain(&mut ana).pop() else {
+            panic!("expected presence")
+        };
+        assert_eq!(participants.len(), 1, "the portal is not a participant");
+
+        let mut internal = (*change(1, ResourceKind::Activity, "a", Some("c"), "ben")).clone();
+        internal.internal = true;
+        hub.dispatch(Arc::new(internal));
+        hub.dispatch(change(2, ResourceKind::Activity, "b", Some("c"), "ben"));
+        let got = drain(&mut portal);
+        assert_eq!(got.len(), 1);
+        assert!(matches!(&got[0], Delivery::Change(c) if c.seq == 2));
+        assert_eq!(drain(&mut ana).len(), 2);
+    }
+
+    #[test]
     fn subscriptions_are_capped() {
         let hub = Hub::new(0);
-        let ana = hub.open("ana");
+        let ana = hub.open("ana", Audience::Staff);
         let keys: Vec<_> = (0..=MAX_SUBSCRIPTIONS)
             .map(|i| key(ResourceKind::Request, &i.to_string()))
             .collect();

@@ -2,5 +2,6 @@
 
 pub mod feed;
 pub mod hub;
+pub mod presence;
 
 pub use hub::Hub;

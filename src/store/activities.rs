@@ -26,7 +26,7 @@ use crate::{
 
 const RESOURCE: &str = "activity";
 
-fn to_active(activity: &Activity) -> Result<activities::ActiveModel> {
+pub(super) fn to_active(activity: &Activity) -> Result<activities::ActiveModel> {
     let d = &activity.data;
     Ok(activities::ActiveModel {
         id: Set(activity.id.clone()),
@@ -95,6 +95,14 @@ async fn find(db: &impl ConnectionTrait, id: &str) -> Result<Activity> {
     from_model(model)
 }
 
+/// Locks the activity for the rest of the write transaction and reads it.
+pub(super) async fn find_for_update(db: &impl ConnectionTrait, id: &str) -> Result<Activity> {
+    if !super::lock_row(db, "activities", id).await? {
+        return Err(Error::not_found(RESOURCE, id));
+    }
+    find(db, id).await
+}
+
 /// Checks the activity's links: the request exists and is not cancelled, the customer is taken from the request
 /// when missing and must match it otherwise, and the customer exists.
 async fn resolve_links(
@@ -103,7 +111,7 @@ async fn resolve_links(
     check_request: bool,
 ) -> Result<()> {
     if let Some(request_id) = data.request_id.as_deref() {
-        let request = requests::find(db, request_id).await?;
+        let request = requests::find_for_update(db, request_id).await?;
         if check_request && request.data.status.is_final() {
             return Err(Error::failed_precondition(
                 "REQUEST_CANCELLED",
@@ -185,7 +193,7 @@ impl Store {
         new: ActivityData,
     ) -> Result<Activity> {
         let txn = self.begin_write().await?;
-        let current = find(&txn, id).await?;
+        let current = find_for_update(&txn, id).await?;
         check_version(
             RESOURCE,
             &current.id,
@@ -254,7 +262,7 @@ impl Store {
         expected_version: i64,
     ) -> Result<()> {
         let txn = self.begin_write().await?;
-        let current = find(&txn, id).await?;
+        let current = find_for_update(&txn, id).await?;
         check_version(
             RESOURCE,
             &current.id,
@@ -283,15 +291,20 @@ impl Store {
         self.commit(txn).await
     }
 
-    /// Activities of a customer and/or a request, newest `occur_time` first. Named parents must exist.
+    /// Activities of a customer and/or a request, newest `occur_time` first; internal ones only if
+    /// `include_internal`. Named parents must exist.
     pub async fn list_activities(
         &self,
         customer_id: Option<&str>,
         request_id: Option<&str>,
+        include_internal: bool,
         cursor: Option<&Cursor>,
         limit: u64,
     ) -> Result<Vec<Activity>> {
         let mut query = activities::Entity::find();
+        if !include_internal {
+            query = query.filter(activities::Column::Internal.eq(false));
+        }
         if let Some(customer_id) = customer_id {
             customers::find(&self.read, customer_id).await?;
             query = query.filter(activities::Column::CustomerId.eq(customer_id));

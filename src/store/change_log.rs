@@ -1,7 +1,7 @@
 //! Appending to and reading the change log.
 
 use sea_orm::{
-    ActiveValue::Set, ColumnTrait, Condition, ConnectionTrait, EntityTrait, QueryFilter,
+    ActiveValue::Set, ColumnTrait, Condition, ConnectionTrait, DbBackend, EntityTrait, QueryFilter,
     QueryOrder, QuerySelect,
 };
 use serde_json::{Map, Value};
@@ -13,8 +13,23 @@ use crate::{
     store::Store,
 };
 
+/// PostgreSQL channel on which every append announces its log position to all replicas.
+pub const NOTIFY_CHANNEL: &str = "customer_context_changes";
+/// PostgreSQL advisory-lock key that orders appends ("cc-log").
+const APPEND_LOCK: i64 = 0x6363_2d6c_6f67;
+
 /// Appends `change` inside the caller's transaction and returns its log position.
+///
+/// Positions must become visible in order, or a reader following the log could pass over a position whose
+/// transaction commits late. SQLite has one writer at a time, so that holds by itself; on PostgreSQL each
+/// appending transaction takes an advisory lock held until it commits, which serializes the (short) tail of
+/// write transactions. The append also sends a notification carrying its position, delivered on commit.
 pub(super) async fn append(db: &impl ConnectionTrait, change: NewChange) -> Result<i64> {
+    let postgres = db.get_database_backend() == DbBackend::Postgres;
+    if postgres {
+        db.execute_unprepared(&format!("SELECT pg_advisory_xact_lock({APPEND_LOCK})"))
+            .await?;
+    }
     let names: Vec<&str> = change.fields.iter().map(|f| f.field.as_str()).collect();
     let values: Map<String, Value> = change
         .fields
@@ -39,8 +54,15 @@ pub(super) async fn append(db: &impl ConnectionTrait, change: NewChange) -> Resu
         change_time: Set(change.time),
         ..Default::default()
     };
-    let result = change_log::Entity::insert(row).exec(db).await?;
-    Ok(result.last_insert_id)
+    let seq = change_log::Entity::insert(row)
+        .exec(db)
+        .await?
+        .last_insert_id;
+    if postgres {
+        db.execute_unprepared(&format!("SELECT pg_notify('{NOTIFY_CHANNEL}', '{seq}')"))
+            .await?;
+    }
+    Ok(seq)
 }
 
 pub(super) fn from_model(model: change_log::Model) -> Result<Change> {

@@ -5,7 +5,7 @@ use std::collections::BTreeMap;
 use sea_orm::{
     ActiveValue::Set,
     ColumnTrait, ConnectionTrait, EntityTrait, QueryFilter, QueryOrder, QuerySelect,
-    sea_query::{Expr, ExprTrait, Query},
+    sea_query::{Expr, Query},
 };
 
 use super::{
@@ -19,7 +19,6 @@ use crate::{
         customer::{Audit, Customer, CustomerData, contact_points_json},
         ids::new_id,
         mask::{self, FieldChange},
-        page::Cursor,
         time::now_micros,
     },
     error::{Error, Result},
@@ -170,6 +169,14 @@ pub(super) async fn find(db: &impl ConnectionTrait, id: &str) -> Result<Customer
     from_model(model)
 }
 
+/// Locks the customer for the rest of the write transaction and reads it.
+pub(super) async fn find_for_update(db: &impl ConnectionTrait, id: &str) -> Result<Customer> {
+    if !super::lock_row(db, "customers", id).await? {
+        return Err(Error::not_found(RESOURCE, id));
+    }
+    find(db, id).await
+}
+
 impl Store {
     pub async fn create_customer(&self, agent: &str, data: CustomerData) -> Result<Customer> {
         let now = now_micros();
@@ -224,7 +231,7 @@ impl Store {
         new: CustomerData,
     ) -> Result<Customer> {
         let txn = self.begin_write().await?;
-        let current = find(&txn, id).await?;
+        let current = find_for_update(&txn, id).await?;
         check_version(
             RESOURCE,
             &current.id,
@@ -292,7 +299,7 @@ impl Store {
         expected_version: i64,
     ) -> Result<()> {
         let txn = self.begin_write().await?;
-        let current = find(&txn, id).await?;
+        let current = find_for_update(&txn, id).await?;
         check_version(
             RESOURCE,
             &current.id,
@@ -402,7 +409,20 @@ impl Store {
 
     /// Customers whose normalized contact point (or customer number) equals `key`, most recently updated first.
     pub async fn lookup_customers(&self, kind: LookupKey, key: &str) -> Result<Vec<Customer>> {
-        let query = customers::Entity::find();
+        self.lookup_customers_among(kind, key, None).await
+    }
+
+    /// Like [`Store::lookup_customers`], but only the customer `only` when given (a portal's own).
+    pub async fn lookup_customers_among(
+        &self,
+        kind: LookupKey,
+        key: &str,
+        only: Option<&str>,
+    ) -> Result<Vec<Customer>> {
+        let mut query = customers::Entity::find();
+        if let Some(id) = only {
+            query = query.filter(customers::Column::Id.eq(id));
+        }
         let query = match kind {
             LookupKey::CustomerNumber => query.filter(customers::Column::CustomerNumber.eq(key)),
             LookupKey::Phone | LookupKey::Email | LookupKey::Handle => {
@@ -427,38 +447,6 @@ impl Store {
             .order_by_desc(customers::Column::UpdateTime)
             .order_by_desc(customers::Column::Id)
             .limit(MAX_LOOKUP_RESULTS)
-            .all(&self.read)
-            .await?
-            .into_iter()
-            .map(from_model)
-            .collect()
-    }
-
-    /// Customers having, for every query word, a word that starts with it; newest first, after `cursor`.
-    /// Returns at most `limit` customers.
-    pub async fn search_customers(
-        &self,
-        words: &[String],
-        cursor: Option<&Cursor>,
-        limit: u64,
-    ) -> Result<Vec<Customer>> {
-        let mut query = customers::Entity::find();
-        for word in words {
-            let escaped = word
-                .replace('\\', "\\\\")
-                .replace('%', "\\%")
-                .replace('_', "\\_");
-            query = query.filter(
-                Expr::col(customers::Column::SearchText)
-                    .like(sea_orm::sea_query::LikeExpr::new(format!("% {escaped}%")).escape('\\')),
-            );
-        }
-        if let Some(cursor) = cursor {
-            query = query.filter(customers::Column::Id.lt(cursor.id.as_str()));
-        }
-        query
-            .order_by_desc(customers::Column::Id)
-            .limit(limit)
             .all(&self.read)
             .await?
             .into_iter()

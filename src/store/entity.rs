@@ -169,3 +169,29 @@ pub mod change_log {
 
     impl ActiveModelBehavior for ActiveModel {}
 }
+
+/// API keys: only the SHA-256 of each secret is stored (see `crate::domain::api_key`).
+pub mod api_keys {
+    use sea_orm::entity::prelude::*;
+
+    #[derive(Clone, Debug, PartialEq, Eq, DeriveEntityModel)]
+    #[sea_orm(table_name = "api_keys")]
+    pub struct Model {
+        #[sea_orm(primary_key, auto_increment = false)]
+        pub id: String,
+        /// The acting agent of calls made with the key.
+        pub name: String,
+        pub role: String,
+        /// The customer a portal key is bound to.
+        pub customer_id: Option<String>,
+        /// Lower-case hex SHA-256 of the secret.
+        pub secret_hash: String,
+        pub create_time: i64,
+        pub revoke_time: Option<i64>,
+    }
+
+    #[derive(Copy, Clone, Debug, EnumIter, DeriveRelation)]
+    pub enum Relation {}
+
+    impl ActiveModelBehavior for ActiveModel {}
+}

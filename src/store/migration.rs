@@ -8,7 +8,12 @@ pub struct Migrator;
 #[async_trait::async_trait]
 impl MigratorTrait for Migrator {
     fn migrations() -> Vec<Box<dyn MigrationTrait>> {
-        vec![Box::new(CoreSchema)]
+        vec![
+            Box::new(CoreSchema),
+            Box::new(RouterContext),
+            Box::new(SharedPresence),
+            Box::new(ApiKeys),
+        ]
     }
 }
 
@@ -154,6 +159,238 @@ impl MigrationTrait for CoreSchema {
             db.execute_unprepared(&format!("DROP TABLE IF EXISTS {table}"))
                 .await?;
         }
+        Ok(())
+    }
+}
+
+/// The router's entry point: full-text search over `customers.search_text`, the idempotency record of
+/// `OpenContext`, agents' recently opened customers, and the index that finds a customer's open requests.
+///
+/// Search is maintained by the database itself, so rows inserted by any tool (a bulk seeder, a restore) are
+/// searchable without the service's help:
+/// - SQLite: an FTS5 external-content table over `customers.search_text`, kept in sync by triggers. Its key is
+///   `customers.search_key`, an integer the insert trigger assigns (`MAX + 1`, so it follows insertion order);
+///   the implicit rowid of a table with a TEXT primary key may change on `VACUUM` and cannot be the key. Prefix
+///   indexes of 1 to 8 characters let a prefix query read one doclist lazily in key order instead of merging
+///   the doclists of every word sharing the prefix (at 1,000,000 customers, `"1415"*` takes 0.3 ms instead of
+///   290 ms). No ranking is used, so no column sizes are kept (`columnsize = 0`). A bulk loader may insert rows
+///   with `search_key` set (and, fastest, drop the two insert triggers, insert, run the FTS5 `'rebuild'`
+///   command and create them again).
+/// - PostgreSQL: a generated `tsvector` column with a GIN index.
+struct RouterContext;
+
+impl MigrationName for RouterContext {
+    fn name(&self) -> &str {
+        "m0002_router_context"
+    }
+}
+
+/// Tables and indexes common to both backends.
+const CONTEXT_SCHEMA: &[&str] = &[
+    "CREATE INDEX requests_by_customer_updated ON requests (customer_id, status, update_time)",
+    // One row per OpenContext call: what it matched and created, so a retry returns the same result.
+    "CREATE TABLE interactions (
+        interaction_id TEXT NOT NULL PRIMARY KEY,
+        customer_id TEXT NULL,
+        candidate_ids TEXT NOT NULL,
+        activity_id TEXT NOT NULL,
+        request_id TEXT NULL,
+        prefill TEXT NULL,
+        agent TEXT NOT NULL,
+        create_time BIGINT NOT NULL
+    )",
+    "CREATE INDEX interactions_by_time ON interactions (create_time)",
+    // The customers each agent opened or read, newest view only.
+    "CREATE TABLE recent_views (
+        agent TEXT NOT NULL,
+        customer_id TEXT NOT NULL REFERENCES customers (id) ON DELETE CASCADE,
+        view_time BIGINT NOT NULL,
+        PRIMARY KEY (agent, customer_id)
+    )",
+    "CREATE INDEX recent_views_by_agent ON recent_views (agent, view_time, customer_id)",
+    "CREATE INDEX recent_views_by_customer ON recent_views (customer_id)",
+];
+
+/// SQLite search: the integer key, the FTS5 table and the triggers that keep it in sync.
+const SQLITE_SEARCH: &[&str] = &[
+    "ALTER TABLE customers ADD COLUMN search_key INTEGER NULL",
+    "UPDATE customers SET search_key = ranked.k
+        FROM (SELECT id, ROW_NUMBER() OVER (ORDER BY id) AS k FROM customers) AS ranked
+        WHERE customers.id = ranked.id",
+    "CREATE UNIQUE INDEX customers_search_key ON customers (search_key)",
+    // search_text holds folded words already; the tokenizer only splits them apart (marks stay in words).
+    "CREATE VIRTUAL TABLE customers_fts USING fts5(
+        search_text,
+        content = 'customers',
+        content_rowid = 'search_key',
+        columnsize = 0,
+        tokenize = \"unicode61 remove_diacritics 0 categories 'L* N* Co M*'\",
+        prefix = '1 2 3 4 5 6 7 8'
+    )",
+    "INSERT INTO customers_fts (customers_fts) VALUES ('rebuild')",
+    // A row inserted without a key gets the next one; the update below indexes it.
+    "CREATE TRIGGER customers_search_assign_key AFTER INSERT ON customers WHEN NEW.search_key IS NULL BEGIN
+        UPDATE customers SET search_key = (SELECT IFNULL(MAX(search_key), 0) + 1 FROM customers)
+            WHERE rowid = NEW.rowid;
+    END",
+    "CREATE TRIGGER customers_search_insert AFTER INSERT ON customers WHEN NEW.search_key IS NOT NULL BEGIN
+        INSERT INTO customers_fts (rowid, search_text) VALUES (NEW.search_key, NEW.search_text);
+    END",
+    "CREATE TRIGGER customers_search_update AFTER UPDATE OF search_text, search_key ON customers
+    WHEN OLD.search_text IS NOT NEW.search_text OR OLD.search_key IS NOT NEW.search_key BEGIN
+        INSERT INTO customers_fts (customers_fts, rowid, search_text)
+            SELECT 'delete', OLD.search_key, OLD.search_text WHERE OLD.search_key IS NOT NULL;
+        INSERT INTO customers_fts (rowid, search_text)
+            SELECT NEW.search_key, NEW.search_text WHERE NEW.search_key IS NOT NULL;
+    END",
+    "CREATE TRIGGER customers_search_delete AFTER DELETE ON customers WHEN OLD.search_key IS NOT NULL BEGIN
+        INSERT INTO customers_fts (customers_fts, rowid, search_text)
+            VALUES ('delete', OLD.search_key, OLD.search_text);
+    END",
+];
+
+/// PostgreSQL search: a generated tsvector with a GIN index (`'simple'`: no stemming or stop words; the words
+/// are folded already).
+const POSTGRES_SEARCH: &[&str] = &[
+    "ALTER TABLE customers ADD COLUMN search_vector tsvector
+        GENERATED ALWAYS AS (to_tsvector('simple'::regconfig, search_text)) STORED",
+    "CREATE INDEX customers_search ON customers USING GIN (search_vector)",
+];
+
+#[async_trait::async_trait]
+impl MigrationTrait for RouterContext {
+    /// All or nothing, on SQLite too.
+    fn use_transaction(&self) -> Option<bool> {
+        Some(true)
+    }
+
+    async fn up(&self, manager: &SchemaManager) -> Result<(), DbErr> {
+        let db = manager.get_connection();
+        let search = match db.get_database_backend() {
+            DbBackend::Postgres => POSTGRES_SEARCH,
+            _ => SQLITE_SEARCH,
+        };
+        for statement in CONTEXT_SCHEMA.iter().chain(search) {
+            db.execute_unprepared(statement).await?;
+        }
+        Ok(())
+    }
+
+    async fn down(&self, manager: &SchemaManager) -> Result<(), DbErr> {
+        let db = manager.get_connection();
+        let search: &[&str] = match db.get_database_backend() {
+            DbBackend::Postgres => &[
+                "DROP INDEX IF EXISTS customers_search",
+                "ALTER TABLE customers DROP COLUMN IF EXISTS search_vector",
+            ],
+            _ => &[
+                "DROP TRIGGER IF EXISTS customers_search_assign_key",
+                "DROP TRIGGER IF EXISTS customers_search_insert",
+                "DROP TRIGGER IF EXISTS customers_search_update",
+                "DROP TRIGGER IF EXISTS customers_search_delete",
+                "DROP TABLE IF EXISTS customers_fts",
+                "DROP INDEX IF EXISTS customers_search_key",
+                "ALTER TABLE customers DROP COLUMN search_key",
+            ],
+        };
+        let common = [
+            "DROP TABLE IF EXISTS recent_views",
+            "DROP TABLE IF EXISTS interactions",
+            "DROP INDEX IF EXISTS requests_by_customer_updated",
+        ];
+        for statement in search.iter().chain(&common) {
+            db.execute_unprepared(statement).await?;
+        }
+        Ok(())
+    }
+}
+
+/// Presence rows shared between replicas (used on PostgreSQL; created everywhere so the schema is one).
+struct SharedPresence;
+
+impl MigrationName for SharedPresence {
+    fn name(&self) -> &str {
+        "m0003_shared_presence"
+    }
+}
+
+#[async_trait::async_trait]
+impl MigrationTrait for SharedPresence {
+    async fn up(&self, manager: &SchemaManager) -> Result<(), DbErr> {
+        let db = manager.get_connection();
+        db.execute_unprepared(
+            "CREATE TABLE presence (
+                replica_id TEXT NOT NULL,
+                resource_type TEXT NOT NULL,
+                resource_id TEXT NOT NULL,
+                agent TEXT NOT NULL,
+                editing BOOLEAN NOT NULL,
+                expires_at BIGINT NOT NULL,
+                PRIMARY KEY (replica_id, resource_type, resource_id, agent)
+            )",
+        )
+        .await?;
+        db.execute_unprepared(
+            "CREATE INDEX presence_by_resource ON presence (resource_type, resource_id)",
+        )
+        .await?;
+        db.execute_unprepared("CREATE INDEX presence_by_expiry ON presence (expires_at)")
+            .await?;
+        Ok(())
+    }
+
+    async fn down(&self, manager: &SchemaManager) -> Result<(), DbErr> {
+        manager
+            .get_connection()
+            .execute_unprepared("DROP TABLE IF EXISTS presence")
+            .await?;
+        Ok(())
+    }
+}
+
+/// API keys: name (the acting agent), role, the portal's customer, and the SHA-256 of the secret (never the
+/// secret). Several keys may share a name (rotation); each call finds its key by the hash.
+struct ApiKeys;
+
+impl MigrationName for ApiKeys {
+    fn name(&self) -> &str {
+        "m0004_api_keys"
+    }
+}
+
+const API_KEYS_SCHEMA: &[&str] = &[
+    "CREATE TABLE api_keys (
+        id TEXT NOT NULL PRIMARY KEY,
+        name TEXT NOT NULL,
+        role TEXT NOT NULL,
+        customer_id TEXT NULL,
+        secret_hash TEXT NOT NULL,
+        create_time BIGINT NOT NULL,
+        revoke_time BIGINT NULL
+    )",
+    "CREATE UNIQUE INDEX api_keys_secret_hash ON api_keys (secret_hash)",
+    "CREATE INDEX api_keys_by_name ON api_keys (name)",
+];
+
+#[async_trait::async_trait]
+impl MigrationTrait for ApiKeys {
+    fn use_transaction(&self) -> Option<bool> {
+        Some(true)
+    }
+
+    async fn up(&self, manager: &SchemaManager) -> Result<(), DbErr> {
+        let db = manager.get_connection();
+        for statement in API_KEYS_SCHEMA {
+            db.execute_unprepared(statement).await?;
+        }
+        Ok(())
+    }
+
+    async fn down(&self, manager: &SchemaManager) -> Result<(), DbErr> {
+        manager
+            .get_connection()
+            .execute_unprepared("DROP TABLE IF EXISTS api_keys")
+            .await?;
         Ok(())
     }
 }

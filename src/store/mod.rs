@@ -17,13 +17,24 @@ use crate::{
 };
 
 mod activities;
+mod caller;
 pub mod change_log;
+mod context;
 mod customers;
 pub mod entity;
+pub mod keys;
 pub mod migration;
+pub mod presence;
+pub mod recent;
 mod requests;
+mod search;
 
+pub use context::{ContextResult, OpenContext, Prefill, RequestPolicy};
 pub use customers::{LookupKey, MAX_LOOKUP_RESULTS};
+pub use search::SearchHit;
+
+/// PostgreSQL advisory-lock key held while migrating ("cc-migr").
+const MIGRATION_LOCK: i64 = 0x0063_632d_6d69_6772;
 
 /// Handle to the database: cheap to clone, shared by every call.
 ///
@@ -48,7 +59,7 @@ impl Store {
         } else if url.starts_with("postgres://") || url.starts_with("postgresql://") {
             DbBackend::Postgres
         } else {
-            return Err(crate::error::Error::Unavailable(format!(
+            return Err(crate::error::Error::Config(format!(
                 "unsupported database URL {:?}: use sqlite://FILE?mode=rwc or postgres://...",
                 redact(url)
             )));
@@ -57,6 +68,7 @@ impl Store {
             SqliteSynchronous::Normal => sea_orm::sqlx::sqlite::SqliteSynchronous::Normal,
             SqliteSynchronous::Full => sea_orm::sqlx::sqlite::SqliteSynchronous::Full,
         };
+        let statement_timeout_ms = settings.db_statement_timeout.as_millis();
         let options = |max: u32| {
             let mut options = ConnectOptions::new(url.to_owned());
             options
@@ -66,6 +78,12 @@ impl Store {
                 .acquire_timeout(Duration::from_secs(5))
                 .idle_timeout(Duration::from_secs(300))
                 .sqlx_logging(false);
+            if backend == DbBackend::Postgres {
+                options.map_sqlx_postgres_opts(move |o| {
+                    o.application_name("customer-context")
+                        .options([("statement_timeout", statement_timeout_ms.to_string())])
+                });
+            }
             if backend == DbBackend::Sqlite {
                 options.map_sqlx_sqlite_opts(move |o| {
                     o.journal_mode(sea_orm::sqlx::sqlite::SqliteJournalMode::Wal)
@@ -91,10 +109,30 @@ impl Store {
         })
     }
 
-    /// Applies every pending migration.
-    pub async fn migrate(&self) -> Result<()> {
-        migration::Migrator::up(&self.write, None).await?;
-        Ok(())
+    /// Applies every pending migration and returns their names. Safe when several replicas start at once: on
+    /// PostgreSQL the migrations run under an advisory lock, so one replica migrates while the others wait and
+    /// then find nothing left to do.
+    pub async fn migrate(&self) -> Result<Vec<String>> {
+        let lock = if self.backend == DbBackend::Postgres {
+            let txn = self.write.begin().await?;
+            txn.execute_unprepared(&format!("SELECT pg_advisory_xact_lock({MIGRATION_LOCK})"))
+                .await?;
+            Some(txn)
+        } else {
+            None
+        };
+        let pending: Vec<String> = migration::Migrator::get_pending_migrations(&self.write)
+            .await?
+            .iter()
+            .map(|m| m.name().to_owned())
+            .collect();
+        if !pending.is_empty() {
+            migration::Migrator::up(&self.write, None).await?;
+        }
+        if let Some(txn) = lock {
+            txn.commit().await?;
+        }
+        Ok(pending)
     }
 
     /// Checks that the database answers.
@@ -123,6 +161,23 @@ impl Store {
     /// Notified after every commit that appended to the change log.
     pub fn log_appended(&self) -> Arc<Notify> {
         self.log_appended.clone()
+    }
+
+    /// A PostgreSQL connection listening for change-log appends of every replica; None on SQLite, where all
+    /// writers are in this process (or poll-visible).
+    pub async fn change_listener(&self) -> Result<Option<sea_orm::sqlx::postgres::PgListener>> {
+        if self.backend != DbBackend::Postgres {
+            return Ok(None);
+        }
+        let pool = self.read.get_postgres_connection_pool();
+        let mut listener = sea_orm::sqlx::postgres::PgListener::connect_with(pool)
+            .await
+            .map_err(|e| Error::Unavailable(e.to_string()))?;
+        listener
+            .listen(change_log::NOTIFY_CHANNEL)
+            .await
+            .map_err(|e| Error::Unavailable(e.to_string()))?;
+        Ok(Some(listener))
     }
 
     pub fn backend(&self) -> DbBackend {
@@ -155,6 +210,23 @@ pub fn redact(url: &str) -> String {
         }
         _ => url.to_owned(),
     }
+}
+
+/// Locks the row `id` of `table` for the rest of the write transaction (a no-op update: `SELECT ... FOR UPDATE`
+/// on every backend), so the read that follows sees the latest committed state and no concurrent writer can
+/// change it before this transaction commits. Returns false if there is no such row.
+pub(crate) async fn lock_row(
+    db: &impl ConnectionTrait,
+    table: &'static str,
+    id: &str,
+) -> Result<bool> {
+    use sea_orm::sea_query::{Alias, Expr, ExprTrait, Query};
+    let statement = Query::update()
+        .table(Alias::new(table))
+        .value(Alias::new("version"), Expr::col(Alias::new("version")))
+        .and_where(Expr::col(Alias::new("id")).eq(id))
+        .to_owned();
+    Ok(db.execute(&statement).await?.rows_affected() == 1)
 }
 
 /// Refuses a write based on a stale version; `expected` 0 is checked by the caller as a missing version.

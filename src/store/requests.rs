@@ -26,7 +26,7 @@ use crate::{
 const RESOURCE: &str = "request";
 const CANCELLED: &str = "REQUEST_CANCELLED";
 
-fn to_active(request: &Request) -> Result<requests::ActiveModel> {
+pub(super) fn to_active(request: &Request) -> Result<requests::ActiveModel> {
     Ok(requests::ActiveModel {
         id: Set(request.id.clone()),
         version: Set(request.version),
@@ -43,7 +43,7 @@ fn to_active(request: &Request) -> Result<requests::ActiveModel> {
     })
 }
 
-fn from_model(model: requests::Model) -> Result<Request> {
+pub(super) fn from_model(model: requests::Model) -> Result<Request> {
     let status = RequestStatus::from_i32(model.status).ok_or_else(|| {
         Error::internal(format!(
             "request {}: unknown status {}",
@@ -86,6 +86,14 @@ pub(super) async fn find(db: &impl ConnectionTrait, id: &str) -> Result<Request>
         .await?
         .ok_or_else(|| Error::not_found(RESOURCE, id))?;
     from_model(model)
+}
+
+/// Locks the request for the rest of the write transaction and reads it.
+pub(super) async fn find_for_update(db: &impl ConnectionTrait, id: &str) -> Result<Request> {
+    if !super::lock_row(db, "requests", id).await? {
+        return Err(Error::not_found(RESOURCE, id));
+    }
+    find(db, id).await
 }
 
 fn refuse_if_cancelled(request: &Request, what: &str) -> Result<()> {
@@ -162,7 +170,7 @@ impl Store {
         new: RequestData,
     ) -> Result<Request> {
         let txn = self.begin_write().await?;
-        let current = find(&txn, id).await?;
+        let current = find_for_update(&txn, id).await?;
         check_version(
             RESOURCE,
             &current.id,
@@ -229,7 +237,7 @@ impl Store {
     /// gets a new version).
     pub async fn delete_request(&self, agent: &str, id: &str, expected_version: i64) -> Result<()> {
         let txn = self.begin_write().await?;
-        let current = find(&txn, id).await?;
+        let current = find_for_update(&txn, id).await?;
         check_version(
             RESOURCE,
             &current.id,
@@ -347,7 +355,7 @@ impl Store {
         text: String,
     ) -> Result<Comment> {
         let txn = self.begin_write().await?;
-        let request = find(&txn, request_id).await?;
+        let request = find_for_update(&txn, request_id).await?;
         refuse_if_cancelled(&request, "take comments")?;
         let comment = Comment {
             id: new_id(),

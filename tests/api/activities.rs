@@ -3,11 +3,17 @@
 use customer_context::pb::{self, Channel, Direction, RequestStatus};
 use tonic::Code;
 
+use rstest::rstest;
+use rstest_reuse::apply;
+
 use crate::harness::*;
 
+#[apply(backends)]
 #[tokio::test]
-async fn activity_round_trips_every_field_through_create_get_update_delete() {
-    let app = TestApp::spawn().await;
+async fn activity_round_trips_every_field_through_create_get_update_delete(backend: Backend) {
+    let Some(app) = TestApp::spawn(backend).await else {
+        return;
+    };
     let ana = app.create_customer(customer("Ana", "Lopez")).await;
     let broken = app.create_request(request(&ana.id, "Broken")).await;
     let invoice = app.create_request(request(&ana.id, "Invoice")).await;
@@ -126,9 +132,12 @@ async fn activity_round_trips_every_field_through_create_get_update_delete() {
     assert!(page.activities.is_empty());
 }
 
+#[apply(backends)]
 #[tokio::test]
-async fn activity_defaults_occur_time_to_now_and_entered_by_to_the_agent() {
-    let app = TestApp::spawn().await;
+async fn activity_defaults_occur_time_to_now_and_entered_by_to_the_agent(backend: Backend) {
+    let Some(app) = TestApp::spawn(backend).await else {
+        return;
+    };
     let ana = app.create_customer(customer("Ana", "Lopez")).await;
     let before = now();
     let call = pb::CreateActivityRequest {
@@ -155,9 +164,12 @@ async fn activity_defaults_occur_time_to_now_and_entered_by_to_the_agent() {
     assert_eq!(created.request_id, "");
 }
 
+#[apply(backends)]
 #[tokio::test]
-async fn activity_takes_its_customer_from_its_request() {
-    let app = TestApp::spawn().await;
+async fn activity_takes_its_customer_from_its_request(backend: Backend) {
+    let Some(app) = TestApp::spawn(backend).await else {
+        return;
+    };
     let ana = app.create_customer(customer("Ana", "Lopez")).await;
     let broken = app.create_request(request(&ana.id, "Broken")).await;
     let created = app
@@ -177,18 +189,24 @@ async fn activity_takes_its_customer_from_its_request() {
     assert_eq!(page.activities, vec![created]);
 }
 
+#[apply(backends)]
 #[tokio::test]
-async fn activity_without_customer_or_request_is_allowed() {
-    let app = TestApp::spawn().await;
+async fn activity_without_customer_or_request_is_allowed(backend: Backend) {
+    let Some(app) = TestApp::spawn(backend).await else {
+        return;
+    };
     let created = app.create_activity(activity("", "walk-in")).await;
     assert_eq!(created.customer_id, "");
     assert_eq!(created.request_id, "");
     assert_eq!(app.get_activity(&created.id).await.expect("get"), created);
 }
 
+#[apply(backends)]
 #[tokio::test]
-async fn activity_linked_to_another_customers_request_is_refused() {
-    let app = TestApp::spawn().await;
+async fn activity_linked_to_another_customers_request_is_refused(backend: Backend) {
+    let Some(app) = TestApp::spawn(backend).await else {
+        return;
+    };
     let ana = app.create_customer(customer("Ana", "Lopez")).await;
     let ben = app.create_customer(customer("Ben", "Smith")).await;
     let bens = app.create_request(request(&ben.id, "Invoice")).await;
@@ -222,9 +240,12 @@ async fn activity_linked_to_another_customers_request_is_refused() {
     assert!(page.activities.is_empty());
 }
 
+#[apply(backends)]
 #[tokio::test]
-async fn activity_for_an_unknown_customer_or_request_is_not_found() {
-    let app = TestApp::spawn().await;
+async fn activity_for_an_unknown_customer_or_request_is_not_found(backend: Backend) {
+    let Some(app) = TestApp::spawn(backend).await else {
+        return;
+    };
     for (customer_id, request_id) in [(unknown_id(), String::new()), (String::new(), unknown_id())]
     {
         let call = pb::CreateActivityRequest {
@@ -238,9 +259,12 @@ async fn activity_for_an_unknown_customer_or_request_is_not_found() {
     }
 }
 
+#[apply(backends)]
 #[tokio::test]
-async fn activity_contact_fields_and_enums_are_validated() {
-    let app = TestApp::spawn().await;
+async fn activity_contact_fields_and_enums_are_validated(backend: Backend) {
+    let Some(app) = TestApp::spawn(backend).await else {
+        return;
+    };
     let ana = app.create_customer(customer("Ana", "Lopez")).await;
     let call = pb::CreateActivityRequest {
         activity: Some(pb::Activity {
@@ -265,9 +289,14 @@ async fn activity_contact_fields_and_enums_are_validated() {
     assert!(page.activities.is_empty());
 }
 
+#[apply(backends)]
 #[tokio::test]
-async fn list_activities_needs_a_customer_or_a_request_and_is_newest_occur_time_first() {
-    let app = TestApp::spawn().await;
+async fn list_activities_needs_a_customer_or_a_request_and_is_newest_occur_time_first(
+    backend: Backend,
+) {
+    let Some(app) = TestApp::spawn(backend).await else {
+        return;
+    };
     let status = err(app.list_activities("", "", 0, "").await);
     assert_eq!(status.code(), Code::InvalidArgument, "{status:?}");
 
@@ -307,9 +336,12 @@ async fn list_activities_needs_a_customer_or_a_request_and_is_newest_occur_time_
     assert_eq!(page.activities, vec![newest, middle]);
 }
 
+#[apply(backends)]
 #[tokio::test]
-async fn activities_can_be_deleted_whatever_their_state() {
-    let app = TestApp::spawn().await;
+async fn activities_can_be_deleted_whatever_their_state(backend: Backend) {
+    let Some(app) = TestApp::spawn(backend).await else {
+        return;
+    };
     let ana = app.create_customer(customer("Ana", "Lopez")).await;
     let broken = app.create_request(request(&ana.id, "Broken")).await;
     let linked = app
@@ -357,9 +389,12 @@ async fn activities_can_be_deleted_whatever_their_state() {
     );
 }
 
+#[apply(backends)]
 #[tokio::test]
-async fn activity_update_mask_changes_only_the_named_fields() {
-    let app = TestApp::spawn().await;
+async fn activity_update_mask_changes_only_the_named_fields(backend: Backend) {
+    let Some(app) = TestApp::spawn(backend).await else {
+        return;
+    };
     let ana = app.create_customer(customer("Ana", "Lopez")).await;
     let created = app
         .create_activity(pb::Activity {

@@ -9,6 +9,9 @@ use customer_context::pb::{
 };
 use tokio::sync::Barrier;
 
+use rstest::rstest;
+use rstest_reuse::apply;
+
 use crate::harness::*;
 
 /// A customer brought to version 3 by two earlier edits.
@@ -34,9 +37,14 @@ async fn customer_at_version_3(app: &TestApp) -> pb::Customer {
     current
 }
 
+#[apply(backends)]
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn second_writer_from_a_stale_version_is_aborted_naming_the_winner_and_loses_nothing() {
-    let app = TestApp::spawn().await;
+async fn second_writer_from_a_stale_version_is_aborted_naming_the_winner_and_loses_nothing(
+    backend: Backend,
+) {
+    let Some(app) = TestApp::spawn(backend).await else {
+        return;
+    };
     let seeded = customer_at_version_3(&app).await;
     let mut ana = CustomerServiceClient::new(app.new_channel().await);
     let mut ben = CustomerServiceClient::new(app.new_channel().await);
@@ -120,10 +128,13 @@ async fn second_writer_from_a_stale_version_is_aborted_naming_the_winner_and_los
     assert_eq!(retried.updated_by, "ben");
 }
 
+#[apply(backends)]
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn concurrent_updates_from_the_same_version_let_exactly_one_win() {
+async fn concurrent_updates_from_the_same_version_let_exactly_one_win(backend: Backend) {
     const WRITERS: usize = 8;
-    let app = TestApp::spawn().await;
+    let Some(app) = TestApp::spawn(backend).await else {
+        return;
+    };
     let created = app.create_customer(customer("Ana", "Lopez")).await;
     let barrier = Arc::new(Barrier::new(WRITERS));
     let mut tasks = Vec::new();
@@ -173,10 +184,13 @@ async fn concurrent_updates_from_the_same_version_let_exactly_one_win() {
     assert_eq!(stored.notes, format!("written by {winner}"));
 }
 
+#[apply(backends)]
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn concurrent_request_updates_from_the_same_version_let_exactly_one_win() {
+async fn concurrent_request_updates_from_the_same_version_let_exactly_one_win(backend: Backend) {
     const WRITERS: usize = 6;
-    let app = TestApp::spawn().await;
+    let Some(app) = TestApp::spawn(backend).await else {
+        return;
+    };
     let ana = app.create_customer(customer("Ana", "Lopez")).await;
     let created = app.create_request(request(&ana.id, "Broken")).await;
     let barrier = Arc::new(Barrier::new(WRITERS));
@@ -220,11 +234,14 @@ async fn concurrent_request_updates_from_the_same_version_let_exactly_one_win() 
     assert_eq!(app.get_request(&created.id).await.expect("get"), saved);
 }
 
+#[apply(backends)]
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn concurrent_comments_and_activity_writes_all_succeed() {
+async fn concurrent_comments_and_activity_writes_all_succeed(backend: Backend) {
     const CLIENTS: usize = 4;
     const PER_CLIENT: usize = 10;
-    let app = TestApp::spawn().await;
+    let Some(app) = TestApp::spawn(backend).await else {
+        return;
+    };
     let ana = app.create_customer(customer("Ana", "Lopez")).await;
     let broken = app.create_request(request(&ana.id, "Broken")).await;
     let mut tasks = Vec::new();

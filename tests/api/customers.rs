@@ -5,6 +5,9 @@ use std::collections::HashMap;
 use customer_context::pb::{self, ContactKind, lookup_customers_request::Key};
 use tonic::Code;
 
+use rstest::rstest;
+use rstest_reuse::apply;
+
 use crate::harness::*;
 
 /// A customer with every field set, contact points of each kind in non-normalized form.
@@ -48,9 +51,12 @@ fn with_id(customer: pb::Customer, id: &str) -> pb::Customer {
     }
 }
 
+#[apply(backends)]
 #[tokio::test]
-async fn customer_round_trips_every_field_through_create_get_update_delete() {
-    let app = TestApp::spawn().await;
+async fn customer_round_trips_every_field_through_create_get_update_delete(backend: Backend) {
+    let Some(app) = TestApp::spawn(backend).await else {
+        return;
+    };
     let input = full_customer();
     let call = pb::CreateCustomerRequest {
         customer: Some(input.clone()),
@@ -135,9 +141,12 @@ async fn customer_round_trips_every_field_through_create_get_update_delete() {
     assert!(app.search_customers("").await.is_empty());
 }
 
+#[apply(backends)]
 #[tokio::test]
-async fn missing_agent_header_acts_as_anonymous() {
-    let app = TestApp::spawn().await;
+async fn missing_agent_header_acts_as_anonymous(backend: Backend) {
+    let Some(app) = TestApp::spawn(backend).await else {
+        return;
+    };
     let call = pb::CreateCustomerRequest {
         customer: Some(customer("Ana", "Lopez")),
     };
@@ -146,9 +155,12 @@ async fn missing_agent_header_acts_as_anonymous() {
     assert_eq!(created.updated_by, "anonymous");
 }
 
+#[apply(backends)]
 #[tokio::test]
-async fn update_mask_changes_only_the_named_fields() {
-    let app = TestApp::spawn().await;
+async fn update_mask_changes_only_the_named_fields(backend: Backend) {
+    let Some(app) = TestApp::spawn(backend).await else {
+        return;
+    };
     let created = app.create_customer(full_customer()).await;
     let change = pb::Customer {
         id: created.id.clone(),
@@ -200,9 +212,12 @@ async fn update_mask_changes_only_the_named_fields() {
     assert_eq!(app.get_customer(&created.id).await.expect("get"), updated);
 }
 
+#[apply(backends)]
 #[tokio::test]
-async fn star_update_mask_replaces_every_mutable_field() {
-    let app = TestApp::spawn().await;
+async fn star_update_mask_replaces_every_mutable_field(backend: Backend) {
+    let Some(app) = TestApp::spawn(backend).await else {
+        return;
+    };
     let created = app.create_customer(full_customer()).await;
     let change = pb::Customer {
         id: created.id.clone(),
@@ -228,9 +243,12 @@ async fn star_update_mask_replaces_every_mutable_field() {
     assert_eq!(updated, expected);
 }
 
+#[apply(backends)]
 #[tokio::test]
-async fn unknown_update_mask_path_is_refused_and_changes_nothing() {
-    let app = TestApp::spawn().await;
+async fn unknown_update_mask_path_is_refused_and_changes_nothing(backend: Backend) {
+    let Some(app) = TestApp::spawn(backend).await else {
+        return;
+    };
     let created = app.create_customer(full_customer()).await;
     for paths in [
         &["first_name", "shoe_size"][..],
@@ -252,9 +270,12 @@ async fn unknown_update_mask_path_is_refused_and_changes_nothing() {
     assert_eq!(app.get_customer(&created.id).await.expect("get"), created);
 }
 
+#[apply(backends)]
 #[tokio::test]
-async fn missing_or_stale_versions_are_refused() {
-    let app = TestApp::spawn().await;
+async fn missing_or_stale_versions_are_refused(backend: Backend) {
+    let Some(app) = TestApp::spawn(backend).await else {
+        return;
+    };
     let created = app.create_customer(customer("Ana", "Lopez")).await;
     let change = pb::Customer {
         version: 1,
@@ -297,9 +318,12 @@ async fn missing_or_stale_versions_are_refused() {
     assert_eq!(app.get_customer(&created.id).await.expect("get"), renamed);
 }
 
+#[apply(backends)]
 #[tokio::test]
-async fn malformed_ids_are_invalid_argument_everywhere() {
-    let app = TestApp::spawn().await;
+async fn malformed_ids_are_invalid_argument_everywhere(backend: Backend) {
+    let Some(app) = TestApp::spawn(backend).await else {
+        return;
+    };
     for id in [
         "not-a-uuid",
         "12345",
@@ -345,9 +369,12 @@ async fn malformed_ids_are_invalid_argument_everywhere() {
     assert_eq!(status.code(), Code::InvalidArgument, "{status:?}");
 }
 
+#[apply(backends)]
 #[tokio::test]
-async fn unknown_ids_are_not_found_everywhere() {
-    let app = TestApp::spawn().await;
+async fn unknown_ids_are_not_found_everywhere(backend: Backend) {
+    let Some(app) = TestApp::spawn(backend).await else {
+        return;
+    };
     let id = unknown_id();
     assert_error(
         &err(app.get_customer(&id).await),
@@ -416,9 +443,12 @@ async fn unknown_ids_are_not_found_everywhere() {
     assert_error(&status, Code::NotFound, "NOT_FOUND");
 }
 
+#[apply(backends)]
 #[tokio::test]
-async fn customer_number_is_unique_when_set() {
-    let app = TestApp::spawn().await;
+async fn customer_number_is_unique_when_set(backend: Backend) {
+    let Some(app) = TestApp::spawn(backend).await else {
+        return;
+    };
     let first = app
         .create_customer(pb::Customer {
             customer_number: "C-1".to_owned(),
@@ -474,9 +504,14 @@ async fn lookup(app: &TestApp, key: Key) -> Result<Vec<pb::Customer>, tonic::Sta
 
 const PHONE_FORMS: [&str; 3] = ["(415) 555-0100", "+1 415-555-0100", "tel:+14155550100"];
 
+#[apply(backends)]
 #[tokio::test]
-async fn a_phone_written_three_ways_is_one_contact_point_found_by_lookup_from_any_form() {
-    let app = TestApp::spawn().await;
+async fn a_phone_written_three_ways_is_one_contact_point_found_by_lookup_from_any_form(
+    backend: Backend,
+) {
+    let Some(app) = TestApp::spawn(backend).await else {
+        return;
+    };
     // Each form is stored as the same E.164 number.
     for form in PHONE_FORMS {
         let call = pb::CreateCustomerRequest {
@@ -541,9 +576,14 @@ async fn a_phone_written_three_ways_is_one_contact_point_found_by_lookup_from_an
     }
 }
 
+#[apply(backends)]
 #[tokio::test]
-async fn lookup_by_phone_returns_every_customer_sharing_it_most_recently_updated_first() {
-    let app = TestApp::spawn().await;
+async fn lookup_by_phone_returns_every_customer_sharing_it_most_recently_updated_first(
+    backend: Backend,
+) {
+    let Some(app) = TestApp::spawn(backend).await else {
+        return;
+    };
     let shared = "+1 415 555 0100";
     let ana = app
         .create_customer(pb::Customer {
@@ -608,9 +648,12 @@ async fn lookup_by_phone_returns_every_customer_sharing_it_most_recently_updated
     assert!(found.is_empty(), "removed e-mail still found: {found:?}");
 }
 
+#[apply(backends)]
 #[tokio::test]
-async fn lookup_by_email_handle_and_customer_number_matches_the_normalized_value() {
-    let app = TestApp::spawn().await;
+async fn lookup_by_email_handle_and_customer_number_matches_the_normalized_value(backend: Backend) {
+    let Some(app) = TestApp::spawn(backend).await else {
+        return;
+    };
     let ana = app.create_customer(full_customer()).await;
     let _ben = app
         .create_customer(pb::Customer {
@@ -651,9 +694,12 @@ async fn lookup_by_email_handle_and_customer_number_matches_the_normalized_value
     }
 }
 
+#[apply(backends)]
 #[tokio::test]
-async fn lookup_with_an_unparsable_phone_or_no_key_is_invalid_argument() {
-    let app = TestApp::spawn().await;
+async fn lookup_with_an_unparsable_phone_or_no_key_is_invalid_argument(backend: Backend) {
+    let Some(app) = TestApp::spawn(backend).await else {
+        return;
+    };
     let status = err(lookup(&app, Key::Phone("not a phone".to_owned())).await);
     assert_error(&status, Code::InvalidArgument, "INVALID_PHONE");
     let call = pb::LookupCustomersRequest { key: None };
@@ -661,9 +707,14 @@ async fn lookup_with_an_unparsable_phone_or_no_key_is_invalid_argument() {
     assert_eq!(status.code(), Code::InvalidArgument, "{status:?}");
 }
 
+#[apply(backends)]
 #[tokio::test]
-async fn search_matches_words_of_names_company_number_contacts_and_tags_case_insensitively() {
-    let app = TestApp::spawn().await;
+async fn search_matches_words_of_names_company_number_contacts_and_tags_case_insensitively(
+    backend: Backend,
+) {
+    let Some(app) = TestApp::spawn(backend).await else {
+        return;
+    };
     let ana = app
         .create_customer(pb::Customer {
             company: "Acme Widgets".to_owned(),
@@ -703,9 +754,12 @@ async fn search_matches_words_of_names_company_number_contacts_and_tags_case_ins
     assert!(app.search_customers("nobody").await.is_empty());
 }
 
+#[apply(backends)]
 #[tokio::test]
-async fn empty_search_lists_everyone_newest_first() {
-    let app = TestApp::spawn().await;
+async fn empty_search_lists_everyone_newest_first(backend: Backend) {
+    let Some(app) = TestApp::spawn(backend).await else {
+        return;
+    };
     let mut created = Vec::new();
     for name in ["Ana", "Ben", "Carl", "Dora"] {
         created.push(app.create_customer(customer(name, "Lopez")).await);
@@ -714,9 +768,12 @@ async fn empty_search_lists_everyone_newest_first() {
     assert_eq!(app.search_customers("").await, created);
 }
 
+#[apply(backends)]
 #[tokio::test]
-async fn deleting_a_customer_removes_its_requests_comments_and_activities_only() {
-    let app = TestApp::spawn().await;
+async fn deleting_a_customer_removes_its_requests_comments_and_activities_only(backend: Backend) {
+    let Some(app) = TestApp::spawn(backend).await else {
+        return;
+    };
     let ana = app.create_customer(customer("Ana", "Lopez")).await;
     let ben = app.create_customer(customer("Ben", "Smith")).await;
     let ana_request = app.create_request(request(&ana.id, "Broken widget")).await;

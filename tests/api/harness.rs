@@ -6,12 +6,18 @@ use std::{
     fmt::Debug,
     future::Future,
     net::SocketAddr,
-    path::{Path, PathBuf},
+    path::Path,
     time::{Duration, SystemTime, UNIX_EPOCH},
 };
 
-use customer_context::{config::Settings, pb, server::RunningServer};
+use customer_context::{
+    config::{AuthMode, DatabaseSettings, Settings},
+    pb,
+    server::RunningServer,
+    store::Store,
+};
 use prost_types::{FieldMask, Timestamp};
+use rstest_reuse::template;
 use tempfile::TempDir;
 use tonic::{Code, Response, Status, transport::Channel};
 use tonic_types::{ErrorInfo, StatusExt};
@@ -27,11 +33,58 @@ pub const AGENT_HEADER: &str = "x-agent-id";
 /// The agent the helpers act as when a test does not care who writes.
 pub const SETUP_AGENT: &str = "setup";
 
+/// How long servers started by [`TestApp::spawn_with_keys`] remember a key: a revoked key stops working within
+/// this time.
+pub const KEY_CACHE_TTL: Duration = Duration::from_secs(1);
+
 /// Upper bound for anything a test awaits (server start, shutdown, a batch of concurrent calls).
 pub const WAIT: Duration = Duration::from_secs(60);
 
-/// The one place that decides which database a test server uses. A second backend (PostgreSQL) becomes a
-/// parameter here, not a copy of the tests.
+/// The database backends every test runs against.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Backend {
+    Sqlite,
+    Postgres,
+}
+
+/// Runs a test once per backend: `#[apply(backends)] #[tokio::test] async fn name(backend: Backend)`.
+#[template]
+#[rstest]
+#[case::sqlite(Backend::Sqlite)]
+#[case::postgres(Backend::Postgres)]
+pub fn backends(#[case] backend: Backend) {}
+
+/// A database for one test: a file in a temporary directory, or a fresh database on the test PostgreSQL.
+pub struct TestDb {
+    url: String,
+    // Dropped with the database: removes the SQLite file.
+    _dir: Option<TempDir>,
+}
+
+impl TestDb {
+    /// A fresh database, or None when the backend is not available here (the test is then skipped).
+    pub async fn new(backend: Backend) -> Option<TestDb> {
+        match backend {
+            Backend::Sqlite => {
+                let dir = tempfile::tempdir().expect("temporary directory");
+                let url = database_url(&dir.path().join("cc.db"));
+                Some(TestDb {
+                    url,
+                    _dir: Some(dir),
+                })
+            }
+            Backend::Postgres => crate::postgres::new_database()
+                .await
+                .map(|url| TestDb { url, _dir: None }),
+        }
+    }
+
+    pub fn url(&self) -> &str {
+        &self.url
+    }
+}
+
+/// The URL of an SQLite database file.
 pub fn database_url(db_file: &Path) -> String {
     format!("sqlite://{}?mode=rwc", db_file.display())
 }
@@ -48,37 +101,111 @@ pub struct TestApp {
     pub addr: SocketAddr,
     server: Option<RunningServer>,
     channel: Channel,
-    db_file: PathBuf,
-    // Dropped last: removes the database file of `spawn()`ed apps.
-    _dir: Option<TempDir>,
+    /// The database URL the server runs on.
+    url: String,
+    /// With `--auth keys`: the admin key the helpers act with.
+    admin_key: Option<String>,
+    // Dropped last: removes the database of `spawn()`ed apps.
+    _db: Option<TestDb>,
 }
 
 impl TestApp {
-    /// A server on a fresh database in its own temporary directory.
-    pub async fn spawn() -> Self {
-        let dir = tempfile::tempdir().expect("temporary directory");
-        let mut app = Self::spawn_with_db(&dir.path().join("cc.db")).await;
-        app._dir = Some(dir);
-        app
+    /// A server on a fresh database of `backend`, or None when that backend is not available here.
+    pub async fn spawn(backend: Backend) -> Option<Self> {
+        Self::spawn_with(backend, |_| {}).await
     }
 
-    /// A server on the database file at `db_file` (created if missing); the caller owns the file.
-    pub async fn spawn_with_db(db_file: &Path) -> Self {
-        let settings = Settings::new(
-            "127.0.0.1:0".parse().expect("socket address"),
-            database_url(db_file),
-        );
+    /// A server on the database at `url`; the caller owns the database (a restart test starts several).
+    pub async fn spawn_on(url: &str) -> Self {
+        Self::spawn_on_with(url, |_| {}).await
+    }
+
+    /// A server on a fresh database of `backend` with settings changed by `configure`.
+    pub async fn spawn_with(
+        backend: Backend,
+        configure: impl FnOnce(&mut Settings),
+    ) -> Option<Self> {
+        let db = TestDb::new(backend).await?;
+        let mut app = Self::spawn_on_with(db.url(), configure).await;
+        app._db = Some(db);
+        Some(app)
+    }
+
+    /// A server with `--auth keys` (keys remembered for [`KEY_CACHE_TTL`]) on a fresh database of `backend`,
+    /// with an admin key that the helpers of this app use.
+    pub async fn spawn_with_keys(
+        backend: Backend,
+        configure: impl FnOnce(&mut Settings),
+    ) -> Option<Self> {
+        let mut app = Self::spawn_with(backend, |settings| {
+            settings.security.auth = AuthMode::Keys;
+            settings.security.key_cache_ttl = KEY_CACHE_TTL;
+            configure(settings);
+        })
+        .await?;
+        app.admin_key = Some(app.mint_key(SETUP_AGENT, "admin", None).await);
+        Some(app)
+    }
+
+    /// A server on the database at `url` with settings changed by `configure`. With TLS the channel connects on
+    /// first use (and must be replaced by a TLS one to be useful).
+    pub async fn spawn_on_with(url: &str, configure: impl FnOnce(&mut Settings)) -> Self {
+        let mut settings = Settings::new("127.0.0.1:0".parse().expect("socket address"), url);
+        settings.database.db_max_connections = 8;
+        configure(&mut settings);
+        let tls = settings.security.tls_cert.is_some();
         let server = within("server start", RunningServer::start(settings))
             .await
             .expect("server starts");
         let addr = server.local_addr();
-        let channel = connect(addr).await;
+        let channel = if tls {
+            Channel::from_shared(format!("http://{addr}"))
+                .expect("endpoint uri")
+                .connect_lazy()
+        } else {
+            connect(addr).await
+        };
         Self {
             addr,
             server: Some(server),
             channel,
-            db_file: db_file.to_owned(),
-            _dir: None,
+            url: url.to_owned(),
+            admin_key: None,
+            _db: None,
+        }
+    }
+
+    /// Creates an API key on this app's database (as `customer-context keys create` does) and returns its
+    /// secret.
+    pub async fn mint_key(&self, name: &str, role: &str, customer: Option<&str>) -> String {
+        let store = self.store().await;
+        let created = store.create_key(name, role, customer).await;
+        store.close().await;
+        created.expect("key created").secret
+    }
+
+    /// Revokes every active key named `name` (as `customer-context keys revoke` does).
+    pub async fn revoke_key(&self, name: &str) {
+        let store = self.store().await;
+        let revoked = store.revoke_key(name).await;
+        store.close().await;
+        revoked.expect("key revoked");
+    }
+
+    async fn store(&self) -> Store {
+        let mut database = DatabaseSettings::new(&self.url);
+        database.db_max_connections = 2;
+        within("opening the database", Store::connect(&database))
+            .await
+            .expect("database opens")
+    }
+
+    /// `message` as the helpers send it: as [`SETUP_AGENT`], with the admin key when the app has one.
+    pub fn setup<T>(&self, message: T) -> tonic::Request<T> {
+        let request = as_agent(SETUP_AGENT, message);
+        match &self.admin_key {
+            Some(key) => with_key(key, request),
+            None => request,
         }
     }
 
@@ -89,10 +216,6 @@ impl TestApp {
         within("server shutdown", server.shutdown())
             .await
             .expect("server shuts down cleanly");
-    }
-
-    pub fn db_file(&self) -> &Path {
-        &self.db_file
     }
 
     /// The shared channel of this app (cheap to clone).
@@ -121,10 +244,7 @@ impl TestApp {
         let request = pb::CreateCustomerRequest {
             customer: Some(customer),
         };
-        ok(self
-            .customers()
-            .create_customer(as_agent(SETUP_AGENT, request))
-            .await)
+        ok(self.customers().create_customer(self.setup(request)).await)
     }
 
     pub async fn get_customer(&self, id: &str) -> Result<pb::Customer, Status> {
@@ -165,10 +285,7 @@ impl TestApp {
         let call = pb::CreateRequestRequest {
             request: Some(request),
         };
-        ok(self
-            .requests()
-            .create_request(as_agent(SETUP_AGENT, call))
-            .await)
+        ok(self.requests().create_request(self.setup(call)).await)
     }
 
     pub async fn get_request(&self, id: &str) -> Result<pb::Request, Status> {
@@ -242,10 +359,7 @@ impl TestApp {
         let call = pb::CreateActivityRequest {
             activity: Some(activity),
         };
-        ok(self
-            .activities()
-            .create_activity(as_agent(SETUP_AGENT, call))
-            .await)
+        ok(self.activities().create_activity(self.setup(call)).await)
     }
 
     pub async fn get_activity(&self, id: &str) -> Result<pb::Activity, Status> {
@@ -291,6 +405,20 @@ pub fn as_agent<T>(agent: &str, message: T) -> tonic::Request<T> {
         .metadata_mut()
         .insert(AGENT_HEADER, agent.parse().expect("ascii agent id"));
     request
+}
+
+/// `request` with `authorization: Bearer <secret>`.
+pub fn with_key<T>(secret: &str, mut request: tonic::Request<T>) -> tonic::Request<T> {
+    request.metadata_mut().insert(
+        "authorization",
+        format!("Bearer {secret}").parse().expect("ascii key"),
+    );
+    request
+}
+
+/// `message` sent with the API key `secret`.
+pub fn keyed<T>(secret: &str, message: T) -> tonic::Request<T> {
+    with_key(secret, tonic::Request::new(message))
 }
 
 /// The message of a successful call; fails the test with the status otherwise.

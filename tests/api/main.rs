@@ -2,13 +2,25 @@
 //! driven through the generated gRPC clients. One test binary keeps link times low.
 
 mod harness;
+mod postgres;
+mod replicas;
 
 mod activities;
+mod auth;
 mod concurrency;
+mod context;
+mod crash;
 mod customers;
+mod hostile;
+mod limits;
 mod pagination;
 mod plumbing;
+mod portal;
+mod race;
+mod recent;
 mod requests;
 mod restart;
+mod search;
+mod tls;
 mod validation;
 mod watch;

@@ -7,6 +7,9 @@ use futures::{StreamExt, stream};
 use prost_types::Timestamp;
 use tonic::{Code, Status, transport::Channel};
 
+use rstest::rstest;
+use rstest_reuse::apply;
+
 use crate::harness::*;
 
 /// Creates one activity per occur_time, concurrently over several connections.
@@ -43,9 +46,14 @@ fn newest_first(mut activities: Vec<pb::Activity>) -> Vec<pb::Activity> {
     activities
 }
 
+#[apply(backends)]
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn walking_1000_activities_in_pages_of_50_sees_each_once_while_new_ones_arrive() {
-    let app = TestApp::spawn().await;
+async fn walking_1000_activities_in_pages_of_50_sees_each_once_while_new_ones_arrive(
+    backend: Backend,
+) {
+    let Some(app) = TestApp::spawn(backend).await else {
+        return;
+    };
     let ana = app.create_customer(customer("Ana", "Lopez")).await;
     let start = now().seconds - 30 * 86_400;
     let occur_times = (0..1000).map(|i| timestamp(start + i * 60, 0)).collect();
@@ -134,9 +142,12 @@ async fn walking_1000_activities_in_pages_of_50_sees_each_once_while_new_ones_ar
     );
 }
 
+#[apply(backends)]
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn activities_sharing_one_occur_time_page_without_gaps_or_duplicates() {
-    let app = TestApp::spawn().await;
+async fn activities_sharing_one_occur_time_page_without_gaps_or_duplicates(backend: Backend) {
+    let Some(app) = TestApp::spawn(backend).await else {
+        return;
+    };
     let ana = app.create_customer(customer("Ana", "Lopez")).await;
     let same = timestamp(1_700_000_000, 0);
     let created = create_activities(&app, &ana.id, vec![same; 120]).await;
@@ -163,9 +174,12 @@ async fn activities_sharing_one_occur_time_page_without_gaps_or_duplicates() {
     assert_eq!(walked_ids, created_ids, "no gaps");
 }
 
+#[apply(backends)]
 #[tokio::test]
-async fn requests_and_search_results_page_newest_first() {
-    let app = TestApp::spawn().await;
+async fn requests_and_search_results_page_newest_first(backend: Backend) {
+    let Some(app) = TestApp::spawn(backend).await else {
+        return;
+    };
     let mut customers = Vec::new();
     for name in ["Ana", "Ben", "Carl", "Dora", "Emil"] {
         customers.push(app.create_customer(customer(name, "Lopez")).await);
@@ -259,9 +273,12 @@ async fn list_everything(
     ]
 }
 
+#[apply(backends)]
 #[tokio::test]
-async fn a_negative_page_size_is_refused_everywhere() {
-    let app = TestApp::spawn().await;
+async fn a_negative_page_size_is_refused_everywhere(backend: Backend) {
+    let Some(app) = TestApp::spawn(backend).await else {
+        return;
+    };
     for (method, status) in list_everything(&app, -1, "").await {
         assert_eq!(status.code(), Code::InvalidArgument, "{method}: {status:?}");
         assert_eq!(
@@ -272,9 +289,12 @@ async fn a_negative_page_size_is_refused_everywhere() {
     }
 }
 
+#[apply(backends)]
 #[tokio::test]
-async fn a_malformed_page_token_is_refused_everywhere() {
-    let app = TestApp::spawn().await;
+async fn a_malformed_page_token_is_refused_everywhere(backend: Backend) {
+    let Some(app) = TestApp::spawn(backend).await else {
+        return;
+    };
     for token in ["garbage!!", "AAAA", "eyJub3QiOiJhIHRva2VuIn0"] {
         for (method, status) in list_everything(&app, 10, token).await {
             assert_eq!(

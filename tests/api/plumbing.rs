@@ -12,6 +12,9 @@ use tonic_health::pb::{
     health_client::HealthClient,
 };
 
+use rstest::rstest;
+use rstest_reuse::apply;
+
 use crate::harness::*;
 
 const PUBLIC_SERVICES: [&str; 3] = [
@@ -20,9 +23,12 @@ const PUBLIC_SERVICES: [&str; 3] = [
     "customer_context.v1.ActivityService",
 ];
 
+#[apply(backends)]
 #[tokio::test]
-async fn health_check_reports_serving() {
-    let app = TestApp::spawn().await;
+async fn health_check_reports_serving(backend: Backend) {
+    let Some(app) = TestApp::spawn(backend).await else {
+        return;
+    };
     let mut health = HealthClient::new(app.channel());
     for service in std::iter::once("").chain(PUBLIC_SERVICES) {
         let call = HealthCheckRequest {
@@ -33,13 +39,16 @@ async fn health_check_reports_serving() {
     }
 }
 
+#[apply(backends)]
 #[tokio::test]
-async fn reflection_v1_lists_the_public_services() {
+async fn reflection_v1_lists_the_public_services(backend: Backend) {
     use tonic_reflection::pb::v1::{
         ServerReflectionRequest, server_reflection_client::ServerReflectionClient,
         server_reflection_request::MessageRequest, server_reflection_response::MessageResponse,
     };
-    let app = TestApp::spawn().await;
+    let Some(app) = TestApp::spawn(backend).await else {
+        return;
+    };
     let mut client = ServerReflectionClient::new(app.channel());
     let request = ServerReflectionRequest {
         host: String::new(),
@@ -61,13 +70,16 @@ async fn reflection_v1_lists_the_public_services() {
     }
 }
 
+#[apply(backends)]
 #[tokio::test]
-async fn reflection_v1alpha_lists_and_describes_the_public_services() {
+async fn reflection_v1alpha_lists_and_describes_the_public_services(backend: Backend) {
     use tonic_reflection::pb::v1alpha::{
         ServerReflectionRequest, server_reflection_client::ServerReflectionClient,
         server_reflection_request::MessageRequest, server_reflection_response::MessageResponse,
     };
-    let app = TestApp::spawn().await;
+    let Some(app) = TestApp::spawn(backend).await else {
+        return;
+    };
     let mut client = ServerReflectionClient::new(app.channel());
     let requests = [
         ServerReflectionRequest {
@@ -169,9 +181,12 @@ fn header<'a>(head: &'a str, name: &str) -> Option<&'a str> {
     })
 }
 
+#[apply(backends)]
 #[tokio::test]
-async fn grpc_web_call_over_http1_answers_with_a_status_trailer_frame() {
-    let app = TestApp::spawn().await;
+async fn grpc_web_call_over_http1_answers_with_a_status_trailer_frame(backend: Backend) {
+    let Some(app) = TestApp::spawn(backend).await else {
+        return;
+    };
     let head = format!(
         "POST /grpc.health.v1.Health/Check HTTP/1.1\r\n\
          Host: {addr}\r\n\
@@ -222,9 +237,12 @@ async fn grpc_web_call_over_http1_answers_with_a_status_trailer_frame() {
     );
 }
 
+#[apply(backends)]
 #[tokio::test]
-async fn cors_preflight_allows_browser_gadgets() {
-    let app = TestApp::spawn().await;
+async fn cors_preflight_allows_browser_gadgets(backend: Backend) {
+    let Some(app) = TestApp::spawn(backend).await else {
+        return;
+    };
     let request = format!(
         "OPTIONS /customer_context.v1.CustomerService/GetCustomer HTTP/1.1\r\n\
          Host: {addr}\r\n\
@@ -260,9 +278,12 @@ async fn cors_preflight_allows_browser_gadgets() {
     }
 }
 
+#[apply(backends)]
 #[tokio::test]
-async fn shutdown_stops_serving() {
-    let app = TestApp::spawn().await;
+async fn shutdown_stops_serving(backend: Backend) {
+    let Some(app) = TestApp::spawn(backend).await else {
+        return;
+    };
     let addr = app.addr;
     let created = app.create_customer(customer("Ana", "Lopez")).await;
     assert_eq!(created.version, 1);

@@ -3,11 +3,17 @@
 use customer_context::pb::{self, RequestStatus};
 use tonic::Code;
 
+use rstest::rstest;
+use rstest_reuse::apply;
+
 use crate::harness::*;
 
+#[apply(backends)]
 #[tokio::test]
-async fn request_round_trips_every_field_through_create_get_update_delete() {
-    let app = TestApp::spawn().await;
+async fn request_round_trips_every_field_through_create_get_update_delete(backend: Backend) {
+    let Some(app) = TestApp::spawn(backend).await else {
+        return;
+    };
     let ana = app.create_customer(customer("Ana", "Lopez")).await;
     let input = pb::Request {
         // Output-only fields: must be ignored on input.
@@ -93,9 +99,12 @@ async fn request_round_trips_every_field_through_create_get_update_delete() {
     assert_eq!(app.get_customer(&ana.id).await.expect("get"), ana);
 }
 
+#[apply(backends)]
 #[tokio::test]
-async fn create_request_requires_a_title_and_an_existing_customer() {
-    let app = TestApp::spawn().await;
+async fn create_request_requires_a_title_and_an_existing_customer(backend: Backend) {
+    let Some(app) = TestApp::spawn(backend).await else {
+        return;
+    };
     let ana = app.create_customer(customer("Ana", "Lopez")).await;
 
     let call = pb::CreateRequestRequest {
@@ -144,9 +153,12 @@ async fn create_request_requires_a_title_and_an_existing_customer() {
     );
 }
 
+#[apply(backends)]
 #[tokio::test]
-async fn closing_sets_close_time_and_reopening_clears_it() {
-    let app = TestApp::spawn().await;
+async fn closing_sets_close_time_and_reopening_clears_it(backend: Backend) {
+    let Some(app) = TestApp::spawn(backend).await else {
+        return;
+    };
     let ana = app.create_customer(customer("Ana", "Lopez")).await;
     let created = app.create_request(request(&ana.id, "Broken")).await;
     assert_eq!(created.status, RequestStatus::Open as i32);
@@ -207,9 +219,12 @@ async fn closing_sets_close_time_and_reopening_clears_it() {
     assert_eq!(app.get_request(&created.id).await.expect("get"), pending);
 }
 
+#[apply(backends)]
 #[tokio::test]
-async fn cancelling_deletes_the_comments_and_freezes_the_request() {
-    let app = TestApp::spawn().await;
+async fn cancelling_deletes_the_comments_and_freezes_the_request(backend: Backend) {
+    let Some(app) = TestApp::spawn(backend).await else {
+        return;
+    };
     let ana = app.create_customer(customer("Ana", "Lopez")).await;
     let created = app.create_request(request(&ana.id, "Broken")).await;
     let first = app
@@ -271,9 +286,12 @@ async fn cancelling_deletes_the_comments_and_freezes_the_request() {
     assert_eq!(app.list_comments(&created.id).await.expect("list"), vec![]);
 }
 
+#[apply(backends)]
 #[tokio::test]
-async fn comments_carry_their_author_and_are_listed_oldest_first() {
-    let app = TestApp::spawn().await;
+async fn comments_carry_their_author_and_are_listed_oldest_first(backend: Backend) {
+    let Some(app) = TestApp::spawn(backend).await else {
+        return;
+    };
     let ana = app.create_customer(customer("Ana", "Lopez")).await;
     let created = app.create_request(request(&ana.id, "Broken")).await;
     let other = app.create_request(request(&ana.id, "Other")).await;
@@ -325,9 +343,12 @@ async fn comments_carry_their_author_and_are_listed_oldest_first() {
     assert_eq!(app.list_comments(&created.id).await.expect("list").len(), 3);
 }
 
+#[apply(backends)]
 #[tokio::test]
-async fn list_requests_filters_by_customer_and_status_newest_first() {
-    let app = TestApp::spawn().await;
+async fn list_requests_filters_by_customer_and_status_newest_first(backend: Backend) {
+    let Some(app) = TestApp::spawn(backend).await else {
+        return;
+    };
     let ana = app.create_customer(customer("Ana", "Lopez")).await;
     let ben = app.create_customer(customer("Ben", "Smith")).await;
     let r1 = app.create_request(request(&ana.id, "one")).await;
@@ -362,9 +383,12 @@ async fn list_requests_filters_by_customer_and_status_newest_first() {
     );
 }
 
+#[apply(backends)]
 #[tokio::test]
-async fn deleting_a_request_keeps_its_activities_unlinked() {
-    let app = TestApp::spawn().await;
+async fn deleting_a_request_keeps_its_activities_unlinked(backend: Backend) {
+    let Some(app) = TestApp::spawn(backend).await else {
+        return;
+    };
     let ana = app.create_customer(customer("Ana", "Lopez")).await;
     let created = app.create_request(request(&ana.id, "Broken")).await;
     app.add_comment("ana", &created.id, "note")
@@ -402,9 +426,12 @@ async fn deleting_a_request_keeps_its_activities_unlinked() {
     );
 }
 
+#[apply(backends)]
 #[tokio::test]
-async fn stale_request_versions_are_aborted() {
-    let app = TestApp::spawn().await;
+async fn stale_request_versions_are_aborted(backend: Backend) {
+    let Some(app) = TestApp::spawn(backend).await else {
+        return;
+    };
     let ana = app.create_customer(customer("Ana", "Lopez")).await;
     let created = app.create_request(request(&ana.id, "Broken")).await;
     let retitle = |version: i64, title: &str| pb::Request {

@@ -3,16 +3,20 @@
 use customer_context::pb::{self, RequestStatus, lookup_customers_request::Key};
 use tonic::Code;
 
+use rstest::rstest;
+use rstest_reuse::apply;
+
 use crate::harness::*;
 
+#[apply(backends)]
 #[tokio::test]
-async fn restarting_on_the_same_database_file_loses_nothing() {
-    let dir = tempfile::tempdir().expect("temporary directory");
-    let db_file = dir.path().join("cc.db");
+async fn restarting_on_the_same_database_file_loses_nothing(backend: Backend) {
+    let Some(db) = TestDb::new(backend).await else {
+        return;
+    };
 
     // First life: write a bit of everything.
-    let app = TestApp::spawn_with_db(&db_file).await;
-    assert_eq!(app.db_file(), db_file);
+    let app = TestApp::spawn_on(db.url()).await;
     let ana = app
         .create_customer(pb::Customer {
             customer_number: "C-1".to_owned(),
@@ -86,7 +90,7 @@ async fn restarting_on_the_same_database_file_loses_nothing() {
     app.shutdown().await;
 
     // Second life: a new server on the same file.
-    let app = TestApp::spawn_with_db(&db_file).await;
+    let app = TestApp::spawn_on(db.url()).await;
     assert_eq!(app.get_customer(&ana.id).await.expect("ana"), ana);
     assert_eq!(app.get_customer(&ben.id).await.expect("ben"), ben);
     assert_eq!(app.search_customers("").await, everyone);

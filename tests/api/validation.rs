@@ -6,6 +6,9 @@ use std::collections::HashMap;
 use customer_context::pb::{self, ContactKind};
 use tonic::{Code, Status};
 
+use rstest::rstest;
+use rstest_reuse::apply;
+
 use crate::harness::*;
 
 async fn create_customer(app: &TestApp, customer: pb::Customer) -> Result<pb::Customer, Status> {
@@ -29,9 +32,12 @@ fn single_violation(status: &Status) -> (String, String) {
     violation
 }
 
+#[apply(backends)]
 #[tokio::test]
-async fn text_limit_counts_characters_so_2000_emoji_pass_and_2001_ascii_fail() {
-    let app = TestApp::spawn().await;
+async fn text_limit_counts_characters_so_2000_emoji_pass_and_2001_ascii_fail(backend: Backend) {
+    let Some(app) = TestApp::spawn(backend).await else {
+        return;
+    };
     let emoji = "😀".repeat(2000);
     assert_eq!(emoji.len(), 8000, "four bytes each");
 
@@ -112,9 +118,12 @@ async fn text_limit_counts_characters_so_2000_emoji_pass_and_2001_ascii_fail() {
     assert_eq!(page.activities, vec![created_activity]);
 }
 
+#[apply(backends)]
 #[tokio::test]
-async fn a_50_character_tag_passes_and_a_51_character_tag_fails() {
-    let app = TestApp::spawn().await;
+async fn a_50_character_tag_passes_and_a_51_character_tag_fails(backend: Backend) {
+    let Some(app) = TestApp::spawn(backend).await else {
+        return;
+    };
     let fifty = "t".repeat(50);
     let fifty_wide = "ü".repeat(50);
     let ana = create_customer(
@@ -155,9 +164,12 @@ async fn a_50_character_tag_passes_and_a_51_character_tag_fails() {
     assert!(page.activities.is_empty());
 }
 
+#[apply(backends)]
 #[tokio::test]
-async fn tags_differing_only_in_case_and_spaces_are_duplicates() {
-    let app = TestApp::spawn().await;
+async fn tags_differing_only_in_case_and_spaces_are_duplicates(backend: Backend) {
+    let Some(app) = TestApp::spawn(backend).await else {
+        return;
+    };
     let status = err(create_customer(
         &app,
         pb::Customer {
@@ -208,9 +220,12 @@ async fn tags_differing_only_in_case_and_spaces_are_duplicates() {
     );
 }
 
+#[apply(backends)]
 #[tokio::test]
-async fn tags_are_stored_trimmed_in_the_given_order() {
-    let app = TestApp::spawn().await;
+async fn tags_are_stored_trimmed_in_the_given_order(backend: Backend) {
+    let Some(app) = TestApp::spawn(backend).await else {
+        return;
+    };
     let ana = app
         .create_customer(pb::Customer {
             tags: strings(&[" zeta ", "Alpha", "mid dle", "\tTabbed\t"]),
@@ -221,9 +236,12 @@ async fn tags_are_stored_trimmed_in_the_given_order() {
     assert_eq!(app.get_customer(&ana.id).await.expect("get").tags, ana.tags);
 }
 
+#[apply(backends)]
 #[tokio::test]
-async fn empty_tags_and_too_many_tags_are_refused() {
-    let app = TestApp::spawn().await;
+async fn empty_tags_and_too_many_tags_are_refused(backend: Backend) {
+    let Some(app) = TestApp::spawn(backend).await else {
+        return;
+    };
     let status = err(create_customer(
         &app,
         pb::Customer {
@@ -267,9 +285,12 @@ async fn empty_tags_and_too_many_tags_are_refused() {
     assert_eq!(app.search_customers("").await, vec![ana]);
 }
 
+#[apply(backends)]
 #[tokio::test]
-async fn attribute_keys_and_counts_are_checked() {
-    let app = TestApp::spawn().await;
+async fn attribute_keys_and_counts_are_checked(backend: Backend) {
+    let Some(app) = TestApp::spawn(backend).await else {
+        return;
+    };
     let longest_key = "k".repeat(64);
     let attributes = HashMap::from([
         (longest_key.clone(), "v".to_owned()),
@@ -365,9 +386,12 @@ async fn attribute_keys_and_counts_are_checked() {
     assert_eq!(app.search_customers("").await, vec![ben, ana]);
 }
 
+#[apply(backends)]
 #[tokio::test]
-async fn contact_points_are_validated_and_limited_to_50() {
-    let app = TestApp::spawn().await;
+async fn contact_points_are_validated_and_limited_to_50(backend: Backend) {
+    let Some(app) = TestApp::spawn(backend).await else {
+        return;
+    };
     let status = err(create_customer(
         &app,
         pb::Customer {
@@ -447,9 +471,14 @@ async fn contact_points_are_validated_and_limited_to_50() {
     assert_eq!(app.search_customers("").await, vec![ana]);
 }
 
+#[apply(backends)]
 #[tokio::test]
-async fn every_violation_of_a_call_is_reported_in_one_bad_request_and_nothing_is_written() {
-    let app = TestApp::spawn().await;
+async fn every_violation_of_a_call_is_reported_in_one_bad_request_and_nothing_is_written(
+    backend: Backend,
+) {
+    let Some(app) = TestApp::spawn(backend).await else {
+        return;
+    };
     let bad = pb::Customer {
         first_name: "x".repeat(2001),
         notes: "😀".repeat(2001),

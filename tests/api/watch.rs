@@ -10,16 +10,19 @@ use tokio::sync::mpsc;
 use tokio_stream::wrappers::ReceiverStream;
 use tonic::{Code, Streaming};
 
+use rstest::rstest;
+use rstest_reuse::apply;
+
 use crate::harness::*;
 
 /// One agent gadget: its own connection and one Watch stream.
-struct Watcher {
+pub struct Watcher {
     requests: mpsc::Sender<WatchRequest>,
-    events: Streaming<WatchEvent>,
+    pub events: Streaming<WatchEvent>,
 }
 
 impl Watcher {
-    async fn open(app: &TestApp, agent: &str) -> Watcher {
+    pub async fn open(app: &TestApp, agent: &str) -> Watcher {
         let (requests, rx) = mpsc::channel(16);
         let mut client = WatchServiceClient::new(app.new_channel().await);
         let events = within(
@@ -32,7 +35,7 @@ impl Watcher {
         Watcher { requests, events }
     }
 
-    async fn send(&self, request: Req) {
+    pub async fn send(&self, request: Req) {
         self.requests
             .send(WatchRequest {
                 request: Some(request),
@@ -41,7 +44,7 @@ impl Watcher {
             .expect("stream open");
     }
 
-    async fn subscribe(&self, resources: Vec<ResourceRef>, resume_after: i64) {
+    pub async fn subscribe(&self, resources: Vec<ResourceRef>, resume_after: i64) {
         self.send(Req::Subscribe(pb::Subscribe {
             resources,
             resume_after,
@@ -50,7 +53,7 @@ impl Watcher {
         .await;
     }
 
-    async fn next(&mut self) -> WatchEvent {
+    pub async fn next(&mut self) -> WatchEvent {
         within("next watch event", self.events.message())
             .await
             .expect("stream healthy")
@@ -58,7 +61,7 @@ impl Watcher {
     }
 
     /// The next ResourceChanged, skipping presence.
-    async fn next_change(&mut self) -> (i64, pb::ResourceChanged) {
+    pub async fn next_change(&mut self) -> (i64, pb::ResourceChanged) {
         loop {
             let event = self.next().await;
             match event.event {
@@ -70,7 +73,7 @@ impl Watcher {
     }
 
     /// Presence events until one for `id` satisfies `done`; returns its participants as (agent, editing).
-    async fn presence_until(
+    pub async fn presence_until(
         &mut self,
         id: &str,
         done: impl Fn(&[(String, bool)]) -> bool,
@@ -91,13 +94,13 @@ impl Watcher {
     }
 
     /// Waits until the subscription of `agent` to `id` is in place (the presence sent on subscribe).
-    async fn joined(&mut self, id: &str, agent: &str) {
+    pub async fn joined(&mut self, id: &str, agent: &str) {
         self.presence_until(id, |p| p.iter().any(|(a, _)| a == agent))
             .await;
     }
 }
 
-fn customer_ref(id: &str, known_version: i64) -> ResourceRef {
+pub fn customer_ref(id: &str, known_version: i64) -> ResourceRef {
     ResourceRef {
         r#type: ResourceType::Customer as i32,
         id: id.to_owned(),
@@ -106,7 +109,7 @@ fn customer_ref(id: &str, known_version: i64) -> ResourceRef {
 }
 
 /// Sets the customer's notes as `agent` from `version`.
-async fn set_notes(
+pub async fn set_notes(
     app: &TestApp,
     agent: &str,
     id: &str,
@@ -128,9 +131,12 @@ async fn set_notes(
         .map(tonic::Response::into_inner)
 }
 
+#[apply(backends)]
 #[tokio::test]
-async fn a_watcher_learns_who_changed_what_once_and_not_her_own_saves() {
-    let app = TestApp::spawn().await;
+async fn a_watcher_learns_who_changed_what_once_and_not_her_own_saves(backend: Backend) {
+    let Some(app) = TestApp::spawn(backend).await else {
+        return;
+    };
     let c = app.create_customer(customer("Carla", "Diaz")).await;
     let mut ana = Watcher::open(&app, "ana").await;
     ana.subscribe(vec![customer_ref(&c.id, 1)], 0).await;
@@ -168,9 +174,14 @@ async fn a_watcher_learns_who_changed_what_once_and_not_her_own_saves() {
     );
 }
 
+#[apply(backends)]
 #[tokio::test]
-async fn a_stale_known_version_gets_an_event_at_once_and_children_arrive_with_their_parent() {
-    let app = TestApp::spawn().await;
+async fn a_stale_known_version_gets_an_event_at_once_and_children_arrive_with_their_parent(
+    backend: Backend,
+) {
+    let Some(app) = TestApp::spawn(backend).await else {
+        return;
+    };
     let c = app.create_customer(customer("Carla", "Diaz")).await;
     set_notes(&app, "ben", &c.id, 1, "first").await.unwrap();
     set_notes(&app, "cy", &c.id, 2, "second").await.unwrap();
@@ -220,9 +231,12 @@ async fn a_stale_known_version_gets_an_event_at_once_and_children_arrive_with_th
     );
 }
 
+#[apply(backends)]
 #[tokio::test]
-async fn presence_shows_who_views_and_edits_and_who_left() {
-    let app = TestApp::spawn().await;
+async fn presence_shows_who_views_and_edits_and_who_left(backend: Backend) {
+    let Some(app) = TestApp::spawn(backend).await else {
+        return;
+    };
     let c = app.create_customer(customer("Carla", "Diaz")).await;
     let mut ana = Watcher::open(&app, "ana").await;
     ana.subscribe(vec![customer_ref(&c.id, 1)], 0).await;
@@ -253,9 +267,12 @@ async fn presence_shows_who_views_and_edits_and_who_left() {
     assert_eq!(left, [("ana".to_owned(), false)]);
 }
 
+#[apply(backends)]
 #[tokio::test]
-async fn a_reconnecting_watcher_gets_exactly_what_it_missed_then_live_changes() {
-    let app = TestApp::spawn().await;
+async fn a_reconnecting_watcher_gets_exactly_what_it_missed_then_live_changes(backend: Backend) {
+    let Some(app) = TestApp::spawn(backend).await else {
+        return;
+    };
     let c = app.create_customer(customer("Carla", "Diaz")).await;
     let mut ana = Watcher::open(&app, "ana").await;
     ana.subscribe(vec![customer_ref(&c.id, 1)], 0).await;
@@ -293,9 +310,12 @@ async fn a_reconnecting_watcher_gets_exactly_what_it_missed_then_live_changes() 
     assert!(cursor > last_cursor);
 }
 
+#[apply(backends)]
 #[tokio::test]
-async fn bad_subscriptions_end_the_stream_with_a_precise_code() {
-    let app = TestApp::spawn().await;
+async fn bad_subscriptions_end_the_stream_with_a_precise_code(backend: Backend) {
+    let Some(app) = TestApp::spawn(backend).await else {
+        return;
+    };
     let mut ana = Watcher::open(&app, "ana").await;
     ana.subscribe(vec![customer_ref("not-an-id", 1)], 0).await;
     let status = within("error", ana.events.message()).await.unwrap_err();
@@ -308,9 +328,12 @@ async fn bad_subscriptions_end_the_stream_with_a_precise_code() {
     assert_error(&status, Code::ResourceExhausted, "TOO_MANY_SUBSCRIPTIONS");
 }
 
+#[apply(backends)]
 #[tokio::test]
-async fn shutdown_ends_watch_streams_with_unavailable() {
-    let app = TestApp::spawn().await;
+async fn shutdown_ends_watch_streams_with_unavailable(backend: Backend) {
+    let Some(app) = TestApp::spawn(backend).await else {
+        return;
+    };
     let c = app.create_customer(customer("Carla", "Diaz")).await;
     let mut ana = Watcher::open(&app, "ana").await;
     ana.subscribe(vec![customer_ref(&c.id, 1)], 0).await;
@@ -328,11 +351,14 @@ async fn shutdown_ends_watch_streams_with_unavailable() {
 }
 
 /// Writers never wait on a watcher that stopped reading; its memory stays bounded and it is told to resync.
+#[apply(backends)]
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_watcher_that_stops_reading_never_slows_writers_and_gets_resync() {
+async fn a_watcher_that_stops_reading_never_slows_writers_and_gets_resync(backend: Backend) {
     const CHANGES: i64 = 100_000;
     const WRITERS: i64 = 8;
-    let app = TestApp::spawn().await;
+    let Some(app) = TestApp::spawn(backend).await else {
+        return;
+    };
     let c = app.create_customer(customer("Carla", "Diaz")).await;
     let mut stalled = Watcher::open(&app, "ana").await;
     stalled.subscribe(vec![customer_ref(&c.id, 1)], 0).await;

@@ -1,0 +1,325 @@
+//! `ContextService`: the router's entry point when a call, chat or email arrives, and the agent's Recent list.
+
+use tonic::{Request, Response, Status};
+
+use super::{ANONYMOUS, ApiState, principal};
+use crate::{
+    domain::{
+        Violations,
+        activity::{MAX_CHANNEL, MAX_DIRECTION},
+        contact, page, reason,
+        text::{self, MAX_TEXT_CHARS},
+    },
+    error::Error,
+    pb::{self, context_service_server::ContextService},
+    store::{ContextResult, OpenContext, Prefill, RequestPolicy},
+};
+
+pub struct ContextApi {
+    state: ApiState,
+}
+
+impl ContextApi {
+    pub fn new(state: ApiState) -> Self {
+        Self { state }
+    }
+}
+
+/// Records that `agent` opened or read `customer_id`, for their Recent list. Calls without an agent
+/// (`anonymous`) are not recorded: nobody's list would show them.
+pub(super) fn record_view(state: &ApiState, agent: &str, customer_id: &str) {
+    if agent != ANONYMOUS {
+        state.recent.record(agent, customer_id);
+    }
+}
+
+fn check_enum(violations: &mut Violations, field: &str, value: i32, max: i32, name: &str) {
+    if !(0..=max).contains(&value) {
+        violations.push(
+            field,
+            reason::INVALID_ENUM_VALUE,
+            format!("{value} is not a {name}"),
+        );
+    }
+}
+
+fn request_policy(violations: &mut Violations, value: i32) -> RequestPolicy {
+    match pb::RequestPolicy::try_from(value) {
+        Ok(pb::RequestPolicy::Unspecified | pb::RequestPolicy::AttachOrCreate) => {
+            RequestPolicy::AttachOrCreate
+        }
+        Ok(pb::RequestPolicy::AttachOnly) => RequestPolicy::AttachOnly,
+        Ok(pb::RequestPolicy::None) => RequestPolicy::None,
+        Err(_) => {
+            violations.push(
+                "request_policy",
+                reason::INVALID_ENUM_VALUE,
+                format!("{value} is not a RequestPolicy"),
+            );
+            RequestPolicy::default()
+        }
+    }
+}
+
+/// Checks an `OpenContext` call and converts it; the routed agent defaults to `acting`.
+fn open_context_input(
+    violations: &mut Violations,
+    m: pb::OpenContextRequest,
+    region: phonenumber::country::Id,
+    acting: &str,
+) -> OpenContext {
+    text::check_required_text(violations, "interaction_id", &m.interaction_id);
+    for (field, value) in [
+        ("handle", &m.handle),
+        ("display_name", &m.display_name),
+        ("topic", &m.topic),
+        ("agent", &m.agent),
+    ] {
+        text::check_text(violations, field, value);
+    }
+    check_enum(violations, "channel", m.channel, MAX_CHANNEL, "Channel");
+    check_enum(
+        violations,
+        "direction",
+        m.direction,
+        MAX_DIRECTION,
+        "Direction",
+    );
+    let policy = request_policy(violations, m.request_policy);
+    let phone = match m.phone.trim() {
+        "" => None,
+        raw => contact::normalize_phone(raw, region)
+            .map_err(|e| violations.push("phone", reason::INVALID_PHONE, e))
+            .ok(),
+    };
+    let email = match m.email.trim() {
+        "" => None,
+        raw => contact::normalize_email(raw)
+            .map_err(|e| violations.push("email", reason::INVALID_EMAIL, e))
+            .ok(),
+    };
+    let handle = Some(contact::normalize_handle(&m.handle)).filter(|h| !h.is_empty());
+    if m.phone.trim().is_empty() && m.email.trim().is_empty() && handle.is_none() {
+        violations.push(
+            "phone",
+            reason::REQUIRED_FIELD,
+            "give at least one of phone, email or handle to identify the caller",
+        );
+    }
+    let agent = match m.agent.trim() {
+        "" => acting.to_owned(),
+        agent => agent.to_owned(),
+    };
+    let caller = phone
+        .clone()
+        .or_else(|| email.clone())
+        .or_else(|| handle.clone())
+        .unwrap_or_else(|| m.display_name.trim().to_owned());
+    let (first_name, last_name) = split_name(&m.display_name);
+    OpenContext {
+        request_title: request_title(&m.topic, m.channel, m.direction, &caller),
+        prefill: Prefill {
+            first_name,
+            last_name,
+            email: email.clone().unwrap_or_default(),
+            phone: phone.clone().unwrap_or_default(),
+        },
+        interaction_id: m.interaction_id,
+        channel: m.channel,
+        direction: m.direction,
+        phone,
+        email,
+        handle,
+        display_name: m.display_name,
+        topic: m.topic,
+        agent,
+        policy,
+    }
+}
+
+/// First and last name from a display name: `"Ana García"` → (`Ana`, `García`), `"Mary Ann Smith"` →
+/// (`Mary Ann`, `Smith`), `"García, Ana"` → (`Ana`, `García`). A name without letters, or an address, gives
+/// nothing: chat and email channels often show the contact point as the name.
+pub fn split_name(display_name: &str) -> (String, String) {
+    let name = display_name.trim();
+    if name.contains('@') || !name.chars().any(char::is_alphabetic) {
+        return (String::new(), String::new());
+    }
+    let join = |s: &str| s.split_whitespace().collect::<Vec<_>>().join(" ");
+    if let Some((last, first)) = name.split_once(',') {
+        return (join(first), join(last));
+    }
+    let words: Vec<&str> = name.split_whitespace().collect();
+    match words.split_last() {
+        Some((last, first)) if !first.is_empty() => (first.join(" "), (*last).to_owned()),
+        _ => (join(name), String::new()),
+    }
+}
+
+/// The title of a request opened for an interaction: its topic, else what it was and who
+/// (`"Voice call from +14155550100"`).
+pub fn request_title(topic: &str, channel: i32, direction: i32, caller: &str) -> String {
+    let topic = topic.trim();
+    if !topic.is_empty() {
+        return topic.to_owned();
+    }
+    let what = match pb::Channel::try_from(channel) {
+        Ok(pb::Channel::Voice) => "Voice call",
+        Ok(pb::Channel::Chat) => "Chat",
+        Ok(pb::Channel::Email) => "Email",
+        Ok(pb::Channel::Sms) => "SMS",
+        Ok(pb::Channel::Social) => "Social message",
+        Ok(pb::Channel::Web) => "Web contact",
+        Ok(pb::Channel::InPerson) => "Visit",
+        _ => "Contact",
+    };
+    let title = match (
+        caller.is_empty(),
+        direction == pb::Direction::Outgoing as i32,
+    ) {
+        (true, _) => what.to_owned(),
+        (false, true) => format!("{what} to {caller}"),
+        (false, false) => format!("{what} from {caller}"),
+    };
+    title.chars().take(MAX_TEXT_CHARS).collect()
+}
+
+fn to_pb(result: ContextResult) -> pb::OpenContextResponse {
+    pb::OpenContextResponse {
+        customer: result.customer.map(super::customers::to_pb),
+        candidates: result
+            .candidates
+            .into_iter()
+            .map(super::customers::to_pb)
+            .collect(),
+        activity: result.activity.map(super::activities::to_pb),
+        request: result.request.map(super::requests::to_pb),
+        open_requests: result
+            .open_requests
+            .into_iter()
+            .map(super::requests::to_pb)
+            .collect(),
+        recent_activities: result
+            .recent_activities
+            .into_iter()
+            .map(super::activities::to_pb)
+            .collect(),
+        prefill: result.prefill.map(|p| pb::Prefill {
+            first_name: p.first_name,
+            last_name: p.last_name,
+            email: p.email,
+            phone: p.phone,
+        }),
+    }
+}
+
+#[tonic::async_trait]
+impl ContextService for ContextApi {
+    async fn open_context(
+        &self,
+        request: Request<pb::OpenContextRequest>,
+    ) -> Result<Response<pb::OpenContextResponse>, Status> {
+        let agent = principal(&request)?.agent;
+        let mut violations = Violations::new();
+        let input = open_context_input(
+            &mut violations,
+            request.into_inner(),
+            self.state.region,
+            &agent,
+        );
+        violations.into_result(()).map_err(Error::from)?;
+        let result = self.state.store.open_context(&agent, &input).await?;
+        Ok(Response::new(to_pb(result)))
+    }
+
+    async fn list_recent_customers(
+        &self,
+        request: Request<pb::ListRecentCustomersRequest>,
+    ) -> Result<Response<pb::ListRecentCustomersResponse>, Status> {
+        let message = request.into_inner();
+        let mut violations = Violations::new();
+        let agent = message.agent.trim();
+        text::check_required_text(&mut violations, "agent", agent);
+        let limit = page::page_size(&mut violations, "page_size", message.page_size);
+        violations.into_result(()).map_err(Error::from)?;
+        // The agent's own views recorded so far are written first, so the list shows what they just opened.
+        self.state.recent.flush().await;
+        let customers = self.state.store.recent_customers(agent, limit).await?;
+        Ok(Response::new(pb::ListRecentCustomersResponse {
+            customers: customers.into_iter().map(super::customers::to_pb).collect(),
+        }))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn split(name: &str) -> (String, String) {
+        split_name(name)
+    }
+
+    fn pair(first: &str, last: &str) -> (String, String) {
+        (first.to_owned(), last.to_owned())
+    }
+
+    #[test]
+    fn display_names_split_into_first_and_last() {
+        assert_eq!(split("Ana García"), pair("Ana", "García"));
+        assert_eq!(split("  Mary  Ann   Smith "), pair("Mary Ann", "Smith"));
+        assert_eq!(split("García López, Ana"), pair("Ana", "García López"));
+        assert_eq!(split("Zoë"), pair("Zoë", ""));
+        assert_eq!(split("+1 415 555 0100"), pair("", ""));
+        assert_eq!(split("ana@example.com"), pair("", ""));
+        assert_eq!(split(""), pair("", ""));
+    }
+
+    #[test]
+    fn titles_come_from_the_topic_or_the_channel_and_caller() {
+        let voice = pb::Channel::Voice as i32;
+        let incoming = pb::Direction::Incoming as i32;
+        let outgoing = pb::Direction::Outgoing as i32;
+        assert_eq!(request_title(" Billing ", voice, incoming, "+1"), "Billing");
+        assert_eq!(
+            request_title("", voice, incoming, "+14155550100"),
+            "Voice call from +14155550100"
+        );
+        assert_eq!(
+            request_title("", pb::Channel::Email as i32, outgoing, "a@b.co"),
+            "Email to a@b.co"
+        );
+        assert_eq!(request_title("", 0, 0, ""), "Contact");
+        let long = "x".repeat(MAX_TEXT_CHARS);
+        assert_eq!(
+            request_title("", voice, incoming, &long).chars().count(),
+            MAX_TEXT_CHARS
+        );
+    }
+
+    #[test]
+    fn open_context_input_reports_every_violation() {
+        let mut violations = Violations::new();
+        let m = pb::OpenContextRequest {
+            phone: "555-CALL-NOW".to_owned(),
+            email: "not-an-email".to_owned(),
+            channel: 99,
+            request_policy: -1,
+            ..Default::default()
+        };
+        open_context_input(&mut violations, m, phonenumber::country::Id::US, "ana");
+        let found: Vec<(&str, &str)> = violations
+            .iter()
+            .map(|v| (v.field.as_str(), v.reason))
+            .collect();
+        assert_eq!(
+            found,
+            [
+                ("interaction_id", reason::REQUIRED_FIELD),
+                ("channel", reason::INVALID_ENUM_VALUE),
+                ("request_policy", reason::INVALID_ENUM_VALUE),
+                ("phone", reason::INVALID_PHONE),
+                ("email", reason::INVALID_EMAIL),
+            ]
+        );
+    }
+}

@@ -1,0 +1,462 @@
+//! `OpenContext`: identify the caller, log the interaction's activity (joining or opening a request) and gather
+//! what the agent's gadget shows, idempotently on the router's interaction id.
+//!
+//! Matching and the gadget's reads use the read pool; the writes (request, activity, their change-log rows, the
+//! agent's Recent entry and the interaction record) are one short write transaction. The interaction record is
+//! claimed with `INSERT ... ON CONFLICT DO NOTHING` before anything else is written. On SQLite the transaction
+//! holds the write lock from its first statement, so the claim sees every earlier claim; on PostgreSQL the insert
+//! waits for a concurrent claim of the same id to commit and then inserts nothing. The loser rolls back and
+//! returns the winner's result, so one interaction creates one activity and at most one request, however many
+//! retries race. A retry that arrives after the commit is answered from the read pool without taking the lock.
+
+use sea_orm::{
+    ActiveValue::Set,
+    ColumnTrait, ConnectionTrait, EntityTrait, QueryFilter, QueryOrder, QuerySelect,
+    sea_query::{LockType, OnConflict},
+};
+use serde::{Deserialize, Serialize};
+
+use super::{
+    Store, activities,
+    caller::Caller,
+    change_log, customers, decode_json, encode_json,
+    entity::{self, customers as customer_rows},
+    recent::{self, View},
+    requests,
+};
+use crate::{
+    domain::{
+        activity::{Activity, ActivityData},
+        change::{ChangeKind, NewChange, ResourceKind},
+        customer::{Audit, Customer},
+        ids::new_id,
+        mask,
+        request::{Request, RequestData, RequestStatus},
+        time::now_micros,
+    },
+    error::{Error, Result},
+};
+
+/// How many of the customer's newest activities the gadget gets.
+pub const RECENT_ACTIVITIES: u64 = 20;
+/// Most open requests returned (a customer rarely has more than a few).
+pub const MAX_OPEN_REQUESTS: u64 = 100;
+/// Attempts when the matched customer is deleted while the interaction is being recorded.
+const ATTEMPTS: usize = 3;
+
+/// The `interactions` table: what one `OpenContext` call matched and created.
+mod interactions {
+    use sea_orm::entity::prelude::*;
+
+    #[derive(Clone, Debug, PartialEq, Eq, DeriveEntityModel)]
+    #[sea_orm(table_name = "interactions")]
+    pub struct Model {
+        #[sea_orm(primary_key, auto_increment = false)]
+        pub interaction_id: String,
+        pub customer_id: Option<String>,
+        /// JSON array of ids, most recently active first.
+        pub candidate_ids: String,
+        pub activity_id: String,
+        pub request_id: Option<String>,
+        /// JSON `Prefill`, for an unknown caller.
+        pub prefill: Option<String>,
+        pub agent: String,
+        pub create_time: i64,
+    }
+
+    #[derive(Copy, Clone, Debug, EnumIter, DeriveRelation)]
+    pub enum Relation {}
+
+    impl ActiveModelBehavior for ActiveModel {}
+}
+
+/// Whether and how the interaction's activity joins a request.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum RequestPolicy {
+    /// Join the customer's most recently updated open or pending request, else open one.
+    #[default]
+    AttachOrCreate,
+    /// Join such a request if there is one; never open one.
+    AttachOnly,
+    /// Link no request.
+    None,
+}
+
+/// The fields of a new-customer form, for a caller nobody matched.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Prefill {
+    pub first_name: String,
+    pub last_name: String,
+    pub email: String,
+    pub phone: String,
+}
+
+/// A checked `OpenContext` call. Contact values are normalized.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct OpenContext {
+    pub interaction_id: String,
+    pub channel: i32,
+    pub direction: i32,
+    /// E.164.
+    pub phone: Option<String>,
+    pub email: Option<String>,
+    pub handle: Option<String>,
+    pub display_name: String,
+    pub topic: String,
+    /// The agent the interaction is routed to: the activity's `entered_by` and whose Recent list it joins.
+    pub agent: String,
+    pub policy: RequestPolicy,
+    /// Title of a request opened for the interaction.
+    pub request_title: String,
+    /// Returned when no customer matches.
+    pub prefill: Prefill,
+}
+
+/// What the gadget shows for an interaction.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct ContextResult {
+    pub customer: Option<Customer>,
+    pub candidates: Vec<Customer>,
+    pub activity: Option<Activity>,
+    pub request: Option<Request>,
+    pub open_requests: Vec<Request>,
+    pub recent_activities: Vec<Activity>,
+    pub prefill: Option<Prefill>,
+}
+
+/// The outcome of the write transaction.
+enum Recorded {
+    /// This call logged the activity, joining or opening the request.
+    Created(Box<(Activity, Option<Request>)>),
+    /// Another call with the same interaction id got there first.
+    Replay(interactions::Model),
+    /// The matched customer was deleted meanwhile: match again.
+    CustomerGone,
+}
+
+impl Store {
+    /// Opens the context of an interaction as `acting_agent` (the router). A repeated interaction id returns the
+    /// first call's records as they are now and creates nothing.
+    pub async fn open_context(
+        &self,
+        acting_agent: &str,
+        input: &OpenContext,
+    ) -> Result<ContextResult> {
+        if let Some(done) = interactions::Entity::find_by_id(input.interaction_id.clone())
+            .one(&self.read)
+            .await?
+        {
+            return self.replay(done).await;
+        }
+        for _ in 0..ATTEMPTS {
+            let caller = self.identify(input).await?;
+            match self.record(acting_agent, input, &caller).await? {
+                Recorded::Created(created) => {
+                    let (activity, request) = *created;
+                    let (customer, candidates, prefill) = match caller {
+                        Caller::Known(customer) => (Some(*customer), Vec::new(), None),
+                        Caller::Ambiguous(candidates) => (None, candidates, None),
+                        Caller::Unknown => (None, Vec::new(), Some(input.prefill.clone())),
+                    };
+                    return self
+                        .gather(customer, candidates, Some(activity), request, prefill)
+                        .await;
+                }
+                Recorded::Replay(done) => return self.replay(done).await,
+                Recorded::CustomerGone => continue,
+            }
+        }
+        Err(Error::Unavailable(
+            "the matching customer kept changing; retry".to_owned(),
+        ))
+    }
+
+    async fn record(
+        &self,
+        acting_agent: &str,
+        input: &OpenContext,
+        caller: &Caller,
+    ) -> Result<Recorded> {
+        let txn = self.begin_write().await?;
+        let customer_id = match caller {
+            Caller::Known(customer) => Some(customer.id.as_str()),
+            _ => None,
+        };
+        let mut attached = None;
+        if let Some(id) = customer_id {
+            // PostgreSQL: FOR KEY SHARE keeps the customer from being deleted until this commits.
+            let alive = customer_rows::Entity::find_by_id(id.to_owned())
+                .select_only()
+                .column(customer_rows::Column::Id)
+                .lock(LockType::KeyShare)
+                .into_tuple::<String>()
+                .one(&txn)
+                .await?;
+            if alive.is_none() {
+                return Ok(Recorded::CustomerGone);
+            }
+            if input.policy != RequestPolicy::None {
+                attached = latest_open_request(&txn, id).await?;
+            }
+        }
+        let now = now_micros();
+        let audit = Audit {
+            create_time: now,
+            update_time: now,
+            created_by: acting_agent.to_owned(),
+            updated_by: acting_agent.to_owned(),
+        };
+        let created_request = match (customer_id, attached.is_none(), input.policy) {
+            (Some(id), true, RequestPolicy::AttachOrCreate) => Some(Request {
+                id: new_id(),
+                version: 1,
+                customer_id: id.to_owned(),
+                data: RequestData {
+                    title: input.request_title.clone(),
+                    ..Default::default()
+                },
+                close_time: None,
+                audit: audit.clone(),
+            }),
+            _ => None,
+        };
+        let request = attached.or(created_request.clone());
+        let activity = Activity {
+            id: new_id(),
+            version: 1,
+            data: ActivityData {
+                customer_id: customer_id.map(str::to_owned),
+                request_id: request.as_ref().map(|r| r.id.clone()),
+                channel: input.channel,
+                direction: input.direction,
+                topic: input.topic.clone(),
+                occur_time: now,
+                entered_by: input.agent.clone(),
+                contact_name: input.display_name.clone(),
+                contact_phone: input.phone.clone().unwrap_or_default(),
+                contact_email: input.email.clone().unwrap_or_default(),
+                reference: input.interaction_id.clone(),
+                ..Default::default()
+            },
+            audit,
+        };
+        let (candidate_ids, prefill) = match caller {
+            Caller::Ambiguous(candidates) => {
+                (candidates.iter().map(|c| c.id.clone()).collect(), None)
+            }
+            Caller::Unknown => (Vec::new(), Some(encode_json(&input.prefill)?)),
+            Caller::Known(_) => (Vec::new(), None),
+        };
+        let claim = interactions::ActiveModel {
+            interaction_id: Set(input.interaction_id.clone()),
+            customer_id: Set(customer_id.map(str::to_owned)),
+            candidate_ids: Set(encode_json::<Vec<String>>(&candidate_ids)?),
+            activity_id: Set(activity.id.clone()),
+            request_id: Set(request.as_ref().map(|r| r.id.clone())),
+            prefill: Set(prefill),
+            agent: Set(input.agent.clone()),
+            create_time: Set(now),
+        };
+        let claimed = interactions::Entity::insert(claim)
+            .on_conflict(
+                OnConflict::column(interactions::Column::InteractionId)
+                    .do_nothing()
+                    .to_owned(),
+            )
+            .exec_without_returning(&txn)
+            .await?;
+        if claimed == 0 {
+            // Committed by the other call by now (SQLite: it held the write lock before us; PostgreSQL: the insert
+            // waited for it).
+            drop(txn);
+            let done = interactions::Entity::find_by_id(input.interaction_id.clone())
+                .one(&self.read)
+                .await?
+                .ok_or_else(|| Error::internal("interaction claimed but not found"))?;
+            return Ok(Recorded::Replay(done));
+        }
+        if let Some(new) = &created_request {
+            insert_request(&txn, acting_agent, new).await?;
+        }
+        insert_activity(&txn, acting_agent, &activity).await?;
+        if let Some(id) = customer_id {
+            let view = View {
+                agent: input.agent.clone(),
+                customer_id: id.to_owned(),
+                time: now,
+            };
+            recent::upsert(&txn, &[view]).await?;
+        }
+        self.commit(txn).await?;
+        Ok(Recorded::Created(Box::new((activity, request))))
+    }
+
+    /// The result of an earlier call, with its records as they are now (deleted ones left out).
+    async fn replay(&self, done: interactions::Model) -> Result<ContextResult> {
+        let customer = match done.customer_id.as_deref() {
+            Some(id) => optional(customers::find(&self.read, id).await)?,
+            None => None,
+        };
+        let candidate_ids: Vec<String> = decode_json(&done.candidate_ids)?;
+        let mut candidates: Vec<Customer> = customer_rows::Entity::find()
+            .filter(customer_rows::Column::Id.is_in(candidate_ids.iter().map(String::as_str)))
+            .all(&self.read)
+            .await?
+            .into_iter()
+            .map(customers::from_model)
+            .collect::<Result<_>>()?;
+        let position = |c: &Customer| candidate_ids.iter().position(|id| *id == c.id);
+        candidates.sort_by_key(position);
+        let activity = entity::activities::Entity::find_by_id(done.activity_id.clone())
+            .one(&self.read)
+            .await?
+            .map(activities::from_model)
+            .transpose()?;
+        let request = match done.request_id.as_deref() {
+            Some(id) => optional(requests::find(&self.read, id).await)?,
+            None => None,
+        };
+        let prefill = done.prefill.as_deref().map(decode_json).transpose()?;
+        self.gather(customer, candidates, activity, request, prefill)
+            .await
+    }
+
+    /// Adds the customer's open requests and newest activities.
+    async fn gather(
+        &self,
+        customer: Option<Customer>,
+        candidates: Vec<Customer>,
+        activity: Option<Activity>,
+        request: Option<Request>,
+        prefill: Option<Prefill>,
+    ) -> Result<ContextResult> {
+        let (open_requests, recent_activities) = match &customer {
+            Some(customer) => tokio::try_join!(
+                open_requests(&self.read, &customer.id, MAX_OPEN_REQUESTS),
+                newest_activities(&self.read, &customer.id),
+            )?,
+            None => (Vec::new(), Vec::new()),
+        };
+        Ok(ContextResult {
+            customer,
+            candidates,
+            activity,
+            request,
+            open_requests,
+            recent_activities,
+            prefill,
+        })
+    }
+}
+
+/// `Ok(None)` for a record that no longer exists.
+fn optional<T>(found: Result<T>) -> Result<Option<T>> {
+    match found {
+        Ok(value) => Ok(Some(value)),
+        Err(Error::NotFound { .. }) => Ok(None),
+        Err(err) => Err(err),
+    }
+}
+
+/// The customer's open and pending requests, most recently updated first.
+async fn open_requests(
+    db: &impl ConnectionTrait,
+    customer_id: &str,
+    limit: u64,
+) -> Result<Vec<Request>> {
+    entity::requests::Entity::find()
+        .filter(entity::requests::Column::CustomerId.eq(customer_id))
+        .filter(entity::requests::Column::Status.is_in([
+            RequestStatus::Open.as_i32(),
+            RequestStatus::Pending.as_i32(),
+        ]))
+        .order_by_desc(entity::requests::Column::UpdateTime)
+        .order_by_desc(entity::requests::Column::Id)
+        .limit(limit)
+        .all(db)
+        .await?
+        .into_iter()
+        .map(requests::from_model)
+        .collect()
+}
+
+/// The request an interaction of this customer joins; on PostgreSQL locked until the transaction ends.
+async fn latest_open_request(
+    db: &impl ConnectionTrait,
+    customer_id: &str,
+) -> Result<Option<Request>> {
+    entity::requests::Entity::find()
+        .filter(entity::requests::Column::CustomerId.eq(customer_id))
+        .filter(entity::requests::Column::Status.is_in([
+            RequestStatus::Open.as_i32(),
+            RequestStatus::Pending.as_i32(),
+        ]))
+        .order_by_desc(entity::requests::Column::UpdateTime)
+        .order_by_desc(entity::requests::Column::Id)
+        .lock_exclusive()
+        .one(db)
+        .await?
+        .map(requests::from_model)
+        .transpose()
+}
+
+async fn newest_activities(db: &impl ConnectionTrait, customer_id: &str) -> Result<Vec<Activity>> {
+    entity::activities::Entity::find()
+        .filter(entity::activities::Column::CustomerId.eq(customer_id))
+        .order_by_desc(entity::activities::Column::OccurTime)
+        .order_by_desc(entity::activities::Column::Id)
+        .limit(RECENT_ACTIVITIES)
+        .all(db)
+        .await?
+        .into_iter()
+        .map(activities::from_model)
+        .collect()
+}
+
+async fn insert_request(db: &impl ConnectionTrait, agent: &str, request: &Request) -> Result<()> {
+    entity::requests::Entity::insert(requests::to_active(request)?)
+        .exec_without_returning(db)
+        .await?;
+    change_log::append(
+        db,
+        NewChange {
+            resource: ResourceKind::Request,
+            resource_id: request.id.clone(),
+            version: 1,
+            kind: ChangeKind::Created,
+            agent: agent.to_owned(),
+            fields: mask::all_fields(&request.data),
+            parent_id: Some(request.customer_id.clone()),
+            internal: false,
+            time: request.audit.create_time,
+        },
+    )
+    .await?;
+    Ok(())
+}
+
+async fn insert_activity(
+    db: &impl ConnectionTrait,
+    agent: &str,
+    activity: &Activity,
+) -> Result<()> {
+    entity::activities::Entity::insert(activities::to_active(activity)?)
+        .exec_without_returning(db)
+        .await?;
+    change_log::append(
+        db,
+        NewChange {
+            resource: ResourceKind::Activity,
+            resource_id: activity.id.clone(),
+            version: 1,
+            kind: ChangeKind::Created,
+            agent: agent.to_owned(),
+            fields: mask::all_fields(&activity.data),
+            parent_id: activity.data.customer_id.clone(),
+            internal: activity.data.internal,
+            time: activity.audit.create_time,
+        },
+    )
+    .await?;
+    Ok(())
+}

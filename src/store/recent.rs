@@ -1,0 +1,262 @@
+//! Agents' recently opened customers (the gadget's Recent list).
+//!
+//! Reads are recorded off the call path: [`RecentViews::record`] puts the view on a bounded channel and returns
+//! at once; a background task merges views for up to [`BATCH_DELAY`] (or [`MAX_BATCH`] views) and upserts them
+//! in one write transaction, so a burst of reads costs one short write instead of one per read. When the channel
+//! is full a view is dropped (logged at debug level): the list is best-effort UI data and must never slow a
+//! read down. `OpenContext` records its customer inside its own transaction instead (`upsert`).
+
+use std::{collections::HashMap, time::Duration};
+
+use sea_orm::{
+    ColumnTrait, ConnectionTrait, EntityTrait, JoinType, QueryFilter, QueryOrder, QuerySelect,
+    RelationTrait,
+    sea_query::{Expr, OnConflict},
+};
+use tokio::{
+    sync::{mpsc, oneshot},
+    task::JoinHandle,
+    time::Instant,
+};
+
+use super::{Store, customers::from_model, entity::customers};
+use crate::{
+    domain::{customer::Customer, time::Micros, time::now_micros},
+    error::Result,
+};
+
+/// How far back the Recent list reaches.
+pub const RECENT_WINDOW: Duration = Duration::from_secs(30 * 24 * 60 * 60);
+/// Views waiting to be written at most; more are dropped.
+pub const QUEUE_CAPACITY: usize = 4096;
+/// Most views one write transaction upserts (three bound values each, well under SQLite's limit).
+pub const MAX_BATCH: usize = 500;
+/// How long a view may wait for others to share its write.
+pub const BATCH_DELAY: Duration = Duration::from_millis(100);
+/// How long [`RecentViews::flush`] waits for the recorder before giving up.
+const FLUSH_TIMEOUT: Duration = Duration::from_secs(5);
+
+/// The `recent_views` table: one row per (agent, customer), the newest view only.
+pub(super) mod recent_views {
+    use sea_orm::entity::prelude::*;
+
+    #[derive(Clone, Debug, PartialEq, Eq, DeriveEntityModel)]
+    #[sea_orm(table_name = "recent_views")]
+    pub struct Model {
+        #[sea_orm(primary_key, auto_increment = false)]
+        pub agent: String,
+        #[sea_orm(primary_key, auto_increment = false)]
+        pub customer_id: String,
+        pub view_time: i64,
+    }
+
+    #[derive(Copy, Clone, Debug, EnumIter, DeriveRelation)]
+    pub enum Relation {
+        #[sea_orm(
+            belongs_to = "crate::store::entity::customers::Entity",
+            from = "Column::CustomerId",
+            to = "crate::store::entity::customers::Column::Id"
+        )]
+        Customer,
+    }
+
+    impl ActiveModelBehavior for ActiveModel {}
+}
+
+/// One agent opening or reading one customer.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct View {
+    pub agent: String,
+    pub customer_id: String,
+    pub time: Micros,
+}
+
+enum Command {
+    View(View),
+    /// Write everything queued before it, then answer.
+    Flush(oneshot::Sender<()>),
+}
+
+/// Handle to the recorder task: cheap to clone. The task ends when every handle is dropped, after writing what
+/// is still queued.
+#[derive(Clone, Debug)]
+pub struct RecentViews {
+    sender: mpsc::Sender<Command>,
+}
+
+impl RecentViews {
+    /// Starts the recorder on the current tokio runtime.
+    pub fn spawn(store: Store) -> (RecentViews, JoinHandle<()>) {
+        let (sender, receiver) = mpsc::channel(QUEUE_CAPACITY);
+        let task = tokio::spawn(run(store, receiver));
+        (RecentViews { sender }, task)
+    }
+
+    /// Records that `agent` opened or read `customer_id` now. Never waits; drops the view if the queue is full.
+    pub fn record(&self, agent: &str, customer_id: &str) {
+        let view = View {
+            agent: agent.to_owned(),
+            customer_id: customer_id.to_owned(),
+            time: now_micros(),
+        };
+        if let Err(mpsc::error::TrySendError::Full(_)) = self.sender.try_send(Command::View(view)) {
+            tracing::debug!(agent, customer_id, "recent-view queue full; view dropped");
+        }
+    }
+
+    /// Waits until every view recorded before this call is written (or the recorder is gone, or
+    /// [`FLUSH_TIMEOUT`] passed), so an agent's own Recent list shows what they just opened.
+    pub async fn flush(&self) {
+        let (ack, done) = oneshot::channel();
+        let flushed = tokio::time::timeout(FLUSH_TIMEOUT, async {
+            if self.sender.send(Command::Flush(ack)).await.is_ok() {
+                let _ = done.await;
+            }
+        })
+        .await;
+        if flushed.is_err() {
+            tracing::warn!("recent-view recorder did not flush in time");
+        }
+    }
+}
+
+async fn run(store: Store, mut receiver: mpsc::Receiver<Command>) {
+    let mut pending: HashMap<(String, String), Micros> = HashMap::new();
+    let mut deadline = Instant::now();
+    loop {
+        let command = if pending.is_empty() {
+            receiver.recv().await
+        } else {
+            match tokio::time::timeout_at(deadline, receiver.recv()).await {
+                Ok(command) => command,
+                Err(_) => {
+                    write(&store, &mut pending).await;
+                    continue;
+                }
+            }
+        };
+        match command {
+            Some(Command::View(view)) => {
+                if pending.is_empty() {
+                    deadline = Instant::now() + BATCH_DELAY;
+                }
+                let time = pending.entry((view.agent, view.customer_id)).or_default();
+                *time = (*time).max(view.time);
+                if pending.len() >= MAX_BATCH {
+                    write(&store, &mut pending).await;
+                }
+            }
+            Some(Command::Flush(ack)) => {
+                write(&store, &mut pending).await;
+                let _ = ack.send(());
+            }
+            None => {
+                write(&store, &mut pending).await;
+                return;
+            }
+        }
+    }
+}
+
+async fn write(store: &Store, pending: &mut HashMap<(String, String), Micros>) {
+    if pending.is_empty() {
+        return;
+    }
+    let views: Vec<View> = pending
+        .drain()
+        .map(|((agent, customer_id), time)| View {
+            agent,
+            customer_id,
+            time,
+        })
+        .collect();
+    if let Err(err) = store.record_views(&views).await {
+        tracing::warn!(error = %err, views = views.len(), "cannot record recent views");
+    }
+}
+
+/// Upserts `views` (at most one per agent and customer), keeping the newer time of each. Every customer must
+/// exist.
+pub(super) async fn upsert(db: &impl ConnectionTrait, views: &[View]) -> Result<()> {
+    if views.is_empty() {
+        return Ok(());
+    }
+    let rows = views.iter().map(|v| recent_views::ActiveModel {
+        agent: sea_orm::Set(v.agent.clone()),
+        customer_id: sea_orm::Set(v.customer_id.clone()),
+        view_time: sea_orm::Set(v.time),
+    });
+    recent_views::Entity::insert_many(rows)
+        .on_conflict(
+            OnConflict::columns([
+                recent_views::Column::Agent,
+                recent_views::Column::CustomerId,
+            ])
+            .update_column(recent_views::Column::ViewTime)
+            .action_and_where(Expr::cust("excluded.view_time > recent_views.view_time"))
+            .to_owned(),
+        )
+        .exec_without_returning(db)
+        .await?;
+    Ok(())
+}
+
+/// The oldest view time still in the window at `now`.
+fn window_start(now: Micros) -> Micros {
+    now.saturating_sub(RECENT_WINDOW.as_micros() as i64)
+}
+
+impl Store {
+    /// Writes a batch of views in one transaction: views of customers deleted meanwhile are skipped, and each
+    /// agent's views older than [`RECENT_WINDOW`] are pruned.
+    pub async fn record_views(&self, views: &[View]) -> Result<()> {
+        let txn = self.begin_write().await?;
+        let ids: Vec<&str> = views.iter().map(|v| v.customer_id.as_str()).collect();
+        let existing: std::collections::HashSet<String> = customers::Entity::find()
+            .select_only()
+            .column(customers::Column::Id)
+            .filter(customers::Column::Id.is_in(ids))
+            .into_tuple::<String>()
+            .all(&txn)
+            .await?
+            .into_iter()
+            .collect();
+        let live: Vec<View> = views
+            .iter()
+            .filter(|v| existing.contains(&v.customer_id))
+            .cloned()
+            .collect();
+        upsert(&txn, &live).await?;
+        let mut agents: Vec<&str> = views.iter().map(|v| v.agent.as_str()).collect();
+        agents.sort_unstable();
+        agents.dedup();
+        let cutoff = window_start(now_micros());
+        for agent in agents {
+            recent_views::Entity::delete_many()
+                .filter(recent_views::Column::Agent.eq(agent))
+                .filter(recent_views::Column::ViewTime.lt(cutoff))
+                .exec(&txn)
+                .await?;
+        }
+        self.commit(txn).await
+    }
+
+    /// The customers `agent` opened or read within [`RECENT_WINDOW`], most recent first, at most `limit`.
+    pub async fn recent_customers(&self, agent: &str, limit: u64) -> Result<Vec<Customer>> {
+        customers::Entity::find()
+            .join(
+                JoinType::InnerJoin,
+                recent_views::Relation::Customer.def().rev(),
+            )
+            .filter(recent_views::Column::Agent.eq(agent))
+            .filter(recent_views::Column::ViewTime.gte(window_start(now_micros())))
+            .order_by_desc(recent_views::Column::ViewTime)
+            .order_by_desc(recent_views::Column::CustomerId)
+            .limit(limit)
+            .all(&self.read)
+            .await?
+            .into_iter()
+            .map(from_model)
+            .collect()
+    }
+}

@@ -1,0 +1,588 @@
+//! OpenContext: known, unknown and ambiguous callers, the attach-or-create rule, idempotency under concurrent
+//! retries, phone forms, and invalid input.
+
+use std::{collections::BTreeSet, sync::Arc};
+
+use customer_context::pb::{
+    self, Channel, Direction, RequestPolicy, RequestStatus,
+    context_service_client::ContextServiceClient,
+};
+use tokio::sync::Barrier;
+use tonic::{Status, transport};
+
+use rstest::rstest;
+use rstest_reuse::apply;
+
+use crate::harness::*;
+
+/// The router's identity (the acting agent of OpenContext calls).
+pub const ROUTER: &str = "router";
+
+pub fn context_client(channel: transport::Channel) -> ContextServiceClient<transport::Channel> {
+    ContextServiceClient::new(channel)
+}
+
+/// A voice call from `phone`, routed to agent `ana`.
+pub fn call(interaction_id: &str, phone: &str) -> pb::OpenContextRequest {
+    pb::OpenContextRequest {
+        interaction_id: interaction_id.to_owned(),
+        channel: Channel::Voice as i32,
+        direction: Direction::Incoming as i32,
+        phone: phone.to_owned(),
+        display_name: "Ana Lopez".to_owned(),
+        agent: "ana".to_owned(),
+        ..Default::default()
+    }
+}
+
+pub async fn open(
+    app: &TestApp,
+    request: pb::OpenContextRequest,
+) -> Result<pb::OpenContextResponse, Status> {
+    context_client(app.channel())
+        .open_context(as_agent(ROUTER, request))
+        .await
+        .map(tonic::Response::into_inner)
+}
+
+async fn activities_of(app: &TestApp, customer_id: &str) -> Vec<pb::Activity> {
+    ok_list(app.list_activities(customer_id, "", 500, "").await).activities
+}
+
+fn ok_list(result: Result<pb::ListActivitiesResponse, Status>) -> pb::ListActivitiesResponse {
+    result.unwrap_or_else(|status| panic!("list activities failed: {status:?}"))
+}
+
+fn ids<'a>(items: impl IntoIterator<Item = &'a String>) -> Vec<&'a str> {
+    items.into_iter().map(String::as_str).collect()
+}
+
+#[apply(backends)]
+#[tokio::test]
+async fn a_known_caller_gets_the_customer_a_logged_activity_and_a_new_request(backend: Backend) {
+    let Some(app) = TestApp::spawn(backend).await else {
+        return;
+    };
+    let ana = app
+        .create_customer(pb::Customer {
+            contact_points: vec![phone("(415) 555-0100")],
+            ..customer("Ana", "Lopez")
+        })
+        .await;
+    let earlier = app.create_activity(activity(&ana.id, "Earlier call")).await;
+
+    let response = open(
+        &app,
+        pb::OpenContextRequest {
+            topic: "Billing question".to_owned(),
+            email: "Ana@Example.com".to_owned(),
+            ..call("call-1", "+1 415-555-0100")
+        },
+    )
+    .await
+    .expect("open context");
+
+    let customer = app.get_customer(&ana.id).await.expect("customer");
+    assert_eq!(response.customer, Some(customer));
+    assert!(response.candidates.is_empty());
+    assert_eq!(response.prefill, None);
+    let request = response.request.clone().expect("a request was opened");
+    assert_uuid_v7(&request.id);
+    assert_eq!(request.customer_id, ana.id);
+    assert_eq!(request.title, "Billing question");
+    assert_eq!(request.status, RequestStatus::Open as i32);
+    assert_eq!(request.version, 1);
+    assert_eq!(request.created_by, ROUTER);
+    assert_eq!(app.get_request(&request.id).await.expect("stored"), request);
+
+    let activity = response.activity.clone().expect("an activity was logged");
+    assert_uuid_v7(&activity.id);
+    let expected = pb::Activity {
+        id: activity.id.clone(),
+        version: 1,
+        customer_id: ana.id.clone(),
+        request_id: request.id.clone(),
+        channel: Channel::Voice as i32,
+        direction: Direction::Incoming as i32,
+        topic: "Billing question".to_owned(),
+        occur_time: activity.occur_time,
+        entered_by: "ana".to_owned(),
+        contact_name: "Ana Lopez".to_owned(),
+        contact_phone: "+14155550100".to_owned(),
+        contact_email: "ana@example.com".to_owned(),
+        reference: "call-1".to_owned(),
+        create_time: activity.create_time,
+        update_time: activity.create_time,
+        created_by: ROUTER.to_owned(),
+        updated_by: ROUTER.to_owned(),
+        ..Default::default()
+    };
+    assert_eq!(activity, expected);
+    assert_eq!(
+        app.get_activity(&activity.id).await.expect("stored"),
+        activity
+    );
+    assert_eq!(response.open_requests, vec![request]);
+    assert_eq!(response.recent_activities, vec![activity, earlier]);
+}
+
+#[apply(backends)]
+#[tokio::test]
+async fn an_unknown_caller_gets_a_prefill_and_an_activity_linked_later(backend: Backend) {
+    let Some(app) = TestApp::spawn(backend).await else {
+        return;
+    };
+    let request = pb::OpenContextRequest {
+        interaction_id: "chat-7".to_owned(),
+        channel: Channel::Chat as i32,
+        email: " Ana.Garcia@Example.COM ".to_owned(),
+        display_name: "Ana María García".to_owned(),
+        ..Default::default()
+    };
+    let response = open(&app, request).await.expect("open context");
+    assert_eq!(response.customer, None);
+    assert!(response.candidates.is_empty());
+    assert_eq!(response.request, None);
+    assert!(response.open_requests.is_empty());
+    assert!(response.recent_activities.is_empty());
+    assert_eq!(
+        response.prefill,
+        Some(pb::Prefill {
+            first_name: "Ana María".to_owned(),
+            last_name: "García".to_owned(),
+            email: "ana.garcia@example.com".to_owned(),
+            phone: String::new(),
+        })
+    );
+    let activity = response.activity.expect("an activity was logged");
+    assert_eq!(activity.customer_id, "");
+    assert_eq!(activity.request_id, "");
+    assert_eq!(activity.contact_email, "ana.garcia@example.com");
+    assert_eq!(activity.contact_name, "Ana María García");
+    // No agent given: the acting agent took the call.
+    assert_eq!(activity.entered_by, ROUTER);
+
+    // The agent creates the customer from the prefill and links the activity.
+    let ana = app.create_customer(customer("Ana María", "García")).await;
+    let link = pb::UpdateActivityRequest {
+        activity: Some(pb::Activity {
+            customer_id: ana.id.clone(),
+            ..activity.clone()
+        }),
+        update_mask: mask(&["customer_id"]),
+    };
+    let linked = ok(app
+        .activities()
+        .update_activity(as_agent("ana", link))
+        .await);
+    assert_eq!(linked.customer_id, ana.id);
+    assert_eq!(activities_of(&app, &ana.id).await, vec![linked]);
+}
+
+#[apply(backends)]
+#[tokio::test]
+async fn an_ambiguous_caller_gets_candidates_most_recently_active_first(backend: Backend) {
+    let Some(app) = TestApp::spawn(backend).await else {
+        return;
+    };
+    let shared = |first: &str, mail: &str| pb::Customer {
+        contact_points: vec![phone("+1 415 555 0100"), email(mail)],
+        ..customer(first, "Lopez")
+    };
+    let ana = app.create_customer(shared("Ana", "ana@example.com")).await;
+    let ben = app.create_customer(shared("Ben", "ben@example.com")).await;
+    // Ana called since Ben was last updated; Carla was updated after that call but never called.
+    app.create_activity(activity(&ana.id, "Call")).await;
+    let carla = app
+        .create_customer(shared("Carla", "carla@example.com"))
+        .await;
+
+    let response = open(&app, call("call-1", "(415) 555-0100"))
+        .await
+        .expect("open context");
+    assert_eq!(response.customer, None);
+    assert_eq!(
+        ids(response.candidates.iter().map(|c| &c.id)),
+        [&carla.id, &ana.id, &ben.id]
+    );
+    assert_eq!(response.request, None);
+    assert_eq!(response.prefill, None);
+    assert!(response.open_requests.is_empty());
+    let activity = response.activity.expect("an activity was logged");
+    assert_eq!(activity.customer_id, "");
+    assert_eq!(activity.contact_phone, "+14155550100");
+
+    // Another contact point that only one of them has settles it.
+    let response = open(
+        &app,
+        pb::OpenContextRequest {
+            email: "BEN@example.com".to_owned(),
+            ..call("call-2", "(415) 555-0100")
+        },
+    )
+    .await
+    .expect("open context");
+    assert_eq!(response.customer.map(|c| c.id), Some(ben.id.clone()));
+    assert!(response.candidates.is_empty());
+    assert_eq!(response.activity.expect("activity").customer_id, ben.id);
+}
+
+#[apply(backends)]
+#[tokio::test]
+async fn attach_or_create_joins_the_most_recently_updated_open_or_pending_request(
+    backend: Backend,
+) {
+    let Some(app) = TestApp::spawn(backend).await else {
+        return;
+    };
+    let ana = app
+        .create_customer(pb::Customer {
+            contact_points: vec![phone("+14155550100")],
+            ..customer("Ana", "Lopez")
+        })
+        .await;
+    let older = app.create_request(request(&ana.id, "Older")).await;
+    let pending = app.create_request(request(&ana.id, "Pending")).await;
+    let pending = app
+        .patch_request(
+            "ana",
+            pb::Request {
+                status: RequestStatus::Pending as i32,
+                ..pending
+            },
+            &["status"],
+        )
+        .await
+        .expect("pending");
+    let closed = app.create_request(request(&ana.id, "Closed")).await;
+    app.patch_request(
+        "ana",
+        pb::Request {
+            status: RequestStatus::Closed as i32,
+            ..closed
+        },
+        &["status"],
+    )
+    .await
+    .expect("close");
+
+    // The pending request is the most recently updated open one (the closed one does not count).
+    let response = open(&app, call("call-1", "+14155550100"))
+        .await
+        .expect("open");
+    assert_eq!(response.request, Some(pending.clone()));
+    let activity = response.activity.expect("activity");
+    assert_eq!(activity.request_id, pending.id);
+    assert_eq!(response.open_requests, vec![pending.clone(), older.clone()]);
+
+    // Touching the older one makes it the most recent.
+    let older = app
+        .patch_request(
+            "ana",
+            pb::Request {
+                description: "more detail".to_owned(),
+                ..older
+            },
+            &["description"],
+        )
+        .await
+        .expect("edit");
+    for (id, policy) in [
+        ("call-2", RequestPolicy::AttachOrCreate),
+        ("call-3", RequestPolicy::AttachOnly),
+        ("call-4", RequestPolicy::Unspecified),
+    ] {
+        let response = open(
+            &app,
+            pb::OpenContextRequest {
+                request_policy: policy as i32,
+                ..call(id, "+14155550100")
+            },
+        )
+        .await
+        .expect("open");
+        assert_eq!(response.request, Some(older.clone()), "{policy:?}");
+        assert_eq!(response.open_requests, vec![older.clone(), pending.clone()]);
+    }
+    // Nothing new was opened.
+    let all = app.list_requests(&ana.id, RequestStatus::Unspecified).await;
+    assert_eq!(all.len(), 3);
+}
+
+#[apply(backends)]
+#[tokio::test]
+async fn a_request_is_opened_only_when_none_is_open_and_the_policy_allows(backend: Backend) {
+    let Some(app) = TestApp::spawn(backend).await else {
+        return;
+    };
+    let ana = app
+        .create_customer(pb::Customer {
+            contact_points: vec![phone("+14155550100")],
+            ..customer("Ana", "Lopez")
+        })
+        .await;
+    let closed = app.create_request(request(&ana.id, "Closed")).await;
+    app.patch_request(
+        "ana",
+        pb::Request {
+            status: RequestStatus::Closed as i32,
+            ..closed
+        },
+        &["status"],
+    )
+    .await
+    .expect("close");
+
+    for (id, policy) in [
+        ("call-1", RequestPolicy::AttachOnly),
+        ("call-2", RequestPolicy::None),
+    ] {
+        let response = open(
+            &app,
+            pb::OpenContextRequest {
+                request_policy: policy as i32,
+                ..call(id, "+14155550100")
+            },
+        )
+        .await
+        .expect("open");
+        assert_eq!(response.request, None, "{policy:?}");
+        assert_eq!(response.activity.expect("activity").request_id, "");
+        assert!(response.open_requests.is_empty());
+    }
+    assert_eq!(
+        app.list_requests(&ana.id, RequestStatus::Unspecified)
+            .await
+            .len(),
+        1
+    );
+
+    // No topic: the new request is titled after the call.
+    let response = open(&app, call("call-3", "+14155550100"))
+        .await
+        .expect("open");
+    let opened = response.request.expect("a request was opened");
+    assert_eq!(opened.title, "Voice call from +14155550100");
+    assert_eq!(opened.status, RequestStatus::Open as i32);
+    assert_eq!(response.open_requests, vec![opened.clone()]);
+
+    // NONE leaves even an open request alone.
+    let response = open(
+        &app,
+        pb::OpenContextRequest {
+            request_policy: RequestPolicy::None as i32,
+            ..call("call-4", "+14155550100")
+        },
+    )
+    .await
+    .expect("open");
+    assert_eq!(response.request, None);
+    assert_eq!(response.open_requests, vec![opened]);
+    assert_eq!(activities_of(&app, &ana.id).await.len(), 4);
+}
+
+#[apply(backends)]
+#[tokio::test]
+async fn twenty_concurrent_retries_of_one_interaction_log_one_activity(backend: Backend) {
+    let Some(app) = TestApp::spawn(backend).await else {
+        return;
+    };
+    let ana = app
+        .create_customer(pb::Customer {
+            contact_points: vec![phone("+14155550100")],
+            ..customer("Ana", "Lopez")
+        })
+        .await;
+    const CALLS: usize = 20;
+    let barrier = Arc::new(Barrier::new(CALLS));
+    let mut tasks = Vec::new();
+    for _ in 0..CALLS {
+        let mut client = context_client(app.new_channel().await);
+        let barrier = barrier.clone();
+        tasks.push(tokio::spawn(async move {
+            barrier.wait().await;
+            client
+                .open_context(as_agent(ROUTER, call("call-1", "(415) 555-0100")))
+                .await
+                .map(tonic::Response::into_inner)
+        }));
+    }
+    let mut responses = Vec::new();
+    for task in tasks {
+        let response = within("concurrent OpenContext", task)
+            .await
+            .expect("task")
+            .expect("every retry succeeds");
+        responses.push(response);
+    }
+    let activity_ids: BTreeSet<String> = responses
+        .iter()
+        .map(|r| r.activity.clone().expect("activity").id)
+        .collect();
+    let request_ids: BTreeSet<String> = responses
+        .iter()
+        .map(|r| r.request.clone().expect("request").id)
+        .collect();
+    assert_eq!(activity_ids.len(), 1, "{activity_ids:?}");
+    assert_eq!(request_ids.len(), 1, "{request_ids:?}");
+    for response in &responses {
+        assert_eq!(response.customer.as_ref().map(|c| &c.id), Some(&ana.id));
+    }
+    let activities = activities_of(&app, &ana.id).await;
+    assert_eq!(activities.len(), 1);
+    assert!(activity_ids.contains(&activities[0].id));
+    assert_eq!(
+        app.list_requests(&ana.id, RequestStatus::Unspecified)
+            .await
+            .len(),
+        1
+    );
+
+    // A later retry, even with other details, returns the same records as they are now.
+    let request = responses[0].request.clone().expect("request");
+    let renamed = app
+        .patch_request(
+            "ana",
+            pb::Request {
+                title: "Renamed".to_owned(),
+                ..request
+            },
+            &["title"],
+        )
+        .await
+        .expect("rename");
+    let replay = open(
+        &app,
+        pb::OpenContextRequest {
+            topic: "Something else".to_owned(),
+            request_policy: RequestPolicy::None as i32,
+            ..call("call-1", "+14155550100")
+        },
+    )
+    .await
+    .expect("replay");
+    assert_eq!(replay.activity, responses[0].activity);
+    assert_eq!(replay.request, Some(renamed.clone()));
+    assert_eq!(replay.open_requests, vec![renamed]);
+    assert_eq!(activities_of(&app, &ana.id).await.len(), 1);
+}
+
+#[apply(backends)]
+#[tokio::test]
+async fn a_retried_unknown_or_ambiguous_call_returns_the_same_result(backend: Backend) {
+    let Some(app) = TestApp::spawn(backend).await else {
+        return;
+    };
+    let first = open(&app, call("call-1", "+14155550100"))
+        .await
+        .expect("unknown caller");
+    assert_eq!(
+        open(&app, call("call-1", "+14155550100"))
+            .await
+            .expect("retry"),
+        first
+    );
+
+    for name in ["Ana", "Ben"] {
+        app.create_customer(pb::Customer {
+            contact_points: vec![phone("+12125550199")],
+            ..customer(name, "Lopez")
+        })
+        .await;
+    }
+    let first = open(&app, call("call-2", "+12125550199"))
+        .await
+        .expect("ambiguous caller");
+    assert_eq!(first.candidates.len(), 2);
+    assert_eq!(
+        open(&app, call("call-2", "+12125550199"))
+            .await
+            .expect("retry"),
+        first
+    );
+}
+
+#[apply(backends)]
+#[tokio::test]
+async fn every_written_form_of_a_phone_number_finds_the_caller(backend: Backend) {
+    let Some(app) = TestApp::spawn(backend).await else {
+        return;
+    };
+    let ana = app
+        .create_customer(pb::Customer {
+            contact_points: vec![phone("+1 (415) 555-0100")],
+            ..customer("Ana", "Lopez")
+        })
+        .await;
+    for (i, form) in ["(415) 555-0100", "+1 415-555-0100", "tel:+14155550100"]
+        .into_iter()
+        .enumerate()
+    {
+        let response = open(&app, call(&format!("call-{i}"), form))
+            .await
+            .expect("open");
+        assert_eq!(
+            response.customer.map(|c| c.id),
+            Some(ana.id.clone()),
+            "{form}"
+        );
+        let activity = response.activity.expect("activity");
+        assert_eq!(activity.contact_phone, "+14155550100", "{form}");
+    }
+}
+
+#[apply(backends)]
+#[tokio::test]
+async fn invalid_calls_are_refused_with_every_violation_and_nothing_is_logged(backend: Backend) {
+    let Some(app) = TestApp::spawn(backend).await else {
+        return;
+    };
+    let ana = app
+        .create_customer(pb::Customer {
+            contact_points: vec![phone("+14155550100")],
+            ..customer("Ana", "Lopez")
+        })
+        .await;
+
+    let status = err(open(&app, pb::OpenContextRequest::default()).await);
+    assert_violations(
+        &status,
+        &[
+            ("interaction_id", "REQUIRED_FIELD"),
+            ("phone", "REQUIRED_FIELD"),
+        ],
+    );
+
+    let bad = pb::OpenContextRequest {
+        interaction_id: "x".repeat(2001),
+        channel: 99,
+        direction: -1,
+        request_policy: 4,
+        email: "ana@".to_owned(),
+        topic: "é".repeat(2001),
+        ..call("", "+14155550100")
+    };
+    let status = err(open(&app, bad).await);
+    assert_violations(
+        &status,
+        &[
+            ("interaction_id", "FIELD_TOO_LONG"),
+            ("topic", "FIELD_TOO_LONG"),
+            ("channel", "INVALID_ENUM_VALUE"),
+            ("direction", "INVALID_ENUM_VALUE"),
+            ("request_policy", "INVALID_ENUM_VALUE"),
+            ("email", "INVALID_EMAIL"),
+        ],
+    );
+
+    let status = err(open(&app, call("call-1", "555-CALL-ANA")).await);
+    assert_violations(&status, &[("phone", "INVALID_PHONE")]);
+    assert!(activities_of(&app, &ana.id).await.is_empty());
+
+    // The limits count characters: 2,000 of them are fine.
+    let long_id = "😀".repeat(500) + &"x".repeat(1500);
+    let response = open(&app, call(&long_id, "+14155550100"))
+        .await
+        .expect("2,000 characters");
+    assert_eq!(response.activity.expect("activity").reference, long_id);
+}

@@ -1,0 +1,385 @@
+//! Hostile input: every RPC of every service (read from the descriptor set, so a new RPC is covered by itself)
+//! is driven with random bytes, mutations of valid messages, huge strings, bad masks and tokens, and a 10 MB
+//! message. The service never panics, never answers INTERNAL or UNKNOWN, keeps serving, and a refused call leaves
+//! the database as it was.
+
+use customer_context::{config::DatabaseSettings, pb, store::Store};
+use proptest::{
+    collection::vec,
+    prelude::*,
+    strategy::ValueTree,
+    test_runner::{Config, TestRunner},
+};
+use prost::Message;
+use prost::bytes::{Buf, BufMut};
+use rstest::rstest;
+use rstest_reuse::apply;
+use tonic::{
+    Code, Request, Status,
+    client::Grpc,
+    codec::{Codec, DecodeBuf, Decoder, EncodeBuf, Encoder},
+    transport::Channel,
+};
+
+use crate::harness::*;
+
+/// Sends and receives raw bytes, so a test can put anything on the wire.
+#[derive(Clone, Default)]
+struct RawCodec;
+
+struct RawEncoder;
+struct RawDecoder;
+
+impl Encoder for RawEncoder {
+    type Item = Vec<u8>;
+    type Error = Status;
+    fn encode(&mut self, item: Vec<u8>, dst: &mut EncodeBuf<'_>) -> Result<(), Status> {
+        dst.put_slice(&item);
+        Ok(())
+    }
+}
+
+impl Decoder for RawDecoder {
+    type Item = Vec<u8>;
+    type Error = Status;
+    fn decode(&mut self, src: &mut DecodeBuf<'_>) -> Result<Option<Vec<u8>>, Status> {
+        let mut out = vec![0; src.remaining()];
+        src.copy_to_slice(&mut out);
+        Ok(Some(out))
+    }
+}
+
+impl Codec for RawCodec {
+    type Encode = Vec<u8>;
+    type Decode = Vec<u8>;
+    type Encoder = RawEncoder;
+    type Decoder = RawDecoder;
+    fn encoder(&mut self) -> RawEncoder {
+        RawEncoder
+    }
+    fn decoder(&mut self) -> RawDecoder {
+        RawDecoder
+    }
+}
+
+/// Every public RPC: (path, streams requests).
+fn methods() -> Vec<(String, bool)> {
+    let set =
+        prost_types::FileDescriptorSet::decode(pb::FILE_DESCRIPTOR_SET).expect("descriptor set");
+    let mut methods = Vec::new();
+    for file in set
+        .file
+        .iter()
+        .filter(|f| f.package().starts_with("customer_context."))
+    {
+        for service in &file.service {
+            for method in &service.method {
+                methods.push((
+                    format!("/{}.{}/{}", file.package(), service.name(), method.name()),
+                    method.client_streaming(),
+                ));
+            }
+        }
+    }
+    assert!(methods.len() >= 18, "found {} RPCs", methods.len());
+    methods
+}
+
+/// Calls `path` with `payload` as the whole request message and returns the status (OK included).
+async fn call_raw(channel: &Channel, path: &str, streaming: bool, payload: Vec<u8>) -> Status {
+    let mut grpc = Grpc::new(channel.clone());
+    grpc.ready().await.expect("server ready");
+    let path: http::uri::PathAndQuery = path.parse().expect("path");
+    if streaming {
+        let requests = tokio_stream::iter(vec![payload]);
+        match grpc.streaming(Request::new(requests), path, RawCodec).await {
+            Ok(response) => {
+                let mut stream = response.into_inner();
+                // A watch stays open: one message or an error is enough to know how it took the input.
+                match tokio::time::timeout(std::time::Duration::from_millis(300), stream.message())
+                    .await
+                {
+                    Ok(Err(status)) => status,
+                    _ => Status::ok(""),
+                }
+            }
+            Err(status) => status,
+        }
+    } else {
+        match grpc.unary(Request::new(payload), path, RawCodec).await {
+            Ok(_) => Status::ok(""),
+            Err(status) => status,
+        }
+    }
+}
+
+/// Valid requests to mutate: one per kind of content the RPCs take.
+fn seeds(customer_id: &str) -> Vec<Vec<u8>> {
+    let customer = pb::Customer {
+        first_name: "Ana".into(),
+        contact_points: vec![phone("(415) 555-0100")],
+        tags: strings(&["vip"]),
+        attributes: [("tier".to_owned(), "gold".to_owned())].into(),
+        ..Default::default()
+    };
+    vec![
+        pb::CreateCustomerRequest {
+            customer: Some(customer.clone()),
+        }
+        .encode_to_vec(),
+        pb::UpdateCustomerRequest {
+            customer: Some(pb::Customer {
+                id: customer_id.into(),
+                version: 1,
+                ..customer
+            }),
+            update_mask: mask(&["first_name", "tags"]),
+        }
+        .encode_to_vec(),
+        pb::ListActivitiesRequest {
+            customer_id: customer_id.into(),
+            page_size: 5,
+            page_token: "abc".into(),
+            ..Default::default()
+        }
+        .encode_to_vec(),
+        pb::CreateActivityRequest {
+            activity: Some(activity(customer_id, "call")),
+        }
+        .encode_to_vec(),
+        pb::WatchRequest {
+            request: Some(pb::watch_request::Request::Subscribe(pb::Subscribe {
+                resources: vec![pb::ResourceRef {
+                    r#type: 1,
+                    id: customer_id.into(),
+                    known_version: 1,
+                }],
+                ..Default::default()
+            })),
+        }
+        .encode_to_vec(),
+    ]
+}
+
+/// How to mutate a seed: which seed, bytes to flip, where to cut, garbage to append.
+type Mutation = (usize, Vec<(usize, u8)>, Option<usize>, Vec<u8>);
+
+/// A mutated copy of a seed: bytes flipped, cut short, or garbage spliced in.
+fn mutation() -> impl Strategy<Value = Mutation> {
+    (
+        0usize..5,
+        vec((any::<usize>(), any::<u8>()), 0..6),
+        proptest::option::of(any::<usize>()),
+        vec(any::<u8>(), 0..16),
+    )
+}
+
+fn mutate(seed: &[u8], flips: &[(usize, u8)], cut: Option<usize>, splice: &[u8]) -> Vec<u8> {
+    let mut bytes = seed.to_vec();
+    for (at, value) in flips {
+        if !bytes.is_empty() {
+            let at = at % bytes.len();
+            bytes[at] ^= value;
+        }
+    }
+    if let Some(cut) = cut {
+        bytes.truncate(cut % (bytes.len() + 1));
+    }
+    bytes.extend_from_slice(splice);
+    bytes
+}
+
+fn assert_not_a_fault(status: &Status, what: &str) {
+    assert!(
+        !matches!(
+            status.code(),
+            Code::Internal | Code::Unknown | Code::DataLoss | Code::Unimplemented
+        ),
+        "{what}: answered {:?}: {}",
+        status.code(),
+        status.message()
+    );
+}
+
+#[apply(backends)]
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn random_and_malformed_messages_never_fault_the_service_or_change_data_when_refused(
+    backend: Backend,
+) {
+    let Some(db) = TestDb::new(backend).await else {
+        return;
+    };
+    let app = TestApp::spawn_on(db.url()).await;
+    let store = Store::connect(&DatabaseSettings::new(db.url()))
+        .await
+        .expect("store");
+    let existing = app.create_customer(customer("Carla", "Diaz")).await;
+    let channel = app.channel();
+    let methods = methods();
+    let seeds = seeds(&existing.id);
+
+    let mut runner = TestRunner::new_with_rng(
+        Config::default(),
+        proptest::test_runner::TestRng::deterministic_rng(
+            proptest::test_runner::RngAlgorithm::ChaCha,
+        ),
+    );
+    let random_bytes = vec(any::<u8>(), 0..256);
+    let mutations = mutation();
+    let mut refused = 0;
+    for round in 0..12 {
+        for (path, streaming) in &methods {
+            let payload = if round % 2 == 0 {
+                random_bytes.new_tree(&mut runner).expect("value").current()
+            } else {
+                let (seed, flips, cut, splice) =
+                    mutations.new_tree(&mut runner).expect("value").current();
+                mutate(&seeds[seed % seeds.len()], &flips, cut, &splice)
+            };
+            let before = store.last_change_seq().await.expect("log position");
+            let status = call_raw(&channel, path, *streaming, payload.clone()).await;
+            assert_not_a_fault(
+                &status,
+                &format!("{path} with {} bytes {payload:02x?}", payload.len()),
+            );
+            if status.code() != Code::Ok {
+                refused += 1;
+                assert_eq!(
+                    store.last_change_seq().await.expect("log position"),
+                    before,
+                    "{path} refused ({:?}) but changed the database",
+                    status.code()
+                );
+            }
+        }
+    }
+    assert!(refused > 0, "hostile input was refused at least sometimes");
+
+    // Still serving, and the record that was there is untouched by refused calls.
+    let still = app.get_customer(&existing.id).await.expect("still serving");
+    assert_eq!(still.first_name, existing.first_name);
+    store.close().await;
+}
+
+#[apply(backends)]
+#[tokio::test]
+async fn huge_strings_bad_masks_bad_tokens_and_10_mb_messages_are_refused_cleanly(
+    backend: Backend,
+) {
+    let Some(db) = TestDb::new(backend).await else {
+        return;
+    };
+    let app = TestApp::spawn_on(db.url()).await;
+    let store = Store::connect(&DatabaseSettings::new(db.url()))
+        .await
+        .expect("store");
+    let existing = app.create_customer(customer("Carla", "Diaz")).await;
+    let before = store.last_change_seq().await.expect("log position");
+    let huge = "Ω".repeat(1_000_000);
+
+    let mut statuses = Vec::new();
+    let mut customers = app.customers();
+    statuses.push(
+        customers
+            .create_customer(pb::CreateCustomerRequest {
+                customer: Some(pb::Customer {
+                    first_name: huge.clone(),
+                    notes: huge.clone(),
+                    tags: vec![huge.clone(); 3],
+                    attributes: [(huge.clone(), huge.clone())].into(),
+                    contact_points: vec![phone(&huge), email(&huge)],
+                    ..Default::default()
+                }),
+            })
+            .await
+            .unwrap_err(),
+    );
+    statuses.push(
+        customers
+            .update_customer(pb::UpdateCustomerRequest {
+                customer: Some(pb::Customer {
+                    id: existing.id.clone(),
+                    version: 1,
+                    ..Default::default()
+                }),
+                update_mask: mask(&[
+                    "first_name",
+                    "no_such_field",
+                    "*",
+                    "",
+                    "contact_points.value",
+                    "id",
+                ]),
+            })
+            .await
+            .unwrap_err(),
+    );
+    for token in ["%%%", "AAAA", &"x".repeat(100_000), "MXxmZmZ8fDAxOTA"] {
+        statuses.push(
+            customers
+                .search_customers(pb::SearchCustomersRequest {
+                    query: "a".into(),
+                    page_size: 5,
+                    page_token: token.into(),
+                })
+                .await
+                .unwrap_err(),
+        );
+        statuses.push(
+            app.activities()
+                .list_activities(pb::ListActivitiesRequest {
+                    customer_id: existing.id.clone(),
+                    page_token: token.into(),
+                    ..Default::default()
+                })
+                .await
+                .unwrap_err(),
+        );
+    }
+    statuses.push(
+        customers
+            .search_customers(pb::SearchCustomersRequest {
+                query: huge.clone(),
+                page_size: i32::MIN,
+                page_token: String::new(),
+            })
+            .await
+            .unwrap_err(),
+    );
+    // 10 MB in one message: over the decoding limit.
+    let ten_mb = "x".repeat(10 * 1024 * 1024);
+    statuses.push(
+        customers
+            .create_customer(pb::CreateCustomerRequest {
+                customer: Some(pb::Customer {
+                    notes: ten_mb,
+                    ..Default::default()
+                }),
+            })
+            .await
+            .unwrap_err(),
+    );
+
+    for status in &statuses {
+        assert_not_a_fault(status, "hostile field values");
+        assert!(
+            matches!(
+                status.code(),
+                Code::InvalidArgument | Code::ResourceExhausted | Code::OutOfRange
+            ),
+            "expected a refusal, got {:?}: {}",
+            status.code(),
+            status.message()
+        );
+    }
+    assert_eq!(
+        store.last_change_seq().await.expect("log position"),
+        before,
+        "refused calls changed nothing"
+    );
+    assert_eq!(
+        app.get_customer(&existing.id).await.expect("still serving"),
+        existing
+    );
+    store.close().await;
+}
