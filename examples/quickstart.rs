@@ -5,6 +5,8 @@
 //! cargo run --example quickstart      # in another
 //! ```
 //! The server address comes from the first argument or `CUSTOMER_CONTEXT_ADDR` (default http://127.0.0.1:50051).
+//! Against a server started with `--auth keys`, give an agent or admin key in `CUSTOMER_CONTEXT_API_KEY`
+//! (`customer-context keys create --name quickstart --role agent`).
 
 use customer_context::pb::{
     self, ContactKind, ContactPoint, activity_service_client::ActivityServiceClient,
@@ -13,12 +15,19 @@ use customer_context::pb::{
 };
 use tonic::{Request, metadata::MetadataValue, transport::Channel};
 
-/// Wraps a message in a request made by the agent "quickstart".
+/// Wraps a message in a request made by the agent "quickstart": with the API key of
+/// `CUSTOMER_CONTEXT_API_KEY` when set (`--auth keys`), else naming the agent in `x-agent-id` (`--auth none`).
 fn as_agent<T>(message: T) -> Request<T> {
     let mut request = Request::new(message);
-    request
-        .metadata_mut()
-        .insert("x-agent-id", MetadataValue::from_static("quickstart"));
+    let key = std::env::var("CUSTOMER_CONTEXT_API_KEY")
+        .ok()
+        .and_then(|key| MetadataValue::try_from(format!("Bearer {}", key.trim())).ok());
+    match key {
+        Some(bearer) => request.metadata_mut().insert("authorization", bearer),
+        None => request
+            .metadata_mut()
+            .insert("x-agent-id", MetadataValue::from_static("quickstart")),
+    };
     request
 }
 
@@ -101,9 +110,9 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     );
 
     let found = customers
-        .lookup_customers(pb::LookupCustomersRequest {
+        .lookup_customers(as_agent(pb::LookupCustomersRequest {
             key: Some(Key::Phone("+1 415-555-0100".into())),
-        })
+        }))
         .await?
         .into_inner();
     println!(
@@ -112,10 +121,10 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     );
 
     let journey = activities
-        .list_activities(pb::ListActivitiesRequest {
+        .list_activities(as_agent(pb::ListActivitiesRequest {
             customer_id: customer.id,
             ..Default::default()
-        })
+        }))
         .await?
         .into_inner();
     println!(

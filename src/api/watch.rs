@@ -317,15 +317,20 @@ impl Session {
             match delivery {
                 Delivery::Change(change) if self.already_known(&change) => {}
                 Delivery::Change(change) => self.send_change(change_event(&change)).await?,
+                Delivery::PresenceWake => {
+                    deliveries.extend(self.hub.take_presence(self.handle.id));
+                }
                 Delivery::Presence {
                     resource,
                     participants,
+                    total,
                 } => {
                     let event = pb::WatchEvent {
                         cursor: self.cursor,
                         event: Some(Event::PresenceChanged(pb::PresenceChanged {
                             resource: Some(resource_ref(resource.kind, &resource.id, 0)),
                             participants: participants.into_iter().map(participant_to_pb).collect(),
+                            total_participants: i32::try_from(total).unwrap_or(i32::MAX),
                         })),
                     };
                     self.send(event).await?;

@@ -40,13 +40,20 @@ pub struct Participant {
     pub editing: bool,
 }
 
+/// Most participants one presence message lists (editors first); `total` counts everyone.
+pub const MAX_LISTED_PARTICIPANTS: usize = 100;
+
 /// What a session receives.
 #[derive(Clone, Debug)]
 pub enum Delivery {
     Change(Arc<Change>),
+    /// Presence of some watched records changed: read them with [`Hub::take_presence`].
+    PresenceWake,
+    /// The participants of one record, as of when the session read them.
     Presence {
         resource: ResourceKey,
         participants: Vec<Participant>,
+        total: usize,
     },
 }
 
@@ -67,6 +74,9 @@ struct Session {
     lagged: Arc<AtomicBool>,
     subscriptions: HashSet<ResourceKey>,
     editing: HashSet<ResourceKey>,
+    /// Watched records whose presence changed since the session last read it. Presence is state, not a
+    /// stream of events: a session that reads late gets only the latest participants, once per record.
+    presence_dirty: HashSet<ResourceKey>,
 }
 
 impl Session {
@@ -91,6 +101,8 @@ struct Inner {
     remote: HashMap<ResourceKey, Vec<Participant>>,
     /// Records whose local participants changed since the presence sync last published them.
     dirty: HashSet<ResourceKey>,
+    /// The participants of records as last computed (listed, total), until they change again.
+    snapshots: HashMap<ResourceKey, (Vec<Participant>, usize)>,
 }
 
 /// Subscribing would pass [`MAX_SUBSCRIPTIONS`].
@@ -155,6 +167,7 @@ impl Hub {
                 lagged: lagged.clone(),
                 subscriptions: HashSet::new(),
                 editing: HashSet::new(),
+                presence_dirty: HashSet::new(),
             },
         );
         SessionHandle {
@@ -324,6 +337,28 @@ impl Hub {
             .collect()
     }
 
+    /// The current participants of every record whose presence changed since the session last asked.
+    pub fn take_presence(&self, id: SessionId) -> Vec<Delivery> {
+        let mut inner = self.lock();
+        let Some(session) = inner.sessions.get_mut(&id) else {
+            return Vec::new();
+        };
+        let dirty: Vec<ResourceKey> = session.presence_dirty.drain().collect();
+        let mut out = Vec::with_capacity(dirty.len());
+        for key in dirty {
+            if !inner.watchers.get(&key).is_some_and(|w| w.contains(&id)) {
+                continue;
+            }
+            let (participants, total) = snapshot(&mut inner, &key);
+            out.push(Delivery::Presence {
+                resource: key,
+                participants,
+                total,
+            });
+        }
+        out
+    }
+
     /// Records watched by someone here.
     pub fn watched(&self) -> Vec<ResourceKey> {
         self.lock().watchers.keys().cloned().collect()
@@ -348,7 +383,7 @@ impl Hub {
         } else {
             inner.remote.insert(key.clone(), participants);
         }
-        announce_presence(&inner, key);
+        announce_presence(&mut inner, key);
     }
 
     /// Position of the last change dispatched.
@@ -396,22 +431,45 @@ fn merge(inner: &Inner, key: &ResourceKey, with_remote: bool) -> Vec<Participant
         .collect()
 }
 
-/// Sends the participants of `key` to each of its watchers.
-fn announce_presence(inner: &Inner, key: &ResourceKey) {
+/// Tells each watcher of `key` that its participants changed: the record is marked in the session, and a
+/// session with nothing marked before gets one wake-up. However many joins and leaves happen before a session
+/// reads, it costs one inbox slot and one message per record.
+fn announce_presence(inner: &mut Inner, key: &ResourceKey) {
+    inner.snapshots.remove(key);
     let Some(watchers) = inner.watchers.get(key) else {
         return;
     };
-    let participants = participants(inner, key);
     for session_id in watchers {
-        if let Some(session) = inner.sessions.get(session_id)
+        if let Some(session) = inner.sessions.get_mut(session_id)
             && session.audience.shares_presence()
         {
-            session.offer(Delivery::Presence {
-                resource: key.clone(),
-                participants: participants.clone(),
-            });
+            let first = session.presence_dirty.is_empty();
+            if session.presence_dirty.insert(key.clone()) && first {
+                session.offer(Delivery::PresenceWake);
+            }
         }
     }
+}
+
+/// The participants of `key` for a message: editors first, at most [`MAX_LISTED_PARTICIPANTS`], and the total.
+fn snapshot(inner: &mut Inner, key: &ResourceKey) -> (Vec<Participant>, usize) {
+    if let Some(snapshot) = inner.snapshots.get(key) {
+        return snapshot.clone();
+    }
+    let mut everyone = participants(inner, key);
+    let total = everyone.len();
+    everyone.sort_by(|a, b| {
+        b.editing
+            .cmp(&a.editing)
+            .then_with(|| a.agent.cmp(&b.agent))
+    });
+    everyone.truncate(MAX_LISTED_PARTICIPANTS);
+    everyone.sort_by(|a, b| a.agent.cmp(&b.agent));
+    let snapshot = (everyone, total);
+    if inner.watchers.contains_key(key) {
+        inner.snapshots.insert(key.clone(), snapshot.clone());
+    }
+    snapshot
 }
 
 #[cfg(test)]
@@ -447,8 +505,16 @@ mod tests {
         })
     }
 
-    fn drain(handle: &mut SessionHandle) -> Vec<Delivery> {
-        std::iter::from_fn(|| handle.inbox.try_recv().ok()).collect()
+    /// Everything queued for the session, with presence wake-ups read as the participants they announce.
+    fn drain(hub: &Hub, handle: &mut SessionHandle) -> Vec<Delivery> {
+        let mut out = Vec::new();
+        while let Ok(delivery) = handle.inbox.try_recv() {
+            match delivery {
+                Delivery::PresenceWake => out.extend(hub.take_presence(handle.id)),
+                other => out.push(other),
+            }
+        }
+        out
     }
 
     #[test]
@@ -464,10 +530,10 @@ mod tests {
             false,
         )
         .unwrap();
-        drain(&mut ana);
+        drain(&hub, &mut ana);
         hub.dispatch(change(1, ResourceKind::Activity, "a", Some("c"), "ben"));
         hub.dispatch(change(2, ResourceKind::Activity, "other", Some("x"), "ben"));
-        let got = drain(&mut ana);
+        let got = drain(&hub, &mut ana);
         assert_eq!(got.len(), 1);
         assert!(matches!(&got[0], Delivery::Change(c) if c.seq == 1));
     }
@@ -478,12 +544,12 @@ mod tests {
         let mut ana = hub.open("ana", Audience::Staff);
         hub.subscribe(ana.id, &[key(ResourceKind::Customer, "c")], false)
             .unwrap();
-        drain(&mut ana);
+        drain(&hub, &mut ana);
         hub.dispatch(change(1, ResourceKind::Customer, "c", None, "ana"));
-        assert!(drain(&mut ana).is_empty());
+        assert!(drain(&hub, &mut ana).is_empty());
         hub.subscribe(ana.id, &[], true).unwrap();
         hub.dispatch(change(2, ResourceKind::Customer, "c", None, "ana"));
-        assert_eq!(drain(&mut ana).len(), 1);
+        assert_eq!(drain(&hub, &mut ana).len(), 1);
     }
 
     #[test]
@@ -497,7 +563,7 @@ mod tests {
         hub.subscribe(ben.id, std::slice::from_ref(&c), false)
             .unwrap();
         assert!(hub.set_editing(ben.id, &c, true));
-        let last = drain(&mut ana).pop().unwrap();
+        let last = drain(&hub, &mut ana).pop().unwrap();
         let Delivery::Presence { participants, .. } = last else {
             panic!("expected presence")
         };
@@ -515,7 +581,7 @@ mod tests {
             ]
         );
         hub.close(ben.id);
-        let Some(Delivery::Presence { participants, .. }) = drain(&mut ana).pop() else {
+        let Some(Delivery::Presence { participants, .. }) = drain(&hub, &mut ana).pop() else {
             panic!("expected presence")
         };
         assert_eq!(
@@ -557,7 +623,7 @@ mod tests {
             }]
         );
         assert!(hub.take_changed_presence().is_empty());
-        drain(&mut ana);
+        drain(&hub, &mut ana);
 
         hub.set_remote_presence(
             &c,
@@ -566,7 +632,7 @@ mod tests {
                 editing: true,
             }],
         );
-        let Some(Delivery::Presence { participants, .. }) = drain(&mut ana).pop() else {
+        let Some(Delivery::Presence { participants, .. }) = drain(&hub, &mut ana).pop() else {
             panic!("expected presence")
         };
         assert_eq!(participants.len(), 2);
@@ -582,7 +648,7 @@ mod tests {
                 editing: false,
             }],
         );
-        assert!(drain(&mut ana).is_empty());
+        assert!(drain(&hub, &mut ana).is_empty());
     }
 
     #[test]
@@ -595,8 +661,11 @@ mod tests {
             .unwrap();
         hub.subscribe(ana.id, std::slice::from_ref(&c), false)
             .unwrap();
-        assert!(drain(&mut portal).is_empty(), "no presence for a portal");
-        let Some(Delivery::Presence { participants, .. }) = drain(&mut ana).pop() else {
+        assert!(
+            drain(&hub, &mut portal).is_empty(),
+            "no presence for a portal"
+        );
+        let Some(Delivery::Presence { participants, .. }) = drain(&hub, &mut ana).pop() else {
             panic!("expected presence")
         };
         assert_eq!(participants.len(), 1, "the portal is not a participant");
@@ -605,10 +674,47 @@ mod tests {
         internal.internal = true;
         hub.dispatch(Arc::new(internal));
         hub.dispatch(change(2, ResourceKind::Activity, "b", Some("c"), "ben"));
-        let got = drain(&mut portal);
+        let got = drain(&hub, &mut portal);
         assert_eq!(got.len(), 1);
         assert!(matches!(&got[0], Delivery::Change(c) if c.seq == 2));
-        assert_eq!(drain(&mut ana).len(), 2);
+        assert_eq!(drain(&hub, &mut ana).len(), 2);
+    }
+
+    #[test]
+    fn presence_is_state_a_late_reader_gets_the_latest_list_once() {
+        let hub = Hub::new(0);
+        let c = key(ResourceKind::Customer, "c");
+        let mut ana = hub.open("ana", Audience::Staff);
+        hub.subscribe(ana.id, std::slice::from_ref(&c), false)
+            .unwrap();
+        let others: Vec<_> = (0..150)
+            .map(|i| hub.open(&format!("agent-{i:03}"), Audience::Staff))
+            .collect();
+        for other in &others {
+            hub.subscribe(other.id, std::slice::from_ref(&c), false)
+                .unwrap();
+        }
+        assert!(hub.set_editing(others[149].id, &c, true));
+        // 151 joins and an edit, read late: one wake-up queued, one message, the latest state.
+        assert_eq!(ana.inbox.len(), 1);
+        let got = drain(&hub, &mut ana);
+        assert_eq!(got.len(), 1);
+        let Delivery::Presence {
+            participants,
+            total,
+            ..
+        } = &got[0]
+        else {
+            panic!("expected presence")
+        };
+        assert_eq!(*total, 151);
+        assert_eq!(participants.len(), MAX_LISTED_PARTICIPANTS);
+        assert!(
+            participants
+                .iter()
+                .any(|p| p.agent == "agent-149" && p.editing),
+            "editors are listed first"
+        );
     }
 
     #[test]

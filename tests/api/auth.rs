@@ -649,3 +649,72 @@ async fn the_keys_commands_print_the_secret_once_and_store_only_its_hash() {
     let (again, _, _) = keys(&["revoke", "router-1"]);
     assert!(!again, "nothing left to revoke");
 }
+
+#[apply(backends)]
+#[tokio::test]
+async fn keys_share_a_name_only_to_rotate_and_revoke_by_id_or_name(backend: Backend) {
+    use customer_context::{
+        config::DatabaseSettings,
+        error::Error,
+        store::{Store, keys::NewKey},
+    };
+
+    let Some(db) = TestDb::new(backend).await else {
+        return;
+    };
+    let store = Store::connect(&DatabaseSettings::new(db.url()))
+        .await
+        .unwrap();
+    store.migrate().await.unwrap();
+    let old: NewKey = store.create_key("router-1", "router", None).await.unwrap();
+    let new = store.create_key("router-1", "router", None).await.unwrap();
+    let taken = store
+        .create_key("router-1", "agent", None)
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(
+            taken,
+            Error::AlreadyExists {
+                reason: "KEY_NAME_TAKEN",
+                ..
+            }
+        ),
+        "{taken:?}"
+    );
+    assert!(matches!(
+        store
+            .create_key("portal-x", "portal", Some(&unknown_id()))
+            .await,
+        Err(Error::NotFound { .. })
+    ));
+    assert!(matches!(
+        store.create_key("two words", "agent", None).await,
+        Err(Error::InvalidArgument(_))
+    ));
+
+    let found = store.find_active_key(&old.secret).await.unwrap().unwrap();
+    assert_eq!(
+        (found.name.as_str(), found.id.as_str()),
+        ("router-1", old.key.id.as_str())
+    );
+    // By id: only that key (the rotation's old half).
+    let revoked = store.revoke_key(&old.key.id).await.unwrap();
+    assert_eq!(revoked.len(), 1);
+    assert!(store.find_active_key(&old.secret).await.unwrap().is_none());
+    assert!(store.find_active_key(&new.secret).await.unwrap().is_some());
+    // By name: every active key of that name.
+    let revoked = store.revoke_key("router-1").await.unwrap();
+    assert_eq!(
+        revoked.iter().map(|k| &k.id).collect::<Vec<_>>(),
+        [&new.key.id]
+    );
+    assert!(matches!(
+        store.revoke_key("router-1").await,
+        Err(Error::NotFound { .. })
+    ));
+    let listed = store.list_keys().await.unwrap();
+    assert_eq!(listed.len(), 2);
+    assert!(listed.iter().all(|k| k.revoke_time.is_some()));
+    store.close().await;
+}
