@@ -52,7 +52,7 @@ fn search_text(data: &CustomerData) -> String {
     format!(" {} ", data.search_words().join(" "))
 }
 
-fn to_active(
+pub(super) fn to_active(
     id: &str,
     version: i64,
     data: &CustomerData,
@@ -111,7 +111,7 @@ pub(super) fn from_model(model: customers::Model) -> Result<Customer> {
     })
 }
 
-async fn write_contact_keys(
+pub(super) async fn write_contact_keys(
     db: &impl ConnectionTrait,
     customer_id: &str,
     points: &[ContactPoint],

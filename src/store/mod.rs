@@ -28,6 +28,7 @@ pub mod presence;
 pub mod recent;
 mod requests;
 mod search;
+pub mod seed;
 
 pub use context::{ContextResult, OpenContext, Prefill, RequestPolicy};
 pub use customers::{LookupKey, MAX_LOOKUP_RESULTS};

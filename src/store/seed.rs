@@ -1,0 +1,97 @@
+//! Bulk seeding for benchmarks and demos: many customers, with their requests and activities, written in one
+//! large transaction of multi-row inserts, through the same row conversions as the repository (so the schema is
+//! known in one place only).
+//!
+//! Seeded records are history, as an import would be: no change-log rows are written and no watcher is told.
+//! The caller supplies complete records (ids, versions, times, normalized contact points); nothing is validated
+//! here beyond what the database enforces (unique ids and customer numbers, foreign keys).
+
+use sea_orm::{ActiveModelTrait, ConnectionTrait, EntityTrait};
+
+use super::{
+    Store, activities, customers,
+    entity::{self},
+    requests,
+};
+use crate::{
+    domain::{activity::Activity, customer::Customer, request::Request},
+    error::Result,
+};
+
+/// Rows per `INSERT`: the widest table (activities) has 23 columns, so 200 rows bind 4,600 values, well under
+/// SQLite's limit of 32,766 bound parameters per statement.
+const ROWS_PER_STATEMENT: usize = 200;
+
+/// One customer to seed, with its journey. The requests and activities must belong to the customer.
+#[derive(Clone, Debug)]
+pub struct SeedCustomer {
+    pub customer: Customer,
+    pub requests: Vec<Request>,
+    pub activities: Vec<Activity>,
+}
+
+/// What one [`Store::seed`] call wrote.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct SeedCounts {
+    pub customers: u64,
+    pub requests: u64,
+    pub activities: u64,
+}
+
+impl Store {
+    /// Inserts `batch` in one write transaction: all of it or, on error, none of it. Writes no change-log rows.
+    pub async fn seed(&self, batch: &[SeedCustomer]) -> Result<SeedCounts> {
+        let txn = self.begin_write().await?;
+        let mut counts = SeedCounts::default();
+
+        let rows = batch
+            .iter()
+            .map(|seed| {
+                let c = &seed.customer;
+                customers::to_active(&c.id, c.version, &c.data, &c.audit)
+            })
+            .collect::<Result<Vec<_>>>()?;
+        counts.customers = insert_chunked::<entity::customers::Entity, _>(&txn, rows).await?;
+
+        for seed in batch {
+            customers::write_contact_keys(
+                &txn,
+                &seed.customer.id,
+                &seed.customer.data.contact_points,
+            )
+            .await?;
+        }
+
+        let rows = batch
+            .iter()
+            .flat_map(|seed| &seed.requests)
+            .map(requests::to_active)
+            .collect::<Result<Vec<_>>>()?;
+        counts.requests = insert_chunked::<entity::requests::Entity, _>(&txn, rows).await?;
+
+        let rows = batch
+            .iter()
+            .flat_map(|seed| &seed.activities)
+            .map(activities::to_active)
+            .collect::<Result<Vec<_>>>()?;
+        counts.activities = insert_chunked::<entity::activities::Entity, _>(&txn, rows).await?;
+
+        self.commit(txn).await?;
+        Ok(counts)
+    }
+}
+
+/// Inserts `rows` in statements of [`ROWS_PER_STATEMENT`] rows; returns how many were inserted.
+async fn insert_chunked<E, A>(db: &impl ConnectionTrait, rows: Vec<A>) -> Result<u64>
+where
+    E: EntityTrait,
+    A: ActiveModelTrait<Entity = E>,
+{
+    let mut inserted = 0;
+    let mut rows = rows.into_iter().peekable();
+    while rows.peek().is_some() {
+        let chunk: Vec<A> = rows.by_ref().take(ROWS_PER_STATEMENT).collect();
+        inserted += E::insert_many(chunk).exec_without_returning(db).await?;
+    }
+    Ok(inserted)
+}
