@@ -34,6 +34,8 @@ use crate::{
 
 /// Events buffered towards the client beyond what HTTP/2 flow control holds.
 const OUTPUT_CAPACITY: usize = 16;
+/// Subscriptions catching up from the log at the same time; the rest wait their turn.
+static CATCH_UP_TURNS: tokio::sync::Semaphore = tokio::sync::Semaphore::const_new(8);
 /// How long a subscription waits for the hub to dispatch what is already committed (it proceeds anyway after).
 const CATCH_UP_WAIT: std::time::Duration = std::time::Duration::from_secs(2);
 /// Most changes replayed on resume; a client further behind is told to resync.
@@ -220,6 +222,12 @@ impl Session {
         }
         // Let the hub catch up with everything committed so far, so that what this subscription must hear
         // about from before it took hold is all in the log below `live_from`.
+        // Subscriptions read the log to catch up; when thousands of gadgets subscribe at once (a replica
+        // restarted, a shift starts) they take turns instead of exhausting the database pool.
+        let turn = CATCH_UP_TURNS
+            .acquire()
+            .await
+            .map_err(|_| shutting_down())?;
         let committed = self.state.store.last_change_seq().await?;
         self.state.store.log_appended().notify_one();
         let _ = tokio::time::timeout(CATCH_UP_WAIT, self.hub.dispatched(committed)).await;
@@ -244,11 +252,13 @@ impl Session {
                 )
                 .await?;
             if subscribe.resume_after > last.max(live_from) {
+                drop(turn);
                 return self
                     .resync("the resume cursor is ahead of the change log")
                     .await;
             }
             if replay.len() as u64 > MAX_REPLAY {
+                drop(turn);
                 return self
                     .resync("too many changes since the resume cursor")
                     .await;
@@ -277,6 +287,9 @@ impl Session {
                 }
             }
         }
+
+        // The log reads are done; the client may be slow to read what follows.
+        drop(turn);
 
         // Merge with what the hub already queued so that everything leaves in log order, each change once.
         let mut pending: VecDeque<Delivery> = VecDeque::new();
