@@ -224,17 +224,23 @@ impl Session {
         // about from before it took hold is all in the log below `live_from`.
         // Subscriptions read the log to catch up; when thousands of gadgets subscribe at once (a replica
         // restarted, a shift starts) they take turns instead of exhausting the database pool.
-        let turn = CATCH_UP_TURNS
-            .acquire()
-            .await
-            .map_err(|_| shutting_down())?;
-        let committed = self.state.store.last_change_seq().await?;
+        let committed = {
+            let _turn = CATCH_UP_TURNS
+                .acquire()
+                .await
+                .map_err(|_| shutting_down())?;
+            self.state.store.last_change_seq().await?
+        };
         self.state.store.log_appended().notify_one();
         let _ = tokio::time::timeout(CATCH_UP_WAIT, self.hub.dispatched(committed)).await;
         let live_from = self
             .hub
             .subscribe(self.handle.id, &keys, include_own)
             .map_err(|TooManySubscriptions| too_many_subscriptions())?;
+        let turn = CATCH_UP_TURNS
+            .acquire()
+            .await
+            .map_err(|_| shutting_down())?;
         let store = &self.state.store;
 
         // What happened before the subscription took hold: a replay, or one event per stale record.
