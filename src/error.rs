@@ -21,6 +21,10 @@ pub enum Error {
     #[error("{resource} {id} not found")]
     NotFound { resource: &'static str, id: String },
 
+    /// The customer was merged into another and is only a tombstone now (`NOT_FOUND`, reason `CUSTOMER_MERGED`).
+    #[error("customer {id} was merged into customer {merged_into}")]
+    Merged { id: String, merged_into: String },
+
     /// A write was based on a stale version.
     #[error("{resource} {id} was changed by {updated_by} (now version {current_version})")]
     VersionMismatch {
@@ -128,7 +132,7 @@ impl Error {
     pub fn code(&self) -> Code {
         match self {
             Error::InvalidArgument(_) => Code::InvalidArgument,
-            Error::NotFound { .. } => Code::NotFound,
+            Error::NotFound { .. } | Error::Merged { .. } => Code::NotFound,
             Error::VersionMismatch { .. } => Code::Aborted,
             Error::FailedPrecondition { .. } => Code::FailedPrecondition,
             Error::AlreadyExists { .. } => Code::AlreadyExists,
@@ -245,6 +249,19 @@ impl From<Error> for Status {
                 );
                 details.set_resource_info(*resource, id.clone(), "", "no such record");
                 err.to_string()
+            }
+            Error::Merged { id, merged_into } => {
+                details.set_error_info(
+                    "CUSTOMER_MERGED",
+                    ERROR_DOMAIN,
+                    [
+                        ("resource".to_owned(), "customer".to_owned()),
+                        ("id".to_owned(), id.clone()),
+                        ("merged_into".to_owned(), merged_into.clone()),
+                    ],
+                );
+                details.set_resource_info("customer", id.clone(), "", err.to_string());
+                format!("{err}; open that customer instead")
             }
             Error::VersionMismatch {
                 resource,

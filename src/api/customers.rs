@@ -100,6 +100,8 @@ pub(crate) fn to_pb(customer: Customer) -> pb::Customer {
         update_time: Some(to_timestamp(customer.audit.update_time)),
         created_by: customer.audit.created_by,
         updated_by: customer.audit.updated_by,
+        locked: customer.locked,
+        anonymize_time: customer.anonymize_time.map(to_timestamp),
     }
 }
 
@@ -330,6 +332,69 @@ impl CustomerService for CustomerApi {
             customers: customers.into_iter().map(to_pb).collect(),
         }))
     }
+
+    async fn find_matching_customers(
+        &self,
+        request: Request<pb::FindMatchingCustomersRequest>,
+    ) -> Result<Response<pb::FindMatchingCustomersResponse>, Status> {
+        super::identity::find_matching_customers(&self.state, request).await
+    }
+
+    async fn merge_customers(
+        &self,
+        request: Request<pb::MergeCustomersRequest>,
+    ) -> Result<Response<pb::Customer>, Status> {
+        super::identity::merge_customers(&self.state, request).await
+    }
+
+    async fn unmerge_customer(
+        &self,
+        request: Request<pb::UnmergeCustomerRequest>,
+    ) -> Result<Response<pb::UnmergeCustomerResponse>, Status> {
+        super::identity::unmerge_customer(&self.state, request).await
+    }
+
+    async fn lock_customer(
+        &self,
+        request: Request<pb::LockCustomerRequest>,
+    ) -> Result<Response<pb::Customer>, Status> {
+        super::identity::lock_customer(&self.state, request).await
+    }
+
+    async fn unlock_customer(
+        &self,
+        request: Request<pb::UnlockCustomerRequest>,
+    ) -> Result<Response<pb::Customer>, Status> {
+        super::identity::unlock_customer(&self.state, request).await
+    }
+
+    async fn anonymize_customer(
+        &self,
+        request: Request<pb::AnonymizeCustomerRequest>,
+    ) -> Result<Response<pb::Customer>, Status> {
+        super::privacy::anonymize_customer(&self.state, request).await
+    }
+
+    async fn export_customer(
+        &self,
+        request: Request<pb::ExportCustomerRequest>,
+    ) -> Result<Response<pb::ExportCustomerResponse>, Status> {
+        super::privacy::export_customer(&self.state, request).await
+    }
+
+    async fn list_changes(
+        &self,
+        request: Request<pb::ListChangesRequest>,
+    ) -> Result<Response<pb::ListChangesResponse>, Status> {
+        super::privacy::list_changes(&self.state, request).await
+    }
+
+    async fn list_notifications(
+        &self,
+        request: Request<pb::ListNotificationsRequest>,
+    ) -> Result<Response<pb::ListNotificationsResponse>, Status> {
+        super::notifications::list_notifications(&self.state, request).await
+    }
 }
 
 #[cfg(test)]
@@ -352,6 +417,8 @@ mod tests {
                 created_by: String::new(),
                 updated_by: String::new(),
             },
+            locked: false,
+            anonymize_time: None,
         };
         let words = |q: &str| fold::words(q);
         assert!(matches_words(&customer, &words("zo smi")));

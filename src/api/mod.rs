@@ -21,6 +21,9 @@ use crate::{
 mod activities;
 mod context;
 mod customers;
+mod identity;
+mod notifications;
+mod privacy;
 mod requests;
 mod watch;
 

@@ -488,6 +488,8 @@ fn change_kind(kind: ChangeKind) -> pb::ChangeKind {
         ChangeKind::Created => pb::ChangeKind::Created,
         ChangeKind::Updated => pb::ChangeKind::Updated,
         ChangeKind::Deleted => pb::ChangeKind::Deleted,
+        ChangeKind::Merged => pb::ChangeKind::Merged,
+        ChangeKind::Restored => pb::ChangeKind::Restored,
     }
 }
 
@@ -515,6 +517,13 @@ fn change_event(change: &Change) -> pb::WatchEvent {
             changed_by: change.agent.clone(),
             changed_fields: change.changed_fields.clone(),
             change_time: Some(to_timestamp(change.time)),
+            merged_into: match change.kind {
+                ChangeKind::Merged => change
+                    .parent_id
+                    .as_deref()
+                    .map(|id| resource_ref(ResourceKind::Customer, id, 0)),
+                _ => None,
+            },
         })),
     }
 }

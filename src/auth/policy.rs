@@ -8,6 +8,11 @@
 //! | GetCustomer                         | yes   | yes   |        | its own customer                    |
 //! | SearchCustomers                     | yes   | yes   |        | its own customer, if it matches     |
 //! | LookupCustomers                     | yes   | yes   | yes    | its own customer, if it matches     |
+//! | FindMatchingCustomers               | yes   | yes   |        |                                     |
+//! | MergeCustomers, UnmergeCustomer     | yes   | yes   |        |                                     |
+//! | Lock/UnlockCustomer                 | yes   |       |        |                                     |
+//! | AnonymizeCustomer, ExportCustomer   | yes   |       |        |                                     |
+//! | ListChanges, ListNotifications      | yes   | yes   |        |                                     |
 //! | Create/Update/DeleteRequest         | yes   | yes   |        |                                     |
 //! | GetRequest, ListRequests            | yes   | yes   |        | its customer's requests             |
 //! | AddComment                          | yes   | yes   |        |                                     |
@@ -48,6 +53,36 @@ pub const METHODS: &[(&str, &[Role])] = &[
     (
         "/customer_context.v1.CustomerService/LookupCustomers",
         EVERYONE,
+    ),
+    (
+        "/customer_context.v1.CustomerService/FindMatchingCustomers",
+        STAFF,
+    ),
+    ("/customer_context.v1.CustomerService/MergeCustomers", STAFF),
+    (
+        "/customer_context.v1.CustomerService/UnmergeCustomer",
+        STAFF,
+    ),
+    (
+        "/customer_context.v1.CustomerService/LockCustomer",
+        &[Admin],
+    ),
+    (
+        "/customer_context.v1.CustomerService/UnlockCustomer",
+        &[Admin],
+    ),
+    (
+        "/customer_context.v1.CustomerService/AnonymizeCustomer",
+        &[Admin],
+    ),
+    (
+        "/customer_context.v1.CustomerService/ExportCustomer",
+        &[Admin],
+    ),
+    ("/customer_context.v1.CustomerService/ListChanges", STAFF),
+    (
+        "/customer_context.v1.CustomerService/ListNotifications",
+        STAFF,
     ),
     ("/customer_context.v1.RequestService/CreateRequest", STAFF),
     (

@@ -33,6 +33,10 @@ pub enum ChangeKind {
     Created,
     Updated,
     Deleted,
+    /// A customer merged into another; the change's `parent_id` names the target.
+    Merged,
+    /// A merged customer brought back.
+    Restored,
 }
 
 impl ChangeKind {
@@ -41,6 +45,8 @@ impl ChangeKind {
             Self::Created => "created",
             Self::Updated => "updated",
             Self::Deleted => "deleted",
+            Self::Merged => "merged",
+            Self::Restored => "restored",
         }
     }
 
@@ -49,6 +55,8 @@ impl ChangeKind {
             "created" => Some(Self::Created),
             "updated" => Some(Self::Updated),
             "deleted" => Some(Self::Deleted),
+            "merged" => Some(Self::Merged),
+            "restored" => Some(Self::Restored),
             _ => None,
         }
     }

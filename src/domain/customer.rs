@@ -57,6 +57,8 @@ pub const OUTPUT_ONLY_FIELDS: &[&str] = &[
     "update_time",
     "created_by",
     "updated_by",
+    "locked",
+    "anonymize_time",
 ];
 
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -65,6 +67,10 @@ pub struct Customer {
     pub version: i64,
     pub data: CustomerData,
     pub audit: Audit,
+    /// Refuses profile edits, merge, anonymization and deletion.
+    pub locked: bool,
+    /// When the personal data was removed, if it was.
+    pub anonymize_time: Option<Micros>,
 }
 
 impl CustomerData {

@@ -52,15 +52,11 @@ fn search_text(data: &CustomerData) -> String {
     format!(" {} ", data.search_words().join(" "))
 }
 
-pub(super) fn to_active(
-    id: &str,
-    version: i64,
-    data: &CustomerData,
-    audit: &Audit,
-) -> Result<customers::ActiveModel> {
+pub(super) fn to_active(customer: &Customer) -> Result<customers::ActiveModel> {
+    let (data, audit) = (&customer.data, &customer.audit);
     Ok(customers::ActiveModel {
-        id: Set(id.to_owned()),
-        version: Set(version),
+        id: Set(customer.id.clone()),
+        version: Set(customer.version),
         first_name: Set(data.first_name.clone()),
         last_name: Set(data.last_name.clone()),
         company: Set(data.company.clone()),
@@ -76,6 +72,8 @@ pub(super) fn to_active(
         update_time: Set(audit.update_time),
         created_by: Set(audit.created_by.clone()),
         updated_by: Set(audit.updated_by.clone()),
+        locked: Set(customer.locked),
+        anonymize_time: Set(customer.anonymize_time),
     })
 }
 
@@ -108,6 +106,8 @@ pub(super) fn from_model(model: customers::Model) -> Result<Customer> {
             created_by: model.created_by,
             updated_by: model.updated_by,
         },
+        locked: model.locked,
+        anonymize_time: model.anonymize_time,
     })
 }
 
@@ -190,10 +190,12 @@ impl Store {
                 updated_by: agent.to_owned(),
             },
             data,
+            locked: false,
+            anonymize_time: None,
         };
         let txn = self.begin_write().await?;
         check_customer_number_free(&txn, &customer.data.customer_number, &customer.id).await?;
-        customers::Entity::insert(to_active(&customer.id, 1, &customer.data, &customer.audit)?)
+        customers::Entity::insert(to_active(&customer)?)
             .exec_without_returning(&txn)
             .await?;
         write_contact_keys(&txn, &customer.id, &customer.data.contact_points).await?;
@@ -257,14 +259,10 @@ impl Store {
                 ..current.audit.clone()
             },
             data,
+            ..current.clone()
         };
         customers::Entity::update_many()
-            .set(to_active(
-                &updated.id,
-                updated.version,
-                &updated.data,
-                &updated.audit,
-            )?)
+            .set(to_active(&updated)?)
             .filter(customers::Column::Id.eq(id))
             .filter(customers::Column::Version.eq(current.version))
             .exec(&txn)

@@ -25,6 +25,8 @@ pub mod customers {
         pub update_time: i64,
         pub created_by: String,
         pub updated_by: String,
+        pub locked: bool,
+        pub anonymize_time: Option<i64>,
     }
 
     #[derive(Copy, Clone, Debug, EnumIter, DeriveRelation)]
@@ -188,6 +190,61 @@ pub mod api_keys {
         pub secret_hash: String,
         pub create_time: i64,
         pub revoke_time: Option<i64>,
+    }
+
+    #[derive(Copy, Clone, Debug, EnumIter, DeriveRelation)]
+    pub enum Relation {}
+
+    impl ActiveModelBehavior for ActiveModel {}
+}
+
+/// Merged customers: the tombstone of each source, with what the merge moved (for unmerging).
+pub mod customer_merges {
+    use sea_orm::entity::prelude::*;
+
+    #[derive(Clone, Debug, PartialEq, Eq, DeriveEntityModel)]
+    #[sea_orm(table_name = "customer_merges")]
+    pub struct Model {
+        #[sea_orm(primary_key, auto_increment = false)]
+        pub source_id: String,
+        pub target_id: String,
+        pub merge_time: i64,
+        pub merged_by: String,
+        /// JSON: the source customer as it was before the merge.
+        pub source: String,
+        /// JSON: what the merge moved from the source to the target.
+        pub moved: String,
+    }
+
+    #[derive(Copy, Clone, Debug, EnumIter, DeriveRelation)]
+    pub enum Relation {}
+
+    impl ActiveModelBehavior for ActiveModel {}
+}
+
+/// The notification outbox.
+pub mod notifications {
+    use sea_orm::entity::prelude::*;
+
+    #[derive(Clone, Debug, PartialEq, Eq, DeriveEntityModel)]
+    #[sea_orm(table_name = "notifications")]
+    pub struct Model {
+        #[sea_orm(primary_key, auto_increment = false)]
+        pub id: String,
+        pub customer_id: String,
+        pub activity_id: String,
+        pub recipient: String,
+        pub subject: String,
+        pub body: String,
+        /// `pending`, `sent` or `failed`.
+        pub status: String,
+        pub attempts: i32,
+        pub last_error: String,
+        pub create_time: i64,
+        pub send_time: Option<i64>,
+        pub next_attempt_time: i64,
+        /// A sender that claimed the row owns it until then (several replicas may send).
+        pub lease_until: Option<i64>,
     }
 
     #[derive(Copy, Clone, Debug, EnumIter, DeriveRelation)]

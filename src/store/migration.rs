@@ -13,6 +13,7 @@ impl MigratorTrait for Migrator {
             Box::new(RouterContext),
             Box::new(SharedPresence),
             Box::new(ApiKeys),
+            Box::new(IdentityLifecycle),
         ]
     }
 }
@@ -391,6 +392,80 @@ impl MigrationTrait for ApiKeys {
             .get_connection()
             .execute_unprepared("DROP TABLE IF EXISTS api_keys")
             .await?;
+        Ok(())
+    }
+}
+
+/// The customer identity lifecycle: locks, anonymization, merged tombstones (with what each merge moved, so it
+/// can be undone) and the notification outbox.
+struct IdentityLifecycle;
+
+impl MigrationName for IdentityLifecycle {
+    fn name(&self) -> &str {
+        "m0005_identity_lifecycle"
+    }
+}
+
+const IDENTITY_SCHEMA: &[&str] = &[
+    "ALTER TABLE customers ADD COLUMN locked BOOLEAN NOT NULL DEFAULT FALSE",
+    "ALTER TABLE customers ADD COLUMN anonymize_time BIGINT NULL",
+    // A merged source leaves the customers table; its row here is the tombstone. `source` is the customer as it
+    // was before the merge and `moved` what the merge took from it (JSON), both for UnmergeCustomer.
+    "CREATE TABLE customer_merges (
+        source_id TEXT NOT NULL PRIMARY KEY,
+        target_id TEXT NOT NULL,
+        merge_time BIGINT NOT NULL,
+        merged_by TEXT NOT NULL,
+        source TEXT NOT NULL,
+        moved TEXT NOT NULL
+    )",
+    "CREATE INDEX customer_merges_by_target ON customer_merges (target_id)",
+    // One notification per activity at most: the unique index makes queueing idempotent.
+    "CREATE TABLE notifications (
+        id TEXT NOT NULL PRIMARY KEY,
+        customer_id TEXT NOT NULL REFERENCES customers (id) ON DELETE CASCADE,
+        activity_id TEXT NOT NULL,
+        recipient TEXT NOT NULL,
+        subject TEXT NOT NULL,
+        body TEXT NOT NULL,
+        status TEXT NOT NULL,
+        attempts INTEGER NOT NULL DEFAULT 0,
+        last_error TEXT NOT NULL DEFAULT '',
+        create_time BIGINT NOT NULL,
+        send_time BIGINT NULL,
+        next_attempt_time BIGINT NOT NULL,
+        lease_until BIGINT NULL
+    )",
+    "CREATE UNIQUE INDEX notifications_by_activity ON notifications (activity_id)",
+    "CREATE INDEX notifications_due ON notifications (status, next_attempt_time)",
+    "CREATE INDEX notifications_by_customer ON notifications (customer_id, create_time)",
+    "CREATE INDEX notifications_by_time ON notifications (create_time, id)",
+];
+
+#[async_trait::async_trait]
+impl MigrationTrait for IdentityLifecycle {
+    fn use_transaction(&self) -> Option<bool> {
+        Some(true)
+    }
+
+    async fn up(&self, manager: &SchemaManager) -> Result<(), DbErr> {
+        let db = manager.get_connection();
+        for statement in IDENTITY_SCHEMA {
+            db.execute_unprepared(statement).await?;
+        }
+        Ok(())
+    }
+
+    async fn down(&self, manager: &SchemaManager) -> Result<(), DbErr> {
+        let db = manager.get_connection();
+        for statement in [
+            "DROP TABLE IF EXISTS notifications",
+            "DROP TABLE IF EXISTS customer_merges",
+            "ALTER TABLE customers DROP COLUMN anonymize_time",
+            "ALTER TABLE customers DROP COLUMN locked",
+        ] {
+            db.execute_unprepared(statement).await?;
+        }
         Ok(())
     }
 }

@@ -46,10 +46,7 @@ impl Store {
 
         let rows = batch
             .iter()
-            .map(|seed| {
-                let c = &seed.customer;
-                customers::to_active(&c.id, c.version, &c.data, &c.audit)
-            })
+            .map(|seed| customers::to_active(&seed.customer))
             .collect::<Result<Vec<_>>>()?;
         counts.customers = insert_chunked::<entity::customers::Entity, _>(&txn, rows).await?;
 

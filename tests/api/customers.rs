@@ -20,6 +20,8 @@ fn full_customer() -> pb::Customer {
         update_time: Some(timestamp(2_000, 0)),
         created_by: "mallory".to_owned(),
         updated_by: "mallory".to_owned(),
+        locked: true,
+        anonymize_time: Some(timestamp(3_000, 0)),
         // Mutable fields.
         first_name: "Ana".to_owned(),
         last_name: "López".to_owned(),
@@ -85,6 +87,8 @@ async fn customer_round_trips_every_field_through_create_get_update_delete(backe
             contact(ContactKind::External, "crm", "crm-123"),
         ],
         tags: strings(&["VIP", "gold"]),
+        locked: false,
+        anonymize_time: None,
         ..input
     };
     assert_eq!(created, expected);

@@ -407,6 +407,8 @@ impl Book {
                     update_time,
                     ..audit(create_time)
                 },
+                locked: false,
+                anonymize_time: None,
             },
             requests,
             activities,
