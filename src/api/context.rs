@@ -3,6 +3,7 @@
 use tonic::{Request, Response, Status};
 
 use super::{ANONYMOUS, ApiState, principal};
+use crate::domain::principal::Role;
 use crate::{
     domain::{
         Violations,
@@ -236,12 +237,24 @@ impl ContextService for ContextApi {
         &self,
         request: Request<pb::ListRecentCustomersRequest>,
     ) -> Result<Response<pb::ListRecentCustomersResponse>, Status> {
+        let caller = principal(&request)?;
         let message = request.into_inner();
         let mut violations = Violations::new();
         let agent = message.agent.trim();
         text::check_required_text(&mut violations, "agent", agent);
         let limit = page::page_size(&mut violations, "page_size", message.page_size);
         violations.into_result(()).map_err(Error::from)?;
+        // What an agent opened is their own business; an admin (a supervisor) may read anyone's list.
+        if caller.role == Role::Agent && agent != caller.agent {
+            return Err(Error::permission_denied(
+                "NOT_OWN_RECENT_LIST",
+                format!(
+                    "agent {:?} may list only their own recent customers, not those of {agent:?}",
+                    caller.agent
+                ),
+            )
+            .into());
+        }
         // The agent's own views recorded so far are written first, so the list shows what they just opened.
         self.state.recent.flush().await;
         let customers = self.state.store.recent_customers(agent, limit).await?;

@@ -21,7 +21,7 @@
 //! | Update/DeleteActivity               | yes   | yes   |        |                                     |
 //! | GetActivity, ListActivities         | yes   | yes   |        | its customer's non-internal ones    |
 //! | OpenContext                         | yes   | yes   | yes    |                                     |
-//! | ListRecentCustomers                 | yes   | yes   |        |                                     |
+//! | ListRecentCustomers                 | yes   | own   |        |                                     |
 //! | Watch                               | yes   | yes   |        | its own records; no internal events, no presence |
 //!
 //! Health and reflection are open to everyone (no key needed).

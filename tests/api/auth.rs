@@ -48,9 +48,18 @@ enum Rpc {
     OpenContext,
     ListRecentCustomers,
     Watch,
+    FindMatchingCustomers,
+    MergeCustomers,
+    UnmergeCustomer,
+    LockCustomer,
+    UnlockCustomer,
+    AnonymizeCustomer,
+    ExportCustomer,
+    ListChanges,
+    ListNotifications,
 }
 
-const RPCS: [Rpc; 21] = [
+const RPCS: [Rpc; 30] = [
     Rpc::CreateCustomer,
     Rpc::GetCustomer,
     Rpc::UpdateCustomer,
@@ -72,6 +81,15 @@ const RPCS: [Rpc; 21] = [
     Rpc::OpenContext,
     Rpc::ListRecentCustomers,
     Rpc::Watch,
+    Rpc::FindMatchingCustomers,
+    Rpc::MergeCustomers,
+    Rpc::UnmergeCustomer,
+    Rpc::LockCustomer,
+    Rpc::UnlockCustomer,
+    Rpc::AnonymizeCustomer,
+    Rpc::ExportCustomer,
+    Rpc::ListChanges,
+    Rpc::ListNotifications,
 ];
 
 const ROLES: [&str; 4] = ["admin", "agent", "router", "portal"];
@@ -81,7 +99,10 @@ fn allowed(rpc: Rpc, role: &str) -> bool {
     use Rpc::*;
     match role {
         "admin" => true,
-        "agent" => rpc != DeleteCustomer,
+        "agent" => !matches!(
+            rpc,
+            DeleteCustomer | LockCustomer | UnlockCustomer | AnonymizeCustomer | ExportCustomer
+        ),
         "router" => matches!(rpc, OpenContext | LookupCustomers | CreateActivity),
         "portal" => matches!(
             rpc,
@@ -104,8 +125,21 @@ impl Rpc {
     fn service_and_method(self) -> (&'static str, String) {
         use Rpc::*;
         let service = match self {
-            CreateCustomer | GetCustomer | UpdateCustomer | DeleteCustomer | SearchCustomers
-            | LookupCustomers => "CustomerService",
+            CreateCustomer
+            | GetCustomer
+            | UpdateCustomer
+            | DeleteCustomer
+            | SearchCustomers
+            | LookupCustomers
+            | FindMatchingCustomers
+            | MergeCustomers
+            | UnmergeCustomer
+            | LockCustomer
+            | UnlockCustomer
+            | AnonymizeCustomer
+            | ExportCustomer
+            | ListChanges
+            | ListNotifications => "CustomerService",
             CreateRequest | GetRequest | UpdateRequest | DeleteRequest | ListRequests
             | AddComment | ListComments => "RequestService",
             CreateActivity | GetActivity | UpdateActivity | DeleteActivity | ListActivities => {
@@ -181,7 +215,13 @@ fn req<T>(key: Option<&str>, message: T) -> tonic::Request<T> {
 
 /// Calls `rpc` with `key` (none: no `authorization` metadata) and returns its status. Whatever the call
 /// changes is created for it first (with the app's admin key), so every call can succeed on its own.
-async fn call(app: &TestApp, fx: &Fixture, rpc: Rpc, key: Option<&str>) -> Result<(), Status> {
+async fn call(
+    app: &TestApp,
+    fx: &Fixture,
+    rpc: Rpc,
+    key: Option<&str>,
+    agent: &str,
+) -> Result<(), Status> {
     let customers = || CustomerServiceClient::new(app.channel());
     let requests = || RequestServiceClient::new(app.channel());
     let activities = || ActivityServiceClient::new(app.channel());
@@ -399,7 +439,7 @@ async fn call(app: &TestApp, fx: &Fixture, rpc: Rpc, key: Option<&str>) -> Resul
             .list_recent_customers(req(
                 key,
                 pb::ListRecentCustomersRequest {
-                    agent: "ana".into(),
+                    agent: agent.into(),
                     page_size: 0,
                 },
             ))
@@ -422,6 +462,108 @@ async fn call(app: &TestApp, fx: &Fixture, rpc: Rpc, key: Option<&str>) -> Resul
                 .await
                 .map(drop)
         }
+        Rpc::FindMatchingCustomers => customers()
+            .find_matching_customers(req(
+                key,
+                pb::FindMatchingCustomersRequest {
+                    customer_id: c,
+                    page_size: 0,
+                },
+            ))
+            .await
+            .map(drop),
+        Rpc::MergeCustomers => {
+            let target = app.create_customer(customer("Merge", "Target")).await;
+            let source = app.create_customer(customer("Merge", "Source")).await;
+            customers()
+                .merge_customers(req(
+                    key,
+                    pb::MergeCustomersRequest {
+                        target_id: target.id,
+                        target_version: target.version,
+                        source_ids: vec![source.id],
+                    },
+                ))
+                .await
+                .map(drop)
+        }
+        Rpc::UnmergeCustomer => {
+            let target = app.create_customer(customer("Unmerge", "Target")).await;
+            let source = app.create_customer(customer("Unmerge", "Source")).await;
+            customers()
+                .merge_customers(app.setup(pb::MergeCustomersRequest {
+                    target_id: target.id.clone(),
+                    target_version: target.version,
+                    source_ids: vec![source.id.clone()],
+                }))
+                .await
+                .expect("merge for the unmerge");
+            customers()
+                .unmerge_customer(req(
+                    key,
+                    pb::UnmergeCustomerRequest {
+                        target_id: target.id,
+                        source_id: source.id,
+                    },
+                ))
+                .await
+                .map(drop)
+        }
+        Rpc::LockCustomer => {
+            let fresh = app.create_customer(customer("Lock", "Me")).await;
+            customers()
+                .lock_customer(req(key, pb::LockCustomerRequest { id: fresh.id }))
+                .await
+                .map(drop)
+        }
+        Rpc::UnlockCustomer => {
+            let fresh = app.create_customer(customer("Unlock", "Me")).await;
+            customers()
+                .lock_customer(app.setup(pb::LockCustomerRequest {
+                    id: fresh.id.clone(),
+                }))
+                .await
+                .expect("lock for the unlock");
+            customers()
+                .unlock_customer(req(key, pb::UnlockCustomerRequest { id: fresh.id }))
+                .await
+                .map(drop)
+        }
+        Rpc::AnonymizeCustomer => {
+            let fresh = app.create_customer(customer("Forget", "Me")).await;
+            customers()
+                .anonymize_customer(req(key, pb::AnonymizeCustomerRequest { id: fresh.id }))
+                .await
+                .map(drop)
+        }
+        Rpc::ExportCustomer => customers()
+            .export_customer(req(key, pb::ExportCustomerRequest { id: c }))
+            .await
+            .map(drop),
+        Rpc::ListChanges => customers()
+            .list_changes(req(
+                key,
+                pb::ListChangesRequest {
+                    resource: Some(pb::ResourceRef {
+                        r#type: pb::ResourceType::Customer as i32,
+                        id: c,
+                        known_version: 0,
+                    }),
+                    ..Default::default()
+                },
+            ))
+            .await
+            .map(drop),
+        Rpc::ListNotifications => customers()
+            .list_notifications(req(
+                key,
+                pb::ListNotificationsRequest {
+                    customer_id: c,
+                    ..Default::default()
+                },
+            ))
+            .await
+            .map(drop),
     }
 }
 
@@ -439,14 +581,15 @@ async fn every_rpc_gives_each_role_the_documented_code(backend: Backend) {
         app.revoke_key(&format!("{role}-old")).await;
         for rpc in RPCS {
             for (key, label) in [(None, "no key"), (Some(revoked.as_str()), "revoked key")] {
-                let status = call(&app, &fx, rpc, key).await.expect_err(label);
+                let status = call(&app, &fx, rpc, key, "ana").await.expect_err(label);
                 assert_eq!(
                     status.code(),
                     Code::Unauthenticated,
                     "{rpc:?} with {label} ({role}): {status:?}"
                 );
             }
-            let result = call(&app, &fx, rpc, Some(&valid)).await;
+            let agent = format!("{role}-1");
+            let result = call(&app, &fx, rpc, Some(&valid), &agent).await;
             if allowed(rpc, role) {
                 assert!(result.is_ok(), "{rpc:?} as {role}: {result:?}");
             } else {
@@ -455,6 +598,58 @@ async fn every_rpc_gives_each_role_the_documented_code(backend: Backend) {
             }
         }
     }
+}
+
+#[apply(backends)]
+#[tokio::test]
+async fn an_agent_reads_only_their_own_recent_list_and_an_admin_reads_anyones(backend: Backend) {
+    let Some(app) = TestApp::spawn_with_keys(backend, |_| {}).await else {
+        return;
+    };
+    let ana = app.mint_key("ana", "agent", None).await;
+    let ben = app.mint_key("ben", "agent", None).await;
+    let boss = app.mint_key("boss", "admin", None).await;
+    let opened = ok(app
+        .customers()
+        .create_customer(keyed(
+            &ana,
+            pb::CreateCustomerRequest {
+                customer: Some(customer("Opened", "ByAna")),
+            },
+        ))
+        .await);
+    let list = |key: String, agent: &str| {
+        let mut client = ContextServiceClient::new(app.channel());
+        let message = pb::ListRecentCustomersRequest {
+            agent: agent.to_owned(),
+            page_size: 0,
+        };
+        async move {
+            client
+                .list_recent_customers(keyed(&key, message))
+                .await
+                .map(|r| {
+                    r.into_inner()
+                        .customers
+                        .into_iter()
+                        .map(|c| c.id)
+                        .collect::<Vec<_>>()
+                })
+        }
+    };
+    assert_eq!(
+        list(ana.clone(), "ana").await.expect("own list"),
+        std::slice::from_ref(&opened.id)
+    );
+    let status = list(ben.clone(), "ana")
+        .await
+        .expect_err("another agent's list");
+    assert_error(&status, Code::PermissionDenied, "NOT_OWN_RECENT_LIST");
+    assert_eq!(
+        list(ben, "ben").await.expect("own, empty"),
+        Vec::<String>::new()
+    );
+    assert_eq!(list(boss, "ana").await.expect("supervisor"), [opened.id]);
 }
 
 #[apply(backends)]
