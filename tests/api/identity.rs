@@ -796,3 +796,38 @@ async fn a_merge_from_a_stale_version_or_with_bad_input_is_refused(backend: Back
     );
     assert_eq!(app.get_customer(&target.id).await.unwrap(), edited);
 }
+
+#[apply(backends)]
+#[tokio::test]
+async fn deleting_the_target_deletes_the_tombstones_of_its_sources(backend: Backend) {
+    let Some(app) = TestApp::spawn(backend).await else {
+        return;
+    };
+    let target = app.create_customer(customer("Carla", "Diaz")).await;
+    let source = app
+        .create_customer(pb::Customer {
+            customer_number: "C-5".into(),
+            ..customer("Karla", "Diaz")
+        })
+        .await;
+    let merged = merge(&app, "ben", &target, &[&source]).await.unwrap();
+    ok(app
+        .customers()
+        .delete_customer(pb::DeleteCustomerRequest {
+            id: target.id.clone(),
+            version: merged.version,
+        })
+        .await);
+    let status = app.get_customer(&source.id).await.unwrap_err();
+    assert_error(&status, Code::NotFound, "NOT_FOUND");
+    let status = unmerge(&app, &target.id, &source.id).await.unwrap_err();
+    assert_error(&status, Code::NotFound, "NOT_FOUND");
+    // The customer number is free again.
+    let reused = app
+        .create_customer(pb::Customer {
+            customer_number: "C-5".into(),
+            ..customer("Someone", "Else")
+        })
+        .await;
+    assert_eq!(reused.customer_number, "C-5");
+}
