@@ -1,43 +1,246 @@
 //! Duplicate matching, merge and unmerge, and locks: the identity half of `CustomerService`.
 
+use std::collections::HashMap;
+
 use tonic::{Request, Response, Status};
 
-use super::ApiState;
-use crate::pb;
+use super::{ApiState, check_version_given, customers::to_pb, principal};
+use crate::{
+    domain::{Violations, ids, matching::MatchReason, reason},
+    error::Error,
+    pb,
+    store::CustomerMatch,
+};
+
+/// Most sources one merge takes.
+pub const MAX_MERGE_SOURCES: usize = 20;
+/// Matches returned when the request does not say.
+pub const DEFAULT_MATCHES: usize = 20;
+/// Most matches one call returns.
+pub const MAX_MATCHES: usize = 100;
+
+/// More sources than [`MAX_MERGE_SOURCES`].
+const TOO_MANY_SOURCES: &str = "TOO_MANY_SOURCES";
+/// The same source named twice.
+const DUPLICATE_SOURCE: &str = "DUPLICATE_SOURCE";
+/// The target named among the sources.
+const SOURCE_IS_TARGET: &str = "SOURCE_IS_TARGET";
+
+/// The checked id at `field`, or the call's INVALID_ARGUMENT.
+fn one_id(field: &str, value: &str) -> Result<String, Error> {
+    let mut violations = Violations::new();
+    let id = ids::check_id(&mut violations, field, value);
+    Ok(violations.into_result(id.unwrap_or_default())?)
+}
+
+fn reason_to_pb(reason: MatchReason) -> pb::MatchReason {
+    use pb::MatchReasonKind as Kind;
+    let (kind, detail) = match reason {
+        MatchReason::SharedPhone(detail) => (Kind::SharedPhone, detail),
+        MatchReason::SharedEmail(detail) => (Kind::SharedEmail, detail),
+        MatchReason::SharedHandle(detail) => (Kind::SharedHandle, detail),
+        MatchReason::SimilarName(detail) => (Kind::SimilarName, detail),
+    };
+    pb::MatchReason {
+        kind: kind as i32,
+        detail,
+    }
+}
+
+fn match_to_pb(found: CustomerMatch) -> pb::CustomerMatch {
+    pb::CustomerMatch {
+        customer: Some(to_pb(found.customer)),
+        reasons: found.reasons.into_iter().map(reason_to_pb).collect(),
+        score: found.score,
+    }
+}
 
 pub(super) async fn find_matching_customers(
-    _state: &ApiState,
-    _request: Request<pb::FindMatchingCustomersRequest>,
+    state: &ApiState,
+    request: Request<pb::FindMatchingCustomersRequest>,
 ) -> Result<Response<pb::FindMatchingCustomersResponse>, Status> {
-    Err(Status::unimplemented(
-        "find_matching_customers is being built",
-    ))
+    principal(&request)?;
+    let message = request.into_inner();
+    let mut violations = Violations::new();
+    let id = ids::check_id(&mut violations, "customer_id", &message.customer_id);
+    let limit = match message.page_size {
+        0 => DEFAULT_MATCHES,
+        n if n < 0 => {
+            violations.push(
+                "page_size",
+                reason::INVALID_PAGE_SIZE,
+                format!("must not be negative (0 means the default of {DEFAULT_MATCHES})"),
+            );
+            DEFAULT_MATCHES
+        }
+        n => (n as usize).min(MAX_MATCHES),
+    };
+    let id = violations
+        .into_result(id.unwrap_or_default())
+        .map_err(Error::from)?;
+    let matches = state.store.find_matching_customers(&id, limit).await?;
+    Ok(Response::new(pb::FindMatchingCustomersResponse {
+        matches: matches.into_iter().map(match_to_pb).collect(),
+    }))
+}
+
+/// Checks a merge request, reporting every problem at once; returns the target and the sources.
+fn check_merge(message: &pb::MergeCustomersRequest) -> Result<(String, Vec<String>), Error> {
+    let mut violations = Violations::new();
+    let target = ids::check_id(&mut violations, "target_id", &message.target_id);
+    check_version_given(&mut violations, "target_version", message.target_version);
+    if message.source_ids.is_empty() {
+        violations.push(
+            "source_ids",
+            reason::REQUIRED_FIELD,
+            "name at least one customer to merge into the target",
+        );
+    } else if message.source_ids.len() > MAX_MERGE_SOURCES {
+        violations.push(
+            "source_ids",
+            TOO_MANY_SOURCES,
+            format!(
+                "at most {MAX_MERGE_SOURCES} customers per merge (got {}); merge the rest in another call",
+                message.source_ids.len()
+            ),
+        );
+    }
+    let mut first_seen: HashMap<String, usize> = HashMap::new();
+    let mut sources = Vec::with_capacity(message.source_ids.len());
+    for (i, raw) in message.source_ids.iter().enumerate() {
+        let field = format!("source_ids[{i}]");
+        let Some(id) = ids::check_id(&mut violations, &field, raw) else {
+            continue;
+        };
+        if target.as_deref() == Some(id.as_str()) {
+            violations.push(
+                &field,
+                SOURCE_IS_TARGET,
+                "the target cannot be merged into itself",
+            );
+        } else if let Some(earlier) = first_seen.get(&id) {
+            violations.push(
+                &field,
+                DUPLICATE_SOURCE,
+                format!("duplicates source_ids[{earlier}]"),
+            );
+        } else {
+            first_seen.insert(id.clone(), i);
+            sources.push(id);
+        }
+    }
+    Ok(violations.into_result((target.unwrap_or_default(), sources))?)
 }
 
 pub(super) async fn merge_customers(
-    _state: &ApiState,
-    _request: Request<pb::MergeCustomersRequest>,
+    state: &ApiState,
+    request: Request<pb::MergeCustomersRequest>,
 ) -> Result<Response<pb::Customer>, Status> {
-    Err(Status::unimplemented("merge_customers is being built"))
+    let agent = principal(&request)?.agent;
+    let message = request.into_inner();
+    let (target, sources) = check_merge(&message)?;
+    let merged = state
+        .store
+        .merge_customers(&agent, &target, message.target_version, &sources)
+        .await?;
+    Ok(Response::new(to_pb(merged)))
 }
 
 pub(super) async fn unmerge_customer(
-    _state: &ApiState,
-    _request: Request<pb::UnmergeCustomerRequest>,
+    state: &ApiState,
+    request: Request<pb::UnmergeCustomerRequest>,
 ) -> Result<Response<pb::UnmergeCustomerResponse>, Status> {
-    Err(Status::unimplemented("unmerge_customer is being built"))
+    let agent = principal(&request)?.agent;
+    let message = request.into_inner();
+    let mut violations = Violations::new();
+    let target = ids::check_id(&mut violations, "target_id", &message.target_id);
+    let source = ids::check_id(&mut violations, "source_id", &message.source_id);
+    if let (Some(target), Some(source)) = (&target, &source)
+        && target == source
+    {
+        violations.push(
+            "source_id",
+            SOURCE_IS_TARGET,
+            "a customer cannot have been merged into itself",
+        );
+    }
+    violations.into_result(()).map_err(Error::from)?;
+    let (target, source) = state
+        .store
+        .unmerge_customer(
+            &agent,
+            &target.unwrap_or_default(),
+            &source.unwrap_or_default(),
+        )
+        .await?;
+    Ok(Response::new(pb::UnmergeCustomerResponse {
+        target: Some(to_pb(target)),
+        source: Some(to_pb(source)),
+    }))
 }
 
 pub(super) async fn lock_customer(
-    _state: &ApiState,
-    _request: Request<pb::LockCustomerRequest>,
+    state: &ApiState,
+    request: Request<pb::LockCustomerRequest>,
 ) -> Result<Response<pb::Customer>, Status> {
-    Err(Status::unimplemented("lock_customer is being built"))
+    let agent = principal(&request)?.agent;
+    let id = one_id("id", &request.get_ref().id)?;
+    let customer = state.store.set_customer_locked(&agent, &id, true).await?;
+    Ok(Response::new(to_pb(customer)))
 }
 
 pub(super) async fn unlock_customer(
-    _state: &ApiState,
-    _request: Request<pb::UnlockCustomerRequest>,
+    state: &ApiState,
+    request: Request<pb::UnlockCustomerRequest>,
 ) -> Result<Response<pb::Customer>, Status> {
-    Err(Status::unimplemented("unlock_customer is being built"))
+    let agent = principal(&request)?.agent;
+    let id = one_id("id", &request.get_ref().id)?;
+    let customer = state.store.set_customer_locked(&agent, &id, false).await?;
+    Ok(Response::new(to_pb(customer)))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn reasons(message: pb::MergeCustomersRequest) -> Vec<(String, &'static str)> {
+        match check_merge(&message) {
+            Err(Error::InvalidArgument(v)) => {
+                v.iter().map(|v| (v.field.clone(), v.reason)).collect()
+            }
+            other => panic!("expected violations, got {other:?}"),
+        }
+    }
+
+    #[test]
+    fn every_problem_of_a_merge_is_reported() {
+        let target = ids::new_id();
+        let source = ids::new_id();
+        let found = reasons(pb::MergeCustomersRequest {
+            target_id: target.clone(),
+            target_version: 0,
+            source_ids: vec![source.clone(), "nope".into(), source, target],
+        });
+        assert_eq!(
+            found,
+            [
+                ("target_version".to_owned(), reason::MISSING_VERSION),
+                ("source_ids[1]".to_owned(), reason::INVALID_ID),
+                ("source_ids[2]".to_owned(), DUPLICATE_SOURCE),
+                ("source_ids[3]".to_owned(), SOURCE_IS_TARGET),
+            ]
+        );
+        let many = reasons(pb::MergeCustomersRequest {
+            target_id: String::new(),
+            target_version: 1,
+            source_ids: (0..21).map(|_| ids::new_id()).collect(),
+        });
+        assert_eq!(
+            many,
+            [
+                ("target_id".to_owned(), reason::REQUIRED_FIELD),
+                ("source_ids".to_owned(), TOO_MANY_SOURCES),
+            ]
+        );
+    }
 }

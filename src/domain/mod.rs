@@ -9,6 +9,8 @@ pub mod customer;
 pub mod fold;
 pub mod ids;
 pub mod mask;
+pub mod matching;
+pub mod merge;
 pub mod page;
 pub mod principal;
 pub mod request;

@@ -137,7 +137,7 @@ async fn resolve_links(
         }
     }
     if let Some(customer_id) = data.customer_id.as_deref() {
-        customers::find(db, customer_id).await?;
+        customers::find_to_link(db, customer_id).await?;
     }
     Ok(())
 }

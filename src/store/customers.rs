@@ -5,12 +5,12 @@ use std::collections::BTreeMap;
 use sea_orm::{
     ActiveValue::Set,
     ColumnTrait, ConnectionTrait, EntityTrait, QueryFilter, QueryOrder, QuerySelect,
-    sea_query::{Expr, Query},
+    sea_query::{Expr, LockType, Query},
 };
 
 use super::{
     Store, change_log, check_version, decode_json, encode_json,
-    entity::{activities, comments, contact_keys, customers, requests},
+    entity::{activities, comments, contact_keys, customer_merges, customers, requests},
 };
 use crate::{
     domain::{
@@ -25,6 +25,8 @@ use crate::{
 };
 
 const RESOURCE: &str = "customer";
+/// `FAILED_PRECONDITION` reason of writes a locked customer refuses.
+pub(super) const CUSTOMER_LOCKED: &str = "CUSTOMER_LOCKED";
 
 /// Which index a lookup uses.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -137,7 +139,7 @@ pub(super) async fn write_contact_keys(
 }
 
 /// Refuses a customer number that another customer already has.
-async fn check_customer_number_free(
+pub(super) async fn check_customer_number_free(
     db: &impl ConnectionTrait,
     number: &str,
     own_id: &str,
@@ -161,20 +163,101 @@ async fn check_customer_number_free(
     }
 }
 
+/// Most merges followed from a merged customer to the one it lives on in.
+const MAX_MERGE_HOPS: usize = 64;
+
+/// Why there is no customer `id`: it was merged into another (following later merges of that one to the
+/// customer that exists now), or it never existed or was deleted.
+pub(super) async fn missing(db: &impl ConnectionTrait, id: &str) -> Result<Error> {
+    let mut current = id.to_owned();
+    for _ in 0..MAX_MERGE_HOPS {
+        let Some(target) = customer_merges::Entity::find_by_id(current.clone())
+            .select_only()
+            .column(customer_merges::Column::TargetId)
+            .into_tuple::<String>()
+            .one(db)
+            .await?
+        else {
+            // The chain ends at a customer that no longer exists (deleted after the merge).
+            return Ok(Error::not_found(RESOURCE, id));
+        };
+        let exists = customers::Entity::find_by_id(target.clone())
+            .select_only()
+            .column(customers::Column::Id)
+            .into_tuple::<String>()
+            .one(db)
+            .await?
+            .is_some();
+        if exists {
+            return Ok(Error::Merged {
+                id: id.to_owned(),
+                merged_into: target,
+            });
+        }
+        current = target;
+    }
+    tracing::error!(
+        customer_id = id,
+        "merge chain longer than {MAX_MERGE_HOPS} customers"
+    );
+    Ok(Error::not_found(RESOURCE, id))
+}
+
 pub(super) async fn find(db: &impl ConnectionTrait, id: &str) -> Result<Customer> {
-    let model = customers::Entity::find_by_id(id.to_owned())
-        .one(db)
-        .await?
-        .ok_or_else(|| Error::not_found(RESOURCE, id))?;
-    from_model(model)
+    match customers::Entity::find_by_id(id.to_owned()).one(db).await? {
+        Some(model) => from_model(model),
+        None => Err(missing(db, id).await?),
+    }
 }
 
 /// Locks the customer for the rest of the write transaction and reads it.
 pub(super) async fn find_for_update(db: &impl ConnectionTrait, id: &str) -> Result<Customer> {
     if !super::lock_row(db, "customers", id).await? {
-        return Err(Error::not_found(RESOURCE, id));
+        return Err(missing(db, id).await?);
     }
     find(db, id).await
+}
+
+/// Locks the customer against every other writer, deletion included (PostgreSQL `FOR UPDATE`: records being
+/// linked to it wait, see [`find_to_link`]), and reads it. For writes that delete the customer row.
+pub(super) async fn find_exclusive(db: &impl ConnectionTrait, id: &str) -> Result<Customer> {
+    match customers::Entity::find_by_id(id.to_owned())
+        .lock_exclusive()
+        .one(db)
+        .await?
+    {
+        Some(model) => from_model(model),
+        None => Err(missing(db, id).await?),
+    }
+}
+
+/// Reads the customer a request or activity is about to be linked to, keeping it from being deleted or merged
+/// away until the write commits (PostgreSQL `FOR KEY SHARE`; profile edits are not blocked). A customer merged
+/// meanwhile answers [`Error::Merged`].
+pub(super) async fn find_to_link(db: &impl ConnectionTrait, id: &str) -> Result<Customer> {
+    match customers::Entity::find_by_id(id.to_owned())
+        .lock(LockType::KeyShare)
+        .one(db)
+        .await?
+    {
+        Some(model) => from_model(model),
+        None => Err(missing(db, id).await?),
+    }
+}
+
+/// Refuses to `what` a locked customer (`FAILED_PRECONDITION`, `CUSTOMER_LOCKED`).
+pub(super) fn refuse_if_locked(customer: &Customer, what: &str) -> Result<()> {
+    if customer.locked {
+        Err(Error::failed_precondition(
+            CUSTOMER_LOCKED,
+            format!(
+                "customer {} is locked and cannot {what}; an administrator must unlock it first",
+                customer.id
+            ),
+        ))
+    } else {
+        Ok(())
+    }
 }
 
 impl Store {
@@ -234,6 +317,7 @@ impl Store {
     ) -> Result<Customer> {
         let txn = self.begin_write().await?;
         let current = find_for_update(&txn, id).await?;
+        refuse_if_locked(&current, "be edited")?;
         check_version(
             RESOURCE,
             &current.id,
@@ -297,7 +381,8 @@ impl Store {
         expected_version: i64,
     ) -> Result<()> {
         let txn = self.begin_write().await?;
-        let current = find_for_update(&txn, id).await?;
+        let current = find_exclusive(&txn, id).await?;
+        refuse_if_locked(&current, "be deleted")?;
         check_version(
             RESOURCE,
             &current.id,
@@ -380,6 +465,7 @@ impl Store {
         customers::Entity::delete_by_id(id.to_owned())
             .exec(&txn)
             .await?;
+        super::identity::delete_tombstones_into(&txn, id).await?;
         for (activity_id, version, internal) in doomed_activities {
             change_log::append(
                 &txn,

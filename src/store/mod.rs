@@ -22,7 +22,9 @@ pub mod change_log;
 mod context;
 mod customers;
 pub mod entity;
+mod identity;
 pub mod keys;
+mod matching;
 pub mod migration;
 pub mod presence;
 pub mod recent;
@@ -32,6 +34,7 @@ pub mod seed;
 
 pub use context::{ContextResult, OpenContext, Prefill, RequestPolicy};
 pub use customers::{LookupKey, MAX_LOOKUP_RESULTS};
+pub use matching::CustomerMatch;
 pub use search::SearchHit;
 
 /// PostgreSQL advisory-lock key held while migrating ("cc-migr").

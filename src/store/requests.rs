@@ -132,7 +132,7 @@ impl Store {
             data,
         };
         let txn = self.begin_write().await?;
-        customers::find(&txn, customer_id).await?;
+        customers::find_to_link(&txn, customer_id).await?;
         requests::Entity::insert(to_active(&request)?)
             .exec_without_returning(&txn)
             .await?;

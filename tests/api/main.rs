@@ -12,6 +12,7 @@ mod context;
 mod crash;
 mod customers;
 mod hostile;
+mod identity;
 mod limits;
 mod pagination;
 mod plumbing;

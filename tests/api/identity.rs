@@ -1,0 +1,833 @@
+//! Duplicate matching, merge, unmerge and locks, as an agent (and a watching colleague) sees them.
+
+use std::collections::{BTreeMap, BTreeSet};
+
+use customer_context::pb::{self, ContactKind, MatchReasonKind};
+use tonic::{Code, Response, Status};
+
+use rstest::rstest;
+use rstest_reuse::apply;
+
+use crate::{
+    harness::*,
+    watch::{Watcher, customer_ref},
+};
+
+async fn find_matching(
+    app: &TestApp,
+    customer_id: &str,
+    page_size: i32,
+) -> Result<Vec<pb::CustomerMatch>, Status> {
+    let request = pb::FindMatchingCustomersRequest {
+        customer_id: customer_id.to_owned(),
+        page_size,
+    };
+    app.customers()
+        .find_matching_customers(request)
+        .await
+        .map(|r| r.into_inner().matches)
+}
+
+async fn merge(
+    app: &TestApp,
+    agent: &str,
+    target: &pb::Customer,
+    sources: &[&pb::Customer],
+) -> Result<pb::Customer, Status> {
+    merge_ids(
+        app,
+        agent,
+        &target.id,
+        target.version,
+        sources.iter().map(|s| s.id.clone()).collect(),
+    )
+    .await
+}
+
+async fn merge_ids(
+    app: &TestApp,
+    agent: &str,
+    target_id: &str,
+    target_version: i64,
+    source_ids: Vec<String>,
+) -> Result<pb::Customer, Status> {
+    let request = pb::MergeCustomersRequest {
+        target_id: target_id.to_owned(),
+        target_version,
+        source_ids,
+    };
+    app.customers()
+        .merge_customers(as_agent(agent, request))
+        .await
+        .map(Response::into_inner)
+}
+
+async fn unmerge(
+    app: &TestApp,
+    target_id: &str,
+    source_id: &str,
+) -> Result<pb::UnmergeCustomerResponse, Status> {
+    let request = pb::UnmergeCustomerRequest {
+        target_id: target_id.to_owned(),
+        source_id: source_id.to_owned(),
+    };
+    app.customers()
+        .unmerge_customer(as_agent("ben", request))
+        .await
+        .map(Response::into_inner)
+}
+
+async fn lock(app: &TestApp, id: &str) -> pb::Customer {
+    let request = pb::LockCustomerRequest { id: id.to_owned() };
+    ok(app.customers().lock_customer(app.setup(request)).await)
+}
+
+async fn unlock(app: &TestApp, id: &str) -> pb::Customer {
+    let request = pb::UnlockCustomerRequest { id: id.to_owned() };
+    ok(app.customers().unlock_customer(app.setup(request)).await)
+}
+
+async fn lookup_phone(app: &TestApp, number: &str) -> Vec<String> {
+    let request = pb::LookupCustomersRequest {
+        key: Some(pb::lookup_customers_request::Key::Phone(number.to_owned())),
+    };
+    ok(app.customers().lookup_customers(request).await)
+        .customers
+        .into_iter()
+        .map(|c| c.id)
+        .collect()
+}
+
+fn handle(value: &str) -> pb::ContactPoint {
+    contact(ContactKind::Chat, "chat", value)
+}
+
+/// NOT_FOUND with ErrorInfo CUSTOMER_MERGED naming the customer it lives on in.
+#[track_caller]
+fn assert_merged(status: &Status, id: &str, into: &str) {
+    assert_error(status, Code::NotFound, "CUSTOMER_MERGED");
+    let info = error_info(status);
+    assert_eq!(info.metadata.get("id").map(String::as_str), Some(id));
+    assert_eq!(
+        info.metadata.get("merged_into").map(String::as_str),
+        Some(into),
+        "{status:?}"
+    );
+}
+
+fn values(c: &pb::Customer) -> BTreeSet<String> {
+    c.contact_points.iter().map(|p| p.value.clone()).collect()
+}
+
+fn set(items: &[&str]) -> BTreeSet<String> {
+    items.iter().map(|s| (*s).to_owned()).collect()
+}
+
+fn request_ids(requests: &[pb::Request]) -> BTreeSet<String> {
+    requests.iter().map(|r| r.id.clone()).collect()
+}
+
+async fn activity_ids(app: &TestApp, customer_id: &str) -> BTreeSet<String> {
+    ok(app
+        .activities()
+        .list_activities(pb::ListActivitiesRequest {
+            customer_id: customer_id.to_owned(),
+            page_size: 500,
+            ..Default::default()
+        })
+        .await)
+    .activities
+    .into_iter()
+    .map(|a| a.id)
+    .collect()
+}
+
+#[apply(backends)]
+#[tokio::test]
+async fn matching_finds_shared_contact_points_and_similar_names_with_reasons(backend: Backend) {
+    let Some(app) = TestApp::spawn(backend).await else {
+        return;
+    };
+    let carla = app
+        .create_customer(pb::Customer {
+            contact_points: vec![phone("+1 415 555 0100"), email("carla@example.com")],
+            ..customer("Carla", "Diaz")
+        })
+        .await;
+    let same_phone = app
+        .create_customer(pb::Customer {
+            contact_points: vec![phone("(415) 555-0100")],
+            ..customer("C.", "Ortega")
+        })
+        .await;
+    let same_email = app
+        .create_customer(pb::Customer {
+            contact_points: vec![email("CARLA@example.com")],
+            ..customer("", "")
+        })
+        .await;
+    let similar = app.create_customer(customer("Karla", "Díaz")).await;
+    let reversed_and_phone = app
+        .create_customer(pb::Customer {
+            contact_points: vec![phone("+14155550100")],
+            ..customer("Diaz", "Carla")
+        })
+        .await;
+    let unrelated = app
+        .create_customer(pb::Customer {
+            contact_points: vec![phone("+14155550199")],
+            ..customer("Maria", "Lopez")
+        })
+        .await;
+    app.create_customer(customer("Diana", "Dominguez")).await;
+
+    let matches = find_matching(&app, &carla.id, 0).await.unwrap();
+    let by_id: BTreeMap<String, &pb::CustomerMatch> = matches
+        .iter()
+        .map(|m| (m.customer.as_ref().unwrap().id.clone(), m))
+        .collect();
+    assert_eq!(
+        by_id.keys().cloned().collect::<BTreeSet<_>>(),
+        set(&[
+            &same_phone.id,
+            &same_email.id,
+            &similar.id,
+            &reversed_and_phone.id
+        ]),
+        "{matches:#?}"
+    );
+    assert!(!by_id.contains_key(&carla.id) && !by_id.contains_key(&unrelated.id));
+    let reasons = |id: &str| -> Vec<(i32, String)> {
+        by_id[id]
+            .reasons
+            .iter()
+            .map(|r| (r.kind, r.detail.clone()))
+            .collect()
+    };
+    assert_eq!(
+        reasons(&same_phone.id),
+        [(MatchReasonKind::SharedPhone as i32, "+14155550100".into())]
+    );
+    assert_eq!(
+        reasons(&same_email.id),
+        [(
+            MatchReasonKind::SharedEmail as i32,
+            "carla@example.com".into()
+        )]
+    );
+    assert_eq!(
+        reasons(&similar.id),
+        [(MatchReasonKind::SimilarName as i32, "Karla Díaz".into())]
+    );
+    assert_eq!(
+        reasons(&reversed_and_phone.id),
+        [
+            (MatchReasonKind::SharedPhone as i32, "+14155550100".into()),
+            (MatchReasonKind::SimilarName as i32, "Diaz Carla".into())
+        ]
+    );
+    // Strongest first: phone and name, then a shared contact point, then a name alone.
+    let order: Vec<&str> = matches
+        .iter()
+        .map(|m| m.customer.as_ref().unwrap().id.as_str())
+        .collect();
+    assert_eq!(order[0], reversed_and_phone.id);
+    assert_eq!(order[3], similar.id);
+    assert!(
+        matches
+            .windows(2)
+            .all(|w| w[0].score >= w[1].score && w[1].score > 0.0 && w[0].score <= 1.0)
+    );
+
+    assert_eq!(find_matching(&app, &carla.id, 1).await.unwrap().len(), 1);
+    let negative = find_matching(&app, &carla.id, -1).await.unwrap_err();
+    assert_violations(&negative, &[("page_size", "INVALID_PAGE_SIZE")]);
+    let missing = find_matching(&app, &unknown_id(), 0).await.unwrap_err();
+    assert_error(&missing, Code::NotFound, "NOT_FOUND");
+}
+
+#[apply(backends)]
+#[tokio::test]
+async fn merging_three_customers_moves_everything_and_watchers_see_it(backend: Backend) {
+    let Some(app) = TestApp::spawn(backend).await else {
+        return;
+    };
+    let target = app
+        .create_customer(pb::Customer {
+            contact_points: vec![phone("+14155550100")],
+            tags: strings(&["VIP"]),
+            attributes: [("plan".to_owned(), "gold".to_owned())].into(),
+            notes: "prefers email".into(),
+            ..customer("Carla", "Diaz")
+        })
+        .await;
+    let first = app
+        .create_customer(pb::Customer {
+            contact_points: vec![phone("+14155550101"), email("carla@example.com")],
+            tags: strings(&[" vip ", "billing"]),
+            attributes: [
+                ("plan".to_owned(), "silver".to_owned()),
+                ("region".to_owned(), "west".to_owned()),
+            ]
+            .into(),
+            customer_number: "C-17".into(),
+            notes: "old notes".into(),
+            credit_hold: true,
+            ..customer("Carla", "Díaz")
+        })
+        .await;
+    let second = app
+        .create_customer(pb::Customer {
+            contact_points: vec![email("karla@example.org"), handle("@karla")],
+            company: "Diaz Imports".into(),
+            ..customer("Karla", "Diaz")
+        })
+        .await;
+    let first_request = app.create_request(request(&first.id, "Refund")).await;
+    let first_activity = app
+        .create_activity(pb::Activity {
+            request_id: first_request.id.clone(),
+            ..activity(&first.id, "Called about the refund")
+        })
+        .await;
+    let second_activity = app.create_activity(activity(&second.id, "Chat")).await;
+    app.add_comment("setup", &first_request.id, "refund approved")
+        .await
+        .unwrap();
+
+    let mut ana = Watcher::open(&app, "ana").await;
+    ana.subscribe(vec![customer_ref(&first.id, first.version)], 0)
+        .await;
+    ana.joined(&first.id, "ana").await;
+    let mut cy = Watcher::open(&app, "cy").await;
+    cy.subscribe(vec![customer_ref(&target.id, target.version)], 0)
+        .await;
+    cy.joined(&target.id, "cy").await;
+
+    let merged = merge(&app, "ben", &target, &[&first, &second])
+        .await
+        .unwrap();
+    assert_eq!(merged.id, target.id);
+    assert_eq!(merged.version, target.version + 1);
+    assert_eq!(merged.updated_by, "ben");
+    assert_eq!(
+        values(&merged),
+        set(&[
+            "+14155550100",
+            "+14155550101",
+            "carla@example.com",
+            "karla@example.org",
+            "@karla"
+        ])
+    );
+    assert_eq!(merged.tags, ["VIP", "billing"]);
+    assert_eq!(
+        merged.attributes,
+        [
+            ("plan".to_owned(), "gold".to_owned()),
+            ("region".to_owned(), "west".to_owned())
+        ]
+        .into()
+    );
+    // The target's values win where set; empty ones are filled from the sources.
+    assert_eq!(
+        (
+            merged.first_name.as_str(),
+            merged.notes.as_str(),
+            merged.customer_number.as_str(),
+            merged.company.as_str(),
+            merged.credit_hold
+        ),
+        ("Carla", "prefers email", "C-17", "Diaz Imports", true)
+    );
+    assert_eq!(app.get_customer(&target.id).await.unwrap(), merged);
+
+    // The sources are tombstones naming the target; writes naming them are refused the same way.
+    for source in [&first, &second] {
+        let status = app.get_customer(&source.id).await.unwrap_err();
+        assert_merged(&status, &source.id, &target.id);
+        let status = app
+            .update_customer("ben", pb::Customer { ..source.clone() })
+            .await
+            .unwrap_err();
+        assert_merged(&status, &source.id, &target.id);
+    }
+    let status = app
+        .requests()
+        .create_request(pb::CreateRequestRequest {
+            request: Some(request(&first.id, "Another")),
+        })
+        .await
+        .unwrap_err();
+    assert_merged(&status, &first.id, &target.id);
+    let status = app
+        .activities()
+        .create_activity(pb::CreateActivityRequest {
+            activity: Some(activity(&second.id, "Another")),
+        })
+        .await
+        .unwrap_err();
+    assert_merged(&status, &second.id, &target.id);
+
+    // Records, comments and lookups now lead to the target.
+    assert_eq!(
+        request_ids(
+            &app.list_requests(&target.id, pb::RequestStatus::Unspecified)
+                .await
+        ),
+        set(&[&first_request.id])
+    );
+    let moved = app.get_request(&first_request.id).await.unwrap();
+    assert_eq!(
+        (moved.customer_id.as_str(), moved.version),
+        (target.id.as_str(), first_request.version + 1)
+    );
+    assert_eq!(app.list_comments(&first_request.id).await.unwrap().len(), 1);
+    assert_eq!(
+        activity_ids(&app, &target.id).await,
+        set(&[&first_activity.id, &second_activity.id])
+    );
+    assert_eq!(
+        lookup_phone(&app, "+1 415 555 0101").await,
+        [target.id.as_str()]
+    );
+    let number = pb::LookupCustomersRequest {
+        key: Some(pb::lookup_customers_request::Key::CustomerNumber(
+            "C-17".into(),
+        )),
+    };
+    let found = ok(app.customers().lookup_customers(number).await).customers;
+    assert_eq!(found.len(), 1);
+    assert_eq!(found[0].id, target.id);
+    let searched: Vec<String> = app
+        .search_customers("karla")
+        .await
+        .into_iter()
+        .map(|c| c.id)
+        .collect();
+    assert!(!searched.contains(&second.id), "{searched:?}");
+
+    // The source's watcher learns where it went.
+    let (_, changed) = ana.next_change().await;
+    assert_eq!(changed.kind, pb::ChangeKind::Merged as i32);
+    assert_eq!(changed.resource.as_ref().unwrap().id, first.id);
+    assert_eq!(changed.changed_by, "ben");
+    assert_eq!(changed.merged_into.as_ref().unwrap().id, target.id);
+
+    // The target's watcher sees the moved records, both sources merging in, and the target's own change.
+    let mut seen: Vec<(i32, String, String)> = Vec::new();
+    while !seen
+        .iter()
+        .any(|(kind, id, _)| *kind == pb::ChangeKind::Updated as i32 && *id == target.id)
+    {
+        let (_, changed) = cy.next_change().await;
+        let resource = changed.resource.unwrap();
+        assert_eq!(changed.changed_by, "ben");
+        seen.push((
+            changed.kind,
+            resource.id,
+            changed.merged_into.map(|m| m.id).unwrap_or_default(),
+        ));
+    }
+    let updated = pb::ChangeKind::Updated as i32;
+    let merged_kind = pb::ChangeKind::Merged as i32;
+    for expected in [
+        (updated, first_request.id.clone(), String::new()),
+        (updated, first_activity.id.clone(), String::new()),
+        (updated, second_activity.id.clone(), String::new()),
+        (merged_kind, first.id.clone(), target.id.clone()),
+        (merged_kind, second.id.clone(), target.id.clone()),
+    ] {
+        assert!(seen.contains(&expected), "{expected:?} not in {seen:?}");
+    }
+
+    // Merging the target on into another customer: the first tombstone names the final customer.
+    let last = app.create_customer(customer("Carla", "D.")).await;
+    merge(&app, "ben", &last, &[&merged]).await.unwrap();
+    let status = app.get_customer(&first.id).await.unwrap_err();
+    assert_merged(&status, &first.id, &last.id);
+}
+
+#[apply(backends)]
+#[tokio::test]
+async fn unmerging_restores_the_source_and_leaves_later_records_with_the_target(backend: Backend) {
+    let Some(app) = TestApp::spawn(backend).await else {
+        return;
+    };
+    let target = app
+        .create_customer(pb::Customer {
+            contact_points: vec![phone("+14155550100")],
+            tags: strings(&["VIP"]),
+            ..customer("Carla", "Diaz")
+        })
+        .await;
+    let source = app
+        .create_customer(pb::Customer {
+            contact_points: vec![phone("+14155550101"), email("c@example.com")],
+            tags: strings(&["billing"]),
+            attributes: [("region".to_owned(), "west".to_owned())].into(),
+            customer_number: "C-9".into(),
+            ..customer("Karla", "Diaz")
+        })
+        .await;
+    let other = app
+        .create_customer(pb::Customer {
+            contact_points: vec![phone("+14155550102")],
+            ..customer("Carl", "Diaz")
+        })
+        .await;
+    let old_request = app.create_request(request(&source.id, "Refund")).await;
+    let old_activity = app
+        .create_activity(pb::Activity {
+            request_id: old_request.id.clone(),
+            ..activity(&source.id, "Refund call")
+        })
+        .await;
+    let loose_activity = app.create_activity(activity(&source.id, "Hello")).await;
+    let merged = merge(&app, "ben", &target, &[&source, &other])
+        .await
+        .unwrap();
+    let later_request = app.create_request(request(&target.id, "New order")).await;
+    let later_activity = app
+        .create_activity(activity(&target.id, "Order call"))
+        .await;
+
+    let mut cy = Watcher::open(&app, "cy").await;
+    cy.subscribe(vec![customer_ref(&target.id, merged.version)], 0)
+        .await;
+    cy.joined(&target.id, "cy").await;
+
+    let restored = unmerge(&app, &target.id, &source.id).await.unwrap();
+    let (back, target_now) = (restored.source.unwrap(), restored.target.unwrap());
+    assert_eq!(back.id, source.id);
+    assert_eq!(back.version, source.version + 2);
+    assert_eq!(values(&back), values(&source));
+    assert_eq!(
+        (
+            back.first_name.as_str(),
+            back.customer_number.as_str(),
+            back.tags.clone(),
+            back.attributes.clone()
+        ),
+        (
+            "Karla",
+            "C-9",
+            source.tags.clone(),
+            source.attributes.clone()
+        )
+    );
+    assert_eq!(back.create_time, source.create_time);
+    assert_eq!(app.get_customer(&source.id).await.unwrap(), back);
+
+    // The target keeps what it had and what the other source brought, and gives back the rest.
+    assert_eq!(target_now.version, merged.version + 1);
+    assert_eq!(values(&target_now), set(&["+14155550100", "+14155550102"]));
+    assert_eq!(target_now.tags, ["VIP"]);
+    assert!(target_now.attributes.is_empty());
+    assert!(target_now.customer_number.is_empty());
+    assert_eq!(app.get_customer(&target.id).await.unwrap(), target_now);
+
+    // The source's records come back; those created on the target after the merge stay.
+    assert_eq!(
+        request_ids(
+            &app.list_requests(&source.id, pb::RequestStatus::Unspecified)
+                .await
+        ),
+        set(&[&old_request.id])
+    );
+    assert_eq!(
+        request_ids(
+            &app.list_requests(&target.id, pb::RequestStatus::Unspecified)
+                .await
+        ),
+        set(&[&later_request.id])
+    );
+    assert_eq!(
+        activity_ids(&app, &source.id).await,
+        set(&[&old_activity.id, &loose_activity.id])
+    );
+    assert_eq!(
+        activity_ids(&app, &target.id).await,
+        set(&[&later_activity.id])
+    );
+    assert_eq!(
+        lookup_phone(&app, "+14155550101").await,
+        [source.id.as_str()]
+    );
+    assert_eq!(
+        lookup_phone(&app, "+14155550102").await,
+        [target.id.as_str()]
+    );
+    let status = app.get_customer(&other.id).await.unwrap_err();
+    assert_merged(&status, &other.id, &target.id);
+
+    // The target's watcher learns the source split off.
+    let mut kinds = BTreeSet::new();
+    while !kinds.contains(&(pb::ChangeKind::Restored as i32, source.id.clone())) {
+        let (_, changed) = cy.next_change().await;
+        kinds.insert((changed.kind, changed.resource.unwrap().id));
+    }
+    assert!(kinds.contains(&(pb::ChangeKind::Updated as i32, target.id.clone())));
+
+    // Only a merged source can be restored, and only from its target.
+    let again = unmerge(&app, &target.id, &source.id).await.unwrap_err();
+    assert_error(&again, Code::FailedPrecondition, "NOT_MERGED_INTO_TARGET");
+    let wrong = unmerge(&app, &source.id, &other.id).await.unwrap_err();
+    assert_error(&wrong, Code::FailedPrecondition, "NOT_MERGED_INTO_TARGET");
+    let missing = unmerge(&app, &target.id, &unknown_id()).await.unwrap_err();
+    assert_error(&missing, Code::NotFound, "NOT_FOUND");
+    let invalid = unmerge(&app, "x", &target.id).await.unwrap_err();
+    assert_violations(&invalid, &[("target_id", "INVALID_ID")]);
+}
+
+#[apply(backends)]
+#[tokio::test]
+async fn a_locked_customer_is_never_merged_and_nothing_changes(backend: Backend) {
+    let Some(app) = TestApp::spawn(backend).await else {
+        return;
+    };
+    let target = app
+        .create_customer(pb::Customer {
+            contact_points: vec![phone("+14155550100")],
+            ..customer("Carla", "Diaz")
+        })
+        .await;
+    let source = app
+        .create_customer(pb::Customer {
+            contact_points: vec![phone("+14155550101")],
+            ..customer("Karla", "Diaz")
+        })
+        .await;
+    let source_request = app.create_request(request(&source.id, "Refund")).await;
+
+    let locked_source = lock(&app, &source.id).await;
+    let refused = merge(&app, "ben", &target, &[&source]).await.unwrap_err();
+    assert_error(&refused, Code::FailedPrecondition, "CUSTOMER_LOCKED");
+    assert!(refused.message().contains(&source.id), "{refused:?}");
+    unlock(&app, &source.id).await;
+
+    let target = lock(&app, &target.id).await;
+    let refused = merge(&app, "ben", &target, &[&source]).await.unwrap_err();
+    assert_error(&refused, Code::FailedPrecondition, "CUSTOMER_LOCKED");
+    assert!(refused.message().contains(&target.id), "{refused:?}");
+
+    // Nothing moved.
+    assert_eq!(app.get_customer(&target.id).await.unwrap(), target);
+    let source_now = app.get_customer(&source.id).await.unwrap();
+    assert_eq!(source_now.version, locked_source.version + 1);
+    assert_eq!(values(&source_now), set(&["+14155550101"]));
+    assert_eq!(
+        app.get_request(&source_request.id).await.unwrap(),
+        source_request
+    );
+    assert_eq!(
+        lookup_phone(&app, "+14155550101").await,
+        [source.id.as_str()]
+    );
+}
+
+#[apply(backends)]
+#[tokio::test]
+async fn a_locked_customer_refuses_edits_and_deletion_but_records_activities(backend: Backend) {
+    let Some(app) = TestApp::spawn(backend).await else {
+        return;
+    };
+    let carla = app.create_customer(customer("Carla", "Diaz")).await;
+    let mut ana = Watcher::open(&app, "ana").await;
+    ana.subscribe(vec![customer_ref(&carla.id, carla.version)], 0)
+        .await;
+    ana.joined(&carla.id, "ana").await;
+
+    let locked = lock(&app, &carla.id).await;
+    assert!(locked.locked);
+    assert_eq!(locked.version, carla.version + 1);
+    let (_, changed) = ana.next_change().await;
+    assert_eq!(
+        (changed.kind, changed.changed_fields),
+        (pb::ChangeKind::Updated as i32, strings(&["locked"]))
+    );
+    // Locking again changes nothing.
+    assert_eq!(lock(&app, &carla.id).await, locked);
+
+    let edit = app
+        .update_customer(
+            "ben",
+            pb::Customer {
+                notes: "new".into(),
+                ..locked.clone()
+            },
+        )
+        .await
+        .unwrap_err();
+    assert_error(&edit, Code::FailedPrecondition, "CUSTOMER_LOCKED");
+    let delete = app
+        .customers()
+        .delete_customer(pb::DeleteCustomerRequest {
+            id: carla.id.clone(),
+            version: locked.version,
+        })
+        .await
+        .unwrap_err();
+    assert_error(&delete, Code::FailedPrecondition, "CUSTOMER_LOCKED");
+    let logged = app.create_activity(activity(&carla.id, "Call")).await;
+    assert_eq!(logged.customer_id, carla.id);
+    let opened = app.create_request(request(&carla.id, "Refund")).await;
+    assert_eq!(opened.customer_id, carla.id);
+    assert_eq!(app.get_customer(&carla.id).await.unwrap(), locked);
+
+    let unlocked = unlock(&app, &carla.id).await;
+    assert!(!unlocked.locked);
+    assert_eq!(unlocked.version, locked.version + 1);
+    assert_eq!(unlock(&app, &carla.id).await, unlocked);
+    let edited = app
+        .update_customer(
+            "ben",
+            pb::Customer {
+                notes: "new".into(),
+                ..unlocked.clone()
+            },
+        )
+        .await
+        .unwrap();
+    assert_eq!(edited.notes, "new");
+    ok(app
+        .customers()
+        .delete_customer(pb::DeleteCustomerRequest {
+            id: carla.id.clone(),
+            version: edited.version,
+        })
+        .await);
+
+    let gone = app
+        .customers()
+        .lock_customer(pb::LockCustomerRequest { id: carla.id })
+        .await
+        .unwrap_err();
+    assert_error(&gone, Code::NotFound, "NOT_FOUND");
+    let invalid = app
+        .customers()
+        .unlock_customer(pb::UnlockCustomerRequest { id: "42".into() })
+        .await
+        .unwrap_err();
+    assert_violations(&invalid, &[("id", "INVALID_ID")]);
+}
+
+#[apply(backends)]
+#[tokio::test]
+async fn a_merge_from_a_stale_version_or_with_bad_input_is_refused(backend: Backend) {
+    let Some(app) = TestApp::spawn(backend).await else {
+        return;
+    };
+    let target = app.create_customer(customer("Carla", "Diaz")).await;
+    let source = app.create_customer(customer("Karla", "Diaz")).await;
+    let edited = app
+        .update_customer(
+            "dee",
+            pb::Customer {
+                notes: "changed".into(),
+                ..target.clone()
+            },
+        )
+        .await
+        .unwrap();
+
+    let stale = merge(&app, "ben", &target, &[&source]).await.unwrap_err();
+    assert_version_mismatch(&stale, edited.version, "dee");
+    assert_eq!(app.get_customer(&source.id).await.unwrap(), source);
+
+    let invalid = merge_ids(
+        &app,
+        "ben",
+        &target.id,
+        0,
+        vec![
+            source.id.clone(),
+            "not-an-id".into(),
+            source.id.clone(),
+            target.id.clone(),
+            String::new(),
+        ],
+    )
+    .await
+    .unwrap_err();
+    assert_violations(
+        &invalid,
+        &[
+            ("target_version", "MISSING_VERSION"),
+            ("source_ids[1]", "INVALID_ID"),
+            ("source_ids[2]", "DUPLICATE_SOURCE"),
+            ("source_ids[3]", "SOURCE_IS_TARGET"),
+            ("source_ids[4]", "REQUIRED_FIELD"),
+        ],
+    );
+    let empty = merge_ids(&app, "ben", "", 1, Vec::new()).await.unwrap_err();
+    assert_violations(
+        &empty,
+        &[
+            ("target_id", "REQUIRED_FIELD"),
+            ("source_ids", "REQUIRED_FIELD"),
+        ],
+    );
+    let many = merge_ids(
+        &app,
+        "ben",
+        &target.id,
+        edited.version,
+        (0..21).map(|_| unknown_id()).collect(),
+    )
+    .await
+    .unwrap_err();
+    assert_violations(&many, &[("source_ids", "TOO_MANY_SOURCES")]);
+
+    let missing_source = unknown_id();
+    let missing = merge_ids(
+        &app,
+        "ben",
+        &target.id,
+        edited.version,
+        vec![missing_source.clone()],
+    )
+    .await
+    .unwrap_err();
+    assert_error(&missing, Code::NotFound, "NOT_FOUND");
+    assert_eq!(
+        error_info(&missing).metadata.get("id"),
+        Some(&missing_source)
+    );
+    assert_eq!(app.get_customer(&target.id).await.unwrap(), edited);
+}
+
+#[apply(backends)]
+#[tokio::test]
+async fn deleting_the_target_deletes_the_tombstones_of_its_sources(backend: Backend) {
+    let Some(app) = TestApp::spawn(backend).await else {
+        return;
+    };
+    let target = app.create_customer(customer("Carla", "Diaz")).await;
+    let source = app
+        .create_customer(pb::Customer {
+            customer_number: "C-5".into(),
+            ..customer("Karla", "Diaz")
+        })
+        .await;
+    let merged = merge(&app, "ben", &target, &[&source]).await.unwrap();
+    ok(app
+        .customers()
+        .delete_customer(pb::DeleteCustomerRequest {
+            id: target.id.clone(),
+            version: merged.version,
+        })
+        .await);
+    let status = app.get_customer(&source.id).await.unwrap_err();
+    assert_error(&status, Code::NotFound, "NOT_FOUND");
+    let status = unmerge(&app, &target.id, &source.id).await.unwrap_err();
+    assert_error(&status, Code::NotFound, "NOT_FOUND");
+    // The customer number is free again.
+    let reused = app
+        .create_customer(pb::Customer {
+            customer_number: "C-5".into(),
+            ..customer("Someone", "Else")
+        })
+        .await;
+    assert_eq!(reused.customer_number, "C-5");
+}
