@@ -9,6 +9,7 @@ pub mod customer;
 pub mod fold;
 pub mod ids;
 pub mod mask;
+pub mod notification;
 pub mod page;
 pub mod principal;
 pub mod request;
