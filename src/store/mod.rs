@@ -24,6 +24,7 @@ mod customers;
 pub mod entity;
 pub mod keys;
 pub mod migration;
+mod outbox;
 pub mod presence;
 pub mod recent;
 mod requests;
@@ -49,6 +50,8 @@ pub struct Store {
     backend: DbBackend,
     /// Woken after every commit that appended to the change log.
     log_appended: Arc<Notify>,
+    /// Wakes the notification sender when a commit queued a notification.
+    outbox: Arc<outbox::OutboxSignal>,
 }
 
 impl Store {
@@ -107,6 +110,7 @@ impl Store {
             write,
             backend,
             log_appended: Arc::new(Notify::new()),
+            outbox: Arc::default(),
         })
     }
 
@@ -156,6 +160,7 @@ impl Store {
     pub(crate) async fn commit(&self, txn: DatabaseTransaction) -> Result<()> {
         txn.commit().await?;
         self.log_appended.notify_one();
+        self.outbox.committed();
         Ok(())
     }
 
