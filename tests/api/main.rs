@@ -4,6 +4,7 @@
 mod harness;
 mod postgres;
 mod replicas;
+mod smtp;
 
 mod activities;
 mod auth;
@@ -13,6 +14,7 @@ mod crash;
 mod customers;
 mod hostile;
 mod limits;
+mod notifications;
 mod pagination;
 mod plumbing;
 mod portal;
