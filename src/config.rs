@@ -115,6 +115,66 @@ pub struct Settings {
 
     #[command(flatten)]
     pub security: SecuritySettings,
+
+    #[command(flatten)]
+    pub notifications: NotificationSettings,
+}
+
+/// Customer notifications: where they are sent from and through, and how failed deliveries are retried.
+#[derive(Clone, Debug, Args)]
+pub struct NotificationSettings {
+    /// SMTP server that delivers customer notifications: `smtp://HOST:PORT` (plain), `smtp://HOST:PORT?tls=required`
+    /// (STARTTLS), `smtps://HOST:PORT` (TLS); `USER:PASSWORD@` before the host to log in. Without it notifications
+    /// are queued and listed (ListNotifications) but not sent.
+    #[arg(long, env = "CUSTOMER_CONTEXT_SMTP_URL")]
+    pub smtp_url: Option<String>,
+
+    /// Sender of notifications, e.g. `Example Support <support@example.com>`; required with --smtp-url.
+    #[arg(long, env = "CUSTOMER_CONTEXT_SMTP_FROM")]
+    pub smtp_from: Option<String>,
+
+    /// Delivery attempts before a notification is given up (FAILED); a permanent refusal (5xx) gives up at once.
+    #[arg(
+        long,
+        env = "CUSTOMER_CONTEXT_NOTIFICATION_MAX_ATTEMPTS",
+        default_value_t = 10
+    )]
+    pub notification_max_attempts: u32,
+
+    /// Wait before the first retry of a failed delivery; it doubles with each further attempt (with jitter), up
+    /// to 10 minutes.
+    #[arg(long, env = "CUSTOMER_CONTEXT_NOTIFICATION_RETRY_DELAY", default_value = "1s", value_parser = parse_duration)]
+    pub notification_retry_delay: Duration,
+}
+
+impl Default for NotificationSettings {
+    fn default() -> Self {
+        Self {
+            smtp_url: None,
+            smtp_from: None,
+            notification_max_attempts: 10,
+            notification_retry_delay: Duration::from_secs(1),
+        }
+    }
+}
+
+impl NotificationSettings {
+    /// Checks what clap cannot; the URL and address themselves are parsed when the sender is built.
+    pub fn validate(&self) -> anyhow::Result<()> {
+        if self.smtp_url.is_some() && self.smtp_from.is_none() {
+            anyhow::bail!(
+                "--smtp-url needs --smtp-from, the sender address of notifications \
+                 (e.g. --smtp-from 'Example Support <support@example.com>')"
+            );
+        }
+        if self.notification_max_attempts == 0 {
+            anyhow::bail!("--notification-max-attempts must be at least 1");
+        }
+        if self.notification_retry_delay.is_zero() {
+            anyhow::bail!("--notification-retry-delay must be more than 0");
+        }
+        Ok(())
+    }
 }
 
 /// Authentication, TLS and limits of `serve`.
@@ -238,6 +298,7 @@ impl Settings {
             shutdown_grace: Duration::from_secs(10),
             cors_origins: Vec::new(),
             security: SecuritySettings::default(),
+            notifications: NotificationSettings::default(),
         }
     }
 
@@ -249,6 +310,7 @@ impl Settings {
             anyhow::bail!("--db-max-connections must be at least 1");
         }
         self.security.validate(self.listen)?;
+        self.notifications.validate()?;
         for origin in &self.cors_origins {
             http::HeaderValue::from_str(origin)
                 .map_err(|_| anyhow::anyhow!("--cors-origins: {origin:?} is not a valid origin"))?;

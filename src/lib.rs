@@ -10,6 +10,7 @@ pub mod config;
 pub mod domain;
 pub mod error;
 pub mod events;
+pub mod notify;
 pub mod server;
 pub mod shutdown;
 pub mod store;

@@ -34,7 +34,7 @@ struct Cli {
 #[derive(Debug, Subcommand)]
 enum Command {
     /// Run the gRPC service (gRPC, gRPC-web, health, reflection); applies pending migrations first.
-    Serve(Settings),
+    Serve(Box<Settings>),
     /// Apply pending database migrations, print what was applied, and exit.
     Migrate(DatabaseSettings),
     /// Manage API keys: with `serve --auth keys` every call needs one. Changes take effect on running servers
@@ -94,7 +94,7 @@ async fn run(command: Command) -> anyhow::Result<()> {
     match command {
         Command::Serve(settings) => {
             telemetry::init(settings.log_format);
-            server::serve(settings).await
+            server::serve(*settings).await
         }
         Command::Migrate(database) => {
             telemetry::init(LogFormat::Text);

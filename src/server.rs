@@ -52,6 +52,9 @@ use crate::{
 /// HTTP/2 PING interval on idle connections, and how long to wait for the answer before closing.
 const KEEPALIVE_INTERVAL: Duration = Duration::from_secs(10);
 const KEEPALIVE_TIMEOUT: Duration = Duration::from_secs(10);
+/// How long the notification sender may take to finish the message in flight at shutdown.
+const NOTIFIER_STOP_TIMEOUT: Duration =
+    crate::notify::SEND_TIMEOUT.saturating_add(Duration::from_secs(5));
 /// How long closing the database may take after the drain.
 const STORE_CLOSE_TIMEOUT: Duration = Duration::from_secs(5);
 /// Pause after an accept error that is not about one connection (e.g. out of file descriptors).
@@ -88,6 +91,8 @@ pub struct RunningServer {
     feed: crate::events::feed::Feed,
     /// Shares presence with other replicas (PostgreSQL).
     presence: Option<crate::events::presence::PresenceSync>,
+    /// Delivers customer notifications (with --smtp-url).
+    notifier: Option<crate::notify::Sender>,
 }
 
 impl RunningServer {
@@ -120,6 +125,17 @@ impl RunningServer {
             .context("cannot read the listening address")?;
 
         let (begin, shutdown) = Shutdown::channel();
+        let notifier = match crate::notify::Sender::spawn(
+            store.clone(),
+            &settings.notifications,
+            shutdown.clone(),
+        ) {
+            Ok(notifier) => notifier,
+            Err(err) => {
+                store.close().await;
+                return Err(err.context("cannot send customer notifications"));
+            }
+        };
         let service_names = public_service_names();
         let health = HealthReporter::new();
         for name in &service_names {
@@ -206,6 +222,7 @@ impl RunningServer {
             task,
             feed,
             presence,
+            notifier,
         })
     }
 
@@ -239,6 +256,9 @@ impl RunningServer {
                 Ok(())
             }
         };
+        if let Some(notifier) = self.notifier.take() {
+            notifier.stopped(NOTIFIER_STOP_TIMEOUT).await;
+        }
         self.feed.abort();
         if let Some(presence) = &self.presence {
             presence.withdraw().await;

@@ -11,6 +11,7 @@ pub mod ids;
 pub mod mask;
 pub mod matching;
 pub mod merge;
+pub mod notification;
 pub mod page;
 pub mod principal;
 pub mod request;

@@ -176,6 +176,7 @@ impl Store {
             },
         )
         .await?;
+        self.queue_notification(&txn, &activity).await?;
         self.commit(txn).await?;
         Ok(activity)
     }
@@ -250,6 +251,7 @@ impl Store {
             },
         )
         .await?;
+        self.queue_on_link(&txn, &current, &updated).await?;
         self.commit(txn).await?;
         Ok(updated)
     }
@@ -288,6 +290,7 @@ impl Store {
             },
         )
         .await?;
+        self.cancel_notification(&txn, id).await?;
         self.commit(txn).await
     }
 

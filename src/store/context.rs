@@ -279,6 +279,7 @@ impl Store {
             insert_request(&txn, acting_agent, new).await?;
         }
         insert_activity(&txn, acting_agent, &activity).await?;
+        self.queue_notification(&txn, &activity).await?;
         if let Some(id) = customer_id {
             let view = View {
                 agent: input.agent.clone(),

@@ -26,6 +26,7 @@ mod identity;
 pub mod keys;
 mod matching;
 pub mod migration;
+mod outbox;
 pub mod presence;
 pub mod recent;
 mod requests;
@@ -52,6 +53,8 @@ pub struct Store {
     backend: DbBackend,
     /// Woken after every commit that appended to the change log.
     log_appended: Arc<Notify>,
+    /// Wakes the notification sender when a commit queued a notification.
+    outbox: Arc<outbox::OutboxSignal>,
 }
 
 impl Store {
@@ -110,6 +113,7 @@ impl Store {
             write,
             backend,
             log_appended: Arc::new(Notify::new()),
+            outbox: Arc::default(),
         })
     }
 
@@ -159,6 +163,7 @@ impl Store {
     pub(crate) async fn commit(&self, txn: DatabaseTransaction) -> Result<()> {
         txn.commit().await?;
         self.log_appended.notify_one();
+        self.outbox.committed();
         Ok(())
     }
 

@@ -14,6 +14,7 @@ use customer_context::{
     config::{AuthMode, DatabaseSettings, Settings},
     pb,
     server::RunningServer,
+    shutdown::Shutdown,
     store::Store,
 };
 use prost_types::{FieldMask, Timestamp};
@@ -207,6 +208,14 @@ impl TestApp {
             Some(key) => with_key(key, request),
             None => request,
         }
+    }
+
+    /// Fires when the server begins shutting down.
+    pub fn shutdown_signal(&self) -> Shutdown {
+        self.server
+            .as_ref()
+            .expect("server still running")
+            .shutdown_signal()
     }
 
     /// Stops the server gracefully and waits until it has.

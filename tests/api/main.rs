@@ -4,6 +4,7 @@
 mod harness;
 mod postgres;
 mod replicas;
+mod smtp;
 
 mod activities;
 mod auth;
@@ -14,6 +15,7 @@ mod customers;
 mod hostile;
 mod identity;
 mod limits;
+mod notifications;
 mod pagination;
 mod plumbing;
 mod portal;

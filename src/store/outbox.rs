@@ -1,0 +1,361 @@
+//! The notification outbox: saving an incoming, non-internal activity for a customer with an email queues one
+//! notification in the same transaction; the sender (`crate::notify`) claims due rows, delivers them and records
+//! the outcome.
+//!
+//! Claiming is a conditional `UPDATE` that sets a lease (`lease_until`), so several replicas can send from one
+//! PostgreSQL database without sending a row twice: a replica that dies mid-send leaves a lease that expires,
+//! and the row is tried again. Sender writes append nothing to the change log: notifications are not records
+//! that agents edit or watch.
+
+use std::{
+    sync::{
+        Arc,
+        atomic::{AtomicBool, Ordering},
+    },
+    time::Duration,
+};
+
+use sea_orm::{
+    ActiveValue::Set,
+    ColumnTrait, Condition, ConnectionTrait, EntityTrait, QueryFilter, QueryOrder, QuerySelect,
+    sea_query::{Expr, OnConflict},
+};
+use tokio::sync::Notify;
+
+use super::{Store, customers, entity::notifications};
+use crate::{
+    domain::{
+        activity::Activity,
+        ids::new_id,
+        notification::{self, Notification, NotificationStatus},
+        page::Cursor,
+        time::{Micros, now_micros},
+    },
+    error::{Error, Result},
+};
+
+/// `last_error` of a notification whose activity was deleted before it was sent.
+pub const ACTIVITY_DELETED: &str = "activity deleted before the notification was sent";
+
+/// Wakes the sender of this process when a transaction that queued a notification commits.
+#[derive(Debug, Default)]
+pub(super) struct OutboxSignal {
+    /// A notification was queued in a transaction that has not committed yet.
+    queued: AtomicBool,
+    wake: Arc<Notify>,
+}
+
+impl OutboxSignal {
+    /// Called after every commit of the write connection: wakes the sender if something was queued.
+    ///
+    /// The flag is per process, not per transaction: on PostgreSQL another transaction may commit between the
+    /// queueing and the commit of this one and take the wake-up with it. The sender then finds the row on its
+    /// next poll instead, a few seconds later; nothing is lost. On SQLite writes are serialized, so it never
+    /// happens there.
+    pub(super) fn committed(&self) {
+        if self.queued.swap(false, Ordering::AcqRel) {
+            self.wake.notify_one();
+        }
+    }
+}
+
+fn to_domain(m: notifications::Model) -> Result<Notification> {
+    let status = NotificationStatus::parse(&m.status).ok_or_else(|| {
+        Error::internal(format!(
+            "notification {} has an unknown status {:?}",
+            m.id, m.status
+        ))
+    })?;
+    Ok(Notification {
+        id: m.id,
+        customer_id: m.customer_id,
+        activity_id: m.activity_id,
+        recipient: m.recipient,
+        subject: m.subject,
+        body: m.body,
+        status,
+        attempts: m.attempts,
+        last_error: m.last_error,
+        create_time: m.create_time,
+        send_time: m.send_time,
+        next_attempt_time: m.next_attempt_time,
+    })
+}
+
+/// Rows a sender may claim at `now`: pending, due, and not leased by a sender that is still within its lease.
+fn claimable(now: Micros) -> Condition {
+    Condition::all()
+        .add(notifications::Column::Status.eq(NotificationStatus::Pending.as_str()))
+        .add(notifications::Column::NextAttemptTime.lte(now))
+        .add(
+            Condition::any()
+                .add(notifications::Column::LeaseUntil.is_null())
+                .add(notifications::Column::LeaseUntil.lte(now)),
+        )
+}
+
+fn micros(duration: Duration) -> Micros {
+    i64::try_from(duration.as_micros()).unwrap_or(i64::MAX)
+}
+
+impl Store {
+    /// Queues the notification telling the customer that `activity` was recorded, inside the transaction that
+    /// saves it. Nothing for internal or outgoing activities, activities without a customer, customers without
+    /// an email, or an activity that already has a notification.
+    pub(super) async fn queue_notification(
+        &self,
+        db: &impl ConnectionTrait,
+        activity: &Activity,
+    ) -> Result<()> {
+        let Some(customer_id) = activity.data.customer_id.as_deref() else {
+            return Ok(());
+        };
+        if !notification::is_notifiable(activity) {
+            return Ok(());
+        }
+        let customer = customers::find(db, customer_id).await?;
+        let Some(recipient) = notification::recipient(&customer.data.contact_points) else {
+            return Ok(());
+        };
+        let (subject, body) = notification::compose(activity);
+        let now = now_micros();
+        let row = notifications::ActiveModel {
+            id: Set(new_id()),
+            customer_id: Set(customer_id.to_owned()),
+            activity_id: Set(activity.id.clone()),
+            recipient: Set(recipient.to_owned()),
+            subject: Set(subject),
+            body: Set(body),
+            status: Set(NotificationStatus::Pending.as_str().to_owned()),
+            attempts: Set(0),
+            last_error: Set(String::new()),
+            create_time: Set(now),
+            send_time: Set(None),
+            next_attempt_time: Set(now),
+            lease_until: Set(None),
+        };
+        let inserted = notifications::Entity::insert(row)
+            .on_conflict(
+                OnConflict::column(notifications::Column::ActivityId)
+                    .do_nothing()
+                    .to_owned(),
+            )
+            .exec_without_returning(db)
+            .await?;
+        if inserted > 0 {
+            self.outbox.queued.store(true, Ordering::Release);
+        }
+        Ok(())
+    }
+
+    /// Queues the notification of an activity that an update linked to its first customer (an unknown caller
+    /// identified later); an update of an activity that already had a customer queues nothing.
+    pub(super) async fn queue_on_link(
+        &self,
+        db: &impl ConnectionTrait,
+        before: &Activity,
+        after: &Activity,
+    ) -> Result<()> {
+        if before.data.customer_id.is_some() {
+            return Ok(());
+        }
+        self.queue_notification(db, after).await
+    }
+
+    /// Inside the transaction that deletes activity `activity_id`: its notification, if not sent yet, is never
+    /// sent (FAILED with [`ACTIVITY_DELETED`]). One already sent stays as it was.
+    pub(super) async fn cancel_notification(
+        &self,
+        db: &impl ConnectionTrait,
+        activity_id: &str,
+    ) -> Result<()> {
+        notifications::Entity::update_many()
+            .col_expr(
+                notifications::Column::Status,
+                Expr::value(NotificationStatus::Failed.as_str()),
+            )
+            .col_expr(
+                notifications::Column::LastError,
+                Expr::value(ACTIVITY_DELETED),
+            )
+            .col_expr(
+                notifications::Column::LeaseUntil,
+                Expr::value(Option::<i64>::None),
+            )
+            .filter(notifications::Column::ActivityId.eq(activity_id))
+            .filter(notifications::Column::Status.eq(NotificationStatus::Pending.as_str()))
+            .exec(db)
+            .await?;
+        Ok(())
+    }
+
+    /// Notified when this process commits a transaction that queued a notification.
+    pub fn notification_queued(&self) -> Arc<Notify> {
+        self.outbox.wake.clone()
+    }
+
+    /// Notifications, newest first, optionally of one customer (who must exist) and in one status.
+    pub async fn list_notifications(
+        &self,
+        customer_id: Option<&str>,
+        status: Option<NotificationStatus>,
+        cursor: Option<&Cursor>,
+        limit: u64,
+    ) -> Result<Vec<Notification>> {
+        let mut query = notifications::Entity::find();
+        if let Some(customer_id) = customer_id {
+            customers::find(&self.read, customer_id).await?;
+            query = query.filter(notifications::Column::CustomerId.eq(customer_id));
+        }
+        if let Some(status) = status {
+            query = query.filter(notifications::Column::Status.eq(status.as_str()));
+        }
+        if let Some(Cursor {
+            time: Some(time),
+            id,
+        }) = cursor
+        {
+            query = query.filter(
+                Condition::any()
+                    .add(notifications::Column::CreateTime.lt(*time))
+                    .add(
+                        Condition::all()
+                            .add(notifications::Column::CreateTime.eq(*time))
+                            .add(notifications::Column::Id.lt(id.as_str())),
+                    ),
+            );
+        }
+        query
+            .order_by_desc(notifications::Column::CreateTime)
+            .order_by_desc(notifications::Column::Id)
+            .limit(limit)
+            .all(&self.read)
+            .await?
+            .into_iter()
+            .map(to_domain)
+            .collect()
+    }
+
+    /// Claims up to `limit` due notifications for one sender until `now + lease`, oldest due first. A row
+    /// another sender claimed meanwhile is skipped: the claim re-checks, row by row, that it is still
+    /// claimable.
+    pub async fn claim_notifications(
+        &self,
+        lease: Duration,
+        limit: u64,
+    ) -> Result<Vec<Notification>> {
+        let txn = self.begin_write().await?;
+        let now = now_micros();
+        let due = notifications::Entity::find()
+            .filter(claimable(now))
+            .order_by_asc(notifications::Column::NextAttemptTime)
+            .order_by_asc(notifications::Column::Id)
+            .limit(limit)
+            .all(&txn)
+            .await?;
+        let lease_until = now.saturating_add(micros(lease));
+        let mut claimed = Vec::with_capacity(due.len());
+        for row in due {
+            let updated = notifications::Entity::update_many()
+                .col_expr(notifications::Column::LeaseUntil, Expr::value(lease_until))
+                .filter(notifications::Column::Id.eq(row.id.as_str()))
+                .filter(claimable(now))
+                .exec(&txn)
+                .await?;
+            if updated.rows_affected == 1 {
+                claimed.push(to_domain(row)?);
+            }
+        }
+        // Not `self.commit`: nothing was appended to the change log.
+        txn.commit().await?;
+        Ok(claimed)
+    }
+
+    /// The mail server accepted notification `id`: SENT, whatever happened to it meanwhile (the message is out).
+    pub async fn mark_notification_sent(&self, id: &str, attempts: i32) -> Result<()> {
+        notifications::Entity::update_many()
+            .col_expr(
+                notifications::Column::Status,
+                Expr::value(NotificationStatus::Sent.as_str()),
+            )
+            .col_expr(notifications::Column::Attempts, Expr::value(attempts))
+            .col_expr(notifications::Column::SendTime, Expr::value(now_micros()))
+            .col_expr(
+                notifications::Column::LeaseUntil,
+                Expr::value(Option::<i64>::None),
+            )
+            .filter(notifications::Column::Id.eq(id))
+            .exec(&self.write)
+            .await?;
+        Ok(())
+    }
+
+    /// Delivery attempt number `attempts` of notification `id` failed with `error`: tried again at `retry_at`,
+    /// or FAILED for good when None. A notification cancelled meanwhile stays cancelled.
+    pub async fn mark_notification_failed(
+        &self,
+        id: &str,
+        attempts: i32,
+        error: &str,
+        retry_at: Option<Micros>,
+    ) -> Result<()> {
+        let mut update = notifications::Entity::update_many()
+            .col_expr(notifications::Column::Attempts, Expr::value(attempts))
+            .col_expr(notifications::Column::LastError, Expr::value(error))
+            .col_expr(
+                notifications::Column::LeaseUntil,
+                Expr::value(Option::<i64>::None),
+            );
+        update = match retry_at {
+            Some(at) => update.col_expr(notifications::Column::NextAttemptTime, Expr::value(at)),
+            None => update.col_expr(
+                notifications::Column::Status,
+                Expr::value(NotificationStatus::Failed.as_str()),
+            ),
+        };
+        update
+            .filter(notifications::Column::Id.eq(id))
+            .filter(notifications::Column::Status.eq(NotificationStatus::Pending.as_str()))
+            .exec(&self.write)
+            .await?;
+        Ok(())
+    }
+
+    /// Gives claimed notifications back unsent (the sender stops), so any sender may take them at once.
+    pub async fn release_notifications(&self, ids: &[String]) -> Result<()> {
+        if ids.is_empty() {
+            return Ok(());
+        }
+        notifications::Entity::update_many()
+            .col_expr(
+                notifications::Column::LeaseUntil,
+                Expr::value(Option::<i64>::None),
+            )
+            .filter(notifications::Column::Id.is_in(ids.iter().map(String::as_str)))
+            .filter(notifications::Column::Status.eq(NotificationStatus::Pending.as_str()))
+            .exec(&self.write)
+            .await?;
+        Ok(())
+    }
+
+    /// When the next pending, unleased notification falls due (None when there is none), so the sender can
+    /// sleep until then.
+    pub async fn next_notification_due(&self) -> Result<Option<Micros>> {
+        let now = now_micros();
+        let next = notifications::Entity::find()
+            .select_only()
+            .column(notifications::Column::NextAttemptTime)
+            .filter(notifications::Column::Status.eq(NotificationStatus::Pending.as_str()))
+            .filter(
+                Condition::any()
+                    .add(notifications::Column::LeaseUntil.is_null())
+                    .add(notifications::Column::LeaseUntil.lte(now)),
+            )
+            .order_by_asc(notifications::Column::NextAttemptTime)
+            .limit(1)
+            .into_tuple::<i64>()
+            .one(&self.read)
+            .await?;
+        Ok(next)
+    }
+}
