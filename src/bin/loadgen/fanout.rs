@@ -6,7 +6,8 @@
 //!    the server's RSS: the memory cost of idle open streams;
 //! 2. let every stream subscribe to the customer; wait until each has its first event (the `PresenceChanged` sent
 //!    on subscribe), then until the presence traffic of the joins has settled (no event for `--quiet`; every
-//!    join sends the participant list to every watcher, so N joins make N(N+1)/2 presence events); read the RSS
+//!    join that changes the participant list sends it to every watcher: with one agent (`--watcher-agents 1`)
+//!    each stream gets one list, with N distinct agents N joins make N(N+1)/2 presence events); read the RSS
 //!    again;
 //! 3. a writer updates the customer `--updates` times at `--update-rate`, and every stream records, for each
 //!    `ResourceChanged`, its receive time minus the event's `change_time` (stamped by the server just before the
@@ -70,19 +71,18 @@ pub struct FanoutArgs {
     pub streams_per_connection: u32,
 
     /// How many distinct agent names the watchers use (`loadgen-watcher-1` ...). Presence lists one entry per
-    /// agent and every join sends the list to every watcher, so many distinct agents make the joins cost
+    /// agent and every join of a new agent sends the list to every watcher, so many distinct agents make the joins cost
     /// O(N^2) events of O(N) size.
     #[arg(long, default_value_t = 1, value_parser = clap::value_parser!(u32).range(1..=100_000))]
     pub watcher_agents: u32,
 
-    /// Subscriptions per second once the streams are open (0: all at once). Every subscription reads the
-    /// database (for known_version) and sends presence to every watcher, so a burst of thousands is a
-    /// thundering herd.
-    #[arg(long, default_value_t = 1_000)]
+    /// Subscriptions per second once the streams are open (0: all at once, as when a replica restarts and
+    /// every gadget reconnects, or a shift starts).
+    #[arg(long, default_value_t = 0)]
     pub join_rate: u32,
 
     /// Subscribe with the customer's current version as known_version, as a gadget does (the server then
-    /// checks the change log for each subscription); `false` subscribes with 0.
+    /// checks the change log for what the gadget may have missed); `false` subscribes with 0.
     #[arg(long, default_value_t = true, action = clap::ArgAction::Set)]
     pub known_version: bool,
 
