@@ -421,16 +421,20 @@ async fn a_watcher_that_stops_reading_never_slows_writers_and_gets_resync(backen
     assert_eq!(changed.kind, pb::ChangeKind::Created as i32);
 }
 
-/// Hundreds of gadgets subscribing at the same moment on a server with a two-connection pool: every one joins
-/// quickly and gets exactly what it is owed first (a summed-up change for a stale version, the replay for a
-/// resume, presence for an up-to-date one), then every live change once.
+/// Hundreds of gadgets subscribing at the same moment on a server with two pooled connections for queries:
+/// every one joins quickly and gets exactly what it is owed first (a summed-up change for a stale version, the
+/// replay for a resume, presence for an up-to-date one), then every live change once.
 #[apply(backends)]
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_storm_of_subscriptions_all_join_and_each_gets_what_it_missed(backend: Backend) {
     const STREAMS: usize = 300;
     const CONNECTIONS: usize = 10;
     let Some(app) = TestApp::spawn_with(backend, |settings| {
-        settings.database.db_max_connections = 2;
+        // On PostgreSQL the change and presence listeners hold two of the pool's connections.
+        settings.database.db_max_connections = match backend {
+            Backend::Sqlite => 2,
+            Backend::Postgres => 4,
+        };
     })
     .await
     else {
