@@ -25,12 +25,23 @@ where
     type Decoder = StrictDecoder<U>;
 
     fn encoder(&mut self) -> Self::Encoder {
-        self.0.encoder()
+        ProstCodec::<T, U>::raw_encoder(buffer_settings())
     }
 
     fn decoder(&mut self) -> Self::Decoder {
-        StrictDecoder(self.0.decoder())
+        StrictDecoder(ProstCodec::<T, U>::raw_decoder(buffer_settings()))
     }
+}
+
+/// Initial size of a call's encode and decode buffers (tonic's default is 8 KiB each). They grow as a message
+/// needs, but they live as long as the call: a watch stream keeps both for hours, so with 8 KiB each 10,000
+/// open gadgets would hold 160 MiB of mostly empty buffers. Most messages of this API are far smaller.
+const BUFFER_BYTES: usize = 1024;
+/// Encoded messages batched into one send when many are ready at once (tonic's default).
+const YIELD_THRESHOLD: usize = 32 * 1024;
+
+fn buffer_settings() -> BufferSettings {
+    BufferSettings::new(BUFFER_BYTES, YIELD_THRESHOLD)
 }
 
 /// Decodes like [`ProstDecoder`]; a message that does not parse is `INVALID_ARGUMENT`.

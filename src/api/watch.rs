@@ -4,14 +4,20 @@
 //! replay after reconnect, the immediate event for a stale version, live changes, presence) goes out in log
 //! order without gaps or duplicates. Live events arrive through the hub's bounded inbox; a session whose client
 //! stops reading is marked lagged by the hub, drops its backlog and tells the client to resync.
+//!
+//! Subscribing costs no query of its own: the hub's position is the log position, and the few subscriptions
+//! that must read the log (a stale `known_version`, a `resume_after`) are answered in batches by
+//! [`CatchUp`], so thousands of gadgets subscribing at once share a handful of queries.
 
 use std::{
     collections::{BTreeMap, HashMap, VecDeque},
-    sync::{Arc, atomic::Ordering},
+    pin::Pin,
+    sync::{Arc, OnceLock, atomic::Ordering},
+    task::{Context, Poll},
 };
 
 use tokio::sync::mpsc;
-use tokio_stream::wrappers::ReceiverStream;
+use tokio_stream::Stream;
 use tonic::{Request, Response, Status, Streaming};
 
 use super::{ApiState, hidden, principal};
@@ -27,15 +33,14 @@ use crate::{
     error::Error,
     events::{
         Hub,
-        hub::{Delivery, Participant, ResourceKey, SessionHandle, TooManySubscriptions},
+        catch_up::CatchUp,
+        hub::{Delivery, Participant, Presence, ResourceKey, SessionHandle, TooManySubscriptions},
     },
     pb::{self, watch_event::Event, watch_request, watch_service_server::WatchService},
 };
 
 /// Events buffered towards the client beyond what HTTP/2 flow control holds.
 const OUTPUT_CAPACITY: usize = 16;
-/// Subscriptions catching up from the log at the same time; the rest wait their turn.
-static CATCH_UP_TURNS: tokio::sync::Semaphore = tokio::sync::Semaphore::const_new(8);
 /// How long a subscription waits for the hub to dispatch what is already committed (it proceeds anyway after).
 const CATCH_UP_WAIT: std::time::Duration = std::time::Duration::from_secs(2);
 /// Most changes replayed on resume; a client further behind is told to resync.
@@ -43,19 +48,39 @@ const MAX_REPLAY: u64 = 10_000;
 
 pub struct WatchApi {
     state: ApiState,
+    /// Started with the first stream, inside the server's runtime.
+    catch_up: OnceLock<CatchUp>,
 }
 
 impl WatchApi {
     pub fn new(state: ApiState) -> Self {
-        Self { state }
+        Self {
+            state,
+            catch_up: OnceLock::new(),
+        }
     }
 }
 
-type EventResult = Result<pb::WatchEvent, Status>;
+/// What a session queues towards its client. Boxed: every open stream has a queue, and its buffer is sized for
+/// the item type, so a big item makes every idle stream big.
+type Outgoing = Result<Box<pb::WatchEvent>, Box<Status>>;
+
+/// The events of one stream, as tonic sends them.
+pub struct WatchEvents(mpsc::Receiver<Outgoing>);
+
+impl Stream for WatchEvents {
+    type Item = Result<pb::WatchEvent, Status>;
+
+    fn poll_next(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Self::Item>> {
+        self.0
+            .poll_recv(cx)
+            .map(|item| item.map(|item| item.map(|event| *event).map_err(|status| *status)))
+    }
+}
 
 #[tonic::async_trait]
 impl WatchService for WatchApi {
-    type WatchStream = ReceiverStream<EventResult>;
+    type WatchStream = WatchEvents;
 
     async fn watch(
         &self,
@@ -67,9 +92,14 @@ impl WatchService for WatchApi {
         let hub = self.state.hub.clone();
         let audience = principal.audience();
         let handle = hub.open(&principal.agent, audience.clone());
+        let catch_up = self
+            .catch_up
+            .get_or_init(|| CatchUp::spawn(self.state.store.clone()))
+            .clone();
         let session = Session {
             state: self.state.clone(),
             hub,
+            catch_up,
             handle,
             agent: principal.agent.clone(),
             principal,
@@ -79,7 +109,7 @@ impl WatchService for WatchApi {
             known_versions: HashMap::new(),
         };
         tokio::spawn(session.run(requests));
-        Ok(Response::new(ReceiverStream::new(events)))
+        Ok(Response::new(WatchEvents(events)))
     }
 }
 
@@ -100,12 +130,13 @@ impl From<Error> for Stop {
 struct Session {
     state: ApiState,
     hub: Arc<Hub>,
+    catch_up: CatchUp,
     handle: SessionHandle,
     agent: String,
     principal: Principal,
     /// What this stream may see (a portal: its customer's non-internal changes, no presence).
     audience: Audience,
-    out: mpsc::Sender<EventResult>,
+    out: mpsc::Sender<Outgoing>,
     /// The log position of the last change sent.
     cursor: i64,
     /// The versions the client said it has on screen: changes up to them are not news.
@@ -133,7 +164,7 @@ impl Session {
         if let Err(Stop::Fail(status)) = outcome {
             tracing::debug!(session = id, code = ?status.code(), message = status.message(), "watch ended");
             // The client may not be reading; never wait for it.
-            let _ = self.out.try_send(Err(status));
+            let _ = self.out.try_send(Err(Box::new(status)));
         }
     }
 
@@ -152,7 +183,7 @@ impl Session {
                     Err(_) => return Err(Stop::ClientGone),
                 },
                 delivery = self.handle.inbox.recv() => match delivery {
-                    Some(delivery) => self.deliver(VecDeque::from([delivery])).await?,
+                    Some(delivery) => self.deliver_one(delivery).await?,
                     None => return Err(Stop::ClientGone),
                 },
             }
@@ -161,7 +192,10 @@ impl Session {
 
     async fn handle(&mut self, message: pb::WatchRequest) -> Result<(), Stop> {
         match message.request {
-            Some(watch_request::Request::Subscribe(subscribe)) => self.subscribe(subscribe).await,
+            // Boxed: a stream subscribes seldom, and an idle one should not carry the subscription's state.
+            Some(watch_request::Request::Subscribe(subscribe)) => {
+                Box::pin(self.subscribe(subscribe)).await
+            }
             Some(watch_request::Request::Unsubscribe(unsubscribe)) => {
                 let keys = resource_keys("unsubscribe.resources", &unsubscribe.resources)?;
                 let keys: Vec<_> = keys.into_iter().map(|(key, _)| key).collect();
@@ -186,10 +220,10 @@ impl Session {
                 let (key, _) = keys.remove(0);
                 if !self.hub.set_editing(self.handle.id, &key, set.editing) {
                     // Editing something not yet watched starts watching it.
-                    self.subscribe(pb::Subscribe {
+                    Box::pin(self.subscribe(pb::Subscribe {
                         resources: vec![reference],
                         ..Default::default()
-                    })
+                    }))
                     .await?;
                     self.hub.set_editing(self.handle.id, &key, set.editing);
                 }
@@ -220,51 +254,47 @@ impl Session {
                 self.known_versions.insert(key.clone(), *known_version);
             }
         }
-        // Let the hub catch up with everything committed so far, so that what this subscription must hear
-        // about from before it took hold is all in the log below `live_from`.
-        // Subscriptions read the log to catch up; when thousands of gadgets subscribe at once (a replica
-        // restarted, a shift starts) they take turns instead of exhausting the database pool.
-        let committed = {
-            let _turn = CATCH_UP_TURNS
-                .acquire()
-                .await
-                .map_err(|_| shutting_down())?;
-            self.state.store.last_change_seq().await?
+        let resume_after = subscribe.resume_after;
+        // The records the client has at a version it gave: what changed since is summed up in one event each.
+        // A resume replays every change instead.
+        let stale: Vec<(ResourceKey, i64)> = if resume_after > 0 {
+            Vec::new()
+        } else {
+            refs.iter()
+                .filter(|(_, known)| *known > 0)
+                .cloned()
+                .collect()
         };
-        self.state.store.log_appended().notify_one();
-        let _ = tokio::time::timeout(CATCH_UP_WAIT, self.hub.dispatched(committed)).await;
+        if resume_after > self.hub.last_seq() {
+            // A cursor from a replica further along the log: let this one's feed catch up with it.
+            self.state.store.log_appended().notify_one();
+            let _ = tokio::time::timeout(CATCH_UP_WAIT, self.hub.dispatched(resume_after)).await;
+        } else if resume_after == 0 && !stale.is_empty() {
+            // What the client loaded was committed before it subscribed. Let the hub dispatch everything
+            // committed so far, so that it is all below `live_from` and one event sums up what was missed. One
+            // read of the log by the feed serves every subscription waiting at the time.
+            let read = self.hub.next_read();
+            self.state.store.log_appended().notify_one();
+            let _ = tokio::time::timeout(CATCH_UP_WAIT, self.hub.read_done(read)).await;
+        }
         let live_from = self
             .hub
             .subscribe(self.handle.id, &keys, include_own)
             .map_err(|TooManySubscriptions| too_many_subscriptions())?;
-        let turn = CATCH_UP_TURNS
-            .acquire()
-            .await
-            .map_err(|_| shutting_down())?;
-        let store = &self.state.store;
 
         // What happened before the subscription took hold: a replay, or one event per stale record.
         let mut earlier: Vec<pb::WatchEvent> = Vec::new();
-        if subscribe.resume_after > 0 {
-            let resources: Vec<(ResourceKind, String)> =
-                keys.iter().map(|k| (k.kind, k.id.clone())).collect();
-            let last = store.last_change_seq().await?;
-            let replay = store
-                .changes_about(
-                    &resources,
-                    subscribe.resume_after,
-                    live_from,
-                    MAX_REPLAY + 1,
-                )
-                .await?;
-            if subscribe.resume_after > last.max(live_from) {
-                drop(turn);
+        if resume_after > 0 {
+            if resume_after > live_from {
                 return self
                     .resync("the resume cursor is ahead of the change log")
                     .await;
             }
+            let replay = self
+                .catch_up
+                .replay(keys, resume_after, live_from, MAX_REPLAY + 1)
+                .await?;
             if replay.len() as u64 > MAX_REPLAY {
-                drop(turn);
                 return self
                     .resync("too many changes since the resume cursor")
                     .await;
@@ -279,23 +309,14 @@ impl Session {
                     })
                     .map(change_event),
             );
-        } else {
-            for (key, known_version) in &refs {
-                if *known_version <= 0 {
-                    continue;
-                }
-                let mut changes = store
-                    .changes_since_version(key.kind, &key.id, *known_version, live_from)
-                    .await?;
+        } else if !stale.is_empty() {
+            for mut changes in self.catch_up.since_versions(stale, live_from).await? {
                 changes.retain(|c| self.audience.may_see(c));
                 if let Some(event) = catch_up_event(&changes, include_own, &self.agent) {
                     earlier.push(event);
                 }
             }
         }
-
-        // The log reads are done; the client may be slow to read what follows.
-        drop(turn);
 
         // Merge with what the hub already queued so that everything leaves in log order, each change once.
         let mut pending: VecDeque<Delivery> = VecDeque::new();
@@ -326,37 +347,30 @@ impl Session {
     }
 
     /// Sends queued deliveries, or a resync if the hub had to drop some.
-    async fn deliver(&mut self, mut deliveries: VecDeque<Delivery>) -> Result<(), Stop> {
+    async fn deliver(&mut self, deliveries: VecDeque<Delivery>) -> Result<(), Stop> {
+        for delivery in deliveries {
+            self.deliver_one(delivery).await?;
+        }
+        Ok(())
+    }
+
+    async fn deliver_one(&mut self, delivery: Delivery) -> Result<(), Stop> {
         if self.handle.lagged.load(Ordering::Relaxed) {
             return self
                 .resync("the stream fell behind; reload what is on screen")
                 .await;
         }
-        while let Some(delivery) = deliveries.pop_front() {
-            match delivery {
-                Delivery::Change(change) if self.already_known(&change) => {}
-                Delivery::Change(change) => self.send_change(change_event(&change)).await?,
-                Delivery::PresenceWake => {
-                    deliveries.extend(self.hub.take_presence(self.handle.id));
-                }
-                Delivery::Presence {
-                    resource,
-                    participants,
-                    total,
-                } => {
-                    let event = pb::WatchEvent {
-                        cursor: self.cursor,
-                        event: Some(Event::PresenceChanged(pb::PresenceChanged {
-                            resource: Some(resource_ref(resource.kind, &resource.id, 0)),
-                            participants: participants.into_iter().map(participant_to_pb).collect(),
-                            total_participants: i32::try_from(total).unwrap_or(i32::MAX),
-                        })),
-                    };
+        match delivery {
+            Delivery::Change(change) if self.already_known(&change) => Ok(()),
+            Delivery::Change(change) => self.send_change(change_event(&change)).await,
+            Delivery::PresenceWake => {
+                for presence in self.hub.take_presence(self.handle.id) {
+                    let event = presence_event(self.cursor, presence);
                     self.send(event).await?;
                 }
+                Ok(())
             }
         }
-        Ok(())
     }
 
     async fn send_change(&mut self, event: pb::WatchEvent) -> Result<(), Stop> {
@@ -383,7 +397,7 @@ impl Session {
 
     async fn send(&self, event: pb::WatchEvent) -> Result<(), Stop> {
         tokio::select! {
-            sent = self.out.send(Ok(event)) => sent.map_err(|_| Stop::ClientGone),
+            sent = self.out.send(Ok(Box::new(event))) => sent.map_err(|_| Stop::ClientGone),
             () = self.state.shutdown.begun() => Err(shutting_down()),
         }
     }
@@ -497,6 +511,25 @@ fn participant_to_pb(p: Participant) -> pb::Participant {
     pb::Participant {
         agent: p.agent,
         editing: p.editing,
+    }
+}
+
+fn presence_event(cursor: i64, presence: Presence) -> pb::WatchEvent {
+    pb::WatchEvent {
+        cursor,
+        event: Some(Event::PresenceChanged(pb::PresenceChanged {
+            resource: Some(resource_ref(
+                presence.resource.kind,
+                &presence.resource.id,
+                0,
+            )),
+            participants: presence
+                .participants
+                .into_iter()
+                .map(participant_to_pb)
+                .collect(),
+            total_participants: i32::try_from(presence.total).unwrap_or(i32::MAX),
+        })),
     }
 }
 

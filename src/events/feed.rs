@@ -56,8 +56,10 @@ pub fn spawn(store: Store, hub: Arc<Hub>) -> Feed {
     }
 }
 
-/// Reads and dispatches everything past the hub's last position.
+/// Reads and dispatches everything past the hub's last position. A read that completes tells those waiting
+/// for the hub to catch up (see [`Hub::next_read`]); one that fails leaves them to the next.
 async fn dispatch_new_changes(store: &Store, hub: &Hub) {
+    let read = hub.begin_read();
     loop {
         match store
             .changes_after(hub.last_seq(), MAX_CHANGES_PER_READ)
@@ -69,6 +71,7 @@ async fn dispatch_new_changes(store: &Store, hub: &Hub) {
                     hub.dispatch(Arc::new(change));
                 }
                 if !full {
+                    hub.end_read(read);
                     return;
                 }
             }

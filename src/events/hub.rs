@@ -3,6 +3,10 @@
 //! Each stream is a session with a bounded inbox. The hub never waits on a session: when an inbox is full the
 //! event is dropped and the session is marked lagged, so it tells its client to resync. A slow or stalled
 //! watcher therefore costs a bounded amount of memory and never slows writers or other watchers.
+//!
+//! Presence is kept per watched record as a count of sessions (and editing sessions) per agent, so a join,
+//! leave or edit costs the same however many streams watch the record, and the watchers are told only when
+//! the participant list really changed: a thousand gadgets of one agent joining at once make one announcement.
 
 use std::{
     collections::{BTreeMap, HashMap, HashSet},
@@ -43,18 +47,20 @@ pub struct Participant {
 /// Most participants one presence message lists (editors first); `total` counts everyone.
 pub const MAX_LISTED_PARTICIPANTS: usize = 100;
 
-/// What a session receives.
+/// What a session's inbox carries. Kept to two words: every session has an inbox, mostly idle.
 #[derive(Clone, Debug)]
 pub enum Delivery {
     Change(Arc<Change>),
     /// Presence of some watched records changed: read them with [`Hub::take_presence`].
     PresenceWake,
-    /// The participants of one record, as of when the session read them.
-    Presence {
-        resource: ResourceKey,
-        participants: Vec<Participant>,
-        total: usize,
-    },
+}
+
+/// The participants of one record, as of when the session read them.
+#[derive(Clone, Debug)]
+pub struct Presence {
+    pub resource: ResourceKey,
+    pub participants: Vec<Participant>,
+    pub total: usize,
 }
 
 /// A session's end of the hub.
@@ -89,20 +95,47 @@ impl Session {
             self.lagged.store(true, Ordering::Relaxed);
         }
     }
+
+    /// Marks `key`'s presence as news for this session; the first news since the session last read wakes it.
+    fn presence_news(&mut self, key: &ResourceKey) {
+        if !self.audience.shares_presence() || self.presence_dirty.contains(key) {
+            return;
+        }
+        let first = self.presence_dirty.is_empty();
+        self.presence_dirty.insert(key.clone());
+        if first {
+            self.offer(Delivery::PresenceWake);
+        }
+    }
+}
+
+/// How many sessions of one agent view a record here, and how many of them edit it.
+#[derive(Clone, Copy, Debug, Default)]
+struct Viewing {
+    sessions: u32,
+    editing: u32,
+}
+
+/// A record watched by some session here.
+#[derive(Default)]
+struct Watched {
+    sessions: HashSet<SessionId>,
+    /// The agents of the sessions that share presence.
+    agents: BTreeMap<String, Viewing>,
+    /// Participants on other replicas.
+    remote: Vec<Participant>,
+    /// The participants as last computed (listed, total), until they change again.
+    snapshot: Option<(Vec<Participant>, usize)>,
 }
 
 #[derive(Default)]
 struct Inner {
     sessions: HashMap<SessionId, Session>,
-    watchers: HashMap<ResourceKey, HashSet<SessionId>>,
+    watched: HashMap<ResourceKey, Watched>,
     /// Position of the last change dispatched.
     last_seq: i64,
-    /// Participants on other replicas, for records watched here.
-    remote: HashMap<ResourceKey, Vec<Participant>>,
     /// Records whose local participants changed since the presence sync last published them.
     dirty: HashSet<ResourceKey>,
-    /// The participants of records as last computed (listed, total), until they change again.
-    snapshots: HashMap<ResourceKey, (Vec<Participant>, usize)>,
 }
 
 /// Subscribing would pass [`MAX_SUBSCRIPTIONS`].
@@ -116,6 +149,9 @@ pub struct Hub {
     presence_changed: Notify,
     /// The position of the last change dispatched, for those waiting for the hub to catch up.
     dispatched: watch::Sender<i64>,
+    /// Reads of the log the feed has begun, and the last one that completed; see [`Hub::next_read`].
+    reads_begun: AtomicU64,
+    reads_done: watch::Sender<u64>,
 }
 
 impl std::fmt::Debug for Hub {
@@ -135,6 +171,8 @@ impl Hub {
             next_id: AtomicU64::new(0),
             presence_changed: Notify::new(),
             dispatched: watch::channel(last_seq).0,
+            reads_begun: AtomicU64::new(0),
+            reads_done: watch::channel(0).0,
         }
     }
 
@@ -142,6 +180,35 @@ impl Hub {
     pub async fn dispatched(&self, seq: i64) {
         let mut position = self.dispatched.subscribe();
         let _ = position.wait_for(|dispatched| *dispatched >= seq).await;
+    }
+
+    /// The feed begins reading the log; returns the read's number. The read sees every change committed before.
+    pub fn begin_read(&self) -> u64 {
+        self.reads_begun.fetch_add(1, Ordering::SeqCst) + 1
+    }
+
+    /// The feed dispatched everything read `number` found.
+    pub fn end_read(&self, number: u64) {
+        self.reads_done.send_if_modified(|done| {
+            let later = number > *done;
+            if later {
+                *done = number;
+            }
+            later
+        });
+    }
+
+    /// The number of the first read of the log that begins after this call. Once it is done (see
+    /// [`Hub::read_done`]), every change committed before this call has been dispatched. Thousands of waiters
+    /// share one read, so learning "the hub has caught up with the log" costs no query of its own.
+    pub fn next_read(&self) -> u64 {
+        self.reads_begun.load(Ordering::SeqCst) + 1
+    }
+
+    /// Completes once read `number` of the log is done.
+    pub async fn read_done(&self, number: u64) {
+        let mut done = self.reads_done.subscribe();
+        let _ = done.wait_for(|done| *done >= number).await;
     }
 
     fn lock(&self) -> MutexGuard<'_, Inner> {
@@ -179,32 +246,29 @@ impl Hub {
 
     /// Closes a session: its agent leaves the presence of everything it watched.
     pub fn close(&self, id: SessionId) {
-        let mut inner = self.lock();
+        let mut guard = self.lock();
+        let inner = &mut *guard;
         let Some(session) = inner.sessions.remove(&id) else {
             return;
         };
-        for key in session.subscriptions {
-            if let Some(watchers) = inner.watchers.get_mut(&key) {
-                watchers.remove(&id);
-                if watchers.is_empty() {
-                    inner.watchers.remove(&key);
-                    inner.remote.remove(&key);
-                }
+        for key in &session.subscriptions {
+            if leave(&mut inner.watched, id, &session, key) {
+                self.local_presence_changed(inner, key);
             }
-            self.local_presence_changed(&mut inner, &key);
         }
     }
 
     /// Adds subscriptions. Changes dispatched after the returned position reach the session live; everything
-    /// up to it is the caller's to replay. Every watcher of a newly watched record, the session included, gets
-    /// the record's participants.
+    /// up to it is the caller's to replay. The session gets the participants of each newly watched record;
+    /// the other watchers of the record hear of it only if the participant list changed.
     pub fn subscribe(
         &self,
         id: SessionId,
         keys: &[ResourceKey],
         include_own: bool,
     ) -> Result<i64, TooManySubscriptions> {
-        let mut inner = self.lock();
+        let mut guard = self.lock();
+        let inner = &mut *guard;
         let Some(session) = inner.sessions.get_mut(&id) else {
             return Ok(0);
         };
@@ -219,57 +283,79 @@ impl Hub {
             return Err(TooManySubscriptions);
         }
         session.include_own = include_own;
-        session.subscriptions.extend(new.iter().cloned());
-        for key in &new {
-            inner.watchers.entry(key.clone()).or_default().insert(id);
+        let mut changed = Vec::new();
+        for key in new {
+            if join(&mut inner.watched, id, session, &key) {
+                changed.push(key.clone());
+            } else {
+                session.presence_news(&key);
+            }
+            session.subscriptions.insert(key);
         }
-        for key in &new {
-            self.local_presence_changed(&mut inner, key);
+        for key in &changed {
+            self.local_presence_changed(inner, key);
         }
         Ok(inner.last_seq)
     }
 
     pub fn unsubscribe(&self, id: SessionId, keys: &[ResourceKey]) {
-        let mut inner = self.lock();
+        let mut guard = self.lock();
+        let inner = &mut *guard;
         let Some(session) = inner.sessions.get_mut(&id) else {
             return;
         };
-        let removed: Vec<ResourceKey> = keys
-            .iter()
-            .filter(|k| session.subscriptions.remove(*k))
-            .cloned()
-            .collect();
-        for key in &removed {
-            session.editing.remove(key);
-        }
-        for key in &removed {
-            if let Some(watchers) = inner.watchers.get_mut(key) {
-                watchers.remove(&id);
-                if watchers.is_empty() {
-                    inner.watchers.remove(key);
-                    inner.remote.remove(key);
-                }
+        let mut changed = Vec::new();
+        for key in keys {
+            if !session.subscriptions.contains(key) {
+                continue;
             }
-            self.local_presence_changed(&mut inner, key);
+            if leave(&mut inner.watched, id, session, key) {
+                changed.push(key.clone());
+            }
+            session.subscriptions.remove(key);
+            session.editing.remove(key);
+            session.presence_dirty.remove(key);
+        }
+        for key in &changed {
+            self.local_presence_changed(inner, key);
         }
     }
 
     /// Marks the session's agent as editing (or not) a record it watches. Returns false if it does not watch it.
     pub fn set_editing(&self, id: SessionId, key: &ResourceKey, editing: bool) -> bool {
-        let mut inner = self.lock();
+        let mut guard = self.lock();
+        let inner = &mut *guard;
         let Some(session) = inner.sessions.get_mut(&id) else {
             return false;
         };
         if !session.subscriptions.contains(key) {
             return false;
         }
-        let changed = if editing {
+        let toggled = if editing {
             session.editing.insert(key.clone())
         } else {
             session.editing.remove(key)
         };
+        if !toggled || !session.audience.shares_presence() {
+            return true;
+        }
+        let Some(viewing) = inner
+            .watched
+            .get_mut(key)
+            .and_then(|watched| watched.agents.get_mut(&session.agent))
+        else {
+            return true;
+        };
+        // The list changes when the agent's first session starts editing or its last one stops.
+        let changed = if editing {
+            viewing.editing += 1;
+            viewing.editing == 1
+        } else {
+            viewing.editing = viewing.editing.saturating_sub(1);
+            viewing.editing == 0
+        };
         if changed {
-            self.local_presence_changed(&mut inner, key);
+            self.local_presence_changed(inner, key);
         }
         true
     }
@@ -277,35 +363,38 @@ impl Hub {
     /// Delivers a committed change to every session watching the record or its customer, once each. Changes
     /// must come in log order.
     pub fn dispatch(&self, change: Arc<Change>) {
-        let mut inner = self.lock();
-        if change.seq <= inner.last_seq {
+        let mut guard = self.lock();
+        if change.seq <= guard.last_seq {
             return;
         }
-        inner.last_seq = change.seq;
+        guard.last_seq = change.seq;
         self.dispatched.send_replace(change.seq);
-        let own = ResourceKey {
+        let inner = &*guard;
+        let own = inner.watched.get(&ResourceKey {
             kind: change.resource,
             id: change.resource_id.clone(),
-        };
-        let parent = change.parent_id.as_ref().map(|id| ResourceKey {
-            kind: ResourceKind::Customer,
-            id: id.clone(),
         });
-        let mut reached: HashSet<SessionId> = HashSet::new();
-        for key in std::iter::once(&own).chain(parent.as_ref()) {
-            let Some(watchers) = inner.watchers.get(key) else {
-                continue;
-            };
-            for session_id in watchers {
-                if !reached.insert(*session_id) {
-                    continue;
-                }
-                if let Some(session) = inner.sessions.get(session_id)
-                    && (session.include_own || session.agent != change.agent)
-                    && session.audience.may_see(&change)
-                {
-                    session.offer(Delivery::Change(change.clone()));
-                }
+        let parent = change.parent_id.as_ref().and_then(|id| {
+            inner.watched.get(&ResourceKey {
+                kind: ResourceKind::Customer,
+                id: id.clone(),
+            })
+        });
+        let offer = |session_id: &SessionId| {
+            if let Some(session) = inner.sessions.get(session_id)
+                && (session.include_own || session.agent != change.agent)
+                && session.audience.may_see(&change)
+            {
+                session.offer(Delivery::Change(change.clone()));
+            }
+        };
+        for session_id in own.iter().flat_map(|watched| &watched.sessions) {
+            offer(session_id);
+        }
+        // Watchers of both the record and its customer get the change once.
+        for session_id in parent.iter().flat_map(|watched| &watched.sessions) {
+            if !own.is_some_and(|own| own.sessions.contains(session_id)) {
+                offer(session_id);
             }
         }
     }
@@ -329,61 +418,59 @@ impl Hub {
         let dirty: Vec<ResourceKey> = inner.dirty.drain().collect();
         dirty
             .into_iter()
-            .map(|key| {
-                let local = local_participants(&inner, &key);
-                let watched = inner.watchers.contains_key(&key);
-                (key, local, watched)
+            .map(|key| match inner.watched.get(&key) {
+                Some(watched) => {
+                    let local = merge(watched, false);
+                    (key, local, true)
+                }
+                None => (key, Vec::new(), false),
             })
             .collect()
     }
 
     /// The current participants of every record whose presence changed since the session last asked.
-    pub fn take_presence(&self, id: SessionId) -> Vec<Delivery> {
-        let mut inner = self.lock();
+    pub fn take_presence(&self, id: SessionId) -> Vec<Presence> {
+        let mut guard = self.lock();
+        let inner = &mut *guard;
         let Some(session) = inner.sessions.get_mut(&id) else {
             return Vec::new();
         };
-        let dirty: Vec<ResourceKey> = session.presence_dirty.drain().collect();
-        let mut out = Vec::with_capacity(dirty.len());
-        for key in dirty {
-            if !inner.watchers.get(&key).is_some_and(|w| w.contains(&id)) {
-                continue;
-            }
-            let (participants, total) = snapshot(&mut inner, &key);
-            out.push(Delivery::Presence {
-                resource: key,
-                participants,
-                total,
-            });
-        }
-        out
+        // Taken, not drained: an idle session keeps no allocation for it.
+        let dirty = std::mem::take(&mut session.presence_dirty);
+        dirty
+            .into_iter()
+            .filter_map(|key| {
+                let watched = inner.watched.get_mut(&key)?;
+                if !watched.sessions.contains(&id) {
+                    return None;
+                }
+                let (participants, total) = snapshot(watched);
+                Some(Presence {
+                    resource: key,
+                    participants,
+                    total,
+                })
+            })
+            .collect()
     }
 
     /// Records watched by someone here.
     pub fn watched(&self) -> Vec<ResourceKey> {
-        self.lock().watchers.keys().cloned().collect()
+        self.lock().watched.keys().cloned().collect()
     }
 
     /// Sets the participants of `key` on other replicas and tells the watchers here, if anyone here watches it.
     pub fn set_remote_presence(&self, key: &ResourceKey, participants: Vec<Participant>) {
-        let mut inner = self.lock();
-        if !inner.watchers.contains_key(key) {
-            inner.remote.remove(key);
+        let mut guard = self.lock();
+        let inner = &mut *guard;
+        let Some(watched) = inner.watched.get_mut(key) else {
+            return;
+        };
+        if watched.remote == participants {
             return;
         }
-        if inner
-            .remote
-            .get(key)
-            .map_or(participants.is_empty(), |old| *old == participants)
-        {
-            return;
-        }
-        if participants.is_empty() {
-            inner.remote.remove(key);
-        } else {
-            inner.remote.insert(key.clone(), participants);
-        }
-        announce_presence(&mut inner, key);
+        watched.remote = participants;
+        announce_presence(inner, key);
     }
 
     /// Position of the last change dispatched.
@@ -397,28 +484,73 @@ impl Hub {
     }
 }
 
-/// Everyone watching `key` on this replica, one entry per agent (editing if any of their sessions edits),
-/// sorted by agent.
-fn local_participants(inner: &Inner, key: &ResourceKey) -> Vec<Participant> {
-    merge(inner, key, false)
+/// Adds `session` to the watchers of `key`; true if the record's local participants changed (its agent was
+/// not viewing it here yet).
+fn join(
+    watched: &mut HashMap<ResourceKey, Watched>,
+    id: SessionId,
+    session: &Session,
+    key: &ResourceKey,
+) -> bool {
+    let record = match watched.get_mut(key) {
+        Some(record) => record,
+        None => watched.entry(key.clone()).or_default(),
+    };
+    if !record.sessions.insert(id) || !session.audience.shares_presence() {
+        return false;
+    }
+    let viewing = match record.agents.get_mut(&session.agent) {
+        Some(viewing) => viewing,
+        None => record.agents.entry(session.agent.clone()).or_default(),
+    };
+    viewing.sessions += 1;
+    viewing.sessions == 1
 }
 
-/// Everyone watching `key` here or on another replica, one entry per agent, sorted by agent.
-fn participants(inner: &Inner, key: &ResourceKey) -> Vec<Participant> {
-    merge(inner, key, true)
-}
-
-fn merge(inner: &Inner, key: &ResourceKey, with_remote: bool) -> Vec<Participant> {
-    let mut by_agent: BTreeMap<&str, bool> = BTreeMap::new();
-    for session_id in inner.watchers.get(key).into_iter().flatten() {
-        if let Some(session) = inner.sessions.get(session_id)
-            && session.audience.shares_presence()
-        {
-            *by_agent.entry(session.agent.as_str()).or_default() |= session.editing.contains(key);
+/// Takes `session` off the watchers of `key`; true if the record's local participants changed (its agent's
+/// last session left, or its last editing session).
+fn leave(
+    watched: &mut HashMap<ResourceKey, Watched>,
+    id: SessionId,
+    session: &Session,
+    key: &ResourceKey,
+) -> bool {
+    let Some(record) = watched.get_mut(key) else {
+        return false;
+    };
+    if !record.sessions.remove(&id) {
+        return false;
+    }
+    let mut changed = false;
+    if session.audience.shares_presence()
+        && let Some(viewing) = record.agents.get_mut(&session.agent)
+    {
+        if session.editing.contains(key) {
+            viewing.editing = viewing.editing.saturating_sub(1);
+            changed |= viewing.editing == 0;
+        }
+        viewing.sessions = viewing.sessions.saturating_sub(1);
+        if viewing.sessions == 0 {
+            record.agents.remove(&session.agent);
+            changed = true;
         }
     }
+    if record.sessions.is_empty() {
+        watched.remove(key);
+    }
+    changed
+}
+
+/// Everyone watching the record here (and, `with_remote`, on other replicas), one entry per agent (editing if
+/// any of their sessions edits), sorted by agent.
+fn merge(watched: &Watched, with_remote: bool) -> Vec<Participant> {
+    let mut by_agent: BTreeMap<&str, bool> = watched
+        .agents
+        .iter()
+        .map(|(agent, viewing)| (agent.as_str(), viewing.editing > 0))
+        .collect();
     if with_remote {
-        for participant in inner.remote.get(key).into_iter().flatten() {
+        for participant in &watched.remote {
             *by_agent.entry(participant.agent.as_str()).or_default() |= participant.editing;
         }
     }
@@ -435,28 +567,24 @@ fn merge(inner: &Inner, key: &ResourceKey, with_remote: bool) -> Vec<Participant
 /// session with nothing marked before gets one wake-up. However many joins and leaves happen before a session
 /// reads, it costs one inbox slot and one message per record.
 fn announce_presence(inner: &mut Inner, key: &ResourceKey) {
-    inner.snapshots.remove(key);
-    let Some(watchers) = inner.watchers.get(key) else {
+    let Some(watched) = inner.watched.get_mut(key) else {
         return;
     };
-    for session_id in watchers {
-        if let Some(session) = inner.sessions.get_mut(session_id)
-            && session.audience.shares_presence()
-        {
-            let first = session.presence_dirty.is_empty();
-            if session.presence_dirty.insert(key.clone()) && first {
-                session.offer(Delivery::PresenceWake);
-            }
+    watched.snapshot = None;
+    for session_id in &watched.sessions {
+        if let Some(session) = inner.sessions.get_mut(session_id) {
+            session.presence_news(key);
         }
     }
 }
 
-/// The participants of `key` for a message: editors first, at most [`MAX_LISTED_PARTICIPANTS`], and the total.
-fn snapshot(inner: &mut Inner, key: &ResourceKey) -> (Vec<Participant>, usize) {
-    if let Some(snapshot) = inner.snapshots.get(key) {
+/// The participants of a record for a message: editors first, at most [`MAX_LISTED_PARTICIPANTS`], and the
+/// total.
+fn snapshot(watched: &mut Watched) -> (Vec<Participant>, usize) {
+    if let Some(snapshot) = &watched.snapshot {
         return snapshot.clone();
     }
-    let mut everyone = participants(inner, key);
+    let mut everyone = merge(watched, true);
     let total = everyone.len();
     everyone.sort_by(|a, b| {
         b.editing
@@ -465,11 +593,8 @@ fn snapshot(inner: &mut Inner, key: &ResourceKey) -> (Vec<Participant>, usize) {
     });
     everyone.truncate(MAX_LISTED_PARTICIPANTS);
     everyone.sort_by(|a, b| a.agent.cmp(&b.agent));
-    let snapshot = (everyone, total);
-    if inner.watchers.contains_key(key) {
-        inner.snapshots.insert(key.clone(), snapshot.clone());
-    }
-    snapshot
+    watched.snapshot = Some((everyone.clone(), total));
+    (everyone, total)
 }
 
 #[cfg(test)]
@@ -505,13 +630,22 @@ mod tests {
         })
     }
 
+    /// What a session read.
+    #[derive(Debug)]
+    enum Got {
+        Change(Arc<Change>),
+        Presence(Presence),
+    }
+
     /// Everything queued for the session, with presence wake-ups read as the participants they announce.
-    fn drain(hub: &Hub, handle: &mut SessionHandle) -> Vec<Delivery> {
+    fn drain(hub: &Hub, handle: &mut SessionHandle) -> Vec<Got> {
         let mut out = Vec::new();
         while let Ok(delivery) = handle.inbox.try_recv() {
             match delivery {
-                Delivery::PresenceWake => out.extend(hub.take_presence(handle.id)),
-                other => out.push(other),
+                Delivery::PresenceWake => {
+                    out.extend(hub.take_presence(handle.id).into_iter().map(Got::Presence));
+                }
+                Delivery::Change(change) => out.push(Got::Change(change)),
             }
         }
         out
@@ -535,7 +669,7 @@ mod tests {
         hub.dispatch(change(2, ResourceKind::Activity, "other", Some("x"), "ben"));
         let got = drain(&hub, &mut ana);
         assert_eq!(got.len(), 1);
-        assert!(matches!(&got[0], Delivery::Change(c) if c.seq == 1));
+        assert!(matches!(&got[0], Got::Change(c) if c.seq == 1));
     }
 
     #[test]
@@ -564,7 +698,7 @@ mod tests {
             .unwrap();
         assert!(hub.set_editing(ben.id, &c, true));
         let last = drain(&hub, &mut ana).pop().unwrap();
-        let Delivery::Presence { participants, .. } = last else {
+        let Got::Presence(Presence { participants, .. }) = last else {
             panic!("expected presence")
         };
         assert_eq!(
@@ -581,7 +715,7 @@ mod tests {
             ]
         );
         hub.close(ben.id);
-        let Some(Delivery::Presence { participants, .. }) = drain(&hub, &mut ana).pop() else {
+        let Some(Got::Presence(Presence { participants, .. })) = drain(&hub, &mut ana).pop() else {
             panic!("expected presence")
         };
         assert_eq!(
@@ -632,7 +766,7 @@ mod tests {
                 editing: true,
             }],
         );
-        let Some(Delivery::Presence { participants, .. }) = drain(&hub, &mut ana).pop() else {
+        let Some(Got::Presence(Presence { participants, .. })) = drain(&hub, &mut ana).pop() else {
             panic!("expected presence")
         };
         assert_eq!(participants.len(), 2);
@@ -665,7 +799,7 @@ mod tests {
             drain(&hub, &mut portal).is_empty(),
             "no presence for a portal"
         );
-        let Some(Delivery::Presence { participants, .. }) = drain(&hub, &mut ana).pop() else {
+        let Some(Got::Presence(Presence { participants, .. })) = drain(&hub, &mut ana).pop() else {
             panic!("expected presence")
         };
         assert_eq!(participants.len(), 1, "the portal is not a participant");
@@ -676,7 +810,7 @@ mod tests {
         hub.dispatch(change(2, ResourceKind::Activity, "b", Some("c"), "ben"));
         let got = drain(&hub, &mut portal);
         assert_eq!(got.len(), 1);
-        assert!(matches!(&got[0], Delivery::Change(c) if c.seq == 2));
+        assert!(matches!(&got[0], Got::Change(c) if c.seq == 2));
         assert_eq!(drain(&hub, &mut ana).len(), 2);
     }
 
@@ -699,11 +833,11 @@ mod tests {
         assert_eq!(ana.inbox.len(), 1);
         let got = drain(&hub, &mut ana);
         assert_eq!(got.len(), 1);
-        let Delivery::Presence {
+        let Got::Presence(Presence {
             participants,
             total,
             ..
-        } = &got[0]
+        }) = &got[0]
         else {
             panic!("expected presence")
         };
@@ -732,5 +866,108 @@ mod tests {
             hub.subscribe(ana.id, &keys[..MAX_SUBSCRIPTIONS], false)
                 .is_ok()
         );
+    }
+    #[test]
+    fn more_sessions_of_an_agent_already_there_greet_only_themselves() {
+        let hub = Hub::new(0);
+        let c = key(ResourceKind::Customer, "c");
+        let mut first = hub.open("ana", Audience::Staff);
+        hub.subscribe(first.id, std::slice::from_ref(&c), false)
+            .unwrap();
+        assert_eq!(drain(&hub, &mut first).len(), 1, "the first join is news");
+        let mut others: Vec<_> = (0..500).map(|_| hub.open("ana", Audience::Staff)).collect();
+        for other in &others {
+            hub.subscribe(other.id, std::slice::from_ref(&c), false)
+                .unwrap();
+        }
+        assert!(
+            drain(&hub, &mut first).is_empty(),
+            "the list did not change: nobody else is told"
+        );
+        for other in &mut others {
+            let got = drain(&hub, other);
+            assert_eq!(got.len(), 1, "each new session gets the list once");
+            assert!(matches!(&got[0], Got::Presence(p) if p.total == 1));
+        }
+        assert_eq!(hub.take_changed_presence().len(), 1);
+
+        // One of Ana's sessions edits: that is news; a second one editing is not; the last one stopping is.
+        assert!(hub.set_editing(others[0].id, &c, true));
+        assert_eq!(drain(&hub, &mut first).len(), 1);
+        assert!(hub.set_editing(others[1].id, &c, true));
+        assert!(drain(&hub, &mut first).is_empty());
+        hub.close(others[0].id);
+        assert!(
+            drain(&hub, &mut first).is_empty(),
+            "another session still edits"
+        );
+        assert!(hub.set_editing(others[1].id, &c, false));
+        let Some(Got::Presence(presence)) = drain(&hub, &mut first).pop() else {
+            panic!("expected presence")
+        };
+        assert_eq!(
+            presence.participants,
+            [Participant {
+                agent: "ana".into(),
+                editing: false
+            }]
+        );
+        // Sessions leaving while another of the agent's stays change nothing; the last one leaving does.
+        for other in others.drain(1..) {
+            hub.close(other.id);
+        }
+        assert!(drain(&hub, &mut first).is_empty());
+        let ben = hub.open("ben", Audience::Staff);
+        hub.subscribe(ben.id, std::slice::from_ref(&c), false)
+            .unwrap();
+        assert_eq!(drain(&hub, &mut first).len(), 1);
+        hub.close(ben.id);
+        assert_eq!(drain(&hub, &mut first).len(), 1);
+        hub.close(first.id);
+        assert!(
+            hub.watched().is_empty(),
+            "nothing is kept for an unwatched record"
+        );
+    }
+
+    #[test]
+    fn a_change_to_a_record_and_its_customer_reaches_a_watcher_of_both_once() {
+        let hub = Hub::new(0);
+        let mut ana = hub.open("ana", Audience::Staff);
+        let mut ben = hub.open("ben", Audience::Staff);
+        hub.subscribe(ana.id, &[key(ResourceKind::Customer, "c")], false)
+            .unwrap();
+        hub.subscribe(ben.id, &[key(ResourceKind::Activity, "a")], false)
+            .unwrap();
+        drain(&hub, &mut ana);
+        drain(&hub, &mut ben);
+        hub.dispatch(change(1, ResourceKind::Activity, "a", Some("c"), "cy"));
+        assert_eq!(drain(&hub, &mut ana).len(), 1);
+        assert_eq!(drain(&hub, &mut ben).len(), 1);
+    }
+
+    #[tokio::test]
+    async fn a_read_of_the_log_that_begins_later_covers_what_came_before() {
+        let hub = Hub::new(0);
+        let running = hub.begin_read();
+        // A waiter arriving during a read needs the next one: the running read may have missed its commit.
+        let needed = hub.next_read();
+        assert_eq!(needed, running + 1);
+        hub.end_read(running);
+        let waiting = hub.read_done(needed);
+        tokio::pin!(waiting);
+        assert!(futures_poll_once(waiting.as_mut()).await.is_pending());
+        let next = hub.begin_read();
+        hub.end_read(next);
+        waiting.await;
+    }
+
+    /// Polls a future once.
+    async fn futures_poll_once<F: std::future::Future + Unpin>(
+        future: F,
+    ) -> std::task::Poll<F::Output> {
+        let mut future = future;
+        std::future::poll_fn(|cx| std::task::Poll::Ready(std::pin::Pin::new(&mut future).poll(cx)))
+            .await
     }
 }

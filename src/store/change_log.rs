@@ -168,29 +168,50 @@ impl Store {
             .collect()
     }
 
-    /// The changes of one record past `after_version`, up to log position `upto`, oldest first.
-    pub async fn changes_since_version(
+    /// The changes of several records, each past its own version (a deletion whatever its version), up to log
+    /// position `upto`, oldest first: at most `limit`, the oldest ones, or with `newest` the newest ones.
+    /// One query answers many subscriptions that catch up at once.
+    pub async fn changes_of_records(
         &self,
-        resource: ResourceKind,
-        id: &str,
-        after_version: i64,
+        records: &[(ResourceKind, &str, i64)],
         upto: i64,
+        limit: u64,
+        newest: bool,
     ) -> Result<Vec<Change>> {
-        change_log::Entity::find()
-            .filter(change_log::Column::ResourceType.eq(resource.as_str()))
-            .filter(change_log::Column::ResourceId.eq(id))
+        if records.is_empty() {
+            return Ok(Vec::new());
+        }
+        let mut any = Condition::any();
+        for (kind, id, after_version) in records {
+            any = any.add(
+                Condition::all()
+                    .add(change_log::Column::ResourceType.eq(kind.as_str()))
+                    .add(change_log::Column::ResourceId.eq(*id))
+                    .add(
+                        Condition::any()
+                            .add(change_log::Column::Version.gt(*after_version))
+                            .add(change_log::Column::Kind.eq(ChangeKind::Deleted.as_str())),
+                    ),
+            );
+        }
+        let query = change_log::Entity::find()
             .filter(change_log::Column::Seq.lte(upto))
-            .filter(
-                Condition::any()
-                    .add(change_log::Column::Version.gt(after_version))
-                    .add(change_log::Column::Kind.eq(ChangeKind::Deleted.as_str())),
-            )
-            .order_by_asc(change_log::Column::Seq)
-            .limit(MAX_CHANGES_PER_READ)
+            .filter(any);
+        let query = if newest {
+            query.order_by_desc(change_log::Column::Seq)
+        } else {
+            query.order_by_asc(change_log::Column::Seq)
+        };
+        let mut changes = query
+            .limit(limit)
             .all(&self.read)
             .await?
             .into_iter()
             .map(from_model)
-            .collect()
+            .collect::<Result<Vec<_>>>()?;
+        if newest {
+            changes.reverse();
+        }
+        Ok(changes)
     }
 }

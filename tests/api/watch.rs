@@ -1,6 +1,6 @@
 //! Live edit warnings and presence over real gRPC streams. Every wait is on the stream, with a timeout.
 
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use customer_context::pb::{
     self, ResourceRef, ResourceType, WatchEvent, WatchRequest, watch_event::Event,
@@ -8,7 +8,7 @@ use customer_context::pb::{
 };
 use tokio::sync::mpsc;
 use tokio_stream::wrappers::ReceiverStream;
-use tonic::{Code, Streaming};
+use tonic::{Code, Streaming, transport::Channel};
 
 use rstest::rstest;
 use rstest_reuse::apply;
@@ -23,8 +23,13 @@ pub struct Watcher {
 
 impl Watcher {
     pub async fn open(app: &TestApp, agent: &str) -> Watcher {
+        Watcher::open_on(app.new_channel().await, agent).await
+    }
+
+    /// A stream on an existing connection (many gadgets of one desktop share one).
+    pub async fn open_on(channel: Channel, agent: &str) -> Watcher {
         let (requests, rx) = mpsc::channel(16);
-        let mut client = WatchServiceClient::new(app.new_channel().await);
+        let mut client = WatchServiceClient::new(channel);
         let events = within(
             "watch open",
             client.watch(as_agent(agent, ReceiverStream::new(rx))),
@@ -414,4 +419,104 @@ async fn a_watcher_that_stops_reading_never_slows_writers_and_gets_resync(backen
         .await;
     let (_, changed) = stalled.next_change().await;
     assert_eq!(changed.kind, pb::ChangeKind::Created as i32);
+}
+
+/// Hundreds of gadgets subscribing at the same moment on a server with two pooled connections for queries:
+/// every one joins quickly and gets exactly what it is owed first (a summed-up change for a stale version, the
+/// replay for a resume, presence for an up-to-date one), then every live change once.
+#[apply(backends)]
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_storm_of_subscriptions_all_join_and_each_gets_what_it_missed(backend: Backend) {
+    const STREAMS: usize = 300;
+    const CONNECTIONS: usize = 10;
+    let Some(app) = TestApp::spawn_with(backend, |settings| {
+        // On PostgreSQL the change and presence listeners hold two of the pool's connections.
+        settings.database.db_max_connections = match backend {
+            Backend::Sqlite => 2,
+            Backend::Postgres => 4,
+        };
+    })
+    .await
+    else {
+        return;
+    };
+    let c = app.create_customer(customer("Carla", "Diaz")).await;
+    let mut pilot = Watcher::open(&app, "pilot").await;
+    pilot.subscribe(vec![customer_ref(&c.id, 1)], 0).await;
+    pilot.joined(&c.id, "pilot").await;
+    set_notes(&app, "ben", &c.id, 1, "one").await.unwrap();
+    let (after_v2, _) = pilot.next_change().await;
+    set_notes(&app, "ben", &c.id, 2, "two").await.unwrap();
+    let (at_v3, _) = pilot.next_change().await;
+
+    // Streams of a few agents over a few connections, opened first; then all subscribe at once.
+    let mut channels = Vec::new();
+    for _ in 0..CONNECTIONS {
+        channels.push(app.new_channel().await);
+    }
+    let mut watchers = Vec::new();
+    for i in 0..STREAMS {
+        let agent = format!("agent-{}", i % 3);
+        watchers.push(Watcher::open_on(channels[i % CONNECTIONS].clone(), &agent).await);
+    }
+    // A third loaded version 1, a third is up to date, a third resumes from the cursor of version 2.
+    let plan = |i: usize| match i % 3 {
+        0 => (1, 0),
+        1 => (3, 0),
+        _ => (2, after_v2),
+    };
+    let started = Instant::now();
+    for (i, watcher) in watchers.iter().enumerate() {
+        let (known, resume_after) = plan(i);
+        watcher
+            .subscribe(vec![customer_ref(&c.id, known)], resume_after)
+            .await;
+    }
+    let mut firsts = tokio::task::JoinSet::new();
+    for (i, mut watcher) in watchers.into_iter().enumerate() {
+        firsts.spawn(async move {
+            let first = watcher.next().await;
+            (i, first, watcher)
+        });
+    }
+    let mut joined = Vec::new();
+    let all_joined = async {
+        while let Some(done) = firsts.join_next().await {
+            joined.push(done.expect("watcher task"));
+        }
+    };
+    tokio::time::timeout(Duration::from_secs(20), all_joined)
+        .await
+        .expect("every subscription of the storm joins within 20 s");
+    let join_time = started.elapsed();
+    assert_eq!(joined.len(), STREAMS);
+    for (i, first, _) in &joined {
+        let (known, _) = plan(*i);
+        match (&first.event, known) {
+            (Some(Event::ResourceChanged(changed)), 1 | 2) => {
+                assert_eq!(changed.resource.as_ref().unwrap().known_version, 3);
+                assert_eq!(changed.changed_by, "ben");
+                assert_eq!(first.cursor, at_v3, "stream {i}: the change of version 3");
+            }
+            (Some(Event::PresenceChanged(_)), 3) => {}
+            (other, _) => panic!("stream {i} (known version {known}) first got {other:?}"),
+        }
+    }
+
+    // Live again: the next change reaches every stream once, after what it already got.
+    set_notes(&app, "ben", &c.id, 3, "three").await.unwrap();
+    let mut nexts = tokio::task::JoinSet::new();
+    for (i, _, mut watcher) in joined {
+        nexts.spawn(async move { (i, watcher.next_change().await) });
+    }
+    while let Some(done) = nexts.join_next().await {
+        let (i, (cursor, changed)) = done.expect("watcher task");
+        assert_eq!(
+            changed.resource.unwrap().known_version,
+            4,
+            "stream {i}: no duplicate, no gap"
+        );
+        assert!(cursor > at_v3);
+    }
+    eprintln!("{STREAMS} subscriptions joined in {join_time:?}");
 }

@@ -6,7 +6,8 @@
 //!    the server's RSS: the memory cost of idle open streams;
 //! 2. let every stream subscribe to the customer; wait until each has its first event (the `PresenceChanged` sent
 //!    on subscribe), then until the presence traffic of the joins has settled (no event for `--quiet`; every
-//!    join sends the participant list to every watcher, so N joins make N(N+1)/2 presence events); read the RSS
+//!    join that changes the participant list sends it to every watcher: with one agent (`--watcher-agents 1`)
+//!    each stream gets one list, with N distinct agents N joins make N(N+1)/2 presence events); read the RSS
 //!    again;
 //! 3. a writer updates the customer `--updates` times at `--update-rate`, and every stream records, for each
 //!    `ResourceChanged`, its receive time minus the event's `change_time` (stamped by the server just before the
@@ -70,19 +71,18 @@ pub struct FanoutArgs {
     pub streams_per_connection: u32,
 
     /// How many distinct agent names the watchers use (`loadgen-watcher-1` ...). Presence lists one entry per
-    /// agent and every join sends the list to every watcher, so many distinct agents make the joins cost
+    /// agent and every join of a new agent sends the list to every watcher, so many distinct agents make the joins cost
     /// O(N^2) events of O(N) size.
     #[arg(long, default_value_t = 1, value_parser = clap::value_parser!(u32).range(1..=100_000))]
     pub watcher_agents: u32,
 
-    /// Subscriptions per second once the streams are open (0: all at once). Every subscription reads the
-    /// database (for known_version) and sends presence to every watcher, so a burst of thousands is a
-    /// thundering herd.
-    #[arg(long, default_value_t = 1_000)]
+    /// Subscriptions per second once the streams are open (0: all at once, as when a replica restarts and
+    /// every gadget reconnects, or a shift starts).
+    #[arg(long, default_value_t = 0)]
     pub join_rate: u32,
 
     /// Subscribe with the customer's current version as known_version, as a gadget does (the server then
-    /// checks the change log for each subscription); `false` subscribes with 0.
+    /// checks the change log for what the gadget may have missed); `false` subscribes with 0.
     #[arg(long, default_value_t = true, action = clap::ArgAction::Set)]
     pub known_version: bool,
 
@@ -126,6 +126,10 @@ pub struct Round {
     pub delivered: u64,
     pub expected: u64,
     pub latency: Percentiles,
+    /// CPU use while the streams joined and while the updates were delivered, in percent of one core.
+    pub server_cpu_join_percent: Option<f64>,
+    pub server_cpu_updates_percent: Option<f64>,
+    pub loadgen_cpu_updates_percent: Option<f64>,
     pub rss_before_kib: Option<u64>,
     /// With the N streams open and idle, before subscribing.
     pub rss_open_kib: Option<u64>,
@@ -286,6 +290,7 @@ async fn round(
 
     // 2. Subscribe: every stream gets its first event; then the presence traffic of the joins settles.
     let joining = Instant::now();
+    let cpu_joining = Cpu::now(args.server_pid);
     let _ = subscribe.send(true);
     let peak = tokio::spawn(peak_rss(args.server_pid, stopped.clone()));
     wait_until(deadline, "joined", opened, || {
@@ -298,6 +303,7 @@ async fn round(
     }
     let settle_seconds = joining.elapsed().as_secs_f64();
     let joined = shared.joined.load(Ordering::Relaxed);
+    let cpu_joined = Cpu::now(args.server_pid);
     let rss_subscribed = rss();
     eprintln!(
         "  {} opened in {open_seconds:.1} s; {} joined in {join_seconds:.1} s, settled after {settle_seconds:.1} s \
@@ -312,6 +318,7 @@ async fn round(
     // 3. Measure: the writer updates the customer at a steady pace.
     let live = joined.saturating_sub(shared.left.load(Ordering::Relaxed));
     shared.measuring.store(true, Ordering::Relaxed);
+    let cpu_updating = Cpu::now(args.server_pid);
     let (mut updates_ok, mut update_errors) = (0u64, 0u64);
     let mut ticks = tokio::time::interval(Duration::from_secs(1) / args.update_rate);
     ticks.set_missed_tick_behavior(MissedTickBehavior::Delay);
@@ -352,6 +359,7 @@ async fn round(
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
     shared.measuring.store(false, Ordering::Relaxed);
+    let cpu_updated = Cpu::now(args.server_pid);
 
     // Close every stream and gather what each saw.
     let _ = stop.send(true);
@@ -404,6 +412,9 @@ async fn round(
         delivered: latency.len(),
         expected,
         latency: Percentiles::of(&latency),
+        server_cpu_join_percent: cpu_joining.server_percent(&cpu_joined),
+        server_cpu_updates_percent: cpu_updating.server_percent(&cpu_updated),
+        loadgen_cpu_updates_percent: cpu_updating.loadgen_percent(&cpu_updated),
         rss_before_kib: rss_before,
         rss_open_kib: rss_open,
         rss_peak_kib: rss_peak.max(rss_subscribed),
@@ -411,6 +422,36 @@ async fn round(
         kib_per_open_stream: per_stream(rss_open),
         kib_per_subscribed_stream: per_stream(rss_subscribed),
     })
+}
+
+/// CPU time used so far by the server and by this process.
+struct Cpu {
+    at: Instant,
+    server: Option<Duration>,
+    loadgen: Option<Duration>,
+}
+
+impl Cpu {
+    fn now(server: Option<u32>) -> Self {
+        Cpu {
+            at: Instant::now(),
+            server: server.and_then(|pid| proc::cpu_time(Some(pid))),
+            loadgen: proc::cpu_time(None),
+        }
+    }
+
+    fn percent(&self, later: &Cpu, used: Option<Duration>) -> Option<f64> {
+        let wall = (later.at - self.at).as_secs_f64();
+        (wall > 0.0).then(|| used.map(|used| used.as_secs_f64() * 100.0 / wall))?
+    }
+
+    fn server_percent(&self, later: &Cpu) -> Option<f64> {
+        self.percent(later, Some(later.server?.saturating_sub(self.server?)))
+    }
+
+    fn loadgen_percent(&self, later: &Cpu) -> Option<f64> {
+        self.percent(later, Some(later.loadgen?.saturating_sub(self.loadgen?)))
+    }
 }
 
 /// Waits until `count()` reaches `target` or the deadline passes, printing progress every 5 seconds.
@@ -551,6 +592,10 @@ fn mib(kib: Option<u64>) -> String {
     kib.map_or("-".to_owned(), |kib| format!("{:.1}", kib as f64 / 1024.0))
 }
 
+fn percent(value: Option<f64>) -> String {
+    value.map_or("-".to_owned(), |p| format!("{p:.0}%"))
+}
+
 fn per_stream(kib: Option<f64>) -> String {
     kib.map_or("-".to_owned(), |k| format!("{k:.1}"))
 }
@@ -577,7 +622,7 @@ fn one_line(r: &Round) -> String {
 
 fn print_table(rounds: &[Round]) {
     println!(
-        "{:>8} {:>5} {:>6} {:>7} {:>8} {:>11} {:>7} {:>19} {:>7} {:>7} {:>7} {:>8} {:>8} {:>8} {:>8} {:>9} {:>9}",
+        "{:>8} {:>5} {:>6} {:>7} {:>8} {:>11} {:>7} {:>19} {:>7} {:>7} {:>7} {:>8} {:>8} {:>8} {:>8} {:>9} {:>9} {:>9} {:>9} {:>8}",
         "watchers",
         "conns",
         "open s",
@@ -594,11 +639,14 @@ fn print_table(rounds: &[Round]) {
         "peak MiB",
         "subs MiB",
         "KiB/open",
-        "KiB/subs"
+        "KiB/subs",
+        "srv join",
+        "srv upd",
+        "lg upd"
     );
     for r in rounds {
         println!(
-            "{:>8} {:>5} {:>6.1} {:>7.1} {:>8.1} {:>11} {:>7} {:>19} {:>7} {:>7} {:>7} {:>8} {:>8} {:>8} {:>8} {:>9} {:>9}",
+            "{:>8} {:>5} {:>6.1} {:>7.1} {:>8.1} {:>11} {:>7} {:>19} {:>7} {:>7} {:>7} {:>8} {:>8} {:>8} {:>8} {:>9} {:>9} {:>9} {:>9} {:>8}",
             thousands(u64::from(r.watchers)),
             r.connections,
             r.open_seconds,
@@ -616,6 +664,9 @@ fn print_table(rounds: &[Round]) {
             mib(r.rss_subscribed_kib),
             per_stream(r.kib_per_open_stream),
             per_stream(r.kib_per_subscribed_stream),
+            percent(r.server_cpu_join_percent),
+            percent(r.server_cpu_updates_percent),
+            percent(r.loadgen_cpu_updates_percent),
         );
     }
     for r in rounds {
