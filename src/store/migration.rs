@@ -440,7 +440,16 @@ const IDENTITY_SCHEMA: &[&str] = &[
     "CREATE INDEX notifications_due ON notifications (status, next_attempt_time)",
     "CREATE INDEX notifications_by_customer ON notifications (customer_id, create_time)",
     "CREATE INDEX notifications_by_time ON notifications (create_time, id)",
+    // Set when AnonymizeCustomer removed the row's old and new values (`changes` is then `{}`); the field
+    // names, agent and time stay.
+    "ALTER TABLE change_log ADD COLUMN redacted BOOLEAN NOT NULL DEFAULT FALSE",
 ];
+
+/// SQLite: deleting from the search index removes the words from its pages instead of adding delete markers
+/// next to them, so an anonymized customer's words leave the database file (FTS5 `secure-delete`, SQLite
+/// 3.44 or later; the setting is stored in the index itself).
+const SQLITE_SECURE_SEARCH: &[&str] =
+    &["INSERT INTO customers_fts (customers_fts, rank) VALUES ('secure-delete', 1)"];
 
 #[async_trait::async_trait]
 impl MigrationTrait for IdentityLifecycle {
@@ -453,6 +462,11 @@ impl MigrationTrait for IdentityLifecycle {
         for statement in IDENTITY_SCHEMA {
             db.execute_unprepared(statement).await?;
         }
+        if db.get_database_backend() == DbBackend::Sqlite {
+            for statement in SQLITE_SECURE_SEARCH {
+                db.execute_unprepared(statement).await?;
+            }
+        }
         Ok(())
     }
 
@@ -461,6 +475,7 @@ impl MigrationTrait for IdentityLifecycle {
         for statement in [
             "DROP TABLE IF EXISTS notifications",
             "DROP TABLE IF EXISTS customer_merges",
+            "ALTER TABLE change_log DROP COLUMN redacted",
             "ALTER TABLE customers DROP COLUMN anonymize_time",
             "ALTER TABLE customers DROP COLUMN locked",
         ] {

@@ -25,6 +25,7 @@ pub mod entity;
 pub mod keys;
 pub mod migration;
 pub mod presence;
+mod privacy;
 pub mod recent;
 mod requests;
 mod search;
@@ -32,6 +33,7 @@ pub mod seed;
 
 pub use context::{ContextResult, OpenContext, Prefill, RequestPolicy};
 pub use customers::{LookupKey, MAX_LOOKUP_RESULTS};
+pub use privacy::{ANONYMIZED_TITLE, CustomerRecords, LoggedChange};
 pub use search::SearchHit;
 
 /// PostgreSQL advisory-lock key held while migrating ("cc-migr").
@@ -92,6 +94,9 @@ impl Store {
                         .busy_timeout(Duration::from_secs(10))
                         .foreign_keys(true)
                         .pragma("temp_store", "memory")
+                        // Deleted and overwritten content is zeroed in the file, so anonymized personal data
+                        // does not linger in free space.
+                        .pragma("secure_delete", "on")
                 });
             }
             options
@@ -134,6 +139,18 @@ impl Store {
             txn.commit().await?;
         }
         Ok(pending)
+    }
+
+    /// The names of the migrations not applied yet, without writing anything (for read-only commands). A
+    /// database without the schema at all is an error.
+    pub async fn pending_migrations(&self) -> Result<Vec<String>> {
+        Ok(
+            migration::Migrator::get_pending_migrations_read_only(&self.read)
+                .await?
+                .iter()
+                .map(|m| m.name().to_owned())
+                .collect(),
+        )
     }
 
     /// Checks that the database answers.
