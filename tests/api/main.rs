@@ -16,6 +16,7 @@ mod limits;
 mod pagination;
 mod plumbing;
 mod portal;
+mod privacy;
 mod race;
 mod recent;
 mod requests;
