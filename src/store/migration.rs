@@ -443,6 +443,9 @@ const IDENTITY_SCHEMA: &[&str] = &[
     // Set when AnonymizeCustomer removed the row's old and new values (`changes` is then `{}`); the field
     // names, agent and time stay.
     "ALTER TABLE change_log ADD COLUMN redacted BOOLEAN NOT NULL DEFAULT FALSE",
+    // AnonymizeCustomer finds the caller details kept for a new-customer form by the interaction's activity;
+    // only unknown callers' interactions have them, so the index stays small.
+    "CREATE INDEX interactions_prefill_by_activity ON interactions (activity_id) WHERE prefill IS NOT NULL",
 ];
 
 /// SQLite: deleting from the search index removes the words from its pages instead of adding delete markers
@@ -475,6 +478,7 @@ impl MigrationTrait for IdentityLifecycle {
         for statement in [
             "DROP TABLE IF EXISTS notifications",
             "DROP TABLE IF EXISTS customer_merges",
+            "DROP INDEX IF EXISTS interactions_prefill_by_activity",
             "ALTER TABLE change_log DROP COLUMN redacted",
             "ALTER TABLE customers DROP COLUMN anonymize_time",
             "ALTER TABLE customers DROP COLUMN locked",

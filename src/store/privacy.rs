@@ -439,9 +439,9 @@ impl Anonymization<'_> {
     }
 
     /// Forgets the caller details the router recorded for a new-customer form (`interactions.prefill`) once
-    /// the interaction is the customer's. True if any were there.
+    /// the interaction's activity is the customer's. Only unknown callers' interactions have them (they name no
+    /// customer), so the activity is the link. True if any were there.
     async fn prefills(&self) -> Result<bool> {
-        let id = self.customer_id;
         let prefill = Alias::new("prefill");
         let cleared = self
             .txn
@@ -449,15 +449,10 @@ impl Anonymization<'_> {
                 &Query::update()
                     .table(Alias::new("interactions"))
                     .value(prefill.clone(), Expr::value(Option::<String>::None))
-                    .cond_where(
-                        Condition::all().add(Expr::col(prefill).is_not_null()).add(
-                            Condition::any()
-                                .add(Expr::col(Alias::new("customer_id")).eq(id))
-                                .add(
-                                    Expr::col(Alias::new("activity_id"))
-                                        .in_subquery(activity_ids(id)),
-                                ),
-                        ),
+                    .and_where(Expr::col(prefill).is_not_null())
+                    .and_where(
+                        Expr::col(Alias::new("activity_id"))
+                            .in_subquery(activity_ids(self.customer_id)),
                     )
                     .to_owned(),
             )
