@@ -6,6 +6,7 @@ use anyhow::Context as _;
 use clap::{Args, Parser, Subcommand};
 use customer_context::{
     config::{DatabaseSettings, LogFormat, Settings},
+    error::Error,
     server,
     store::{self, Store},
     telemetry,
@@ -23,7 +24,8 @@ use customer_context::{
                   Examples:\n  \
                   customer-context serve\n  \
                   customer-context serve --listen 0.0.0.0:50051 --database-url postgres://cc@db/cc\n  \
-                  customer-context migrate --database-url sqlite://customer-context.db?mode=rwc"
+                  customer-context migrate --database-url sqlite://customer-context.db?mode=rwc\n  \
+                  customer-context export 0190a5e2-7c1d-7b3e-9f00-1a2b3c4d5e6f > customer.json"
 )]
 struct Cli {
     #[command(subcommand)]
@@ -41,6 +43,9 @@ enum Command {
     /// within --key-cache-ttl (default 5 s), without a restart.
     #[command(subcommand)]
     Keys(KeysCommand),
+    /// Print everything held about one customer (profile, requests with comments, activities, notifications,
+    /// merged customers and change history) as one JSON document on standard output, as ExportCustomer does.
+    Export(ExportCustomer),
 }
 
 #[derive(Debug, Subcommand)]
@@ -77,6 +82,14 @@ struct RevokeKey {
     database: DatabaseSettings,
 }
 
+#[derive(Debug, Args)]
+struct ExportCustomer {
+    /// The customer's id.
+    id: String,
+    #[command(flatten)]
+    database: DatabaseSettings,
+}
+
 #[tokio::main]
 async fn main() -> ExitCode {
     let cli = Cli::parse();
@@ -104,7 +117,70 @@ async fn run(command: Command) -> anyhow::Result<()> {
             telemetry::init(LogFormat::Text);
             keys(command).await
         }
+        Command::Export(export) => {
+            telemetry::init(LogFormat::Text);
+            export_customer(&export).await
+        }
     }
+}
+
+/// `customer-context export ID`: reads the customer from the database (never writes, never migrates) and prints
+/// the export document, pretty-printed.
+async fn export_customer(export: &ExportCustomer) -> anyhow::Result<()> {
+    let id = customer_context::domain::ids::parse_id(export.id.trim()).with_context(|| {
+        format!(
+            "{:?} is not a customer id (expected a UUID such as 0190a5e2-7c1d-7b3e-9f00-1a2b3c4d5e6f)",
+            export.id
+        )
+    })?;
+    let database = &export.database;
+    let url = store::redact(&database.database_url);
+    if let Some(path) = sqlite_file(&database.database_url)
+        && !std::path::Path::new(path).exists()
+    {
+        anyhow::bail!("no database file {path} (from --database-url {url})");
+    }
+    let store = Store::connect(database)
+        .await
+        .with_context(|| format!("cannot open the database {url}"))?;
+    let document = read_export(&store, &id).await;
+    store.close().await;
+    let document = document.with_context(|| format!("cannot export customer {id} from {url}"))?;
+    let text = serde_json::to_string_pretty(&document).context("cannot write the document")?;
+    println!("{text}");
+    Ok(())
+}
+
+async fn read_export(store: &Store, id: &str) -> anyhow::Result<serde_json::Value> {
+    let pending = store
+        .pending_migrations()
+        .await
+        .context("cannot read the schema version")?;
+    if !pending.is_empty() {
+        anyhow::bail!(
+            "the database schema is not up to date (pending: {}); run `customer-context migrate` first",
+            pending.join(", ")
+        );
+    }
+    customer_context::api::export_document(store, id)
+        .await
+        .map_err(|err| match err {
+            Error::Merged {
+                ref merged_into, ..
+            } => {
+                anyhow::anyhow!("{err}; export customer {merged_into} instead")
+            }
+            other => anyhow::Error::new(other),
+        })
+}
+
+/// The file of an SQLite URL (`sqlite://FILE?...`), unless it names an in-memory database.
+fn sqlite_file(url: &str) -> Option<&str> {
+    let rest = url
+        .strip_prefix("sqlite://")
+        .or_else(|| url.strip_prefix("sqlite:"))?;
+    let path = rest.split('?').next().unwrap_or_default();
+    (!path.is_empty() && !path.starts_with(":memory:")).then_some(path)
 }
 
 /// `customer-context keys ...`: migrates the database (keys live in it) and runs the command.
@@ -273,6 +349,35 @@ mod tests {
         assert!(
             matches!(cli.command, Command::Keys(KeysCommand::Revoke(r)) if r.name_or_id == "router-1")
         );
+    }
+
+    #[test]
+    fn export_takes_an_id_and_the_database_options() {
+        let cli = Cli::try_parse_from([
+            "customer-context",
+            "export",
+            "0190a5e2-7c1d-7b3e-9f00-1a2b3c4d5e6f",
+            "--database-url",
+            "postgres://cc@db/cc",
+            "--db-max-connections",
+            "2",
+        ])
+        .unwrap();
+        let Command::Export(export) = cli.command else {
+            panic!("expected export");
+        };
+        assert_eq!(export.id, "0190a5e2-7c1d-7b3e-9f00-1a2b3c4d5e6f");
+        assert_eq!(export.database.database_url, "postgres://cc@db/cc");
+        assert_eq!(export.database.db_max_connections, 2);
+        assert!(Cli::try_parse_from(["customer-context", "export"]).is_err());
+    }
+
+    #[test]
+    fn sqlite_files_are_found_in_urls() {
+        assert_eq!(sqlite_file("sqlite://cc.db?mode=rwc"), Some("cc.db"));
+        assert_eq!(sqlite_file("sqlite:///tmp/cc.db"), Some("/tmp/cc.db"));
+        assert_eq!(sqlite_file("sqlite::memory:"), None);
+        assert_eq!(sqlite_file("postgres://cc@db/cc"), None);
     }
 
     #[test]

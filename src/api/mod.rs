@@ -30,6 +30,7 @@ mod watch;
 pub use activities::ActivityApi;
 pub use context::ContextApi;
 pub use customers::CustomerApi;
+pub use privacy::{EXPORT_FORMAT, export_document, message_json};
 pub use requests::RequestApi;
 pub use watch::WatchApi;
 

@@ -164,6 +164,8 @@ pub mod change_log {
         /// Set for internal activities (never shown to the customer).
         pub internal: bool,
         pub change_time: i64,
+        /// The values were removed by AnonymizeCustomer (`changes` is `{}`).
+        pub redacted: bool,
     }
 
     #[derive(Copy, Clone, Debug, EnumIter, DeriveRelation)]

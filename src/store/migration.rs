@@ -440,7 +440,19 @@ const IDENTITY_SCHEMA: &[&str] = &[
     "CREATE INDEX notifications_due ON notifications (status, next_attempt_time)",
     "CREATE INDEX notifications_by_customer ON notifications (customer_id, create_time)",
     "CREATE INDEX notifications_by_time ON notifications (create_time, id)",
+    // Set when AnonymizeCustomer removed the row's old and new values (`changes` is then `{}`); the field
+    // names, agent and time stay.
+    "ALTER TABLE change_log ADD COLUMN redacted BOOLEAN NOT NULL DEFAULT FALSE",
+    // AnonymizeCustomer finds the caller details kept for a new-customer form by the interaction's activity;
+    // only unknown callers' interactions have them, so the index stays small.
+    "CREATE INDEX interactions_prefill_by_activity ON interactions (activity_id) WHERE prefill IS NOT NULL",
 ];
+
+/// SQLite: deleting from the search index removes the words from its pages instead of adding delete markers
+/// next to them, so an anonymized customer's words leave the database file (FTS5 `secure-delete`, SQLite
+/// 3.44 or later; the setting is stored in the index itself).
+const SQLITE_SECURE_SEARCH: &[&str] =
+    &["INSERT INTO customers_fts (customers_fts, rank) VALUES ('secure-delete', 1)"];
 
 #[async_trait::async_trait]
 impl MigrationTrait for IdentityLifecycle {
@@ -453,6 +465,11 @@ impl MigrationTrait for IdentityLifecycle {
         for statement in IDENTITY_SCHEMA {
             db.execute_unprepared(statement).await?;
         }
+        if db.get_database_backend() == DbBackend::Sqlite {
+            for statement in SQLITE_SECURE_SEARCH {
+                db.execute_unprepared(statement).await?;
+            }
+        }
         Ok(())
     }
 
@@ -461,6 +478,8 @@ impl MigrationTrait for IdentityLifecycle {
         for statement in [
             "DROP TABLE IF EXISTS notifications",
             "DROP TABLE IF EXISTS customer_merges",
+            "DROP INDEX IF EXISTS interactions_prefill_by_activity",
+            "ALTER TABLE change_log DROP COLUMN redacted",
             "ALTER TABLE customers DROP COLUMN anonymize_time",
             "ALTER TABLE customers DROP COLUMN locked",
         ] {

@@ -28,6 +28,7 @@ mod matching;
 pub mod migration;
 mod outbox;
 pub mod presence;
+mod privacy;
 pub mod recent;
 mod requests;
 mod search;
@@ -36,6 +37,7 @@ pub mod seed;
 pub use context::{ContextResult, OpenContext, Prefill, RequestPolicy};
 pub use customers::{LookupKey, MAX_LOOKUP_RESULTS};
 pub use matching::CustomerMatch;
+pub use privacy::{ANONYMIZED_TITLE, CustomerRecords, LoggedChange};
 pub use search::SearchHit;
 
 /// PostgreSQL advisory-lock key held while migrating ("cc-migr").
@@ -98,6 +100,9 @@ impl Store {
                         .busy_timeout(Duration::from_secs(10))
                         .foreign_keys(true)
                         .pragma("temp_store", "memory")
+                        // Deleted and overwritten content is zeroed in the file, so anonymized personal data
+                        // does not linger in free space.
+                        .pragma("secure_delete", "on")
                 });
             }
             options
@@ -141,6 +146,18 @@ impl Store {
             txn.commit().await?;
         }
         Ok(pending)
+    }
+
+    /// The names of the migrations not applied yet, without writing anything (for read-only commands). A
+    /// database without the schema at all is an error.
+    pub async fn pending_migrations(&self) -> Result<Vec<String>> {
+        Ok(
+            migration::Migrator::get_pending_migrations_read_only(&self.read)
+                .await?
+                .iter()
+                .map(|m| m.name().to_owned())
+                .collect(),
+        )
     }
 
     /// Checks that the database answers.

@@ -19,6 +19,7 @@ mod notifications;
 mod pagination;
 mod plumbing;
 mod portal;
+mod privacy;
 mod race;
 mod recent;
 mod requests;
