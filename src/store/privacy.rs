@@ -46,7 +46,7 @@ pub const ANONYMIZED_TITLE: &str = "Anonymized request";
 const NOT_SENT: &str = "not sent: the customer was anonymized";
 
 /// Keys of personal values in the JSON of merged tombstones (the source customer as it was, and what the merge
-/// moved): strings become empty, lists and maps empty.
+/// moved): strings become empty, lists and maps empty; flags and numbers stay.
 const PERSONAL_KEYS: &[&str] = &[
     "first_name",
     "last_name",
@@ -208,7 +208,9 @@ pub(crate) fn redact_personal(value: &mut Value) -> bool {
                         Value::String(_) => Value::String(String::new()),
                         Value::Array(_) => Value::Array(Vec::new()),
                         Value::Object(_) => Value::Object(Map::new()),
-                        Value::Null | Value::Bool(_) | Value::Number(_) => Value::Null,
+                        // Flags and counts under a personal key (a merge's "took the customer number") are
+                        // not personal, and the records that read them back need their type.
+                        Value::Null | Value::Bool(_) | Value::Number(_) => inner.clone(),
                     };
                     if *inner != blank {
                         *inner = blank;

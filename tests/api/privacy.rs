@@ -10,7 +10,6 @@ use customer_context::pb::{
 };
 use prost::Message as _;
 use prost_types::Timestamp;
-use sea_orm::ConnectionTrait as _;
 use serde_json::{Value, json};
 use tonic::{Code, Status};
 
@@ -191,18 +190,6 @@ async fn run_export_command(url: &str, id: &str) -> Output {
 }
 
 /// Sets `customers.locked` as LockCustomer leaves it, directly in the database.
-async fn lock_in_database(url: &str, id: &str) {
-    let db = sea_orm::Database::connect(url)
-        .await
-        .expect("database opens");
-    db.execute_unprepared(&format!(
-        "UPDATE customers SET locked = TRUE WHERE id = '{id}'"
-    ))
-    .await
-    .expect("locked");
-    db.close().await.expect("closed");
-}
-
 /// A customer with every personal field set to something distinctive.
 fn person() -> pb::Customer {
     pb::Customer {
@@ -490,6 +477,67 @@ async fn ok_activities(app: &TestApp, customer_id: &str) -> Vec<pb::Activity> {
 
 #[apply(backends)]
 #[tokio::test]
+async fn anonymizing_a_merge_target_also_erases_the_duplicates_merged_into_it(backend: Backend) {
+    let Some(db) = TestDb::new(backend).await else {
+        return;
+    };
+    let app = TestApp::spawn_on(db.url()).await;
+    let target = app.create_customer(customer("Pat", "Target")).await;
+    let duplicate = app.create_customer(person()).await;
+    app.create_activity(pb::Activity {
+        notes: "Quentavia called about glorpnik".to_owned(),
+        contact_name: "Quentavia Zorbulakis".to_owned(),
+        ..activity(&duplicate.id, "Call")
+    })
+    .await;
+    let merged = app
+        .customers()
+        .merge_customers(app.setup(pb::MergeCustomersRequest {
+            target_id: target.id.clone(),
+            target_version: target.version,
+            source_ids: vec![duplicate.id.clone()],
+        }))
+        .await
+        .expect("merge")
+        .into_inner();
+    assert_eq!(
+        merged.company, "Flumoxicorp",
+        "the target took the duplicate's company"
+    );
+
+    let anonymized = anonymize(&app, &target.id).await.expect("anonymize");
+    assert_no_secret("the anonymized target", &format!("{anonymized:?}"));
+    assert_no_secret(
+        "the export",
+        &export(&app, &target.id).await.expect("export").to_string(),
+    );
+    // The duplicate's own history (its creation with every value) lives on in the log: redacted too.
+    for change in history(&app, ResourceType::Customer, &duplicate.id).await {
+        assert_no_secret("the duplicate's history", &format!("{change:?}"));
+    }
+    // Unmerging brings back a blank duplicate, never its old data.
+    let unmerged = app
+        .customers()
+        .unmerge_customer(app.setup(pb::UnmergeCustomerRequest {
+            target_id: target.id.clone(),
+            source_id: duplicate.id.clone(),
+        }))
+        .await
+        .expect("unmerge")
+        .into_inner();
+    assert_no_secret("the unmerged duplicate", &format!("{unmerged:?}"));
+    if backend == Backend::Sqlite {
+        assert_eq!(
+            secrets_in_files(db.url()),
+            vec![],
+            "personal data left in the database file or its write-ahead log"
+        );
+    }
+    app.shutdown().await;
+}
+
+#[apply(backends)]
+#[tokio::test]
 async fn anonymizing_again_removes_only_what_was_recorded_since(backend: Backend) {
     let Some(app) = TestApp::spawn(backend).await else {
         return;
@@ -526,12 +574,19 @@ async fn anonymizing_refuses_locked_unknown_and_malformed_customers(backend: Bac
     };
     let app = TestApp::spawn_on(db.url()).await;
     let created = app.create_customer(person()).await;
-    lock_in_database(db.url(), &created.id).await;
+    let locked = app
+        .customers()
+        .lock_customer(app.setup(pb::LockCustomerRequest {
+            id: created.id.clone(),
+        }))
+        .await
+        .expect("lock")
+        .into_inner();
     let status = anonymize(&app, &created.id).await.unwrap_err();
     assert_error(&status, Code::FailedPrecondition, "CUSTOMER_LOCKED");
     let kept = app.get_customer(&created.id).await.expect("get");
     assert_eq!(kept.last_name, "Zorbulakis", "nothing was removed");
-    assert_eq!(kept.version, created.version);
+    assert_eq!(kept.version, locked.version);
     assert!(kept.locked);
 
     let status = anonymize(&app, &unknown_id()).await.unwrap_err();
@@ -712,8 +767,14 @@ async fn export_round_trips_every_field(backend: Backend) {
         )
         .await
         .expect("update");
-    lock_in_database(db.url(), &customer.id).await;
-    let customer = app.get_customer(&customer.id).await.expect("get");
+    let customer = app
+        .customers()
+        .lock_customer(app.setup(pb::LockCustomerRequest {
+            id: customer.id.clone(),
+        }))
+        .await
+        .expect("lock")
+        .into_inner();
     let case = app
         .create_request(pb::Request {
             description: "Toaster burns bread".to_owned(),
@@ -811,9 +872,9 @@ async fn export_round_trips_every_field(backend: Backend) {
     assert_eq!(
         changes.len(),
         expected.len(),
-        "customer 2 + request 4 + activity 2"
+        "customer 3 + request 4 + activity 2"
     );
-    assert_eq!(changes.len(), 8);
+    assert_eq!(changes.len(), 9);
     for (exported, change) in changes.iter().zip(&expected) {
         assert_eq!(exported["cursor"], json!(change.cursor));
         assert_eq!(exported["changed_by"], json!(change.changed_by));
