@@ -2,7 +2,7 @@
 
 use sea_orm::{
     ActiveValue::Set, ColumnTrait, Condition, ConnectionTrait, EntityTrait, QueryFilter,
-    QueryOrder, QuerySelect,
+    QueryOrder, QuerySelect, Select,
 };
 
 use super::{
@@ -316,29 +316,41 @@ impl Store {
             requests::find(&self.read, request_id).await?;
             query = query.filter(activities::Column::RequestId.eq(request_id));
         }
-        if let Some(Cursor {
-            time: Some(time),
-            id,
-        }) = cursor
-        {
-            query = query.filter(
-                Condition::any()
-                    .add(activities::Column::OccurTime.lt(*time))
-                    .add(
-                        Condition::all()
-                            .add(activities::Column::OccurTime.eq(*time))
-                            .add(activities::Column::Id.lt(id.as_str())),
-                    ),
-            );
-        }
-        query
-            .order_by_desc(activities::Column::OccurTime)
-            .order_by_desc(activities::Column::Id)
-            .limit(limit)
-            .all(&self.read)
-            .await?
-            .into_iter()
-            .map(from_model)
-            .collect()
+        newest_first(
+            query,
+            activities::Column::OccurTime,
+            activities::Column::Id,
+            cursor,
+        )
+        .limit(limit)
+        .all(&self.read)
+        .await?
+        .into_iter()
+        .map(from_model)
+        .collect()
     }
+}
+
+/// `query` ordered newest `time` first (ties by `id`, descending), continuing after `cursor`: the keyset page
+/// order of every "newest first" list.
+pub(super) fn newest_first<E: EntityTrait>(
+    query: Select<E>,
+    time: E::Column,
+    id: E::Column,
+    cursor: Option<&Cursor>,
+) -> Select<E> {
+    let query = match cursor {
+        Some(Cursor {
+            time: Some(after_time),
+            id: after_id,
+        }) => query.filter(
+            Condition::any().add(time.lt(*after_time)).add(
+                Condition::all()
+                    .add(time.eq(*after_time))
+                    .add(id.lt(after_id.as_str())),
+            ),
+        ),
+        _ => query,
+    };
+    query.order_by_desc(time).order_by_desc(id)
 }

@@ -210,30 +210,18 @@ impl Store {
         if let Some(status) = status {
             query = query.filter(notifications::Column::Status.eq(status.as_str()));
         }
-        if let Some(Cursor {
-            time: Some(time),
-            id,
-        }) = cursor
-        {
-            query = query.filter(
-                Condition::any()
-                    .add(notifications::Column::CreateTime.lt(*time))
-                    .add(
-                        Condition::all()
-                            .add(notifications::Column::CreateTime.eq(*time))
-                            .add(notifications::Column::Id.lt(id.as_str())),
-                    ),
-            );
-        }
-        query
-            .order_by_desc(notifications::Column::CreateTime)
-            .order_by_desc(notifications::Column::Id)
-            .limit(limit)
-            .all(&self.read)
-            .await?
-            .into_iter()
-            .map(to_domain)
-            .collect()
+        super::activities::newest_first(
+            query,
+            notifications::Column::CreateTime,
+            notifications::Column::Id,
+            cursor,
+        )
+        .limit(limit)
+        .all(&self.read)
+        .await?
+        .into_iter()
+        .map(to_domain)
+        .collect()
     }
 
     /// Claims up to `limit` due notifications for one sender until `now + lease`, oldest due first. A row
