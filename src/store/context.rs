@@ -233,15 +233,18 @@ impl Store {
             return Ok(Recorded::Replay(done));
         }
         let inserted = async {
+            let mut changes = Vec::with_capacity(2);
             if let Some(new) = &created_request {
-                insert_request(&txn, acting_agent, new).await?;
+                changes.push(insert_request(&txn, acting_agent, new).await?);
             }
-            insert_activity(&txn, acting_agent, &activity).await
+            changes.push(insert_activity(&txn, acting_agent, &activity).await?);
+            Ok(changes)
         };
-        match inserted.await {
+        let changes = match inserted.await {
             Err(Error::NotFound { .. }) => return Ok(Recorded::CustomerGone),
             other => other?,
-        }
+        };
+        change_log::append_all(&txn, changes).await?;
         if let Some(id) = customer_id {
             let view = View {
                 agent: input.agent.clone(),
@@ -440,55 +443,51 @@ fn link_error(err: DbErr, resource: &'static str, id: &str) -> Error {
     }
 }
 
-async fn insert_request(db: &impl ConnectionTrait, agent: &str, request: &Request) -> Result<()> {
+/// Inserts the request and returns its change-log entry.
+async fn insert_request(
+    db: &impl ConnectionTrait,
+    agent: &str,
+    request: &Request,
+) -> Result<NewChange> {
     entity::requests::Entity::insert(requests::to_active(request)?)
         .exec_without_returning(db)
         .await
         .map_err(|e| link_error(e, "customer", &request.customer_id))?;
-    change_log::append(
-        db,
-        NewChange {
-            resource: ResourceKind::Request,
-            resource_id: request.id.clone(),
-            version: 1,
-            kind: ChangeKind::Created,
-            agent: agent.to_owned(),
-            fields: mask::all_fields(&request.data),
-            parent_id: Some(request.customer_id.clone()),
-            internal: false,
-            time: request.audit.create_time,
-        },
-    )
-    .await?;
-    Ok(())
+    Ok(NewChange {
+        resource: ResourceKind::Request,
+        resource_id: request.id.clone(),
+        version: 1,
+        kind: ChangeKind::Created,
+        agent: agent.to_owned(),
+        fields: mask::all_fields(&request.data),
+        parent_id: Some(request.customer_id.clone()),
+        internal: false,
+        time: request.audit.create_time,
+    })
 }
 
+/// Inserts the activity and returns its change-log entry.
 async fn insert_activity(
     db: &impl ConnectionTrait,
     agent: &str,
     activity: &Activity,
-) -> Result<()> {
+) -> Result<NewChange> {
     let customer = activity.data.customer_id.as_deref().unwrap_or_default();
     entity::activities::Entity::insert(activities::to_active(activity)?)
         .exec_without_returning(db)
         .await
         .map_err(|e| link_error(e, "customer", customer))?;
-    change_log::append(
-        db,
-        NewChange {
-            resource: ResourceKind::Activity,
-            resource_id: activity.id.clone(),
-            version: 1,
-            kind: ChangeKind::Created,
-            agent: agent.to_owned(),
-            fields: mask::all_fields(&activity.data),
-            parent_id: activity.data.customer_id.clone(),
-            internal: activity.data.internal,
-            time: activity.audit.create_time,
-        },
-    )
-    .await?;
-    Ok(())
+    Ok(NewChange {
+        resource: ResourceKind::Activity,
+        resource_id: activity.id.clone(),
+        version: 1,
+        kind: ChangeKind::Created,
+        agent: agent.to_owned(),
+        fields: mask::all_fields(&activity.data),
+        parent_id: activity.data.customer_id.clone(),
+        internal: activity.data.internal,
+        time: activity.audit.create_time,
+    })
 }
 
 #[cfg(test)]
