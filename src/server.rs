@@ -88,6 +88,8 @@ pub struct RunningServer {
     feed: crate::events::feed::Feed,
     /// Shares presence with other replicas (PostgreSQL).
     presence: Option<crate::events::presence::PresenceSync>,
+    /// Writes agents' Recent views; flushed before the database closes.
+    recent: crate::store::recent::Recorder,
 }
 
 impl RunningServer {
@@ -156,6 +158,7 @@ impl RunningServer {
             hub.clone(),
             crate::domain::ids::new_id(),
         );
+        let recent = crate::store::recent::Recorder::spawn(store.clone());
         crate::api::add_services(
             &mut routes,
             ApiState {
@@ -163,8 +166,7 @@ impl RunningServer {
                 region,
                 hub,
                 shutdown: shutdown.clone(),
-                // Detached: the recorder writes what is queued and ends when the services are dropped.
-                recent: crate::store::recent::RecentViews::spawn(store.clone()).0,
+                recent: recent.views(),
             },
             settings.security.max_message_bytes,
         );
@@ -206,6 +208,7 @@ impl RunningServer {
             task,
             feed,
             presence,
+            recent,
         })
     }
 
@@ -240,6 +243,7 @@ impl RunningServer {
             }
         };
         self.feed.abort();
+        self.recent.close().await;
         if let Some(presence) = &self.presence {
             presence.withdraw().await;
         }
