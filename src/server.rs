@@ -93,6 +93,8 @@ pub struct RunningServer {
     presence: Option<crate::events::presence::PresenceSync>,
     /// Delivers customer notifications (with --smtp-url).
     notifier: Option<crate::notify::Sender>,
+    /// Writes agents' Recent views; flushed before the database closes.
+    recent: crate::store::recent::Recorder,
 }
 
 impl RunningServer {
@@ -172,6 +174,7 @@ impl RunningServer {
             hub.clone(),
             crate::domain::ids::new_id(),
         );
+        let recent = crate::store::recent::Recorder::spawn(store.clone());
         crate::api::add_services(
             &mut routes,
             ApiState {
@@ -179,8 +182,7 @@ impl RunningServer {
                 region,
                 hub,
                 shutdown: shutdown.clone(),
-                // Detached: the recorder writes what is queued and ends when the services are dropped.
-                recent: crate::store::recent::RecentViews::spawn(store.clone()).0,
+                recent: recent.views(),
             },
             settings.security.max_message_bytes,
         );
@@ -223,6 +225,7 @@ impl RunningServer {
             feed,
             presence,
             notifier,
+            recent,
         })
     }
 
@@ -260,6 +263,7 @@ impl RunningServer {
             notifier.stopped(NOTIFIER_STOP_TIMEOUT).await;
         }
         self.feed.abort();
+        self.recent.close().await;
         if let Some(presence) = &self.presence {
             presence.withdraw().await;
         }

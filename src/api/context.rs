@@ -62,6 +62,10 @@ fn request_policy(violations: &mut Violations, value: i32) -> RequestPolicy {
     }
 }
 
+/// Longest `interaction_id`, in characters. Routers' call and chat ids are far shorter; the id is a unique key,
+/// and PostgreSQL refuses index entries above about 2,700 bytes.
+pub const MAX_INTERACTION_ID_CHARS: usize = 256;
+
 /// Checks an `OpenContext` call and converts it; the routed agent defaults to `acting`.
 fn open_context_input(
     violations: &mut Violations,
@@ -70,6 +74,14 @@ fn open_context_input(
     acting: &str,
 ) -> OpenContext {
     text::check_required_text(violations, "interaction_id", &m.interaction_id);
+    let id_chars = m.interaction_id.chars().count();
+    if (MAX_INTERACTION_ID_CHARS + 1..=MAX_TEXT_CHARS).contains(&id_chars) {
+        violations.push(
+            "interaction_id",
+            reason::FIELD_TOO_LONG,
+            format!("at most {MAX_INTERACTION_ID_CHARS} characters (got {id_chars})"),
+        );
+    }
     for (field, value) in [
         ("handle", &m.handle),
         ("display_name", &m.display_name),

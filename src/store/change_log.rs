@@ -30,6 +30,45 @@ pub(super) async fn append(db: &impl ConnectionTrait, change: NewChange) -> Resu
         db.execute_unprepared(&format!("SELECT pg_advisory_xact_lock({APPEND_LOCK})"))
             .await?;
     }
+    let seq = change_log::Entity::insert(to_row(change)?)
+        .exec(db)
+        .await?
+        .last_insert_id;
+    if postgres {
+        db.execute_unprepared(&format!("SELECT pg_notify('{NOTIFY_CHANNEL}', '{seq}')"))
+            .await?;
+    }
+    Ok(seq)
+}
+
+/// Appends several changes in one statement (in the given order), like [`append`] does one.
+pub(super) async fn append_all(db: &impl ConnectionTrait, changes: Vec<NewChange>) -> Result<()> {
+    if changes.is_empty() {
+        return Ok(());
+    }
+    let postgres = db.get_database_backend() == DbBackend::Postgres;
+    if postgres {
+        db.execute_unprepared(&format!("SELECT pg_advisory_xact_lock({APPEND_LOCK})"))
+            .await?;
+    }
+    let rows = changes
+        .into_iter()
+        .map(to_row)
+        .collect::<Result<Vec<_>>>()?;
+    let seq = change_log::Entity::insert_many(rows)
+        .exec(db)
+        .await?
+        .last_insert_id
+        .unwrap_or_default();
+    if postgres {
+        // The notification only wakes the other replicas' feeds, which then read the log: one is enough.
+        db.execute_unprepared(&format!("SELECT pg_notify('{NOTIFY_CHANNEL}', '{seq}')"))
+            .await?;
+    }
+    Ok(())
+}
+
+fn to_row(change: NewChange) -> Result<change_log::ActiveModel> {
     let names: Vec<&str> = change.fields.iter().map(|f| f.field.as_str()).collect();
     let values: Map<String, Value> = change
         .fields
@@ -41,7 +80,7 @@ pub(super) async fn append(db: &impl ConnectionTrait, change: NewChange) -> Resu
             )
         })
         .collect();
-    let row = change_log::ActiveModel {
+    Ok(change_log::ActiveModel {
         resource_type: Set(change.resource.as_str().to_owned()),
         resource_id: Set(change.resource_id),
         version: Set(change.version),
@@ -53,16 +92,7 @@ pub(super) async fn append(db: &impl ConnectionTrait, change: NewChange) -> Resu
         internal: Set(change.internal),
         change_time: Set(change.time),
         ..Default::default()
-    };
-    let seq = change_log::Entity::insert(row)
-        .exec(db)
-        .await?
-        .last_insert_id;
-    if postgres {
-        db.execute_unprepared(&format!("SELECT pg_notify('{NOTIFY_CHANNEL}', '{seq}')"))
-            .await?;
-    }
-    Ok(seq)
+    })
 }
 
 pub(super) fn from_model(model: change_log::Model) -> Result<Change> {

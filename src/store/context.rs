@@ -10,9 +10,8 @@
 //! retries race. A retry that arrives after the commit is answered from the read pool without taking the lock.
 
 use sea_orm::{
-    ActiveValue::Set,
-    ColumnTrait, ConnectionTrait, EntityTrait, QueryFilter, QueryOrder, QuerySelect,
-    sea_query::{LockType, OnConflict},
+    ActiveValue::Set, ColumnTrait, ConnectionTrait, DbErr, EntityTrait, QueryFilter, QueryOrder,
+    QuerySelect, SqlErr, sea_query::OnConflict,
 };
 use serde::{Deserialize, Serialize};
 
@@ -171,6 +170,8 @@ impl Store {
         ))
     }
 
+    /// The write transaction of a first call: claims the interaction id, then opens the request (if the policy
+    /// asks and none is open), logs the activity and puts the customer on the routed agent's Recent list.
     async fn record(
         &self,
         acting_agent: &str,
@@ -182,23 +183,14 @@ impl Store {
             Caller::Known(customer) => Some(customer.id.as_str()),
             _ => None,
         };
-        let mut attached = None;
-        if let Some(id) = customer_id {
-            // PostgreSQL: FOR KEY SHARE keeps the customer from being deleted until this commits.
-            let alive = customer_rows::Entity::find_by_id(id.to_owned())
-                .select_only()
-                .column(customer_rows::Column::Id)
-                .lock(LockType::KeyShare)
-                .into_tuple::<String>()
-                .one(&txn)
-                .await?;
-            if alive.is_none() {
-                return Ok(Recorded::CustomerGone);
+        // The customer matched on the read pool may be deleted meanwhile: the foreign keys of the inserts below
+        // catch that (and on PostgreSQL keep it from happening until this commits), and the caller is matched again.
+        let attached = match customer_id {
+            Some(id) if input.policy != RequestPolicy::None => {
+                latest_open_request(&txn, id).await?
             }
-            if input.policy != RequestPolicy::None {
-                attached = latest_open_request(&txn, id).await?;
-            }
-        }
+            _ => None,
+        };
         let now = now_micros();
         let audit = Audit {
             create_time: now,
@@ -221,43 +213,8 @@ impl Store {
             _ => None,
         };
         let request = attached.or(created_request.clone());
-        let activity = Activity {
-            id: new_id(),
-            version: 1,
-            data: ActivityData {
-                customer_id: customer_id.map(str::to_owned),
-                request_id: request.as_ref().map(|r| r.id.clone()),
-                channel: input.channel,
-                direction: input.direction,
-                topic: input.topic.clone(),
-                occur_time: now,
-                entered_by: input.agent.clone(),
-                contact_name: input.display_name.clone(),
-                contact_phone: input.phone.clone().unwrap_or_default(),
-                contact_email: input.email.clone().unwrap_or_default(),
-                reference: input.interaction_id.clone(),
-                ..Default::default()
-            },
-            audit,
-        };
-        let (candidate_ids, prefill) = match caller {
-            Caller::Ambiguous(candidates) => {
-                (candidates.iter().map(|c| c.id.clone()).collect(), None)
-            }
-            Caller::Unknown => (Vec::new(), Some(encode_json(&input.prefill)?)),
-            Caller::Known(_) => (Vec::new(), None),
-        };
-        let claim = interactions::ActiveModel {
-            interaction_id: Set(input.interaction_id.clone()),
-            customer_id: Set(customer_id.map(str::to_owned)),
-            candidate_ids: Set(encode_json::<Vec<String>>(&candidate_ids)?),
-            activity_id: Set(activity.id.clone()),
-            request_id: Set(request.as_ref().map(|r| r.id.clone())),
-            prefill: Set(prefill),
-            agent: Set(input.agent.clone()),
-            create_time: Set(now),
-        };
-        let claimed = interactions::Entity::insert(claim)
+        let activity = interaction_activity(input, customer_id, request.as_ref(), audit);
+        let claimed = interactions::Entity::insert(claim_row(input, caller, &activity)?)
             .on_conflict(
                 OnConflict::column(interactions::Column::InteractionId)
                     .do_nothing()
@@ -275,10 +232,19 @@ impl Store {
                 .ok_or_else(|| Error::internal("interaction claimed but not found"))?;
             return Ok(Recorded::Replay(done));
         }
-        if let Some(new) = &created_request {
-            insert_request(&txn, acting_agent, new).await?;
-        }
-        insert_activity(&txn, acting_agent, &activity).await?;
+        let inserted = async {
+            let mut changes = Vec::with_capacity(2);
+            if let Some(new) = &created_request {
+                changes.push(insert_request(&txn, acting_agent, new).await?);
+            }
+            changes.push(insert_activity(&txn, acting_agent, &activity).await?);
+            Ok(changes)
+        };
+        let changes = match inserted.await {
+            Err(Error::NotFound { .. }) => return Ok(Recorded::CustomerGone),
+            other => other?,
+        };
+        change_log::append_all(&txn, changes).await?;
         self.queue_notification(&txn, &activity).await?;
         if let Some(id) = customer_id {
             let view = View {
@@ -299,10 +265,15 @@ impl Store {
             None => None,
         };
         let candidate_ids: Vec<String> = decode_json(&done.candidate_ids)?;
-        let mut candidates: Vec<Customer> = customer_rows::Entity::find()
-            .filter(customer_rows::Column::Id.is_in(candidate_ids.iter().map(String::as_str)))
-            .all(&self.read)
-            .await?
+        let rows = if candidate_ids.is_empty() {
+            Vec::new()
+        } else {
+            customer_rows::Entity::find()
+                .filter(customer_rows::Column::Id.is_in(candidate_ids.iter().map(String::as_str)))
+                .all(&self.read)
+                .await?
+        };
+        let mut candidates: Vec<Customer> = rows
             .into_iter()
             .map(customers::from_model)
             .collect::<Result<_>>()?;
@@ -348,6 +319,57 @@ impl Store {
             prefill,
         })
     }
+}
+
+/// The activity that logs the interaction, with the caller's contact fields.
+fn interaction_activity(
+    input: &OpenContext,
+    customer_id: Option<&str>,
+    request: Option<&Request>,
+    audit: Audit,
+) -> Activity {
+    Activity {
+        id: new_id(),
+        version: 1,
+        data: ActivityData {
+            customer_id: customer_id.map(str::to_owned),
+            request_id: request.map(|r| r.id.clone()),
+            channel: input.channel,
+            direction: input.direction,
+            topic: input.topic.clone(),
+            occur_time: audit.create_time,
+            entered_by: input.agent.clone(),
+            contact_name: input.display_name.clone(),
+            contact_phone: input.phone.clone().unwrap_or_default(),
+            contact_email: input.email.clone().unwrap_or_default(),
+            reference: input.interaction_id.clone(),
+            ..Default::default()
+        },
+        audit,
+    }
+}
+
+/// The interaction record: what a retry of the same interaction id returns.
+fn claim_row(
+    input: &OpenContext,
+    caller: &Caller,
+    activity: &Activity,
+) -> Result<interactions::ActiveModel> {
+    let (candidate_ids, prefill) = match caller {
+        Caller::Ambiguous(candidates) => (candidates.iter().map(|c| c.id.clone()).collect(), None),
+        Caller::Unknown => (Vec::new(), Some(encode_json(&input.prefill)?)),
+        Caller::Known(_) => (Vec::new(), None),
+    };
+    Ok(interactions::ActiveModel {
+        interaction_id: Set(input.interaction_id.clone()),
+        customer_id: Set(activity.data.customer_id.clone()),
+        candidate_ids: Set(encode_json::<Vec<String>>(&candidate_ids)?),
+        activity_id: Set(activity.id.clone()),
+        request_id: Set(activity.data.request_id.clone()),
+        prefill: Set(prefill),
+        agent: Set(input.agent.clone()),
+        create_time: Set(activity.audit.create_time),
+    })
 }
 
 /// `Ok(None)` for a record that no longer exists.
@@ -414,50 +436,98 @@ async fn newest_activities(db: &impl ConnectionTrait, customer_id: &str) -> Resu
         .collect()
 }
 
-async fn insert_request(db: &impl ConnectionTrait, agent: &str, request: &Request) -> Result<()> {
-    entity::requests::Entity::insert(requests::to_active(request)?)
-        .exec_without_returning(db)
-        .await?;
-    change_log::append(
-        db,
-        NewChange {
-            resource: ResourceKind::Request,
-            resource_id: request.id.clone(),
-            version: 1,
-            kind: ChangeKind::Created,
-            agent: agent.to_owned(),
-            fields: mask::all_fields(&request.data),
-            parent_id: Some(request.customer_id.clone()),
-            internal: false,
-            time: request.audit.create_time,
-        },
-    )
-    .await?;
-    Ok(())
+/// A broken foreign key on insert: the customer (or request) it names was deleted meanwhile.
+fn link_error(err: DbErr, resource: &'static str, id: &str) -> Error {
+    match err.sql_err() {
+        Some(SqlErr::ForeignKeyConstraintViolation(_)) => Error::not_found(resource, id),
+        _ => err.into(),
+    }
 }
 
+/// Inserts the request and returns its change-log entry.
+async fn insert_request(
+    db: &impl ConnectionTrait,
+    agent: &str,
+    request: &Request,
+) -> Result<NewChange> {
+    entity::requests::Entity::insert(requests::to_active(request)?)
+        .exec_without_returning(db)
+        .await
+        .map_err(|e| link_error(e, "customer", &request.customer_id))?;
+    Ok(NewChange {
+        resource: ResourceKind::Request,
+        resource_id: request.id.clone(),
+        version: 1,
+        kind: ChangeKind::Created,
+        agent: agent.to_owned(),
+        fields: mask::all_fields(&request.data),
+        parent_id: Some(request.customer_id.clone()),
+        internal: false,
+        time: request.audit.create_time,
+    })
+}
+
+/// Inserts the activity and returns its change-log entry.
 async fn insert_activity(
     db: &impl ConnectionTrait,
     agent: &str,
     activity: &Activity,
-) -> Result<()> {
+) -> Result<NewChange> {
+    let customer = activity.data.customer_id.as_deref().unwrap_or_default();
     entity::activities::Entity::insert(activities::to_active(activity)?)
         .exec_without_returning(db)
-        .await?;
-    change_log::append(
-        db,
-        NewChange {
-            resource: ResourceKind::Activity,
-            resource_id: activity.id.clone(),
-            version: 1,
-            kind: ChangeKind::Created,
-            agent: agent.to_owned(),
-            fields: mask::all_fields(&activity.data),
-            parent_id: activity.data.customer_id.clone(),
-            internal: activity.data.internal,
-            time: activity.audit.create_time,
-        },
-    )
-    .await?;
-    Ok(())
+        .await
+        .map_err(|e| link_error(e, "customer", customer))?;
+    Ok(NewChange {
+        resource: ResourceKind::Activity,
+        resource_id: activity.id.clone(),
+        version: 1,
+        kind: ChangeKind::Created,
+        agent: agent.to_owned(),
+        fields: mask::all_fields(&activity.data),
+        parent_id: activity.data.customer_id.clone(),
+        internal: activity.data.internal,
+        time: activity.audit.create_time,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::{config::DatabaseSettings, domain::customer::CustomerData};
+
+    #[tokio::test]
+    async fn a_customer_deleted_after_matching_is_matched_again() {
+        let dir = tempfile::tempdir().expect("temporary directory");
+        let url = format!("sqlite://{}?mode=rwc", dir.path().join("cc.db").display());
+        let store = Store::connect(&DatabaseSettings::new(url))
+            .await
+            .expect("connect");
+        store.migrate().await.expect("migrate");
+        let gone = store
+            .create_customer("setup", CustomerData::default())
+            .await
+            .expect("create");
+        store
+            .delete_customer("setup", &gone.id, 1)
+            .await
+            .expect("delete");
+        let input = OpenContext {
+            interaction_id: "call-1".to_owned(),
+            agent: "ana".to_owned(),
+            request_title: "Call".to_owned(),
+            ..Default::default()
+        };
+        let recorded = store
+            .record("router", &input, &Caller::Known(Box::new(gone)))
+            .await
+            .expect("record");
+        assert!(matches!(recorded, Recorded::CustomerGone));
+        // Nothing of that attempt was kept: the interaction opens, now for an unknown caller.
+        let opened = store.open_context("router", &input).await.expect("open");
+        assert_eq!(opened.customer, None);
+        assert_eq!(opened.request, None);
+        let activity = opened.activity.expect("an activity");
+        assert_eq!(activity.data.customer_id, None);
+    }
 }

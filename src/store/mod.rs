@@ -40,6 +40,9 @@ pub use matching::CustomerMatch;
 pub use privacy::{ANONYMIZED_TITLE, CustomerRecords, LoggedChange};
 pub use search::SearchHit;
 
+/// How much of a SQLite database file each connection maps into memory (the OS page cache is shared).
+const SQLITE_MMAP_BYTES: u64 = 1 << 30;
+
 /// PostgreSQL advisory-lock key held while migrating ("cc-migr").
 const MIGRATION_LOCK: i64 = 0x0063_632d_6d69_6772;
 
@@ -87,6 +90,14 @@ impl Store {
                 .acquire_timeout(Duration::from_secs(5))
                 .idle_timeout(Duration::from_secs(300))
                 .sqlx_logging(false);
+            match backend {
+                // An embedded database cannot drop a connection: pinging it on every checkout only adds a
+                // round trip to the connection's thread.
+                DbBackend::Sqlite => options.test_before_acquire(false),
+                // A server, proxy or firewall may drop an idle connection; a busy one fails its call with
+                // UNAVAILABLE and the pool replaces it.
+                _ => options.test_before_acquire_if_idle_for(Duration::from_secs(10)),
+            };
             if backend == DbBackend::Postgres {
                 options.map_sqlx_postgres_opts(move |o| {
                     o.application_name("customer-context")
@@ -103,6 +114,8 @@ impl Store {
                         // Deleted and overwritten content is zeroed in the file, so anonymized personal data
                         // does not linger in free space.
                         .pragma("secure_delete", "on")
+                        // Reads map the file instead of copying each page into every connection's cache.
+                        .pragma("mmap_size", SQLITE_MMAP_BYTES.to_string())
                 });
             }
             options

@@ -120,6 +120,37 @@ impl RecentViews {
     }
 }
 
+/// The recorder task with its handle, owned by the server so that shutdown can wait for it.
+#[derive(Debug)]
+pub struct Recorder {
+    views: RecentViews,
+    task: JoinHandle<()>,
+}
+
+impl Recorder {
+    /// Starts the recorder on the current tokio runtime.
+    pub fn spawn(store: Store) -> Recorder {
+        let (views, task) = RecentViews::spawn(store);
+        Recorder { views, task }
+    }
+
+    /// A handle for the services.
+    pub fn views(&self) -> RecentViews {
+        self.views.clone()
+    }
+
+    /// On shutdown, once calls have drained and before the database closes: writes every view recorded so far
+    /// and waits for the task to end (it ends when the services' handles are gone too).
+    pub async fn close(self) {
+        let Recorder { views, task } = self;
+        views.flush().await;
+        drop(views);
+        if tokio::time::timeout(FLUSH_TIMEOUT, task).await.is_err() {
+            tracing::debug!("recent-view recorder still referenced after its final flush");
+        }
+    }
+}
+
 async fn run(store: Store, mut receiver: mpsc::Receiver<Command>) {
     let mut pending: HashMap<(String, String), Micros> = HashMap::new();
     let mut deadline = Instant::now();

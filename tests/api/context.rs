@@ -579,10 +579,38 @@ async fn invalid_calls_are_refused_with_every_violation_and_nothing_is_logged(ba
     assert_violations(&status, &[("phone", "INVALID_PHONE")]);
     assert!(activities_of(&app, &ana.id).await.is_empty());
 
-    // The limits count characters: 2,000 of them are fine.
-    let long_id = "😀".repeat(500) + &"x".repeat(1500);
+    // An interaction id is a key: at most 256 characters, counted as characters, whatever their bytes. Ids of
+    // distinct characters do not compress, so a longer one would not fit PostgreSQL's index entries.
+    let distinct = |n: u32| -> String {
+        (0..n)
+            .map(|i| char::from_u32(0x4E00 + i * 7919 % 20_000).expect("a CJK character"))
+            .collect()
+    };
+    for length in [257, 2000] {
+        let status = err(open(&app, call(&distinct(length), "+14155550100")).await);
+        assert_violations(&status, &[("interaction_id", "FIELD_TOO_LONG")]);
+    }
+    assert!(activities_of(&app, &ana.id).await.is_empty());
+    let long_id = "😀".repeat(128) + &distinct(128);
     let response = open(&app, call(&long_id, "+14155550100"))
         .await
-        .expect("2,000 characters");
+        .expect("256 characters");
     assert_eq!(response.activity.expect("activity").reference, long_id);
+    let again = open(&app, call(&long_id, "+14155550100"))
+        .await
+        .expect("the same call again");
+    assert_eq!(activities_of(&app, &ana.id).await.len(), 1, "{again:?}");
+
+    // Other texts count characters too: 2,000 of them are fine.
+    let topic = "😀".repeat(500) + &"x".repeat(1500);
+    let response = open(
+        &app,
+        pb::OpenContextRequest {
+            topic: topic.clone(),
+            ..call("call-2", "+14155550100")
+        },
+    )
+    .await
+    .expect("2,000 characters");
+    assert_eq!(response.activity.expect("activity").topic, topic);
 }

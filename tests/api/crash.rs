@@ -19,7 +19,7 @@ use tonic::transport::Channel;
 use crate::harness::*;
 
 /// Starts `customer-context serve` on a free port and returns it with its address.
-fn start_server(url: &str) -> (Child, String) {
+pub(crate) fn start_server(url: &str) -> (Child, String) {
     let mut child = Command::new(env!("CARGO_BIN_EXE_customer-context"))
         .args([
             "serve",
@@ -52,7 +52,7 @@ fn start_server(url: &str) -> (Child, String) {
     (child, format!("http://{addr}"))
 }
 
-async fn client(addr: &str) -> CustomerServiceClient<Channel> {
+pub(crate) async fn client(addr: &str) -> CustomerServiceClient<Channel> {
     let channel = within(
         "connect",
         Channel::from_shared(addr.to_owned())

@@ -161,3 +161,42 @@ async fn listing_recent_customers_needs_an_agent_and_a_valid_page_size(backend: 
     let status = err(recent(&app, &"a".repeat(2001), 0).await);
     assert_violations(&status, &[("agent", "FIELD_TOO_LONG")]);
 }
+
+#[apply(backends)]
+#[tokio::test]
+async fn views_acknowledged_before_a_graceful_shutdown_are_kept(backend: Backend) {
+    let Some(db) = TestDb::new(backend).await else {
+        return;
+    };
+    // The real binary, stopped with SIGTERM: the process exits as soon as its shutdown returns.
+    let (mut server, addr) = crate::crash::start_server(db.url());
+    let mut customers = crate::crash::client(&addr).await;
+    let mut ids = Vec::new();
+    for name in ["Ana", "Ben"] {
+        let call = pb::CreateCustomerRequest {
+            customer: Some(customer(name, "Lopez")),
+        };
+        ids.push(ok(customers.create_customer(call).await).id);
+    }
+    for id in &ids {
+        let call = pb::GetCustomerRequest { id: id.clone() };
+        ok(customers.get_customer(as_agent("ana", call)).await);
+    }
+    let stopped = std::process::Command::new("kill")
+        .args(["-TERM", &server.id().to_string()])
+        .status()
+        .expect("kill runs");
+    assert!(stopped.success());
+    let exit = tokio::task::spawn_blocking(move || server.wait())
+        .await
+        .expect("join")
+        .expect("the server exits");
+    assert!(exit.success(), "graceful exit: {exit:?}");
+
+    let app = TestApp::spawn_on(db.url()).await;
+    assert_eq!(
+        recent(&app, "ana", 0).await.expect("list"),
+        [ids[1].as_str(), ids[0].as_str()]
+    );
+    app.shutdown().await;
+}

@@ -108,4 +108,33 @@ mod tests {
             "--rate and --concurrency exclude each other"
         );
     }
+
+    #[test]
+    fn several_servers_can_be_driven_at_once() {
+        for argv in [
+            &[
+                "loadgen",
+                "run",
+                "--scenario",
+                "health",
+                "--target",
+                "http://a:1,http://b:2",
+            ][..],
+            &[
+                "loadgen",
+                "run",
+                "--scenario",
+                "health",
+                "--addr",
+                "http://a:1",
+                "--target",
+                "http://b:2",
+            ][..],
+        ] {
+            let Command::Run(args) = Cli::try_parse_from(argv).unwrap().command else {
+                panic!("expected run");
+            };
+            assert_eq!(args.addr, ["http://a:1", "http://b:2"]);
+        }
+    }
 }

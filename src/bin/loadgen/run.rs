@@ -23,9 +23,15 @@ use crate::{
 
 #[derive(Debug, clap::Args)]
 pub struct RunArgs {
-    /// Server to drive.
-    #[arg(long, default_value = "http://127.0.0.1:50051")]
-    pub addr: String,
+    /// Server to drive; several (repeated or comma-separated, e.g. replicas on one database) share the
+    /// connections round-robin, so each gets an equal part of the load.
+    #[arg(
+        long,
+        visible_alias = "target",
+        value_delimiter = ',',
+        default_value = "http://127.0.0.1:50051"
+    )]
+    pub addr: Vec<String>,
 
     /// Scenarios to run one after the other, comma-separated.
     #[arg(long, value_delimiter = ',', required = true)]
@@ -128,7 +134,7 @@ pub struct Outcome {
 /// Everything a run reports.
 #[derive(Debug, Serialize)]
 struct RunReport<'a> {
-    addr: &'a str,
+    addr: &'a [String],
     customers: Option<u64>,
     seed: u64,
     connections: u32,
@@ -153,7 +159,7 @@ pub async fn run(args: RunArgs) -> anyhow::Result<()> {
         }
     }
 
-    let channels = connect(&args.addr, args.connections).await?;
+    let channels = connect_round_robin(&args.addr, args.connections).await?;
     let clients: Vec<Clients> = channels.into_iter().map(Clients::new).collect();
     let customers = if scenarios.iter().any(|s| s.needs_book()) {
         let mut probe = clients[0].clone();
@@ -169,7 +175,7 @@ pub async fn run(args: RunArgs) -> anyhow::Result<()> {
     if let Some(customers) = customers {
         eprintln!(
             "{}: book of {} customers (seed {}), {} connection(s)",
-            args.addr,
+            args.addr.join(", "),
             thousands(customers),
             args.seed,
             args.connections
@@ -207,6 +213,24 @@ pub async fn run(args: RunArgs) -> anyhow::Result<()> {
         print_table(&results, customers);
     }
     Ok(())
+}
+
+/// Opens `count` HTTP/2 connections, the i-th to `addrs[i % addrs.len()]`.
+pub async fn connect_round_robin(addrs: &[String], count: u32) -> anyhow::Result<Vec<Channel>> {
+    if addrs.is_empty() {
+        bail!("no server address given");
+    }
+    if (count as usize) < addrs.len() {
+        bail!(
+            "{count} connection(s) cannot reach {} servers; raise --connections",
+            addrs.len()
+        );
+    }
+    let mut channels = Vec::with_capacity(count as usize);
+    for i in 0..count as usize {
+        channels.extend(connect(&addrs[i % addrs.len()], 1).await?);
+    }
+    Ok(channels)
 }
 
 /// Opens `count` HTTP/2 connections to `addr`.
