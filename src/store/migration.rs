@@ -13,6 +13,7 @@ impl MigratorTrait for Migrator {
             Box::new(RouterContext),
             Box::new(SharedPresence),
             Box::new(ApiKeys),
+            Box::new(SearchStatistics),
         ]
     }
 }
@@ -391,6 +392,43 @@ impl MigrationTrait for ApiKeys {
             .get_connection()
             .execute_unprepared("DROP TABLE IF EXISTS api_keys")
             .await?;
+        Ok(())
+    }
+}
+
+/// PostgreSQL: detailed statistics on the search words, so the planner can tell a rare prefix (read its few
+/// matches from the GIN index) from a common one (walk the newest customers until the page is full). With the
+/// default statistics a prefix that matches nobody was estimated as common, and its search read every customer.
+struct SearchStatistics;
+
+impl MigrationName for SearchStatistics {
+    fn name(&self) -> &str {
+        "m0005_search_statistics"
+    }
+}
+
+#[async_trait::async_trait]
+impl MigrationTrait for SearchStatistics {
+    async fn up(&self, manager: &SchemaManager) -> Result<(), DbErr> {
+        let db = manager.get_connection();
+        if db.get_database_backend() == DbBackend::Postgres {
+            db.execute_unprepared(
+                "ALTER TABLE customers ALTER COLUMN search_vector SET STATISTICS 10000",
+            )
+            .await?;
+            db.execute_unprepared("ANALYZE customers").await?;
+        }
+        Ok(())
+    }
+
+    async fn down(&self, manager: &SchemaManager) -> Result<(), DbErr> {
+        let db = manager.get_connection();
+        if db.get_database_backend() == DbBackend::Postgres {
+            db.execute_unprepared(
+                "ALTER TABLE customers ALTER COLUMN search_vector SET STATISTICS -1",
+            )
+            .await?;
+        }
         Ok(())
     }
 }

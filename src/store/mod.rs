@@ -34,8 +34,9 @@ pub use context::{ContextResult, OpenContext, Prefill, RequestPolicy};
 pub use customers::{LookupKey, MAX_LOOKUP_RESULTS};
 pub use search::SearchHit;
 
-/// How much of a SQLite database file each connection maps into memory (the OS page cache is shared).
-const SQLITE_MMAP_BYTES: u64 = 1 << 30;
+/// How much of a SQLite database file each connection maps into memory (the OS page cache is shared; SQLite
+/// caps it at its compile-time maximum, 2 GiB by default).
+const SQLITE_MMAP_BYTES: u64 = 1 << 31;
 
 /// PostgreSQL advisory-lock key held while migrating ("cc-migr").
 const MIGRATION_LOCK: i64 = 0x0063_632d_6d69_6772;
