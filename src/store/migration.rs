@@ -396,9 +396,10 @@ impl MigrationTrait for ApiKeys {
     }
 }
 
-/// PostgreSQL: detailed statistics on the search words, so the planner can tell a rare prefix (read its few
-/// matches from the GIN index) from a common one (walk the newest customers until the page is full). With the
-/// default statistics a prefix that matches nobody was estimated as common, and its search read every customer.
+/// PostgreSQL: more statistics on the search words (1,000 instead of 100; 10,000 made planning a search take
+/// 25 ms), so the planner can tell a rare prefix (read its few matches from the GIN index) from a common one (walk
+/// the newest customers until the page is full). With the default statistics a prefix that matches nobody was
+/// estimated as common, and its search read every customer.
 struct SearchStatistics;
 
 impl MigrationName for SearchStatistics {
@@ -413,7 +414,7 @@ impl MigrationTrait for SearchStatistics {
         let db = manager.get_connection();
         if db.get_database_backend() == DbBackend::Postgres {
             db.execute_unprepared(
-                "ALTER TABLE customers ALTER COLUMN search_vector SET STATISTICS 10000",
+                "ALTER TABLE customers ALTER COLUMN search_vector SET STATISTICS 1000",
             )
             .await?;
             db.execute_unprepared("ANALYZE customers").await?;

@@ -93,8 +93,12 @@ impl Store {
             };
             if backend == DbBackend::Postgres {
                 options.map_sqlx_postgres_opts(move |o| {
-                    o.application_name("customer-context")
-                        .options([("statement_timeout", statement_timeout_ms.to_string())])
+                    // Every statement is prepared; a generic plan cannot see the search words, and planned a
+                    // rare prefix like a common one (a walk through every customer). Plan with the values.
+                    o.application_name("customer-context").options([
+                        ("statement_timeout", statement_timeout_ms.to_string()),
+                        ("plan_cache_mode", "force_custom_plan".to_owned()),
+                    ])
                 });
             }
             if backend == DbBackend::Sqlite {
