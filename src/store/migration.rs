@@ -14,6 +14,7 @@ impl MigratorTrait for Migrator {
             Box::new(SharedPresence),
             Box::new(ApiKeys),
             Box::new(IdentityLifecycle),
+            Box::new(SearchStatistics),
         ]
     }
 }
@@ -484,6 +485,44 @@ impl MigrationTrait for IdentityLifecycle {
             "ALTER TABLE customers DROP COLUMN locked",
         ] {
             db.execute_unprepared(statement).await?;
+        }
+        Ok(())
+    }
+}
+
+/// PostgreSQL: more statistics on the search words (1,000 instead of 100; 10,000 made planning a search take
+/// 25 ms), so the planner can tell a rare prefix (read its few matches from the GIN index) from a common one (walk
+/// the newest customers until the page is full). With the default statistics a prefix that matches nobody was
+/// estimated as common, and its search read every customer.
+struct SearchStatistics;
+
+impl MigrationName for SearchStatistics {
+    fn name(&self) -> &str {
+        "m0006_search_statistics"
+    }
+}
+
+#[async_trait::async_trait]
+impl MigrationTrait for SearchStatistics {
+    async fn up(&self, manager: &SchemaManager) -> Result<(), DbErr> {
+        let db = manager.get_connection();
+        if db.get_database_backend() == DbBackend::Postgres {
+            db.execute_unprepared(
+                "ALTER TABLE customers ALTER COLUMN search_vector SET STATISTICS 1000",
+            )
+            .await?;
+            db.execute_unprepared("ANALYZE customers").await?;
+        }
+        Ok(())
+    }
+
+    async fn down(&self, manager: &SchemaManager) -> Result<(), DbErr> {
+        let db = manager.get_connection();
+        if db.get_database_backend() == DbBackend::Postgres {
+            db.execute_unprepared(
+                "ALTER TABLE customers ALTER COLUMN search_vector SET STATISTICS -1",
+            )
+            .await?;
         }
         Ok(())
     }

@@ -40,8 +40,9 @@ pub use matching::CustomerMatch;
 pub use privacy::{ANONYMIZED_TITLE, CustomerRecords, LoggedChange};
 pub use search::SearchHit;
 
-/// How much of a SQLite database file each connection maps into memory (the OS page cache is shared).
-const SQLITE_MMAP_BYTES: u64 = 1 << 30;
+/// How much of a SQLite database file each connection maps into memory (the OS page cache is shared; SQLite
+/// caps it at its compile-time maximum, 2 GiB by default).
+const SQLITE_MMAP_BYTES: u64 = 1 << 31;
 
 /// PostgreSQL advisory-lock key held while migrating ("cc-migr").
 const MIGRATION_LOCK: i64 = 0x0063_632d_6d69_6772;
@@ -100,8 +101,12 @@ impl Store {
             };
             if backend == DbBackend::Postgres {
                 options.map_sqlx_postgres_opts(move |o| {
-                    o.application_name("customer-context")
-                        .options([("statement_timeout", statement_timeout_ms.to_string())])
+                    // Every statement is prepared; a generic plan cannot see the search words, and planned a
+                    // rare prefix like a common one (a walk through every customer). Plan with the values.
+                    o.application_name("customer-context").options([
+                        ("statement_timeout", statement_timeout_ms.to_string()),
+                        ("plan_cache_mode", "force_custom_plan".to_owned()),
+                    ])
                 });
             }
             if backend == DbBackend::Sqlite {

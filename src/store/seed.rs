@@ -42,6 +42,16 @@ pub struct SeedCounts {
 }
 
 impl Store {
+    /// Refreshes the planner's statistics after a bulk load (PostgreSQL; its autovacuum would get there later).
+    pub async fn analyze(&self) -> Result<()> {
+        if self.backend == DbBackend::Postgres {
+            self.write
+                .execute_unprepared("ANALYZE customers, contact_keys, requests, activities")
+                .await?;
+        }
+        Ok(())
+    }
+
     /// Inserts `batch` in one write transaction: all of it or, on error, none of it. Writes no change-log rows.
     pub async fn seed(&self, batch: &[SeedCustomer]) -> Result<SeedCounts> {
         let txn = self.begin_write().await?;

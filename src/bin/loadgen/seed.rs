@@ -107,6 +107,10 @@ async fn fill(store: &Store, args: &SeedArgs) -> anyhow::Result<(SeedCounts, Dur
         }
     }
     generator.await.context("the data generator failed")?;
+    store
+        .analyze()
+        .await
+        .context("cannot refresh the planner's statistics")?;
     progress.finish_and_clear();
     Ok((counts, started.elapsed()))
 }
