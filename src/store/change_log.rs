@@ -41,7 +41,11 @@ pub(super) async fn append(db: &impl ConnectionTrait, change: NewChange) -> Resu
     Ok(seq)
 }
 
-/// Appends several changes in one statement (in the given order), like [`append`] does one.
+/// Most change-log rows one insert statement carries (about a dozen bound parameters each).
+const APPEND_CHUNK: usize = 500;
+
+/// Appends several changes in one statement (in the given order; several for a large batch), like [`append`]
+/// does one.
 pub(super) async fn append_all(db: &impl ConnectionTrait, changes: Vec<NewChange>) -> Result<()> {
     if changes.is_empty() {
         return Ok(());
@@ -55,11 +59,18 @@ pub(super) async fn append_all(db: &impl ConnectionTrait, changes: Vec<NewChange
         .into_iter()
         .map(to_row)
         .collect::<Result<Vec<_>>>()?;
-    let seq = change_log::Entity::insert_many(rows)
-        .exec(db)
-        .await?
-        .last_insert_id
-        .unwrap_or_default();
+    // In chunks, so a large batch (a merge moving thousands of records) stays under the databases' limits on
+    // bound parameters per statement.
+    let mut seq = 0;
+    let mut rows = rows.into_iter().peekable();
+    while rows.peek().is_some() {
+        let chunk: Vec<_> = rows.by_ref().take(APPEND_CHUNK).collect();
+        seq = change_log::Entity::insert_many(chunk)
+            .exec(db)
+            .await?
+            .last_insert_id
+            .unwrap_or_default();
+    }
     if postgres {
         // The notification only wakes the other replicas' feeds, which then read the log: one is enough.
         db.execute_unprepared(&format!("SELECT pg_notify('{NOTIFY_CHANNEL}', '{seq}')"))

@@ -107,57 +107,78 @@ async fn reassign(
         let ids = chunk.iter().map(|(id, _, _)| id.as_str());
         match resource {
             ResourceKind::Request => {
-                requests::Entity::update_many()
-                    .col_expr(requests::Column::CustomerId, Expr::value(to))
-                    .col_expr(
+                move_rows::<requests::Entity>(
+                    db,
+                    [
+                        requests::Column::CustomerId,
                         requests::Column::Version,
-                        Expr::col(requests::Column::Version).add(1),
-                    )
-                    .col_expr(requests::Column::UpdateTime, Expr::value(now))
-                    .col_expr(requests::Column::UpdatedBy, Expr::value(agent))
-                    .filter(requests::Column::Id.is_in(ids))
-                    .exec(db)
-                    .await?;
+                        requests::Column::UpdateTime,
+                        requests::Column::UpdatedBy,
+                        requests::Column::Id,
+                    ],
+                    ids,
+                    (to, agent, now),
+                )
+                .await?;
             }
             ResourceKind::Activity => {
-                activities::Entity::update_many()
-                    .col_expr(activities::Column::CustomerId, Expr::value(to))
-                    .col_expr(
+                move_rows::<activities::Entity>(
+                    db,
+                    [
+                        activities::Column::CustomerId,
                         activities::Column::Version,
-                        Expr::col(activities::Column::Version).add(1),
-                    )
-                    .col_expr(activities::Column::UpdateTime, Expr::value(now))
-                    .col_expr(activities::Column::UpdatedBy, Expr::value(agent))
-                    .filter(activities::Column::Id.is_in(ids))
-                    .exec(db)
-                    .await?;
+                        activities::Column::UpdateTime,
+                        activities::Column::UpdatedBy,
+                        activities::Column::Id,
+                    ],
+                    ids,
+                    (to, agent, now),
+                )
+                .await?;
             }
             ResourceKind::Customer => {
                 return Err(Error::internal("customers are not moved between customers"));
             }
         }
     }
-    for (id, version, internal) in rows {
-        change_log::append(
-            db,
-            NewChange {
-                resource,
-                resource_id: id.clone(),
-                version: version + 1,
-                kind: ChangeKind::Updated,
-                agent: agent.to_owned(),
-                fields: vec![FieldChange {
-                    field: "customer_id".to_owned(),
-                    old: from.into(),
-                    new: to.into(),
-                }],
-                parent_id: Some(to.to_owned()),
-                internal: *internal,
-                time: now,
-            },
-        )
+    let changes = rows
+        .iter()
+        .map(|(id, version, internal)| NewChange {
+            resource,
+            resource_id: id.clone(),
+            version: version + 1,
+            kind: ChangeKind::Updated,
+            agent: agent.to_owned(),
+            fields: vec![FieldChange {
+                field: "customer_id".to_owned(),
+                old: from.into(),
+                new: to.into(),
+            }],
+            parent_id: Some(to.to_owned()),
+            internal: *internal,
+            time: now,
+        })
+        .collect();
+    change_log::append_all(db, changes).await?;
+    Ok(())
+}
+
+/// Points the rows `ids` of one table at customer `to` as `agent` at `now`, bumping their versions. `columns`:
+/// that table's customer id, version, update time, updated-by and id.
+async fn move_rows<'a, E: EntityTrait>(
+    db: &impl ConnectionTrait,
+    [customer, version, update_time, updated_by, id]: [E::Column; 5],
+    ids: impl IntoIterator<Item = &'a str>,
+    (to, agent, now): (&str, &str, Micros),
+) -> Result<()> {
+    E::update_many()
+        .col_expr(customer, Expr::value(to))
+        .col_expr(version, Expr::col(version).add(1))
+        .col_expr(update_time, Expr::value(now))
+        .col_expr(updated_by, Expr::value(agent))
+        .filter(id.is_in(ids))
+        .exec(db)
         .await?;
-    }
     Ok(())
 }
 

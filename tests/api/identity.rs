@@ -831,3 +831,77 @@ async fn deleting_the_target_deletes_the_tombstones_of_its_sources(backend: Back
         .await;
     assert_eq!(reused.customer_number, "C-5");
 }
+
+/// Every activity of the customer, page by page.
+async fn all_activity_ids(app: &TestApp, customer_id: &str) -> BTreeSet<String> {
+    let mut ids = BTreeSet::new();
+    let mut page_token = String::new();
+    loop {
+        let page = ok(app
+            .activities()
+            .list_activities(pb::ListActivitiesRequest {
+                customer_id: customer_id.to_owned(),
+                page_size: 500,
+                page_token: page_token.clone(),
+                ..Default::default()
+            })
+            .await);
+        ids.extend(page.activities.into_iter().map(|a| a.id));
+        if page.next_page_token.is_empty() {
+            return ids;
+        }
+        page_token = page.next_page_token;
+    }
+}
+
+#[apply(backends)]
+#[tokio::test]
+async fn a_merge_moves_a_thousand_activities_and_their_history_and_unmerge_brings_them_back(
+    backend: Backend,
+) {
+    use futures::StreamExt as _;
+
+    let Some(app) = TestApp::spawn(backend).await else {
+        return;
+    };
+    let target = app.create_customer(customer("Busy", "Target")).await;
+    let source = app.create_customer(customer("Busy", "Source")).await;
+    let created: BTreeSet<String> = futures::stream::iter(0..1_100)
+        .map(|i| app.create_activity(activity(&source.id, &format!("call {i}"))))
+        .buffer_unordered(16)
+        .map(|a| a.id)
+        .collect()
+        .await;
+    assert_eq!(created.len(), 1_100);
+
+    let merged = merge(&app, "ana", &target, &[&source])
+        .await
+        .expect("merge");
+    assert_eq!(merged.id, target.id);
+    assert_eq!(all_activity_ids(&app, &target.id).await, created);
+    // Each moved activity has its change in the log, naming the target.
+    let history = ok(app
+        .customers()
+        .list_changes(pb::ListChangesRequest {
+            resource: Some(pb::ResourceRef {
+                r#type: pb::ResourceType::Activity as i32,
+                id: created.iter().next_back().expect("one").clone(),
+                known_version: 0,
+            }),
+            ..Default::default()
+        })
+        .await)
+    .changes;
+    let moved = history.last().expect("a change");
+    assert_eq!(
+        moved.parent.as_ref().map(|p| p.id.as_str()),
+        Some(target.id.as_str())
+    );
+
+    unmerge(&app, &target.id, &source.id)
+        .await
+        .expect("unmerge");
+    assert_eq!(all_activity_ids(&app, &source.id).await, created);
+    assert!(all_activity_ids(&app, &target.id).await.is_empty());
+    app.shutdown().await;
+}
