@@ -381,12 +381,8 @@ fn optional<T>(found: Result<T>) -> Result<Option<T>> {
     }
 }
 
-/// The customer's open and pending requests, most recently updated first.
-async fn open_requests(
-    db: &impl ConnectionTrait,
-    customer_id: &str,
-    limit: u64,
-) -> Result<Vec<Request>> {
+/// The query for the customer's open and pending requests, most recently updated first.
+fn open_requests_newest_first(customer_id: &str) -> sea_orm::Select<entity::requests::Entity> {
     entity::requests::Entity::find()
         .filter(entity::requests::Column::CustomerId.eq(customer_id))
         .filter(entity::requests::Column::Status.is_in([
@@ -395,6 +391,15 @@ async fn open_requests(
         ]))
         .order_by_desc(entity::requests::Column::UpdateTime)
         .order_by_desc(entity::requests::Column::Id)
+}
+
+/// The customer's open and pending requests, most recently updated first.
+async fn open_requests(
+    db: &impl ConnectionTrait,
+    customer_id: &str,
+    limit: u64,
+) -> Result<Vec<Request>> {
+    open_requests_newest_first(customer_id)
         .limit(limit)
         .all(db)
         .await?
@@ -408,14 +413,7 @@ async fn latest_open_request(
     db: &impl ConnectionTrait,
     customer_id: &str,
 ) -> Result<Option<Request>> {
-    entity::requests::Entity::find()
-        .filter(entity::requests::Column::CustomerId.eq(customer_id))
-        .filter(entity::requests::Column::Status.is_in([
-            RequestStatus::Open.as_i32(),
-            RequestStatus::Pending.as_i32(),
-        ]))
-        .order_by_desc(entity::requests::Column::UpdateTime)
-        .order_by_desc(entity::requests::Column::Id)
+    open_requests_newest_first(customer_id)
         .lock_exclusive()
         .one(db)
         .await?
