@@ -71,7 +71,7 @@ fn status(violations: &mut Violations, field: &str, value: i32) -> Option<Notifi
     status
 }
 
-fn to_pb(n: Notification) -> pb::Notification {
+pub(super) fn to_pb(n: Notification) -> pb::Notification {
     pb::Notification {
         id: n.id,
         customer_id: n.customer_id,

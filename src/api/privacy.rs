@@ -19,7 +19,6 @@ use crate::{
         ids,
         page::Cursor,
         reason,
-        request::Comment,
         time::{now_micros, to_timestamp},
     },
     error::Error,
@@ -136,7 +135,7 @@ pub async fn export_document(store: &Store, id: &str) -> Result<Value, Error> {
             let mut json = message_json("Request", &requests::to_pb(request))?;
             let comments = comments
                 .into_iter()
-                .map(|c| message_json("Comment", &comment_to_pb(c)).map(Value::Object))
+                .map(|c| message_json("Comment", &requests::comment_to_pb(c)).map(Value::Object))
                 .collect::<Result<Vec<_>, _>>()?;
             json.insert("comments".to_owned(), Value::Array(comments));
             Ok(Value::Object(json))
@@ -152,7 +151,7 @@ pub async fn export_document(store: &Store, id: &str) -> Result<Value, Error> {
         .into_iter()
         .map(|n| {
             let body = n.body.clone();
-            let mut json = message_json("Notification", &notification_to_pb(n))?;
+            let mut json = message_json("Notification", &super::notifications::to_pb(n))?;
             json.insert("body".to_owned(), Value::String(body));
             Ok(Value::Object(json))
         })
@@ -198,39 +197,6 @@ pub async fn export_document(store: &Store, id: &str) -> Result<Value, Error> {
 
 fn rfc3339(micros: i64) -> String {
     to_timestamp(micros).to_string()
-}
-
-fn comment_to_pb(c: Comment) -> pb::Comment {
-    pb::Comment {
-        id: c.id,
-        request_id: c.request_id,
-        text: c.text,
-        author: c.author,
-        create_time: Some(to_timestamp(c.create_time)),
-    }
-}
-
-fn notification_to_pb(n: crate::store::entity::notifications::Model) -> pb::Notification {
-    let status = match n.status.as_str() {
-        "pending" => pb::NotificationStatus::Pending,
-        "sent" => pb::NotificationStatus::Sent,
-        "failed" => pb::NotificationStatus::Failed,
-        _ => pb::NotificationStatus::Unspecified,
-    };
-    pb::Notification {
-        id: n.id,
-        customer_id: n.customer_id,
-        activity_id: n.activity_id,
-        recipient: n.recipient,
-        subject: n.subject,
-        status: status as i32,
-        attempts: n.attempts,
-        last_error: n.last_error,
-        create_time: Some(to_timestamp(n.create_time)),
-        send_time: n.send_time.map(to_timestamp),
-        next_attempt_time: (status == pb::NotificationStatus::Pending)
-            .then(|| to_timestamp(n.next_attempt_time)),
-    }
 }
 
 fn resource_ref(kind: ResourceKind, id: &str, version: i64) -> pb::ResourceRef {

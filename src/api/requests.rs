@@ -78,7 +78,7 @@ pub(crate) fn to_pb(r: request::Request) -> pb::Request {
     }
 }
 
-fn comment_to_pb(c: Comment) -> pb::Comment {
+pub(super) fn comment_to_pb(c: Comment) -> pb::Comment {
     pb::Comment {
         id: c.id,
         request_id: c.request_id,

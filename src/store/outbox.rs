@@ -59,7 +59,7 @@ impl OutboxSignal {
     }
 }
 
-fn to_domain(m: notifications::Model) -> Result<Notification> {
+pub(super) fn to_domain(m: notifications::Model) -> Result<Notification> {
     let status = NotificationStatus::parse(&m.status).ok_or_else(|| {
         Error::internal(format!(
             "notification {} has an unknown status {:?}",

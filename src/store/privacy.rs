@@ -33,6 +33,7 @@ use crate::{
         change::{Change, ChangeKind, NewChange, ResourceKind},
         customer::{Audit, Customer, CustomerData},
         mask::{self, FieldChange},
+        notification::Notification,
         request::{Comment, Request},
         time::now_micros,
     },
@@ -103,7 +104,7 @@ pub struct CustomerRecords {
     /// Oldest first, internal ones included.
     pub activities: Vec<Activity>,
     /// The notification outbox rows about the customer, oldest first.
-    pub notifications: Vec<notifications::Model>,
+    pub notifications: Vec<Notification>,
     /// Tombstones of customers merged into this one (directly or through a chain of merges).
     pub merged: Vec<customer_merges::Model>,
     /// The change log about the customer, its requests and activities and the customers merged into it.
@@ -673,7 +674,10 @@ impl Store {
             .order_by_asc(notifications::Column::CreateTime)
             .order_by_asc(notifications::Column::Id)
             .all(&txn)
-            .await?;
+            .await?
+            .into_iter()
+            .map(super::outbox::to_domain)
+            .collect::<Result<Vec<_>>>()?;
         let merged = merged_into(&txn, id).await?;
         let mut subjects = vec![id.to_owned()];
         subjects.extend(merged.iter().map(|m| m.source_id.clone()));
