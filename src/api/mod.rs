@@ -25,6 +25,7 @@ mod identity;
 mod notifications;
 mod privacy;
 mod requests;
+mod resources;
 mod watch;
 
 pub use activities::ActivityApi;

@@ -11,11 +11,14 @@ use prost_reflect::{DescriptorPool, DynamicMessage, Kind, MapKey, ReflectMessage
 use serde_json::{Map, Number, Value};
 use tonic::{Request, Response, Status};
 
-use super::{ApiState, PageRequest, activities, customers, principal, requests};
+use super::{
+    ApiState, PageRequest, activities, customers, principal, requests,
+    resources::{change_kind, resource_kind, resource_ref},
+};
 use crate::{
     domain::{
         Violations,
-        change::{ChangeKind, ResourceKind},
+        change::ResourceKind,
         ids,
         page::Cursor,
         reason,
@@ -63,19 +66,15 @@ pub(super) async fn list_changes(
     let message = request.into_inner();
     let resource = message.resource.unwrap_or_default();
     let mut violations = Violations::new();
-    let kind = match pb::ResourceType::try_from(resource.r#type) {
-        Ok(pb::ResourceType::Customer) => Some(ResourceKind::Customer),
-        Ok(pb::ResourceType::Request) => Some(ResourceKind::Request),
-        Ok(pb::ResourceType::Activity) => Some(ResourceKind::Activity),
-        Ok(pb::ResourceType::Unspecified) => {
+    let kind = resource_kind(resource.r#type);
+    if kind.is_none() {
+        if resource.r#type == pb::ResourceType::Unspecified as i32 {
             violations.push(
                 "resource.type",
                 reason::REQUIRED_FIELD,
                 "the record's type is required: RESOURCE_TYPE_CUSTOMER, _REQUEST or _ACTIVITY",
             );
-            None
-        }
-        Err(_) => {
+        } else {
             violations.push(
                 "resource.type",
                 reason::INVALID_ENUM_VALUE,
@@ -84,9 +83,8 @@ pub(super) async fn list_changes(
                     resource.r#type
                 ),
             );
-            None
         }
-    };
+    }
     let id = ids::check_id(&mut violations, "resource.id", &resource.id);
     let kind_name = kind.map_or("", ResourceKind::as_str);
     let id_text = id.clone().unwrap_or_default();
@@ -199,28 +197,9 @@ fn rfc3339(micros: i64) -> String {
     to_timestamp(micros).to_string()
 }
 
-fn resource_ref(kind: ResourceKind, id: &str, version: i64) -> pb::ResourceRef {
-    let r#type = match kind {
-        ResourceKind::Customer => pb::ResourceType::Customer,
-        ResourceKind::Request => pb::ResourceType::Request,
-        ResourceKind::Activity => pb::ResourceType::Activity,
-    };
-    pb::ResourceRef {
-        r#type: r#type as i32,
-        id: id.to_owned(),
-        known_version: version,
-    }
-}
-
 fn change_to_pb(entry: &LoggedChange) -> pb::Change {
     let change = &entry.change;
-    let kind = match change.kind {
-        ChangeKind::Created => pb::ChangeKind::Created,
-        ChangeKind::Updated => pb::ChangeKind::Updated,
-        ChangeKind::Deleted => pb::ChangeKind::Deleted,
-        ChangeKind::Merged => pb::ChangeKind::Merged,
-        ChangeKind::Restored => pb::ChangeKind::Restored,
-    };
+    let kind = change_kind(change.kind);
     let fields = change
         .changed_fields
         .iter()

@@ -20,7 +20,10 @@ use tokio::sync::mpsc;
 use tokio_stream::Stream;
 use tonic::{Request, Response, Status, Streaming};
 
-use super::{ApiState, hidden, principal};
+use super::{
+    ApiState, hidden, principal,
+    resources::{change_kind, resource_kind, resource_ref},
+};
 use crate::{
     domain::{
         Violations,
@@ -458,19 +461,14 @@ fn resource_keys(field: &str, refs: &[pb::ResourceRef]) -> Result<Vec<(ResourceK
     let mut violations = Violations::new();
     let mut keys = Vec::with_capacity(refs.len());
     for (i, reference) in refs.iter().enumerate() {
-        let kind = match pb::ResourceType::try_from(reference.r#type) {
-            Ok(pb::ResourceType::Customer) => Some(ResourceKind::Customer),
-            Ok(pb::ResourceType::Request) => Some(ResourceKind::Request),
-            Ok(pb::ResourceType::Activity) => Some(ResourceKind::Activity),
-            _ => {
-                violations.push(
-                    format!("{field}[{i}].type"),
-                    reason::INVALID_ENUM_VALUE,
-                    "type must be RESOURCE_TYPE_CUSTOMER, _REQUEST or _ACTIVITY",
-                );
-                None
-            }
-        };
+        let kind = resource_kind(reference.r#type);
+        if kind.is_none() {
+            violations.push(
+                format!("{field}[{i}].type"),
+                reason::INVALID_ENUM_VALUE,
+                "type must be RESOURCE_TYPE_CUSTOMER, _REQUEST or _ACTIVITY",
+            );
+        }
         let id = ids::check_id(&mut violations, &format!("{field}[{i}].id"), &reference.id);
         if let (Some(kind), Some(id)) = (kind, id) {
             keys.push((ResourceKey { kind, id }, reference.known_version));
@@ -479,32 +477,6 @@ fn resource_keys(field: &str, refs: &[pb::ResourceRef]) -> Result<Vec<(ResourceK
     violations
         .into_result(keys)
         .map_err(|v| Stop::from(Error::from(v)))
-}
-
-fn resource_type(kind: ResourceKind) -> pb::ResourceType {
-    match kind {
-        ResourceKind::Customer => pb::ResourceType::Customer,
-        ResourceKind::Request => pb::ResourceType::Request,
-        ResourceKind::Activity => pb::ResourceType::Activity,
-    }
-}
-
-fn resource_ref(kind: ResourceKind, id: &str, version: i64) -> pb::ResourceRef {
-    pb::ResourceRef {
-        r#type: resource_type(kind) as i32,
-        id: id.to_owned(),
-        known_version: version,
-    }
-}
-
-fn change_kind(kind: ChangeKind) -> pb::ChangeKind {
-    match kind {
-        ChangeKind::Created => pb::ChangeKind::Created,
-        ChangeKind::Updated => pb::ChangeKind::Updated,
-        ChangeKind::Deleted => pb::ChangeKind::Deleted,
-        ChangeKind::Merged => pb::ChangeKind::Merged,
-        ChangeKind::Restored => pb::ChangeKind::Restored,
-    }
 }
 
 fn participant_to_pb(p: Participant) -> pb::Participant {
