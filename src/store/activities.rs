@@ -13,7 +13,7 @@ use crate::{
     domain::{
         activity::{Activity, ActivityData},
         change::{ChangeKind, NewChange, ResourceKind},
-        customer::Audit,
+        customer::{Audit, Customer},
         ids::new_id,
         mask,
         page::Cursor,
@@ -104,12 +104,12 @@ pub(super) async fn find_for_update(db: &impl ConnectionTrait, id: &str) -> Resu
 }
 
 /// Checks the activity's links: the request exists and is not cancelled, the customer is taken from the request
-/// when missing and must match it otherwise, and the customer exists.
+/// when missing and must match it otherwise, and the customer exists. Returns that customer, if any.
 async fn resolve_links(
     db: &impl ConnectionTrait,
     data: &mut ActivityData,
     check_request: bool,
-) -> Result<()> {
+) -> Result<Option<Customer>> {
     if let Some(request_id) = data.request_id.as_deref() {
         let request = requests::find_for_update(db, request_id).await?;
         if check_request && request.data.status.is_final() {
@@ -136,16 +136,16 @@ async fn resolve_links(
             Some(_) => {}
         }
     }
-    if let Some(customer_id) = data.customer_id.as_deref() {
-        customers::find_to_link(db, customer_id).await?;
+    match data.customer_id.as_deref() {
+        Some(customer_id) => Ok(Some(customers::find_to_link(db, customer_id).await?)),
+        None => Ok(None),
     }
-    Ok(())
 }
 
 impl Store {
     pub async fn create_activity(&self, agent: &str, mut data: ActivityData) -> Result<Activity> {
         let txn = self.begin_write().await?;
-        resolve_links(&txn, &mut data, true).await?;
+        let customer = resolve_links(&txn, &mut data, true).await?;
         let now = now_micros();
         let activity = Activity {
             id: new_id(),
@@ -176,7 +176,8 @@ impl Store {
             },
         )
         .await?;
-        self.queue_notification(&txn, &activity).await?;
+        self.queue_notification(&txn, &activity, customer.as_ref())
+            .await?;
         self.commit(txn).await?;
         Ok(activity)
     }
@@ -203,11 +204,12 @@ impl Store {
             &current.audit.updated_by,
         )?;
         let mut data = mask::apply(&current.data, &new, fields).map_err(Error::internal)?;
+        let mut linked = None;
         if data.request_id != current.data.request_id
             || data.customer_id != current.data.customer_id
         {
             let request_changed = data.request_id != current.data.request_id;
-            resolve_links(&txn, &mut data, request_changed).await?;
+            linked = resolve_links(&txn, &mut data, request_changed).await?;
         }
         let changes = mask::diff(&current.data, &data);
         if changes.is_empty() {
@@ -251,7 +253,8 @@ impl Store {
             },
         )
         .await?;
-        self.queue_on_link(&txn, &current, &updated).await?;
+        self.queue_on_link(&txn, &current, &updated, linked.as_ref())
+            .await?;
         self.commit(txn).await?;
         Ok(updated)
     }

@@ -245,7 +245,11 @@ impl Store {
             other => other?,
         };
         change_log::append_all(&txn, changes).await?;
-        self.queue_notification(&txn, &activity).await?;
+        let known = match caller {
+            Caller::Known(customer) => Some(customer.as_ref()),
+            _ => None,
+        };
+        self.queue_notification(&txn, &activity, known).await?;
         if let Some(id) = customer_id {
             let view = View {
                 agent: input.agent.clone(),

@@ -26,6 +26,7 @@ use super::{Store, customers, entity::notifications};
 use crate::{
     domain::{
         activity::Activity,
+        customer::Customer,
         ids::new_id,
         notification::{self, Notification, NotificationStatus},
         page::Cursor,
@@ -101,19 +102,27 @@ fn micros(duration: Duration) -> Micros {
 impl Store {
     /// Queues the notification telling the customer that `activity` was recorded, inside the transaction that
     /// saves it. Nothing for internal or outgoing activities, activities without a customer, customers without
-    /// an email, or an activity that already has a notification.
+    /// an email, or an activity that already has a notification. `customer` is the activity's customer as this
+    /// transaction read it (to link or match it), so its email is not read again.
     pub(super) async fn queue_notification(
         &self,
         db: &impl ConnectionTrait,
         activity: &Activity,
+        customer: Option<&Customer>,
     ) -> Result<()> {
-        let Some(customer_id) = activity.data.customer_id.as_deref() else {
+        let Some(customer) = customer else {
             return Ok(());
         };
         if !notification::is_notifiable(activity) {
             return Ok(());
         }
-        let customer = customers::find(db, customer_id).await?;
+        let customer_id = customer.id.as_str();
+        if activity.data.customer_id.as_deref() != Some(customer_id) {
+            return Err(Error::internal(format!(
+                "notification of activity {} asked for customer {customer_id}, not its own",
+                activity.id
+            )));
+        }
         let Some(recipient) = notification::recipient(&customer.data.contact_points) else {
             return Ok(());
         };
@@ -155,11 +164,12 @@ impl Store {
         db: &impl ConnectionTrait,
         before: &Activity,
         after: &Activity,
+        linked: Option<&Customer>,
     ) -> Result<()> {
         if before.data.customer_id.is_some() {
             return Ok(());
         }
-        self.queue_notification(db, after).await
+        self.queue_notification(db, after, linked).await
     }
 
     /// Inside the transaction that deletes activity `activity_id`: its notification, if not sent yet, is never
