@@ -23,73 +23,100 @@ pub(super) enum Caller {
     Unknown,
 }
 
+/// The caller's contact points as lookups: phone, email, then chat handle.
+pub(super) fn lookups(input: &OpenContext) -> Vec<(LookupKey, String)> {
+    let handle = input
+        .handle
+        .as_deref()
+        .map(|h| match_key(ContactKind::Chat, h));
+    [
+        (LookupKey::Phone, input.phone.clone()),
+        (LookupKey::Email, input.email.clone()),
+        (LookupKey::Handle, handle),
+    ]
+    .into_iter()
+    .filter_map(|(kind, key)| key.map(|key| (kind, key)))
+    .collect()
+}
+
+/// The customers matching the most of the caller's contact points: customers matching more points win, so a
+/// phone shared by a household and an email of one of them name that one.
+pub(super) fn best_matches(found: impl IntoIterator<Item = Vec<Customer>>) -> Vec<Customer> {
+    let mut scores: HashMap<String, (Customer, usize)> = HashMap::new();
+    for customer in found.into_iter().flatten() {
+        scores.entry(customer.id.clone()).or_insert((customer, 0)).1 += 1;
+    }
+    let best = scores.values().map(|(_, score)| *score).max().unwrap_or(0);
+    scores
+        .into_values()
+        .filter(|(_, score)| *score == best)
+        .map(|(customer, _)| customer)
+        .collect()
+}
+
+/// The query giving each customer's latest activity time (`id`, `latest`), to order ambiguous matches.
+pub(super) fn latest_activity_query(customers: &[Customer]) -> sea_orm::Select<customers::Entity> {
+    let ids: Vec<&str> = customers.iter().map(|c| c.id.as_str()).collect();
+    customers::Entity::find()
+        .select_only()
+        .column(customers::Column::Id)
+        .column_as(
+            Expr::cust(
+                "(SELECT a.occur_time FROM activities AS a WHERE a.customer_id = customers.id \
+                 ORDER BY a.occur_time DESC LIMIT 1)",
+            ),
+            "latest",
+        )
+        .filter(customers::Column::Id.is_in(ids))
+}
+
+/// Sorts customers most recently active first (their latest activity in `latest`, else their last update) and
+/// keeps the first [`MAX_LOOKUP_RESULTS`].
+pub(super) fn ambiguous(
+    mut customers: Vec<Customer>,
+    latest: &HashMap<String, Option<Micros>>,
+) -> Caller {
+    let active = |c: &Customer| {
+        latest
+            .get(&c.id)
+            .copied()
+            .flatten()
+            .unwrap_or(c.audit.update_time)
+    };
+    customers.sort_by(|a, b| active(b).cmp(&active(a)).then_with(|| b.id.cmp(&a.id)));
+    customers.truncate(MAX_LOOKUP_RESULTS as usize);
+    Caller::Ambiguous(customers)
+}
+
 impl Store {
-    /// Matches the caller's contact points. Customers matching more of the given points win, so a phone shared
-    /// by a household and an email of one of them name that one.
+    /// Matches the caller's contact points (see [`best_matches`]).
     pub(super) async fn identify(&self, input: &OpenContext) -> Result<Caller> {
-        let lookup = |kind: LookupKey, key: Option<String>| async move {
-            match key {
-                Some(key) => self.lookup_customers(kind, &key).await,
+        let lookup = |found: Option<(LookupKey, String)>| async move {
+            match found {
+                Some((kind, key)) => self.lookup_customers(kind, &key).await,
                 None => Ok(Vec::new()),
             }
         };
-        let handle = input
-            .handle
-            .as_deref()
-            .map(|h| match_key(ContactKind::Chat, h));
-        let (by_phone, by_email, by_handle) = tokio::try_join!(
-            lookup(LookupKey::Phone, input.phone.clone()),
-            lookup(LookupKey::Email, input.email.clone()),
-            lookup(LookupKey::Handle, handle),
+        let mut keys = lookups(input).into_iter();
+        let found = tokio::try_join!(
+            lookup(keys.next()),
+            lookup(keys.next()),
+            lookup(keys.next())
         )?;
-        let mut scores: HashMap<String, (Customer, usize)> = HashMap::new();
-        for customer in by_phone.into_iter().chain(by_email).chain(by_handle) {
-            scores.entry(customer.id.clone()).or_insert((customer, 0)).1 += 1;
-        }
-        let best = scores.values().map(|(_, score)| *score).max().unwrap_or(0);
-        let mut matched: Vec<Customer> = scores
-            .into_values()
-            .filter(|(_, score)| *score == best)
-            .map(|(customer, _)| customer)
-            .collect();
+        let found = [found.0, found.1, found.2];
+        let mut matched = best_matches(found);
         match matched.len() {
             0 => Ok(Caller::Unknown),
             1 => Ok(Caller::Known(Box::new(matched.remove(0)))),
             _ => {
-                self.order_by_activity(&mut matched).await?;
-                matched.truncate(MAX_LOOKUP_RESULTS as usize);
-                Ok(Caller::Ambiguous(matched))
+                let latest: HashMap<String, Option<Micros>> = latest_activity_query(&matched)
+                    .into_tuple::<(String, Option<Micros>)>()
+                    .all(&self.read)
+                    .await?
+                    .into_iter()
+                    .collect();
+                Ok(ambiguous(matched, &latest))
             }
         }
-    }
-
-    /// Sorts customers most recently active first: their latest activity, else their last update.
-    async fn order_by_activity(&self, customers: &mut [Customer]) -> Result<()> {
-        let ids: Vec<&str> = customers.iter().map(|c| c.id.as_str()).collect();
-        let latest: HashMap<String, Option<Micros>> = customers::Entity::find()
-            .select_only()
-            .column(customers::Column::Id)
-            .column_as(
-                Expr::cust(
-                    "(SELECT a.occur_time FROM activities AS a WHERE a.customer_id = customers.id \
-                     ORDER BY a.occur_time DESC LIMIT 1)",
-                ),
-                "latest",
-            )
-            .filter(customers::Column::Id.is_in(ids))
-            .into_tuple::<(String, Option<Micros>)>()
-            .all(&self.read)
-            .await?
-            .into_iter()
-            .collect();
-        let active = |c: &Customer| {
-            latest
-                .get(&c.id)
-                .copied()
-                .flatten()
-                .unwrap_or(c.audit.update_time)
-        };
-        customers.sort_by(|a, b| active(b).cmp(&active(a)).then_with(|| b.id.cmp(&a.id)));
-        Ok(())
     }
 }

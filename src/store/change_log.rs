@@ -79,7 +79,7 @@ pub(super) async fn append_all(db: &impl ConnectionTrait, changes: Vec<NewChange
     Ok(())
 }
 
-fn to_row(change: NewChange) -> Result<change_log::ActiveModel> {
+pub(super) fn to_row(change: NewChange) -> Result<change_log::ActiveModel> {
     let names: Vec<&str> = change.fields.iter().map(|f| f.field.as_str()).collect();
     let values: Map<String, Value> = change
         .fields

@@ -1,13 +1,17 @@
 //! `OpenContext`: identify the caller, log the interaction's activity (joining or opening a request) and gather
 //! what the agent's gadget shows, idempotently on the router's interaction id.
 //!
-//! Matching and the gadget's reads use the read pool; the writes (request, activity, their change-log rows, the
-//! agent's Recent entry and the interaction record) are one short write transaction. The interaction record is
-//! claimed with `INSERT ... ON CONFLICT DO NOTHING` before anything else is written. On SQLite the transaction
-//! holds the write lock from its first statement, so the claim sees every earlier claim; on PostgreSQL the insert
-//! waits for a concurrent claim of the same id to commit and then inserts nothing. The loser rolls back and
-//! returns the winner's result, so one interaction creates one activity and at most one request, however many
-//! retries race. A retry that arrives after the commit is answered from the read pool without taking the lock.
+//! On SQLite (a database file) the whole call runs on the group-commit thread ([`super::group_commit`]): the
+//! calls waiting for it are recorded one after another in one write transaction, so a call sees every claim
+//! before it and one interaction id is recorded once.
+//!
+//! Elsewhere (PostgreSQL), matching and the gadget's reads use the read pool; the writes (request, activity,
+//! their change-log rows, the agent's Recent entry and the interaction record) are one short write transaction.
+//! The interaction record is claimed with `INSERT ... ON CONFLICT DO NOTHING` before anything else is written;
+//! the insert waits for a concurrent claim of the same id to commit and then inserts nothing. The loser rolls
+//! back and returns the winner's result, so one interaction creates one activity and at most one request,
+//! however many retries race. A retry that arrives after the commit is answered from the read pool without
+//! taking the lock.
 
 use sea_orm::{
     ActiveValue::Set, ColumnTrait, ConnectionTrait, DbErr, EntityTrait, QueryFilter, QueryOrder,
@@ -20,6 +24,7 @@ use super::{
     caller::Caller,
     change_log, customers, decode_json, encode_json,
     entity::{self, customers as customer_rows},
+    group_commit::Outcome,
     recent::{self, View},
     requests,
 };
@@ -31,7 +36,7 @@ use crate::{
         ids::new_id,
         mask,
         request::{Request, RequestData, RequestStatus},
-        time::now_micros,
+        time::{Micros, now_micros},
     },
     error::{Error, Result},
 };
@@ -44,7 +49,7 @@ pub const MAX_OPEN_REQUESTS: u64 = 100;
 const ATTEMPTS: usize = 3;
 
 /// The `interactions` table: what one `OpenContext` call matched and created.
-mod interactions {
+pub(super) mod interactions {
     use sea_orm::entity::prelude::*;
 
     #[derive(Clone, Debug, PartialEq, Eq, DeriveEntityModel)]
@@ -141,6 +146,12 @@ impl Store {
         acting_agent: &str,
         input: &OpenContext,
     ) -> Result<ContextResult> {
+        if let Some(group_commit) = &self.group_commit {
+            return match group_commit.open(acting_agent, input).await? {
+                Outcome::Opened(result) => Ok(*result),
+                Outcome::Replay(done) => self.replay(done).await,
+            };
+        }
         if let Some(done) = interactions::Entity::find_by_id(input.interaction_id.clone())
             .one(&self.read)
             .await?
@@ -185,6 +196,14 @@ impl Store {
         };
         // The customer matched on the read pool may be deleted meanwhile: the foreign keys of the inserts below
         // catch that (and on PostgreSQL keep it from happening until this commits), and the caller is matched again.
+        // A call that may open a request first locks the customer, so concurrent calls of one customer open one
+        // request between them: the next finds it open and joins it.
+        if let Some(id) = customer_id
+            && input.policy == RequestPolicy::AttachOrCreate
+            && !super::lock_row(&txn, "customers", id).await?
+        {
+            return Ok(Recorded::CustomerGone);
+        }
         let attached = match customer_id {
             Some(id) if input.policy != RequestPolicy::None => {
                 latest_open_request(&txn, id).await?
@@ -192,34 +211,9 @@ impl Store {
             _ => None,
         };
         let now = now_micros();
-        let audit = Audit {
-            create_time: now,
-            update_time: now,
-            created_by: acting_agent.to_owned(),
-            updated_by: acting_agent.to_owned(),
-        };
-        let created_request = match (customer_id, attached.is_none(), input.policy) {
-            (Some(id), true, RequestPolicy::AttachOrCreate) => Some(Request {
-                id: new_id(),
-                version: 1,
-                customer_id: id.to_owned(),
-                data: RequestData {
-                    title: input.request_title.clone(),
-                    ..Default::default()
-                },
-                close_time: None,
-                audit: audit.clone(),
-            }),
-            _ => None,
-        };
-        let request = attached.or(created_request.clone());
-        let activity = interaction_activity(input, customer_id, request.as_ref(), audit);
-        let claimed = interactions::Entity::insert(claim_row(input, caller, &activity)?)
-            .on_conflict(
-                OnConflict::column(interactions::Column::InteractionId)
-                    .do_nothing()
-                    .to_owned(),
-            )
+        let (created_request, request, activity) =
+            plan(acting_agent, input, customer_id, attached, now);
+        let claimed = claim(input, caller, &activity)?
             .exec_without_returning(&txn)
             .await?;
         if claimed == 0 {
@@ -325,6 +319,40 @@ impl Store {
     }
 }
 
+/// What a first call records at `now`: the request it opens (if the policy asks and `attached`, the customer's
+/// open request, is none), the request its activity joins, and the activity.
+pub(super) fn plan(
+    acting_agent: &str,
+    input: &OpenContext,
+    customer_id: Option<&str>,
+    attached: Option<Request>,
+    now: Micros,
+) -> (Option<Request>, Option<Request>, Activity) {
+    let audit = Audit {
+        create_time: now,
+        update_time: now,
+        created_by: acting_agent.to_owned(),
+        updated_by: acting_agent.to_owned(),
+    };
+    let created_request = match (customer_id, attached.is_none(), input.policy) {
+        (Some(id), true, RequestPolicy::AttachOrCreate) => Some(Request {
+            id: new_id(),
+            version: 1,
+            customer_id: id.to_owned(),
+            data: RequestData {
+                title: input.request_title.clone(),
+                ..Default::default()
+            },
+            close_time: None,
+            audit: audit.clone(),
+        }),
+        _ => None,
+    };
+    let request = attached.or(created_request.clone());
+    let activity = interaction_activity(input, customer_id, request.as_ref(), audit);
+    (created_request, request, activity)
+}
+
 /// The activity that logs the interaction, with the caller's contact fields.
 fn interaction_activity(
     input: &OpenContext,
@@ -351,6 +379,21 @@ fn interaction_activity(
         },
         audit,
     }
+}
+
+/// Inserts the interaction record unless the id is already claimed.
+pub(super) fn claim(
+    input: &OpenContext,
+    caller: &Caller,
+    activity: &Activity,
+) -> Result<sea_orm::Insert<interactions::ActiveModel>> {
+    Ok(
+        interactions::Entity::insert(claim_row(input, caller, activity)?).on_conflict(
+            OnConflict::column(interactions::Column::InteractionId)
+                .do_nothing()
+                .to_owned(),
+        ),
+    )
 }
 
 /// The interaction record: what a retry of the same interaction id returns.
@@ -386,7 +429,9 @@ fn optional<T>(found: Result<T>) -> Result<Option<T>> {
 }
 
 /// The query for the customer's open and pending requests, most recently updated first.
-fn open_requests_newest_first(customer_id: &str) -> sea_orm::Select<entity::requests::Entity> {
+pub(super) fn open_requests_newest_first(
+    customer_id: &str,
+) -> sea_orm::Select<entity::requests::Entity> {
     entity::requests::Entity::find()
         .filter(entity::requests::Column::CustomerId.eq(customer_id))
         .filter(entity::requests::Column::Status.is_in([
@@ -425,12 +470,19 @@ async fn latest_open_request(
         .transpose()
 }
 
-async fn newest_activities(db: &impl ConnectionTrait, customer_id: &str) -> Result<Vec<Activity>> {
+/// The customer's newest [`RECENT_ACTIVITIES`] activities.
+pub(super) fn newest_activities_query(
+    customer_id: &str,
+) -> sea_orm::Select<entity::activities::Entity> {
     entity::activities::Entity::find()
         .filter(entity::activities::Column::CustomerId.eq(customer_id))
         .order_by_desc(entity::activities::Column::OccurTime)
         .order_by_desc(entity::activities::Column::Id)
         .limit(RECENT_ACTIVITIES)
+}
+
+async fn newest_activities(db: &impl ConnectionTrait, customer_id: &str) -> Result<Vec<Activity>> {
+    newest_activities_query(customer_id)
         .all(db)
         .await?
         .into_iter()
@@ -456,7 +508,12 @@ async fn insert_request(
         .exec_without_returning(db)
         .await
         .map_err(|e| link_error(e, "customer", &request.customer_id))?;
-    Ok(NewChange {
+    Ok(request_created(agent, request))
+}
+
+/// The change-log entry of a request this interaction opened.
+pub(super) fn request_created(agent: &str, request: &Request) -> NewChange {
+    NewChange {
         resource: ResourceKind::Request,
         resource_id: request.id.clone(),
         version: 1,
@@ -466,7 +523,7 @@ async fn insert_request(
         parent_id: Some(request.customer_id.clone()),
         internal: false,
         time: request.audit.create_time,
-    })
+    }
 }
 
 /// Inserts the activity and returns its change-log entry.
@@ -480,7 +537,12 @@ async fn insert_activity(
         .exec_without_returning(db)
         .await
         .map_err(|e| link_error(e, "customer", customer))?;
-    Ok(NewChange {
+    Ok(activity_created(agent, activity))
+}
+
+/// The change-log entry of the interaction's activity.
+pub(super) fn activity_created(agent: &str, activity: &Activity) -> NewChange {
+    NewChange {
         resource: ResourceKind::Activity,
         resource_id: activity.id.clone(),
         version: 1,
@@ -490,7 +552,7 @@ async fn insert_activity(
         parent_id: activity.data.customer_id.clone(),
         internal: activity.data.internal,
         time: activity.audit.create_time,
-    })
+    }
 }
 
 #[cfg(test)]

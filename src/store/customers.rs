@@ -503,38 +503,47 @@ impl Store {
         key: &str,
         only: Option<&str>,
     ) -> Result<Vec<Customer>> {
-        let mut query = customers::Entity::find();
-        if let Some(id) = only {
-            query = query.filter(customers::Column::Id.eq(id));
-        }
-        let query = match kind {
-            LookupKey::CustomerNumber => query.filter(customers::Column::CustomerNumber.eq(key)),
-            LookupKey::Phone | LookupKey::Email | LookupKey::Handle => {
-                let class = match kind {
-                    LookupKey::Phone => "phone",
-                    LookupKey::Email => "email",
-                    _ => "handle",
-                };
-                query.filter(
-                    customers::Column::Id.in_subquery(
-                        Query::select()
-                            .column(contact_keys::Column::CustomerId)
-                            .from(contact_keys::Entity)
-                            .and_where(contact_keys::Column::Kind.eq(class))
-                            .and_where(contact_keys::Column::MatchKey.eq(key))
-                            .to_owned(),
-                    ),
-                )
-            }
-        };
-        query
-            .order_by_desc(customers::Column::UpdateTime)
-            .order_by_desc(customers::Column::Id)
-            .limit(MAX_LOOKUP_RESULTS)
+        lookup_query(kind, key, only)
             .all(&self.read)
             .await?
             .into_iter()
             .map(from_model)
             .collect()
     }
+}
+
+/// The customers whose `kind` is `key` (only `only` when given), most recently updated first.
+pub(super) fn lookup_query(
+    kind: LookupKey,
+    key: &str,
+    only: Option<&str>,
+) -> sea_orm::Select<customers::Entity> {
+    let mut query = customers::Entity::find();
+    if let Some(id) = only {
+        query = query.filter(customers::Column::Id.eq(id));
+    }
+    let query = match kind {
+        LookupKey::CustomerNumber => query.filter(customers::Column::CustomerNumber.eq(key)),
+        LookupKey::Phone | LookupKey::Email | LookupKey::Handle => {
+            let class = match kind {
+                LookupKey::Phone => "phone",
+                LookupKey::Email => "email",
+                _ => "handle",
+            };
+            query.filter(
+                customers::Column::Id.in_subquery(
+                    Query::select()
+                        .column(contact_keys::Column::CustomerId)
+                        .from(contact_keys::Entity)
+                        .and_where(contact_keys::Column::Kind.eq(class))
+                        .and_where(contact_keys::Column::MatchKey.eq(key))
+                        .to_owned(),
+                ),
+            )
+        }
+    };
+    query
+        .order_by_desc(customers::Column::UpdateTime)
+        .order_by_desc(customers::Column::Id)
+        .limit(MAX_LOOKUP_RESULTS)
 }

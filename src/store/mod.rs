@@ -22,6 +22,7 @@ pub mod change_log;
 mod context;
 mod customers;
 pub mod entity;
+mod group_commit;
 mod identity;
 pub mod keys;
 mod matching;
@@ -42,7 +43,7 @@ pub use search::SearchHit;
 
 /// How much of a SQLite database file each connection maps into memory (the OS page cache is shared; SQLite
 /// caps it at its compile-time maximum, 2 GiB by default).
-const SQLITE_MMAP_BYTES: u64 = 1 << 31;
+pub(crate) const SQLITE_MMAP_BYTES: u64 = 1 << 31;
 
 /// PostgreSQL advisory-lock key held while migrating ("cc-migr").
 const MIGRATION_LOCK: i64 = 0x0063_632d_6d69_6772;
@@ -61,6 +62,8 @@ pub struct Store {
     log_appended: Arc<Notify>,
     /// Wakes the notification sender when a commit queued a notification.
     outbox: Arc<outbox::OutboxSignal>,
+    /// On SQLite (a database file), the thread that records `OpenContext` calls in batches.
+    group_commit: Option<Arc<group_commit::GroupCommit>>,
 }
 
 impl Store {
@@ -77,9 +80,11 @@ impl Store {
                 redact(url)
             )));
         };
-        let synchronous = match settings.sqlite_synchronous {
-            SqliteSynchronous::Normal => sea_orm::sqlx::sqlite::SqliteSynchronous::Normal,
-            SqliteSynchronous::Full => sea_orm::sqlx::sqlite::SqliteSynchronous::Full,
+        let (synchronous, synchronous_name) = match settings.sqlite_synchronous {
+            SqliteSynchronous::Normal => {
+                (sea_orm::sqlx::sqlite::SqliteSynchronous::Normal, "NORMAL")
+            }
+            SqliteSynchronous::Full => (sea_orm::sqlx::sqlite::SqliteSynchronous::Full, "FULL"),
         };
         let statement_timeout_ms = settings.db_statement_timeout.as_millis();
         let options = |max: u32| {
@@ -131,12 +136,34 @@ impl Store {
         } else {
             read.clone()
         };
+        let log_appended = Arc::new(Notify::new());
+        let outbox: Arc<outbox::OutboxSignal> = Arc::default();
+        let group_commit = match group_commit::database_file(url) {
+            Some(file) if backend == DbBackend::Sqlite => {
+                match group_commit::GroupCommit::start(
+                    &file,
+                    synchronous_name,
+                    write.get_sqlite_connection_pool().clone(),
+                    log_appended.clone(),
+                    outbox.clone(),
+                ) {
+                    Ok(started) => Some(Arc::new(started)),
+                    // A read-only file, say, for a command that only reads: calls take the pooled path.
+                    Err(err) => {
+                        tracing::warn!(error = %err, "OpenContext calls will not be recorded in batches");
+                        None
+                    }
+                }
+            }
+            _ => None,
+        };
         Ok(Store {
             read,
             write,
             backend,
-            log_appended: Arc::new(Notify::new()),
-            outbox: Arc::default(),
+            log_appended,
+            outbox,
+            group_commit,
         })
     }
 

@@ -53,6 +53,11 @@ impl OutboxSignal {
     /// queueing and the commit of this one and take the wake-up with it. The sender then finds the row on its
     /// next poll instead, a few seconds later; nothing is lost. On SQLite writes are serialized, so it never
     /// happens there.
+    /// Notes that the transaction being written queued a notification.
+    pub(super) fn queued(&self) {
+        self.queued.store(true, Ordering::Release);
+    }
+
     pub(super) fn committed(&self) {
         if self.queued.swap(false, Ordering::AcqRel) {
             self.wake.notify_one();
@@ -99,6 +104,59 @@ fn micros(duration: Duration) -> Micros {
     i64::try_from(duration.as_micros()).unwrap_or(i64::MAX)
 }
 
+/// The notification telling `customer` that `activity` was recorded; None for internal or outgoing activities,
+/// activities without a customer and customers without an email.
+pub(super) fn notification_row(
+    activity: &Activity,
+    customer: Option<&Customer>,
+) -> Result<Option<notifications::ActiveModel>> {
+    let Some(customer) = customer else {
+        return Ok(None);
+    };
+    if !notification::is_notifiable(activity) {
+        return Ok(None);
+    }
+    let customer_id = customer.id.as_str();
+    if activity.data.customer_id.as_deref() != Some(customer_id) {
+        return Err(Error::internal(format!(
+            "notification of activity {} asked for customer {customer_id}, not its own",
+            activity.id
+        )));
+    }
+    let Some(recipient) = notification::recipient(&customer.data.contact_points) else {
+        return Ok(None);
+    };
+    let (subject, body) = notification::compose(activity);
+    let now = now_micros();
+    let row = notifications::ActiveModel {
+        id: Set(new_id()),
+        customer_id: Set(customer_id.to_owned()),
+        activity_id: Set(activity.id.clone()),
+        recipient: Set(recipient.to_owned()),
+        subject: Set(subject),
+        body: Set(body),
+        status: Set(NotificationStatus::Pending.as_str().to_owned()),
+        attempts: Set(0),
+        last_error: Set(String::new()),
+        create_time: Set(now),
+        send_time: Set(None),
+        next_attempt_time: Set(now),
+        lease_until: Set(None),
+    };
+    Ok(Some(row))
+}
+
+/// Inserts a notification unless its activity already has one.
+pub(super) fn queue(
+    row: notifications::ActiveModel,
+) -> sea_orm::Insert<notifications::ActiveModel> {
+    notifications::Entity::insert(row).on_conflict(
+        OnConflict::column(notifications::Column::ActivityId)
+            .do_nothing()
+            .to_owned(),
+    )
+}
+
 impl Store {
     /// Queues the notification telling the customer that `activity` was recorded, inside the transaction that
     /// saves it. Nothing for internal or outgoing activities, activities without a customer, customers without
@@ -110,49 +168,12 @@ impl Store {
         activity: &Activity,
         customer: Option<&Customer>,
     ) -> Result<()> {
-        let Some(customer) = customer else {
+        let Some(row) = notification_row(activity, customer)? else {
             return Ok(());
         };
-        if !notification::is_notifiable(activity) {
-            return Ok(());
-        }
-        let customer_id = customer.id.as_str();
-        if activity.data.customer_id.as_deref() != Some(customer_id) {
-            return Err(Error::internal(format!(
-                "notification of activity {} asked for customer {customer_id}, not its own",
-                activity.id
-            )));
-        }
-        let Some(recipient) = notification::recipient(&customer.data.contact_points) else {
-            return Ok(());
-        };
-        let (subject, body) = notification::compose(activity);
-        let now = now_micros();
-        let row = notifications::ActiveModel {
-            id: Set(new_id()),
-            customer_id: Set(customer_id.to_owned()),
-            activity_id: Set(activity.id.clone()),
-            recipient: Set(recipient.to_owned()),
-            subject: Set(subject),
-            body: Set(body),
-            status: Set(NotificationStatus::Pending.as_str().to_owned()),
-            attempts: Set(0),
-            last_error: Set(String::new()),
-            create_time: Set(now),
-            send_time: Set(None),
-            next_attempt_time: Set(now),
-            lease_until: Set(None),
-        };
-        let inserted = notifications::Entity::insert(row)
-            .on_conflict(
-                OnConflict::column(notifications::Column::ActivityId)
-                    .do_nothing()
-                    .to_owned(),
-            )
-            .exec_without_returning(db)
-            .await?;
+        let inserted = queue(row).exec_without_returning(db).await?;
         if inserted > 0 {
-            self.outbox.queued.store(true, Ordering::Release);
+            self.outbox.queued();
         }
         Ok(())
     }

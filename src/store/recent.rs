@@ -212,24 +212,26 @@ pub(super) async fn upsert(db: &impl ConnectionTrait, views: &[View]) -> Result<
     if views.is_empty() {
         return Ok(());
     }
+    upsert_query(views).exec_without_returning(db).await?;
+    Ok(())
+}
+
+/// Inserts the views, or moves an agent's existing entry to a later view time.
+pub(super) fn upsert_query(views: &[View]) -> sea_orm::InsertMany<recent_views::ActiveModel> {
     let rows = views.iter().map(|v| recent_views::ActiveModel {
         agent: sea_orm::Set(v.agent.clone()),
         customer_id: sea_orm::Set(v.customer_id.clone()),
         view_time: sea_orm::Set(v.time),
     });
-    recent_views::Entity::insert_many(rows)
-        .on_conflict(
-            OnConflict::columns([
-                recent_views::Column::Agent,
-                recent_views::Column::CustomerId,
-            ])
-            .update_column(recent_views::Column::ViewTime)
-            .action_and_where(Expr::cust("excluded.view_time > recent_views.view_time"))
-            .to_owned(),
-        )
-        .exec_without_returning(db)
-        .await?;
-    Ok(())
+    recent_views::Entity::insert_many(rows).on_conflict(
+        OnConflict::columns([
+            recent_views::Column::Agent,
+            recent_views::Column::CustomerId,
+        ])
+        .update_column(recent_views::Column::ViewTime)
+        .action_and_where(Expr::cust("excluded.view_time > recent_views.view_time"))
+        .to_owned(),
+    )
 }
 
 /// The oldest view time still in the window at `now`.

@@ -53,6 +53,11 @@ fn ok_list(result: Result<pb::ListActivitiesResponse, Status>) -> pb::ListActivi
     result.unwrap_or_else(|status| panic!("list activities failed: {status:?}"))
 }
 
+/// When an activity happened, comparable.
+fn occurred(activity: &pb::Activity) -> Option<(i64, i32)> {
+    activity.occur_time.map(|t| (t.seconds, t.nanos))
+}
+
 fn ids<'a>(items: impl IntoIterator<Item = &'a String>) -> Vec<&'a str> {
     items.into_iter().map(String::as_str).collect()
 }
@@ -465,6 +470,74 @@ async fn twenty_concurrent_retries_of_one_interaction_log_one_activity(backend: 
     assert_eq!(replay.request, Some(renamed.clone()));
     assert_eq!(replay.open_requests, vec![renamed]);
     assert_eq!(activities_of(&app, &ana.id).await.len(), 1);
+}
+
+#[apply(backends)]
+#[tokio::test]
+async fn concurrent_calls_of_one_customer_open_one_request_and_log_every_activity(
+    backend: Backend,
+) {
+    let Some(app) = TestApp::spawn(backend).await else {
+        return;
+    };
+    let ana = app
+        .create_customer(pb::Customer {
+            contact_points: vec![phone("+14155550100")],
+            ..customer("Ana", "Lopez")
+        })
+        .await;
+    const CALLS: usize = 24;
+    let barrier = Arc::new(Barrier::new(CALLS));
+    let mut tasks = Vec::new();
+    for n in 0..CALLS {
+        let mut client = context_client(app.new_channel().await);
+        let barrier = barrier.clone();
+        tasks.push(tokio::spawn(async move {
+            barrier.wait().await;
+            client
+                .open_context(as_agent(
+                    ROUTER,
+                    call(&format!("call-{n}"), "+1 415 555 0100"),
+                ))
+                .await
+                .map(tonic::Response::into_inner)
+        }));
+    }
+    let mut responses = Vec::new();
+    for task in tasks {
+        let response = within("concurrent OpenContext", task)
+            .await
+            .expect("task")
+            .expect("every call succeeds");
+        responses.push(response);
+    }
+    // One call opened the request; every other joined it, whichever transaction it was recorded in.
+    let requests = app.list_requests(&ana.id, RequestStatus::Unspecified).await;
+    assert_eq!(requests.len(), 1, "{requests:?}");
+    let activities = activities_of(&app, &ana.id).await;
+    assert_eq!(activities.len(), CALLS);
+    for response in &responses {
+        assert_eq!(response.customer.as_ref().map(|c| &c.id), Some(&ana.id));
+        assert_eq!(
+            response.request.as_ref().map(|r| &r.id),
+            Some(&requests[0].id)
+        );
+        let activity = response.activity.clone().expect("activity");
+        // What the router was given is what was stored.
+        assert!(activities.contains(&activity), "{activity:?} not stored");
+        assert_eq!(activity.request_id, requests[0].id);
+        // The gadget's journey includes the call's own activity, newest first.
+        assert!(response.recent_activities.contains(&activity));
+        assert!(
+            response
+                .recent_activities
+                .windows(2)
+                .all(|pair| occurred(&pair[0]) >= occurred(&pair[1]))
+        );
+        assert_eq!(response.open_requests.len(), 1);
+    }
+    let distinct: BTreeSet<String> = activities.iter().map(|a| a.id.clone()).collect();
+    assert_eq!(distinct.len(), CALLS);
 }
 
 #[apply(backends)]

@@ -1,0 +1,596 @@
+//! `OpenContext` on SQLite: the interactions of concurrent calls are recorded by one connection thread, many in
+//! one write transaction (group commit).
+//!
+//! Through the pooled connections each call's dozen statements were a round trip each between the call's task
+//! and the connection's thread, with SQLite's single write lock held across all of them, so those round trips
+//! bounded the whole service's throughput. Here a thread owns a connection of its own and takes every call
+//! waiting for it. It runs each call in place, under a savepoint of its own: the idempotency check, matching the
+//! caller, joining or opening the request, logging the activity with its change-log rows, queueing the
+//! notification, the agent's Recent entry, and reading what the gadget shows. Then it commits once and answers
+//! them all. A call that fails rolls back to its savepoint alone; a failed commit fails every call of the batch,
+//! and none of them was acknowledged.
+//!
+//! The statements are the ones the rest of the store builds with sea-orm's query builder, prepared once and kept.
+//! While it writes, the thread holds the write pool's only connection, so it never competes with the other
+//! writers for SQLite's lock: the same one-writer-at-a-time discipline as every other write.
+
+use std::{
+    collections::HashMap,
+    path::{Path, PathBuf},
+    sync::{Arc, mpsc},
+    thread,
+};
+
+use rusqlite::{Connection, OpenFlags, Row, types::Value as SqlValue};
+use sea_orm::{
+    DbBackend, EntityTrait, QuerySelect, QueryTrait, sea_query::Value, sqlx::SqlitePool,
+};
+use tokio::sync::{Notify, oneshot};
+
+use super::{
+    LookupKey, activities,
+    caller::{self, Caller},
+    change_log,
+    context::{self, ContextResult, MAX_OPEN_REQUESTS, OpenContext, RequestPolicy, interactions},
+    customers::{self, lookup_query},
+    entity,
+    outbox::{self, OutboxSignal},
+    recent::{self, View},
+    requests,
+};
+use crate::{
+    domain::{customer::Customer, time::now_micros},
+    error::{Error, Result},
+};
+
+/// Most calls recorded in one transaction.
+const MAX_BATCH: usize = 256;
+/// Prepared statements kept by the connection (every statement of an `OpenContext`, with room to spare).
+const STATEMENT_CACHE: usize = 64;
+
+/// What the thread did for one call.
+pub(super) enum Outcome {
+    /// This call recorded the interaction; what the gadget shows.
+    Opened(Box<ContextResult>),
+    /// The interaction id was recorded before (by an earlier call or one earlier in the same batch).
+    Replay(interactions::Model),
+}
+
+struct Job {
+    acting_agent: String,
+    input: OpenContext,
+    reply: oneshot::Sender<Result<Outcome>>,
+}
+
+type Batch = (Vec<Job>, oneshot::Sender<()>);
+
+/// Handle to the recording thread; calls queue on it.
+#[derive(Debug)]
+pub(super) struct GroupCommit {
+    jobs: tokio::sync::mpsc::UnboundedSender<Job>,
+}
+
+impl GroupCommit {
+    /// Opens a connection to the database file at `path` and starts the thread, and the task that hands it
+    /// batches while holding `write_lock`'s connection. Must be called within the Tokio runtime.
+    pub(super) fn start(
+        path: &Path,
+        synchronous: &str,
+        write_lock: SqlitePool,
+        log_appended: Arc<Notify>,
+        outbox: Arc<OutboxSignal>,
+    ) -> Result<GroupCommit> {
+        let conn = open(path, synchronous)?;
+        let (jobs, queued) = tokio::sync::mpsc::unbounded_channel();
+        let (batches, to_write) = mpsc::channel::<Batch>();
+        thread::Builder::new()
+            .name("sqlite-open-context".to_owned())
+            .spawn(move || {
+                let mut writer = Writer {
+                    conn,
+                    log_appended,
+                    outbox,
+                };
+                while let Ok((jobs, done)) = to_write.recv() {
+                    writer.write(jobs);
+                    let _ = done.send(());
+                }
+            })
+            .map_err(|e| Error::internal(format!("cannot start the OpenContext writer: {e}")))?;
+        tokio::spawn(hand_batches(queued, batches, write_lock));
+        Ok(GroupCommit { jobs })
+    }
+
+    /// Records one call (or finds it recorded) and answers when its transaction has committed.
+    pub(super) async fn open(&self, acting_agent: &str, input: &OpenContext) -> Result<Outcome> {
+        let (reply, answer) = oneshot::channel();
+        let job = Job {
+            acting_agent: acting_agent.to_owned(),
+            input: input.clone(),
+            reply,
+        };
+        self.jobs
+            .send(job)
+            .map_err(|_| Error::Unavailable("the service is shutting down".to_owned()))?;
+        answer.await.map_err(|_| {
+            Error::Unavailable("the service stopped before the interaction was recorded".to_owned())
+        })?
+    }
+}
+
+/// Takes every queued call (up to [`MAX_BATCH`]), waits for the write lock and has the thread record them.
+async fn hand_batches(
+    mut queued: tokio::sync::mpsc::UnboundedReceiver<Job>,
+    batches: mpsc::Sender<Batch>,
+    write_lock: SqlitePool,
+) {
+    let take_waiting = |queued: &mut tokio::sync::mpsc::UnboundedReceiver<Job>,
+                        batch: &mut Vec<Job>| {
+        while batch.len() < MAX_BATCH {
+            match queued.try_recv() {
+                Ok(job) => batch.push(job),
+                Err(_) => break,
+            }
+        }
+    };
+    while let Some(first) = queued.recv().await {
+        let mut batch = vec![first];
+        take_waiting(&mut queued, &mut batch);
+        let lock = match write_lock.acquire().await {
+            Ok(lock) => lock,
+            Err(err) => {
+                let message = format!("the database is busy: {err}");
+                for job in batch {
+                    let _ = job.reply.send(Err(Error::Unavailable(message.clone())));
+                }
+                continue;
+            }
+        };
+        // Calls that arrived while the lock was taken join this transaction.
+        take_waiting(&mut queued, &mut batch);
+        let (done, written) = oneshot::channel();
+        if batches.send((batch, done)).is_err() {
+            return;
+        }
+        let _ = written.await;
+        drop(lock);
+    }
+}
+
+/// The file a `sqlite:` URL names; None for an in-memory database (which a second connection cannot share).
+pub(super) fn database_file(url: &str) -> Option<PathBuf> {
+    let rest = url
+        .strip_prefix("sqlite://")
+        .or_else(|| url.strip_prefix("sqlite:"))?;
+    let (path, query) = rest.split_once('?').unwrap_or((rest, ""));
+    let in_memory = path.is_empty()
+        || path == ":memory:"
+        || query.split('&').any(|option| option == "mode=memory");
+    let path = PathBuf::from(path);
+    (!in_memory && path.is_file()).then_some(path)
+}
+
+fn open(path: &Path, synchronous: &str) -> Result<Connection> {
+    let flags = OpenFlags::SQLITE_OPEN_READ_WRITE | OpenFlags::SQLITE_OPEN_NO_MUTEX;
+    let conn = Connection::open_with_flags(path, flags).map_err(db_error)?;
+    conn.busy_timeout(std::time::Duration::from_secs(10))
+        .map_err(db_error)?;
+    // The settings of the pooled connections (see `Store::connect`).
+    conn.execute_batch(&format!(
+        "PRAGMA foreign_keys = ON; PRAGMA synchronous = {synchronous}; PRAGMA temp_store = MEMORY; \
+         PRAGMA secure_delete = ON; PRAGMA mmap_size = {};",
+        super::SQLITE_MMAP_BYTES
+    ))
+    .map_err(db_error)?;
+    conn.set_prepared_statement_cache_capacity(STATEMENT_CACHE);
+    Ok(conn)
+}
+
+struct Writer {
+    conn: Connection,
+    log_appended: Arc<Notify>,
+    outbox: Arc<OutboxSignal>,
+}
+
+impl Writer {
+    /// Records a batch in one transaction and answers each call once it has committed (or failed).
+    fn write(&mut self, jobs: Vec<Job>) {
+        if let Err(err) = self.conn.execute_batch("BEGIN IMMEDIATE") {
+            for job in jobs {
+                let _ = job.reply.send(Err(shared_error(&err)));
+            }
+            return;
+        }
+        let mut answers = Vec::with_capacity(jobs.len());
+        let mut queued = false;
+        for job in jobs {
+            let outcome = in_savepoint(&self.conn, |conn| {
+                open_one(conn, &job.acting_agent, &job.input, &mut queued)
+            });
+            answers.push((job.reply, outcome));
+        }
+        match self.conn.execute_batch("COMMIT") {
+            Ok(()) => {
+                self.log_appended.notify_one();
+                if queued {
+                    self.outbox.queued();
+                }
+                self.outbox.committed();
+                for (reply, outcome) in answers {
+                    let _ = reply.send(outcome);
+                }
+            }
+            Err(err) => {
+                let _ = self.conn.execute_batch("ROLLBACK");
+                tracing::warn!(error = %err, calls = answers.len(), "an OpenContext batch did not commit");
+                for (reply, _) in answers {
+                    let _ = reply.send(Err(shared_error(&err)));
+                }
+            }
+        }
+    }
+}
+
+/// Runs `f` under a savepoint: kept when it succeeds, rolled back when it fails.
+fn in_savepoint<T>(conn: &Connection, f: impl FnOnce(&Connection) -> Result<T>) -> Result<T> {
+    conn.execute_batch("SAVEPOINT interaction")
+        .map_err(db_error)?;
+    match f(conn) {
+        Ok(value) => {
+            conn.execute_batch("RELEASE interaction")
+                .map_err(db_error)?;
+            Ok(value)
+        }
+        Err(err) => {
+            conn.execute_batch("ROLLBACK TO interaction; RELEASE interaction")
+                .map_err(db_error)?;
+            Err(err)
+        }
+    }
+}
+
+/// One call inside the batch's transaction: its reads see every earlier call of the batch.
+fn open_one(
+    conn: &Connection,
+    acting_agent: &str,
+    input: &OpenContext,
+    queued: &mut bool,
+) -> Result<Outcome> {
+    let recorded = all(
+        conn,
+        &interactions::Entity::find_by_id(input.interaction_id.clone()),
+        interaction_row,
+    )?;
+    if let Some(done) = recorded.into_iter().next() {
+        return Ok(Outcome::Replay(done));
+    }
+    let caller = identify(conn, input)?;
+    let known = match &caller {
+        Caller::Known(customer) => Some(customer.as_ref()),
+        _ => None,
+    };
+    let customer_id = known.map(|c| c.id.as_str());
+    let attached = match customer_id {
+        Some(id) if input.policy != RequestPolicy::None => {
+            let query = context::open_requests_newest_first(id).limit(1);
+            requests_of(all(conn, &query, request_row)?)?.pop()
+        }
+        _ => None,
+    };
+    let now = now_micros();
+    let (created_request, request, activity) =
+        context::plan(acting_agent, input, customer_id, attached, now);
+    execute(conn, &context::claim(input, &caller, &activity)?)?;
+    let mut changes = Vec::with_capacity(2);
+    if let Some(new) = &created_request {
+        execute(
+            conn,
+            &entity::requests::Entity::insert(requests::to_active(new)?),
+        )?;
+        changes.push(context::request_created(acting_agent, new));
+    }
+    execute(
+        conn,
+        &entity::activities::Entity::insert(activities::to_active(&activity)?),
+    )?;
+    changes.push(context::activity_created(acting_agent, &activity));
+    let rows = changes
+        .into_iter()
+        .map(change_log::to_row)
+        .collect::<Result<Vec<_>>>()?;
+    execute(conn, &entity::change_log::Entity::insert_many(rows))?;
+    if let Some(row) = outbox::notification_row(&activity, known)? {
+        *queued |= execute(conn, &outbox::queue(row))? > 0;
+    }
+    let (open_requests, recent_activities) = match customer_id {
+        Some(id) => {
+            let view = View {
+                agent: input.agent.clone(),
+                customer_id: id.to_owned(),
+                time: now,
+            };
+            execute(conn, &recent::upsert_query(&[view]))?;
+            let open = context::open_requests_newest_first(id).limit(MAX_OPEN_REQUESTS);
+            let newest = context::newest_activities_query(id);
+            (
+                requests_of(all(conn, &open, request_row)?)?,
+                all(conn, &newest, activity_row)?
+                    .into_iter()
+                    .map(activities::from_model)
+                    .collect::<Result<Vec<_>>>()?,
+            )
+        }
+        None => (Vec::new(), Vec::new()),
+    };
+    let (customer, candidates, prefill) = match caller {
+        Caller::Known(customer) => (Some(*customer), Vec::new(), None),
+        Caller::Ambiguous(candidates) => (None, candidates, None),
+        Caller::Unknown => (None, Vec::new(), Some(input.prefill.clone())),
+    };
+    Ok(Outcome::Opened(Box::new(ContextResult {
+        customer,
+        candidates,
+        activity: Some(activity),
+        request,
+        open_requests,
+        recent_activities,
+        prefill,
+    })))
+}
+
+/// [`Store::identify`](super::Store) on this connection.
+fn identify(conn: &Connection, input: &OpenContext) -> Result<Caller> {
+    let found = caller::lookups(input)
+        .into_iter()
+        .map(|(kind, key): (LookupKey, String)| {
+            all(conn, &lookup_query(kind, &key, None), customer_row)?
+                .into_iter()
+                .map(customers::from_model)
+                .collect::<Result<Vec<Customer>>>()
+        })
+        .collect::<Result<Vec<_>>>()?;
+    let mut matched = caller::best_matches(found);
+    match matched.len() {
+        0 => Ok(Caller::Unknown),
+        1 => Ok(Caller::Known(Box::new(matched.remove(0)))),
+        _ => {
+            let latest: HashMap<String, Option<i64>> =
+                all(conn, &caller::latest_activity_query(&matched), |row| {
+                    Ok((row.get(0)?, row.get(1)?))
+                })?
+                .into_iter()
+                .collect();
+            Ok(caller::ambiguous(matched, &latest))
+        }
+    }
+}
+
+fn requests_of(rows: Vec<entity::requests::Model>) -> Result<Vec<crate::domain::request::Request>> {
+    rows.into_iter().map(requests::from_model).collect()
+}
+
+/// Runs a query built by sea-orm and decodes its rows.
+fn all<T>(
+    conn: &Connection,
+    query: &impl QueryTrait,
+    decode: impl FnMut(&Row<'_>) -> rusqlite::Result<T>,
+) -> Result<Vec<T>> {
+    let statement = query.build(DbBackend::Sqlite);
+    let mut prepared = conn.prepare_cached(&statement.sql).map_err(db_error)?;
+    let params = parameters(&statement)?;
+    let rows = prepared
+        .query_map(rusqlite::params_from_iter(params), decode)
+        .map_err(db_error)?;
+    rows.collect::<rusqlite::Result<Vec<T>>>().map_err(db_error)
+}
+
+/// Runs a statement built by sea-orm and returns how many rows it changed.
+fn execute(conn: &Connection, query: &impl QueryTrait) -> Result<usize> {
+    let statement = query.build(DbBackend::Sqlite);
+    let mut prepared = conn.prepare_cached(&statement.sql).map_err(db_error)?;
+    let params = parameters(&statement)?;
+    prepared
+        .execute(rusqlite::params_from_iter(params))
+        .map_err(db_error)
+}
+
+fn parameters(statement: &sea_orm::Statement) -> Result<Vec<SqlValue>> {
+    statement
+        .values
+        .iter()
+        .flat_map(|values| values.0.iter())
+        .map(sql_value)
+        .collect()
+}
+
+/// A bound value as SQLite stores it.
+fn sql_value(value: &Value) -> Result<SqlValue> {
+    fn int(value: Option<impl Into<i64>>) -> SqlValue {
+        value.map_or(SqlValue::Null, |v| SqlValue::Integer(v.into()))
+    }
+    Ok(match value {
+        Value::Bool(v) => int(*v),
+        Value::TinyInt(v) => int(*v),
+        Value::SmallInt(v) => int(*v),
+        Value::Int(v) => int(*v),
+        Value::BigInt(v) => int(*v),
+        Value::TinyUnsigned(v) => int(*v),
+        Value::SmallUnsigned(v) => int(*v),
+        Value::Unsigned(v) => int(*v),
+        // Limits and offsets.
+        Value::BigUnsigned(Some(v)) => SqlValue::Integer(
+            i64::try_from(*v)
+                .map_err(|_| Error::internal(format!("{v} is out of SQLite's integer range")))?,
+        ),
+        Value::BigUnsigned(None) => SqlValue::Null,
+        Value::Float(v) => v.map_or(SqlValue::Null, |v| SqlValue::Real(v.into())),
+        Value::Double(v) => v.map_or(SqlValue::Null, SqlValue::Real),
+        Value::String(v) => v.clone().map_or(SqlValue::Null, SqlValue::Text),
+        Value::Char(v) => v.map_or(SqlValue::Null, |c| SqlValue::Text(c.to_string())),
+        Value::Bytes(v) => v.clone().map_or(SqlValue::Null, SqlValue::Blob),
+        other => {
+            return Err(Error::internal(format!(
+                "no SQLite binding for the value {other:?}"
+            )));
+        }
+    })
+}
+
+fn db_error(err: rusqlite::Error) -> Error {
+    shared_error(&err)
+}
+
+/// The error every call of a failed batch gets.
+fn shared_error(err: &rusqlite::Error) -> Error {
+    match err.sqlite_error_code() {
+        Some(rusqlite::ErrorCode::DatabaseBusy | rusqlite::ErrorCode::DatabaseLocked) => {
+            Error::Unavailable(format!("the database is busy: {err}"))
+        }
+        _ => Error::internal(format!("database: {err}")),
+    }
+}
+
+/// A decoder of a table's rows into its sea-orm model, column by name; the compiler checks that every field is
+/// named.
+macro_rules! row_decoder {
+    ($name:ident, $($model:ident)::+ { $($field:ident),* $(,)? }) => {
+        fn $name(row: &Row<'_>) -> rusqlite::Result<$($model)::+> {
+            Ok($($model)::+ {
+                $($field: row.get(stringify!($field))?),*
+            })
+        }
+    };
+}
+
+row_decoder!(
+    customer_row,
+    entity::customers::Model {
+        id,
+        version,
+        first_name,
+        last_name,
+        company,
+        gender,
+        customer_number,
+        contact_points,
+        notes,
+        tags,
+        credit_hold,
+        attributes,
+        search_text,
+        create_time,
+        update_time,
+        created_by,
+        updated_by,
+        locked,
+        anonymize_time,
+    }
+);
+
+row_decoder!(
+    request_row,
+    entity::requests::Model {
+        id,
+        version,
+        customer_id,
+        title,
+        description,
+        status,
+        tags,
+        close_time,
+        create_time,
+        update_time,
+        created_by,
+        updated_by,
+    }
+);
+
+row_decoder!(
+    activity_row,
+    entity::activities::Model {
+        id,
+        version,
+        customer_id,
+        request_id,
+        channel,
+        direction,
+        internal,
+        topic,
+        notes,
+        tags,
+        occur_time,
+        follow_up_time,
+        entered_by,
+        contact_name,
+        contact_phone,
+        contact_email,
+        sales_contact,
+        salesperson,
+        reference,
+        create_time,
+        update_time,
+        created_by,
+        updated_by,
+    }
+);
+
+row_decoder!(
+    interaction_row,
+    interactions::Model {
+        interaction_id,
+        customer_id,
+        candidate_ids,
+        activity_id,
+        request_id,
+        prefill,
+        agent,
+        create_time,
+    }
+);
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn only_database_files_get_a_connection_of_their_own() {
+        let dir = tempfile::tempdir().expect("temporary directory");
+        let file = dir.path().join("cc.db");
+        std::fs::write(&file, b"").expect("file");
+        let url = format!("sqlite://{}?mode=rwc", file.display());
+        assert_eq!(database_file(&url), Some(file.clone()));
+        assert_eq!(
+            database_file(&format!("sqlite:{}", file.display())),
+            Some(file)
+        );
+        assert_eq!(database_file("sqlite::memory:"), None);
+        assert_eq!(
+            database_file("sqlite://shared?mode=memory&cache=shared"),
+            None
+        );
+        assert_eq!(database_file("sqlite://no-such-file.db"), None);
+        assert_eq!(database_file("postgres://localhost/cc"), None);
+    }
+
+    #[test]
+    fn bound_values_keep_their_sqlite_types() {
+        assert_eq!(
+            sql_value(&Value::Bool(Some(true))).unwrap(),
+            SqlValue::Integer(1)
+        );
+        assert_eq!(sql_value(&Value::Int(None)).unwrap(), SqlValue::Null);
+        assert_eq!(
+            sql_value(&Value::String(Some("Zoë".to_owned()))).unwrap(),
+            SqlValue::Text("Zoë".to_owned())
+        );
+        assert_eq!(
+            sql_value(&Value::BigInt(Some(-7))).unwrap(),
+            SqlValue::Integer(-7)
+        );
+        assert_eq!(
+            sql_value(&Value::BigUnsigned(Some(20))).unwrap(),
+            SqlValue::Integer(20)
+        );
+        assert!(sql_value(&Value::BigUnsigned(Some(u64::MAX))).is_err());
+    }
+}
