@@ -194,59 +194,88 @@ struct Writer {
 
 impl Writer {
     /// Records a batch in one transaction and answers each call once it has committed (or failed).
+    ///
+    /// The calls run back to back without savepoints; should one fail, which takes a database error, the
+    /// transaction is rolled back and the batch runs again with a savepoint around each call, so the failed call
+    /// leaves nothing behind and the others are recorded.
     fn write(&mut self, jobs: Vec<Job>) {
-        if let Err(err) = self.conn.execute_batch("BEGIN IMMEDIATE") {
-            for job in jobs {
-                let _ = job.reply.send(Err(shared_error(&err)));
-            }
-            return;
-        }
-        let mut answers = Vec::with_capacity(jobs.len());
-        let mut queued = false;
-        for job in jobs {
-            let outcome = in_savepoint(&self.conn, |conn| {
-                open_one(conn, &job.acting_agent, &job.input, &mut queued)
-            });
-            answers.push((job.reply, outcome));
-        }
-        match self.conn.execute_batch("COMMIT") {
-            Ok(()) => {
-                self.log_appended.notify_one();
-                if queued {
-                    self.outbox.queued();
-                }
-                self.outbox.committed();
-                for (reply, outcome) in answers {
-                    let _ = reply.send(outcome);
+        let outcomes = match self.attempt(&jobs, false) {
+            Ok(outcomes) if outcomes.iter().all(Result::is_ok) => Ok(outcomes),
+            Ok(_) => self.attempt(&jobs, true),
+            Err(err) => Err(err),
+        };
+        match outcomes {
+            Ok(outcomes) => {
+                for (job, outcome) in jobs.into_iter().zip(outcomes) {
+                    let _ = job.reply.send(outcome);
                 }
             }
             Err(err) => {
-                let _ = self.conn.execute_batch("ROLLBACK");
-                tracing::warn!(error = %err, calls = answers.len(), "an OpenContext batch did not commit");
-                for (reply, _) in answers {
-                    let _ = reply.send(Err(shared_error(&err)));
+                tracing::warn!(error = %err, calls = jobs.len(), "an OpenContext batch did not commit");
+                for job in jobs {
+                    let _ = job.reply.send(Err(shared_error(&err)));
                 }
             }
         }
+    }
+
+    /// One transaction over the batch: each call's outcome, or the error that kept it from committing. Without
+    /// `savepoints` a failed call is rolled back with the whole transaction.
+    fn attempt(
+        &mut self,
+        jobs: &[Job],
+        savepoints: bool,
+    ) -> rusqlite::Result<Vec<Result<Outcome>>> {
+        run(&self.conn, "BEGIN IMMEDIATE")?;
+        let mut outcomes = Vec::with_capacity(jobs.len());
+        let mut queued = false;
+        for job in jobs {
+            let mut one =
+                |conn: &Connection| open_one(conn, &job.acting_agent, &job.input, &mut queued);
+            let outcome = if savepoints {
+                in_savepoint(&self.conn, one)
+            } else {
+                one(&self.conn)
+            };
+            let failed = outcome.is_err();
+            outcomes.push(outcome);
+            if failed && !savepoints {
+                run(&self.conn, "ROLLBACK")?;
+                return Ok(outcomes);
+            }
+        }
+        if let Err(err) = run(&self.conn, "COMMIT") {
+            let _ = run(&self.conn, "ROLLBACK");
+            return Err(err);
+        }
+        self.log_appended.notify_one();
+        if queued {
+            self.outbox.queued();
+        }
+        self.outbox.committed();
+        Ok(outcomes)
     }
 }
 
 /// Runs `f` under a savepoint: kept when it succeeds, rolled back when it fails.
 fn in_savepoint<T>(conn: &Connection, f: impl FnOnce(&Connection) -> Result<T>) -> Result<T> {
-    conn.execute_batch("SAVEPOINT interaction")
-        .map_err(db_error)?;
+    run(conn, "SAVEPOINT interaction").map_err(db_error)?;
     match f(conn) {
         Ok(value) => {
-            conn.execute_batch("RELEASE interaction")
-                .map_err(db_error)?;
+            run(conn, "RELEASE interaction").map_err(db_error)?;
             Ok(value)
         }
         Err(err) => {
-            conn.execute_batch("ROLLBACK TO interaction; RELEASE interaction")
-                .map_err(db_error)?;
+            run(conn, "ROLLBACK TO interaction").map_err(db_error)?;
+            run(conn, "RELEASE interaction").map_err(db_error)?;
             Err(err)
         }
     }
+}
+
+/// Runs a statement without parameters, prepared once.
+fn run(conn: &Connection, sql: &str) -> rusqlite::Result<()> {
+    conn.prepare_cached(sql)?.execute([]).map(drop)
 }
 
 /// One call inside the batch's transaction: its reads see every earlier call of the batch.
@@ -375,7 +404,7 @@ fn all<T>(
     query: &impl QueryTrait,
     decode: impl FnMut(&Row<'_>) -> rusqlite::Result<T>,
 ) -> Result<Vec<T>> {
-    let statement = query.build(DbBackend::Sqlite);
+    let statement = literal_limit(query.build(DbBackend::Sqlite));
     let mut prepared = conn.prepare_cached(&statement.sql).map_err(db_error)?;
     let params = parameters(&statement)?;
     let rows = prepared
@@ -392,6 +421,22 @@ fn execute(conn: &Connection, query: &impl QueryTrait) -> Result<usize> {
     prepared
         .execute(rusqlite::params_from_iter(params))
         .map_err(db_error)
+}
+
+/// The statement with its `LIMIT` written as a number instead of a bound value. SQLite plans with the value of
+/// a bound limit, so binding it again makes it plan the statement again on every run, which cost more than
+/// running it.
+fn literal_limit(mut statement: sea_orm::Statement) -> sea_orm::Statement {
+    let Some(values) = statement.values.as_mut() else {
+        return statement;
+    };
+    if let (Some(Value::BigUnsigned(Some(limit))), Some(rest)) =
+        (values.0.last(), statement.sql.strip_suffix(" LIMIT ?"))
+    {
+        statement.sql = format!("{rest} LIMIT {limit}");
+        values.0.pop();
+    }
+    statement
 }
 
 fn parameters(statement: &sea_orm::Statement) -> Result<Vec<SqlValue>> {
@@ -450,20 +495,26 @@ fn shared_error(err: &rusqlite::Error) -> Error {
     }
 }
 
-/// A decoder of a table's rows into its sea-orm model, column by name; the compiler checks that every field is
-/// named.
+/// A decoder of a table's rows into its sea-orm model. The fields are listed in the order the model declares
+/// them, which is the order of the columns sea-orm selects (a unit test checks it), so columns are read by
+/// position; the compiler checks that every field is named.
 macro_rules! row_decoder {
-    ($name:ident, $($model:ident)::+ { $($field:ident),* $(,)? }) => {
+    ($name:ident, $columns:ident, $($model:ident)::+ { $($field:ident),* $(,)? }) => {
         fn $name(row: &Row<'_>) -> rusqlite::Result<$($model)::+> {
+            let mut column = 0..;
             Ok($($model)::+ {
-                $($field: row.get(stringify!($field))?),*
+                $($field: row.get(column.next().unwrap_or_default())?),*
             })
         }
+
+        #[cfg(test)]
+        const $columns: &[&str] = &[$(stringify!($field)),*];
     };
 }
 
 row_decoder!(
     customer_row,
+    CUSTOMER_COLUMNS,
     entity::customers::Model {
         id,
         version,
@@ -489,6 +540,7 @@ row_decoder!(
 
 row_decoder!(
     request_row,
+    REQUEST_COLUMNS,
     entity::requests::Model {
         id,
         version,
@@ -507,6 +559,7 @@ row_decoder!(
 
 row_decoder!(
     activity_row,
+    ACTIVITY_COLUMNS,
     entity::activities::Model {
         id,
         version,
@@ -536,6 +589,7 @@ row_decoder!(
 
 row_decoder!(
     interaction_row,
+    INTERACTION_COLUMNS,
     interactions::Model {
         interaction_id,
         customer_id,
@@ -570,6 +624,33 @@ mod tests {
         );
         assert_eq!(database_file("sqlite://no-such-file.db"), None);
         assert_eq!(database_file("postgres://localhost/cc"), None);
+    }
+
+    fn selected<E: EntityTrait>() -> Vec<String> {
+        use sea_orm::{ColumnTrait, Iterable};
+        E::Column::iter()
+            .map(|c| c.as_column_ref().1.to_string())
+            .collect()
+    }
+
+    #[test]
+    fn decoders_read_the_columns_in_the_order_they_are_selected() {
+        assert_eq!(selected::<entity::customers::Entity>(), CUSTOMER_COLUMNS);
+        assert_eq!(selected::<entity::requests::Entity>(), REQUEST_COLUMNS);
+        assert_eq!(selected::<entity::activities::Entity>(), ACTIVITY_COLUMNS);
+        assert_eq!(selected::<interactions::Entity>(), INTERACTION_COLUMNS);
+    }
+
+    #[test]
+    fn limits_are_written_into_the_statement() {
+        let query = context::newest_activities_query("c1");
+        let statement = literal_limit(query.build(DbBackend::Sqlite));
+        assert!(statement.sql.ends_with(" LIMIT 20"), "{}", statement.sql);
+        let values = statement.values.expect("values").0;
+        assert_eq!(values, vec![Value::String(Some("c1".to_owned()))]);
+        let unlimited = interactions::Entity::find_by_id("x".to_owned());
+        let statement = literal_limit(unlimited.build(DbBackend::Sqlite));
+        assert!(!statement.sql.contains("LIMIT"), "{}", statement.sql);
     }
 
     #[test]
