@@ -448,9 +448,7 @@ async fn open_requests(
     customer_id: &str,
     limit: u64,
 ) -> Result<Vec<Request>> {
-    open_requests_newest_first(customer_id)
-        .limit(limit)
-        .all(db)
+    super::all_limited(db, open_requests_newest_first(customer_id).limit(limit))
         .await?
         .into_iter()
         .map(requests::from_model)
@@ -482,8 +480,7 @@ pub(super) fn newest_activities_query(
 }
 
 async fn newest_activities(db: &impl ConnectionTrait, customer_id: &str) -> Result<Vec<Activity>> {
-    newest_activities_query(customer_id)
-        .all(db)
+    super::all_limited(db, newest_activities_query(customer_id))
         .await?
         .into_iter()
         .map(activities::from_model)

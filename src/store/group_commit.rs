@@ -81,6 +81,10 @@ impl GroupCommit {
         outbox: Arc<OutboxSignal>,
     ) -> Result<GroupCommit> {
         let conn = open(path, synchronous)?;
+        // Commits do not stop to copy the log into the database file: a thread of its own does, between them.
+        conn.pragma_update(None, "wal_autocheckpoint", 0)
+            .map_err(db_error)?;
+        let checkpoint = start_checkpointer(open(path, synchronous)?)?;
         let (jobs, queued) = tokio::sync::mpsc::unbounded_channel();
         let (batches, to_write) = mpsc::channel::<Batch>();
         thread::Builder::new()
@@ -90,6 +94,7 @@ impl GroupCommit {
                     conn,
                     log_appended,
                     outbox,
+                    checkpoint,
                 };
                 while let Ok((jobs, done)) = to_write.recv() {
                     writer.write(jobs);
@@ -190,6 +195,29 @@ struct Writer {
     conn: Connection,
     log_appended: Arc<Notify>,
     outbox: Arc<OutboxSignal>,
+    /// Asks the checkpointer to copy what was committed into the database file.
+    checkpoint: mpsc::SyncSender<()>,
+}
+
+/// How long the checkpointer waits between checkpoints, so a stream of commits is copied in a few large steps.
+const CHECKPOINT_PAUSE: std::time::Duration = std::time::Duration::from_millis(100);
+
+/// Starts the thread that copies the write-ahead log into the database file after commits (a passive
+/// checkpoint: it never blocks the writer or readers). Returns the handle the writer signals after a commit.
+fn start_checkpointer(conn: Connection) -> Result<mpsc::SyncSender<()>> {
+    let (signal, committed) = mpsc::sync_channel::<()>(1);
+    thread::Builder::new()
+        .name("sqlite-checkpoint".to_owned())
+        .spawn(move || {
+            while committed.recv().is_ok() {
+                if let Err(err) = conn.query_row("PRAGMA wal_checkpoint(PASSIVE)", [], |_| Ok(())) {
+                    tracing::warn!(error = %err, "checkpoint of the write-ahead log failed");
+                }
+                thread::sleep(CHECKPOINT_PAUSE);
+            }
+        })
+        .map_err(|e| Error::internal(format!("cannot start the checkpointer: {e}")))?;
+    Ok(signal)
 }
 
 impl Writer {
@@ -249,6 +277,8 @@ impl Writer {
             return Err(err);
         }
         self.log_appended.notify_one();
+        // Full: a checkpoint is already due.
+        let _ = self.checkpoint.try_send(());
         if queued {
             self.outbox.queued();
         }
@@ -404,7 +434,7 @@ fn all<T>(
     query: &impl QueryTrait,
     decode: impl FnMut(&Row<'_>) -> rusqlite::Result<T>,
 ) -> Result<Vec<T>> {
-    let statement = literal_limit(query.build(DbBackend::Sqlite));
+    let statement = super::literal_limit(query.build(DbBackend::Sqlite));
     let mut prepared = conn.prepare_cached(&statement.sql).map_err(db_error)?;
     let params = parameters(&statement)?;
     let rows = prepared
@@ -421,22 +451,6 @@ fn execute(conn: &Connection, query: &impl QueryTrait) -> Result<usize> {
     prepared
         .execute(rusqlite::params_from_iter(params))
         .map_err(db_error)
-}
-
-/// The statement with its `LIMIT` written as a number instead of a bound value. SQLite plans with the value of
-/// a bound limit, so binding it again makes it plan the statement again on every run, which cost more than
-/// running it.
-fn literal_limit(mut statement: sea_orm::Statement) -> sea_orm::Statement {
-    let Some(values) = statement.values.as_mut() else {
-        return statement;
-    };
-    if let (Some(Value::BigUnsigned(Some(limit))), Some(rest)) =
-        (values.0.last(), statement.sql.strip_suffix(" LIMIT ?"))
-    {
-        statement.sql = format!("{rest} LIMIT {limit}");
-        values.0.pop();
-    }
-    statement
 }
 
 fn parameters(statement: &sea_orm::Statement) -> Result<Vec<SqlValue>> {
@@ -644,12 +658,12 @@ mod tests {
     #[test]
     fn limits_are_written_into_the_statement() {
         let query = context::newest_activities_query("c1");
-        let statement = literal_limit(query.build(DbBackend::Sqlite));
+        let statement = super::literal_limit(query.build(DbBackend::Sqlite));
         assert!(statement.sql.ends_with(" LIMIT 20"), "{}", statement.sql);
         let values = statement.values.expect("values").0;
         assert_eq!(values, vec![Value::String(Some("c1".to_owned()))]);
         let unlimited = interactions::Entity::find_by_id("x".to_owned());
-        let statement = literal_limit(unlimited.build(DbBackend::Sqlite));
+        let statement = super::literal_limit(unlimited.build(DbBackend::Sqlite));
         assert!(!statement.sql.contains("LIMIT"), "{}", statement.sql);
     }
 

@@ -327,3 +327,31 @@ pub(crate) fn encode_json<T: Serialize>(value: &T) -> Result<String> {
 pub(crate) fn decode_json<T: DeserializeOwned>(text: &str) -> Result<T> {
     serde_json::from_str(text).map_err(|e| Error::internal(format!("corrupt JSON column: {e}")))
 }
+
+/// The statement with its `LIMIT` written as a number instead of a bound value (SQLite). SQLite plans with the
+/// value of a bound limit, so binding it again makes it plan the statement again on every run, which can cost
+/// more than running it.
+pub(crate) fn literal_limit(mut statement: sea_orm::Statement) -> sea_orm::Statement {
+    use sea_orm::sea_query::Value;
+    let Some(values) = statement.values.as_mut() else {
+        return statement;
+    };
+    if let (Some(Value::BigUnsigned(Some(limit))), Some(rest)) =
+        (values.0.last(), statement.sql.strip_suffix(" LIMIT ?"))
+    {
+        statement.sql = format!("{rest} LIMIT {limit}");
+        values.0.pop();
+    }
+    statement
+}
+
+/// Runs `query` with its limit written into the statement (see [`literal_limit`]).
+pub(crate) async fn all_limited<E: sea_orm::EntityTrait>(
+    db: &impl ConnectionTrait,
+    query: sea_orm::Select<E>,
+) -> Result<Vec<E::Model>> {
+    use sea_orm::QueryTrait;
+    let statement = literal_limit(query.build(db.get_database_backend()));
+    Ok(E::find().from_raw_sql(statement).all(db).await?)
+}
+
