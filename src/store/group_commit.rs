@@ -81,10 +81,6 @@ impl GroupCommit {
         outbox: Arc<OutboxSignal>,
     ) -> Result<GroupCommit> {
         let conn = open(path, synchronous)?;
-        // Commits do not stop to copy the log into the database file: a thread of its own does, between them.
-        conn.pragma_update(None, "wal_autocheckpoint", 0)
-            .map_err(db_error)?;
-        let checkpoint = start_checkpointer(open(path, synchronous)?)?;
         let (jobs, queued) = tokio::sync::mpsc::unbounded_channel();
         let (batches, to_write) = mpsc::channel::<Batch>();
         thread::Builder::new()
@@ -94,7 +90,6 @@ impl GroupCommit {
                     conn,
                     log_appended,
                     outbox,
-                    checkpoint,
                 };
                 while let Ok((jobs, done)) = to_write.recv() {
                     writer.write(jobs);
@@ -195,29 +190,6 @@ struct Writer {
     conn: Connection,
     log_appended: Arc<Notify>,
     outbox: Arc<OutboxSignal>,
-    /// Asks the checkpointer to copy what was committed into the database file.
-    checkpoint: mpsc::SyncSender<()>,
-}
-
-/// How long the checkpointer waits between checkpoints, so a stream of commits is copied in a few large steps.
-const CHECKPOINT_PAUSE: std::time::Duration = std::time::Duration::from_millis(100);
-
-/// Starts the thread that copies the write-ahead log into the database file after commits (a passive
-/// checkpoint: it never blocks the writer or readers). Returns the handle the writer signals after a commit.
-fn start_checkpointer(conn: Connection) -> Result<mpsc::SyncSender<()>> {
-    let (signal, committed) = mpsc::sync_channel::<()>(1);
-    thread::Builder::new()
-        .name("sqlite-checkpoint".to_owned())
-        .spawn(move || {
-            while committed.recv().is_ok() {
-                if let Err(err) = conn.query_row("PRAGMA wal_checkpoint(PASSIVE)", [], |_| Ok(())) {
-                    tracing::warn!(error = %err, "checkpoint of the write-ahead log failed");
-                }
-                thread::sleep(CHECKPOINT_PAUSE);
-            }
-        })
-        .map_err(|e| Error::internal(format!("cannot start the checkpointer: {e}")))?;
-    Ok(signal)
 }
 
 impl Writer {
@@ -277,8 +249,6 @@ impl Writer {
             return Err(err);
         }
         self.log_appended.notify_one();
-        // Full: a checkpoint is already due.
-        let _ = self.checkpoint.try_send(());
         if queued {
             self.outbox.queued();
         }
@@ -315,14 +285,6 @@ fn open_one(
     input: &OpenContext,
     queued: &mut bool,
 ) -> Result<Outcome> {
-    let recorded = all(
-        conn,
-        &interactions::Entity::find_by_id(input.interaction_id.clone()),
-        interaction_row,
-    )?;
-    if let Some(done) = recorded.into_iter().next() {
-        return Ok(Outcome::Replay(done));
-    }
     let caller = identify(conn, input)?;
     let known = match &caller {
         Caller::Known(customer) => Some(customer.as_ref()),
@@ -339,7 +301,19 @@ fn open_one(
     let now = now_micros();
     let (created_request, request, activity) =
         context::plan(acting_agent, input, customer_id, attached, now);
-    execute(conn, &context::claim(input, &caller, &activity)?)?;
+    // The claim is the call's first write: an interaction id recorded before (by an earlier call or one earlier
+    // in this batch) claims nothing, and the call returns what that one recorded.
+    if execute(conn, &context::claim(input, &caller, &activity)?)? == 0 {
+        let recorded = all(
+            conn,
+            &interactions::Entity::find_by_id(input.interaction_id.clone()),
+            interaction_row,
+        )?;
+        return match recorded.into_iter().next() {
+            Some(done) => Ok(Outcome::Replay(done)),
+            None => Err(Error::internal("interaction claimed but not found")),
+        };
+    }
     let mut changes = Vec::with_capacity(2);
     if let Some(new) = &created_request {
         execute(

@@ -354,4 +354,3 @@ pub(crate) async fn all_limited<E: sea_orm::EntityTrait>(
     let statement = literal_limit(query.build(db.get_database_backend()));
     Ok(E::find().from_raw_sql(statement).all(db).await?)
 }
-
