@@ -204,7 +204,10 @@ pub(super) async fn missing(db: &impl ConnectionTrait, id: &str) -> Result<Error
 }
 
 pub(super) async fn find(db: &impl ConnectionTrait, id: &str) -> Result<Customer> {
-    match customers::Entity::find_by_id(id.to_owned()).one(db).await? {
+    // By primary key, so without the `LIMIT 1` of `one()`, whose bound value makes SQLite plan the statement
+    // again on every run (see `literal_limit`).
+    let found = customers::Entity::find_by_id(id.to_owned()).all(db).await?;
+    match found.into_iter().next() {
         Some(model) => from_model(model),
         None => Err(missing(db, id).await?),
     }
@@ -503,8 +506,7 @@ impl Store {
         key: &str,
         only: Option<&str>,
     ) -> Result<Vec<Customer>> {
-        lookup_query(kind, key, only)
-            .all(&self.read)
+        super::all_limited(&self.read, lookup_query(kind, key, only))
             .await?
             .into_iter()
             .map(from_model)

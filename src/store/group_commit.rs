@@ -408,7 +408,7 @@ fn all<T>(
     query: &impl QueryTrait,
     decode: impl FnMut(&Row<'_>) -> rusqlite::Result<T>,
 ) -> Result<Vec<T>> {
-    let statement = super::literal_limit(query.build(DbBackend::Sqlite));
+    let statement = crate::store::literal_limit(query.build(DbBackend::Sqlite));
     let mut prepared = conn.prepare_cached(&statement.sql).map_err(db_error)?;
     let params = parameters(&statement)?;
     let rows = prepared
@@ -632,12 +632,12 @@ mod tests {
     #[test]
     fn limits_are_written_into_the_statement() {
         let query = context::newest_activities_query("c1");
-        let statement = super::literal_limit(query.build(DbBackend::Sqlite));
+        let statement = crate::store::literal_limit(query.build(DbBackend::Sqlite));
         assert!(statement.sql.ends_with(" LIMIT 20"), "{}", statement.sql);
         let values = statement.values.expect("values").0;
         assert_eq!(values, vec![Value::String(Some("c1".to_owned()))]);
         let unlimited = interactions::Entity::find_by_id("x".to_owned());
-        let statement = super::literal_limit(unlimited.build(DbBackend::Sqlite));
+        let statement = crate::store::literal_limit(unlimited.build(DbBackend::Sqlite));
         assert!(!statement.sql.contains("LIMIT"), "{}", statement.sql);
     }
 

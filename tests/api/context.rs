@@ -53,6 +53,35 @@ fn ok_list(result: Result<pb::ListActivitiesResponse, Status>) -> pb::ListActivi
     result.unwrap_or_else(|status| panic!("list activities failed: {status:?}"))
 }
 
+/// Sends every call at the same moment, each on a connection of its own, and returns the answers in order.
+async fn all_at_once(
+    app: &TestApp,
+    calls: Vec<pb::OpenContextRequest>,
+) -> Vec<pb::OpenContextResponse> {
+    let barrier = Arc::new(Barrier::new(calls.len()));
+    let mut tasks = Vec::new();
+    for call in calls {
+        let mut client = context_client(app.new_channel().await);
+        let barrier = barrier.clone();
+        tasks.push(tokio::spawn(async move {
+            barrier.wait().await;
+            client
+                .open_context(as_agent(ROUTER, call))
+                .await
+                .map(tonic::Response::into_inner)
+        }));
+    }
+    let mut responses = Vec::new();
+    for task in tasks {
+        let response = within("concurrent OpenContext", task)
+            .await
+            .expect("task")
+            .expect("every call succeeds");
+        responses.push(response);
+    }
+    responses
+}
+
 /// When an activity happened, comparable.
 fn occurred(activity: &pb::Activity) -> Option<(i64, i32)> {
     activity.occur_time.map(|t| (t.seconds, t.nanos))
@@ -398,28 +427,8 @@ async fn twenty_concurrent_retries_of_one_interaction_log_one_activity(backend: 
             ..customer("Ana", "Lopez")
         })
         .await;
-    const CALLS: usize = 20;
-    let barrier = Arc::new(Barrier::new(CALLS));
-    let mut tasks = Vec::new();
-    for _ in 0..CALLS {
-        let mut client = context_client(app.new_channel().await);
-        let barrier = barrier.clone();
-        tasks.push(tokio::spawn(async move {
-            barrier.wait().await;
-            client
-                .open_context(as_agent(ROUTER, call("call-1", "(415) 555-0100")))
-                .await
-                .map(tonic::Response::into_inner)
-        }));
-    }
-    let mut responses = Vec::new();
-    for task in tasks {
-        let response = within("concurrent OpenContext", task)
-            .await
-            .expect("task")
-            .expect("every retry succeeds");
-        responses.push(response);
-    }
+    let retries = vec![call("call-1", "(415) 555-0100"); 20];
+    let responses = all_at_once(&app, retries).await;
     let activity_ids: BTreeSet<String> = responses
         .iter()
         .map(|r| r.activity.clone().expect("activity").id)
@@ -487,30 +496,10 @@ async fn concurrent_calls_of_one_customer_open_one_request_and_log_every_activit
         })
         .await;
     const CALLS: usize = 24;
-    let barrier = Arc::new(Barrier::new(CALLS));
-    let mut tasks = Vec::new();
-    for n in 0..CALLS {
-        let mut client = context_client(app.new_channel().await);
-        let barrier = barrier.clone();
-        tasks.push(tokio::spawn(async move {
-            barrier.wait().await;
-            client
-                .open_context(as_agent(
-                    ROUTER,
-                    call(&format!("call-{n}"), "+1 415 555 0100"),
-                ))
-                .await
-                .map(tonic::Response::into_inner)
-        }));
-    }
-    let mut responses = Vec::new();
-    for task in tasks {
-        let response = within("concurrent OpenContext", task)
-            .await
-            .expect("task")
-            .expect("every call succeeds");
-        responses.push(response);
-    }
+    let calls = (0..CALLS)
+        .map(|n| call(&format!("call-{n}"), "+1 415 555 0100"))
+        .collect();
+    let responses = all_at_once(&app, calls).await;
     // One call opened the request; every other joined it, whichever transaction it was recorded in.
     let requests = app.list_requests(&ana.id, RequestStatus::Unspecified).await;
     assert_eq!(requests.len(), 1, "{requests:?}");
