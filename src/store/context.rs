@@ -163,11 +163,7 @@ impl Store {
             match self.record(acting_agent, input, &caller).await? {
                 Recorded::Created(created) => {
                     let (activity, request) = *created;
-                    let (customer, candidates, prefill) = match caller {
-                        Caller::Known(customer) => (Some(*customer), Vec::new(), None),
-                        Caller::Ambiguous(candidates) => (None, candidates, None),
-                        Caller::Unknown => (None, Vec::new(), Some(input.prefill.clone())),
-                    };
+                    let (customer, candidates, prefill) = shown(caller, input);
                     return self
                         .gather(customer, candidates, Some(activity), request, prefill)
                         .await;
@@ -316,6 +312,18 @@ impl Store {
             recent_activities,
             prefill,
         })
+    }
+}
+
+/// What the gadget shows of who called: the customer, the candidates, or a prefill for a new customer.
+pub(super) fn shown(
+    caller: Caller,
+    input: &OpenContext,
+) -> (Option<Customer>, Vec<Customer>, Option<Prefill>) {
+    match caller {
+        Caller::Known(customer) => (Some(*customer), Vec::new(), None),
+        Caller::Ambiguous(candidates) => (None, candidates, None),
+        Caller::Unknown => (None, Vec::new(), Some(input.prefill.clone())),
     }
 }
 

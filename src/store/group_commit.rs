@@ -4,11 +4,12 @@
 //! Through the pooled connections each call's dozen statements were a round trip each between the call's task
 //! and the connection's thread, with SQLite's single write lock held across all of them, so those round trips
 //! bounded the whole service's throughput. Here a thread owns a connection of its own and takes every call
-//! waiting for it. It runs each call in place, under a savepoint of its own: the idempotency check, matching the
-//! caller, joining or opening the request, logging the activity with its change-log rows, queueing the
-//! notification, the agent's Recent entry, and reading what the gadget shows. Then it commits once and answers
-//! them all. A call that fails rolls back to its savepoint alone; a failed commit fails every call of the batch,
-//! and none of them was acknowledged.
+//! waiting for it. It runs the calls one after another, in place: matching the caller, claiming the interaction
+//! id (a retry claims nothing and gets what was recorded), joining or opening the request, logging the activity
+//! with its change-log rows, queueing the notification, the agent's Recent entry, and reading what the gadget
+//! shows. Then it commits once and answers them all. Should a call fail, the transaction is rolled back and the
+//! batch runs again with a savepoint around each call, so only the failed call fails and leaves nothing behind;
+//! a failed commit fails every call of the batch, and none of them was acknowledged.
 //!
 //! The statements are the ones the rest of the store builds with sea-orm's query builder, prepared once and kept.
 //! While it writes, the thread holds the write pool's only connection, so it never competes with the other
@@ -39,7 +40,7 @@ use super::{
     requests,
 };
 use crate::{
-    domain::{customer::Customer, time::now_micros},
+    domain::{customer::Customer, request::Request, time::now_micros},
     error::{Error, Result},
 };
 
@@ -124,32 +125,27 @@ async fn hand_batches(
     batches: mpsc::Sender<Batch>,
     write_lock: SqlitePool,
 ) {
-    let take_waiting = |queued: &mut tokio::sync::mpsc::UnboundedReceiver<Job>,
-                        batch: &mut Vec<Job>| {
-        while batch.len() < MAX_BATCH {
-            match queued.try_recv() {
-                Ok(job) => batch.push(job),
-                Err(_) => break,
-            }
-        }
-    };
-    while let Some(first) = queued.recv().await {
-        let mut batch = vec![first];
-        take_waiting(&mut queued, &mut batch);
+    let mut batch = Vec::new();
+    while queued.recv_many(&mut batch, MAX_BATCH).await > 0 {
         let lock = match write_lock.acquire().await {
             Ok(lock) => lock,
             Err(err) => {
                 let message = format!("the database is busy: {err}");
-                for job in batch {
+                for job in batch.drain(..) {
                     let _ = job.reply.send(Err(Error::Unavailable(message.clone())));
                 }
                 continue;
             }
         };
         // Calls that arrived while the lock was taken join this transaction.
-        take_waiting(&mut queued, &mut batch);
+        while batch.len() < MAX_BATCH {
+            match queued.try_recv() {
+                Ok(job) => batch.push(job),
+                Err(_) => break,
+            }
+        }
         let (done, written) = oneshot::channel();
-        if batches.send((batch, done)).is_err() {
+        if batches.send((std::mem::take(&mut batch), done)).is_err() {
             return;
         }
         let _ = written.await;
@@ -355,11 +351,7 @@ fn open_one(
         }
         None => (Vec::new(), Vec::new()),
     };
-    let (customer, candidates, prefill) = match caller {
-        Caller::Known(customer) => (Some(*customer), Vec::new(), None),
-        Caller::Ambiguous(candidates) => (None, candidates, None),
-        Caller::Unknown => (None, Vec::new(), Some(input.prefill.clone())),
-    };
+    let (customer, candidates, prefill) = context::shown(caller, input);
     Ok(Outcome::Opened(Box::new(ContextResult {
         customer,
         candidates,
@@ -398,7 +390,7 @@ fn identify(conn: &Connection, input: &OpenContext) -> Result<Caller> {
     }
 }
 
-fn requests_of(rows: Vec<entity::requests::Model>) -> Result<Vec<crate::domain::request::Request>> {
+fn requests_of(rows: Vec<entity::requests::Model>) -> Result<Vec<Request>> {
     rows.into_iter().map(requests::from_model).collect()
 }
 

@@ -53,6 +53,15 @@ fn ok_list(result: Result<pb::ListActivitiesResponse, Status>) -> pb::ListActivi
     result.unwrap_or_else(|status| panic!("list activities failed: {status:?}"))
 }
 
+/// Ana Lopez, who calls from +1 415 555 0100.
+async fn ana_at_her_phone(app: &TestApp) -> pb::Customer {
+    app.create_customer(pb::Customer {
+        contact_points: vec![phone("+14155550100")],
+        ..customer("Ana", "Lopez")
+    })
+    .await
+}
+
 /// Sends every call at the same moment, each on a connection of its own, and returns the answers in order.
 async fn all_at_once(
     app: &TestApp,
@@ -269,12 +278,7 @@ async fn attach_or_create_joins_the_most_recently_updated_open_or_pending_reques
     let Some(app) = TestApp::spawn(backend).await else {
         return;
     };
-    let ana = app
-        .create_customer(pb::Customer {
-            contact_points: vec![phone("+14155550100")],
-            ..customer("Ana", "Lopez")
-        })
-        .await;
+    let ana = ana_at_her_phone(&app).await;
     let older = app.create_request(request(&ana.id, "Older")).await;
     let pending = app.create_request(request(&ana.id, "Pending")).await;
     let pending = app
@@ -349,12 +353,7 @@ async fn a_request_is_opened_only_when_none_is_open_and_the_policy_allows(backen
     let Some(app) = TestApp::spawn(backend).await else {
         return;
     };
-    let ana = app
-        .create_customer(pb::Customer {
-            contact_points: vec![phone("+14155550100")],
-            ..customer("Ana", "Lopez")
-        })
-        .await;
+    let ana = ana_at_her_phone(&app).await;
     let closed = app.create_request(request(&ana.id, "Closed")).await;
     app.patch_request(
         "ana",
@@ -421,12 +420,7 @@ async fn twenty_concurrent_retries_of_one_interaction_log_one_activity(backend: 
     let Some(app) = TestApp::spawn(backend).await else {
         return;
     };
-    let ana = app
-        .create_customer(pb::Customer {
-            contact_points: vec![phone("+14155550100")],
-            ..customer("Ana", "Lopez")
-        })
-        .await;
+    let ana = ana_at_her_phone(&app).await;
     let retries = vec![call("call-1", "(415) 555-0100"); 20];
     let responses = all_at_once(&app, retries).await;
     let activity_ids: BTreeSet<String> = responses
@@ -489,12 +483,7 @@ async fn concurrent_calls_of_one_customer_open_one_request_and_log_every_activit
     let Some(app) = TestApp::spawn(backend).await else {
         return;
     };
-    let ana = app
-        .create_customer(pb::Customer {
-            contact_points: vec![phone("+14155550100")],
-            ..customer("Ana", "Lopez")
-        })
-        .await;
+    let ana = ana_at_her_phone(&app).await;
     const CALLS: usize = 24;
     let calls = (0..CALLS)
         .map(|n| call(&format!("call-{n}"), "+1 415 555 0100"))
@@ -599,12 +588,7 @@ async fn invalid_calls_are_refused_with_every_violation_and_nothing_is_logged(ba
     let Some(app) = TestApp::spawn(backend).await else {
         return;
     };
-    let ana = app
-        .create_customer(pb::Customer {
-            contact_points: vec![phone("+14155550100")],
-            ..customer("Ana", "Lopez")
-        })
-        .await;
+    let ana = ana_at_her_phone(&app).await;
 
     let status = err(open(&app, pb::OpenContextRequest::default()).await);
     assert_violations(
