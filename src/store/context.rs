@@ -561,12 +561,14 @@ pub(super) fn activity_created(agent: &str, activity: &Activity) -> NewChange {
 }
 
 #[cfg(test)]
-mod tests {
+pub(super) mod tests {
     use super::*;
     use crate::{config::DatabaseSettings, domain::customer::CustomerData};
 
-    #[tokio::test]
-    async fn a_customer_deleted_after_matching_is_matched_again() {
+    /// A store on a fresh SQLite file (so with the group-commit thread), a customer matched and then deleted, and
+    /// a call from them.
+    pub(in crate::store) async fn a_call_from_a_deleted_customer()
+    -> (tempfile::TempDir, Store, Customer, OpenContext) {
         let dir = tempfile::tempdir().expect("temporary directory");
         let url = format!("sqlite://{}?mode=rwc", dir.path().join("cc.db").display());
         let store = Store::connect(&DatabaseSettings::new(url))
@@ -587,6 +589,12 @@ mod tests {
             request_title: "Call".to_owned(),
             ..Default::default()
         };
+        (dir, store, gone, input)
+    }
+
+    #[tokio::test]
+    async fn a_customer_deleted_after_matching_is_matched_again() {
+        let (_dir, store, gone, input) = a_call_from_a_deleted_customer().await;
         let recorded = store
             .record("router", &input, &Caller::Known(Box::new(gone)))
             .await

@@ -689,32 +689,8 @@ mod tests {
 
     #[tokio::test]
     async fn a_customer_deleted_after_matching_is_matched_again_on_the_thread() {
-        use crate::{config::DatabaseSettings, domain::customer::CustomerData, store::Store};
-        let dir = tempfile::tempdir().expect("temporary directory");
-        let url = format!("sqlite://{}?mode=rwc", dir.path().join("cc.db").display());
-        let store = Store::connect(&DatabaseSettings::new(url.clone()))
-            .await
-            .expect("connect");
-        store.migrate().await.expect("migrate");
-        // Reconnect: the thread starts only on a file that exists.
-        let store = Store::connect(&DatabaseSettings::new(url))
-            .await
-            .expect("reconnect");
+        let (_dir, store, gone, input) = context::tests::a_call_from_a_deleted_customer().await;
         let group_commit = store.group_commit.clone().expect("a recording thread");
-        let gone = store
-            .create_customer("setup", CustomerData::default())
-            .await
-            .expect("create");
-        store
-            .delete_customer("setup", &gone.id, 1)
-            .await
-            .expect("delete");
-        let input = OpenContext {
-            interaction_id: "call-1".to_owned(),
-            agent: "ana".to_owned(),
-            request_title: "Call".to_owned(),
-            ..Default::default()
-        };
         let (reply, answer) = oneshot::channel();
         let job = Job {
             acting_agent: "router".to_owned(),
