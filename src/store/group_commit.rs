@@ -151,8 +151,8 @@ impl GroupCommit {
     }
 }
 
-/// Read-only connections to the database file, used in the calls' own tasks. A read is a few index probes of
-/// the mapped file (tens of microseconds), cheaper run in place than handed to a thread and back.
+/// Read-only connections to the database file, used in the calls' own tasks. A read is a few index probes (tens
+/// to hundreds of microseconds), cheaper run in place, holding the task's thread, than handed to a thread and back.
 #[derive(Debug)]
 struct Readers {
     path: PathBuf,
