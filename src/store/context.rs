@@ -1,9 +1,10 @@
 //! `OpenContext`: identify the caller, log the interaction's activity (joining or opening a request) and gather
 //! what the agent's gadget shows, idempotently on the router's interaction id.
 //!
-//! On SQLite (a database file) the whole call runs on the group-commit thread ([`super::group_commit`]): the
-//! calls waiting for it are recorded one after another in one write transaction, so a call sees every claim
-//! before it and one interaction id is recorded once.
+//! On SQLite (a database file) the writes run on the group-commit thread ([`super::group_commit`]), matching and
+//! the gadget's reads on read connections in the call's task: the calls waiting for the thread are recorded one
+//! after another in one write transaction, so a call sees every claim before it and one interaction id is
+//! recorded once.
 //!
 //! Elsewhere (PostgreSQL), matching and the gadget's reads use the read pool; the writes (request, activity,
 //! their change-log rows, the agent's Recent entry and the interaction record) are one short write transaction.

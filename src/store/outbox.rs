@@ -47,17 +47,17 @@ pub(super) struct OutboxSignal {
 }
 
 impl OutboxSignal {
+    /// Notes that the transaction being written queued a notification.
+    pub(super) fn queued(&self) {
+        self.queued.store(true, Ordering::Release);
+    }
+
     /// Called after every commit of the write connection: wakes the sender if something was queued.
     ///
     /// The flag is per process, not per transaction: on PostgreSQL another transaction may commit between the
     /// queueing and the commit of this one and take the wake-up with it. The sender then finds the row on its
     /// next poll instead, a few seconds later; nothing is lost. On SQLite writes are serialized, so it never
     /// happens there.
-    /// Notes that the transaction being written queued a notification.
-    pub(super) fn queued(&self) {
-        self.queued.store(true, Ordering::Release);
-    }
-
     pub(super) fn committed(&self) {
         if self.queued.swap(false, Ordering::AcqRel) {
             self.wake.notify_one();
