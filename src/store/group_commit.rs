@@ -33,7 +33,7 @@ use tokio::sync::{Notify, oneshot};
 use super::{
     LookupKey, activities,
     caller::{self, Caller},
-    change_log,
+    change_log, checkpoint,
     context::{self, ContextResult, MAX_OPEN_REQUESTS, OpenContext, RequestPolicy, interactions},
     customers::{self, lookup_query},
     entity,
@@ -90,6 +90,7 @@ impl GroupCommit {
         outbox: Arc<OutboxSignal>,
     ) -> Result<GroupCommit> {
         let conn = open(path, synchronous)?;
+        let checkpoints = checkpoint::start(path, synchronous)?;
         let (jobs, queued) = tokio::sync::mpsc::unbounded_channel();
         let (batches, to_write) = mpsc::channel::<Batch>();
         thread::Builder::new()
@@ -99,6 +100,7 @@ impl GroupCommit {
                     conn,
                     log_appended,
                     outbox,
+                    checkpoints,
                 };
                 while let Ok((jobs, done)) = to_write.recv() {
                     writer.write(jobs);
@@ -248,8 +250,9 @@ fn open(path: &Path, synchronous: &str) -> Result<Connection> {
     // The settings of the pooled connections (see `Store::connect`).
     conn.execute_batch(&format!(
         "PRAGMA foreign_keys = ON; PRAGMA synchronous = {synchronous}; PRAGMA temp_store = MEMORY; \
-         PRAGMA secure_delete = ON; PRAGMA mmap_size = {};",
-        super::SQLITE_MMAP_BYTES
+         PRAGMA secure_delete = ON; PRAGMA mmap_size = {}; PRAGMA wal_autocheckpoint = {};",
+        super::SQLITE_MMAP_BYTES,
+        checkpoint::FORCED_PAGES
     ))
     .map_err(db_error)?;
     conn.set_prepared_statement_cache_capacity(STATEMENT_CACHE);
@@ -279,6 +282,7 @@ struct Writer {
     conn: Connection,
     log_appended: Arc<Notify>,
     outbox: Arc<OutboxSignal>,
+    checkpoints: checkpoint::Nudge,
 }
 
 impl Writer {
@@ -344,6 +348,7 @@ impl Writer {
             let _ = run(&self.conn, "ROLLBACK");
             return Err(err);
         }
+        self.checkpoints.committed();
         self.log_appended.notify_one();
         if queued {
             self.outbox.queued();

@@ -19,6 +19,7 @@ use crate::{
 mod activities;
 mod caller;
 pub mod change_log;
+mod checkpoint;
 mod context;
 mod customers;
 pub mod entity;
@@ -126,6 +127,9 @@ impl Store {
                         .pragma("secure_delete", "on")
                         // Reads map the file instead of copying each page into every connection's cache.
                         .pragma("mmap_size", SQLITE_MMAP_BYTES.to_string())
+                        // The checkpointer copies the log into the file; a connection copies it only when
+                        // the log grew this long (see `checkpoint`).
+                        .pragma("wal_autocheckpoint", checkpoint::FORCED_PAGES.to_string())
                 });
             }
             options
