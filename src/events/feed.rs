@@ -2,19 +2,23 @@
 //!
 //! The log is the single source of events: a change reaches watchers only once it is committed, and a watcher
 //! that resumes reads the same rows. The feed wakes on every local commit, on every PostgreSQL notification from
-//! any replica, and on a short poll, and each time reads everything past the last position it dispatched. A lost
-//! notification (a listener connection killed, a network blip) therefore delays an event by at most one poll and
-//! never loses or repeats it.
+//! any replica, and on a short poll, and each time reads everything past the last position it dispatched (at most
+//! every 10 ms, so a burst of commits is one read). A lost notification (a listener connection killed, a network
+//! blip) therefore delays an event by at most one poll and never loses or repeats it.
 
 use std::{sync::Arc, time::Duration};
 
-use tokio::{sync::Notify, task::JoinHandle};
+use tokio::{sync::Notify, task::JoinHandle, time::Instant};
 
 use super::Hub;
 use crate::store::{Store, change_log::MAX_CHANGES_PER_READ};
 
 /// How often the feed looks for changes it was not woken for.
 pub const POLL_INTERVAL: Duration = Duration::from_millis(500);
+/// Least time between two reads of the log. Under a steady stream of commits (the group commit of `OpenContext`
+/// commits every few milliseconds) one read takes every commit of the interval instead of one read per commit,
+/// each on a connection whose cache the commit just emptied; an idle feed still reads at once.
+const MIN_READ_INTERVAL: Duration = Duration::from_millis(10);
 /// Pause before reconnecting a failed listener.
 const RECONNECT_DELAY: Duration = Duration::from_secs(1);
 
@@ -43,11 +47,15 @@ pub fn spawn(store: Store, hub: Arc<Hub>) -> Feed {
     let wake = store.log_appended();
     let listener = tokio::spawn(follow_notifications(store.clone(), wake.clone()));
     let reader = tokio::spawn(async move {
+        let mut last_read = Instant::now();
         loop {
             tokio::select! {
                 () = wake.notified() => {}
                 () = tokio::time::sleep(POLL_INTERVAL) => {}
             }
+            // Commits that land meanwhile are read with this one.
+            tokio::time::sleep_until(last_read + MIN_READ_INTERVAL).await;
+            last_read = Instant::now();
             dispatch_new_changes(&store, &hub).await;
         }
     });
