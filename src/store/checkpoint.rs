@@ -29,7 +29,7 @@ use crate::error::{Error, Result};
 pub(crate) const FORCED_PAGES: u32 = 30_000;
 /// Least time between two passes of the checkpointer: each pass costs two syncs, whatever it copies.
 const PAUSE: Duration = Duration::from_millis(20);
-/// Longest time between two passes: writes through the pooled connections do not wake the checkpointer.
+/// Longest time between two passes, for writes that do not wake the checkpointer (a migration, say).
 const IDLE_PASS: Duration = Duration::from_secs(1);
 
 /// Wakes the checkpointer; cheap, and never blocks the committer.

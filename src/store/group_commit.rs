@@ -77,6 +77,7 @@ type Batch = (Vec<Job>, oneshot::Sender<()>);
 pub(super) struct GroupCommit {
     jobs: tokio::sync::mpsc::UnboundedSender<Job>,
     readers: Readers,
+    checkpoints: checkpoint::Nudge,
 }
 
 impl GroupCommit {
@@ -91,6 +92,7 @@ impl GroupCommit {
     ) -> Result<GroupCommit> {
         let conn = open(path, synchronous)?;
         let checkpoints = checkpoint::start(path, synchronous)?;
+        let writer_checkpoints = checkpoints.clone();
         let (jobs, queued) = tokio::sync::mpsc::unbounded_channel();
         let (batches, to_write) = mpsc::channel::<Batch>();
         thread::Builder::new()
@@ -100,7 +102,7 @@ impl GroupCommit {
                     conn,
                     log_appended,
                     outbox,
-                    checkpoints,
+                    checkpoints: writer_checkpoints,
                 };
                 while let Ok((jobs, done)) = to_write.recv() {
                     writer.write(jobs);
@@ -115,7 +117,13 @@ impl GroupCommit {
                 path: path.to_owned(),
                 idle: Mutex::default(),
             },
+            checkpoints,
         })
+    }
+
+    /// Tells the checkpointer that a pooled connection committed.
+    pub(super) fn committed(&self) {
+        self.checkpoints.committed();
     }
 
     /// Records one call (or finds it recorded) and answers when its transaction has committed.

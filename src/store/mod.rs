@@ -225,9 +225,12 @@ impl Store {
         Ok(self.write.begin_with_options(options).await?)
     }
 
-    /// Commits a write transaction and wakes whoever follows the change log.
+    /// Commits a write transaction and wakes whoever follows the change log (and, on SQLite, the checkpointer).
     pub(crate) async fn commit(&self, txn: DatabaseTransaction) -> Result<()> {
         txn.commit().await?;
+        if let Some(group_commit) = &self.group_commit {
+            group_commit.committed();
+        }
         self.log_appended.notify_one();
         self.outbox.committed();
         Ok(())
