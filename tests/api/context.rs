@@ -484,7 +484,9 @@ async fn concurrent_calls_of_one_customer_open_one_request_and_log_every_activit
         return;
     };
     let ana = ana_at_her_phone(&app).await;
-    const CALLS: usize = 24;
+    // Fewer calls than the 20 activities the gadget is shown: with more, calls that commit between another call's
+    // commit and its read of the journey rightly push that call's activity out of the newest 20.
+    const CALLS: usize = 16;
     let calls = (0..CALLS)
         .map(|n| call(&format!("call-{n}"), "+1 415 555 0100"))
         .collect();
