@@ -9,8 +9,8 @@
 //! A pass copies the log up to the last commit it sees. Under a steady load a commit lands during every pass, so
 //! the log is never copied to its end, and SQLite starts a log over from the beginning only when it was. Every
 //! connection therefore keeps an automatic checkpoint of its own, at [`FORCED_PAGES`]: a connection that
-//! commits into a log that long copies the rest itself (a few pages, since the checkpointer is close behind, but
-//! still the two syncs), and the log starts over. That bounds the log at about 120 MiB and holds a writer once
+//! commits into a log that long copies the rest itself (what the checkpointer has not reached yet, and the two
+//! syncs), and the log starts over. That bounds the log at about 120 MiB and holds a writer once
 //! per 30,000 pages written instead of once per 1,000. Under a lighter load the checkpointer finds the log at rest
 //! between commits, copies it to its end, and the next commit starts it over.
 
