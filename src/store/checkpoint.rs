@@ -26,7 +26,7 @@ use rusqlite::{Connection, OpenFlags};
 use crate::error::{Error, Result};
 
 /// Log length (in pages) at which a connection that commits copies the log itself (`wal_autocheckpoint`).
-pub(crate) const FORCED_PAGES: u32 = 30_000;
+pub(super) const FORCED_PAGES: u32 = 30_000;
 /// Least time between two passes of the checkpointer: each pass costs two syncs, whatever it copies.
 const PAUSE: Duration = Duration::from_millis(20);
 /// Longest time between two passes, for writes that do not wake the checkpointer (a migration, say).

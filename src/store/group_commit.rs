@@ -77,22 +77,21 @@ type Batch = (Vec<Job>, oneshot::Sender<()>);
 pub(super) struct GroupCommit {
     jobs: tokio::sync::mpsc::UnboundedSender<Job>,
     readers: Readers,
-    checkpoints: checkpoint::Nudge,
 }
 
 impl GroupCommit {
     /// Opens a connection to the database file at `path` and starts the thread, and the task that hands it
-    /// batches while holding `write_lock`'s connection. Must be called within the Tokio runtime.
+    /// batches while holding `write_lock`'s connection; each commit wakes `checkpoints`. Must be called within the
+    /// Tokio runtime.
     pub(super) fn start(
         path: &Path,
         synchronous: &str,
         write_lock: SqlitePool,
         log_appended: Arc<Notify>,
         outbox: Arc<OutboxSignal>,
+        checkpoints: Option<checkpoint::Nudge>,
     ) -> Result<GroupCommit> {
         let conn = open(path, synchronous)?;
-        let checkpoints = checkpoint::start(path, synchronous)?;
-        let writer_checkpoints = checkpoints.clone();
         let (jobs, queued) = tokio::sync::mpsc::unbounded_channel();
         let (batches, to_write) = mpsc::channel::<Batch>();
         thread::Builder::new()
@@ -102,7 +101,7 @@ impl GroupCommit {
                     conn,
                     log_appended,
                     outbox,
-                    checkpoints: writer_checkpoints,
+                    checkpoints,
                 };
                 while let Ok((jobs, done)) = to_write.recv() {
                     writer.write(jobs);
@@ -117,13 +116,7 @@ impl GroupCommit {
                 path: path.to_owned(),
                 idle: Mutex::default(),
             },
-            checkpoints,
         })
-    }
-
-    /// Tells the checkpointer that a pooled connection committed.
-    pub(super) fn committed(&self) {
-        self.checkpoints.committed();
     }
 
     /// Records one call (or finds it recorded) and answers when its transaction has committed.
@@ -290,7 +283,7 @@ struct Writer {
     conn: Connection,
     log_appended: Arc<Notify>,
     outbox: Arc<OutboxSignal>,
-    checkpoints: checkpoint::Nudge,
+    checkpoints: Option<checkpoint::Nudge>,
 }
 
 impl Writer {
@@ -356,7 +349,9 @@ impl Writer {
             let _ = run(&self.conn, "ROLLBACK");
             return Err(err);
         }
-        self.checkpoints.committed();
+        if let Some(checkpoints) = &self.checkpoints {
+            checkpoints.committed();
+        }
         self.log_appended.notify_one();
         if queued {
             self.outbox.queued();

@@ -65,6 +65,8 @@ pub struct Store {
     outbox: Arc<outbox::OutboxSignal>,
     /// On SQLite (a database file), the thread that records `OpenContext` calls in batches.
     group_commit: Option<Arc<group_commit::GroupCommit>>,
+    /// On SQLite (a database file), wakes the thread that copies the write-ahead log into the file.
+    checkpoints: Option<checkpoint::Nudge>,
 }
 
 impl Store {
@@ -142,14 +144,30 @@ impl Store {
         };
         let log_appended = Arc::new(Notify::new());
         let outbox: Arc<outbox::OutboxSignal> = Arc::default();
-        let group_commit = match group_commit::database_file(url) {
-            Some(file) if backend == DbBackend::Sqlite => {
+        let file = group_commit::database_file(url).filter(|_| backend == DbBackend::Sqlite);
+        let checkpoints = match &file {
+            Some(file) => match checkpoint::start(file, synchronous_name) {
+                Ok(nudge) => Some(nudge),
+                // A read-only file, say: nothing is written, so nothing needs copying.
+                Err(err) => {
+                    tracing::warn!(
+                        error = %err,
+                        "the write-ahead log is copied only by the connections that commit"
+                    );
+                    None
+                }
+            },
+            None => None,
+        };
+        let group_commit = match file {
+            Some(file) => {
                 match group_commit::GroupCommit::start(
                     &file,
                     synchronous_name,
                     write.get_sqlite_connection_pool().clone(),
                     log_appended.clone(),
                     outbox.clone(),
+                    checkpoints.clone(),
                 ) {
                     Ok(started) => Some(Arc::new(started)),
                     // A read-only file, say, for a command that only reads: calls take the pooled path.
@@ -159,7 +177,7 @@ impl Store {
                     }
                 }
             }
-            _ => None,
+            None => None,
         };
         Ok(Store {
             read,
@@ -168,6 +186,7 @@ impl Store {
             log_appended,
             outbox,
             group_commit,
+            checkpoints,
         })
     }
 
@@ -228,8 +247,8 @@ impl Store {
     /// Commits a write transaction and wakes whoever follows the change log (and, on SQLite, the checkpointer).
     pub(crate) async fn commit(&self, txn: DatabaseTransaction) -> Result<()> {
         txn.commit().await?;
-        if let Some(group_commit) = &self.group_commit {
-            group_commit.committed();
+        if let Some(checkpoints) = &self.checkpoints {
+            checkpoints.committed();
         }
         self.log_appended.notify_one();
         self.outbox.committed();
