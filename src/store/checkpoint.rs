@@ -8,11 +8,13 @@
 //!
 //! A pass copies the log up to the last commit it sees. Under a steady load a commit lands during every pass, so
 //! the log is never copied to its end, and SQLite starts a log over from the beginning only when it was. Every
-//! connection therefore keeps an automatic checkpoint of its own, at [`FORCED_PAGES`]: a connection that
-//! commits into a log that long copies the rest itself (what the checkpointer has not reached yet, and the two
-//! syncs), and the log starts over. That bounds the log at about 120 MiB and holds a writer once
-//! per 30,000 pages written instead of once per 1,000. Under a lighter load the checkpointer finds the log at rest
-//! between commits, copies it to its end, and the next commit starts it over.
+//! connection therefore keeps an automatic checkpoint of its own, at [`forced_pages`] (`--sqlite-wal-limit-mib`,
+//! 1 GiB by default): a connection that commits into a log that long copies the rest itself (what the
+//! checkpointer has not reached yet, and the two syncs, 15–60 ms on the benchmark machine), and the log starts
+//! over. That bounds the log and holds a writer once per 262,144 pages written instead of once per 1,000: about
+//! every ten seconds at 1,000 `OpenContext` calls a second. (At 30,000 pages the pause came every 1.4 s and was
+//! the p99 of that load.) Under a lighter load the checkpointer finds the log at rest between commits, copies it
+//! to its end, and the next commit starts it over, so the log stays short.
 
 use std::{
     path::Path,
@@ -25,8 +27,14 @@ use rusqlite::{Connection, OpenFlags};
 
 use crate::error::{Error, Result};
 
-/// Log length (in pages) at which a connection that commits copies the log itself (`wal_autocheckpoint`).
-pub(super) const FORCED_PAGES: u32 = 30_000;
+/// Pages per MiB of log: SQLite's default page size, 4 KiB, which the service keeps.
+const PAGES_PER_MIB: u32 = 256;
+
+/// Log length (in pages) at which a connection that commits copies the log itself (`wal_autocheckpoint`), for a
+/// log of at most `limit_mib`.
+pub(super) fn forced_pages(limit_mib: u32) -> u32 {
+    limit_mib.saturating_mul(PAGES_PER_MIB)
+}
 /// Least time between two passes of the checkpointer: each pass costs two syncs, whatever it copies.
 const PAUSE: Duration = Duration::from_millis(20);
 /// Longest time between two passes, for writes that do not wake the checkpointer (a migration, say).
@@ -97,15 +105,16 @@ mod tests {
 
     use rusqlite::Connection;
 
-    use super::{FORCED_PAGES, start};
+    use super::{forced_pages, start};
 
-    /// A writer that never checkpoints itself below [`FORCED_PAGES`]: what it commits stays in the log until
-    /// someone copies it.
+    /// A writer that never checkpoints itself below 4 MiB of log: what it commits stays in the log until someone
+    /// copies it.
     fn writer(path: &std::path::Path) -> Connection {
         let conn = Connection::open(path).expect("open");
         conn.execute_batch(&format!(
-            "PRAGMA journal_mode = WAL; PRAGMA wal_autocheckpoint = {FORCED_PAGES}; \
-             CREATE TABLE blobs (data BLOB NOT NULL);"
+            "PRAGMA journal_mode = WAL; PRAGMA wal_autocheckpoint = {}; \
+             CREATE TABLE blobs (data BLOB NOT NULL);",
+            forced_pages(4)
         ))
         .expect("schema");
         conn
@@ -143,5 +152,31 @@ mod tests {
             );
             std::thread::sleep(Duration::from_millis(10));
         }
+    }
+
+    #[tokio::test]
+    async fn the_pooled_connections_copy_the_log_at_the_configured_length() {
+        use sea_orm::{ConnectionTrait, DbBackend, Statement};
+
+        let dir = tempfile::tempdir().expect("temporary directory");
+        let url = format!("sqlite://{}?mode=rwc", dir.path().join("cc.db").display());
+        let mut settings = crate::config::DatabaseSettings::new(url);
+        settings.sqlite_wal_limit_mib = 8;
+        let store = super::super::Store::connect(&settings)
+            .await
+            .expect("store");
+        for pool in [&store.read, &store.write] {
+            let row = pool
+                .query_one_raw(Statement::from_string(
+                    DbBackend::Sqlite,
+                    "PRAGMA wal_autocheckpoint",
+                ))
+                .await
+                .expect("pragma")
+                .expect("a row");
+            let pages: i64 = row.try_get_by_index(0).expect("pages");
+            assert_eq!(pages, 8 * 256, "8 MiB of 4 KiB pages");
+        }
+        store.close().await;
     }
 }

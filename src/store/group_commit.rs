@@ -81,17 +81,18 @@ pub(super) struct GroupCommit {
 
 impl GroupCommit {
     /// Opens a connection to the database file at `path` and starts the thread, and the task that hands it
-    /// batches while holding `write_lock`'s connection; each commit wakes `checkpoints`. Must be called within the
-    /// Tokio runtime.
+    /// batches while holding `write_lock`'s connection; each commit wakes `checkpoints`, and a commit into a log of
+    /// `forced_pages` copies the rest of it. Must be called within the Tokio runtime.
     pub(super) fn start(
         path: &Path,
         synchronous: &str,
+        forced_pages: u32,
         write_lock: SqlitePool,
         log_appended: Arc<Notify>,
         outbox: Arc<OutboxSignal>,
         checkpoints: Option<checkpoint::Nudge>,
     ) -> Result<GroupCommit> {
-        let conn = open(path, synchronous)?;
+        let conn = open(path, synchronous, forced_pages)?;
         let (jobs, queued) = tokio::sync::mpsc::unbounded_channel();
         let (batches, to_write) = mpsc::channel::<Batch>();
         thread::Builder::new()
@@ -245,7 +246,7 @@ pub(super) fn database_file(url: &str) -> Option<PathBuf> {
     (!in_memory && path.is_file()).then_some(path)
 }
 
-fn open(path: &Path, synchronous: &str) -> Result<Connection> {
+fn open(path: &Path, synchronous: &str, forced_pages: u32) -> Result<Connection> {
     let flags = OpenFlags::SQLITE_OPEN_READ_WRITE | OpenFlags::SQLITE_OPEN_NO_MUTEX;
     let conn = connect(path, flags)?;
     // The settings of the pooled connections (see `Store::connect`).
@@ -253,7 +254,7 @@ fn open(path: &Path, synchronous: &str) -> Result<Connection> {
         "PRAGMA foreign_keys = ON; PRAGMA synchronous = {synchronous}; PRAGMA temp_store = MEMORY; \
          PRAGMA secure_delete = ON; PRAGMA mmap_size = {}; PRAGMA wal_autocheckpoint = {};",
         super::SQLITE_MMAP_BYTES,
-        checkpoint::FORCED_PAGES
+        forced_pages
     ))
     .map_err(db_error)?;
     conn.set_prepared_statement_cache_capacity(STATEMENT_CACHE);

@@ -90,6 +90,7 @@ impl Store {
             SqliteSynchronous::Full => (sea_orm::sqlx::sqlite::SqliteSynchronous::Full, "FULL"),
         };
         let statement_timeout_ms = settings.db_statement_timeout.as_millis();
+        let forced_pages = checkpoint::forced_pages(settings.sqlite_wal_limit_mib);
         let options = |max: u32| {
             let mut options = ConnectOptions::new(url.to_owned());
             options
@@ -131,7 +132,7 @@ impl Store {
                         .pragma("mmap_size", SQLITE_MMAP_BYTES.to_string())
                         // The checkpointer copies the log into the file; a connection copies it only when
                         // the log grew this long (see `checkpoint`).
-                        .pragma("wal_autocheckpoint", checkpoint::FORCED_PAGES.to_string())
+                        .pragma("wal_autocheckpoint", forced_pages.to_string())
                 });
             }
             options
@@ -164,6 +165,7 @@ impl Store {
                 match group_commit::GroupCommit::start(
                     &file,
                     synchronous_name,
+                    forced_pages,
                     write.get_sqlite_connection_pool().clone(),
                     log_appended.clone(),
                     outbox.clone(),
