@@ -38,8 +38,8 @@ pub enum SqliteSynchronous {
     Full,
 }
 
-/// Default `--sqlite-wal-limit-mib`: at 1,000 `OpenContext` calls a second the log starts over about every ten
-/// seconds.
+/// Default `--sqlite-wal-limit-mib`: at a steady 1,000 `OpenContext` calls a second the log starts over about every
+/// 13 s.
 pub const DEFAULT_SQLITE_WAL_LIMIT_MIB: u32 = 1024;
 
 /// Where the data lives. Shared by every command that opens the database.

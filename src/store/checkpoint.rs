@@ -12,7 +12,7 @@
 //! 1 GiB by default): a connection that commits into a log that long copies the rest itself (what the
 //! checkpointer has not reached yet, and the two syncs, 15–60 ms on the benchmark machine), and the log starts
 //! over. That bounds the log and holds a writer once per 262,144 pages written instead of once per 1,000: about
-//! every ten seconds at 1,000 `OpenContext` calls a second. (At 30,000 pages the pause came every 1.4 s and was
+//! every 13 s at a steady 1,000 `OpenContext` calls a second. (At 30,000 pages the pause came every 1.4 s and was
 //! the p99 of that load.) Under a lighter load the checkpointer finds the log at rest between commits, copies it
 //! to its end, and the next commit starts it over, so the log stays short.
 
@@ -35,6 +35,7 @@ const PAGES_PER_MIB: u32 = 256;
 pub(super) fn forced_pages(limit_mib: u32) -> u32 {
     limit_mib.saturating_mul(PAGES_PER_MIB)
 }
+
 /// Least time between two passes of the checkpointer: each pass costs two syncs, whatever it copies.
 const PAUSE: Duration = Duration::from_millis(20);
 /// Longest time between two passes, for writes that do not wake the checkpointer (a migration, say).
