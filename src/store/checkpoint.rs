@@ -18,7 +18,11 @@
 
 use std::{
     path::Path,
-    sync::mpsc::{self, RecvTimeoutError, SyncSender},
+    sync::{
+        Arc, Mutex, PoisonError,
+        atomic::{AtomicBool, Ordering},
+        mpsc::{self, RecvTimeoutError, SyncSender},
+    },
     thread,
     time::{Duration, Instant},
 };
@@ -43,37 +47,77 @@ const IDLE_PASS: Duration = Duration::from_secs(1);
 
 /// Wakes the checkpointer; cheap, and never blocks the committer.
 #[derive(Debug, Clone)]
-pub(super) struct Nudge(SyncSender<()>);
+pub(super) struct Nudge {
+    wake: SyncSender<()>,
+    thread: Arc<Thread>,
+}
+
+/// The checkpointer's thread, stopped on [`Nudge::stop`].
+#[derive(Debug)]
+struct Thread {
+    stopping: AtomicBool,
+    handle: Mutex<Option<thread::JoinHandle<()>>>,
+}
 
 impl Nudge {
     /// Tells the checkpointer that something was committed.
     pub(super) fn committed(&self) {
-        let _ = self.0.try_send(());
+        let _ = self.wake.try_send(());
+    }
+
+    /// Stops the checkpointer after its current pass and closes its connection (on shutdown, so that the last
+    /// connection to close can copy the whole log and remove it).
+    pub(super) async fn stop(&self) {
+        self.thread.stopping.store(true, Ordering::Release);
+        let _ = self.wake.try_send(());
+        let handle = self
+            .thread
+            .handle
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .take();
+        if let Some(handle) = handle {
+            let _ = tokio::task::spawn_blocking(move || handle.join()).await;
+        }
     }
 }
 
-/// Starts the checkpointer of the database file at `path`. It stops when every [`Nudge`] is dropped.
+/// Starts the checkpointer of the database file at `path`. It stops on [`Nudge::stop`], or when every [`Nudge`] is
+/// dropped.
 pub(super) fn start(path: &Path, synchronous: &str) -> Result<Nudge> {
     let flags = OpenFlags::SQLITE_OPEN_READ_WRITE | OpenFlags::SQLITE_OPEN_NO_MUTEX;
     let conn = Connection::open_with_flags(path, flags).map_err(connection_error)?;
     // The syncs a checkpoint makes follow the connection's `synchronous`, so it is the service's.
     conn.execute_batch(&format!("PRAGMA synchronous = {synchronous};"))
         .map_err(connection_error)?;
-    let (nudge, nudged) = mpsc::sync_channel(1);
-    thread::Builder::new()
+    let (wake, nudged) = mpsc::sync_channel(1);
+    let shared = Arc::new(Thread {
+        stopping: AtomicBool::new(false),
+        handle: Mutex::new(None),
+    });
+    let state = shared.clone();
+    let handle = thread::Builder::new()
         .name("sqlite-checkpoint".to_owned())
         .spawn(move || {
+            let stopping = || state.stopping.load(Ordering::Acquire);
             loop {
                 match nudged.recv_timeout(IDLE_PASS) {
                     Ok(()) | Err(RecvTimeoutError::Timeout) => {}
                     Err(RecvTimeoutError::Disconnected) => return,
+                }
+                if stopping() {
+                    return;
                 }
                 pass(&conn);
                 thread::sleep(PAUSE);
             }
         })
         .map_err(|e| Error::internal(format!("cannot start the checkpointer: {e}")))?;
-    Ok(Nudge(nudge))
+    *shared.handle.lock().unwrap_or_else(PoisonError::into_inner) = Some(handle);
+    Ok(Nudge {
+        wake,
+        thread: shared,
+    })
 }
 
 /// One checkpoint that waits for no one: it copies what no reader still needs, and leaves the rest.

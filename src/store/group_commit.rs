@@ -77,6 +77,9 @@ type Batch = (Vec<Job>, oneshot::Sender<()>);
 pub(super) struct GroupCommit {
     jobs: tokio::sync::mpsc::UnboundedSender<Job>,
     readers: Readers,
+    /// Ends the task that hands out batches, and with it the thread.
+    closing: Arc<Notify>,
+    thread: Mutex<Option<thread::JoinHandle<()>>>,
 }
 
 impl GroupCommit {
@@ -95,7 +98,7 @@ impl GroupCommit {
         let conn = open(path, synchronous, forced_pages)?;
         let (jobs, queued) = tokio::sync::mpsc::unbounded_channel();
         let (batches, to_write) = mpsc::channel::<Batch>();
-        thread::Builder::new()
+        let writer = thread::Builder::new()
             .name("sqlite-open-context".to_owned())
             .spawn(move || {
                 let mut writer = Writer {
@@ -110,14 +113,36 @@ impl GroupCommit {
                 }
             })
             .map_err(|e| Error::internal(format!("cannot start the OpenContext writer: {e}")))?;
-        tokio::spawn(hand_batches(queued, batches, write_lock));
+        let closing = Arc::new(Notify::new());
+        tokio::spawn(hand_batches(queued, batches, write_lock, closing.clone()));
         Ok(GroupCommit {
             jobs,
             readers: Readers {
                 path: path.to_owned(),
                 idle: Mutex::default(),
             },
+            closing,
+            thread: Mutex::new(Some(writer)),
         })
+    }
+
+    /// Stops taking calls, waits for the thread to finish the batch it is recording and closes every connection
+    /// (on shutdown, once the calls have drained). A call made after this fails with UNAVAILABLE.
+    pub(super) async fn close(&self) {
+        self.closing.notify_one();
+        let writer = self
+            .thread
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .take();
+        if let Some(writer) = writer {
+            let _ = tokio::task::spawn_blocking(move || writer.join()).await;
+        }
+        self.readers
+            .idle
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .clear();
     }
 
     /// Records one call (or finds it recorded) and answers when its transaction has committed.
@@ -204,9 +229,18 @@ async fn hand_batches(
     mut queued: tokio::sync::mpsc::UnboundedReceiver<Job>,
     batches: mpsc::Sender<Batch>,
     write_lock: SqlitePool,
+    closing: Arc<Notify>,
 ) {
     let mut batch = Vec::new();
-    while queued.recv_many(&mut batch, MAX_BATCH).await > 0 {
+    loop {
+        let received = tokio::select! {
+            received = queued.recv_many(&mut batch, MAX_BATCH) => received,
+            () = closing.notified() => 0,
+        };
+        if received == 0 {
+            // Dropping `batches` ends the thread.
+            return;
+        }
         let lock = match write_lock.acquire().await {
             Ok(lock) => lock,
             Err(err) => {

@@ -283,8 +283,16 @@ impl Store {
         self.backend
     }
 
-    /// Closes every connection (on shutdown).
+    /// Closes every connection (on shutdown). On SQLite the OpenContext thread and the checkpointer close theirs
+    /// first, so the pool's last connection to close is the database's last: SQLite then copies the whole
+    /// write-ahead log into the file and removes it, and a stopped service leaves one complete file.
     pub async fn close(self) {
+        if let Some(group_commit) = &self.group_commit {
+            group_commit.close().await;
+        }
+        if let Some(checkpoints) = &self.checkpoints {
+            checkpoints.stop().await;
+        }
         let _ = self.read.close().await;
         if self.backend == DbBackend::Sqlite {
             let _ = self.write.close().await;

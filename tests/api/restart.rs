@@ -183,3 +183,68 @@ async fn restarting_on_the_same_database_file_loses_nothing(backend: Backend) {
     assert_eq!(carl.version, 1);
     app.shutdown().await;
 }
+
+/// A service stopped with SIGTERM leaves one complete SQLite file: the write-ahead log is copied into it and
+/// removed, so a copy of the file alone (the backup of a stopped service) has every acknowledged write.
+#[tokio::test]
+async fn a_stopped_service_leaves_one_complete_database_file() {
+    let dir = tempfile::tempdir().expect("temporary directory");
+    let file = dir.path().join("cc.db");
+    let (mut server, addr) = crate::crash::start_server(&database_url(&file));
+    let channel = within(
+        "connect",
+        tonic::transport::Channel::from_shared(addr)
+            .expect("uri")
+            .connect(),
+    )
+    .await
+    .expect("connects");
+    let create = pb::CreateCustomerRequest {
+        customer: Some(pb::Customer {
+            contact_points: vec![phone("+14155550100")],
+            ..customer("Ana", "Lopez")
+        }),
+    };
+    let ana = pb::customer_service_client::CustomerServiceClient::new(channel.clone())
+        .create_customer(create)
+        .await
+        .expect("create")
+        .into_inner();
+    let opened = crate::context::context_client(channel)
+        .open_context(as_agent(
+            crate::context::ROUTER,
+            crate::context::call("call-1", "+14155550100"),
+        ))
+        .await
+        .expect("open context")
+        .into_inner();
+    let logged = opened.activity.expect("the call's activity");
+
+    let stopped = std::process::Command::new("kill")
+        .args(["-TERM", &server.id().to_string()])
+        .status()
+        .expect("kill runs");
+    assert!(stopped.success());
+    let exit = tokio::task::spawn_blocking(move || server.wait())
+        .await
+        .expect("join")
+        .expect("the server exits");
+    assert!(exit.success(), "graceful exit: {exit:?}");
+    let log = dir.path().join("cc.db-wal");
+    let left = std::fs::metadata(&log).map_or(0, |m| m.len());
+    assert_eq!(left, 0, "the write-ahead log was left behind");
+
+    let copy = tempfile::tempdir().expect("temporary directory");
+    std::fs::copy(&file, copy.path().join("cc.db")).expect("copy the file alone");
+    let app = TestApp::spawn_on(&database_url(&copy.path().join("cc.db"))).await;
+    let listed = app
+        .list_activities(&ana.id, "", 50, "")
+        .await
+        .expect("list activities");
+    assert_eq!(
+        listed.activities.iter().map(|a| &a.id).collect::<Vec<_>>(),
+        [&logged.id],
+        "the copy has the call's activity"
+    );
+    app.shutdown().await;
+}
