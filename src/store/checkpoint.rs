@@ -70,15 +70,7 @@ impl Nudge {
     pub(super) async fn stop(&self) {
         self.thread.stopping.store(true, Ordering::Release);
         let _ = self.wake.try_send(());
-        let handle = self
-            .thread
-            .handle
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner)
-            .take();
-        if let Some(handle) = handle {
-            let _ = tokio::task::spawn_blocking(move || handle.join()).await;
-        }
+        super::join_thread(&self.thread.handle).await;
     }
 }
 

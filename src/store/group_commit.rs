@@ -130,14 +130,7 @@ impl GroupCommit {
     /// (on shutdown, once the calls have drained). A call made after this fails with UNAVAILABLE.
     pub(super) async fn close(&self) {
         self.closing.notify_one();
-        let writer = self
-            .thread
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner)
-            .take();
-        if let Some(writer) = writer {
-            let _ = tokio::task::spawn_blocking(move || writer.join()).await;
-        }
+        super::join_thread(&self.thread).await;
         self.readers
             .idle
             .lock()

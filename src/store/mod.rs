@@ -300,6 +300,17 @@ impl Store {
     }
 }
 
+/// Waits (off the runtime's threads) for the thread in `slot` to end, if it has not been waited for yet.
+async fn join_thread(slot: &std::sync::Mutex<Option<std::thread::JoinHandle<()>>>) {
+    let handle = slot
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner)
+        .take();
+    if let Some(handle) = handle {
+        let _ = tokio::task::spawn_blocking(move || handle.join()).await;
+    }
+}
+
 /// The URL with any password replaced, for messages and logs.
 pub fn redact(url: &str) -> String {
     match (url.find("://"), url.rfind('@')) {

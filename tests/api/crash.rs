@@ -52,6 +52,20 @@ pub(crate) fn start_server(url: &str) -> (Child, String) {
     (child, format!("http://{addr}"))
 }
 
+/// Stops a server started by [`start_server`] with SIGTERM and checks that it exits cleanly.
+pub(crate) async fn stop_gracefully(mut server: Child) {
+    let stopped = Command::new("kill")
+        .args(["-TERM", &server.id().to_string()])
+        .status()
+        .expect("kill runs");
+    assert!(stopped.success());
+    let exit = tokio::task::spawn_blocking(move || server.wait())
+        .await
+        .expect("join")
+        .expect("the server exits");
+    assert!(exit.success(), "graceful exit: {exit:?}");
+}
+
 pub(crate) async fn client(addr: &str) -> CustomerServiceClient<Channel> {
     let channel = within(
         "connect",

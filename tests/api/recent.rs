@@ -169,7 +169,7 @@ async fn views_acknowledged_before_a_graceful_shutdown_are_kept(backend: Backend
         return;
     };
     // The real binary, stopped with SIGTERM: the process exits as soon as its shutdown returns.
-    let (mut server, addr) = crate::crash::start_server(db.url());
+    let (server, addr) = crate::crash::start_server(db.url());
     let mut customers = crate::crash::client(&addr).await;
     let mut ids = Vec::new();
     for name in ["Ana", "Ben"] {
@@ -182,16 +182,7 @@ async fn views_acknowledged_before_a_graceful_shutdown_are_kept(backend: Backend
         let call = pb::GetCustomerRequest { id: id.clone() };
         ok(customers.get_customer(as_agent("ana", call)).await);
     }
-    let stopped = std::process::Command::new("kill")
-        .args(["-TERM", &server.id().to_string()])
-        .status()
-        .expect("kill runs");
-    assert!(stopped.success());
-    let exit = tokio::task::spawn_blocking(move || server.wait())
-        .await
-        .expect("join")
-        .expect("the server exits");
-    assert!(exit.success(), "graceful exit: {exit:?}");
+    crate::crash::stop_gracefully(server).await;
 
     let app = TestApp::spawn_on(db.url()).await;
     assert_eq!(

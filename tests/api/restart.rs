@@ -190,7 +190,7 @@ async fn restarting_on_the_same_database_file_loses_nothing(backend: Backend) {
 async fn a_stopped_service_leaves_one_complete_database_file() {
     let dir = tempfile::tempdir().expect("temporary directory");
     let file = dir.path().join("cc.db");
-    let (mut server, addr) = crate::crash::start_server(&database_url(&file));
+    let (server, addr) = crate::crash::start_server(&database_url(&file));
     let channel = within(
         "connect",
         tonic::transport::Channel::from_shared(addr)
@@ -220,16 +220,7 @@ async fn a_stopped_service_leaves_one_complete_database_file() {
         .into_inner();
     let logged = opened.activity.expect("the call's activity");
 
-    let stopped = std::process::Command::new("kill")
-        .args(["-TERM", &server.id().to_string()])
-        .status()
-        .expect("kill runs");
-    assert!(stopped.success());
-    let exit = tokio::task::spawn_blocking(move || server.wait())
-        .await
-        .expect("join")
-        .expect("the server exits");
-    assert!(exit.success(), "graceful exit: {exit:?}");
+    crate::crash::stop_gracefully(server).await;
     let log = dir.path().join("cc.db-wal");
     let left = std::fs::metadata(&log).map_or(0, |m| m.len());
     assert_eq!(left, 0, "the write-ahead log was left behind");
