@@ -45,7 +45,7 @@ const PAUSE: Duration = Duration::from_millis(20);
 /// Longest time between two passes, for writes that do not wake the checkpointer (a migration, say).
 const IDLE_PASS: Duration = Duration::from_secs(1);
 
-/// Wakes the checkpointer; cheap, and never blocks the committer.
+/// Wakes the checkpointer after a commit (cheap, and never blocks the committer), and stops it on shutdown.
 #[derive(Debug, Clone)]
 pub(super) struct Nudge {
     wake: SyncSender<()>,
