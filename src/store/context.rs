@@ -210,7 +210,7 @@ impl Store {
         let now = now_micros();
         let (created_request, request, activity) =
             plan(acting_agent, input, customer_id, attached, now);
-        let claimed = claim(input, caller, &activity)?
+        let claimed = claim(claim_row(input, caller, &activity)?)
             .exec_without_returning(&txn)
             .await?;
         if claimed == 0 {
@@ -391,22 +391,16 @@ fn interaction_activity(
 }
 
 /// Inserts the interaction record unless the id is already claimed.
-pub(super) fn claim(
-    input: &OpenContext,
-    caller: &Caller,
-    activity: &Activity,
-) -> Result<sea_orm::Insert<interactions::ActiveModel>> {
-    Ok(
-        interactions::Entity::insert(claim_row(input, caller, activity)?).on_conflict(
-            OnConflict::column(interactions::Column::InteractionId)
-                .do_nothing()
-                .to_owned(),
-        ),
+pub(super) fn claim(row: interactions::ActiveModel) -> sea_orm::Insert<interactions::ActiveModel> {
+    interactions::Entity::insert(row).on_conflict(
+        OnConflict::column(interactions::Column::InteractionId)
+            .do_nothing()
+            .to_owned(),
     )
 }
 
 /// The interaction record: what a retry of the same interaction id returns.
-fn claim_row(
+pub(super) fn claim_row(
     input: &OpenContext,
     caller: &Caller,
     activity: &Activity,

@@ -38,6 +38,18 @@ pub enum LookupKey {
     CustomerNumber,
 }
 
+impl LookupKey {
+    /// The contact class a contact-point lookup matches (`contact_keys.kind`); None for a customer number.
+    pub(super) fn class(self) -> Option<&'static str> {
+        match self {
+            LookupKey::Phone => Some("phone"),
+            LookupKey::Email => Some("email"),
+            LookupKey::Handle => Some("handle"),
+            LookupKey::CustomerNumber => None,
+        }
+    }
+}
+
 /// Most customers one lookup returns (several people may share a phone).
 pub const MAX_LOOKUP_RESULTS: u64 = 100;
 
@@ -527,11 +539,7 @@ pub(super) fn lookup_query(
     let query = match kind {
         LookupKey::CustomerNumber => query.filter(customers::Column::CustomerNumber.eq(key)),
         LookupKey::Phone | LookupKey::Email | LookupKey::Handle => {
-            let class = match kind {
-                LookupKey::Phone => "phone",
-                LookupKey::Email => "email",
-                _ => "handle",
-            };
+            let class = kind.class().unwrap_or_default();
             query.filter(
                 customers::Column::Id.in_subquery(
                     Query::select()

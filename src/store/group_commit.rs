@@ -13,7 +13,8 @@
 //! so only the failed call fails and leaves nothing behind; a failed commit fails every call of the batch, and
 //! none of them was acknowledged.
 //!
-//! The statements are the ones the rest of the store builds with sea-orm's query builder, prepared once and kept.
+//! The statements are the ones the rest of the store builds with sea-orm's query builder, rendered once
+//! ([`super::shape`]), prepared once and kept.
 //! While it writes, the thread holds the write pool's only connection, so it never competes with the other
 //! writers for SQLite's lock: the same one-writer-at-a-time discipline as every other write.
 
@@ -26,7 +27,8 @@ use std::{
 
 use rusqlite::{Connection, OpenFlags, Row, types::Value as SqlValue};
 use sea_orm::{
-    DbBackend, EntityTrait, QuerySelect, QueryTrait, sea_query::Value, sqlx::SqlitePool,
+    ActiveModelTrait, DbBackend, EntityTrait, QuerySelect, QueryTrait, sea_query::Value,
+    sqlx::SqlitePool,
 };
 use tokio::sync::{Notify, oneshot};
 
@@ -40,9 +42,15 @@ use super::{
     outbox::{self, OutboxSignal},
     recent::{self, View},
     requests,
+    shape::{self, Shape},
 };
 use crate::{
-    domain::{activity::Activity, customer::Customer, request::Request, time::now_micros},
+    domain::{
+        activity::Activity,
+        customer::Customer,
+        request::{Request, RequestStatus},
+        time::now_micros,
+    },
     error::{Error, Result},
 };
 
@@ -206,15 +214,44 @@ impl Readers {
 
 /// The customer's open requests (newest first) and newest activities, as the gadget shows them.
 fn shown_lists(conn: &Connection, customer_id: &str) -> Result<(Vec<Request>, Vec<Activity>)> {
-    let open = context::open_requests_newest_first(customer_id).limit(MAX_OPEN_REQUESTS);
-    let newest = context::newest_activities_query(customer_id);
+    static NEWEST_ACTIVITIES: Shape = Shape::new();
+    let newest = NEWEST_ACTIVITIES.sql(0, || {
+        rendered(&context::newest_activities_query(customer_id))
+    });
     Ok((
-        requests_of(all(conn, &open, request_row)?)?,
-        all(conn, &newest, activity_row)?
+        open_requests(conn, customer_id, false)?,
+        select(conn, &newest, [customer_id], activity_row)?
             .into_iter()
             .map(activities::from_model)
             .collect::<Result<Vec<_>>>()?,
     ))
+}
+
+/// The customer's open and pending requests, most recently updated first: the newest one, or up to
+/// [`MAX_OPEN_REQUESTS`].
+fn open_requests(conn: &Connection, customer_id: &str, newest_only: bool) -> Result<Vec<Request>> {
+    static NEWEST: Shape = Shape::new();
+    static ALL: Shape = Shape::new();
+    let (shape, limit) = if newest_only {
+        (&NEWEST, 1)
+    } else {
+        (&ALL, MAX_OPEN_REQUESTS)
+    };
+    let sql = shape.sql(0, || {
+        rendered(&context::open_requests_newest_first(customer_id).limit(limit))
+    });
+    let params = rusqlite::params_from_iter(open_requests_values(customer_id));
+    requests_of(select(conn, &sql, params, request_row)?)
+}
+
+/// What [`context::open_requests_newest_first`] binds.
+fn open_requests_values(customer_id: &str) -> [SqlValue; 3] {
+    let status = |status: RequestStatus| SqlValue::Integer(status.as_i32().into());
+    [
+        SqlValue::Text(customer_id.to_owned()),
+        status(RequestStatus::Open),
+        status(RequestStatus::Pending),
+    ]
 }
 
 /// Takes every queued call (up to [`MAX_BATCH`]), waits for the write lock and has the thread record them.
@@ -418,6 +455,12 @@ fn open_one(
     matched: &Caller,
     queued: &mut bool,
 ) -> Result<Outcome> {
+    static CLAIM: Shape = Shape::new();
+    static REQUEST: Shape = Shape::new();
+    static ACTIVITY: Shape = Shape::new();
+    static CHANGE: Shape = Shape::new();
+    static NOTIFICATION: Shape = Shape::new();
+    static RECENT_VIEW: Shape = Shape::new();
     let caller = match matched {
         Caller::Known(customer) if !exists(conn, &customer.id)? => identify(conn, input)?,
         _ => matched.clone(),
@@ -428,10 +471,7 @@ fn open_one(
     };
     let customer_id = known.map(|c| c.id.as_str());
     let attached = match customer_id {
-        Some(id) if input.policy != RequestPolicy::None => {
-            let query = context::open_requests_newest_first(id).limit(1);
-            requests_of(all(conn, &query, request_row)?)?.pop()
-        }
+        Some(id) if input.policy != RequestPolicy::None => open_requests(conn, id, true)?.pop(),
         _ => None,
     };
     let now = now_micros();
@@ -439,7 +479,9 @@ fn open_one(
         context::plan(acting_agent, input, customer_id, attached, now);
     // The claim is the call's first write: an interaction id recorded before (by an earlier call or one earlier
     // in this batch) claims nothing, and the call returns what that one recorded.
-    if execute(conn, &context::claim(input, &caller, &activity)?)? == 0 {
+    let claim = context::claim_row(input, &caller, &activity)?;
+    let claimed = insert(conn, &CLAIM, claim, context::claim)?;
+    if claimed == 0 {
         let recorded = all(
             conn,
             &interactions::Entity::find_by_id(input.interaction_id.clone()),
@@ -452,32 +494,27 @@ fn open_one(
     }
     let mut changes = Vec::with_capacity(2);
     if let Some(new) = &created_request {
-        execute(
-            conn,
-            &entity::requests::Entity::insert(requests::to_active(new)?),
-        )?;
+        let row = requests::to_active(new)?;
+        insert(conn, &REQUEST, row, entity::requests::Entity::insert)?;
         changes.push(context::request_created(acting_agent, new));
     }
-    execute(
-        conn,
-        &entity::activities::Entity::insert(activities::to_active(&activity)?),
-    )?;
+    let row = activities::to_active(&activity)?;
+    insert(conn, &ACTIVITY, row, entity::activities::Entity::insert)?;
     changes.push(context::activity_created(acting_agent, &activity));
-    let rows = changes
-        .into_iter()
-        .map(change_log::to_row)
-        .collect::<Result<Vec<_>>>()?;
-    execute(conn, &entity::change_log::Entity::insert_many(rows))?;
+    for change in changes {
+        let row = change_log::to_row(change)?;
+        insert(conn, &CHANGE, row, entity::change_log::Entity::insert)?;
+    }
     if let Some(row) = outbox::notification_row(&activity, known)? {
-        *queued |= execute(conn, &outbox::queue(row))? > 0;
+        *queued |= insert(conn, &NOTIFICATION, row, outbox::queue)? > 0;
     }
     if let Some(id) = customer_id {
-        let view = View {
+        let view = recent::view_row(&View {
             agent: input.agent.clone(),
             customer_id: id.to_owned(),
             time: now,
-        };
-        execute(conn, &recent::upsert_query(&[view]))?;
+        });
+        insert(conn, &RECENT_VIEW, view, |row| recent::upsert_rows([row]))?;
     }
     let (customer, candidates, prefill) = context::shown(caller, input);
     // The gadget's lists are read after the commit (see `GroupCommit::open`).
@@ -494,18 +531,26 @@ fn open_one(
 
 /// Whether the customer is still there.
 fn exists(conn: &Connection, customer_id: &str) -> Result<bool> {
-    let query = entity::customers::Entity::find_by_id(customer_id.to_owned())
+    static EXISTS: Shape = Shape::new();
+    let sql = EXISTS.sql(0, || rendered(&exists_query(customer_id)));
+    Ok(!select(conn, &sql, [customer_id], |_| Ok(()))?.is_empty())
+}
+
+fn exists_query(customer_id: &str) -> sea_orm::Select<entity::customers::Entity> {
+    entity::customers::Entity::find_by_id(customer_id.to_owned())
         .select_only()
-        .column(entity::customers::Column::Id);
-    Ok(!all(conn, &query, |_| Ok(()))?.is_empty())
+        .column(entity::customers::Column::Id)
 }
 
 /// [`Store::identify`](super::Store) on `conn`.
 fn identify(conn: &Connection, input: &OpenContext) -> Result<Caller> {
+    static LOOKUPS: [Shape; 4] = [Shape::new(), Shape::new(), Shape::new(), Shape::new()];
     let found = caller::lookups(input)
         .into_iter()
         .map(|(kind, key): (LookupKey, String)| {
-            all(conn, &lookup_query(kind, &key, None), customer_row)?
+            let sql = LOOKUPS[kind as usize].sql(0, || rendered(&lookup_query(kind, &key, None)));
+            let params = rusqlite::params_from_iter(lookup_values(kind, &key));
+            select(conn, &sql, params, customer_row)?
                 .into_iter()
                 .map(customers::from_model)
                 .collect::<Result<Vec<Customer>>>()
@@ -527,6 +572,11 @@ fn identify(conn: &Connection, input: &OpenContext) -> Result<Caller> {
     }
 }
 
+/// What [`lookup_query`] binds (without `only`): the contact class, if any, and the key.
+fn lookup_values(kind: LookupKey, key: &str) -> impl Iterator<Item = &str> {
+    kind.class().into_iter().chain([key])
+}
+
 fn requests_of(rows: Vec<entity::requests::Model>) -> Result<Vec<Request>> {
     rows.into_iter().map(requests::from_model).collect()
 }
@@ -538,21 +588,48 @@ fn all<T>(
     decode: impl FnMut(&Row<'_>) -> rusqlite::Result<T>,
 ) -> Result<Vec<T>> {
     let statement = crate::store::literal_limit(query.build(DbBackend::Sqlite));
-    let mut prepared = conn.prepare_cached(&statement.sql).map_err(db_error)?;
     let params = parameters(&statement)?;
-    let rows = prepared
-        .query_map(rusqlite::params_from_iter(params), decode)
-        .map_err(db_error)?;
+    select(
+        conn,
+        &statement.sql,
+        rusqlite::params_from_iter(params),
+        decode,
+    )
+}
+
+/// Runs a select, prepared once, and decodes its rows.
+fn select<T>(
+    conn: &Connection,
+    sql: &str,
+    params: impl rusqlite::Params,
+    decode: impl FnMut(&Row<'_>) -> rusqlite::Result<T>,
+) -> Result<Vec<T>> {
+    let mut prepared = conn.prepare_cached(sql).map_err(db_error)?;
+    let rows = prepared.query_map(params, decode).map_err(db_error)?;
     rows.collect::<rusqlite::Result<Vec<T>>>().map_err(db_error)
 }
 
-/// Runs a statement built by sea-orm and returns how many rows it changed.
-fn execute(conn: &Connection, query: &impl QueryTrait) -> Result<usize> {
-    let statement = query.build(DbBackend::Sqlite);
-    let mut prepared = conn.prepare_cached(&statement.sql).map_err(db_error)?;
-    let params = parameters(&statement)?;
+/// The SQL of a select sea-orm builds, with its limit written in (see [`crate::store::literal_limit`]).
+fn rendered(query: &impl QueryTrait) -> String {
+    crate::store::literal_limit(query.build(DbBackend::Sqlite)).sql
+}
+
+/// Inserts `row` with the statement `statement` makes of it (an `Insert::one`, perhaps with an `ON CONFLICT`
+/// clause, which binds nothing), rendered once for its shape, and returns how many rows it changed.
+fn insert<A: ActiveModelTrait + Clone, Q: QueryTrait>(
+    conn: &Connection,
+    shape: &Shape,
+    row: A,
+    statement: impl FnOnce(A) -> Q,
+) -> Result<usize> {
+    let columns = shape::set_columns(&row)?;
+    let sql = shape.sql(columns, || {
+        statement(row.clone()).build(DbBackend::Sqlite).sql
+    });
+    let values = shape::insert_values(row)?;
+    let mut prepared = conn.prepare_cached(&sql).map_err(db_error)?;
     prepared
-        .execute(rusqlite::params_from_iter(params))
+        .execute(rusqlite::params_from_iter(values))
         .map_err(db_error)
 }
 
@@ -567,35 +644,7 @@ fn parameters(statement: &sea_orm::Statement) -> Result<Vec<SqlValue>> {
 
 /// A bound value as SQLite stores it.
 fn sql_value(value: &Value) -> Result<SqlValue> {
-    fn int(value: Option<impl Into<i64>>) -> SqlValue {
-        value.map_or(SqlValue::Null, |v| SqlValue::Integer(v.into()))
-    }
-    Ok(match value {
-        Value::Bool(v) => int(*v),
-        Value::TinyInt(v) => int(*v),
-        Value::SmallInt(v) => int(*v),
-        Value::Int(v) => int(*v),
-        Value::BigInt(v) => int(*v),
-        Value::TinyUnsigned(v) => int(*v),
-        Value::SmallUnsigned(v) => int(*v),
-        Value::Unsigned(v) => int(*v),
-        // Limits and offsets.
-        Value::BigUnsigned(Some(v)) => SqlValue::Integer(
-            i64::try_from(*v)
-                .map_err(|_| Error::internal(format!("{v} is out of SQLite's integer range")))?,
-        ),
-        Value::BigUnsigned(None) => SqlValue::Null,
-        Value::Float(v) => v.map_or(SqlValue::Null, |v| SqlValue::Real(v.into())),
-        Value::Double(v) => v.map_or(SqlValue::Null, SqlValue::Real),
-        Value::String(v) => v.clone().map_or(SqlValue::Null, SqlValue::Text),
-        Value::Char(v) => v.map_or(SqlValue::Null, |c| SqlValue::Text(c.to_string())),
-        Value::Bytes(v) => v.clone().map_or(SqlValue::Null, SqlValue::Blob),
-        other => {
-            return Err(Error::internal(format!(
-                "no SQLite binding for the value {other:?}"
-            )));
-        }
-    })
+    shape::into_sql_value(value.clone())
 }
 
 fn db_error(err: rusqlite::Error) -> Error {
@@ -794,6 +843,127 @@ mod tests {
         let unlimited = interactions::Entity::find_by_id("x".to_owned());
         let statement = crate::store::literal_limit(unlimited.build(DbBackend::Sqlite));
         assert!(!statement.sql.contains("LIMIT"), "{}", statement.sql);
+    }
+
+    #[test]
+    fn selects_rendered_once_bind_what_sea_orm_binds() {
+        let bound = |query: &dyn Fn() -> sea_orm::Statement| {
+            parameters(&crate::store::literal_limit(query())).expect("values")
+        };
+        let text = |values: &[&str]| -> Vec<SqlValue> {
+            values
+                .iter()
+                .map(|v| SqlValue::Text((*v).to_owned()))
+                .collect()
+        };
+        for kind in [
+            LookupKey::Phone,
+            LookupKey::Email,
+            LookupKey::Handle,
+            LookupKey::CustomerNumber,
+        ] {
+            let values: Vec<&str> = lookup_values(kind, "+4915112345678").collect();
+            assert_eq!(
+                bound(&|| lookup_query(kind, "+4915112345678", None).build(DbBackend::Sqlite)),
+                text(&values),
+                "{kind:?}"
+            );
+        }
+        assert_eq!(
+            bound(&|| context::open_requests_newest_first("c1")
+                .limit(1)
+                .build(DbBackend::Sqlite)),
+            open_requests_values("c1")
+        );
+        assert_eq!(
+            bound(&|| context::newest_activities_query("c1").build(DbBackend::Sqlite)),
+            text(&["c1"])
+        );
+        assert_eq!(
+            bound(&|| exists_query("c1").build(DbBackend::Sqlite)),
+            text(&["c1"])
+        );
+    }
+
+    /// `shape::insert_values` against the values sea-orm binds for the same row and statement.
+    fn binds_like_sea_orm<A: ActiveModelTrait + Clone, Q: QueryTrait>(
+        row: A,
+        statement: impl FnOnce(A) -> Q,
+    ) {
+        let built = statement(row.clone()).build(DbBackend::Sqlite);
+        let expected = parameters(&built).expect("values");
+        assert!(!expected.is_empty());
+        assert_eq!(
+            shape::insert_values(row).expect("values"),
+            expected,
+            "{}",
+            built.sql
+        );
+    }
+
+    #[test]
+    fn inserts_rendered_once_bind_what_sea_orm_binds() {
+        use crate::domain::contact::{ContactKind, ContactPoint};
+
+        let customer = Customer {
+            id: crate::domain::ids::new_id(),
+            data: crate::domain::customer::CustomerData {
+                contact_points: vec![ContactPoint {
+                    kind: ContactKind::Email,
+                    label: String::new(),
+                    value: "zoe@example.com".to_owned(),
+                }],
+                ..Default::default()
+            },
+            version: 1,
+            audit: crate::domain::customer::Audit {
+                create_time: 1,
+                update_time: 1,
+                created_by: "ana".to_owned(),
+                updated_by: "ana".to_owned(),
+            },
+            locked: false,
+            anonymize_time: None,
+        };
+        let input = OpenContext {
+            interaction_id: "call-1".to_owned(),
+            // Incoming: the customer is told it was recorded.
+            direction: crate::pb::Direction::Incoming as i32,
+            topic: "Billing".to_owned(),
+            agent: "ana".to_owned(),
+            request_title: "Billing".to_owned(),
+            ..Default::default()
+        };
+        let (created, _, activity) =
+            context::plan("router", &input, Some(&customer.id), None, now_micros());
+        let created = created.expect("a request opened for the call");
+        let caller = Caller::Known(Box::new(customer.clone()));
+
+        binds_like_sea_orm(
+            context::claim_row(&input, &caller, &activity).expect("row"),
+            context::claim,
+        );
+        binds_like_sea_orm(requests::to_active(&created).expect("row"), |row| {
+            entity::requests::Entity::insert(row)
+        });
+        binds_like_sea_orm(activities::to_active(&activity).expect("row"), |row| {
+            entity::activities::Entity::insert(row)
+        });
+        // The sequence number is not set: the database assigns it.
+        let change =
+            change_log::to_row(context::activity_created("router", &activity)).expect("row");
+        assert_eq!(shape::set_columns(&change).expect("columns") & 1, 0);
+        binds_like_sea_orm(change, entity::change_log::Entity::insert);
+        let notification = outbox::notification_row(&activity, Some(&customer))
+            .expect("row")
+            .expect("an incoming call of a customer with an email is notified");
+        binds_like_sea_orm(notification, outbox::queue);
+        let view = recent::view_row(&View {
+            agent: "ana".to_owned(),
+            customer_id: customer.id.clone(),
+            time: 7,
+        });
+        binds_like_sea_orm(view, |row| recent::upsert_rows([row]));
     }
 
     #[test]

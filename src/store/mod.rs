@@ -35,6 +35,7 @@ pub mod recent;
 mod requests;
 mod search;
 pub mod seed;
+mod shape;
 
 pub use context::{ContextResult, OpenContext, Prefill, RequestPolicy};
 pub use customers::{LookupKey, MAX_LOOKUP_RESULTS};

@@ -218,11 +218,13 @@ pub(super) async fn upsert(db: &impl ConnectionTrait, views: &[View]) -> Result<
 
 /// Inserts the views, or moves an agent's existing entry to a later view time.
 pub(super) fn upsert_query(views: &[View]) -> sea_orm::InsertMany<recent_views::ActiveModel> {
-    let rows = views.iter().map(|v| recent_views::ActiveModel {
-        agent: sea_orm::Set(v.agent.clone()),
-        customer_id: sea_orm::Set(v.customer_id.clone()),
-        view_time: sea_orm::Set(v.time),
-    });
+    upsert_rows(views.iter().map(view_row))
+}
+
+/// [`upsert_query`] of rows made by [`view_row`].
+pub(super) fn upsert_rows(
+    rows: impl IntoIterator<Item = recent_views::ActiveModel>,
+) -> sea_orm::InsertMany<recent_views::ActiveModel> {
     recent_views::Entity::insert_many(rows).on_conflict(
         OnConflict::columns([
             recent_views::Column::Agent,
@@ -232,6 +234,15 @@ pub(super) fn upsert_query(views: &[View]) -> sea_orm::InsertMany<recent_views::
         .action_and_where(Expr::cust("excluded.view_time > recent_views.view_time"))
         .to_owned(),
     )
+}
+
+/// The row of one view.
+pub(super) fn view_row(view: &View) -> recent_views::ActiveModel {
+    recent_views::ActiveModel {
+        agent: sea_orm::Set(view.agent.clone()),
+        customer_id: sea_orm::Set(view.customer_id.clone()),
+        view_time: sea_orm::Set(view.time),
+    }
 }
 
 /// The oldest view time still in the window at `now`.
