@@ -198,15 +198,11 @@ fn parse_phone(text: &str, region: Id) -> Option<PhoneNumber> {
         .or_else(|| digits.strip_prefix("00").and_then(international))
 }
 
-/// Whether `number` is valid: what `phonenumber::is_valid` answers, with each of the metadata's patterns matched
-/// at most once and the common kinds (fixed line, mobile) first. `phonenumber::is_valid` finds the number's
-/// region by its kind, then classifies it again, through every kind in turn; for a North American number that was
-/// some twenty pattern matches, the larger part of an `OpenContext` call's input checks.
-fn is_valid(number: &PhoneNumber) -> bool {
-    use phonenumber::{Metadata, Type};
-
-    /// The kinds `phonenumber`'s classification knows; a number of none of them is invalid.
-    const KINDS: [Type; 10] = [
+/// The kinds of number `phonenumber`'s classification knows, the common ones first; a number of none of them is
+/// invalid.
+const NUMBER_KINDS: [phonenumber::Type; 10] = {
+    use phonenumber::Type;
+    [
         Type::FixedLine,
         Type::Mobile,
         Type::TollFree,
@@ -217,11 +213,20 @@ fn is_valid(number: &PhoneNumber) -> bool {
         Type::Pager,
         Type::Uan,
         Type::Voicemail,
-    ];
+    ]
+};
+
+/// Whether `number` is valid: what `phonenumber::is_valid` answers, with each of the metadata's patterns matched
+/// at most once and the common kinds (fixed line, mobile) first. `phonenumber::is_valid` finds the number's
+/// region by its kind, then classifies it again, through every kind in turn; for a North American number that was
+/// some twenty pattern matches, the larger part of an `OpenContext` call's input checks.
+fn is_valid(number: &PhoneNumber) -> bool {
+    use phonenumber::Metadata;
+
     let of_some_kind = |meta: &Metadata, national: &str| {
         let descriptors = meta.descriptors();
         descriptors.general().is_match(national)
-            && KINDS
+            && NUMBER_KINDS
                 .iter()
                 .filter_map(|kind| descriptors.get(*kind))
                 .any(|descriptor| descriptor.is_match(national))
@@ -440,24 +445,15 @@ mod tests {
     fn validity_is_what_phonenumber_says() {
         use phonenumber::Type;
 
-        let kinds = [
-            Type::Unknown,
-            Type::FixedLine,
-            Type::Mobile,
-            Type::TollFree,
-            Type::PremiumRate,
-            Type::SharedCost,
-            Type::Voip,
-            Type::PersonalNumber,
-            Type::Pager,
-            Type::Uan,
-            Type::Voicemail,
-            Type::Emergency,
-            Type::ShortCode,
-        ];
+        // Examples of the general description, of every kind that makes a number valid, and of two kinds the
+        // classification does not count (emergency and short codes).
+        let kinds = [Type::Unknown]
+            .into_iter()
+            .chain(NUMBER_KINDS)
+            .chain([Type::Emergency, Type::ShortCode]);
         let (mut checked, mut valid) = (0, 0);
         for meta in DATABASE.iter() {
-            for kind in kinds {
+            for kind in kinds.clone() {
                 let Some(example) = meta.descriptors().get(kind).and_then(|d| d.example()) else {
                     continue;
                 };
