@@ -172,12 +172,15 @@ impl Store {
     }
 
     /// Changes after position `after`, oldest first, at most `limit`.
+    ///
+    /// The change feed runs this after every burst of commits; its limit is written into the statement (see
+    /// [`super::literal_limit`]), so SQLite does not plan it again at every run.
     pub async fn changes_after(&self, after: i64, limit: u64) -> Result<Vec<Change>> {
-        change_log::Entity::find()
+        let query = change_log::Entity::find()
             .filter(change_log::Column::Seq.gt(after))
             .order_by_asc(change_log::Column::Seq)
-            .limit(limit)
-            .all(&self.read)
+            .limit(limit);
+        super::all_limited(&self.read, query)
             .await?
             .into_iter()
             .map(from_model)
