@@ -27,14 +27,23 @@ impl Shape {
     /// a select), rendered by `render` the first time. A statement binding other columns than the first one did
     /// is rendered afresh and not kept.
     pub(super) fn sql(&self, columns: u64, render: impl FnOnce() -> String) -> Cow<'_, str> {
-        let mut render = Some(render);
-        let (kept, sql) = self.0.get_or_init(|| {
-            let render = render.take().expect("rendered once");
-            (columns, render())
-        });
-        match render {
-            Some(render) if *kept != columns => Cow::Owned(render()),
-            _ => Cow::Borrowed(sql),
+        match self.0.get() {
+            Some((kept, sql)) if *kept == columns => Cow::Borrowed(sql),
+            Some(_) => Cow::Owned(render()),
+            // The first statement of this shape. A concurrent first one may keep its text instead; this one's is
+            // then used once if it differs.
+            None => match self.0.set((columns, render())) {
+                Ok(()) => self.kept_or(columns, String::new()),
+                Err((_, sql)) => self.kept_or(columns, sql),
+            },
+        }
+    }
+
+    /// The kept text if it binds `columns`, else `sql`.
+    fn kept_or(&self, columns: u64, sql: String) -> Cow<'_, str> {
+        match self.0.get() {
+            Some((kept, text)) if *kept == columns => Cow::Borrowed(text),
+            _ => Cow::Owned(sql),
         }
     }
 }
