@@ -256,17 +256,13 @@ fn is_valid(number: &PhoneNumber) -> bool {
         let Some(meta) = DATABASE.by_id(region) else {
             continue;
         };
+        let known = region.parse::<Id>().is_ok();
         match meta.leading_digits() {
-            Some(pattern) => {
-                if pattern.find(&national).is_some_and(|m| m.start() == 0) {
-                    return region.parse::<Id>().is_ok() && of_some_kind(meta, &national);
-                }
+            Some(pattern) if pattern.find(&national).is_some_and(|m| m.start() == 0) => {
+                return known && of_some_kind(meta, &national);
             }
-            None => {
-                if of_some_kind(meta, &national) {
-                    return region.parse::<Id>().is_ok();
-                }
-            }
+            None if of_some_kind(meta, &national) => return known,
+            _ => {}
         }
     }
     false

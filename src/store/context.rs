@@ -46,6 +46,8 @@ use crate::{
 pub const RECENT_ACTIVITIES: u64 = 20;
 /// Most open requests returned (a customer rarely has more than a few).
 pub const MAX_OPEN_REQUESTS: u64 = 100;
+/// The statuses of a request an interaction may join.
+pub(super) const OPEN_STATUSES: [RequestStatus; 2] = [RequestStatus::Open, RequestStatus::Pending];
 /// Attempts when the matched customer is deleted while the interaction is being recorded.
 const ATTEMPTS: usize = 3;
 
@@ -437,10 +439,7 @@ pub(super) fn open_requests_newest_first(
 ) -> sea_orm::Select<entity::requests::Entity> {
     entity::requests::Entity::find()
         .filter(entity::requests::Column::CustomerId.eq(customer_id))
-        .filter(entity::requests::Column::Status.is_in([
-            RequestStatus::Open.as_i32(),
-            RequestStatus::Pending.as_i32(),
-        ]))
+        .filter(entity::requests::Column::Status.is_in(OPEN_STATUSES.map(RequestStatus::as_i32)))
         .order_by_desc(entity::requests::Column::UpdateTime)
         .order_by_desc(entity::requests::Column::Id)
 }

@@ -41,19 +41,21 @@ pub enum LookupKey {
 impl LookupKey {
     /// The contact class a contact-point lookup matches (`contact_keys.kind`); None for a customer number.
     pub(super) fn class(self) -> Option<&'static str> {
-        match self {
-            LookupKey::Phone => Some("phone"),
-            LookupKey::Email => Some("email"),
-            LookupKey::Handle => Some("handle"),
-            LookupKey::CustomerNumber => None,
-        }
+        let kind = match self {
+            LookupKey::Phone => ContactKind::Phone,
+            LookupKey::Email => ContactKind::Email,
+            LookupKey::Handle => ContactKind::Chat,
+            LookupKey::CustomerNumber => return None,
+        };
+        Some(lookup_class(kind))
     }
 }
 
 /// Most customers one lookup returns (several people may share a phone).
 pub const MAX_LOOKUP_RESULTS: u64 = 100;
 
-fn lookup_class(kind: ContactKind) -> &'static str {
+/// The class a contact point is matched by (`contact_keys.kind`): handles of every kind are one class.
+pub(super) fn lookup_class(kind: ContactKind) -> &'static str {
     match kind {
         ContactKind::Phone => "phone",
         ContactKind::Email => "email",
@@ -536,21 +538,18 @@ pub(super) fn lookup_query(
     if let Some(id) = only {
         query = query.filter(customers::Column::Id.eq(id));
     }
-    let query = match kind {
-        LookupKey::CustomerNumber => query.filter(customers::Column::CustomerNumber.eq(key)),
-        LookupKey::Phone | LookupKey::Email | LookupKey::Handle => {
-            let class = kind.class().unwrap_or_default();
-            query.filter(
-                customers::Column::Id.in_subquery(
-                    Query::select()
-                        .column(contact_keys::Column::CustomerId)
-                        .from(contact_keys::Entity)
-                        .and_where(contact_keys::Column::Kind.eq(class))
-                        .and_where(contact_keys::Column::MatchKey.eq(key))
-                        .to_owned(),
-                ),
-            )
-        }
+    let query = match kind.class() {
+        None => query.filter(customers::Column::CustomerNumber.eq(key)),
+        Some(class) => query.filter(
+            customers::Column::Id.in_subquery(
+                Query::select()
+                    .column(contact_keys::Column::CustomerId)
+                    .from(contact_keys::Entity)
+                    .and_where(contact_keys::Column::Kind.eq(class))
+                    .and_where(contact_keys::Column::MatchKey.eq(key))
+                    .to_owned(),
+            ),
+        ),
     };
     query
         .order_by_desc(customers::Column::UpdateTime)

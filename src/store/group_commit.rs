@@ -45,12 +45,7 @@ use super::{
     shape::{self, Shape},
 };
 use crate::{
-    domain::{
-        activity::Activity,
-        customer::Customer,
-        request::{Request, RequestStatus},
-        time::now_micros,
-    },
+    domain::{activity::Activity, customer::Customer, request::Request, time::now_micros},
     error::{Error, Result},
 };
 
@@ -244,14 +239,12 @@ fn open_requests(conn: &Connection, customer_id: &str, newest_only: bool) -> Res
     requests_of(select(conn, &sql, params, request_row)?)
 }
 
-/// What [`context::open_requests_newest_first`] binds.
-fn open_requests_values(customer_id: &str) -> [SqlValue; 3] {
-    let status = |status: RequestStatus| SqlValue::Integer(status.as_i32().into());
-    [
-        SqlValue::Text(customer_id.to_owned()),
-        status(RequestStatus::Open),
-        status(RequestStatus::Pending),
-    ]
+/// What [`context::open_requests_newest_first`] binds: the customer, then the open statuses.
+fn open_requests_values(customer_id: &str) -> impl Iterator<Item = SqlValue> {
+    let statuses = context::OPEN_STATUSES.map(|status| SqlValue::Integer(status.as_i32().into()));
+    [SqlValue::Text(customer_id.to_owned())]
+        .into_iter()
+        .chain(statuses)
 }
 
 /// Takes every queued call (up to [`MAX_BATCH`]), waits for the write lock and has the thread record them.
@@ -873,7 +866,7 @@ mod tests {
             bound(&|| context::open_requests_newest_first("c1")
                 .limit(1)
                 .build(DbBackend::Sqlite)),
-            open_requests_values("c1")
+            open_requests_values("c1").collect::<Vec<_>>()
         );
         assert_eq!(
             bound(&|| context::newest_activities_query("c1").build(DbBackend::Sqlite)),

@@ -41,14 +41,6 @@ pub struct CustomerMatch {
     pub score: f64,
 }
 
-fn lookup_class(kind: ContactKind) -> &'static str {
-    match kind {
-        ContactKind::Phone => "phone",
-        ContactKind::Email => "email",
-        ContactKind::Chat | ContactKind::Social | ContactKind::External => "handle",
-    }
-}
-
 /// The searches that find customers with a similar name.
 fn name_queries(words: &[String]) -> BTreeSet<Vec<String>> {
     let words: Vec<&String> = words.iter().take(MAX_NAME_WORDS).collect();
@@ -84,7 +76,7 @@ impl Store {
                 ContactKind::Email => MatchReason::SharedEmail(point.value.clone()),
                 _ => MatchReason::SharedHandle(point.value.clone()),
             };
-            keys.insert((lookup_class(point.kind), key), reason);
+            keys.insert((customers::lookup_class(point.kind), key), reason);
         }
         if !keys.is_empty() {
             let mut any = Condition::any();

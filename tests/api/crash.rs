@@ -67,15 +67,19 @@ pub(crate) async fn stop_gracefully(mut server: Child) {
 }
 
 pub(crate) async fn client(addr: &str) -> CustomerServiceClient<Channel> {
-    let channel = within(
+    CustomerServiceClient::new(channel(addr).await)
+}
+
+/// A connection to a server started by [`start_server`].
+pub(crate) async fn channel(addr: &str) -> Channel {
+    within(
         "connect",
         Channel::from_shared(addr.to_owned())
             .expect("uri")
             .connect(),
     )
     .await
-    .expect("connects");
-    CustomerServiceClient::new(channel)
+    .expect("connects")
 }
 
 /// What a writer was told succeeded: its customer and the last version and notes acknowledged.

@@ -191,14 +191,7 @@ async fn a_stopped_service_leaves_one_complete_database_file() {
     let dir = tempfile::tempdir().expect("temporary directory");
     let file = dir.path().join("cc.db");
     let (server, addr) = crate::crash::start_server(&database_url(&file));
-    let channel = within(
-        "connect",
-        tonic::transport::Channel::from_shared(addr)
-            .expect("uri")
-            .connect(),
-    )
-    .await
-    .expect("connects");
+    let channel = crate::crash::channel(&addr).await;
     let create = pb::CreateCustomerRequest {
         customer: Some(pb::Customer {
             contact_points: vec![phone("+14155550100")],
