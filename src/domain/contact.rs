@@ -5,11 +5,14 @@
 use std::collections::HashMap;
 use std::collections::hash_map::Entry;
 use std::str::FromStr;
+use std::sync::{Arc, LazyLock, PoisonError, RwLock};
 
 use email_address::EmailAddress;
 use phonenumber::country::{Id, Source};
 use phonenumber::metadata::DATABASE;
+use phonenumber::metadata::{Descriptor, Metadata};
 use phonenumber::{Mode, PhoneNumber};
+use regex::{Regex, RegexBuilder};
 
 use super::text::check_text;
 use super::violations::{Violations, reason};
@@ -219,22 +222,18 @@ const NUMBER_KINDS: [phonenumber::Type; 10] = {
 /// Whether `number` is valid: what `phonenumber::is_valid` answers, with each of the metadata's patterns matched
 /// at most once and the common kinds (fixed line, mobile) first. `phonenumber::is_valid` finds the number's
 /// region by its kind, then classifies it again, through every kind in turn; for a North American number that was
-/// some twenty pattern matches, the larger part of an `OpenContext` call's input checks.
+/// some twenty pattern matches, the larger part of an `OpenContext` call's input checks. The patterns are the
+/// metadata's, compiled once per region ([`RegionPatterns`]).
 fn is_valid(number: &PhoneNumber) -> bool {
-    use phonenumber::Metadata;
+    is_valid_by_region_patterns(number).unwrap_or_else(|| phonenumber::is_valid(number))
+}
 
-    let of_some_kind = |meta: &Metadata, national: &str| {
-        let descriptors = meta.descriptors();
-        descriptors.general().is_match(national)
-            && NUMBER_KINDS
-                .iter()
-                .filter_map(|kind| descriptors.get(*kind))
-                .any(|descriptor| descriptor.is_match(national))
-    };
+/// [`is_valid`]'s answer from the compiled patterns; None should a region's patterns not compile.
+fn is_valid_by_region_patterns(number: &PhoneNumber) -> Option<bool> {
     let code = number.country().code();
     let national = number.national().to_string();
     let Some(regions) = DATABASE.region(&code) else {
-        return false;
+        return Some(false);
     };
     if let [region] = regions[..] {
         // "001": a non-geographic code (such as +800), with metadata of its own.
@@ -248,24 +247,122 @@ fn is_valid(number: &PhoneNumber) -> bool {
                 .ok()
                 .and_then(|_| DATABASE.by_id(region))
         };
-        return meta.is_some_and(|meta| of_some_kind(meta, &national));
+        return match meta {
+            Some(meta) => Some(RegionPatterns::of(meta)?.is_of_some_kind(&national)),
+            None => Some(false),
+        };
     }
     // Several regions share the code: the number's is the first whose leading digits it starts with, or, for
     // a region without leading digits, whose kinds it is of.
+    let known = |region: &str| region.parse::<Id>().is_ok();
     for region in regions {
         let Some(meta) = DATABASE.by_id(region) else {
             continue;
         };
-        let known = region.parse::<Id>().is_ok();
-        match meta.leading_digits() {
-            Some(pattern) if pattern.find(&national).is_some_and(|m| m.start() == 0) => {
-                return known && of_some_kind(meta, &national);
+        let patterns = RegionPatterns::of(meta)?;
+        match &patterns.leading_digits {
+            Some(leading) if starts_with_match(leading, &national) => {
+                return Some(known(region) && patterns.is_of_some_kind(&national));
             }
-            None if of_some_kind(meta, &national) => return known,
+            None if patterns.is_of_some_kind(&national) => return Some(known(region)),
             _ => {}
         }
     }
-    false
+    Some(false)
+}
+
+/// One region's patterns for telling a valid number, compiled once for the life of the process.
+///
+/// `phonenumber` keeps its compiled patterns in one locked cache of a hundred, keyed by the pattern's text: every
+/// match hashed the whole pattern (some are thousands of characters), and North American numbers alone use more
+/// than a hundred patterns, so the cache recompiled them over and over. Together that was most of the time a
+/// phone number's check took.
+struct RegionPatterns {
+    /// The national numbers of the region, when it shares its country code with others.
+    leading_digits: Option<Regex>,
+    /// Every number of the region.
+    general: NumberPattern,
+    /// The kinds of [`NUMBER_KINDS`] the region has, in that order.
+    kinds: Vec<NumberPattern>,
+}
+
+/// A descriptor's pattern and possible lengths, matched as `phonenumber`'s `Descriptor::is_match` does.
+struct NumberPattern {
+    lengths: Vec<u16>,
+    pattern: Regex,
+}
+
+impl RegionPatterns {
+    /// The compiled patterns of `meta`'s region; None should one of them not compile.
+    fn of(meta: &Metadata) -> Option<Arc<RegionPatterns>> {
+        type Compiled = HashMap<(u16, String), Option<Arc<RegionPatterns>>>;
+        static COMPILED: LazyLock<RwLock<Compiled>> = LazyLock::new(RwLock::default);
+        let key = (meta.country_code(), meta.id().to_owned());
+        let known = COMPILED
+            .read()
+            .unwrap_or_else(PoisonError::into_inner)
+            .get(&key)
+            .cloned();
+        known.unwrap_or_else(|| {
+            let compiled = RegionPatterns::compile(meta).map(Arc::new);
+            COMPILED
+                .write()
+                .unwrap_or_else(PoisonError::into_inner)
+                .entry(key)
+                .or_insert(compiled)
+                .clone()
+        })
+    }
+
+    fn compile(meta: &Metadata) -> Option<RegionPatterns> {
+        let descriptors = meta.descriptors();
+        Some(RegionPatterns {
+            leading_digits: match meta.leading_digits() {
+                Some(cached) => Some(compile(cached.as_str())?),
+                None => None,
+            },
+            general: NumberPattern::of(descriptors.general())?,
+            kinds: NUMBER_KINDS
+                .iter()
+                .filter_map(|kind| descriptors.get(*kind))
+                .map(NumberPattern::of)
+                .collect::<Option<_>>()?,
+        })
+    }
+
+    fn is_of_some_kind(&self, national: &str) -> bool {
+        self.general.is_match(national) && self.kinds.iter().any(|kind| kind.is_match(national))
+    }
+}
+
+impl NumberPattern {
+    fn of(descriptor: &Descriptor) -> Option<NumberPattern> {
+        Some(NumberPattern {
+            lengths: descriptor.possible_length().to_vec(),
+            pattern: compile(descriptor.national_number().as_str())?,
+        })
+    }
+
+    fn is_match(&self, national: &str) -> bool {
+        let possible = self.lengths.is_empty()
+            || u16::try_from(national.len()).is_ok_and(|len| self.lengths.contains(&len));
+        possible && starts_with_match(&self.pattern, national)
+    }
+}
+
+/// A metadata pattern, compiled as `phonenumber` compiles it.
+fn compile(source: &str) -> Option<Regex> {
+    RegexBuilder::new(source)
+        .ignore_whitespace(true)
+        .build()
+        .map_err(|err| tracing::error!(%err, source, "a phone metadata pattern does not compile"))
+        .ok()
+}
+
+/// Whether `pattern` matches at the start of `text`: `phonenumber`'s reading of its patterns (a leftmost match
+/// starting at 0, not necessarily to the end).
+fn starts_with_match(pattern: &Regex, text: &str) -> bool {
+    pattern.find(text).is_some_and(|m| m.start() == 0)
 }
 
 /// Trims and lower-cases an email address, which must then be valid: a plain address (no display
