@@ -350,19 +350,24 @@ impl NumberPattern {
     }
 }
 
-/// A metadata pattern, compiled as `phonenumber` compiles it.
+/// A metadata pattern, compiled to match only at the start of a number: `phonenumber` reads its patterns as a
+/// match that starts at the number's first digit (and need not reach its end), and finds one by searching the
+/// whole number, start and end. Anchored, a match is known at its first digit that cannot be a start, and
+/// without searching backwards for where it began.
+///
+/// The patterns are compiled as `phonenumber` compiles them: whitespace is ignored and `#` starts a comment,
+/// hence the line break before the closing parenthesis.
 fn compile(source: &str) -> Option<Regex> {
-    RegexBuilder::new(source)
+    RegexBuilder::new(&format!("^(?:{source}\n)"))
         .ignore_whitespace(true)
         .build()
         .map_err(|err| tracing::error!(%err, source, "a phone metadata pattern does not compile"))
         .ok()
 }
 
-/// Whether `pattern` matches at the start of `text`: `phonenumber`'s reading of its patterns (a leftmost match
-/// starting at 0, not necessarily to the end).
+/// Whether `pattern` (from [`compile`]) matches at the start of `text`.
 fn starts_with_match(pattern: &Regex, text: &str) -> bool {
-    pattern.find(text).is_some_and(|m| m.start() == 0)
+    pattern.is_match(text)
 }
 
 /// Trims and lower-cases an email address, which must then be valid: a plain address (no display
