@@ -278,7 +278,7 @@ fn is_valid_by_region_patterns(number: &PhoneNumber) -> Option<bool> {
 /// than a hundred patterns, so the cache recompiled them over and over. Together that was most of the time a
 /// phone number's check took.
 struct RegionPatterns {
-    /// The national numbers of the region, when it shares its country code with others.
+    /// How the region's national numbers begin, when it shares its country code with others.
     leading_digits: Option<Regex>,
     /// Every number of the region.
     general: NumberPattern,
@@ -350,10 +350,10 @@ impl NumberPattern {
     }
 }
 
-/// A metadata pattern, compiled to match only at the start of a number: `phonenumber` reads its patterns as a
+/// A metadata pattern, compiled to match only at the start of a number. `phonenumber` reads its patterns as a
 /// match that starts at the number's first digit (and need not reach its end), and finds one by searching the
-/// whole number, start and end. Anchored, a match is known at its first digit that cannot be a start, and
-/// without searching backwards for where it began.
+/// whole number for the leftmost match and then backwards for where it starts. Anchored, a number is turned down
+/// at the first digit no match can go on with, and a match needs no backward search.
 ///
 /// The patterns are compiled as `phonenumber` compiles them: whitespace is ignored and `#` starts a comment,
 /// hence the line break before the closing parenthesis.
