@@ -293,11 +293,12 @@ struct NumberPattern {
 }
 
 impl RegionPatterns {
-    /// The compiled patterns of `meta`'s region; None should one of them not compile.
-    fn of(meta: &Metadata) -> Option<Arc<RegionPatterns>> {
-        type Compiled = HashMap<(u16, String), Option<Arc<RegionPatterns>>>;
+    /// The compiled patterns of `meta`'s region (keyed by code and id: the non-geographic codes share the id
+    /// "001"); None should one of them not compile.
+    fn of(meta: &'static Metadata) -> Option<Arc<RegionPatterns>> {
+        type Compiled = HashMap<(u16, &'static str), Option<Arc<RegionPatterns>>>;
         static COMPILED: LazyLock<RwLock<Compiled>> = LazyLock::new(RwLock::default);
-        let key = (meta.country_code(), meta.id().to_owned());
+        let key = (meta.country_code(), meta.id());
         let known = COMPILED
             .read()
             .unwrap_or_else(PoisonError::into_inner)
