@@ -27,8 +27,7 @@ use std::{
 
 use rusqlite::{Connection, OpenFlags, Row, types::Value as SqlValue};
 use sea_orm::{
-    ActiveModelTrait, DbBackend, EntityTrait, QuerySelect, QueryTrait, sea_query::Value,
-    sqlx::SqlitePool,
+    ActiveModelTrait, DbBackend, EntityTrait, QuerySelect, QueryTrait, sqlx::SqlitePool,
 };
 use tokio::sync::{Notify, oneshot};
 
@@ -631,13 +630,8 @@ fn parameters(statement: &sea_orm::Statement) -> Result<Vec<SqlValue>> {
         .values
         .iter()
         .flat_map(|values| values.0.iter())
-        .map(sql_value)
+        .map(|value| shape::into_sql_value(value.clone()))
         .collect()
-}
-
-/// A bound value as SQLite stores it.
-fn sql_value(value: &Value) -> Result<SqlValue> {
-    shape::into_sql_value(value.clone())
 }
 
 fn db_error(err: rusqlite::Error) -> Error {
@@ -832,7 +826,7 @@ mod tests {
         let statement = crate::store::literal_limit(query.build(DbBackend::Sqlite));
         assert!(statement.sql.ends_with(" LIMIT 20"), "{}", statement.sql);
         let values = statement.values.expect("values").0;
-        assert_eq!(values, vec![Value::String(Some("c1".to_owned()))]);
+        assert_eq!(values, vec![sea_orm::Value::String(Some("c1".to_owned()))]);
         let unlimited = interactions::Entity::find_by_id("x".to_owned());
         let statement = crate::store::literal_limit(unlimited.build(DbBackend::Sqlite));
         assert!(!statement.sql.contains("LIMIT"), "{}", statement.sql);
@@ -957,27 +951,5 @@ mod tests {
             time: 7,
         });
         binds_like_sea_orm(view, |row| recent::upsert_rows([row]));
-    }
-
-    #[test]
-    fn bound_values_keep_their_sqlite_types() {
-        assert_eq!(
-            sql_value(&Value::Bool(Some(true))).unwrap(),
-            SqlValue::Integer(1)
-        );
-        assert_eq!(sql_value(&Value::Int(None)).unwrap(), SqlValue::Null);
-        assert_eq!(
-            sql_value(&Value::String(Some("Zoë".to_owned()))).unwrap(),
-            SqlValue::Text("Zoë".to_owned())
-        );
-        assert_eq!(
-            sql_value(&Value::BigInt(Some(-7))).unwrap(),
-            SqlValue::Integer(-7)
-        );
-        assert_eq!(
-            sql_value(&Value::BigUnsigned(Some(20))).unwrap(),
-            SqlValue::Integer(20)
-        );
-        assert!(sql_value(&Value::BigUnsigned(Some(u64::MAX))).is_err());
     }
 }

@@ -125,4 +125,26 @@ mod tests {
         assert_eq!(shape.sql(0b01, || "other".to_owned()), "other");
         assert_eq!(shape.sql(0b11, || "again".to_owned()), "first");
     }
+
+    #[test]
+    fn bound_values_keep_their_sqlite_types() {
+        assert_eq!(
+            into_sql_value(Value::Bool(Some(true))).unwrap(),
+            SqlValue::Integer(1)
+        );
+        assert_eq!(into_sql_value(Value::Int(None)).unwrap(), SqlValue::Null);
+        assert_eq!(
+            into_sql_value(Value::String(Some("Zoë".to_owned()))).unwrap(),
+            SqlValue::Text("Zoë".to_owned())
+        );
+        assert_eq!(
+            into_sql_value(Value::BigInt(Some(-7))).unwrap(),
+            SqlValue::Integer(-7)
+        );
+        assert_eq!(
+            into_sql_value(Value::BigUnsigned(Some(20))).unwrap(),
+            SqlValue::Integer(20)
+        );
+        assert!(into_sql_value(Value::BigUnsigned(Some(u64::MAX))).is_err());
+    }
 }
