@@ -25,11 +25,14 @@ pub enum Error {
     #[error("customer {id} was merged into customer {merged_into}")]
     Merged { id: String, merged_into: String },
 
-    /// A write was based on a stale version.
-    #[error("{resource} {id} was changed by {updated_by} (now version {current_version})")]
+    /// A write was based on a version other than the record's current one: a stale version (someone else
+    /// changed it since), or one the record never had.
+    #[error("{}", version_mismatch_text(resource, id, *given_version, *current_version, updated_by))]
     VersionMismatch {
         resource: &'static str,
         id: String,
+        /// The version the call was based on.
+        given_version: i64,
         current_version: i64,
         updated_by: String,
     },
@@ -85,6 +88,26 @@ pub enum Error {
     /// A fault of the service itself. The detail is logged, never sent to the caller.
     #[error("internal error: {0}")]
     Internal(String),
+}
+
+/// The message of [`Error::VersionMismatch`]: who changed a record since the caller's version, or, for a version
+/// the record never had (ahead of the current one), that version and the current one.
+fn version_mismatch_text(
+    resource: &str,
+    id: &str,
+    given: i64,
+    current: i64,
+    updated_by: &str,
+) -> String {
+    if given < current {
+        format!(
+            "{resource} {id} was changed by {updated_by} since version {given} (now version {current})"
+        )
+    } else {
+        format!(
+            "{resource} {id} has no version {given}: it is at version {current}, last changed by {updated_by}"
+        )
+    }
 }
 
 impl Error {
@@ -266,6 +289,7 @@ impl From<Error> for Status {
             Error::VersionMismatch {
                 resource,
                 id,
+                given_version,
                 current_version,
                 updated_by,
             } => {
@@ -275,6 +299,7 @@ impl From<Error> for Status {
                     [
                         ("resource".to_owned(), (*resource).to_owned()),
                         ("id".to_owned(), id.clone()),
+                        ("given_version".to_owned(), given_version.to_string()),
                         ("current_version".to_owned(), current_version.to_string()),
                         ("updated_by".to_owned(), updated_by.clone()),
                     ],

@@ -113,11 +113,14 @@ fn open_context_input(
     };
     let handle = Some(contact::normalize_handle(&m.handle)).filter(|h| !h.is_empty());
     if m.phone.trim().is_empty() && m.email.trim().is_empty() && handle.is_none() {
-        violations.push(
-            "phone",
-            reason::REQUIRED_FIELD,
-            "give at least one of phone, email or handle to identify the caller",
-        );
+        // Each of the three would do, so each is named: a form marks all of them.
+        for field in ["phone", "email", "handle"] {
+            violations.push(
+                field,
+                reason::REQUIRED_FIELD,
+                "give at least one of phone, email or handle to identify the caller",
+            );
+        }
     }
     let agent = match m.agent.trim() {
         "" => acting.to_owned(),

@@ -362,6 +362,7 @@ pub(crate) fn check_version(
         Err(Error::VersionMismatch {
             resource,
             id: id.to_owned(),
+            given_version: expected,
             current_version: current,
             updated_by: updated_by.to_owned(),
         })

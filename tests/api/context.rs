@@ -598,6 +598,8 @@ async fn invalid_calls_are_refused_with_every_violation_and_nothing_is_logged(ba
         &[
             ("interaction_id", "REQUIRED_FIELD"),
             ("phone", "REQUIRED_FIELD"),
+            ("email", "REQUIRED_FIELD"),
+            ("handle", "REQUIRED_FIELD"),
         ],
     );
 

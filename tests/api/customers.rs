@@ -318,6 +318,34 @@ async fn missing_or_stale_versions_are_refused(backend: Backend) {
     };
     let status = err(app.customers().delete_customer(call).await);
     assert_version_mismatch(&status, 2, "ben");
+    assert!(
+        status
+            .message()
+            .contains("was changed by ben since version 1 (now version 2)"),
+        "{status:?}"
+    );
+    assert_eq!(
+        error_info(&status)
+            .metadata
+            .get("given_version")
+            .map(String::as_str),
+        Some("1")
+    );
+    // A version the customer never had is not reported as someone else's change.
+    let ahead = pb::Customer {
+        version: 7,
+        ..customer("X", "Y")
+    };
+    let status = err(app
+        .update_customer("carl", with_id(ahead, &created.id))
+        .await);
+    assert_version_mismatch(&status, 2, "ben");
+    assert!(
+        status
+            .message()
+            .contains("has no version 7: it is at version 2, last changed by ben"),
+        "{status:?}"
+    );
     // Nothing changed.
     assert_eq!(app.get_customer(&created.id).await.expect("get"), renamed);
 }
