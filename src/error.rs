@@ -239,8 +239,13 @@ impl From<Error> for Status {
                     .iter()
                     .next()
                     .map_or("INVALID_ARGUMENT", |v| v.reason);
-                let mut reasons: Vec<&str> = violations.iter().map(|v| v.reason).collect();
-                reasons.dedup();
+                // Each reason once, in the order of its first violation; `fields` names every violation.
+                let mut reasons: Vec<&str> = Vec::new();
+                for violation in violations.iter() {
+                    if !reasons.contains(&violation.reason) {
+                        reasons.push(violation.reason);
+                    }
+                }
                 details.set_error_info(
                     first,
                     ERROR_DOMAIN,
@@ -345,5 +350,39 @@ impl From<Error> for Status {
             }
         };
         Status::with_error_details(code, message, details)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn error_info_lists_each_reason_once_and_every_field() {
+        let mut violations = Violations::new();
+        violations.push("customer.first_name", "FIELD_TOO_LONG", "too long");
+        violations.push("customer.contact_points[0].value", "INVALID_PHONE", "bad");
+        violations.push("customer.notes", "FIELD_TOO_LONG", "too long");
+        let status = Status::from(Error::InvalidArgument(violations));
+        let info = status
+            .get_error_details()
+            .error_info()
+            .cloned()
+            .expect("ErrorInfo");
+        assert_eq!(info.reason, "FIELD_TOO_LONG");
+        assert_eq!(
+            info.metadata.get("reasons").map(String::as_str),
+            Some("FIELD_TOO_LONG,INVALID_PHONE")
+        );
+        assert_eq!(
+            info.metadata.get("fields").map(String::as_str),
+            Some("customer.first_name,customer.contact_points[0].value,customer.notes")
+        );
+        let request = status
+            .get_error_details()
+            .bad_request()
+            .cloned()
+            .expect("BadRequest");
+        assert_eq!(request.field_violations.len(), 3);
     }
 }
