@@ -326,6 +326,15 @@ impl Settings {
         if self.database.db_max_connections == 0 {
             anyhow::bail!("--db-max-connections must be at least 1");
         }
+        let postgres = self.database.database_url.starts_with("postgres");
+        if postgres && self.database.db_max_connections < MIN_POSTGRES_CONNECTIONS {
+            anyhow::bail!(
+                "--db-max-connections must be at least {MIN_POSTGRES_CONNECTIONS} on PostgreSQL (got {}): the \
+                 change and presence listeners hold two connections for good, and calls need the rest \
+                 (4 or more recommended)",
+                self.database.db_max_connections
+            );
+        }
         self.security.validate(self.listen)?;
         self.notifications.validate()?;
         for origin in &self.cors_origins {
@@ -335,6 +344,10 @@ impl Settings {
         Ok(())
     }
 }
+
+/// Fewest connections a PostgreSQL replica may be given: its two listeners hold one each for good, and calls need
+/// at least one more.
+const MIN_POSTGRES_CONNECTIONS: u32 = 3;
 
 /// Parses durations such as `500ms`, `10s`, `2m`; a bare number is seconds.
 pub fn parse_duration(text: &str) -> Result<Duration, String> {
@@ -372,6 +385,22 @@ mod tests {
         );
         open.security.auth = AuthMode::Keys;
         assert!(open.validate().is_ok());
+    }
+
+    #[test]
+    fn a_postgres_replica_needs_connections_beside_its_two_listeners() {
+        let mut replica = Settings::new("127.0.0.1:0".parse().unwrap(), "postgres://cc@db/cc");
+        replica.database.db_max_connections = 2;
+        let why = replica.validate().unwrap_err().to_string();
+        assert!(
+            why.contains("--db-max-connections must be at least 3"),
+            "{why}"
+        );
+        replica.database.db_max_connections = 3;
+        assert!(replica.validate().is_ok());
+        let mut embedded = Settings::new("127.0.0.1:0".parse().unwrap(), "sqlite://x.db");
+        embedded.database.db_max_connections = 1;
+        assert!(embedded.validate().is_ok());
     }
 
     #[test]

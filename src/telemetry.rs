@@ -347,11 +347,16 @@ fn log_enabled(level: Level) -> bool {
     }
 }
 
-/// Info for success, error for faults of the service, warn for everything the caller can act on.
+/// The Watch stream's method: a gadget ends its stream by cancelling it.
+const WATCH_METHOD: &str = "/customer_context.v1.WatchService/Watch";
+
+/// Info for success (and for a Watch stream its gadget closed, the way such a stream ends), error for faults of the
+/// service, warn for everything the caller can act on.
 fn level_for(code: Code, method: &str) -> Level {
     match code {
         Code::Ok if method.starts_with("/grpc.health.v1.Health/") => Level::DEBUG,
         Code::Ok => Level::INFO,
+        Code::Cancelled if method == WATCH_METHOD => Level::INFO,
         Code::Internal | Code::Unknown | Code::DataLoss => Level::ERROR,
         _ => Level::WARN,
     }
@@ -586,6 +591,14 @@ mod tests {
         );
         assert_eq!(level_for(Code::InvalidArgument, "/x/y"), Level::WARN);
         assert_eq!(level_for(Code::Unavailable, "/x/y"), Level::WARN);
+        assert_eq!(level_for(Code::Cancelled, WATCH_METHOD), Level::INFO);
+        assert_eq!(
+            level_for(
+                Code::Cancelled,
+                "/customer_context.v1.ContextService/OpenContext"
+            ),
+            Level::WARN
+        );
         for code in [Code::Internal, Code::Unknown, Code::DataLoss] {
             assert_eq!(level_for(code, "/x/y"), Level::ERROR);
         }
