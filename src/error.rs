@@ -216,56 +216,88 @@ fn is_transient_database_error(err: &sea_orm::sqlx::Error) -> bool {
     ) || code.starts_with("08")
 }
 
+/// Bytes of field paths and descriptions an `INVALID_ARGUMENT` reply lists. Paths and descriptions may quote the
+/// input (an unknown mask path, an attribute key), and the reply travels in the trailers, which gRPC clients cap
+/// (8 KiB soft and 16 KiB hard in gRPC's C core): past this budget the reply counts the remaining violations
+/// instead of listing them, so a hostile call cannot blow up the answer and every client still gets it.
+const LISTED_VIOLATIONS_BYTES: usize = 2048;
+/// Longest field path and description listed, in characters.
+const LISTED_FIELD_CHARS: usize = 160;
+const LISTED_DESCRIPTION_CHARS: usize = 240;
+
+/// `text` cut to `max` characters, the cut marked with an ellipsis.
+fn clipped(text: &str, max: usize) -> String {
+    match text.char_indices().nth(max.saturating_sub(1)) {
+        Some((end, _)) if text[end..].chars().nth(1).is_some() => format!("{}…", &text[..end]),
+        _ => text.to_owned(),
+    }
+}
+
+/// Fills the details of an `INVALID_ARGUMENT` (a `BadRequest` with the violations, an `ErrorInfo` with the first
+/// reason, every distinct reason and the fields) and returns its message. Every violation is listed unless the
+/// listing passes [`LISTED_VIOLATIONS_BYTES`]; then the rest are counted (`ErrorInfo` metadata `unlisted`).
+fn invalid_argument(details: &mut ErrorDetails, violations: &Violations) -> String {
+    let mut listed = Vec::new();
+    let mut bytes = 0;
+    for violation in violations.iter() {
+        let field = clipped(&violation.field, LISTED_FIELD_CHARS);
+        let description = clipped(&violation.description, LISTED_DESCRIPTION_CHARS);
+        bytes += field.len() + description.len();
+        if bytes > LISTED_VIOLATIONS_BYTES && !listed.is_empty() {
+            break;
+        }
+        listed.push((field, violation.reason, description));
+    }
+    let unlisted = violations.len() - listed.len();
+    details.set_bad_request(
+        listed
+            .iter()
+            .map(|(field, reason, description)| {
+                let mut violation =
+                    tonic_types::FieldViolation::new(field.clone(), description.clone());
+                violation.reason = (*reason).to_owned();
+                violation
+            })
+            .collect::<Vec<_>>(),
+    );
+    let first = violations
+        .iter()
+        .next()
+        .map_or("INVALID_ARGUMENT", |v| v.reason);
+    // Each reason once, in the order of its first violation (listed or not).
+    let mut reasons: Vec<&str> = Vec::new();
+    for violation in violations.iter() {
+        if !reasons.contains(&violation.reason) {
+            reasons.push(violation.reason);
+        }
+    }
+    let fields: Vec<&str> = listed.iter().map(|(field, _, _)| field.as_str()).collect();
+    let mut metadata = std::collections::HashMap::from([
+        ("reasons".to_owned(), reasons.join(",")),
+        ("fields".to_owned(), fields.join(",")),
+    ]);
+    if unlisted > 0 {
+        metadata.insert("unlisted".to_owned(), unlisted.to_string());
+    }
+    details.set_error_info(first, ERROR_DOMAIN, metadata);
+    let listing = listed
+        .iter()
+        .map(|(field, _, description)| format!("{field}: {description}"))
+        .collect::<Vec<_>>()
+        .join("; ");
+    match (violations.len(), unlisted) {
+        (1, _) => format!("invalid argument: {listing}"),
+        (n, 0) => format!("{n} invalid fields: {listing}"),
+        (n, more) => format!("{n} invalid fields: {listing}; and {more} more"),
+    }
+}
+
 impl From<Error> for Status {
     fn from(err: Error) -> Self {
         let code = err.code();
         let mut details = ErrorDetails::new();
         let message = match &err {
-            Error::InvalidArgument(violations) => {
-                details.set_bad_request(
-                    violations
-                        .iter()
-                        .map(|v| {
-                            let mut fv = tonic_types::FieldViolation::new(
-                                v.field.clone(),
-                                v.description.clone(),
-                            );
-                            fv.reason = v.reason.to_owned();
-                            fv
-                        })
-                        .collect::<Vec<_>>(),
-                );
-                let first = violations
-                    .iter()
-                    .next()
-                    .map_or("INVALID_ARGUMENT", |v| v.reason);
-                // Each reason once, in the order of its first violation; `fields` names every violation.
-                let mut reasons: Vec<&str> = Vec::new();
-                for violation in violations.iter() {
-                    if !reasons.contains(&violation.reason) {
-                        reasons.push(violation.reason);
-                    }
-                }
-                details.set_error_info(
-                    first,
-                    ERROR_DOMAIN,
-                    [
-                        ("reasons".to_owned(), reasons.join(",")),
-                        (
-                            "fields".to_owned(),
-                            violations
-                                .iter()
-                                .map(|v| v.field.as_str())
-                                .collect::<Vec<_>>()
-                                .join(","),
-                        ),
-                    ],
-                );
-                match violations.len() {
-                    1 => format!("invalid argument: {violations}"),
-                    n => format!("{n} invalid fields: {violations}"),
-                }
-            }
+            Error::InvalidArgument(violations) => invalid_argument(&mut details, violations),
             Error::NotFound { resource, id } => {
                 details.set_error_info(
                     "NOT_FOUND",
@@ -384,5 +416,55 @@ mod tests {
             .cloned()
             .expect("BadRequest");
         assert_eq!(request.field_violations.len(), 3);
+        assert_eq!(info.metadata.get("unlisted"), None);
+    }
+
+    #[test]
+    fn a_reply_listing_hostile_input_stays_small() {
+        let mut violations = Violations::new();
+        for i in 0..10_000 {
+            violations.push(
+                format!("update_mask.paths[{i}]"),
+                "INVALID_UPDATE_MASK",
+                format!("unknown field {:?}", "x".repeat(5_000)),
+            );
+        }
+        let status = Status::from(Error::InvalidArgument(violations));
+        let trailers = status.details().len() + status.message().len();
+        assert!(trailers < 8 * 1024, "{trailers} bytes");
+        let message = status.message();
+        assert!(
+            message.starts_with("10000 invalid fields: update_mask.paths[0]: unknown field"),
+            "{message}"
+        );
+        assert!(message.ends_with(" more"), "{message}");
+        let details = status.get_error_details();
+        let listed = details
+            .bad_request()
+            .expect("BadRequest")
+            .field_violations
+            .len();
+        assert!(listed >= 1, "{listed}");
+        let info = details.error_info().expect("ErrorInfo");
+        assert_eq!(
+            info.metadata.get("unlisted"),
+            Some(&(10_000 - listed).to_string())
+        );
+        assert_eq!(
+            info.metadata.get("reasons").map(String::as_str),
+            Some("INVALID_UPDATE_MASK")
+        );
+        assert_eq!(
+            info.metadata.get("fields").map(|f| f.split(',').count()),
+            Some(listed)
+        );
+    }
+
+    #[test]
+    fn clipping_counts_characters_and_marks_the_cut() {
+        assert_eq!(clipped("héllo", 5), "héllo");
+        assert_eq!(clipped("héllo!", 5), "héll…");
+        assert_eq!(clipped("😀😀😀", 2), "😀…");
+        assert_eq!(clipped("", 3), "");
     }
 }
