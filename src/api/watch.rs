@@ -10,6 +10,7 @@
 //! [`CatchUp`], so thousands of gadgets subscribing at once share a handful of queries.
 
 use std::{
+    borrow::Cow,
     collections::{BTreeMap, HashMap, VecDeque},
     pin::Pin,
     sync::{Arc, OnceLock, atomic::Ordering},
@@ -305,16 +306,16 @@ impl Session {
             earlier.extend(
                 replay
                     .iter()
-                    .filter(|c| {
-                        (include_own || c.agent != self.agent)
-                            && !self.already_known(c)
-                            && self.audience.may_see(c)
-                    })
-                    .map(change_event),
+                    .filter(|c| (include_own || c.agent != self.agent) && !self.already_known(c))
+                    .filter_map(|c| self.audience.view(c))
+                    .map(|c| change_event(&c)),
             );
         } else if !stale.is_empty() {
-            for mut changes in self.catch_up.since_versions(stale, live_from).await? {
-                changes.retain(|c| self.audience.may_see(c));
+            for changes in self.catch_up.since_versions(stale, live_from).await? {
+                let changes: Vec<Change> = changes
+                    .iter()
+                    .filter_map(|c| self.audience.view(c).map(Cow::into_owned))
+                    .collect();
                 if let Some(event) = catch_up_event(&changes, include_own, &self.agent) {
                     earlier.push(event);
                 }

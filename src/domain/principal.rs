@@ -1,7 +1,9 @@
 //! Who is calling: the acting agent, their role, and (for a customer portal) the one customer they are bound
 //! to; and what a watch session of theirs may see of the change log.
 
-use super::change::{Change, ResourceKind};
+use std::borrow::Cow;
+
+use super::change::{Change, ChangeKind, ResourceKind};
 
 /// What a caller may do. The method-by-method table is `crate::auth::policy`.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
@@ -82,17 +84,41 @@ pub enum Audience {
 impl Audience {
     /// Whether a change may be delivered to this audience.
     pub fn may_see(&self, change: &Change) -> bool {
-        match self {
-            Audience::Staff => true,
-            Audience::Customer(customer_id) => {
-                !change.internal
-                    && match change.resource {
-                        ResourceKind::Customer => change.resource_id == *customer_id,
-                        ResourceKind::Request | ResourceKind::Activity => {
-                            change.parent_id.as_deref() == Some(customer_id.as_str())
-                        }
-                    }
+        self.view(change).is_some()
+    }
+
+    /// The change as this audience sees it, or None when it may not see it. Staff see every change. A customer
+    /// sees the non-internal changes of its own records, and an activity switched between internal and public
+    /// leaves or enters its view: an update that made it internal reaches it as a deletion (without the fields),
+    /// one that made it public as a creation.
+    pub fn view<'a>(&self, change: &'a Change) -> Option<Cow<'a, Change>> {
+        let Audience::Customer(customer_id) = self else {
+            return Some(Cow::Borrowed(change));
+        };
+        let own = match change.resource {
+            ResourceKind::Customer => change.resource_id == *customer_id,
+            ResourceKind::Request | ResourceKind::Activity => {
+                change.parent_id.as_deref() == Some(customer_id.as_str())
             }
+        };
+        if !own {
+            return None;
+        }
+        let switched = change.resource == ResourceKind::Activity
+            && change.kind == ChangeKind::Updated
+            && change.changed_fields.iter().any(|f| f == "internal");
+        match (change.internal, switched) {
+            (false, false) => Some(Cow::Borrowed(change)),
+            (true, false) => None,
+            (true, true) => Some(Cow::Owned(Change {
+                kind: ChangeKind::Deleted,
+                changed_fields: Vec::new(),
+                ..change.clone()
+            })),
+            (false, true) => Some(Cow::Owned(Change {
+                kind: ChangeKind::Created,
+                ..change.clone()
+            })),
         }
     }
 
@@ -142,6 +168,34 @@ mod tests {
         assert!(!me.may_see(&change(ResourceKind::Request, "r", Some("x"), false)));
         assert!(Audience::Staff.may_see(&change(ResourceKind::Activity, "a", Some("x"), true)));
         assert!(!me.shares_presence());
+    }
+
+    #[test]
+    fn an_activity_switched_to_internal_leaves_a_customers_view_and_one_made_public_enters_it() {
+        let me = Audience::Customer("c".to_owned());
+        let switch = |internal: bool, fields: &[&str]| Change {
+            kind: ChangeKind::Updated,
+            changed_fields: fields.iter().map(|f| (*f).to_owned()).collect(),
+            ..change(ResourceKind::Activity, "a", Some("c"), internal)
+        };
+        let hidden = switch(true, &["internal", "notes"]);
+        let seen = me.view(&hidden).expect("the portal hears it left");
+        assert_eq!(seen.kind, ChangeKind::Deleted);
+        assert!(seen.changed_fields.is_empty(), "{seen:?}");
+        let shown = switch(false, &["internal"]);
+        assert_eq!(me.view(&shown).expect("shown").kind, ChangeKind::Created);
+        // Other updates of an internal activity stay unseen; staff see every change as it is.
+        assert!(me.view(&switch(true, &["notes"])).is_none());
+        assert_eq!(
+            Audience::Staff.view(&hidden).expect("staff").kind,
+            ChangeKind::Updated
+        );
+        // Another customer's activity stays unseen, switched or not.
+        let foreign = Change {
+            parent_id: Some("x".to_owned()),
+            ..switch(false, &["internal"])
+        };
+        assert!(me.view(&foreign).is_none());
     }
 
     #[test]

@@ -9,6 +9,7 @@
 //! the participant list really changed: a thousand gadgets of one agent joining at once make one announcement.
 
 use std::{
+    borrow::Cow,
     collections::{BTreeMap, HashMap, HashSet},
     sync::{
         Arc, Mutex, MutexGuard,
@@ -383,9 +384,13 @@ impl Hub {
         let offer = |session_id: &SessionId| {
             if let Some(session) = inner.sessions.get(session_id)
                 && (session.include_own || session.agent != change.agent)
-                && session.audience.may_see(&change)
+                && let Some(seen) = session.audience.view(&change)
             {
-                session.offer(Delivery::Change(change.clone()));
+                let seen = match seen {
+                    Cow::Borrowed(_) => change.clone(),
+                    Cow::Owned(seen) => Arc::new(seen),
+                };
+                session.offer(Delivery::Change(seen));
             }
         };
         for session_id in own.iter().flat_map(|watched| &watched.sessions) {

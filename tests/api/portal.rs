@@ -1,5 +1,6 @@
 //! A portal key is bound to one customer: it never sees an internal activity or anything of another customer,
-//! through any RPC, and its watch stream carries no event about an internal activity and no presence.
+//! through any RPC, and its watch stream carries no event about an internal activity and no presence (an activity
+//! made internal leaves its view as a deletion, one made public enters it as a creation).
 
 use customer_context::pb::{
     self, ResourceRef, ResourceType, WatchEvent, WatchRequest,
@@ -448,6 +449,42 @@ async fn a_portal_watch_gets_no_event_about_an_internal_activity_and_no_presence
     let staff_seen = events_until(&mut staff, &public.id).await;
     assert!(staff_seen.iter().any(|e| matches!(&e.event,
         Some(Event::ResourceChanged(c)) if c.resource.as_ref().unwrap().id == internal.id)));
+
+    // Staff make the public activity internal: it leaves the portal's view (DELETED, no fields), and made public
+    // again it comes back (CREATED); the staff watcher sees both as updates.
+    let mut current = public.clone();
+    for (internal, kind) in [
+        (true, pb::ChangeKind::Deleted),
+        (false, pb::ChangeKind::Created),
+    ] {
+        current = ok(ActivityServiceClient::new(app.channel())
+            .update_activity(app.setup(pb::UpdateActivityRequest {
+                activity: Some(pb::Activity {
+                    internal,
+                    ..current.clone()
+                }),
+                update_mask: mask(&["internal"]),
+            }))
+            .await);
+        let seen = events_until(&mut portal, &public.id).await;
+        assert_eq!(seen.len(), 1, "{seen:?}");
+        let Some(Event::ResourceChanged(changed)) = &seen[0].event else {
+            panic!("expected a change, got {seen:?}")
+        };
+        assert_eq!(changed.kind, kind as i32, "{changed:?}");
+        assert_eq!(
+            changed.resource.as_ref().unwrap().known_version,
+            current.version
+        );
+        if internal {
+            assert!(changed.changed_fields.is_empty(), "{changed:?}");
+        }
+        let staff_seen = events_until(&mut staff, &public.id).await;
+        let Some(Event::ResourceChanged(changed)) = &staff_seen.last().unwrap().event else {
+            panic!("expected a change, got {staff_seen:?}")
+        };
+        assert_eq!(changed.kind, pb::ChangeKind::Updated as i32, "{changed:?}");
+    }
 
     // Resuming from the start of the log replays Carla's history without anything internal.
     let (resume_tx, mut resumed) = watch(&app, &w.portal).await;
