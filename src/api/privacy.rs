@@ -352,6 +352,15 @@ fn dynamic_json(message: &DynamicMessage) -> Value {
         _ => {
             let mut object = Map::new();
             for field in message.descriptor().fields() {
+                // An absent `google.protobuf.Value` is left out: in proto3 JSON its `null` is a present
+                // NullValue, so a parser would read a value the record never had.
+                if let Kind::Message(kind) = field.kind()
+                    && kind.full_name() == "google.protobuf.Value"
+                    && !field.is_list()
+                    && !message.has_field(&field)
+                {
+                    continue;
+                }
                 let value = if field.is_list() || field.is_map() {
                     reflect_json(&field.kind(), &message.get_field(&field))
                 } else if matches!(field.kind(), Kind::Message(_)) && !message.has_field(&field) {

@@ -893,6 +893,17 @@ async fn export_round_trips_every_field(backend: Backend) {
             assert_eq!(f["field"], json!(expected.field));
             assert_eq!(f["old_value"], json_of(&expected.old_value));
             assert_eq!(f["new_value"], json_of(&expected.new_value));
+            // An absent value is left out, not `null` (a NullValue to a proto3 JSON parser).
+            assert_eq!(
+                f.get("old_value").is_some(),
+                expected.old_value.is_some(),
+                "{f}"
+            );
+            assert_eq!(
+                f.get("new_value").is_some(),
+                expected.new_value.is_some(),
+                "{f}"
+            );
             assert_eq!(f["redacted"], json!(false));
         }
     }
