@@ -62,9 +62,10 @@ fn request_policy(violations: &mut Violations, value: i32) -> RequestPolicy {
     }
 }
 
-/// Longest `interaction_id`, in characters. Routers' call and chat ids are far shorter; the id is a unique key,
-/// and PostgreSQL refuses index entries above about 2,700 bytes.
-pub const MAX_INTERACTION_ID_CHARS: usize = 256;
+/// Most bytes of UTF-8 in an `interaction_id`, beside the 2,000 characters of every text. The id is a unique key,
+/// and PostgreSQL refuses index entries above about 2,700 bytes: 2,000 ASCII characters fit, 2,000 of three bytes
+/// each would not. Routers' call and chat ids are far shorter.
+pub const MAX_INTERACTION_ID_BYTES: usize = 2000;
 
 /// Checks an `OpenContext` call and converts it; the routed agent defaults to `acting`.
 fn open_context_input(
@@ -75,11 +76,15 @@ fn open_context_input(
 ) -> OpenContext {
     text::check_required_text(violations, "interaction_id", &m.interaction_id);
     let id_chars = m.interaction_id.chars().count();
-    if (MAX_INTERACTION_ID_CHARS + 1..=MAX_TEXT_CHARS).contains(&id_chars) {
+    let id_bytes = m.interaction_id.len();
+    if id_chars <= MAX_TEXT_CHARS && id_bytes > MAX_INTERACTION_ID_BYTES {
         violations.push(
             "interaction_id",
             reason::FIELD_TOO_LONG,
-            format!("at most {MAX_INTERACTION_ID_CHARS} characters (got {id_chars})"),
+            format!(
+                "at most {MAX_INTERACTION_ID_BYTES} bytes of UTF-8, as it is a unique key (got {id_bytes} bytes \
+                 in {id_chars} characters)"
+            ),
         );
     }
     for (field, value) in [

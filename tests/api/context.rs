@@ -629,27 +629,37 @@ async fn invalid_calls_are_refused_with_every_violation_and_nothing_is_logged(ba
     assert_violations(&status, &[("phone", "INVALID_PHONE")]);
     assert!(activities_of(&app, &ana.id).await.is_empty());
 
-    // An interaction id is a key: at most 256 characters, counted as characters, whatever their bytes. Ids of
-    // distinct characters do not compress, so a longer one would not fit PostgreSQL's index entries.
+    // An interaction id is a unique key: 2,000 characters like every text, and at most 2,000 bytes of UTF-8, so
+    // it fits PostgreSQL's index entries. Ids of distinct characters do not compress.
     let distinct = |n: u32| -> String {
         (0..n)
             .map(|i| char::from_u32(0x4E00 + i * 7919 % 20_000).expect("a CJK character"))
             .collect()
     };
-    for length in [257, 2000] {
-        let status = err(open(&app, call(&distinct(length), "+14155550100")).await);
+    for too_long in [distinct(667), distinct(2000), "😀".repeat(501)] {
+        let status = err(open(&app, call(&too_long, "+14155550100")).await);
         assert_violations(&status, &[("interaction_id", "FIELD_TOO_LONG")]);
+        assert!(status.message().contains("bytes of UTF-8"), "{status:?}");
     }
     assert!(activities_of(&app, &ana.id).await.is_empty());
-    let long_id = "😀".repeat(128) + &distinct(128);
-    let response = open(&app, call(&long_id, "+14155550100"))
-        .await
-        .expect("256 characters");
-    assert_eq!(response.activity.expect("activity").reference, long_id);
-    let again = open(&app, call(&long_id, "+14155550100"))
-        .await
-        .expect("the same call again");
-    assert_eq!(activities_of(&app, &ana.id).await.len(), 1, "{again:?}");
+    for (n, long_id) in [
+        "x".repeat(2000),
+        "😀".repeat(500),
+        distinct(666),
+        "😀".repeat(128) + &distinct(128),
+    ]
+    .into_iter()
+    .enumerate()
+    {
+        let response = open(&app, call(&long_id, "+14155550100"))
+            .await
+            .expect("at most 2,000 bytes");
+        assert_eq!(response.activity.expect("activity").reference, long_id);
+        let again = open(&app, call(&long_id, "+14155550100"))
+            .await
+            .expect("the same call again");
+        assert_eq!(activities_of(&app, &ana.id).await.len(), n + 1, "{again:?}");
+    }
 
     // Other texts count characters too: 2,000 of them are fine.
     let topic = "😀".repeat(500) + &"x".repeat(1500);
