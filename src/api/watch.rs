@@ -10,7 +10,6 @@
 //! [`CatchUp`], so thousands of gadgets subscribing at once share a handful of queries.
 
 use std::{
-    borrow::Cow,
     collections::{BTreeMap, HashMap, VecDeque},
     pin::Pin,
     sync::{Arc, OnceLock, atomic::Ordering},
@@ -313,8 +312,8 @@ impl Session {
         } else if !stale.is_empty() {
             for changes in self.catch_up.since_versions(stale, live_from).await? {
                 let changes: Vec<Change> = changes
-                    .iter()
-                    .filter_map(|c| self.audience.view(c).map(Cow::into_owned))
+                    .into_iter()
+                    .filter_map(|c| self.audience.into_view(c))
                     .collect();
                 if let Some(event) = catch_up_event(&changes, include_own, &self.agent) {
                     earlier.push(event);

@@ -82,11 +82,6 @@ pub enum Audience {
 }
 
 impl Audience {
-    /// Whether a change may be delivered to this audience.
-    pub fn may_see(&self, change: &Change) -> bool {
-        self.view(change).is_some()
-    }
-
     /// The change as this audience sees it, or None when it may not see it. Staff see every change. A customer
     /// sees the non-internal changes of its own records, and an activity switched between internal and public
     /// leaves or enters its view: an update that made it internal reaches it as a deletion (without the fields),
@@ -122,6 +117,14 @@ impl Audience {
         }
     }
 
+    /// [`view`](Self::view) of a change the caller owns: the change itself when the audience sees it as it is.
+    pub fn into_view(&self, change: Change) -> Option<Change> {
+        if let Cow::Owned(seen) = self.view(&change)? {
+            return Some(seen);
+        }
+        Some(change)
+    }
+
     /// Whether presence (who views or edits a record) is shown to, and made of, this audience.
     pub fn shares_presence(&self) -> bool {
         matches!(self, Audience::Staff)
@@ -148,6 +151,11 @@ mod tests {
         }
     }
 
+    /// Whether `audience` gets `change` at all.
+    fn sees(audience: &Audience, change: &Change) -> bool {
+        audience.view(change).is_some()
+    }
+
     #[test]
     fn roles_round_trip_their_names() {
         for role in Role::ALL {
@@ -160,13 +168,31 @@ mod tests {
     #[test]
     fn a_customer_sees_only_its_own_non_internal_changes() {
         let me = Audience::Customer("c".to_owned());
-        assert!(me.may_see(&change(ResourceKind::Customer, "c", None, false)));
-        assert!(!me.may_see(&change(ResourceKind::Customer, "x", None, false)));
-        assert!(me.may_see(&change(ResourceKind::Activity, "a", Some("c"), false)));
-        assert!(!me.may_see(&change(ResourceKind::Activity, "a", Some("c"), true)));
-        assert!(!me.may_see(&change(ResourceKind::Activity, "a", None, false)));
-        assert!(!me.may_see(&change(ResourceKind::Request, "r", Some("x"), false)));
-        assert!(Audience::Staff.may_see(&change(ResourceKind::Activity, "a", Some("x"), true)));
+        assert!(sees(&me, &change(ResourceKind::Customer, "c", None, false)));
+        assert!(!sees(
+            &me,
+            &change(ResourceKind::Customer, "x", None, false)
+        ));
+        assert!(sees(
+            &me,
+            &change(ResourceKind::Activity, "a", Some("c"), false)
+        ));
+        assert!(!sees(
+            &me,
+            &change(ResourceKind::Activity, "a", Some("c"), true)
+        ));
+        assert!(!sees(
+            &me,
+            &change(ResourceKind::Activity, "a", None, false)
+        ));
+        assert!(!sees(
+            &me,
+            &change(ResourceKind::Request, "r", Some("x"), false)
+        ));
+        assert!(sees(
+            &Audience::Staff,
+            &change(ResourceKind::Activity, "a", Some("x"), true)
+        ));
         assert!(!me.shares_presence());
     }
 
