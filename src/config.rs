@@ -88,6 +88,12 @@ pub struct DatabaseSettings {
 }
 
 impl DatabaseSettings {
+    /// Whether the URL names a PostgreSQL server (`postgres://` or `postgresql://`).
+    pub fn is_postgres(&self) -> bool {
+        let url = self.database_url.as_str();
+        url.starts_with("postgres://") || url.starts_with("postgresql://")
+    }
+
     /// Settings for the database at `url` with default pool sizes.
     pub fn new(url: impl Into<String>) -> Self {
         Self {
@@ -326,8 +332,9 @@ impl Settings {
         if self.database.db_max_connections == 0 {
             anyhow::bail!("--db-max-connections must be at least 1");
         }
-        let postgres = self.database.database_url.starts_with("postgres");
-        if postgres && self.database.db_max_connections < MIN_POSTGRES_CONNECTIONS {
+        if self.database.is_postgres()
+            && self.database.db_max_connections < MIN_POSTGRES_CONNECTIONS
+        {
             anyhow::bail!(
                 "--db-max-connections must be at least {MIN_POSTGRES_CONNECTIONS} on PostgreSQL (got {}): the \
                  change and presence listeners hold two connections for good, and calls need the rest \

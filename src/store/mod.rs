@@ -76,7 +76,7 @@ impl Store {
         let url = settings.database_url.as_str();
         let backend = if url.starts_with("sqlite:") {
             DbBackend::Sqlite
-        } else if url.starts_with("postgres://") || url.starts_with("postgresql://") {
+        } else if settings.is_postgres() {
             DbBackend::Postgres
         } else {
             return Err(crate::error::Error::Config(format!(
