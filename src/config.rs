@@ -132,6 +132,11 @@ pub struct Settings {
     #[arg(long, env = "CUSTOMER_CONTEXT_SHUTDOWN_GRACE", default_value = "10s", value_parser = parse_duration)]
     pub shutdown_grace: Duration,
 
+    /// How often health asks the database whether it answers (`SELECT 1`, given as long to answer). Health reports
+    /// NOT_SERVING while it does not, and SERVING again once it does.
+    #[arg(long, env = "CUSTOMER_CONTEXT_HEALTH_PROBE_INTERVAL", default_value = "5s", value_parser = parse_duration)]
+    pub health_probe_interval: Duration,
+
     /// Origins allowed to call over gRPC-web from a browser (comma-separated); empty allows any origin.
     #[arg(long, env = "CUSTOMER_CONTEXT_CORS_ORIGINS", value_delimiter = ',')]
     pub cors_origins: Vec<String>,
@@ -319,6 +324,7 @@ impl Settings {
             default_region: "US".to_owned(),
             log_format: LogFormat::Text,
             shutdown_grace: Duration::from_secs(10),
+            health_probe_interval: DEFAULT_HEALTH_PROBE_INTERVAL,
             cors_origins: Vec::new(),
             security: SecuritySettings::default(),
             notifications: NotificationSettings::default(),
@@ -342,6 +348,12 @@ impl Settings {
                 self.database.db_max_connections
             );
         }
+        if self.health_probe_interval < MIN_HEALTH_PROBE_INTERVAL {
+            anyhow::bail!(
+                "--health-probe-interval must be at least {MIN_HEALTH_PROBE_INTERVAL:?} (got {:?})",
+                self.health_probe_interval
+            );
+        }
         self.security.validate(self.listen)?;
         self.notifications.validate()?;
         for origin in &self.cors_origins {
@@ -351,6 +363,11 @@ impl Settings {
         Ok(())
     }
 }
+
+/// Default `--health-probe-interval`.
+const DEFAULT_HEALTH_PROBE_INTERVAL: Duration = Duration::from_secs(5);
+/// Shortest `--health-probe-interval`: a probe more often than this would load the database for little.
+const MIN_HEALTH_PROBE_INTERVAL: Duration = Duration::from_millis(50);
 
 /// Fewest connections a PostgreSQL replica may be given: its two listeners hold one each for good, and calls need
 /// at least one more.
@@ -408,6 +425,20 @@ mod tests {
         let mut embedded = Settings::new("127.0.0.1:0".parse().unwrap(), "sqlite://x.db");
         embedded.database.db_max_connections = 1;
         assert!(embedded.validate().is_ok());
+    }
+
+    #[test]
+    fn the_health_probe_interval_has_a_floor() {
+        let mut settings = Settings::new("127.0.0.1:0".parse().unwrap(), "sqlite://x.db");
+        assert_eq!(parse_duration("5s"), Ok(settings.health_probe_interval));
+        settings.health_probe_interval = Duration::from_millis(10);
+        let why = settings.validate().unwrap_err().to_string();
+        assert!(
+            why.contains("--health-probe-interval must be at least 50ms"),
+            "{why}"
+        );
+        settings.health_probe_interval = MIN_HEALTH_PROBE_INTERVAL;
+        assert!(settings.validate().is_ok());
     }
 
     #[test]

@@ -11,6 +11,7 @@ pub mod domain;
 pub mod error;
 pub mod events;
 pub mod notify;
+mod readiness;
 pub mod server;
 pub mod shutdown;
 pub mod store;

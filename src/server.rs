@@ -30,7 +30,6 @@ use tonic::{
     transport::{Server, server::TcpIncoming},
 };
 use tonic_health::{
-    ServingStatus,
     pb::{
         HealthCheckRequest, HealthCheckResponse,
         health_server::{Health, HealthServer},
@@ -44,6 +43,7 @@ use crate::{
     auth::{Authenticator, Guard, GuardLayer, RateLimiter},
     config::{AuthMode, SecuritySettings, Settings},
     events::Hub,
+    readiness::Readiness,
     shutdown::{Shutdown, UntilShutdown},
     store::{Store, redact},
     telemetry::CallLogLayer,
@@ -80,9 +80,10 @@ const CORS_EXPOSE_HEADERS: [&str; 3] = ["grpc-status", "grpc-message", "grpc-sta
 pub struct RunningServer {
     local_addr: SocketAddr,
     store: Store,
-    health: HealthReporter,
-    /// Names reported to the health service besides the overall "".
-    service_names: Vec<String>,
+    /// What health reports: follows the database until shutdown begins.
+    readiness: Readiness,
+    /// Probes the database for `readiness`.
+    probe: JoinHandle<()>,
     begin: watch::Sender<bool>,
     shutdown: Shutdown,
     grace: Duration,
@@ -138,13 +139,13 @@ impl RunningServer {
                 return Err(err.context("cannot send customer notifications"));
             }
         };
-        let service_names = public_service_names();
         let health = HealthReporter::new();
-        for name in &service_names {
-            health
-                .set_service_status(name, ServingStatus::Serving)
-                .await;
-        }
+        let readiness = Readiness::serving(health.clone(), public_service_names()).await;
+        let probe = readiness.probe(
+            store.clone(),
+            settings.health_probe_interval,
+            shutdown.clone(),
+        );
 
         let mut routes = RoutesBuilder::default();
         routes
@@ -216,8 +217,8 @@ impl RunningServer {
         Ok(RunningServer {
             local_addr,
             store,
-            health,
-            service_names,
+            readiness,
+            probe,
             begin,
             shutdown,
             grace: settings.shutdown_grace,
@@ -263,6 +264,7 @@ impl RunningServer {
             notifier.stopped(NOTIFIER_STOP_TIMEOUT).await;
         }
         self.feed.abort();
+        self.probe.abort();
         self.recent.close().await;
         if let Some(presence) = &self.presence {
             presence.withdraw().await;
@@ -278,14 +280,7 @@ impl RunningServer {
 
     /// Marks every service NOT_SERVING and signals shutdown (stops accepting, drains connections).
     async fn begin_shutdown(&self) {
-        self.health
-            .set_service_status("", ServingStatus::NotServing)
-            .await;
-        for name in &self.service_names {
-            self.health
-                .set_service_status(name, ServingStatus::NotServing)
-                .await;
-        }
+        self.readiness.stopping().await;
         self.begin.send_replace(true);
     }
 }

@@ -291,3 +291,80 @@ async fn shutdown_stops_serving(backend: Backend) {
     let refused = TcpStream::connect(addr).await;
     assert!(refused.is_err(), "still accepting connections on {addr}");
 }
+
+/// Health follows the database: NOT_SERVING (for "" and every service, to checks and watchers) while PostgreSQL
+/// refuses the replica, SERVING again once it lets it back in, and calls then work.
+#[tokio::test]
+async fn health_is_not_serving_while_the_database_refuses_the_replica() {
+    use sea_orm::{ConnectionTrait, Database};
+
+    let Some(db) = TestDb::new(Backend::Postgres).await else {
+        return;
+    };
+    let app = TestApp::spawn_on_with(db.url(), |settings| {
+        settings.health_probe_interval = std::time::Duration::from_millis(100);
+    })
+    .await;
+    let mut health = HealthClient::new(app.channel());
+    let overall = || HealthCheckRequest {
+        service: String::new(),
+    };
+    let mut watch = ok(health.watch(overall()).await);
+    let mut next_status = async || {
+        within("a health status", watch.message())
+            .await
+            .expect("health watch")
+            .expect("health watch open")
+            .status()
+    };
+    assert_eq!(next_status().await, ServingStatus::Serving);
+
+    // A database cannot refuse connections while the session asking is in it: ask from `postgres`.
+    let (server, name) = db
+        .url()
+        .rsplit_once('/')
+        .expect("a database name in the URL");
+    let name = name.split('?').next().unwrap_or(name);
+    let admin = Database::connect(format!("{server}/postgres"))
+        .await
+        .expect("admin connection");
+    admin
+        .execute_unprepared(&format!("ALTER DATABASE {name} ALLOW_CONNECTIONS false"))
+        .await
+        .expect("refuse new connections");
+    let closed = admin
+        .execute_unprepared(&format!(
+            "SELECT pg_terminate_backend(pid) FROM pg_stat_activity \
+             WHERE datname = '{name}'"
+        ))
+        .await
+        .expect("close the replica's connections")
+        .rows_affected();
+    assert!(closed >= 1, "the replica's connections were closed");
+
+    assert_eq!(next_status().await, ServingStatus::NotServing);
+    for service in std::iter::once("").chain(PUBLIC_SERVICES) {
+        let call = HealthCheckRequest {
+            service: service.to_owned(),
+        };
+        let response = ok(health.check(call).await);
+        assert_eq!(response.status(), ServingStatus::NotServing, "{service:?}");
+    }
+    let refused = err(app
+        .customers()
+        .create_customer(app.setup(customer_context::pb::CreateCustomerRequest {
+            customer: Some(customer("Ana", "Lopez")),
+        }))
+        .await);
+    assert_eq!(refused.code(), tonic::Code::Unavailable, "{refused:?}");
+
+    admin
+        .execute_unprepared(&format!("ALTER DATABASE {name} ALLOW_CONNECTIONS true"))
+        .await
+        .expect("accept connections again");
+    assert_eq!(next_status().await, ServingStatus::Serving);
+    let created = app.create_customer(customer("Ana", "Lopez")).await;
+    assert_eq!(created.version, 1);
+    drop(admin);
+    app.shutdown().await;
+}

@@ -1,0 +1,145 @@
+//! What the health service reports: SERVING while the database answers, NOT_SERVING while it does not and from
+//! the moment shutdown begins, so load balancers send calls to replicas that can serve them.
+//!
+//! A probe asks the database for `SELECT 1` every `--health-probe-interval`. A probe that fails is tried again at
+//! once on another connection (a connection the database closed fails once, then the pool replaces it); only a
+//! second failure turns health NOT_SERVING. The first probe that succeeds turns it back. Each turn is logged once,
+//! not every probe.
+
+use std::{
+    sync::Arc,
+    time::{Duration, Instant},
+};
+
+use tokio::{sync::Mutex, task::JoinHandle, time::MissedTickBehavior};
+use tonic_health::{ServingStatus, server::HealthReporter};
+
+use crate::{shutdown::Shutdown, store::Store};
+
+/// The statuses the health service reports for `""` and every public service, all alike.
+#[derive(Debug, Clone)]
+pub(crate) struct Readiness {
+    inner: Arc<Inner>,
+}
+
+#[derive(Debug)]
+struct Inner {
+    reporter: HealthReporter,
+    /// Names reported besides the overall `""`.
+    names: Vec<String>,
+    /// Serialises changes, so that a probe finishing late cannot report SERVING after shutdown began.
+    state: Mutex<State>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum State {
+    Serving,
+    DatabaseDown,
+    Stopping,
+}
+
+impl Readiness {
+    /// Reports SERVING for `""` and every name in `names`.
+    pub(crate) async fn serving(reporter: HealthReporter, names: Vec<String>) -> Readiness {
+        let readiness = Readiness {
+            inner: Arc::new(Inner {
+                reporter,
+                names,
+                state: Mutex::new(State::Serving),
+            }),
+        };
+        readiness.report(ServingStatus::Serving).await;
+        readiness
+    }
+
+    /// Reports NOT_SERVING for good: shutdown has begun.
+    pub(crate) async fn stopping(&self) {
+        let mut state = self.inner.state.lock().await;
+        *state = State::Stopping;
+        self.report(ServingStatus::NotServing).await;
+    }
+
+    /// Records whether the database answers; true if that changed what health reports.
+    async fn database_answers(&self, answers: bool) -> bool {
+        let mut state = self.inner.state.lock().await;
+        let next = match (*state, answers) {
+            (State::Stopping, _) => return false,
+            (_, true) => State::Serving,
+            (_, false) => State::DatabaseDown,
+        };
+        if next == *state {
+            return false;
+        }
+        *state = next;
+        self.report(match next {
+            State::Serving => ServingStatus::Serving,
+            State::DatabaseDown | State::Stopping => ServingStatus::NotServing,
+        })
+        .await;
+        true
+    }
+
+    async fn report(&self, status: ServingStatus) {
+        self.inner.reporter.set_service_status("", status).await;
+        for name in &self.inner.names {
+            self.inner.reporter.set_service_status(name, status).await;
+        }
+    }
+
+    /// Probes `store` every `interval` (each probe given as long to answer) until shutdown begins.
+    pub(crate) fn probe(
+        &self,
+        store: Store,
+        interval: Duration,
+        shutdown: Shutdown,
+    ) -> JoinHandle<()> {
+        let readiness = self.clone();
+        tokio::spawn(async move {
+            let mut ticks =
+                tokio::time::interval_at(tokio::time::Instant::now() + interval, interval);
+            ticks.set_missed_tick_behavior(MissedTickBehavior::Delay);
+            let mut down_since: Option<Instant> = None;
+            loop {
+                tokio::select! {
+                    () = shutdown.begun() => return,
+                    _ = ticks.tick() => {}
+                }
+                let answer = match ping(&store, interval).await {
+                    Ok(()) => Ok(()),
+                    Err(_) => ping(&store, interval).await,
+                };
+                match (answer, down_since) {
+                    (Ok(()), None) | (Err(_), Some(_)) => {}
+                    (Ok(()), Some(since)) => {
+                        down_since = None;
+                        if readiness.database_answers(true).await {
+                            tracing::warn!(
+                                down_seconds = since.elapsed().as_secs_f64(),
+                                "the database answers again; health reports SERVING"
+                            );
+                        }
+                    }
+                    (Err(error), None) => {
+                        down_since = Some(Instant::now());
+                        if readiness.database_answers(false).await {
+                            tracing::error!(
+                                %error,
+                                probe_interval = ?interval,
+                                "the database does not answer; health reports NOT_SERVING until it does"
+                            );
+                        }
+                    }
+                }
+            }
+        })
+    }
+}
+
+/// One `SELECT 1`, failed if it takes longer than `limit`.
+async fn ping(store: &Store, limit: Duration) -> Result<(), String> {
+    match tokio::time::timeout(limit, store.ping()).await {
+        Ok(Ok(())) => Ok(()),
+        Ok(Err(err)) => Err(err.to_string()),
+        Err(_) => Err(format!("no answer within {limit:?}")),
+    }
+}
