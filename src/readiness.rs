@@ -114,7 +114,7 @@ impl Readiness {
                         down_since = None;
                         if readiness.database_answers(true).await {
                             tracing::warn!(
-                                down_seconds = since.elapsed().as_secs_f64(),
+                                not_serving_seconds = since.elapsed().as_secs_f64(),
                                 "the database answers again; health reports SERVING"
                             );
                         }
