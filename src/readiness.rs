@@ -31,11 +31,18 @@ struct Inner {
     state: Mutex<State>,
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy)]
 enum State {
     Serving,
-    DatabaseDown,
+    /// NOT_SERVING since then, because the database did not answer.
+    DatabaseDown(Instant),
     Stopping,
+}
+
+/// A change of what health reports, made by a probe.
+enum Turn {
+    Down,
+    Up { not_serving_for: Duration },
 }
 
 impl Readiness {
@@ -59,24 +66,27 @@ impl Readiness {
         self.report(ServingStatus::NotServing).await;
     }
 
-    /// Records whether the database answers; true if that changed what health reports.
-    async fn database_answers(&self, answers: bool) -> bool {
+    /// Records whether the database answers, and how that turned what health reports (None if it did not).
+    async fn database_answers(&self, answers: bool) -> Option<Turn> {
         let mut state = self.inner.state.lock().await;
-        let next = match (*state, answers) {
-            (State::Stopping, _) => return false,
-            (_, true) => State::Serving,
-            (_, false) => State::DatabaseDown,
+        let (next, turn, status) = match (*state, answers) {
+            (State::Serving, false) => (
+                State::DatabaseDown(Instant::now()),
+                Turn::Down,
+                ServingStatus::NotServing,
+            ),
+            (State::DatabaseDown(since), true) => (
+                State::Serving,
+                Turn::Up {
+                    not_serving_for: since.elapsed(),
+                },
+                ServingStatus::Serving,
+            ),
+            _ => return None,
         };
-        if next == *state {
-            return false;
-        }
         *state = next;
-        self.report(match next {
-            State::Serving => ServingStatus::Serving,
-            State::DatabaseDown | State::Stopping => ServingStatus::NotServing,
-        })
-        .await;
-        true
+        self.report(status).await;
+        Some(turn)
     }
 
     async fn report(&self, status: ServingStatus) {
@@ -98,7 +108,6 @@ impl Readiness {
             let mut ticks =
                 tokio::time::interval_at(tokio::time::Instant::now() + interval, interval);
             ticks.set_missed_tick_behavior(MissedTickBehavior::Delay);
-            let mut down_since: Option<Instant> = None;
             loop {
                 tokio::select! {
                     () = shutdown.begun() => return,
@@ -108,27 +117,17 @@ impl Readiness {
                     Ok(()) => Ok(()),
                     Err(_) => ping(&store, interval).await,
                 };
-                match (answer, down_since) {
-                    (Ok(()), None) | (Err(_), Some(_)) => {}
-                    (Ok(()), Some(since)) => {
-                        down_since = None;
-                        if readiness.database_answers(true).await {
-                            tracing::warn!(
-                                not_serving_seconds = since.elapsed().as_secs_f64(),
-                                "the database answers again; health reports SERVING"
-                            );
-                        }
-                    }
-                    (Err(error), None) => {
-                        down_since = Some(Instant::now());
-                        if readiness.database_answers(false).await {
-                            tracing::error!(
-                                %error,
-                                probe_interval = ?interval,
-                                "the database does not answer; health reports NOT_SERVING until it does"
-                            );
-                        }
-                    }
+                match (readiness.database_answers(answer.is_ok()).await, answer) {
+                    (Some(Turn::Down), Err(error)) => tracing::error!(
+                        %error,
+                        probe_interval = ?interval,
+                        "the database does not answer; health reports NOT_SERVING until it does"
+                    ),
+                    (Some(Turn::Up { not_serving_for }), _) => tracing::warn!(
+                        not_serving_seconds = not_serving_for.as_secs_f64(),
+                        "the database answers again; health reports SERVING"
+                    ),
+                    _ => {}
                 }
             }
         })
