@@ -1,7 +1,8 @@
 //! Compiles the public contract in `proto/` with protox (no system protoc needed) and tonic-prost-build, and
-//! writes the descriptor set that server reflection serves.
+//! writes the descriptor set that server reflection serves, plus each message's proto name (`codec::Described`),
+//! which the codec uses to inspect a request against its descriptor before decoding it.
 
-use std::{env, path::PathBuf};
+use std::{env, fmt::Write as _, path::PathBuf};
 
 fn main() -> Result<(), Box<dyn std::error::Error>> {
     let proto_dir = PathBuf::from("proto");
@@ -20,6 +21,25 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         out_dir.join("customer_context_descriptor.bin"),
         prost::Message::encode_to_vec(&descriptors),
     )?;
+
+    // `impl Described for Message` for every top-level message of the package, naming its descriptor.
+    let mut described = String::new();
+    for file in descriptors
+        .file
+        .iter()
+        .filter(|file| file.package() == "customer_context.v1")
+    {
+        for message in &file.message_type {
+            writeln!(
+                described,
+                "impl crate::codec::Described for {name} {{ const FULL_NAME: Option<&'static str> = \
+                 Some(\"{package}.{name}\"); }}",
+                name = message.name(),
+                package = file.package(),
+            )?;
+        }
+    }
+    std::fs::write(out_dir.join("customer_context_described.rs"), described)?;
 
     tonic_prost_build::configure()
         .codec_path("crate::codec::ProtoCodec")

@@ -69,6 +69,17 @@ pub enum Error {
     #[error("the deadline of the call passed before it finished")]
     DeadlineExceeded,
 
+    /// The request of a unary call did not arrive in full within `--request-timeout`.
+    #[error("the request did not arrive in full within {0:?}")]
+    RequestTimeout(Duration),
+
+    /// A value is outside what the service accepts (a request larger than its limit).
+    #[error("{message}")]
+    OutOfRange {
+        reason: &'static str,
+        message: String,
+    },
+
     /// A limit of the service is reached.
     #[error("{message}")]
     ResourceExhausted {
@@ -161,7 +172,8 @@ impl Error {
             Error::AlreadyExists { .. } => Code::AlreadyExists,
             Error::Unauthenticated { .. } => Code::Unauthenticated,
             Error::PermissionDenied { .. } => Code::PermissionDenied,
-            Error::DeadlineExceeded => Code::DeadlineExceeded,
+            Error::DeadlineExceeded | Error::RequestTimeout(_) => Code::DeadlineExceeded,
+            Error::OutOfRange { .. } => Code::OutOfRange,
             Error::ResourceExhausted { .. } => Code::ResourceExhausted,
             Error::Unavailable(_) => Code::Unavailable,
             Error::Config(_) | Error::Internal(_) => Code::Internal,
@@ -216,14 +228,45 @@ fn is_transient_database_error(err: &sea_orm::sqlx::Error) -> bool {
     ) || code.starts_with("08")
 }
 
-/// Bytes of field paths and descriptions an `INVALID_ARGUMENT` reply lists. Paths and descriptions may quote the
-/// input (an unknown mask path, an attribute key), and the reply travels in the trailers, which gRPC clients cap
-/// (8 KiB soft and 16 KiB hard in gRPC's C core): past this budget the reply counts the remaining violations
-/// instead of listing them, so a hostile call cannot blow up the answer and every client still gets it.
-const LISTED_VIOLATIONS_BYTES: usize = 2048;
-/// Longest field path and description listed, in characters.
-const LISTED_FIELD_CHARS: usize = 160;
-const LISTED_DESCRIPTION_CHARS: usize = 240;
+/// Most bytes the status of an error may take on the wire: `grpc-status`, the percent-encoded `grpc-message` and
+/// the base64 `grpc-status-details-bin`, counted as HTTP/2 does (name, value and 32 bytes per entry). gRPC
+/// clients refuse metadata past 8 KiB by default (gRPC's C core: a soft limit of 8 KiB, then 16 KiB), and the
+/// response's other headers need room too.
+pub const MAX_STATUS_BYTES: usize = 6 * 1024;
+
+/// How much of an `INVALID_ARGUMENT` reply lists its violations. Paths and descriptions may quote the input (an
+/// unknown mask path, an attribute key), so a reply first lists up to `bytes` of them, each cut at `field_chars`
+/// and `description_chars`; a reply still over [`MAX_STATUS_BYTES`] is built again with the next, smaller
+/// listing. The rest are counted (`ErrorInfo` metadata `unlisted`), so every client gets the answer.
+#[derive(Clone, Copy)]
+struct Listing {
+    bytes: usize,
+    field_chars: usize,
+    description_chars: usize,
+}
+
+const LISTINGS: [Listing; 4] = [
+    Listing {
+        bytes: 2048,
+        field_chars: 160,
+        description_chars: 240,
+    },
+    Listing {
+        bytes: 1024,
+        field_chars: 120,
+        description_chars: 160,
+    },
+    Listing {
+        bytes: 256,
+        field_chars: 80,
+        description_chars: 80,
+    },
+    Listing {
+        bytes: 0,
+        field_chars: 40,
+        description_chars: 40,
+    },
+];
 
 /// `text` cut to `max` characters, the cut marked with an ellipsis.
 fn clipped(text: &str, max: usize) -> String {
@@ -233,17 +276,43 @@ fn clipped(text: &str, max: usize) -> String {
     }
 }
 
-/// Fills the details of an `INVALID_ARGUMENT` (a `BadRequest` with the violations, an `ErrorInfo` with the first
-/// reason, every distinct reason and the fields) and returns its message. Every violation is listed unless the
-/// listing passes [`LISTED_VIOLATIONS_BYTES`]; then the rest are counted (`ErrorInfo` metadata `unlisted`).
-fn invalid_argument(details: &mut ErrorDetails, violations: &Violations) -> String {
+/// An `INVALID_ARGUMENT` status: a `BadRequest` with the violations, an `ErrorInfo` with the first reason, every
+/// distinct reason and the listed fields, and a message listing them; the first [`LISTINGS`] entry whose reply
+/// fits in [`MAX_STATUS_BYTES`] (the last one lists a single violation, which always fits).
+fn invalid_argument(violations: &Violations) -> Status {
+    let mut status = None;
+    for listing in LISTINGS {
+        let built = invalid_argument_listing(violations, listing);
+        let fits = status_bytes(&built) <= MAX_STATUS_BYTES;
+        status = Some(built);
+        if fits {
+            break;
+        }
+    }
+    status.unwrap_or_else(|| Status::invalid_argument("invalid argument"))
+}
+
+/// Bytes `status` takes in HTTP/2 header accounting; an unencodable status counts as too big.
+pub fn status_bytes(status: &Status) -> usize {
+    let mut headers = http::HeaderMap::new();
+    match status.add_header(&mut headers) {
+        Ok(()) => headers
+            .iter()
+            .map(|(name, value)| name.as_str().len() + value.len() + 32)
+            .sum(),
+        Err(_) => usize::MAX,
+    }
+}
+
+fn invalid_argument_listing(violations: &Violations, limits: Listing) -> Status {
+    let mut details = ErrorDetails::new();
     let mut listed = Vec::new();
     let mut bytes = 0;
     for violation in violations.iter() {
-        let field = clipped(&violation.field, LISTED_FIELD_CHARS);
-        let description = clipped(&violation.description, LISTED_DESCRIPTION_CHARS);
+        let field = clipped(&violation.field, limits.field_chars);
+        let description = clipped(&violation.description, limits.description_chars);
         bytes += field.len() + description.len();
-        if bytes > LISTED_VIOLATIONS_BYTES && !listed.is_empty() {
+        if bytes > limits.bytes && !listed.is_empty() {
             break;
         }
         listed.push((field, violation.reason, description));
@@ -264,7 +333,7 @@ fn invalid_argument(details: &mut ErrorDetails, violations: &Violations) -> Stri
         .iter()
         .next()
         .map_or("INVALID_ARGUMENT", |v| v.reason);
-    // Each reason once, in the order of its first violation (listed or not).
+    // Each reason once, in the order of its first violation (collected and listed or not).
     let mut reasons: Vec<&str> = Vec::new();
     for violation in violations.iter() {
         if !reasons.contains(&violation.reason) {
@@ -285,11 +354,12 @@ fn invalid_argument(details: &mut ErrorDetails, violations: &Violations) -> Stri
         .map(|(field, _, description)| format!("{field}: {description}"))
         .collect::<Vec<_>>()
         .join("; ");
-    match (violations.len(), unlisted) {
+    let message = match (violations.len(), unlisted) {
         (1, _) => format!("invalid argument: {listing}"),
         (n, 0) => format!("{n} invalid fields: {listing}"),
         (n, more) => format!("{n} invalid fields: {listing}; and {more} more"),
-    }
+    };
+    Status::with_error_details(Code::InvalidArgument, message, details)
 }
 
 impl From<Error> for Status {
@@ -297,7 +367,7 @@ impl From<Error> for Status {
         let code = err.code();
         let mut details = ErrorDetails::new();
         let message = match &err {
-            Error::InvalidArgument(violations) => invalid_argument(&mut details, violations),
+            Error::InvalidArgument(violations) => return invalid_argument(violations),
             Error::NotFound { resource, id } => {
                 details.set_error_info(
                     "NOT_FOUND",
@@ -358,6 +428,14 @@ impl From<Error> for Status {
                 details.set_error_info("DEADLINE_EXCEEDED", ERROR_DOMAIN, []);
                 err.to_string()
             }
+            Error::RequestTimeout(_) => {
+                details.set_error_info("REQUEST_TIMEOUT", ERROR_DOMAIN, []);
+                err.to_string()
+            }
+            Error::OutOfRange { reason, message } => {
+                details.set_error_info(*reason, ERROR_DOMAIN, []);
+                message.clone()
+            }
             Error::ResourceExhausted {
                 reason,
                 message,
@@ -381,7 +459,17 @@ impl From<Error> for Status {
                 "internal error; the service logged the details".to_owned()
             }
         };
-        Status::with_error_details(code, message, details)
+        let status = Status::with_error_details(code, message.clone(), details.clone());
+        if status_bytes(&status) <= MAX_STATUS_BYTES {
+            return status;
+        }
+        // A message or detail quoting long input (a taken customer number of 2,000 four-byte characters):
+        // the message cut short and the reason alone still reach every client.
+        let mut short = ErrorDetails::new();
+        if let Some(info) = details.error_info() {
+            short.set_error_info(info.reason.clone(), ERROR_DOMAIN, []);
+        }
+        Status::with_error_details(code, clipped(&message, 200), short)
     }
 }
 
@@ -430,8 +518,8 @@ mod tests {
             );
         }
         let status = Status::from(Error::InvalidArgument(violations));
-        let trailers = status.details().len() + status.message().len();
-        assert!(trailers < 8 * 1024, "{trailers} bytes");
+        let trailers = status_bytes(&status);
+        assert!(trailers <= MAX_STATUS_BYTES, "{trailers} bytes");
         let message = status.message();
         assert!(
             message.starts_with("10000 invalid fields: update_mask.paths[0]: unknown field"),
@@ -458,6 +546,68 @@ mod tests {
             info.metadata.get("fields").map(|f| f.split(',').count()),
             Some(listed)
         );
+    }
+
+    /// Quoted input that percent-encoding and base64 blow up (four-byte characters, quotes, spaces) still gives
+    /// a reply within the budget, however many violations there are.
+    #[test]
+    fn every_reply_fits_the_status_budget() {
+        for count in [1, 12, 100, 1_000] {
+            let mut violations = Violations::new();
+            for i in 0..count {
+                violations.push(
+                    format!("customer.attributes[\"{}\"]", "😀 \"".repeat(300 + i)),
+                    "INVALID_ATTRIBUTE_KEY",
+                    format!("unknown field {:?}", "ü %".repeat(2_000)),
+                );
+            }
+            let status = Status::from(Error::InvalidArgument(violations));
+            assert_eq!(status.code(), Code::InvalidArgument);
+            let bytes = status_bytes(&status);
+            assert!(
+                bytes <= MAX_STATUS_BYTES,
+                "{count} violations: {bytes} bytes"
+            );
+            let details = status.get_error_details();
+            assert!(
+                !details
+                    .bad_request()
+                    .expect("BadRequest")
+                    .field_violations
+                    .is_empty()
+            );
+            let info = details.error_info().expect("ErrorInfo");
+            let listed = details.bad_request().unwrap().field_violations.len();
+            let unlisted: usize = info
+                .metadata
+                .get("unlisted")
+                .map_or(0, |n| n.parse().unwrap());
+            assert_eq!(
+                listed + unlisted,
+                count,
+                "every violation is listed or counted"
+            );
+        }
+    }
+
+    #[test]
+    fn an_error_quoting_long_input_is_cut_to_fit() {
+        let taken = "𝄞".repeat(2_000);
+        let status = Status::from(Error::AlreadyExists {
+            reason: "CUSTOMER_NUMBER_TAKEN",
+            message: format!("customer number {taken} is taken"),
+        });
+        assert!(
+            status_bytes(&status) <= MAX_STATUS_BYTES,
+            "{} bytes",
+            status_bytes(&status)
+        );
+        assert_eq!(status.code(), Code::AlreadyExists);
+        assert_eq!(
+            status.get_error_details().error_info().unwrap().reason,
+            "CUSTOMER_NUMBER_TAKEN"
+        );
+        assert!(status.message().starts_with("customer number 𝄞"));
     }
 
     #[test]

@@ -25,4 +25,6 @@ pub mod pb {
     /// The encoded descriptor set of every public proto, served by gRPC reflection.
     pub const FILE_DESCRIPTOR_SET: &[u8] =
         tonic::include_file_descriptor_set!("customer_context_descriptor");
+
+    include!(concat!(env!("OUT_DIR"), "/customer_context_described.rs"));
 }

@@ -200,7 +200,7 @@ impl ActivityService for ActivityApi {
         if input.occur_time_missing {
             data.occur_time = now_micros();
         }
-        if input.entered_by_missing {
+        if input.entered_by_missing || !caller.role.may_enter_for_others() {
             data.entered_by = agent.clone();
         }
         let created = self.state.store.create_activity(&agent, data).await?;
@@ -230,7 +230,8 @@ impl ActivityService for ActivityApi {
         &self,
         request: Request<pb::UpdateActivityRequest>,
     ) -> Result<Response<pb::Activity>, Status> {
-        let agent = principal(&request)?.agent;
+        let caller = principal(&request)?;
+        let agent = caller.agent.clone();
         let message = request.into_inner();
         let a = required(message.activity, "activity")?;
         let mut violations = Violations::new();
@@ -244,15 +245,16 @@ impl ActivityService for ActivityApi {
             activity::OUTPUT_ONLY_FIELDS,
         );
         let version = a.version;
-        let mut field_violations = Violations::new();
+        let mut field_violations = Violations::within("activity", &fields);
         let input = activity_input(&mut field_violations, a, self.state.region);
-        field_violations.retain_fields("activity", &fields);
         violations.extend(field_violations);
         violations.into_result(()).map_err(Error::from)?;
-        // A missing time or author keeps the current one, also under a "*" mask.
+        // A missing time or author keeps the current one, also under a "*" mask; so does an author an agent key
+        // may not name (anyone but itself).
+        let may_not_name = !caller.role.may_enter_for_others() && input.data.entered_by != agent;
         fields.retain(|f| {
             !(*f == "occur_time" && input.occur_time_missing
-                || *f == "entered_by" && input.entered_by_missing)
+                || *f == "entered_by" && (input.entered_by_missing || may_not_name))
         });
         let updated = self
             .state

@@ -62,11 +62,6 @@ fn request_policy(violations: &mut Violations, value: i32) -> RequestPolicy {
     }
 }
 
-/// Most bytes of UTF-8 in an `interaction_id`, beside the 2,000 characters of every text. The id is a unique key,
-/// and PostgreSQL refuses index entries above about 2,700 bytes: 2,000 ASCII characters fit, 2,000 of three bytes
-/// each would not. Routers' call and chat ids are far shorter.
-pub const MAX_INTERACTION_ID_BYTES: usize = 2000;
-
 /// Checks an `OpenContext` call and converts it; the routed agent defaults to `acting`.
 fn open_context_input(
     violations: &mut Violations,
@@ -74,18 +69,10 @@ fn open_context_input(
     region: phonenumber::country::Id,
     acting: &str,
 ) -> OpenContext {
-    text::check_required_text(violations, "interaction_id", &m.interaction_id);
-    let id_chars = m.interaction_id.chars().count();
-    let id_bytes = m.interaction_id.len();
-    if id_chars <= MAX_TEXT_CHARS && id_bytes > MAX_INTERACTION_ID_BYTES {
-        violations.push(
-            "interaction_id",
-            reason::FIELD_TOO_LONG,
-            format!(
-                "at most {MAX_INTERACTION_ID_BYTES} bytes of UTF-8, as it is a unique key (got {id_bytes} bytes \
-                 in {id_chars} characters)"
-            ),
-        );
+    if m.interaction_id.trim().is_empty() {
+        text::check_required_text(violations, "interaction_id", &m.interaction_id);
+    } else {
+        text::check_key_text(violations, "interaction_id", &m.interaction_id);
     }
     for (field, value) in [
         ("handle", &m.handle),

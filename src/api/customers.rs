@@ -39,11 +39,15 @@ fn customer_data(
         ("customer.last_name", &c.last_name),
         ("customer.company", &c.company),
         ("customer.gender", &c.gender),
-        ("customer.customer_number", &c.customer_number),
         ("customer.notes", &c.notes),
     ] {
         text::check_text(violations, field, value);
     }
+    text::check_key_text(
+        violations,
+        "customer.customer_number",
+        c.customer_number.trim(),
+    );
     let points: Vec<ContactPointInput> = c
         .contact_points
         .into_iter()
@@ -115,7 +119,8 @@ async fn own_customer_if(
 ) -> Result<Vec<pb::Customer>, Error> {
     match state.store.get_customer(own).await {
         Ok(customer) if matches(&customer) => Ok(vec![to_pb(customer)]),
-        Ok(_) | Err(Error::NotFound { .. }) => Ok(Vec::new()),
+        // A portal whose customer was merged away finds nothing, as with lookups.
+        Ok(_) | Err(Error::NotFound { .. } | Error::Merged { .. }) => Ok(Vec::new()),
         Err(other) => Err(other),
     }
 }
@@ -198,9 +203,8 @@ impl CustomerService for CustomerApi {
             customer::OUTPUT_ONLY_FIELDS,
         );
         let version = customer.version;
-        let mut field_violations = Violations::new();
+        let mut field_violations = Violations::within("customer", &fields);
         let data = customer_data(&mut field_violations, customer, self.state.region);
-        field_violations.retain_fields("customer", &fields);
         violations.extend(field_violations);
         violations.into_result(()).map_err(Error::from)?;
         let updated = self

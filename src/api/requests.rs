@@ -154,9 +154,8 @@ impl RequestService for RequestApi {
             request::IMMUTABLE_FIELDS,
         );
         let version = r.version;
-        let mut field_violations = Violations::new();
+        let mut field_violations = Violations::within("request", &fields);
         let (data, status) = request_data(&mut field_violations, r);
-        field_violations.retain_fields("request", &fields);
         violations.extend(field_violations);
         violations.into_result(()).map_err(Error::from)?;
         if status.is_none() {

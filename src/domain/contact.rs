@@ -445,8 +445,24 @@ pub fn normalize_contact_points(
         );
     }
     let mut first_seen: HashMap<(ContactKind, String), usize> = HashMap::new();
-    let mut normalized = Vec::with_capacity(points.len());
+    // The same kind and text again is checked once: a request repeating one number a thousand times costs
+    // one phone-number parse.
+    let mut raw_seen: HashMap<(i32, &str), usize> = HashMap::new();
+    let mut normalized = Vec::with_capacity(points.len().min(MAX_CONTACT_POINTS));
     for (i, point) in points.iter().enumerate() {
+        if let Some(&earlier) = raw_seen.get(&(point.kind, point.value.trim())) {
+            if violations.is_full() {
+                violations.count_more(1);
+            } else {
+                violations.push(
+                    format!("{field}[{i}].value"),
+                    reason::DUPLICATE_CONTACT_POINT,
+                    format!("duplicates {field}[{earlier}] ({:?})", point.value.trim()),
+                );
+            }
+            continue;
+        }
+        raw_seen.insert((point.kind, point.value.trim()), i);
         let before = violations.len();
         let kind = ContactKind::from_i32(point.kind);
         if kind.is_none() {
@@ -516,7 +532,14 @@ fn normalize_value(
         }
         ContactKind::Email => normalize_email(value).map_err(|e| (reason::INVALID_EMAIL, e)),
         ContactKind::Chat | ContactKind::Social | ContactKind::External => {
-            Ok(normalize_handle(value))
+            // A handle is looked up by an index, whose entries must stay within what PostgreSQL takes.
+            let handle = normalize_handle(value);
+            let before = violations.len();
+            super::text::check_key_text(violations, field, &handle);
+            if violations.len() > before {
+                return None;
+            }
+            Ok(handle)
         }
     };
     result

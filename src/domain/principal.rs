@@ -20,6 +20,13 @@ pub enum Role {
 }
 
 impl Role {
+    /// Whether a key of this role may name another agent as an activity's `entered_by`: an admin correcting a
+    /// record, a router logging the interaction an agent handled. An agent or portal key always enters as
+    /// itself.
+    pub fn may_enter_for_others(self) -> bool {
+        matches!(self, Role::Admin | Role::Router)
+    }
+
     pub const ALL: [Role; 4] = [Role::Admin, Role::Agent, Role::Router, Role::Portal];
 
     pub fn as_str(self) -> &'static str {

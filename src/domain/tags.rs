@@ -24,35 +24,70 @@ pub fn normalize_tags(violations: &mut Violations, field: &str, tags: &[String])
             format!("at most {MAX_TAGS} tags (got {})", tags.len()),
         );
     }
-    let mut first_seen: HashMap<String, usize> = HashMap::with_capacity(tags.len());
-    let mut normalized = Vec::with_capacity(tags.len());
+    let mut first_seen: HashMap<String, usize> = HashMap::new();
+    // The same text again is checked once, and once the violations are full the rest are only counted: a
+    // request of a hundred thousand copies of one tag costs a lookup each.
+    let mut raw_seen: HashMap<&str, Option<usize>> = HashMap::new();
+    let mut normalized = Vec::with_capacity(tags.len().min(MAX_TAGS + 1));
     for (i, tag) in tags.iter().enumerate() {
         let tag = tag.trim();
-        let chars = tag.chars().count();
-        if tag.is_empty() {
-            violations.push(
-                format!("{field}[{i}]"),
-                reason::EMPTY_TAG,
-                "a tag must not be empty",
-            );
-        } else if chars > MAX_TAG_CHARS {
-            violations.push(
-                format!("{field}[{i}]"),
-                reason::FIELD_TOO_LONG,
-                format!("a tag has at most {MAX_TAG_CHARS} characters (got {chars})"),
-            );
-        } else if let Some(&earlier) = first_seen.get(&tag_key(tag)) {
-            violations.push(
-                format!("{field}[{i}]"),
-                reason::DUPLICATE_TAG,
-                format!("duplicates {field}[{earlier}] ({:?})", tags[earlier].trim()),
-            );
-        } else {
-            first_seen.insert(tag_key(tag), i);
+        if let Some(verdict) = raw_seen.get(tag) {
+            // Seen before: a duplicate of the first, or refused again for the same reason.
+            if violations.is_full() {
+                violations.count_more(1);
+                continue;
+            }
+            match verdict {
+                Some(earlier) => violations.push(
+                    format!("{field}[{i}]"),
+                    reason::DUPLICATE_TAG,
+                    format!("duplicates {field}[{earlier}] ({tag:?})"),
+                ),
+                None => check_one(violations, field, i, tag, &mut first_seen, tags),
+            }
+            continue;
         }
-        normalized.push(tag.to_owned());
+        let before = violations.len();
+        check_one(violations, field, i, tag, &mut first_seen, tags);
+        raw_seen.insert(tag, (violations.len() == before).then_some(i));
+        if normalized.len() <= MAX_TAGS {
+            normalized.push(tag.to_owned());
+        }
     }
     normalized
+}
+
+/// Checks the `i`-th tag, `tag` trimmed, against the rules and the tags before it.
+fn check_one(
+    violations: &mut Violations,
+    field: &str,
+    i: usize,
+    tag: &str,
+    first_seen: &mut HashMap<String, usize>,
+    tags: &[String],
+) {
+    let chars = tag.chars().count();
+    if tag.is_empty() {
+        violations.push(
+            format!("{field}[{i}]"),
+            reason::EMPTY_TAG,
+            "a tag must not be empty",
+        );
+    } else if chars > MAX_TAG_CHARS {
+        violations.push(
+            format!("{field}[{i}]"),
+            reason::FIELD_TOO_LONG,
+            format!("a tag has at most {MAX_TAG_CHARS} characters (got {chars})"),
+        );
+    } else if let Some(&earlier) = first_seen.get(&tag_key(tag)) {
+        violations.push(
+            format!("{field}[{i}]"),
+            reason::DUPLICATE_TAG,
+            format!("duplicates {field}[{earlier}] ({:?})", tags[earlier].trim()),
+        );
+    } else {
+        first_seen.insert(tag_key(tag), i);
+    }
 }
 
 /// The key tags are compared by: trimmed and lower-cased.

@@ -6,6 +6,40 @@ use super::violations::{Violations, reason};
 /// Most characters any free-text field may hold.
 pub const MAX_TEXT_CHARS: usize = 2000;
 
+/// The first character no string of the service may hold, with its position in characters: U+0000 (which
+/// PostgreSQL's `text` cannot store) and every other C0 control except tab, line feed and carriage return
+/// (invisible, and never typed by an agent). DEL, C1 controls and every other character are text.
+pub fn forbidden_character(value: &str) -> Option<(usize, char)> {
+    // In UTF-8 the C0 controls are single bytes that occur nowhere else, so bytes are enough to find none.
+    if !value.bytes().any(is_forbidden_byte) {
+        return None;
+    }
+    value
+        .chars()
+        .enumerate()
+        .find(|(_, c)| u8::try_from(*c).is_ok_and(is_forbidden_byte))
+}
+
+fn is_forbidden_byte(byte: u8) -> bool {
+    byte < 0x20 && !matches!(byte, b'\t' | b'\n' | b'\r')
+}
+
+/// Reports `INVALID_CHARACTER` at `field` if `value` holds a [`forbidden_character`].
+pub fn check_characters(violations: &mut Violations, field: &str, value: &str) {
+    if let Some((at, c)) = forbidden_character(value) {
+        violations.push(
+            field,
+            reason::INVALID_CHARACTER,
+            format!(
+                "control character U+{:04X} at character {}; text may hold tab, line feed and carriage return but \
+                 no other control below U+0020",
+                u32::from(c),
+                at + 1
+            ),
+        );
+    }
+}
+
 /// Reports `FIELD_TOO_LONG` at `field` if `value` has more than [`MAX_TEXT_CHARS`] characters.
 pub fn check_text(violations: &mut Violations, field: &str, value: &str) {
     // A string never has more characters than bytes: most values skip the count.
@@ -18,6 +52,28 @@ pub fn check_text(violations: &mut Violations, field: &str, value: &str) {
             field,
             reason::FIELD_TOO_LONG,
             format!("at most {MAX_TEXT_CHARS} characters (got {chars})"),
+        );
+    }
+}
+
+/// Most bytes of UTF-8 in a text that is a unique key (a customer number, an interaction id), beside the 2,000
+/// characters of every text. PostgreSQL refuses index entries above about 2,700 bytes: 2,000 ASCII characters
+/// fit, 2,000 of three or four bytes each would not, and SQLite must refuse what PostgreSQL would.
+pub const MAX_KEY_BYTES: usize = 2000;
+
+/// Checks `value` like [`check_text`], and, as it is a unique key, that it holds at most [`MAX_KEY_BYTES`].
+pub fn check_key_text(violations: &mut Violations, field: &str, value: &str) {
+    let chars = value.chars().count();
+    if chars > MAX_TEXT_CHARS {
+        check_text(violations, field, value);
+    } else if value.len() > MAX_KEY_BYTES {
+        violations.push(
+            field,
+            reason::FIELD_TOO_LONG,
+            format!(
+                "at most {MAX_KEY_BYTES} bytes of UTF-8, as it is a unique key (got {} bytes in {chars} characters)",
+                value.len()
+            ),
         );
     }
 }
@@ -46,6 +102,63 @@ mod tests {
             check_text(&mut v, "note", value);
         }
         v.iter().map(|v| v.reason).collect()
+    }
+
+    #[test]
+    fn the_text_rule_refuses_nul_and_c0_controls_but_tab_and_line_breaks() {
+        assert_eq!(forbidden_character("ab\0c"), Some((2, '\0')));
+        assert_eq!(forbidden_character("é\u{1b}[0m"), Some((1, '\u{1b}')));
+        for ok in [
+            "",
+            "plain",
+            "tab\there",
+            "lines\r\nand\n",
+            "\u{7f}\u{80}\u{9f}",
+            "😀\u{fffe}\u{10ffff}",
+        ] {
+            assert_eq!(forbidden_character(ok), None, "{ok:?}");
+        }
+        let mut v = Violations::new();
+        check_characters(&mut v, "customer.notes", "😀😀\u{1}");
+        let found: Vec<_> = v.iter().collect();
+        assert_eq!(found[0].reason, reason::INVALID_CHARACTER);
+        assert!(
+            found[0]
+                .description
+                .starts_with("control character U+0001 at character 3"),
+            "{}",
+            found[0].description
+        );
+    }
+
+    proptest! {
+        #[test]
+        fn forbidden_characters_are_exactly_the_c0_controls_but_three(s in "\\PC*", c in any::<char>()) {
+            let value = format!("{s}{c}");
+            let expected = value.chars().position(|c| (c as u32) < 0x20 && !matches!(c, '\t' | '\n' | '\r'));
+            prop_assert_eq!(forbidden_character(&value).map(|(at, _)| at), expected);
+        }
+    }
+
+    #[test]
+    fn a_key_holds_2000_characters_and_at_most_2000_bytes() {
+        let reasons = |value: &str| {
+            let mut v = Violations::new();
+            check_key_text(&mut v, "customer.customer_number", value);
+            v.iter()
+                .map(|v| (v.reason, v.description.clone()))
+                .collect::<Vec<_>>()
+        };
+        assert!(reasons(&"a".repeat(2000)).is_empty());
+        assert!(reasons(&"é".repeat(1000)).is_empty());
+        let found = reasons(&"é".repeat(1001));
+        assert_eq!(found.len(), 1);
+        assert!(
+            found[0].1.contains("2002 bytes in 1001 characters"),
+            "{}",
+            found[0].1
+        );
+        assert_eq!(reasons(&"a".repeat(2001))[0].0, reason::FIELD_TOO_LONG);
     }
 
     #[test]

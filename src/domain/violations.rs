@@ -30,6 +30,8 @@ pub mod reason {
     pub const MALFORMED_MESSAGE: &str = "MALFORMED_MESSAGE";
     pub const INVALID_KEY_NAME: &str = "INVALID_KEY_NAME";
     pub const INVALID_ROLE: &str = "INVALID_ROLE";
+    pub const INVALID_CHARACTER: &str = "INVALID_CHARACTER";
+    pub const TOO_MANY_ELEMENTS: &str = "TOO_MANY_ELEMENTS";
 }
 
 /// One offending field.
@@ -43,13 +45,59 @@ pub struct Violation {
     pub description: String,
 }
 
-/// Every violation found in one call, in the order they were found.
+/// Most violations one call collects; later ones are only counted. A hostile request naming a million bad items
+/// costs a counter, not a million descriptions.
+pub const MAX_COLLECTED: usize = 100;
+
+/// Every violation found in one call, in the order they were found: the first [`MAX_COLLECTED`], and how many
+/// more there were.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
-pub struct Violations(Vec<Violation>);
+pub struct Violations {
+    collected: Vec<Violation>,
+    uncollected: usize,
+    /// When set, only violations of these fields count (an update checks only what its mask changes).
+    scope: Option<Scope>,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq)]
+struct Scope {
+    prefix: String,
+    fields: Vec<String>,
+}
+
+impl Scope {
+    /// Whether `field` is `{prefix}.{field}` (or an element or sub-field of it) for one of the fields, or not
+    /// under `prefix` at all.
+    fn covers(&self, field: &str) -> bool {
+        let Some(rest) = field
+            .strip_prefix(self.prefix.as_str())
+            .and_then(|r| r.strip_prefix('.'))
+        else {
+            return true;
+        };
+        self.fields.iter().any(|f| {
+            rest.strip_prefix(f.as_str()).is_some_and(|tail| {
+                tail.is_empty() || tail.starts_with('.') || tail.starts_with('[')
+            })
+        })
+    }
+}
 
 impl Violations {
     pub fn new() -> Self {
         Self::default()
+    }
+
+    /// A set that keeps only violations of `{prefix}.{field}` (or its elements and sub-fields) for the named
+    /// fields, and of anything not under `prefix`: an update validates only what its mask changes.
+    pub fn within(prefix: &str, fields: &[&str]) -> Self {
+        Self {
+            scope: Some(Scope {
+                prefix: prefix.to_owned(),
+                fields: fields.iter().map(|f| (*f).to_owned()).collect(),
+            }),
+            ..Self::default()
+        }
     }
 
     /// A set holding a single violation.
@@ -69,56 +117,69 @@ impl Violations {
         reason: &'static str,
         description: impl Into<String>,
     ) {
-        self.0.push(Violation {
-            field: field.into(),
+        let field = field.into();
+        if self
+            .scope
+            .as_ref()
+            .is_some_and(|scope| !scope.covers(&field))
+        {
+            return;
+        }
+        if self.collected.len() >= MAX_COLLECTED {
+            self.uncollected += 1;
+            return;
+        }
+        self.collected.push(Violation {
+            field,
             reason,
             description: description.into(),
         });
     }
 
+    /// Whether further violations are only counted: a loop over many items may stop describing them.
+    pub fn is_full(&self) -> bool {
+        self.collected.len() >= MAX_COLLECTED
+    }
+
+    /// Counts `n` more violations without describing them.
+    pub fn count_more(&mut self, n: usize) {
+        self.uncollected += n;
+    }
+
     pub fn extend(&mut self, other: Violations) {
-        self.0.extend(other.0);
+        for violation in other.collected {
+            self.push(violation.field, violation.reason, violation.description);
+        }
+        self.uncollected += other.uncollected;
     }
 
-    /// Keeps only the violations for which `keep` is true.
+    /// Keeps only the collected violations for which `keep` is true.
     pub fn retain(&mut self, keep: impl FnMut(&Violation) -> bool) {
-        self.0.retain(keep);
-    }
-
-    /// Keeps only violations of `{prefix}.{field}` (or its elements and sub-fields) for the named fields: an
-    /// update validates only what its mask changes.
-    pub fn retain_fields(&mut self, prefix: &str, fields: &[&str]) {
-        self.retain(|v| {
-            let Some(rest) = v
-                .field
-                .strip_prefix(prefix)
-                .and_then(|r| r.strip_prefix('.'))
-            else {
-                return true;
-            };
-            fields.iter().any(|f| {
-                rest.strip_prefix(f).is_some_and(|tail| {
-                    tail.is_empty() || tail.starts_with('.') || tail.starts_with('[')
-                })
-            })
-        });
+        self.collected.retain(keep);
     }
 
     pub fn is_empty(&self) -> bool {
-        self.0.is_empty()
+        self.len() == 0
     }
 
+    /// Every violation found, collected or only counted.
     pub fn len(&self) -> usize {
-        self.0.len()
+        self.collected.len() + self.uncollected
     }
 
+    /// The violations found beyond [`MAX_COLLECTED`].
+    pub fn uncollected(&self) -> usize {
+        self.uncollected
+    }
+
+    /// The collected violations.
     pub fn iter(&self) -> impl Iterator<Item = &Violation> {
-        self.0.iter()
+        self.collected.iter()
     }
 
     /// `Ok(value)` when nothing was found, otherwise every violation.
     pub fn into_result<T>(self, value: T) -> Result<T, Violations> {
-        if self.0.is_empty() {
+        if self.is_empty() {
             Ok(value)
         } else {
             Err(self)
@@ -128,11 +189,14 @@ impl Violations {
 
 impl fmt::Display for Violations {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        for (i, v) in self.0.iter().enumerate() {
+        for (i, v) in self.collected.iter().enumerate() {
             if i > 0 {
                 f.write_str("; ")?;
             }
             write!(f, "{}: {}", v.field, v.description)?;
+        }
+        if self.uncollected > 0 {
+            write!(f, "; and {} more", self.uncollected)?;
         }
         Ok(())
     }
@@ -143,8 +207,8 @@ mod tests {
     use super::*;
 
     #[test]
-    fn retain_fields_keeps_only_masked_fields_and_their_elements() {
-        let mut v = Violations::new();
+    fn a_scope_keeps_only_masked_fields_and_their_elements() {
+        let mut v = Violations::within("customer", &["tags", "id"]);
         for field in [
             "customer.tags[1]",
             "customer.tags_extra",
@@ -154,11 +218,27 @@ mod tests {
         ] {
             v.push(field, reason::FIELD_TOO_LONG, "x");
         }
-        v.retain_fields("customer", &["tags", "id"]);
         let kept: Vec<_> = v.iter().map(|v| v.field.as_str()).collect();
         assert_eq!(
             kept,
             ["customer.tags[1]", "customer.id", "update_mask.paths[0]"]
         );
+    }
+
+    #[test]
+    fn past_the_bound_violations_are_counted_not_kept() {
+        let mut v = Violations::new();
+        for i in 0..1_000 {
+            v.push(format!("tags[{i}]"), reason::DUPLICATE_TAG, "again");
+        }
+        assert_eq!(v.len(), 1_000);
+        assert_eq!(v.iter().count(), MAX_COLLECTED);
+        assert_eq!(v.uncollected(), 1_000 - MAX_COLLECTED);
+        assert!(v.is_full());
+        let mut outer = Violations::one("id", reason::INVALID_ID, "bad");
+        outer.extend(v);
+        assert_eq!(outer.len(), 1_001);
+        assert_eq!(outer.iter().count(), MAX_COLLECTED);
+        assert!(outer.to_string().ends_with("; and 901 more"), "{outer}");
     }
 }
