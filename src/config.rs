@@ -255,7 +255,35 @@ pub struct SecuritySettings {
     /// Calls a key may make in a burst above --rate-limit-per-key (default: one second's worth, at least 1).
     #[arg(long, env = "CUSTOMER_CONTEXT_RATE_LIMIT_BURST")]
     pub rate_limit_burst: Option<u32>,
+
+    /// How long the request of a unary call may take to arrive in full; a call whose request is still
+    /// incomplete then is ended (DEADLINE_EXCEEDED, REQUEST_TIMEOUT) and frees its slot.
+    #[arg(long, env = "CUSTOMER_CONTEXT_REQUEST_TIMEOUT", default_value = "10s", value_parser = parse_duration)]
+    pub request_timeout: Duration,
+
+    /// Calls one API key (one agent with --auth none) may have in flight at once, so that no key can take
+    /// every slot of --max-concurrent-calls. 0 = no limit of its own.
+    #[arg(long, env = "CUSTOMER_CONTEXT_MAX_CALLS_PER_KEY", default_value_t = DEFAULT_MAX_CALLS_PER_KEY)]
+    pub max_calls_per_key: usize,
+
+    /// Watch streams one API key (one agent with --auth none) may hold open at once. 0 = no limit.
+    #[arg(long, env = "CUSTOMER_CONTEXT_MAX_STREAMS_PER_KEY", default_value_t = DEFAULT_MAX_STREAMS_PER_KEY)]
+    pub max_streams_per_key: usize,
+
+    /// Calls and streams one HTTP/2 connection may have open at once (SETTINGS_MAX_CONCURRENT_STREAMS);
+    /// clients queue the rest.
+    #[arg(
+        long,
+        env = "CUSTOMER_CONTEXT_MAX_STREAMS_PER_CONNECTION",
+        default_value_t = DEFAULT_MAX_STREAMS_PER_CONNECTION
+    )]
+    pub max_streams_per_connection: u32,
 }
+
+/// A quarter of the default --max-concurrent-calls.
+pub const DEFAULT_MAX_CALLS_PER_KEY: usize = 256;
+pub const DEFAULT_MAX_STREAMS_PER_KEY: usize = 32;
+pub const DEFAULT_MAX_STREAMS_PER_CONNECTION: u32 = 256;
 
 /// tonic's default, kept explicit: 4 MiB.
 pub const DEFAULT_MAX_MESSAGE_BYTES: usize = 4 * 1024 * 1024;
@@ -272,6 +300,10 @@ impl Default for SecuritySettings {
             max_concurrent_calls: 1024,
             rate_limit_per_key: 0.0,
             rate_limit_burst: None,
+            request_timeout: Duration::from_secs(10),
+            max_calls_per_key: DEFAULT_MAX_CALLS_PER_KEY,
+            max_streams_per_key: DEFAULT_MAX_STREAMS_PER_KEY,
+            max_streams_per_connection: DEFAULT_MAX_STREAMS_PER_CONNECTION,
         }
     }
 }
@@ -296,6 +328,12 @@ impl SecuritySettings {
                  not {listen}: use --auth keys (create keys with `customer-context keys create`) or listen \
                  on 127.0.0.1"
             );
+        }
+        if self.request_timeout < Duration::from_millis(100) {
+            anyhow::bail!("--request-timeout must be at least 100ms");
+        }
+        if self.max_streams_per_connection == 0 {
+            anyhow::bail!("--max-streams-per-connection must be at least 1");
         }
         if self.tls_cert.is_some() != self.tls_key.is_some() {
             anyhow::bail!("--tls-cert and --tls-key go together");

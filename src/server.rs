@@ -40,7 +40,7 @@ use tower_http::cors::{AllowOrigin, CorsLayer};
 
 use crate::{
     api::ApiState,
-    auth::{Authenticator, Guard, GuardLayer, RateLimiter},
+    auth::{Authenticator, Guard, GuardLayer, KeySlots, RateLimiter},
     config::{AuthMode, SecuritySettings, Settings},
     events::Hub,
     readiness::Readiness,
@@ -49,6 +49,14 @@ use crate::{
     telemetry::CallLogLayer,
 };
 
+/// Streams a client may open and reset before the server has accepted them (hyper's default, kept explicit: it
+/// bounds the "rapid reset" flood), and streams the server may reset for protocol errors before it closes the
+/// connection.
+const MAX_PENDING_ACCEPT_RESETS: usize = 20;
+const MAX_LOCAL_ERROR_RESETS: usize = 256;
+/// Largest header list a client may send (names, values and 32 bytes per entry); calls of this API send a few
+/// hundred bytes.
+const MAX_HEADER_LIST_BYTES: u32 = 16 * 1024;
 /// HTTP/2 PING interval on idle connections, and how long to wait for the answer before closing.
 const KEEPALIVE_INTERVAL: Duration = Duration::from_secs(10);
 const KEEPALIVE_TIMEOUT: Duration = Duration::from_secs(10);
@@ -199,6 +207,10 @@ impl RunningServer {
             .tcp_nodelay(true)
             .http2_keepalive_interval(Some(KEEPALIVE_INTERVAL))
             .http2_keepalive_timeout(Some(KEEPALIVE_TIMEOUT))
+            .max_concurrent_streams(settings.security.max_streams_per_connection)
+            .http2_max_pending_accept_reset_streams(Some(MAX_PENDING_ACCEPT_RESETS))
+            .http2_max_local_error_reset_streams(Some(MAX_LOCAL_ERROR_RESETS))
+            .http2_max_header_list_size(MAX_HEADER_LIST_BYTES)
             .accept_http1(true)
             .layer(cors)
             .layer(tonic_web::GrpcWebLayer::new())
@@ -332,7 +344,11 @@ fn guard(security: &SecuritySettings, store: Store) -> GuardLayer {
         authenticator: Authenticator::new(security.auth, store, security.key_cache_ttl),
         calls: (security.max_concurrent_calls > 0)
             .then(|| Arc::new(Semaphore::new(security.max_concurrent_calls))),
-        rate: RateLimiter::new(security.rate_limit_per_key, security.rate_limit_burst()),
+        rate: RateLimiter::new(security.rate_limit_per_key, security.rate_limit_burst())
+            .map(Arc::new),
+        slots: KeySlots::new(security.max_calls_per_key, security.max_streams_per_key),
+        request_timeout: security.request_timeout,
+        max_message_bytes: security.max_message_bytes,
     })
 }
 

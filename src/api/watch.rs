@@ -25,6 +25,7 @@ use super::{
     resources::{change_kind, resource_kind, resource_ref},
 };
 use crate::{
+    auth::Meter,
     domain::{
         Violations,
         change::{Change, ChangeKind, ResourceKind},
@@ -90,6 +91,11 @@ impl WatchService for WatchApi {
         request: Request<Streaming<pb::WatchRequest>>,
     ) -> Result<Response<Self::WatchStream>, Status> {
         let principal = principal(&request)?;
+        let meter = request
+            .extensions()
+            .get::<Meter>()
+            .cloned()
+            .unwrap_or_else(Meter::unlimited);
         let requests = request.into_inner();
         let (out, events) = mpsc::channel(OUTPUT_CAPACITY);
         let hub = self.state.hub.clone();
@@ -106,6 +112,7 @@ impl WatchService for WatchApi {
             handle,
             agent: principal.agent.clone(),
             principal,
+            meter,
             audience,
             out,
             cursor: 0,
@@ -137,6 +144,8 @@ struct Session {
     handle: SessionHandle,
     agent: String,
     principal: Principal,
+    /// The key's rate limit: every message counts, a subscription by the records it names.
+    meter: Meter,
     /// What this stream may see (a portal: its customer's non-internal changes, no presence).
     audience: Audience,
     out: mpsc::Sender<Outgoing>,
@@ -161,9 +170,13 @@ impl Session {
 
     async fn run(mut self, mut requests: Streaming<pb::WatchRequest>) {
         let id = self.handle.id;
+        // Leaves the hub (and the agent the presence of every watched record) however the session ends.
+        let _closed = Closed {
+            hub: self.hub.clone(),
+            id,
+        };
         tracing::debug!(session = id, agent = %self.agent, "watch opened");
         let outcome = self.serve(&mut requests).await;
-        self.hub.close(id);
         if let Err(Stop::Fail(status)) = outcome {
             tracing::debug!(session = id, code = ?status.code(), message = status.message(), "watch ended");
             // The client may not be reading; never wait for it.
@@ -183,6 +196,15 @@ impl Session {
                     Ok(Some(message)) => self.handle(message).await?,
                     // The client finished sending; keep delivering until it cancels.
                     Ok(None) => requests_open = false,
+                    // A message that broke a rule is answered; a broken connection has no one to answer.
+                    Err(status)
+                        if matches!(
+                            status.code(),
+                            tonic::Code::InvalidArgument | tonic::Code::OutOfRange
+                        ) =>
+                    {
+                        return Err(Stop::Fail(status));
+                    }
                     Err(_) => return Err(Stop::ClientGone),
                 },
                 delivery = self.handle.inbox.recv() => match delivery {
@@ -194,6 +216,14 @@ impl Session {
     }
 
     async fn handle(&mut self, message: pb::WatchRequest) -> Result<(), Stop> {
+        // Every message counts against the key's rate; a subscription counts the records it names.
+        let cost = match &message.request {
+            Some(watch_request::Request::Subscribe(subscribe)) => {
+                distinct_refs(&subscribe.resources)
+            }
+            _ => 1,
+        };
+        self.meter.take(cost)?;
         match message.request {
             // Boxed: a stream subscribes seldom, and an idle one should not carry the subscription's state.
             Some(watch_request::Request::Subscribe(subscribe)) => {
@@ -245,11 +275,12 @@ impl Session {
 
     async fn subscribe(&mut self, subscribe: pb::Subscribe) -> Result<(), Stop> {
         let refs = resource_keys("subscribe.resources", &subscribe.resources)?;
+        if refs.len() > crate::events::hub::MAX_SUBSCRIPTIONS {
+            return Err(too_many_subscriptions());
+        }
         let keys: Vec<ResourceKey> = refs.iter().map(|(key, _)| key.clone()).collect();
         if let Some(customer_id) = self.principal.portal_customer() {
-            for key in &keys {
-                check_portal_may_watch(&self.state, customer_id, key).await?;
-            }
+            check_portal_may_watch(&self.state, customer_id, &keys).await?;
         }
         let include_own = subscribe.include_own_changes;
         for (key, known_version) in &refs {
@@ -407,32 +438,53 @@ impl Session {
 }
 
 /// A portal may watch its own customer, that customer's requests and its non-internal activities; anything
-/// else is NOT_FOUND, as if it did not exist.
+/// else is NOT_FOUND, as if it did not exist. One query per kind of record, however many are named.
 async fn check_portal_may_watch(
     state: &ApiState,
     customer_id: &str,
-    key: &ResourceKey,
+    keys: &[ResourceKey],
 ) -> Result<(), Stop> {
-    let store = &state.store;
-    let visible = match key.kind {
-        ResourceKind::Customer => key.id == customer_id,
-        ResourceKind::Request => match store.get_request(&key.id).await {
-            Ok(request) => request.customer_id == customer_id,
-            Err(Error::NotFound { .. }) => false,
-            Err(other) => return Err(other.into()),
-        },
-        ResourceKind::Activity => match store.get_activity(&key.id).await {
-            Ok(activity) => {
-                !activity.data.internal && activity.data.customer_id.as_deref() == Some(customer_id)
-            }
-            Err(Error::NotFound { .. }) => false,
-            Err(other) => return Err(other.into()),
-        },
+    let ids = |kind: ResourceKind| -> Vec<String> {
+        keys.iter()
+            .filter(|key| key.kind == kind)
+            .map(|key| key.id.clone())
+            .collect()
     };
-    if visible {
-        Ok(())
-    } else {
-        Err(hidden(key.kind.as_str(), &key.id).into())
+    let requests = state
+        .store
+        .request_owners(&ids(ResourceKind::Request))
+        .await?;
+    let activities = state
+        .store
+        .activity_owners(&ids(ResourceKind::Activity))
+        .await?;
+    for key in keys {
+        let visible = match key.kind {
+            ResourceKind::Customer => key.id == customer_id,
+            ResourceKind::Request => requests
+                .get(&key.id)
+                .is_some_and(|owner| owner == customer_id),
+            ResourceKind::Activity => activities.get(&key.id).is_some_and(|owner| {
+                !owner.internal && owner.customer_id.as_deref() == Some(customer_id)
+            }),
+        };
+        if !visible {
+            return Err(hidden(key.kind.as_str(), &key.id).into());
+        }
+    }
+    Ok(())
+}
+
+/// Ends a session in the hub when dropped, so that a session that ends in any way (a panic included) leaves
+/// no subscriptions and no presence behind.
+struct Closed {
+    hub: Arc<Hub>,
+    id: crate::events::hub::SessionId,
+}
+
+impl Drop for Closed {
+    fn drop(&mut self) {
+        self.hub.close(self.id);
     }
 }
 
@@ -456,11 +508,27 @@ fn too_many_subscriptions() -> Stop {
     )
 }
 
-/// Checks references from the client: a known type and a well-formed id each.
+/// How many distinct records `refs` names (by type and id), without checking them.
+fn distinct_refs(refs: &[pb::ResourceRef]) -> usize {
+    refs.iter()
+        .map(|r| (r.r#type, r.id.as_str()))
+        .collect::<std::collections::HashSet<_>>()
+        .len()
+}
+
+/// Checks references from the client (a known type and a well-formed id each) and keeps each record once, with
+/// the highest version given for it, in the order first named.
 fn resource_keys(field: &str, refs: &[pb::ResourceRef]) -> Result<Vec<(ResourceKey, i64)>, Stop> {
     let mut violations = Violations::new();
-    let mut keys = Vec::with_capacity(refs.len());
+    let mut keys: Vec<(ResourceKey, i64)> = Vec::new();
+    let mut seen: HashMap<(i32, &str), usize> = HashMap::new();
     for (i, reference) in refs.iter().enumerate() {
+        if let Some(&at) = seen.get(&(reference.r#type, reference.id.as_str())) {
+            if let Some((_, known)) = keys.get_mut(at) {
+                *known = (*known).max(reference.known_version);
+            }
+            continue;
+        }
         let kind = resource_kind(reference.r#type);
         if kind.is_none() {
             violations.push(
@@ -471,6 +539,7 @@ fn resource_keys(field: &str, refs: &[pb::ResourceRef]) -> Result<Vec<(ResourceK
         }
         let id = ids::check_id(&mut violations, &format!("{field}[{i}].id"), &reference.id);
         if let (Some(kind), Some(id)) = (kind, id) {
+            seen.insert((reference.r#type, reference.id.as_str()), keys.len());
             keys.push((ResourceKey { kind, id }, reference.known_version));
         }
     }

@@ -61,6 +61,31 @@ impl Authenticator {
 
     /// The caller of a call with these headers.
     pub async fn authenticate(&self, headers: &HeaderMap) -> Result<Principal> {
+        self.authenticate_within(headers, self.ttl).await
+    }
+
+    /// Whether the credentials of `headers` still name an active key, from a lookup at most `max_age` old (an
+    /// open stream asks this again and again, so that a revoked key's streams end).
+    pub async fn still_valid(&self, headers: &HeaderMap, max_age: Duration) -> Result<Principal> {
+        self.authenticate_within(headers, max_age.min(self.ttl))
+            .await
+    }
+
+    /// Whether calls are authenticated by keys (with `--auth none` nothing can be revoked).
+    pub fn uses_keys(&self) -> bool {
+        self.mode == AuthMode::Keys
+    }
+
+    /// How long a key lookup is remembered.
+    pub fn cache_ttl(&self) -> Duration {
+        self.ttl
+    }
+
+    async fn authenticate_within(
+        &self,
+        headers: &HeaderMap,
+        max_age: Duration,
+    ) -> Result<Principal> {
         match self.mode {
             AuthMode::None => Ok(Principal {
                 agent: agent_from_headers(headers)?,
@@ -69,7 +94,7 @@ impl Authenticator {
             }),
             AuthMode::Keys => {
                 let secret = secret_from_headers(headers)?;
-                self.key_principal(secret).await?.ok_or_else(|| {
+                self.key_principal(secret, max_age).await?.ok_or_else(|| {
                     Error::unauthenticated(
                         unauthenticated::INVALID_API_KEY,
                         "the API key is unknown or revoked",
@@ -79,12 +104,12 @@ impl Authenticator {
         }
     }
 
-    async fn key_principal(&self, secret: &str) -> Result<Option<Principal>> {
+    async fn key_principal(&self, secret: &str, max_age: Duration) -> Result<Option<Principal>> {
         if !api_key::looks_like_secret(secret) {
             return Ok(None);
         }
         let hash = api_key::hash_secret(secret);
-        if let Some(found) = self.cached(&hash) {
+        if let Some(found) = self.cached(&hash, max_age) {
             return Ok(found);
         }
         let found = self
@@ -100,13 +125,13 @@ impl Authenticator {
         self.cache.lock().unwrap_or_else(|p| p.into_inner())
     }
 
-    fn cached(&self, hash: &str) -> Option<Option<Principal>> {
-        if self.ttl.is_zero() {
+    fn cached(&self, hash: &str, max_age: Duration) -> Option<Option<Principal>> {
+        if max_age.is_zero() {
             return None;
         }
         let cache = self.lock();
         let (principal, read_at) = cache.get(hash)?;
-        (read_at.elapsed() < self.ttl).then(|| principal.clone())
+        (read_at.elapsed() < max_age).then(|| principal.clone())
     }
 
     fn remember(&self, hash: String, principal: Option<Principal>) {

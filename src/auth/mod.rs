@@ -14,7 +14,7 @@ mod tls;
 pub use credentials::{
     AGENT_HEADER, ANONYMOUS, Authenticator, agent_from_headers, unauthenticated,
 };
-pub use guard::{Guard, GuardLayer, GuardService};
+pub use guard::{Guard, GuardLayer, GuardService, KeySlots, Meter};
 pub use rate::RateLimiter;
 pub use tls::server_tls;
 

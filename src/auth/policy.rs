@@ -143,6 +143,33 @@ pub enum Access {
     Unknown,
 }
 
+/// Whether the method at `path` streams (requests or responses), read from the descriptor set: its request is
+/// not read in full before the call starts, and it counts as a stream, not a call, against the limits.
+pub fn is_streaming(path: &str) -> bool {
+    static STREAMING: std::sync::LazyLock<Vec<String>> = std::sync::LazyLock::new(|| {
+        use prost::Message as _;
+        let Ok(set) = prost_types::FileDescriptorSet::decode(crate::pb::FILE_DESCRIPTOR_SET) else {
+            return Vec::new();
+        };
+        set.file
+            .iter()
+            .filter(|file| file.package().starts_with("customer_context."))
+            .flat_map(|file| {
+                file.service.iter().flat_map(move |service| {
+                    service
+                        .method
+                        .iter()
+                        .filter(|method| method.client_streaming() || method.server_streaming())
+                        .map(move |method| {
+                            format!("/{}.{}/{}", file.package(), service.name(), method.name())
+                        })
+                })
+            })
+            .collect()
+    });
+    STREAMING.iter().any(|method| method == path)
+}
+
 /// Who may call the method at `path` (`/package.Service/Method`).
 pub fn access(path: &str) -> Access {
     if OPEN_SERVICES.iter().any(|open| path.starts_with(open)) {
@@ -174,6 +201,15 @@ mod tests {
                 })
             })
             .collect()
+    }
+
+    #[test]
+    fn streaming_methods_come_from_the_descriptors() {
+        assert!(is_streaming("/customer_context.v1.WatchService/Watch"));
+        assert!(!is_streaming(
+            "/customer_context.v1.CustomerService/GetCustomer"
+        ));
+        assert!(!is_streaming("/customer_context.v1.WatchService/Nope"));
     }
 
     #[test]

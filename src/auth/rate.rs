@@ -39,7 +39,18 @@ impl RateLimiter {
         self.check_at(caller, Instant::now())
     }
 
+    /// Takes `n` tokens for `caller` (at most a full bucket's worth, so that anything can pass once the bucket
+    /// is full), or says how long until they are available.
+    pub fn check_n(&self, caller: &str, n: u32) -> Result<(), Duration> {
+        self.take_at(caller, f64::from(n.max(1)), Instant::now())
+    }
+
     fn check_at(&self, caller: &str, now: Instant) -> Result<(), Duration> {
+        self.take_at(caller, 1.0, now)
+    }
+
+    fn take_at(&self, caller: &str, cost: f64, now: Instant) -> Result<(), Duration> {
+        let cost = cost.min(self.burst);
         let mut buckets = self.buckets.lock().unwrap_or_else(|p| p.into_inner());
         if buckets.len() > TIDY_ABOVE {
             let (per_second, burst) = (self.per_second, self.burst);
@@ -51,11 +62,11 @@ impl RateLimiter {
         });
         bucket.tokens = refilled(bucket, now, self.per_second, self.burst);
         bucket.updated = now;
-        if bucket.tokens >= 1.0 {
-            bucket.tokens -= 1.0;
+        if bucket.tokens >= cost {
+            bucket.tokens -= cost;
             Ok(())
         } else {
-            let wait = (1.0 - bucket.tokens) / self.per_second;
+            let wait = (cost - bucket.tokens) / self.per_second;
             Err(Duration::from_secs_f64(wait).max(Duration::from_millis(1)))
         }
     }
@@ -96,6 +107,23 @@ mod tests {
                 .check_at("ana", start + Duration::from_millis(500))
                 .is_err()
         );
+    }
+
+    #[test]
+    fn a_message_naming_many_records_costs_as_many_tokens_up_to_a_full_bucket() {
+        let limiter = RateLimiter::new(5.0, 5).unwrap();
+        let start = Instant::now();
+        assert!(limiter.take_at("ana", 3.0, start).is_ok());
+        let wait = limiter.take_at("ana", 3.0, start).unwrap_err();
+        assert!(
+            wait >= Duration::from_millis(190) && wait <= Duration::from_millis(200),
+            "{wait:?}"
+        );
+        assert!(
+            limiter.take_at("ben", 80_000.0, start).is_ok(),
+            "a full bucket pays for anything once"
+        );
+        assert!(limiter.take_at("ben", 1.0, start).is_err());
     }
 
     #[test]

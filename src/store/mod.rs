@@ -29,6 +29,7 @@ pub mod keys;
 mod matching;
 pub mod migration;
 mod outbox;
+mod ownership;
 pub mod presence;
 mod privacy;
 pub mod recent;
