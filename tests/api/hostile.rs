@@ -25,10 +25,10 @@ use crate::harness::*;
 
 /// Sends and receives raw bytes, so a test can put anything on the wire.
 #[derive(Clone, Default)]
-struct RawCodec;
+pub(crate) struct RawCodec;
 
-struct RawEncoder;
-struct RawDecoder;
+pub(crate) struct RawEncoder;
+pub(crate) struct RawDecoder;
 
 impl Encoder for RawEncoder {
     type Item = Vec<u8>;
@@ -86,7 +86,12 @@ fn methods() -> Vec<(String, bool)> {
 }
 
 /// Calls `path` with `payload` as the whole request message and returns the status (OK included).
-async fn call_raw(channel: &Channel, path: &str, streaming: bool, payload: Vec<u8>) -> Status {
+pub(crate) async fn call_raw(
+    channel: &Channel,
+    path: &str,
+    streaming: bool,
+    payload: Vec<u8>,
+) -> Status {
     let mut grpc = Grpc::new(channel.clone());
     grpc.ready().await.expect("server ready");
     let path: http::uri::PathAndQuery = path.parse().expect("path");

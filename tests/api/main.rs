@@ -6,6 +6,7 @@ mod postgres;
 mod replicas;
 mod smtp;
 
+mod abuse;
 mod activities;
 mod auth;
 mod concurrency;
@@ -25,6 +26,7 @@ mod recent;
 mod requests;
 mod restart;
 mod search;
+mod text_rule;
 mod tls;
 mod validation;
 mod watch;

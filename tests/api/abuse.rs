@@ -1,0 +1,547 @@
+//! Key holders who attack the service, each kind tried against a real server: calls whose request never
+//! arrives, a flood of watch subscriptions, a revoked key's open streams, maximal requests built to cost memory,
+//! and errors quoting hostile input. Each time, other keys keep being served with normal latency.
+
+use std::time::{Duration, Instant};
+
+use customer_context::pb::{
+    self, customer_service_client::CustomerServiceClient, watch_event::Event,
+    watch_request::Request as Req, watch_service_client::WatchServiceClient,
+};
+use http::{HeaderMap, Request};
+use prost::Message;
+use rstest::rstest;
+use rstest_reuse::apply;
+use tokio::{net::TcpStream, sync::mpsc};
+use tokio_stream::wrappers::ReceiverStream;
+use tonic::Code;
+use tonic_types::StatusExt as _;
+
+use crate::harness::*;
+
+const GET_CUSTOMER: &str = "/customer_context.v1.CustomerService/GetCustomer";
+const UPDATE_CUSTOMER: &str = "/customer_context.v1.CustomerService/UpdateCustomer";
+
+/// An HTTP/2 connection speaking gRPC by hand, so a test can stop halfway through a request.
+async fn raw_connection(
+    addr: std::net::SocketAddr,
+) -> h2::client::SendRequest<prost::bytes::Bytes> {
+    let tcp = TcpStream::connect(addr).await.expect("connect");
+    let (send, connection) = h2::client::handshake(tcp).await.expect("HTTP/2 handshake");
+    tokio::spawn(async move {
+        let _ = connection.await;
+    });
+    send
+}
+
+fn grpc_request(addr: std::net::SocketAddr, path: &str, key: &str) -> Request<()> {
+    Request::builder()
+        .method("POST")
+        .uri(format!("http://{addr}{path}"))
+        .header("content-type", "application/grpc")
+        .header("te", "trailers")
+        .header("authorization", format!("Bearer {key}"))
+        .body(())
+        .expect("request")
+}
+
+/// A gRPC frame holding `message`.
+fn frame(message: &[u8]) -> prost::bytes::Bytes {
+    let mut bytes = vec![0u8];
+    bytes.extend_from_slice(&u32::try_from(message.len()).expect("size").to_be_bytes());
+    bytes.extend_from_slice(message);
+    bytes.into()
+}
+
+/// Bytes a header block takes as HTTP/2 and gRPC clients count it: name, value and 32 per entry.
+fn header_bytes(headers: &HeaderMap) -> usize {
+    headers
+        .iter()
+        .map(|(name, value)| name.as_str().len() + value.len() + 32)
+        .sum()
+}
+
+/// A GetCustomer as agent `key`, timed.
+async fn timed_get(
+    app: &TestApp,
+    key: &str,
+    id: &str,
+) -> (Result<pb::Customer, tonic::Status>, Duration) {
+    let started = Instant::now();
+    let result = CustomerServiceClient::new(app.new_channel().await)
+        .get_customer(keyed(key, pb::GetCustomerRequest { id: id.into() }))
+        .await
+        .map(tonic::Response::into_inner);
+    (result, started.elapsed())
+}
+
+/// One key opens hundreds of calls over three connections, sends their headers and never their bodies. They
+/// take only that key's slots, are ended after `--request-timeout`, and meanwhile other keys are served at once.
+#[apply(backends)]
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn calls_whose_request_never_arrives_cannot_lock_other_keys_out(backend: Backend) {
+    let Some(app) = TestApp::spawn_with_keys(backend, |settings| {
+        settings.security.max_concurrent_calls = 64;
+        settings.security.max_calls_per_key = 16;
+        settings.security.request_timeout = Duration::from_secs(2);
+    })
+    .await
+    else {
+        return;
+    };
+    let carla = app.create_customer(customer("Carla", "Diaz")).await;
+    let portal = app
+        .mint_key("portal-carla", "portal", Some(&carla.id))
+        .await;
+    let agent = app.mint_key("ana", "agent", None).await;
+
+    let message = frame(
+        &pb::GetCustomerRequest {
+            id: carla.id.clone(),
+        }
+        .encode_to_vec(),
+    );
+    let mut stalled = Vec::new();
+    let mut refused_at_once = 0;
+    for connection in 0..3 {
+        let mut send = raw_connection(app.addr).await;
+        for _ in 0..100 {
+            send = send.ready().await.expect("stream capacity");
+            let (response, mut body) = send
+                .send_request(grpc_request(app.addr, GET_CUSTOMER, &portal), false)
+                .expect("request sent");
+            // One byte short of the message: the request never completes.
+            body.send_data(message.slice(..message.len() - 1), false)
+                .expect("data");
+            stalled.push((connection, response, body));
+        }
+    }
+    // The key's own slots fill up; its further calls are refused at once.
+    let mut pending = Vec::new();
+    for (_, response, body) in stalled {
+        match tokio::time::timeout(Duration::from_millis(50), response).await {
+            Ok(Ok(response)) => {
+                let status = tonic::Status::from_header_map(response.headers()).expect("a status");
+                assert_eq!(status.code(), Code::ResourceExhausted, "{status:?}");
+                refused_at_once += 1;
+            }
+            Ok(Err(err)) => panic!("stream failed: {err}"),
+            Err(_) => pending.push(body),
+        }
+    }
+    assert!(refused_at_once >= 250, "{refused_at_once} refused at once");
+
+    // Other keys are served, fast, while the stalled calls hold their slots.
+    for _ in 0..20 {
+        let (result, took) = timed_get(&app, &agent, &carla.id).await;
+        assert_eq!(result.expect("agent served").id, carla.id);
+        assert!(took < Duration::from_secs(1), "took {took:?}");
+    }
+    // After --request-timeout the stalled calls are over and the portal is served again.
+    tokio::time::sleep(Duration::from_millis(2_500)).await;
+    let (result, _) = timed_get(&app, &portal, &carla.id).await;
+    assert_eq!(result.expect("portal served again").id, carla.id);
+    drop(pending);
+}
+
+/// Two watch streams of one portal key send subscriptions naming one public activity tens of thousands of
+/// times. Duplicates cost one record, every message counts against the key's rate, a message over the value
+/// bound is refused before decoding, and a third stream is over the key's limit. An agent is served throughout.
+#[apply(backends)]
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_subscription_flood_is_deduplicated_rate_limited_and_bounded(backend: Backend) {
+    let Some(app) = TestApp::spawn_with_keys(backend, |settings| {
+        settings.security.rate_limit_per_key = 5.0;
+        settings.security.rate_limit_burst = Some(5);
+        settings.security.max_streams_per_key = 2;
+    })
+    .await
+    else {
+        return;
+    };
+    let carla = app.create_customer(customer("Carla", "Diaz")).await;
+    let public = app.create_activity(activity(&carla.id, "question")).await;
+    let portal = app
+        .mint_key("portal-carla", "portal", Some(&carla.id))
+        .await;
+    let agent = app.mint_key("ana", "agent", None).await;
+    let reference = pb::ResourceRef {
+        r#type: pb::ResourceType::Activity as i32,
+        id: public.id.clone(),
+        known_version: 0,
+    };
+    let subscribe = move |copies: usize| pb::WatchRequest {
+        request: Some(Req::Subscribe(pb::Subscribe {
+            resources: vec![reference.clone(); copies],
+            ..Default::default()
+        })),
+    };
+    let open = |key: String| {
+        let channel = app.channel();
+        async move {
+            let (requests, rx) = mpsc::channel(64);
+            let events = WatchServiceClient::new(channel)
+                .watch(keyed(&key, ReceiverStream::new(rx)))
+                .await
+                .map(tonic::Response::into_inner);
+            (requests, events)
+        }
+    };
+    let (huge, huge_events) = open(portal.clone()).await;
+    let mut huge_events = huge_events.expect("first stream opens");
+    let (many, many_events) = open(portal.clone()).await;
+    let mut many_events = many_events.expect("second stream opens");
+
+    // A third stream of the same key is over its limit.
+    let (_third, third) = open(portal.clone()).await;
+    let refused = match third {
+        Err(status) => status,
+        Ok(mut events) => events
+            .message()
+            .await
+            .expect_err("the third stream is refused"),
+    };
+    assert_error(&refused, Code::ResourceExhausted, "TOO_MANY_STREAMS");
+
+    // 80,000 copies of a reference are over the bound on values: refused before decoding, the stream ends.
+    for _ in 0..6 {
+        if huge.send(subscribe(80_000)).await.is_err() {
+            break;
+        }
+    }
+    let ended = within("the huge subscription is refused", huge_events.message())
+        .await
+        .expect_err("the stream ends");
+    assert_error(&ended, Code::InvalidArgument, "TOO_MANY_ELEMENTS");
+
+    // 20,000 copies cost one record each time; the key's rate runs out after its burst and the stream ends.
+    let flood = tokio::spawn(async move {
+        for _ in 0..30 {
+            if many.send(subscribe(20_000)).await.is_err() {
+                break;
+            }
+        }
+    });
+    // The agent's own rate (5 a second) allows four calls in a row.
+    let mut served = Vec::new();
+    for _ in 0..4 {
+        let (result, took) = timed_get(&app, &agent, &carla.id).await;
+        assert_eq!(result.expect("agent served").id, carla.id);
+        served.push(took);
+    }
+    let limited = loop {
+        match within("the flood is rate limited", many_events.message()).await {
+            Ok(Some(_)) => continue,
+            Ok(None) => panic!("the stream ended without a status"),
+            Err(status) => break status,
+        }
+    };
+    assert_error(&limited, Code::ResourceExhausted, "RATE_LIMITED");
+    flood.await.expect("flood task");
+    served.sort();
+    assert!(
+        served[served.len() / 2] < Duration::from_millis(200),
+        "agent latencies {served:?}"
+    );
+    assert!(
+        served[served.len() - 1] < Duration::from_secs(1),
+        "agent latencies {served:?}"
+    );
+}
+
+/// A revoked agent key's open watch stream ends with UNAUTHENTICATED within the key-cache time, and the agent
+/// leaves the presence other agents see.
+#[apply(backends)]
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn revoking_a_key_ends_its_streams_and_its_presence(backend: Backend) {
+    let Some(app) = TestApp::spawn_with_keys(backend, |_| {}).await else {
+        return;
+    };
+    let carla = app.create_customer(customer("Carla", "Diaz")).await;
+    let ana = app.mint_key("ana", "agent", None).await;
+    let ben = app.mint_key("ben", "agent", None).await;
+    let watch = |key: String| {
+        let channel = app.channel();
+        let id = carla.id.clone();
+        async move {
+            let (requests, rx) = mpsc::channel(8);
+            let mut events = WatchServiceClient::new(channel)
+                .watch(keyed(&key, ReceiverStream::new(rx)))
+                .await
+                .expect("watch opens")
+                .into_inner();
+            for request in [
+                Req::Subscribe(pb::Subscribe {
+                    resources: vec![pb::ResourceRef {
+                        r#type: pb::ResourceType::Customer as i32,
+                        id: id.clone(),
+                        known_version: 1,
+                    }],
+                    ..Default::default()
+                }),
+                Req::SetEditing(pb::SetEditing {
+                    resource: Some(pb::ResourceRef {
+                        r#type: pb::ResourceType::Customer as i32,
+                        id,
+                        known_version: 0,
+                    }),
+                    editing: true,
+                }),
+            ] {
+                requests
+                    .send(pb::WatchRequest {
+                        request: Some(request),
+                    })
+                    .await
+                    .expect("send");
+            }
+            // The stream's first presence confirms it joined.
+            loop {
+                let event = within("joined", events.message())
+                    .await
+                    .expect("event")
+                    .expect("open");
+                if matches!(event.event, Some(Event::PresenceChanged(_))) {
+                    break;
+                }
+            }
+            (requests, events)
+        }
+    };
+    let (_ana_requests, mut ana_events) = watch(ana).await;
+    let (_ben_requests, mut ben_events) = watch(ben).await;
+    let participants = |event: pb::WatchEvent| match event.event {
+        Some(Event::PresenceChanged(presence)) => Some(
+            presence
+                .participants
+                .into_iter()
+                .map(|p| p.agent)
+                .collect::<Vec<_>>(),
+        ),
+        _ => None,
+    };
+    loop {
+        let event = within("ben sees ana", ben_events.message())
+            .await
+            .expect("event")
+            .expect("open");
+        if participants(event).is_some_and(|p| p == ["ana", "ben"]) {
+            break;
+        }
+    }
+
+    app.revoke_key("ana").await;
+    let revoked = Instant::now();
+    let ended = loop {
+        match within("ana's stream ends", ana_events.message()).await {
+            Ok(Some(_)) => continue,
+            Ok(None) => panic!("ended without a status"),
+            Err(status) => break status,
+        }
+    };
+    assert_error(&ended, Code::Unauthenticated, "API_KEY_REVOKED");
+    // The key cache (1 s here) bounds how long it takes.
+    assert!(
+        revoked.elapsed() < KEY_CACHE_TTL + Duration::from_secs(1),
+        "{:?}",
+        revoked.elapsed()
+    );
+    loop {
+        let event = within("ana leaves", ben_events.message())
+            .await
+            .expect("event")
+            .expect("open");
+        if participants(event).is_some_and(|p| p == ["ben"]) {
+            break;
+        }
+    }
+}
+
+/// The server binary's peak resident memory, from `/proc`.
+fn peak_rss_bytes(pid: u32) -> u64 {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).expect("/proc status");
+    status
+        .lines()
+        .find_map(|line| line.strip_prefix("VmHWM:"))
+        .and_then(|kb| kb.trim().trim_end_matches("kB").trim().parse::<u64>().ok())
+        .expect("VmHWM")
+        * 1024
+}
+
+/// Requests as large as the server accepts (4 MiB), built to cost the most memory per byte: a million tiny
+/// mask paths, a million duplicate tags. Each is refused, and the server's peak memory grows by less than
+/// 50 MiB for each.
+#[apply(backends)]
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn maximal_requests_cost_bounded_memory(backend: Backend) {
+    let Some(db) = TestDb::new(backend).await else {
+        return;
+    };
+    let (server, addr) = crate::crash::start_server(db.url());
+    let pid = server.id();
+    let channel = crate::crash::channel(&addr).await;
+    let mut customers =
+        CustomerServiceClient::new(channel.clone()).max_encoding_message_size(8 << 20);
+    let mut activities =
+        customer_context::pb::activity_service_client::ActivityServiceClient::new(channel)
+            .max_encoding_message_size(8 << 20);
+    let carla = customers
+        .create_customer(as_agent(
+            "setup",
+            pb::CreateCustomerRequest {
+                customer: Some(customer("Carla", "Diaz")),
+            },
+        ))
+        .await
+        .expect("created")
+        .into_inner();
+    // Warm up: the first calls of each kind settle the server's buffers and pools.
+    for _ in 0..3 {
+        let _ = customers
+            .get_customer(as_agent(
+                "setup",
+                pb::GetCustomerRequest {
+                    id: carla.id.clone(),
+                },
+            ))
+            .await;
+    }
+    let budget = 50 * 1024 * 1024;
+
+    let before = peak_rss_bytes(pid);
+    // Two bytes on the wire per one-character path: about 1.3 million in 4 MiB, less than the limit.
+    let paths = vec!["x".to_owned(); 1_300_000];
+    let status = customers
+        .update_customer(as_agent(
+            "setup",
+            pb::UpdateCustomerRequest {
+                customer: Some(pb::Customer {
+                    id: carla.id.clone(),
+                    version: 1,
+                    ..Default::default()
+                }),
+                update_mask: Some(prost_types::FieldMask { paths }),
+            },
+        ))
+        .await
+        .expect_err("refused");
+    assert_eq!(status.code(), Code::InvalidArgument, "{status:?}");
+    let grown = peak_rss_bytes(pid).saturating_sub(before);
+    assert!(
+        grown < budget,
+        "a million mask paths grew the peak by {} MiB",
+        grown >> 20
+    );
+
+    let before = peak_rss_bytes(pid);
+    let mut big = activity(&carla.id, "call");
+    big.tags = vec!["a".to_owned(); 1_300_000];
+    let status = activities
+        .create_activity(as_agent(
+            "setup",
+            pb::CreateActivityRequest {
+                activity: Some(big),
+            },
+        ))
+        .await
+        .expect_err("refused");
+    assert_eq!(status.code(), Code::InvalidArgument, "{status:?}");
+    let grown = peak_rss_bytes(pid).saturating_sub(before);
+    assert!(
+        grown < budget,
+        "a million tags grew the peak by {} MiB",
+        grown >> 20
+    );
+
+    // Just under the bound on values, the request is decoded and checked: its many duplicates are described
+    // a hundred times and counted the rest.
+    let before = peak_rss_bytes(pid);
+    let mut many = activity(&carla.id, "call");
+    many.tags = vec!["dup".to_owned(); 90_000];
+    let status = activities
+        .create_activity(as_agent(
+            "setup",
+            pb::CreateActivityRequest {
+                activity: Some(many),
+            },
+        ))
+        .await
+        .expect_err("refused");
+    assert_eq!(status.code(), Code::InvalidArgument);
+    let listed = status
+        .get_details_bad_request()
+        .map_or(0, |request| request.field_violations.len());
+    assert!(listed <= 100, "{listed} listed");
+    let grown = peak_rss_bytes(pid).saturating_sub(before);
+    assert!(
+        grown < budget,
+        "90,000 duplicate tags grew the peak by {} MiB",
+        grown >> 20
+    );
+
+    // Still serving.
+    customers
+        .get_customer(as_agent(
+            "setup",
+            pb::GetCustomerRequest {
+                id: carla.id.clone(),
+            },
+        ))
+        .await
+        .expect("still serving");
+    crate::crash::stop_gracefully(server).await;
+}
+
+/// The INVALID_ARGUMENT of a request with a thousand bad mask paths, each quoting hostile text back, fits in
+/// the 8 KiB of metadata a default gRPC client accepts (measured on the wire, every header counted), and a
+/// client reads it.
+#[apply(backends)]
+#[tokio::test]
+async fn an_error_quoting_a_thousand_bad_paths_fits_a_default_client(backend: Backend) {
+    let Some(app) = TestApp::spawn_with_keys(backend, |_| {}).await else {
+        return;
+    };
+    let carla = app.create_customer(customer("Carla", "Diaz")).await;
+    let agent = app.mint_key("ana", "agent", None).await;
+    let hostile = "ü \"%😀".repeat(200);
+    let paths: Vec<String> = (0..1_000).map(|i| format!("{hostile}{i}")).collect();
+    let request = pb::UpdateCustomerRequest {
+        customer: Some(pb::Customer {
+            id: carla.id.clone(),
+            version: 1,
+            ..Default::default()
+        }),
+        update_mask: Some(prost_types::FieldMask {
+            paths: paths.clone(),
+        }),
+    };
+
+    let mut send = raw_connection(app.addr).await;
+    send = send.ready().await.expect("ready");
+    let (response, mut body) = send
+        .send_request(grpc_request(app.addr, UPDATE_CUSTOMER, &agent), false)
+        .expect("sent");
+    body.send_data(frame(&request.encode_to_vec()), true)
+        .expect("data");
+    let response = within("response", response).await.expect("response");
+    let mut size = header_bytes(response.headers());
+    let mut response_body = response.into_body();
+    while let Some(chunk) = response_body.data().await {
+        let _ = chunk.expect("data");
+    }
+    if let Some(trailers) = response_body.trailers().await.expect("trailers") {
+        size += header_bytes(&trailers);
+    }
+    assert!(size <= 8 * 1024, "{size} bytes of metadata");
+
+    let status = CustomerServiceClient::new(app.channel())
+        .update_customer(keyed(&agent, request))
+        .await
+        .expect_err("refused");
+    assert_error(&status, Code::InvalidArgument, "INVALID_UPDATE_MASK");
+    assert!(
+        status.message().starts_with("1000 invalid fields:"),
+        "{:.200}",
+        status.message()
+    );
+}
