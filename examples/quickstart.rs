@@ -1,8 +1,8 @@
 //! Creates a customer, a request and an activity against a running server, then reads the journey back.
 //!
 //! ```text
-//! cargo run -- serve                  # in one terminal
-//! cargo run --example quickstart      # in another
+//! cargo run --release -- serve                # in one terminal
+//! cargo run --release --example quickstart    # in another
 //! ```
 //! The server address comes from the first argument or `CUSTOMER_CONTEXT_ADDR` (default http://127.0.0.1:50051).
 //! Against a server started with `--auth keys`, give an agent or admin key in `CUSTOMER_CONTEXT_API_KEY`
