@@ -37,6 +37,18 @@ pub enum Error {
         updated_by: String,
     },
 
+    /// A save merged onto a newer version touches fields someone else changed since (`ABORTED`,
+    /// `EDIT_CONFLICT`); nothing was written.
+    #[error("{}", edit_conflict_text(resource, id, *given_version, *current_version, conflicts))]
+    EditConflict {
+        resource: &'static str,
+        id: String,
+        given_version: i64,
+        current_version: i64,
+        updated_by: String,
+        conflicts: Vec<crate::domain::field_merge::Conflict>,
+    },
+
     /// The record is in a state that forbids the operation.
     #[error("{message}")]
     FailedPrecondition {
@@ -121,6 +133,24 @@ fn version_mismatch_text(
     }
 }
 
+/// The message of [`Error::EditConflict`]: which fields, changed by whom.
+fn edit_conflict_text(
+    resource: &str,
+    id: &str,
+    given: i64,
+    current: i64,
+    conflicts: &[crate::domain::field_merge::Conflict],
+) -> String {
+    let named: Vec<String> = conflicts
+        .iter()
+        .map(|c| format!("{} (by {})", c.field, c.agent))
+        .collect();
+    format!(
+        "{resource} {id} changed since version {given} (now version {current}) in what this save changes: {}",
+        named.join(", ")
+    )
+}
+
 impl Error {
     pub fn not_found(resource: &'static str, id: impl Into<String>) -> Self {
         Error::NotFound {
@@ -167,7 +197,7 @@ impl Error {
         match self {
             Error::InvalidArgument(_) => Code::InvalidArgument,
             Error::NotFound { .. } | Error::Merged { .. } => Code::NotFound,
-            Error::VersionMismatch { .. } => Code::Aborted,
+            Error::VersionMismatch { .. } | Error::EditConflict { .. } => Code::Aborted,
             Error::FailedPrecondition { .. } => Code::FailedPrecondition,
             Error::AlreadyExists { .. } => Code::AlreadyExists,
             Error::Unauthenticated { .. } => Code::Unauthenticated,
@@ -412,6 +442,47 @@ impl From<Error> for Status {
                     ],
                 );
                 format!("{err}; reload it and apply your change again")
+            }
+            Error::EditConflict {
+                resource,
+                id,
+                given_version,
+                current_version,
+                updated_by,
+                conflicts,
+            } => {
+                let fields: Vec<&str> = conflicts.iter().map(|c| c.field.as_str()).collect();
+                details.set_error_info(
+                    "EDIT_CONFLICT",
+                    ERROR_DOMAIN,
+                    [
+                        ("resource".to_owned(), (*resource).to_owned()),
+                        ("id".to_owned(), id.clone()),
+                        ("conflicting_fields".to_owned(), fields.join(",")),
+                        ("given_version".to_owned(), given_version.to_string()),
+                        ("current_version".to_owned(), current_version.to_string()),
+                        ("updated_by".to_owned(), updated_by.clone()),
+                    ],
+                );
+                details.set_bad_request(
+                    conflicts
+                        .iter()
+                        .map(|c| {
+                            let mut violation = tonic_types::FieldViolation::new(
+                                format!("{resource}.{}", c.field),
+                                format!(
+                                    "changed by {} at {} (version {})",
+                                    c.agent,
+                                    crate::domain::time::to_rfc3339(c.time),
+                                    c.version
+                                ),
+                            );
+                            violation.reason = "EDIT_CONFLICT".to_owned();
+                            violation
+                        })
+                        .collect::<Vec<_>>(),
+                );
+                format!("{err}; reload it, or keep your value and save again")
             }
             Error::FailedPrecondition { reason, message } => {
                 details.set_error_info(*reason, ERROR_DOMAIN, []);

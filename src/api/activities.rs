@@ -237,6 +237,7 @@ impl ActivityService for ActivityApi {
         let mut violations = Violations::new();
         let id = ids::check_id(&mut violations, "activity.id", &a.id);
         check_version_given(&mut violations, "activity.version", a.version);
+        let policy = super::conflict_policy(&mut violations, message.conflict_policy);
         let paths = message.update_mask.map(|m| m.paths).unwrap_or_default();
         let mut fields = parse_update_mask(
             &mut violations,
@@ -263,6 +264,7 @@ impl ActivityService for ActivityApi {
                 &agent,
                 &id.unwrap_or_default(),
                 version,
+                policy,
                 &fields,
                 input.data,
             )

@@ -195,6 +195,7 @@ impl CustomerService for CustomerApi {
         let mut violations = Violations::new();
         let id = ids::check_id(&mut violations, "customer.id", &customer.id);
         check_version_given(&mut violations, "customer.version", customer.version);
+        let policy = super::conflict_policy(&mut violations, message.conflict_policy);
         let paths = message.update_mask.map(|m| m.paths).unwrap_or_default();
         let fields = parse_update_mask(
             &mut violations,
@@ -210,7 +211,14 @@ impl CustomerService for CustomerApi {
         let updated = self
             .state
             .store
-            .update_customer(&agent, &id.unwrap_or_default(), version, &fields, data)
+            .update_customer(
+                &agent,
+                &id.unwrap_or_default(),
+                version,
+                policy,
+                &fields,
+                data,
+            )
             .await?;
         super::context::record_view(&self.state, &agent, &updated.id);
         Ok(Response::new(to_pb(updated)))

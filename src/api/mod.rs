@@ -7,6 +7,7 @@ use tonic::{Request, Status, service::RoutesBuilder};
 use crate::{
     domain::{
         Violations,
+        field_merge::ConflictPolicy,
         page::{self, Cursor},
         principal::Principal,
         reason,
@@ -100,6 +101,22 @@ pub fn principal<T>(request: &Request<T>) -> Result<Principal, Status> {
 /// portal cannot learn which ids exist.
 fn hidden(resource: &'static str, id: &str) -> Error {
     Error::not_found(resource, id)
+}
+
+/// What an update based on an older version asks for; an unknown value is `INVALID_ENUM_VALUE`.
+fn conflict_policy(violations: &mut Violations, value: i32) -> ConflictPolicy {
+    match pb::ConflictPolicy::try_from(value) {
+        Ok(pb::ConflictPolicy::Merge) => ConflictPolicy::Merge,
+        Ok(pb::ConflictPolicy::Unspecified | pb::ConflictPolicy::Refuse) => ConflictPolicy::Refuse,
+        Err(_) => {
+            violations.push(
+                "conflict_policy",
+                reason::INVALID_ENUM_VALUE,
+                format!("{value} is not a ConflictPolicy (REFUSE or MERGE)"),
+            );
+            ConflictPolicy::Refuse
+        }
+    }
 }
 
 /// The version an update or delete is based on; 0 (not sent) or negative is `MISSING_VERSION`.

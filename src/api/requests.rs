@@ -146,6 +146,7 @@ impl RequestService for RequestApi {
         let mut violations = Violations::new();
         let id = ids::check_id(&mut violations, "request.id", &r.id);
         check_version_given(&mut violations, "request.version", r.version);
+        let policy = super::conflict_policy(&mut violations, message.conflict_policy);
         let paths = message.update_mask.map(|m| m.paths).unwrap_or_default();
         let mut fields = parse_update_mask(
             &mut violations,
@@ -165,7 +166,14 @@ impl RequestService for RequestApi {
         let updated = self
             .state
             .store
-            .update_request(&agent, &id.unwrap_or_default(), version, &fields, data)
+            .update_request(
+                &agent,
+                &id.unwrap_or_default(),
+                version,
+                policy,
+                &fields,
+                data,
+            )
             .await?;
         Ok(Response::new(to_pb(updated)))
     }

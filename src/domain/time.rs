@@ -20,6 +20,28 @@ pub fn now_micros() -> Micros {
         .map_or(0, |d| i64::try_from(d.as_micros()).unwrap_or(i64::MAX))
 }
 
+/// `micros` as an RFC 3339 UTC time to the second (`2026-12-03T09:15:00Z`), for messages.
+pub fn to_rfc3339(micros: Micros) -> String {
+    let seconds = micros.div_euclid(1_000_000);
+    let (days, of_day) = (seconds.div_euclid(86_400), seconds.rem_euclid(86_400));
+    // Days since 1970-01-01 to a civil date (H. Hinnant's algorithm).
+    let z = days + 719_468;
+    let era = z.div_euclid(146_097);
+    let doe = z.rem_euclid(146_097);
+    let yoe = (doe - doe / 1_460 + doe / 36_524 - doe / 146_096) / 365;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let day = doy - (153 * mp + 2) / 5 + 1;
+    let month = if mp < 10 { mp + 3 } else { mp - 9 };
+    let year = yoe + era * 400 + i64::from(month <= 2);
+    format!(
+        "{year:04}-{month:02}-{day:02}T{:02}:{:02}:{:02}Z",
+        of_day / 3_600,
+        of_day % 3_600 / 60,
+        of_day % 60
+    )
+}
+
 pub fn to_timestamp(micros: Micros) -> Timestamp {
     Timestamp {
         seconds: micros.div_euclid(1_000_000),
@@ -44,6 +66,14 @@ pub fn check_timestamp(violations: &mut Violations, field: &str, ts: &Timestamp)
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn rfc3339_times_read_as_calendar_dates() {
+        assert_eq!(to_rfc3339(0), "1970-01-01T00:00:00Z");
+        assert_eq!(to_rfc3339(1_764_753_300_000_000), "2025-12-03T09:15:00Z");
+        assert_eq!(to_rfc3339(951_782_400_000_000), "2000-02-29T00:00:00Z");
+        assert_eq!(to_rfc3339(-1_000_000), "1969-12-31T23:59:59Z");
+    }
 
     #[test]
     fn timestamps_round_trip_at_microsecond_precision() {

@@ -7,8 +7,9 @@ use sea_orm::{
 
 use super::{
     Store, change_log, check_version, customers, decode_json, encode_json, entity::activities,
-    requests,
+    rebase, requests,
 };
+use crate::domain::field_merge::ConflictPolicy;
 use crate::{
     domain::{
         activity::{Activity, ActivityData},
@@ -191,18 +192,22 @@ impl Store {
         agent: &str,
         id: &str,
         expected_version: i64,
+        policy: ConflictPolicy,
         fields: &[&str],
         new: ActivityData,
     ) -> Result<Activity> {
         let txn = self.begin_write().await?;
         let current = find_for_update(&txn, id).await?;
-        check_version(
-            RESOURCE,
-            &current.id,
-            expected_version,
-            current.version,
-            &current.audit.updated_by,
-        )?;
+        let new = rebase(
+            &txn,
+            (ResourceKind::Activity, RESOURCE, &current.id),
+            (expected_version, current.version, &current.audit.updated_by),
+            policy,
+            fields,
+            &current.data,
+            new,
+        )
+        .await?;
         let mut data = mask::apply(&current.data, &new, fields).map_err(Error::internal)?;
         let mut linked = None;
         if data.request_id != current.data.request_id

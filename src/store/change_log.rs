@@ -8,7 +8,10 @@ use serde_json::{Map, Value};
 
 use super::entity::change_log;
 use crate::{
-    domain::change::{Change, ChangeKind, NewChange, ResourceKind},
+    domain::{
+        change::{Change, ChangeKind, NewChange, ResourceKind},
+        field_merge::LoggedEdit,
+    },
     error::{Error, Result},
     store::Store,
 };
@@ -104,6 +107,54 @@ pub(super) fn to_row(change: NewChange) -> Result<change_log::ActiveModel> {
         change_time: Set(change.time),
         ..Default::default()
     })
+}
+
+/// Every logged change of a record after `after_version`, in order, with each field's old and new value; None
+/// when the log does not hold every version up to `current_version` with its values (anonymized, or older than
+/// the log keeps).
+pub(super) async fn edits_since(
+    db: &impl ConnectionTrait,
+    resource: ResourceKind,
+    id: &str,
+    after_version: i64,
+    current_version: i64,
+) -> Result<Option<Vec<LoggedEdit>>> {
+    let rows = change_log::Entity::find()
+        .filter(change_log::Column::ResourceType.eq(resource.as_str()))
+        .filter(change_log::Column::ResourceId.eq(id))
+        .filter(change_log::Column::Version.gt(after_version))
+        .order_by_asc(change_log::Column::Seq)
+        .all(db)
+        .await?;
+    let mut versions = std::collections::HashSet::new();
+    let mut edits = Vec::with_capacity(rows.len());
+    for row in rows {
+        if row.redacted {
+            return Ok(None);
+        }
+        versions.insert(row.version);
+        let values: Map<String, Value> = serde_json::from_str(&row.changes)
+            .map_err(|e| Error::internal(format!("corrupt change values: {e}")))?;
+        let values = values
+            .into_iter()
+            .filter_map(|(field, pair)| match pair {
+                Value::Array(mut pair) if pair.len() == 2 => {
+                    let new = pair.pop()?;
+                    let old = pair.pop()?;
+                    Some((field, (old, new)))
+                }
+                _ => None,
+            })
+            .collect();
+        edits.push(LoggedEdit {
+            version: row.version,
+            agent: row.agent,
+            time: row.change_time,
+            values,
+        });
+    }
+    let covered = (after_version + 1..=current_version).all(|v| versions.contains(&v));
+    Ok(covered.then_some(edits))
 }
 
 pub(super) fn from_model(model: change_log::Model) -> Result<Change> {

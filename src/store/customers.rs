@@ -11,7 +11,9 @@ use sea_orm::{
 use super::{
     Store, change_log, check_version, decode_json, encode_json,
     entity::{activities, comments, contact_keys, customer_merges, customers, requests},
+    rebase,
 };
+use crate::domain::field_merge::ConflictPolicy;
 use crate::{
     domain::{
         change::{ChangeKind, NewChange, ResourceKind},
@@ -329,19 +331,23 @@ impl Store {
         agent: &str,
         id: &str,
         expected_version: i64,
+        policy: ConflictPolicy,
         fields: &[&str],
         new: CustomerData,
     ) -> Result<Customer> {
         let txn = self.begin_write().await?;
         let current = find_for_update(&txn, id).await?;
         refuse_if_locked(&current, "be edited")?;
-        check_version(
-            RESOURCE,
-            &current.id,
-            expected_version,
-            current.version,
-            &current.audit.updated_by,
-        )?;
+        let new = rebase(
+            &txn,
+            (ResourceKind::Customer, RESOURCE, &current.id),
+            (expected_version, current.version, &current.audit.updated_by),
+            policy,
+            fields,
+            &current.data,
+            new,
+        )
+        .await?;
         let data = mask::apply(&current.data, &new, fields).map_err(Error::internal)?;
         let changes: Vec<FieldChange> = mask::diff(&current.data, &data);
         if changes.is_empty() {

@@ -13,6 +13,10 @@ use tokio::sync::Notify;
 
 use crate::{
     config::{DatabaseSettings, SqliteSynchronous},
+    domain::{
+        change::ResourceKind,
+        field_merge::{self, ConflictPolicy},
+    },
     error::{Error, Result},
 };
 
@@ -367,6 +371,67 @@ pub(crate) fn check_version(
             current_version: current,
             updated_by: updated_by.to_owned(),
         })
+    }
+}
+
+/// What an update applies under its mask: `new` itself when `expected` is the record's version. With
+/// [`ConflictPolicy::Merge`] and an older `expected`, the caller's fields merged onto `current` (see
+/// [`crate::domain::field_merge`]): `EDIT_CONFLICT` where someone else changed them, `INVALID_ARGUMENT` where the
+/// merged value breaks a limit, and, when the log no longer holds what the record was at `expected`, the
+/// refusal of a stale version.
+#[allow(clippy::too_many_arguments)]
+pub(crate) async fn rebase<T: Serialize + DeserializeOwned>(
+    db: &impl ConnectionTrait,
+    (kind, resource, id): (ResourceKind, &'static str, &str),
+    (expected, current_version, updated_by): (i64, i64, &str),
+    policy: ConflictPolicy,
+    fields: &[&str],
+    current: &T,
+    new: T,
+) -> Result<T> {
+    if expected == current_version {
+        return Ok(new);
+    }
+    let stale = || check_version(resource, id, expected, current_version, updated_by);
+    if policy != ConflictPolicy::Merge || expected > current_version || expected < 1 {
+        stale()?;
+    }
+    let Some(edits) = change_log::edits_since(db, kind, id, expected, current_version).await?
+    else {
+        stale()?;
+        return Ok(new);
+    };
+    let object = |value: &T| match serde_json::to_value(value).map_err(Error::internal)? {
+        serde_json::Value::Object(object) => Ok(object),
+        _ => Err(Error::internal("a record is not a JSON object")),
+    };
+    match field_merge::merge(
+        fields,
+        field_merge::shape_of,
+        &object(&new)?,
+        &object(current)?,
+        &edits,
+    ) {
+        Ok(merged) => {
+            serde_json::from_value(serde_json::Value::Object(merged)).map_err(Error::internal)
+        }
+        Err(field_merge::Refusal::Conflicts(conflicts)) => Err(Error::EditConflict {
+            resource,
+            id: id.to_owned(),
+            given_version: expected,
+            current_version,
+            updated_by: updated_by.to_owned(),
+            conflicts,
+        }),
+        Err(field_merge::Refusal::Limit(field, reason, description)) => Err(Error::invalid(
+            format!("{resource}.{field}"),
+            reason,
+            description,
+        )),
+        Err(field_merge::Refusal::Uncovered) => {
+            stale()?;
+            Ok(new)
+        }
     }
 }
 

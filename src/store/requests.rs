@@ -9,7 +9,9 @@ use sea_orm::{
 use super::{
     Store, change_log, check_version, customers, decode_json, encode_json,
     entity::{activities, comments, requests},
+    rebase,
 };
+use crate::domain::field_merge::ConflictPolicy;
 use crate::{
     domain::{
         change::{ChangeKind, NewChange, ResourceKind},
@@ -166,18 +168,22 @@ impl Store {
         agent: &str,
         id: &str,
         expected_version: i64,
+        policy: ConflictPolicy,
         fields: &[&str],
         new: RequestData,
     ) -> Result<Request> {
         let txn = self.begin_write().await?;
         let current = find_for_update(&txn, id).await?;
-        check_version(
-            RESOURCE,
-            &current.id,
-            expected_version,
-            current.version,
-            &current.audit.updated_by,
-        )?;
+        let new = rebase(
+            &txn,
+            (ResourceKind::Request, RESOURCE, &current.id),
+            (expected_version, current.version, &current.audit.updated_by),
+            policy,
+            fields,
+            &current.data,
+            new,
+        )
+        .await?;
         refuse_if_cancelled(&current, "change")?;
         let data = mask::apply(&current.data, &new, fields).map_err(Error::internal)?;
         let changes: Vec<FieldChange> = mask::diff(&current.data, &data);

@@ -421,6 +421,7 @@ async fn maximal_requests_cost_bounded_memory(backend: Backend) {
                     ..Default::default()
                 }),
                 update_mask: Some(prost_types::FieldMask { paths }),
+                ..Default::default()
             },
         ))
         .await
@@ -514,6 +515,7 @@ async fn an_error_quoting_a_thousand_bad_paths_fits_a_default_client(backend: Ba
         update_mask: Some(prost_types::FieldMask {
             paths: paths.clone(),
         }),
+        ..Default::default()
     };
 
     let mut send = raw_connection(app.addr).await;

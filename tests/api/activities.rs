@@ -95,6 +95,7 @@ async fn activity_round_trips_every_field_through_create_get_update_delete(backe
     let call = pb::UpdateActivityRequest {
         activity: Some(replacement.clone()),
         update_mask: None,
+        ..Default::default()
     };
     let updated = ok(app
         .activities()
@@ -229,6 +230,7 @@ async fn activity_linked_to_another_customers_request_is_refused(backend: Backen
             ..Default::default()
         }),
         update_mask: mask(&["request_id"]),
+        ..Default::default()
     };
     let status = err(app.activities().update_activity(call).await);
     assert_error(&status, Code::InvalidArgument, "CUSTOMER_MISMATCH");
@@ -413,6 +415,7 @@ async fn activity_update_mask_changes_only_the_named_fields(backend: Backend) {
             ..Default::default()
         }),
         update_mask: mask(&["notes", "follow_up_time"]),
+        ..Default::default()
     };
     let updated = ok(app
         .activities()
@@ -435,6 +438,7 @@ async fn activity_update_mask_changes_only_the_named_fields(backend: Backend) {
             ..Default::default()
         }),
         update_mask: mask(&["mood"]),
+        ..Default::default()
     };
     let status = err(app.activities().update_activity(call).await);
     assert_error(&status, Code::InvalidArgument, "INVALID_UPDATE_MASK");

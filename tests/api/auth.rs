@@ -251,6 +251,7 @@ async fn call(
                             ..fresh
                         }),
                         update_mask: mask(&["notes"]),
+                        ..Default::default()
                     },
                 ))
                 .await
@@ -317,6 +318,7 @@ async fn call(
                             ..fresh
                         }),
                         update_mask: mask(&["title"]),
+                        ..Default::default()
                     },
                 ))
                 .await
@@ -394,6 +396,7 @@ async fn call(
                             ..fresh
                         }),
                         update_mask: mask(&["topic"]),
+                        ..Default::default()
                     },
                 ))
                 .await

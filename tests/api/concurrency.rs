@@ -76,6 +76,7 @@ async fn second_writer_from_a_stale_version_is_aborted_naming_the_winner_and_los
     let call = pb::UpdateCustomerRequest {
         customer: Some(ana_change.clone()),
         update_mask: None,
+        ..Default::default()
     };
     let saved = ok(ana.update_customer(as_agent("ana", call)).await);
     assert_eq!(saved.version, 4);
@@ -90,6 +91,7 @@ async fn second_writer_from_a_stale_version_is_aborted_naming_the_winner_and_los
     let call = pb::UpdateCustomerRequest {
         customer: Some(ben_change.clone()),
         update_mask: mask(&["last_name", "notes"]),
+        ..Default::default()
     };
     let status = err(ben.update_customer(as_agent("ben", call)).await);
     assert_version_mismatch(&status, 4, "ana");
@@ -119,6 +121,7 @@ async fn second_writer_from_a_stale_version_is_aborted_naming_the_winner_and_los
             ..ben_change
         }),
         update_mask: mask(&["last_name"]),
+        ..Default::default()
     };
     let retried = ok(ben.update_customer(as_agent("ben", call)).await);
     assert_eq!(retried.version, 5);
@@ -151,6 +154,7 @@ async fn concurrent_updates_from_the_same_version_let_exactly_one_win(backend: B
             let call = pb::UpdateCustomerRequest {
                 customer: Some(change),
                 update_mask: None,
+                ..Default::default()
             };
             barrier.wait().await;
             let outcome = client.update_customer(as_agent(&agent, call)).await;
@@ -204,6 +208,7 @@ async fn concurrent_request_updates_from_the_same_version_let_exactly_one_win(ba
                 ..created.clone()
             }),
             update_mask: mask(&["title"]),
+            ..Default::default()
         };
         tasks.push(tokio::spawn(async move {
             let agent = format!("agent-{writer}");

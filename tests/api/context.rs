@@ -213,6 +213,7 @@ async fn an_unknown_caller_gets_a_prefill_and_an_activity_linked_later(backend: 
             ..activity.clone()
         }),
         update_mask: mask(&["customer_id"]),
+        ..Default::default()
     };
     let linked = ok(app
         .activities()

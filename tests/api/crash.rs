@@ -134,6 +134,7 @@ async fn every_acknowledged_write_survives_a_kill_9(backend: Backend) {
                                     ..Default::default()
                                 }),
                                 update_mask: mask(&["notes"]),
+                                ..Default::default()
                             },
                         ))
                         .await
@@ -206,6 +207,7 @@ async fn every_acknowledged_write_survives_a_kill_9(backend: Backend) {
                     ..Default::default()
                 }),
                 update_mask: mask(&["notes"]),
+                ..Default::default()
             })
             .await
             .expect("writes continue after the restart");

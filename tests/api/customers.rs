@@ -178,6 +178,7 @@ async fn update_mask_changes_only_the_named_fields(backend: Backend) {
     let call = pb::UpdateCustomerRequest {
         customer: Some(change),
         update_mask: mask(&["first_name", "tags"]),
+        ..Default::default()
     };
     let updated = ok(app.customers().update_customer(as_agent("ben", call)).await);
     let expected = pb::Customer {
@@ -202,6 +203,7 @@ async fn update_mask_changes_only_the_named_fields(backend: Backend) {
     let call = pb::UpdateCustomerRequest {
         customer: Some(change),
         update_mask: mask(&["contact_points", "attributes", "credit_hold"]),
+        ..Default::default()
     };
     let updated = ok(app.customers().update_customer(as_agent("ben", call)).await);
     assert_eq!(updated.version, 3);
@@ -232,6 +234,7 @@ async fn star_update_mask_replaces_every_mutable_field(backend: Backend) {
     let call = pb::UpdateCustomerRequest {
         customer: Some(change),
         update_mask: mask(&["*"]),
+        ..Default::default()
     };
     let updated = ok(app.customers().update_customer(as_agent("ben", call)).await);
     let expected = pb::Customer {
@@ -267,6 +270,7 @@ async fn unknown_update_mask_path_is_refused_and_changes_nothing(backend: Backen
         let call = pb::UpdateCustomerRequest {
             customer: Some(change),
             update_mask: mask(paths),
+            ..Default::default()
         };
         let status = err(app.customers().update_customer(call).await);
         assert_error(&status, Code::InvalidArgument, "INVALID_UPDATE_MASK");
@@ -438,6 +442,7 @@ async fn unknown_ids_are_not_found_everywhere(backend: Backend) {
             ..Default::default()
         }),
         update_mask: mask(&["title"]),
+        ..Default::default()
     };
     let status = err(app.requests().update_request(call).await);
     assert_error(&status, Code::NotFound, "NOT_FOUND");
@@ -449,6 +454,7 @@ async fn unknown_ids_are_not_found_everywhere(backend: Backend) {
             ..Default::default()
         }),
         update_mask: mask(&["topic"]),
+        ..Default::default()
     };
     let status = err(app.activities().update_activity(call).await);
     assert_error(&status, Code::NotFound, "NOT_FOUND");

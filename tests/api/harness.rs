@@ -273,6 +273,7 @@ impl TestApp {
         let request = pb::UpdateCustomerRequest {
             customer: Some(customer),
             update_mask: None,
+            ..Default::default()
         };
         self.customers()
             .update_customer(as_agent(agent, request))
@@ -315,6 +316,7 @@ impl TestApp {
         let call = pb::UpdateRequestRequest {
             request: Some(request),
             update_mask: mask(paths),
+            ..Default::default()
         };
         self.requests()
             .update_request(as_agent(agent, call))

@@ -139,6 +139,7 @@ fn seeds(customer_id: &str) -> Vec<Vec<u8>> {
                 ..customer
             }),
             update_mask: mask(&["first_name", "tags"]),
+            ..Default::default()
         }
         .encode_to_vec(),
         pb::ListActivitiesRequest {
@@ -315,6 +316,7 @@ async fn huge_strings_bad_masks_bad_tokens_and_10_mb_messages_are_refused_cleanl
                     "contact_points.value",
                     "id",
                 ]),
+                ..Default::default()
             })
             .await
             .unwrap_err(),
@@ -331,6 +333,7 @@ async fn huge_strings_bad_masks_bad_tokens_and_10_mb_messages_are_refused_cleanl
                 ..Default::default()
             }),
             update_mask: mask(&paths),
+            ..Default::default()
         })
         .await
         .unwrap_err();

@@ -16,6 +16,7 @@ mod customers;
 mod hostile;
 mod identity;
 mod limits;
+mod merge;
 mod notifications;
 mod pagination;
 mod plumbing;

@@ -372,6 +372,7 @@ async fn an_unknown_callers_activity_notifies_when_first_linked_to_a_customer(ba
     let call = pb::UpdateActivityRequest {
         activity: Some(linked),
         update_mask: mask(&["customer_id"]),
+        ..Default::default()
     };
     let linked = ok(app.activities().update_activity(app.setup(call)).await);
     let listed = notifications(&app, &ana.id).await;
@@ -387,6 +388,7 @@ async fn an_unknown_callers_activity_notifies_when_first_linked_to_a_customer(ba
     let call = pb::UpdateActivityRequest {
         activity: Some(edited),
         update_mask: mask(&["topic"]),
+        ..Default::default()
     };
     ok(app.activities().update_activity(app.setup(call)).await);
     assert_eq!(notifications(&app, "").await.len(), 1);

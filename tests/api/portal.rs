@@ -393,6 +393,7 @@ async fn a_portal_watch_gets_no_event_about_an_internal_activity_and_no_presence
                 ..w.carla.clone()
             }),
             update_mask: mask(&["notes"]),
+            ..Default::default()
         }))
         .await);
     let (portal_tx, mut portal) = watch(&app, &w.portal).await;
@@ -464,6 +465,7 @@ async fn a_portal_watch_gets_no_event_about_an_internal_activity_and_no_presence
                     ..current.clone()
                 }),
                 update_mask: mask(&["internal"]),
+                ..Default::default()
             }))
             .await);
         let seen = events_until(&mut portal, &public.id).await;

@@ -288,6 +288,7 @@ async fn anonymizing_removes_personal_data_from_every_read_the_export_and_the_fi
             ..Default::default()
         }),
         update_mask: mask(&["customer_id"]),
+        ..Default::default()
     };
     ok(app.activities().update_activity(app.setup(link)).await);
 
@@ -922,6 +923,7 @@ impl TestApp {
                 ..activity.clone()
             }),
             update_mask: mask(&["notes"]),
+            ..Default::default()
         };
         ok(self
             .activities()

@@ -42,6 +42,7 @@ async fn thirty_two_clients_from_one_version_one_wins_each_version_and_nothing_i
                     ..Default::default()
                 }),
                 update_mask: mask(&["notes"]),
+                ..Default::default()
             };
             async move {
                 client

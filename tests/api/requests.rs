@@ -65,6 +65,7 @@ async fn request_round_trips_every_field_through_create_get_update_delete(backen
     let call = pb::UpdateRequestRequest {
         request: Some(replacement.clone()),
         update_mask: None,
+        ..Default::default()
     };
     let updated = ok(app.requests().update_request(as_agent("ben", call)).await);
     let update_time = updated.update_time.expect("update_time set");

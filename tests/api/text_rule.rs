@@ -142,6 +142,7 @@ impl Side {
                         ..full_customer
                     }),
                     update_mask: mask(&["notes"]),
+                    ..Default::default()
                 }
                 .encode_to_vec(),
             ),
@@ -250,6 +251,7 @@ impl Side {
                         ..full_request
                     }),
                     update_mask: mask(&["description"]),
+                    ..Default::default()
                 }
                 .encode_to_vec(),
             ),
@@ -307,6 +309,7 @@ impl Side {
                         ..full_activity
                     }),
                     update_mask: mask(&["notes"]),
+                    ..Default::default()
                 }
                 .encode_to_vec(),
             ),

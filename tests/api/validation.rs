@@ -209,6 +209,7 @@ async fn tags_differing_only_in_case_and_spaces_are_duplicates(backend: Backend)
     let call = pb::UpdateCustomerRequest {
         customer: Some(change),
         update_mask: mask(&["tags"]),
+        ..Default::default()
     };
     let status = err(app.customers().update_customer(call).await);
     assert_violations(&status, &[("customer.tags[1]", "DUPLICATE_TAG")]);

@@ -129,6 +129,7 @@ pub async fn set_notes(
             ..Default::default()
         }),
         update_mask: mask(&["notes"]),
+        ..Default::default()
     };
     app.customers()
         .update_customer(as_agent(agent, request))

@@ -334,6 +334,7 @@ async fn round(
             update_mask: Some(prost_types::FieldMask {
                 paths: vec!["notes".to_owned()],
             }),
+            ..Default::default()
         };
         match writer.update_customer(as_agent(WRITER, update)).await {
             Ok(updated) => {

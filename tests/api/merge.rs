@@ -1,0 +1,557 @@
+//! Two agents, different fields, both saved: a save based on an older version with `CONFLICT_POLICY_MERGE` is
+//! applied on top of the current record when nobody else changed its fields, and names the fields and who
+//! changed them when somebody did. The default still refuses any stale version.
+
+use std::sync::Arc;
+
+use customer_context::pb::{self, ConflictPolicy};
+use rstest::rstest;
+use rstest_reuse::apply;
+use tonic::Code;
+use tonic_types::StatusExt as _;
+
+use crate::{
+    harness::*,
+    watch::{Watcher, customer_ref},
+};
+
+/// `agent` saves `change` under `fields`, based on `version`, with `policy`.
+async fn save(
+    app: &TestApp,
+    agent: &str,
+    change: pb::Customer,
+    fields: &[&str],
+    policy: ConflictPolicy,
+) -> Result<pb::Customer, tonic::Status> {
+    app.customers()
+        .update_customer(as_agent(
+            agent,
+            pb::UpdateCustomerRequest {
+                customer: Some(change),
+                update_mask: mask(fields),
+                conflict_policy: policy as i32,
+            },
+        ))
+        .await
+        .map(tonic::Response::into_inner)
+}
+
+fn at(id: &str, version: i64) -> pb::Customer {
+    pb::Customer {
+        id: id.to_owned(),
+        version,
+        ..Default::default()
+    }
+}
+
+fn with_notes(base: pb::Customer, notes: &str) -> pb::Customer {
+    pb::Customer {
+        notes: notes.to_owned(),
+        ..base
+    }
+}
+
+#[apply(backends)]
+#[tokio::test]
+async fn disjoint_fields_of_concurrent_saves_are_both_kept_in_every_order(backend: Backend) {
+    let Some(app) = TestApp::spawn(backend).await else {
+        return;
+    };
+    let mut ana = customer("Ana", "Lopez");
+    ana.contact_points = vec![phone("(415) 555-0100")];
+    let loaded = app.create_customer(ana).await;
+    let merge = ConflictPolicy::Merge;
+
+    // Ben fixes the phone number first; Ana's note, typed on version 1, is saved on top of it.
+    let mut ben = at(&loaded.id, 1);
+    ben.contact_points = vec![phone("(415) 555-0199")];
+    let after_ben = save(&app, "ben", ben, &["contact_points"], merge)
+        .await
+        .unwrap();
+    assert_eq!(after_ben.version, 2);
+    let merged = save(
+        &app,
+        "ana",
+        with_notes(at(&loaded.id, 1), "prefers email"),
+        &["notes"],
+        merge,
+    )
+    .await
+    .expect("merged");
+    assert_eq!(merged.version, 3);
+    assert_eq!(merged.notes, "prefers email");
+    assert_eq!(merged.contact_points[0].value, "+14155550199");
+    assert_eq!(merged.updated_by, "ana");
+    assert_eq!(app.get_customer(&loaded.id).await.unwrap(), merged);
+
+    // The other order: Ana saves first, Ben's save on the version he loaded (3) follows.
+    let after_ana = save(
+        &app,
+        "ana",
+        with_notes(at(&loaded.id, 3), "call after 5"),
+        &["notes"],
+        merge,
+    )
+    .await
+    .unwrap();
+    let mut ben = at(&loaded.id, 3);
+    ben.company = "Acme".into();
+    let merged = save(&app, "ben", ben, &["company"], merge).await.unwrap();
+    assert_eq!(
+        (
+            merged.version,
+            merged.notes.as_str(),
+            merged.company.as_str()
+        ),
+        (5, "call after 5", "Acme")
+    );
+    assert_eq!(after_ana.version, 4);
+
+    // A whole-record save ("*") of what Ana loaded at version 5 keeps the fields others changed since, as she
+    // did not change them.
+    let loaded5 = merged.clone();
+    let mut cy = at(&loaded.id, 5);
+    cy.first_name = "Anabel".into();
+    save(&app, "cy", cy, &["first_name"], merge).await.unwrap();
+    let mut whole = loaded5.clone();
+    whole.notes = "whole record".into();
+    let merged = save(&app, "ana", whole, &["*"], merge)
+        .await
+        .expect("merged");
+    assert_eq!(merged.version, 7);
+    assert_eq!(merged.first_name, "Anabel");
+    assert_eq!(merged.notes, "whole record");
+
+    // Both at the same moment, each on version 7: both land, in one order or the other.
+    let mut dan = at(&loaded.id, 7);
+    dan.gender = "f".into();
+    let mut eve = at(&loaded.id, 7);
+    eve.last_name = "García".into();
+    let (a, b) = tokio::join!(
+        save(&app, "dan", dan, &["gender"], merge),
+        save(&app, "eve", eve, &["last_name"], merge)
+    );
+    let mut versions = [a.unwrap().version, b.unwrap().version];
+    versions.sort_unstable();
+    assert_eq!(versions, [8, 9]);
+    let last = app.get_customer(&loaded.id).await.unwrap();
+    assert_eq!(
+        (last.gender.as_str(), last.last_name.as_str(), last.version),
+        ("f", "García", 9)
+    );
+}
+
+#[apply(backends)]
+#[tokio::test]
+async fn a_field_someone_else_changed_is_a_conflict_naming_it_and_who_and_nothing_is_written(
+    backend: Backend,
+) {
+    let Some(app) = TestApp::spawn(backend).await else {
+        return;
+    };
+    let loaded = app.create_customer(customer("Ana", "Lopez")).await;
+    let mut ben = at(&loaded.id, 1);
+    ben.company = "Acme".into();
+    ben.notes = "from ben".into();
+    save(
+        &app,
+        "ben",
+        ben,
+        &["company", "notes"],
+        ConflictPolicy::Merge,
+    )
+    .await
+    .unwrap();
+
+    let mut ana = with_notes(at(&loaded.id, 1), "from ana");
+    ana.gender = "f".into();
+    let status = save(
+        &app,
+        "ana",
+        ana,
+        &["notes", "gender"],
+        ConflictPolicy::Merge,
+    )
+    .await
+    .expect_err("a conflict");
+    assert_error(&status, Code::Aborted, "EDIT_CONFLICT");
+    let info = error_info(&status);
+    assert_eq!(info.metadata["conflicting_fields"], "notes");
+    assert_eq!(info.metadata["current_version"], "2");
+    assert_eq!(info.metadata["updated_by"], "ben");
+    assert_eq!(
+        field_violations(&status),
+        [("customer.notes".to_owned(), "EDIT_CONFLICT".to_owned())]
+    );
+    let details = status.get_error_details();
+    let described = &details.bad_request().expect("BadRequest").field_violations[0].description;
+    assert!(described.starts_with("changed by ben at 20"), "{described}");
+    assert!(described.ends_with("(version 2)"), "{described}");
+    assert!(
+        status.message().contains("notes (by ben)"),
+        "{}",
+        status.message()
+    );
+    let unchanged = app.get_customer(&loaded.id).await.unwrap();
+    assert_eq!(
+        (
+            unchanged.version,
+            unchanged.notes.as_str(),
+            unchanged.gender.as_str()
+        ),
+        (2, "from ben", "")
+    );
+
+    // Sending the value it now has is no conflict.
+    let same = save(
+        &app,
+        "ana",
+        with_notes(at(&loaded.id, 1), "from ben"),
+        &["notes"],
+        ConflictPolicy::Merge,
+    )
+    .await
+    .expect("nothing to merge");
+    assert_eq!(same.version, 2);
+}
+
+#[apply(backends)]
+#[tokio::test]
+async fn tags_contact_points_and_attributes_merge_per_element(backend: Backend) {
+    let Some(app) = TestApp::spawn(backend).await else {
+        return;
+    };
+    let mut start = customer("Ana", "Lopez");
+    start.tags = strings(&["new", "vip"]);
+    start.contact_points = vec![phone("(415) 555-0100")];
+    start.attributes = [("tier".to_owned(), "gold".to_owned())].into();
+    let loaded = app.create_customer(start).await;
+    let merge = ConflictPolicy::Merge;
+
+    let mut ben = loaded.clone();
+    ben.tags = strings(&["new", "vip", "billing"]);
+    ben.contact_points.push(email("ana@example.com"));
+    ben.attributes.insert("region".into(), "west".into());
+    save(
+        &app,
+        "ben",
+        ben,
+        &["tags", "contact_points", "attributes"],
+        merge,
+    )
+    .await
+    .unwrap();
+
+    // Ana, on version 1: removes "new", adds "Priority" and "BILLING" (Ben's, in other case), adds a phone,
+    // changes the tier.
+    let mut ana = loaded.clone();
+    ana.tags = strings(&["vip", "Priority", "BILLING"]);
+    ana.contact_points.push(phone("+44 20 7946 0958"));
+    ana.attributes.insert("tier".into(), "platinum".into());
+    let merged = save(
+        &app,
+        "ana",
+        ana,
+        &["tags", "contact_points", "attributes"],
+        merge,
+    )
+    .await
+    .expect("merged");
+    assert_eq!(merged.version, 3);
+    assert_eq!(merged.tags, strings(&["vip", "billing", "Priority"]));
+    let values: Vec<&str> = merged
+        .contact_points
+        .iter()
+        .map(|p| p.value.as_str())
+        .collect();
+    assert_eq!(values, ["+14155550100", "ana@example.com", "+442079460958"]);
+    assert_eq!(merged.attributes["tier"], "platinum");
+    assert_eq!(merged.attributes["region"], "west");
+
+    // The same attribute changed by both: a conflict naming the key.
+    let mut cy = at(&loaded.id, 3);
+    cy.attributes = merged.attributes.clone();
+    cy.attributes.insert("region".into(), "east".into());
+    save(&app, "cy", cy, &["attributes"], merge).await.unwrap();
+    let mut dan = merged.clone();
+    dan.attributes.insert("region".into(), "north".into());
+    let status = save(&app, "dan", dan, &["attributes"], merge)
+        .await
+        .expect_err("a conflict");
+    assert_error(&status, Code::Aborted, "EDIT_CONFLICT");
+    assert_eq!(
+        error_info(&status).metadata["conflicting_fields"],
+        r#"attributes["region"]"#
+    );
+    assert_eq!(
+        field_violations(&status)[0].0,
+        r#"customer.attributes["region"]"#
+    );
+}
+
+#[apply(backends)]
+#[tokio::test]
+async fn a_merge_that_breaks_a_rule_is_refused_like_any_invalid_write(backend: Backend) {
+    let Some(app) = TestApp::spawn(backend).await else {
+        return;
+    };
+    let merge = ConflictPolicy::Merge;
+    let mut start = customer("Ana", "Lopez");
+    start.tags = (0..99).map(|i| format!("t{i}")).collect();
+    let loaded = app.create_customer(start).await;
+    let mut ben = loaded.clone();
+    ben.tags.push("ben".into());
+    save(&app, "ben", ben, &["tags"], merge).await.unwrap();
+    let mut ana = loaded.clone();
+    ana.tags.push("ana".into());
+    let status = save(&app, "ana", ana, &["tags"], merge)
+        .await
+        .expect_err("101 tags");
+    assert_error(&status, Code::InvalidArgument, "TOO_MANY_TAGS");
+    assert_eq!(field_violations(&status)[0].0, "customer.tags");
+    assert_eq!(app.get_customer(&loaded.id).await.unwrap().version, 2);
+
+    // A customer number another customer holds.
+    let mut other = customer("Cy", "Diaz");
+    other.customer_number = "C-100".into();
+    app.create_customer(other).await;
+    save(
+        &app,
+        "ben",
+        with_notes(at(&loaded.id, 2), "x"),
+        &["notes"],
+        merge,
+    )
+    .await
+    .unwrap();
+    let mut ana = at(&loaded.id, 2);
+    ana.customer_number = "C-100".into();
+    let status = save(&app, "ana", ana, &["customer_number"], merge)
+        .await
+        .expect_err("taken");
+    assert_eq!(status.code(), Code::AlreadyExists, "{status:?}");
+}
+
+#[apply(backends)]
+#[tokio::test]
+async fn without_the_merge_policy_any_stale_version_is_refused_as_before(backend: Backend) {
+    let Some(app) = TestApp::spawn(backend).await else {
+        return;
+    };
+    let loaded = app.create_customer(customer("Ana", "Lopez")).await;
+    let mut ben = at(&loaded.id, 1);
+    ben.company = "Acme".into();
+    save(&app, "ben", ben, &["company"], ConflictPolicy::Unspecified)
+        .await
+        .unwrap();
+    for policy in [ConflictPolicy::Unspecified, ConflictPolicy::Refuse] {
+        let status = save(
+            &app,
+            "ana",
+            with_notes(at(&loaded.id, 1), "x"),
+            &["notes"],
+            policy,
+        )
+        .await
+        .expect_err("stale");
+        assert_version_mismatch(&status, 2, "ben");
+    }
+    // A version ahead of the record's is refused also with the merge policy.
+    let status = save(
+        &app,
+        "ana",
+        with_notes(at(&loaded.id, 9), "x"),
+        &["notes"],
+        ConflictPolicy::Merge,
+    )
+    .await
+    .expect_err("ahead");
+    assert_error(&status, Code::Aborted, "VERSION_MISMATCH");
+    // An unknown policy is refused.
+    let status = app
+        .customers()
+        .update_customer(as_agent(
+            "ana",
+            pb::UpdateCustomerRequest {
+                customer: Some(with_notes(at(&loaded.id, 2), "x")),
+                update_mask: mask(&["notes"]),
+                conflict_policy: 7,
+            },
+        ))
+        .await
+        .expect_err("unknown policy");
+    assert_violations(&status, &[("conflict_policy", "INVALID_ENUM_VALUE")]);
+}
+
+/// Sixteen agents, each adding an attribute of its own, all based on version 1, all at once.
+#[apply(backends)]
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sixteen_concurrent_merging_writers_all_land(backend: Backend) {
+    let Some(app) = TestApp::spawn(backend).await else {
+        return;
+    };
+    let loaded = app.create_customer(customer("Ana", "Lopez")).await;
+    let barrier = Arc::new(tokio::sync::Barrier::new(16));
+    let mut writers = Vec::new();
+    for i in 0..16 {
+        let mut client = app.customers();
+        let barrier = barrier.clone();
+        let mut change = at(&loaded.id, 1);
+        change.attributes = [(format!("k{i}"), format!("v{i}"))].into();
+        writers.push(tokio::spawn(async move {
+            barrier.wait().await;
+            client
+                .update_customer(as_agent(
+                    &format!("agent-{i}"),
+                    pb::UpdateCustomerRequest {
+                        customer: Some(change),
+                        update_mask: mask(&["attributes"]),
+                        conflict_policy: ConflictPolicy::Merge as i32,
+                    },
+                ))
+                .await
+        }));
+    }
+    for writer in writers {
+        within("a merging writer", writer)
+            .await
+            .unwrap()
+            .expect("merged");
+    }
+    let last = app.get_customer(&loaded.id).await.unwrap();
+    assert_eq!(last.version, 17);
+    assert_eq!(last.attributes.len(), 16);
+    for i in 0..16 {
+        assert_eq!(last.attributes[&format!("k{i}")], format!("v{i}"));
+    }
+}
+
+/// Requests and activities merge the same way.
+#[apply(backends)]
+#[tokio::test]
+async fn requests_and_activities_merge_too(backend: Backend) {
+    let Some(app) = TestApp::spawn(backend).await else {
+        return;
+    };
+    let c = app.create_customer(customer("Ana", "Lopez")).await;
+    let r = app.create_request(request(&c.id, "Billing")).await;
+    let merge = ConflictPolicy::Merge as i32;
+    let mut requests = app.requests();
+    let mut ben = r.clone();
+    ben.description = "by ben".into();
+    requests
+        .update_request(as_agent(
+            "ben",
+            pb::UpdateRequestRequest {
+                request: Some(ben),
+                update_mask: mask(&["description"]),
+                conflict_policy: merge,
+            },
+        ))
+        .await
+        .unwrap();
+    let mut ana = r.clone();
+    ana.title = "Billing, twice".into();
+    let merged = requests
+        .update_request(as_agent(
+            "ana",
+            pb::UpdateRequestRequest {
+                request: Some(ana),
+                update_mask: mask(&["title"]),
+                conflict_policy: merge,
+            },
+        ))
+        .await
+        .expect("merged")
+        .into_inner();
+    assert_eq!(
+        (
+            merged.version,
+            merged.title.as_str(),
+            merged.description.as_str()
+        ),
+        (3, "Billing, twice", "by ben")
+    );
+
+    let a = app.create_activity(activity(&c.id, "call")).await;
+    let mut activities = app.activities();
+    let mut ben = a.clone();
+    ben.tags = strings(&["callback"]);
+    activities
+        .update_activity(as_agent(
+            "ben",
+            pb::UpdateActivityRequest {
+                activity: Some(ben),
+                update_mask: mask(&["tags"]),
+                conflict_policy: merge,
+            },
+        ))
+        .await
+        .unwrap();
+    let mut ana = a.clone();
+    ana.tags = strings(&["refund"]);
+    ana.notes = "refunded".into();
+    let merged = activities
+        .update_activity(as_agent(
+            "ana",
+            pb::UpdateActivityRequest {
+                activity: Some(ana),
+                update_mask: mask(&["tags", "notes"]),
+                conflict_policy: merge,
+            },
+        ))
+        .await
+        .expect("merged")
+        .into_inner();
+    assert_eq!(merged.tags, strings(&["callback", "refund"]));
+    assert_eq!(merged.notes, "refunded");
+    assert_eq!(merged.version, 3);
+}
+
+/// A watcher hears of a merged save once, as an ordinary change naming only the caller's fields.
+#[apply(backends)]
+#[tokio::test]
+async fn a_watcher_sees_a_merged_save_once_with_only_the_callers_fields(backend: Backend) {
+    let Some(app) = TestApp::spawn(backend).await else {
+        return;
+    };
+    let loaded = app.create_customer(customer("Ana", "Lopez")).await;
+    let mut watcher = Watcher::open(&app, "cy").await;
+    watcher
+        .subscribe(vec![customer_ref(&loaded.id, 1)], 0)
+        .await;
+    watcher.joined(&loaded.id, "cy").await;
+
+    let mut ben = at(&loaded.id, 1);
+    ben.company = "Acme".into();
+    save(&app, "ben", ben, &["company"], ConflictPolicy::Merge)
+        .await
+        .unwrap();
+    let mut ana = loaded.clone();
+    ana.notes = "merged".into();
+    save(&app, "ana", ana, &["*"], ConflictPolicy::Merge)
+        .await
+        .expect("merged");
+
+    let (_, first) = watcher.next_change().await;
+    assert_eq!(
+        (first.changed_by.as_str(), first.changed_fields.clone()),
+        ("ben", strings(&["company"]))
+    );
+    let (_, second) = watcher.next_change().await;
+    assert_eq!(second.changed_by, "ana");
+    assert_eq!(second.changed_fields, strings(&["notes"]));
+    assert_eq!(second.resource.unwrap().known_version, 3);
+    // Nothing more: the next change heard is the next save.
+    save(
+        &app,
+        "ben",
+        with_notes(at(&loaded.id, 3), "again"),
+        &["notes"],
+        ConflictPolicy::Refuse,
+    )
+    .await
+    .unwrap();
+    let (_, third) = watcher.next_change().await;
+    assert_eq!(third.resource.unwrap().known_version, 4);
+}
