@@ -6,12 +6,12 @@ use super::{ApiState, PageRequest, check_version_given, hidden, principal, requi
 use crate::{
     domain::{
         Violations,
-        activity::{self, Activity, ActivityData, MAX_CHANNEL, MAX_DIRECTION},
+        activity::{self, ActivityData, MAX_CHANNEL, MAX_DIRECTION},
         contact, ids,
         mask::parse_update_mask,
         page::Cursor,
         reason, tags, text,
-        time::{check_timestamp, now_micros, to_timestamp},
+        time::{check_timestamp, now_micros},
     },
     error::Error,
     pb::{self, activity_service_server::ActivityService},
@@ -124,35 +124,6 @@ fn activity_input(
     }
 }
 
-pub(crate) fn to_pb(a: Activity) -> pb::Activity {
-    let d = a.data;
-    pb::Activity {
-        id: a.id,
-        version: a.version,
-        customer_id: d.customer_id.unwrap_or_default(),
-        request_id: d.request_id.unwrap_or_default(),
-        channel: d.channel,
-        direction: d.direction,
-        internal: d.internal,
-        topic: d.topic,
-        notes: d.notes,
-        tags: d.tags,
-        occur_time: Some(to_timestamp(d.occur_time)),
-        follow_up_time: d.follow_up_time.map(to_timestamp),
-        entered_by: d.entered_by,
-        contact_name: d.contact_name,
-        contact_phone: d.contact_phone,
-        contact_email: d.contact_email,
-        sales_contact: d.sales_contact,
-        salesperson: d.salesperson,
-        reference: d.reference,
-        create_time: Some(to_timestamp(a.audit.create_time)),
-        update_time: Some(to_timestamp(a.audit.update_time)),
-        created_by: a.audit.created_by,
-        updated_by: a.audit.updated_by,
-    }
-}
-
 /// What a portal may add: an incoming, non-internal activity of its own customer (and of one of its requests),
 /// entered by the portal itself. Another customer or request is NOT_FOUND, as if it did not exist.
 async fn confine_to_portal(
@@ -204,7 +175,7 @@ impl ActivityService for ActivityApi {
             data.entered_by = agent.clone();
         }
         let created = self.state.store.create_activity(&agent, data).await?;
-        Ok(Response::new(to_pb(created)))
+        Ok(Response::new(pb::Activity::from(created)))
     }
 
     async fn get_activity(
@@ -223,7 +194,7 @@ impl ActivityService for ActivityApi {
         {
             return Err(hidden("activity", &id).into());
         }
-        Ok(Response::new(to_pb(found)))
+        Ok(Response::new(pb::Activity::from(found)))
     }
 
     async fn update_activity(
@@ -269,7 +240,7 @@ impl ActivityService for ActivityApi {
                 input.data,
             )
             .await?;
-        Ok(Response::new(to_pb(updated)))
+        Ok(Response::new(pb::Activity::from(updated)))
     }
 
     async fn delete_activity(
@@ -352,7 +323,7 @@ impl ActivityService for ActivityApi {
             id: a.id.clone(),
         });
         Ok(Response::new(pb::ListActivitiesResponse {
-            activities: activities.into_iter().map(to_pb).collect(),
+            activities: activities.into_iter().map(pb::Activity::from).collect(),
             next_page_token,
         }))
     }

@@ -2,7 +2,7 @@
 
 use tonic::{Request, Response, Status};
 
-use super::{ANONYMOUS, ApiState, principal};
+use super::{ApiState, principal};
 use crate::domain::principal::Role;
 use crate::{
     domain::{
@@ -13,7 +13,7 @@ use crate::{
     },
     error::Error,
     pb::{self, context_service_server::ContextService},
-    store::{ContextResult, OpenContext, Prefill, RequestPolicy},
+    store::{OpenContext, Prefill, RequestPolicy},
 };
 
 pub struct ContextApi {
@@ -23,14 +23,6 @@ pub struct ContextApi {
 impl ContextApi {
     pub fn new(state: ApiState) -> Self {
         Self { state }
-    }
-}
-
-/// Records that `agent` opened or read `customer_id`, for their Recent list. Calls without an agent
-/// (`anonymous`) are not recorded: nobody's list would show them.
-pub(super) fn record_view(state: &ApiState, agent: &str, customer_id: &str) {
-    if agent != ANONYMOUS {
-        state.recent.record(agent, customer_id);
     }
 }
 
@@ -192,35 +184,6 @@ pub fn request_title(topic: &str, channel: i32, direction: i32, caller: &str) ->
     title.chars().take(MAX_TEXT_CHARS).collect()
 }
 
-fn to_pb(result: ContextResult) -> pb::OpenContextResponse {
-    pb::OpenContextResponse {
-        customer: result.customer.map(super::customers::to_pb),
-        candidates: result
-            .candidates
-            .into_iter()
-            .map(super::customers::to_pb)
-            .collect(),
-        activity: result.activity.map(super::activities::to_pb),
-        request: result.request.map(super::requests::to_pb),
-        open_requests: result
-            .open_requests
-            .into_iter()
-            .map(super::requests::to_pb)
-            .collect(),
-        recent_activities: result
-            .recent_activities
-            .into_iter()
-            .map(super::activities::to_pb)
-            .collect(),
-        prefill: result.prefill.map(|p| pb::Prefill {
-            first_name: p.first_name,
-            last_name: p.last_name,
-            email: p.email,
-            phone: p.phone,
-        }),
-    }
-}
-
 #[tonic::async_trait]
 impl ContextService for ContextApi {
     async fn open_context(
@@ -237,7 +200,7 @@ impl ContextService for ContextApi {
         );
         violations.into_result(()).map_err(Error::from)?;
         let result = self.state.store.open_context(&agent, &input).await?;
-        Ok(Response::new(to_pb(result)))
+        Ok(Response::new(pb::OpenContextResponse::from(result)))
     }
 
     async fn list_recent_customers(
@@ -266,7 +229,7 @@ impl ContextService for ContextApi {
         self.state.recent.flush().await;
         let customers = self.state.store.recent_customers(agent, limit).await?;
         Ok(Response::new(pb::ListRecentCustomersResponse {
-            customers: customers.into_iter().map(super::customers::to_pb).collect(),
+            customers: customers.into_iter().map(pb::Customer::from).collect(),
         }))
     }
 }

@@ -11,7 +11,6 @@ use crate::{
         fold, ids,
         mask::parse_update_mask,
         reason, tags, text,
-        time::to_timestamp,
     },
     error::Error,
     pb::{self, customer_service_server::CustomerService},
@@ -77,38 +76,6 @@ fn customer_data(
     }
 }
 
-pub(crate) fn to_pb(customer: Customer) -> pb::Customer {
-    let d = customer.data;
-    pb::Customer {
-        id: customer.id,
-        version: customer.version,
-        first_name: d.first_name,
-        last_name: d.last_name,
-        company: d.company,
-        gender: d.gender,
-        customer_number: d.customer_number,
-        contact_points: d
-            .contact_points
-            .into_iter()
-            .map(|p| pb::ContactPoint {
-                kind: p.kind.as_i32(),
-                label: p.label,
-                value: p.value,
-            })
-            .collect(),
-        notes: d.notes,
-        tags: d.tags,
-        credit_hold: d.credit_hold,
-        attributes: d.attributes.into_iter().collect(),
-        create_time: Some(to_timestamp(customer.audit.create_time)),
-        update_time: Some(to_timestamp(customer.audit.update_time)),
-        created_by: customer.audit.created_by,
-        updated_by: customer.audit.updated_by,
-        locked: customer.locked,
-        anonymize_time: customer.anonymize_time.map(to_timestamp),
-    }
-}
-
 const RESOURCE: &str = "customer";
 
 /// The portal's own customer as a one-element list if `matches` it, else empty (also when it is gone).
@@ -118,7 +85,7 @@ async fn own_customer_if(
     matches: impl Fn(&Customer) -> bool,
 ) -> Result<Vec<pb::Customer>, Error> {
     match state.store.get_customer(own).await {
-        Ok(customer) if matches(&customer) => Ok(vec![to_pb(customer)]),
+        Ok(customer) if matches(&customer) => Ok(vec![pb::Customer::from(customer)]),
         // A portal whose customer was merged away finds nothing, as with lookups.
         Ok(_) | Err(Error::NotFound { .. } | Error::Merged { .. }) => Ok(Vec::new()),
         Err(other) => Err(other),
@@ -158,8 +125,8 @@ impl CustomerService for CustomerApi {
         let data = customer_data(&mut violations, customer, self.state.region);
         let data = violations.into_result(data).map_err(Error::from)?;
         let created = self.state.store.create_customer(&agent, data).await?;
-        super::context::record_view(&self.state, &agent, &created.id);
-        Ok(Response::new(to_pb(created)))
+        super::record_view(&self.state, &agent, &created.id);
+        Ok(Response::new(pb::Customer::from(created)))
     }
 
     async fn get_customer(
@@ -180,9 +147,9 @@ impl CustomerService for CustomerApi {
         let customer = self.state.store.get_customer(&id).await?;
         // A staff read is recorded for the reader's Recent list (a portal has none).
         if caller.portal_customer().is_none() {
-            super::context::record_view(&self.state, &caller.agent, &customer.id);
+            super::record_view(&self.state, &caller.agent, &customer.id);
         }
-        Ok(Response::new(to_pb(customer)))
+        Ok(Response::new(pb::Customer::from(customer)))
     }
 
     async fn update_customer(
@@ -220,8 +187,8 @@ impl CustomerService for CustomerApi {
                 data,
             )
             .await?;
-        super::context::record_view(&self.state, &agent, &updated.id);
-        Ok(Response::new(to_pb(updated)))
+        super::record_view(&self.state, &agent, &updated.id);
+        Ok(Response::new(pb::Customer::from(updated)))
     }
 
     async fn delete_customer(
@@ -278,7 +245,10 @@ impl CustomerService for CustomerApi {
             .await?;
         let next_page_token = page.finish(&mut hits, |hit| hit.cursor.clone());
         Ok(Response::new(pb::SearchCustomersResponse {
-            customers: hits.into_iter().map(|hit| to_pb(hit.customer)).collect(),
+            customers: hits
+                .into_iter()
+                .map(|hit| pb::Customer::from(hit.customer))
+                .collect(),
             next_page_token,
         }))
     }
@@ -341,7 +311,7 @@ impl CustomerService for CustomerApi {
             .lookup_customers_among(kind, &value, caller.portal_customer())
             .await?;
         Ok(Response::new(pb::LookupCustomersResponse {
-            customers: customers.into_iter().map(to_pb).collect(),
+            customers: customers.into_iter().map(pb::Customer::from).collect(),
         }))
     }
 

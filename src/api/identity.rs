@@ -4,7 +4,7 @@ use std::collections::HashMap;
 
 use tonic::{Request, Response, Status};
 
-use super::{ApiState, check_version_given, customers::to_pb, principal};
+use super::{ApiState, check_version_given, principal};
 use crate::{
     domain::{Violations, ids, matching::MatchReason, reason},
     error::Error,
@@ -49,7 +49,7 @@ fn reason_to_pb(reason: MatchReason) -> pb::MatchReason {
 
 fn match_to_pb(found: CustomerMatch) -> pb::CustomerMatch {
     pb::CustomerMatch {
-        customer: Some(to_pb(found.customer)),
+        customer: Some(pb::Customer::from(found.customer)),
         reasons: found.reasons.into_iter().map(reason_to_pb).collect(),
         score: found.score,
     }
@@ -143,7 +143,7 @@ pub(super) async fn merge_customers(
         .store
         .merge_customers(&agent, &target, message.target_version, &sources)
         .await?;
-    Ok(Response::new(to_pb(merged)))
+    Ok(Response::new(pb::Customer::from(merged)))
 }
 
 pub(super) async fn unmerge_customer(
@@ -174,8 +174,8 @@ pub(super) async fn unmerge_customer(
         )
         .await?;
     Ok(Response::new(pb::UnmergeCustomerResponse {
-        target: Some(to_pb(target)),
-        source: Some(to_pb(source)),
+        target: Some(pb::Customer::from(target)),
+        source: Some(pb::Customer::from(source)),
     }))
 }
 
@@ -186,7 +186,7 @@ pub(super) async fn lock_customer(
     let agent = principal(&request)?.agent;
     let id = one_id("id", &request.get_ref().id)?;
     let customer = state.store.set_customer_locked(&agent, &id, true).await?;
-    Ok(Response::new(to_pb(customer)))
+    Ok(Response::new(pb::Customer::from(customer)))
 }
 
 pub(super) async fn unlock_customer(
@@ -196,7 +196,7 @@ pub(super) async fn unlock_customer(
     let agent = principal(&request)?.agent;
     let id = one_id("id", &request.get_ref().id)?;
     let customer = state.store.set_customer_locked(&agent, &id, false).await?;
-    Ok(Response::new(to_pb(customer)))
+    Ok(Response::new(pb::Customer::from(customer)))
 }
 
 #[cfg(test)]

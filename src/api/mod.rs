@@ -21,6 +21,7 @@ use crate::{
 
 mod activities;
 mod context;
+mod convert;
 mod customers;
 mod identity;
 mod notifications;
@@ -101,6 +102,14 @@ pub fn principal<T>(request: &Request<T>) -> Result<Principal, Status> {
 /// portal cannot learn which ids exist.
 fn hidden(resource: &'static str, id: &str) -> Error {
     Error::not_found(resource, id)
+}
+
+/// Records that `agent` opened or read `customer_id`, for their Recent list. Calls without an agent
+/// (`anonymous`) are not recorded: nobody's list would show them.
+fn record_view(state: &ApiState, agent: &str, customer_id: &str) {
+    if agent != ANONYMOUS {
+        state.recent.record(agent, customer_id);
+    }
 }
 
 /// What an update based on an older version asks for; an unknown value is `INVALID_ENUM_VALUE`.

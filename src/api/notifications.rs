@@ -4,13 +4,7 @@ use tonic::{Request, Response, Status};
 
 use super::{ApiState, PageRequest, principal};
 use crate::{
-    domain::{
-        Violations, ids,
-        notification::{Notification, NotificationStatus},
-        page::Cursor,
-        reason,
-        time::to_timestamp,
-    },
+    domain::{Violations, ids, notification::NotificationStatus, page::Cursor, reason},
     error::Error,
     pb,
 };
@@ -50,7 +44,10 @@ pub(super) async fn list_notifications(
         id: n.id.clone(),
     });
     Ok(Response::new(pb::ListNotificationsResponse {
-        notifications: notifications.into_iter().map(to_pb).collect(),
+        notifications: notifications
+            .into_iter()
+            .map(pb::Notification::from)
+            .collect(),
         next_page_token,
     }))
 }
@@ -69,21 +66,4 @@ fn status(violations: &mut Violations, field: &str, value: i32) -> Option<Notifi
         );
     }
     status
-}
-
-pub(super) fn to_pb(n: Notification) -> pb::Notification {
-    pb::Notification {
-        id: n.id,
-        customer_id: n.customer_id,
-        activity_id: n.activity_id,
-        recipient: n.recipient,
-        subject: n.subject,
-        status: n.status.as_i32(),
-        attempts: n.attempts,
-        last_error: n.last_error,
-        create_time: Some(to_timestamp(n.create_time)),
-        send_time: n.send_time.map(to_timestamp),
-        next_attempt_time: (n.status == NotificationStatus::Pending)
-            .then(|| to_timestamp(n.next_attempt_time)),
-    }
 }

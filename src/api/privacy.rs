@@ -12,7 +12,7 @@ use serde_json::{Map, Number, Value};
 use tonic::{Request, Response, Status};
 
 use super::{
-    ApiState, PageRequest, activities, customers, principal, requests,
+    ApiState, PageRequest, principal,
     resources::{change_kind, resource_kind, resource_ref},
 };
 use crate::{
@@ -42,7 +42,7 @@ pub(super) async fn anonymize_customer(
     let agent = principal(&request)?.agent;
     let id = customer_id(&request.get_ref().id)?;
     let customer = state.store.anonymize_customer(&agent, &id).await?;
-    Ok(Response::new(customers::to_pb(customer)))
+    Ok(Response::new(pb::Customer::from(customer)))
 }
 
 pub(super) async fn export_customer(
@@ -130,10 +130,10 @@ pub async fn export_document(store: &Store, id: &str) -> Result<Value, Error> {
         .requests
         .into_iter()
         .map(|(request, comments)| {
-            let mut json = message_json("Request", &requests::to_pb(request))?;
+            let mut json = message_json("Request", &pb::Request::from(request))?;
             let comments = comments
                 .into_iter()
-                .map(|c| message_json("Comment", &requests::comment_to_pb(c)).map(Value::Object))
+                .map(|c| message_json("Comment", &pb::Comment::from(c)).map(Value::Object))
                 .collect::<Result<Vec<_>, _>>()?;
             json.insert("comments".to_owned(), Value::Array(comments));
             Ok(Value::Object(json))
@@ -142,14 +142,14 @@ pub async fn export_document(store: &Store, id: &str) -> Result<Value, Error> {
     let activities = records
         .activities
         .into_iter()
-        .map(|a| message_json("Activity", &activities::to_pb(a)).map(Value::Object))
+        .map(|a| message_json("Activity", &pb::Activity::from(a)).map(Value::Object))
         .collect::<Result<Vec<_>, _>>()?;
     let notifications = records
         .notifications
         .into_iter()
         .map(|n| {
             let body = n.body.clone();
-            let mut json = message_json("Notification", &super::notifications::to_pb(n))?;
+            let mut json = message_json("Notification", &pb::Notification::from(n))?;
             json.insert("body".to_owned(), Value::String(body));
             Ok(Value::Object(json))
         })
@@ -182,7 +182,7 @@ pub async fn export_document(store: &Store, id: &str) -> Result<Value, Error> {
         "customer".to_owned(),
         Value::Object(message_json(
             "Customer",
-            &customers::to_pb(records.customer),
+            &pb::Customer::from(records.customer),
         )?),
     );
     document.insert("requests".to_owned(), Value::Array(requests));

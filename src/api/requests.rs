@@ -9,9 +9,8 @@ use crate::{
         mask::parse_update_mask,
         page::Cursor,
         reason,
-        request::{self, Comment, RequestData, RequestStatus},
+        request::{self, RequestData, RequestStatus},
         tags, text,
-        time::to_timestamp,
     },
     error::Error,
     pb::{self, request_service_server::RequestService},
@@ -61,33 +60,6 @@ fn request_data(
     (data, status)
 }
 
-pub(crate) fn to_pb(r: request::Request) -> pb::Request {
-    pb::Request {
-        id: r.id,
-        version: r.version,
-        customer_id: r.customer_id,
-        title: r.data.title,
-        description: r.data.description,
-        status: r.data.status.as_i32(),
-        tags: r.data.tags,
-        create_time: Some(to_timestamp(r.audit.create_time)),
-        update_time: Some(to_timestamp(r.audit.update_time)),
-        close_time: r.close_time.map(to_timestamp),
-        created_by: r.audit.created_by,
-        updated_by: r.audit.updated_by,
-    }
-}
-
-pub(super) fn comment_to_pb(c: Comment) -> pb::Comment {
-    pb::Comment {
-        id: c.id,
-        request_id: c.request_id,
-        text: c.text,
-        author: c.author,
-        create_time: Some(to_timestamp(c.create_time)),
-    }
-}
-
 /// The request `id`, if the caller may see it: any request for staff, only its own customer's for a portal
 /// (another customer's is NOT_FOUND, as if it did not exist).
 pub(super) async fn visible_request(
@@ -119,7 +91,7 @@ impl RequestService for RequestApi {
             .store
             .create_request(&agent, &customer_id.unwrap_or_default(), data)
             .await?;
-        Ok(Response::new(to_pb(created)))
+        Ok(Response::new(pb::Request::from(created)))
     }
 
     async fn get_request(
@@ -133,7 +105,7 @@ impl RequestService for RequestApi {
             .into_result(id.unwrap_or_default())
             .map_err(Error::from)?;
         let found = visible_request(&self.state, caller.portal_customer(), &id).await?;
-        Ok(Response::new(to_pb(found)))
+        Ok(Response::new(pb::Request::from(found)))
     }
 
     async fn update_request(
@@ -175,7 +147,7 @@ impl RequestService for RequestApi {
                 data,
             )
             .await?;
-        Ok(Response::new(to_pb(updated)))
+        Ok(Response::new(pb::Request::from(updated)))
     }
 
     async fn delete_request(
@@ -228,7 +200,7 @@ impl RequestService for RequestApi {
             id: r.id.clone(),
         });
         Ok(Response::new(pb::ListRequestsResponse {
-            requests: requests.into_iter().map(to_pb).collect(),
+            requests: requests.into_iter().map(pb::Request::from).collect(),
             next_page_token,
         }))
     }
@@ -248,7 +220,7 @@ impl RequestService for RequestApi {
             .store
             .add_comment(&agent, &request_id.unwrap_or_default(), message.text)
             .await?;
-        Ok(Response::new(comment_to_pb(comment)))
+        Ok(Response::new(pb::Comment::from(comment)))
     }
 
     async fn list_comments(
@@ -280,7 +252,7 @@ impl RequestService for RequestApi {
             id: c.id.clone(),
         });
         Ok(Response::new(pb::ListCommentsResponse {
-            comments: comments.into_iter().map(comment_to_pb).collect(),
+            comments: comments.into_iter().map(pb::Comment::from).collect(),
             next_page_token,
         }))
     }

@@ -160,23 +160,8 @@ const MONTHS: [&str; 12] = [
 
 /// The UTC day of `micros` in words, e.g. "23 November 2026".
 pub fn format_day(micros: Micros) -> String {
-    let (year, month, day) = civil_from_days(micros.div_euclid(86_400_000_000));
+    let (year, month, day) = super::time::civil_from_days(micros.div_euclid(86_400_000_000));
     format!("{day} {} {year}", MONTHS[(month - 1) as usize])
-}
-
-/// Year, month (1–12) and day (1–31) of the proleptic Gregorian calendar `days` after 1970-01-01
-/// (Howard Hinnant's `civil_from_days`).
-fn civil_from_days(days: i64) -> (i64, i64, i64) {
-    let z = days + 719_468;
-    let era = z.div_euclid(146_097);
-    let doe = z.rem_euclid(146_097);
-    let yoe = (doe - doe / 1_460 + doe / 36_524 - doe / 146_096) / 365;
-    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
-    let mp = (5 * doy + 2) / 153;
-    let day = doy - (153 * mp + 2) / 5 + 1;
-    let month = if mp < 10 { mp + 3 } else { mp - 9 };
-    let year = yoe + era * 400 + i64::from(month <= 2);
-    (year, month, day)
 }
 
 /// The wait after failed attempt number `attempt` (1 for the first): `first` doubled for each further attempt,

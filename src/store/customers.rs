@@ -488,7 +488,7 @@ impl Store {
         customers::Entity::delete_by_id(id.to_owned())
             .exec(&txn)
             .await?;
-        super::identity::delete_tombstones_into(&txn, id).await?;
+        delete_tombstones_into(&txn, id).await?;
         for (activity_id, version, internal) in doomed_activities {
             change_log::append(
                 &txn,
@@ -561,4 +561,25 @@ pub(super) fn lookup_query(
         .order_by_desc(customers::Column::UpdateTime)
         .order_by_desc(customers::Column::Id)
         .limit(MAX_LOOKUP_RESULTS)
+}
+
+/// Deletes the tombstones of customers merged into `id` (which is being deleted), and of customers merged into
+/// those, so no copy of their data outlives the customer they live on in.
+async fn delete_tombstones_into(db: &impl ConnectionTrait, id: &str) -> Result<()> {
+    let mut frontier = vec![id.to_owned()];
+    while !frontier.is_empty() {
+        let sources: Vec<String> = customer_merges::Entity::find()
+            .select_only()
+            .column(customer_merges::Column::SourceId)
+            .filter(customer_merges::Column::TargetId.is_in(frontier.iter().map(String::as_str)))
+            .into_tuple()
+            .all(db)
+            .await?;
+        customer_merges::Entity::delete_many()
+            .filter(customer_merges::Column::TargetId.is_in(frontier.iter().map(String::as_str)))
+            .exec(db)
+            .await?;
+        frontier = sources;
+    }
+    Ok(())
 }

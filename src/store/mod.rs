@@ -21,17 +21,14 @@ use crate::{
 };
 
 mod activities;
-mod caller;
 pub mod change_log;
-mod checkpoint;
-mod context;
 mod customers;
 pub mod entity;
-mod group_commit;
-mod identity;
 pub mod keys;
 mod matching;
+mod merge;
 pub mod migration;
+mod open_context;
 mod outbox;
 mod ownership;
 pub mod presence;
@@ -40,11 +37,11 @@ pub mod recent;
 mod requests;
 mod search;
 pub mod seed;
-mod shape;
+mod sqlite;
 
-pub use context::{ContextResult, OpenContext, Prefill, RequestPolicy};
 pub use customers::{LookupKey, MAX_LOOKUP_RESULTS};
 pub use matching::CustomerMatch;
+pub use open_context::{ContextResult, OpenContext, Prefill, RequestPolicy};
 pub use privacy::{ANONYMIZED_TITLE, CustomerRecords, LoggedChange};
 pub use search::SearchHit;
 
@@ -70,9 +67,9 @@ pub struct Store {
     /// Wakes the notification sender when a commit queued a notification.
     outbox: Arc<outbox::OutboxSignal>,
     /// On SQLite (a database file), the thread that records `OpenContext` calls in batches.
-    group_commit: Option<Arc<group_commit::GroupCommit>>,
+    group_commit: Option<Arc<open_context::GroupCommit>>,
     /// On SQLite (a database file), wakes the thread that copies the write-ahead log into the file.
-    checkpoints: Option<checkpoint::Nudge>,
+    checkpoints: Option<sqlite::checkpoint::Nudge>,
 }
 
 impl Store {
@@ -96,7 +93,7 @@ impl Store {
             SqliteSynchronous::Full => (sea_orm::sqlx::sqlite::SqliteSynchronous::Full, "FULL"),
         };
         let statement_timeout_ms = settings.db_statement_timeout.as_millis();
-        let forced_pages = checkpoint::forced_pages(settings.sqlite_wal_limit_mib);
+        let forced_pages = sqlite::checkpoint::forced_pages(settings.sqlite_wal_limit_mib);
         let options = |max: u32| {
             let mut options = ConnectOptions::new(url.to_owned());
             options
@@ -151,9 +148,9 @@ impl Store {
         };
         let log_appended = Arc::new(Notify::new());
         let outbox: Arc<outbox::OutboxSignal> = Arc::default();
-        let file = group_commit::database_file(url).filter(|_| backend == DbBackend::Sqlite);
+        let file = open_context::database_file(url).filter(|_| backend == DbBackend::Sqlite);
         let checkpoints = match &file {
-            Some(file) => match checkpoint::start(file, synchronous_name) {
+            Some(file) => match sqlite::checkpoint::start(file, synchronous_name) {
                 Ok(nudge) => Some(nudge),
                 // A read-only file, say: nothing is written, so nothing needs copying.
                 Err(err) => {
@@ -168,7 +165,7 @@ impl Store {
         };
         let group_commit = match file {
             Some(file) => {
-                match group_commit::GroupCommit::start(
+                match open_context::GroupCommit::start(
                     &file,
                     synchronous_name,
                     forced_pages,

@@ -36,7 +36,7 @@ const PAGES_PER_MIB: u32 = 256;
 
 /// Log length (in pages) at which a connection that commits copies the log itself (`wal_autocheckpoint`), for a
 /// log of at most `limit_mib`.
-pub(super) fn forced_pages(limit_mib: u32) -> u32 {
+pub(in crate::store) fn forced_pages(limit_mib: u32) -> u32 {
     limit_mib.saturating_mul(PAGES_PER_MIB)
 }
 
@@ -47,7 +47,7 @@ const IDLE_PASS: Duration = Duration::from_secs(1);
 
 /// Wakes the checkpointer after a commit (cheap, and never blocks the committer), and stops it on shutdown.
 #[derive(Debug, Clone)]
-pub(super) struct Nudge {
+pub(in crate::store) struct Nudge {
     wake: SyncSender<()>,
     thread: Arc<Thread>,
 }
@@ -61,22 +61,22 @@ struct Thread {
 
 impl Nudge {
     /// Tells the checkpointer that something was committed.
-    pub(super) fn committed(&self) {
+    pub(in crate::store) fn committed(&self) {
         let _ = self.wake.try_send(());
     }
 
     /// Stops the checkpointer after its current pass and closes its connection (on shutdown, so that the last
     /// connection to close can copy the whole log and remove it).
-    pub(super) async fn stop(&self) {
+    pub(in crate::store) async fn stop(&self) {
         self.thread.stopping.store(true, Ordering::Release);
         let _ = self.wake.try_send(());
-        super::join_thread(&self.thread.handle).await;
+        crate::store::join_thread(&self.thread.handle).await;
     }
 }
 
 /// Starts the checkpointer of the database file at `path`. It stops on [`Nudge::stop`], or when every [`Nudge`] is
 /// dropped.
-pub(super) fn start(path: &Path, synchronous: &str) -> Result<Nudge> {
+pub(in crate::store) fn start(path: &Path, synchronous: &str) -> Result<Nudge> {
     let flags = OpenFlags::SQLITE_OPEN_READ_WRITE | OpenFlags::SQLITE_OPEN_NO_MUTEX;
     let conn = Connection::open_with_flags(path, flags).map_err(connection_error)?;
     // The syncs a checkpoint makes follow the connection's `synchronous`, so it is the service's.
@@ -199,7 +199,7 @@ mod tests {
         let url = format!("sqlite://{}?mode=rwc", dir.path().join("cc.db").display());
         let mut settings = crate::config::DatabaseSettings::new(url);
         settings.sqlite_wal_limit_mib = 8;
-        let store = super::super::Store::connect(&settings)
+        let store = crate::store::Store::connect(&settings)
             .await
             .expect("store");
         for pool in [&store.read, &store.write] {

@@ -32,16 +32,21 @@ use sea_orm::{
 use tokio::sync::{Notify, oneshot};
 
 use super::{
-    LookupKey, activities,
+    self as context, ContextResult, MAX_OPEN_REQUESTS, OpenContext, Outcome, RequestPolicy,
     caller::{self, Caller},
-    change_log, checkpoint,
-    context::{self, ContextResult, MAX_OPEN_REQUESTS, OpenContext, RequestPolicy, interactions},
+    interactions,
+};
+use crate::store::{
+    LookupKey, activities, change_log,
     customers::{self, lookup_query},
     entity,
     outbox::{self, OutboxSignal},
     recent::{self, View},
     requests,
-    shape::{self, Shape},
+    sqlite::{
+        checkpoint,
+        shape::{self, Shape},
+    },
 };
 use crate::{
     domain::{activity::Activity, customer::Customer, request::Request, time::now_micros},
@@ -56,14 +61,6 @@ const IDLE_READERS: usize = 8;
 /// Prepared statements kept by the connection (every statement of an `OpenContext`, with room to spare).
 const STATEMENT_CACHE: usize = 64;
 
-/// What the thread did for one call.
-pub(super) enum Outcome {
-    /// This call recorded the interaction; what the gadget shows.
-    Opened(Box<ContextResult>),
-    /// The interaction id was recorded before (by an earlier call or one earlier in the same batch).
-    Replay(interactions::Model),
-}
-
 struct Job {
     acting_agent: String,
     input: OpenContext,
@@ -76,7 +73,7 @@ type Batch = (Vec<Job>, oneshot::Sender<()>);
 
 /// Handle to the recording thread; calls queue on it.
 #[derive(Debug)]
-pub(super) struct GroupCommit {
+pub(in crate::store) struct GroupCommit {
     jobs: tokio::sync::mpsc::UnboundedSender<Job>,
     readers: Readers,
     /// Ends the task that hands out batches, and with it the thread.
@@ -88,7 +85,7 @@ impl GroupCommit {
     /// Opens a connection to the database file at `path` and starts the thread, and the task that hands it
     /// batches while holding `write_lock`'s connection; each commit wakes `checkpoints`, and a commit into a log of
     /// `forced_pages` copies the rest of it. Must be called within the Tokio runtime.
-    pub(super) fn start(
+    pub(in crate::store) fn start(
         path: &Path,
         synchronous: &str,
         forced_pages: u32,
@@ -130,9 +127,9 @@ impl GroupCommit {
 
     /// Stops taking calls, waits for the thread to finish the batch it is recording and closes every connection
     /// (on shutdown, once the calls have drained). A call made after this fails with UNAVAILABLE.
-    pub(super) async fn close(&self) {
+    pub(in crate::store) async fn close(&self) {
         self.closing.notify_one();
-        super::join_thread(&self.thread).await;
+        crate::store::join_thread(&self.thread).await;
         self.readers
             .idle
             .lock()
@@ -145,7 +142,11 @@ impl GroupCommit {
     /// The caller is matched before the call is queued, and the gadget's lists are read after it committed, each
     /// on a read connection in this task, so the thread only writes. A matched customer deleted meanwhile is
     /// matched again on the thread.
-    pub(super) async fn open(&self, acting_agent: &str, input: &OpenContext) -> Result<Outcome> {
+    pub(in crate::store) async fn open(
+        &self,
+        acting_agent: &str,
+        input: &OpenContext,
+    ) -> Result<Outcome> {
         let caller = self.readers.read(|conn| identify(conn, input))?;
         let (reply, answer) = oneshot::channel();
         let job = Job {
@@ -290,7 +291,7 @@ async fn hand_batches(
 }
 
 /// The file a `sqlite:` URL names; None for an in-memory database (which a second connection cannot share).
-pub(super) fn database_file(url: &str) -> Option<PathBuf> {
+pub(in crate::store) fn database_file(url: &str) -> Option<PathBuf> {
     let rest = url
         .strip_prefix("sqlite://")
         .or_else(|| url.strip_prefix("sqlite:"))?;
@@ -309,7 +310,7 @@ fn open(path: &Path, synchronous: &str, forced_pages: u32) -> Result<Connection>
     conn.execute_batch(&format!(
         "PRAGMA foreign_keys = ON; PRAGMA synchronous = {synchronous}; PRAGMA temp_store = MEMORY; \
          PRAGMA secure_delete = ON; PRAGMA mmap_size = {}; PRAGMA wal_autocheckpoint = {};",
-        super::SQLITE_MMAP_BYTES,
+        crate::store::SQLITE_MMAP_BYTES,
         forced_pages
     ))
     .map_err(db_error)?;

@@ -1,7 +1,7 @@
 //! `OpenContext`: identify the caller, log the interaction's activity (joining or opening a request) and gather
 //! what the agent's gadget shows, idempotently on the router's interaction id.
 //!
-//! On SQLite (a database file) the writes run on the group-commit thread ([`super::group_commit`]), matching and
+//! On SQLite (a database file) the writes run on the group-commit thread ([`sqlite_batch`]), matching and
 //! the gadget's reads on read connections in the call's task: the calls waiting for the thread are recorded one
 //! after another in one write transaction, so a call sees every claim before it and one interaction id is
 //! recorded once.
@@ -15,18 +15,22 @@
 //! taking the lock.
 
 use sea_orm::{
-    ActiveValue::Set, ColumnTrait, ConnectionTrait, DbErr, EntityTrait, QueryFilter, QueryOrder,
-    QuerySelect, SqlErr, sea_query::OnConflict,
+    ActiveValue::Set, ColumnTrait, ConnectionTrait, EntityTrait, QueryFilter, QueryOrder,
+    QuerySelect, sea_query::OnConflict,
 };
 use serde::{Deserialize, Serialize};
 
+mod caller;
+mod pooled;
+mod sqlite_batch;
+
+use caller::Caller;
+use pooled::Recorded;
+pub(super) use sqlite_batch::{GroupCommit, database_file};
+
 use super::{
-    Store, activities,
-    caller::Caller,
-    change_log, customers, decode_json, encode_json,
+    Store, activities, customers, decode_json, encode_json,
     entity::{self, customers as customer_rows},
-    group_commit::Outcome,
-    recent::{self, View},
     requests,
 };
 use crate::{
@@ -37,10 +41,18 @@ use crate::{
         ids::new_id,
         mask,
         request::{Request, RequestData, RequestStatus},
-        time::{Micros, now_micros},
+        time::Micros,
     },
     error::{Error, Result},
 };
+
+/// What the SQLite writing thread did for one call.
+pub(super) enum Outcome {
+    /// This call recorded the interaction; what the gadget shows.
+    Opened(Box<ContextResult>),
+    /// The interaction id was recorded before (by an earlier call or one earlier in the same batch).
+    Replay(interactions::Model),
+}
 
 /// How many of the customer's newest activities the gadget gets.
 pub const RECENT_ACTIVITIES: u64 = 20;
@@ -131,16 +143,6 @@ pub struct ContextResult {
     pub prefill: Option<Prefill>,
 }
 
-/// The outcome of the write transaction.
-enum Recorded {
-    /// This call logged the activity, joining or opening the request.
-    Created(Box<(Activity, Option<Request>)>),
-    /// Another call with the same interaction id got there first.
-    Replay(interactions::Model),
-    /// The matched customer was deleted meanwhile: match again.
-    CustomerGone,
-}
-
 impl Store {
     /// Opens the context of an interaction as `acting_agent` (the router). A repeated interaction id returns the
     /// first call's records as they are now and creates nothing.
@@ -178,81 +180,6 @@ impl Store {
         Err(Error::Unavailable(
             "the matching customer kept changing; retry".to_owned(),
         ))
-    }
-
-    /// The write transaction of a first call: claims the interaction id, then opens the request (if the policy
-    /// asks and none is open), logs the activity and puts the customer on the routed agent's Recent list.
-    async fn record(
-        &self,
-        acting_agent: &str,
-        input: &OpenContext,
-        caller: &Caller,
-    ) -> Result<Recorded> {
-        let txn = self.begin_write().await?;
-        let customer_id = match caller {
-            Caller::Known(customer) => Some(customer.id.as_str()),
-            _ => None,
-        };
-        // The customer matched on the read pool may be deleted meanwhile: the foreign keys of the inserts below
-        // catch that (and on PostgreSQL keep it from happening until this commits), and the caller is matched again.
-        // A call that may open a request first locks the customer, so concurrent calls of one customer open one
-        // request between them: the next finds it open and joins it.
-        if let Some(id) = customer_id
-            && input.policy == RequestPolicy::AttachOrCreate
-            && !super::lock_row(&txn, "customers", id).await?
-        {
-            return Ok(Recorded::CustomerGone);
-        }
-        let attached = match customer_id {
-            Some(id) if input.policy != RequestPolicy::None => {
-                latest_open_request(&txn, id).await?
-            }
-            _ => None,
-        };
-        let now = now_micros();
-        let (created_request, request, activity) =
-            plan(acting_agent, input, customer_id, attached, now);
-        let claimed = claim(claim_row(input, caller, &activity)?)
-            .exec_without_returning(&txn)
-            .await?;
-        if claimed == 0 {
-            // Committed by the other call by now (SQLite: it held the write lock before us; PostgreSQL: the insert
-            // waited for it).
-            drop(txn);
-            let done = interactions::Entity::find_by_id(input.interaction_id.clone())
-                .one(&self.read)
-                .await?
-                .ok_or_else(|| Error::internal("interaction claimed but not found"))?;
-            return Ok(Recorded::Replay(done));
-        }
-        let inserted = async {
-            let mut changes = Vec::with_capacity(2);
-            if let Some(new) = &created_request {
-                changes.push(insert_request(&txn, acting_agent, new).await?);
-            }
-            changes.push(insert_activity(&txn, acting_agent, &activity).await?);
-            Ok(changes)
-        };
-        let changes = match inserted.await {
-            Err(Error::NotFound { .. }) => return Ok(Recorded::CustomerGone),
-            other => other?,
-        };
-        change_log::append_all(&txn, changes).await?;
-        let known = match caller {
-            Caller::Known(customer) => Some(customer.as_ref()),
-            _ => None,
-        };
-        self.queue_notification(&txn, &activity, known).await?;
-        if let Some(id) = customer_id {
-            let view = View {
-                agent: input.agent.clone(),
-                customer_id: id.to_owned(),
-                time: now,
-            };
-            recent::upsert(&txn, &[view]).await?;
-        }
-        self.commit(txn).await?;
-        Ok(Recorded::Created(Box::new((activity, request))))
     }
 
     /// The result of an earlier call, with its records as they are now (deleted ones left out).
@@ -457,19 +384,6 @@ async fn open_requests(
         .collect()
 }
 
-/// The request an interaction of this customer joins; on PostgreSQL locked until the transaction ends.
-async fn latest_open_request(
-    db: &impl ConnectionTrait,
-    customer_id: &str,
-) -> Result<Option<Request>> {
-    open_requests_newest_first(customer_id)
-        .lock_exclusive()
-        .one(db)
-        .await?
-        .map(requests::from_model)
-        .transpose()
-}
-
 /// The customer's newest [`RECENT_ACTIVITIES`] activities.
 pub(super) fn newest_activities_query(
     customer_id: &str,
@@ -489,27 +403,6 @@ async fn newest_activities(db: &impl ConnectionTrait, customer_id: &str) -> Resu
         .collect()
 }
 
-/// A broken foreign key on insert: the customer (or request) it names was deleted meanwhile.
-fn link_error(err: DbErr, resource: &'static str, id: &str) -> Error {
-    match err.sql_err() {
-        Some(SqlErr::ForeignKeyConstraintViolation(_)) => Error::not_found(resource, id),
-        _ => err.into(),
-    }
-}
-
-/// Inserts the request and returns its change-log entry.
-async fn insert_request(
-    db: &impl ConnectionTrait,
-    agent: &str,
-    request: &Request,
-) -> Result<NewChange> {
-    entity::requests::Entity::insert(requests::to_active(request)?)
-        .exec_without_returning(db)
-        .await
-        .map_err(|e| link_error(e, "customer", &request.customer_id))?;
-    Ok(request_created(agent, request))
-}
-
 /// The change-log entry of a request this interaction opened.
 pub(super) fn request_created(agent: &str, request: &Request) -> NewChange {
     NewChange {
@@ -523,20 +416,6 @@ pub(super) fn request_created(agent: &str, request: &Request) -> NewChange {
         internal: false,
         time: request.audit.create_time,
     }
-}
-
-/// Inserts the activity and returns its change-log entry.
-async fn insert_activity(
-    db: &impl ConnectionTrait,
-    agent: &str,
-    activity: &Activity,
-) -> Result<NewChange> {
-    let customer = activity.data.customer_id.as_deref().unwrap_or_default();
-    entity::activities::Entity::insert(activities::to_active(activity)?)
-        .exec_without_returning(db)
-        .await
-        .map_err(|e| link_error(e, "customer", customer))?;
-    Ok(activity_created(agent, activity))
 }
 
 /// The change-log entry of the interaction's activity.

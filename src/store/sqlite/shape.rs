@@ -16,17 +16,21 @@ use sea_orm::{ActiveModelTrait, ActiveValue, EntityTrait, Iterable, sea_query::V
 use crate::error::{Error, Result};
 
 /// The SQL text of one statement shape, rendered the first time it is run.
-pub(super) struct Shape(OnceLock<(u64, String)>);
+pub(in crate::store) struct Shape(OnceLock<(u64, String)>);
 
 impl Shape {
-    pub(super) const fn new() -> Shape {
+    pub(in crate::store) const fn new() -> Shape {
         Shape(OnceLock::new())
     }
 
     /// The text for a statement of this shape binding the columns in `columns` (a set of column positions; 0 for
     /// a select), rendered by `render` the first time. A statement binding other columns than the first one did
     /// is rendered afresh and not kept.
-    pub(super) fn sql(&self, columns: u64, render: impl FnOnce() -> String) -> Cow<'_, str> {
+    pub(in crate::store) fn sql(
+        &self,
+        columns: u64,
+        render: impl FnOnce() -> String,
+    ) -> Cow<'_, str> {
         match self.0.get() {
             Some((kept, sql)) if *kept == columns => Cow::Borrowed(sql),
             Some(_) => Cow::Owned(render()),
@@ -49,7 +53,7 @@ impl Shape {
 }
 
 /// Which columns `Insert::one(row)` binds: bit `i` for the entity's `i`-th column, when `row` sets it.
-pub(super) fn set_columns<A: ActiveModelTrait>(row: &A) -> Result<u64> {
+pub(in crate::store) fn set_columns<A: ActiveModelTrait>(row: &A) -> Result<u64> {
     let mut columns = 0;
     for (position, column) in <A::Entity as EntityTrait>::Column::iter().enumerate() {
         if !row.is_not_set(column) {
@@ -63,7 +67,7 @@ pub(super) fn set_columns<A: ActiveModelTrait>(row: &A) -> Result<u64> {
 }
 
 /// The values `Insert::one(row)` binds, in its order: the set columns, in the order the entity declares them.
-pub(super) fn insert_values<A: ActiveModelTrait>(mut row: A) -> Result<Vec<SqlValue>> {
+pub(in crate::store) fn insert_values<A: ActiveModelTrait>(mut row: A) -> Result<Vec<SqlValue>> {
     let mut values = Vec::new();
     for column in <A::Entity as EntityTrait>::Column::iter() {
         match row.take(column) {
@@ -77,7 +81,7 @@ pub(super) fn insert_values<A: ActiveModelTrait>(mut row: A) -> Result<Vec<SqlVa
 }
 
 /// A bound value as SQLite stores it.
-pub(super) fn into_sql_value(value: Value) -> Result<SqlValue> {
+pub(in crate::store) fn into_sql_value(value: Value) -> Result<SqlValue> {
     fn int(value: Option<impl Into<i64>>) -> SqlValue {
         value.map_or(SqlValue::Null, |v| SqlValue::Integer(v.into()))
     }

@@ -249,27 +249,6 @@ async fn move_notifications(
     Ok(())
 }
 
-/// Deletes the tombstones of customers merged into `id` (which is being deleted), and of customers merged into
-/// those, so no copy of their data outlives the customer they live on in.
-pub(super) async fn delete_tombstones_into(db: &impl ConnectionTrait, id: &str) -> Result<()> {
-    let mut frontier = vec![id.to_owned()];
-    while !frontier.is_empty() {
-        let sources: Vec<String> = customer_merges::Entity::find()
-            .select_only()
-            .column(customer_merges::Column::SourceId)
-            .filter(customer_merges::Column::TargetId.is_in(frontier.iter().map(String::as_str)))
-            .into_tuple()
-            .all(db)
-            .await?;
-        customer_merges::Entity::delete_many()
-            .filter(customer_merges::Column::TargetId.is_in(frontier.iter().map(String::as_str)))
-            .exec(db)
-            .await?;
-        frontier = sources;
-    }
-    Ok(())
-}
-
 /// Writes `updated` over the customer row still at `previous_version`, with its lookup keys.
 async fn save_customer(
     db: &impl ConnectionTrait,

@@ -4,7 +4,8 @@ use std::collections::HashMap;
 
 use sea_orm::{ColumnTrait, EntityTrait, QueryFilter, QuerySelect, sea_query::Expr};
 
-use super::{LookupKey, MAX_LOOKUP_RESULTS, Store, context::OpenContext, entity::customers};
+use super::OpenContext;
+use crate::store::{LookupKey, MAX_LOOKUP_RESULTS, Store, entity::customers};
 use crate::{
     domain::{
         contact::{ContactKind, match_key},
@@ -16,7 +17,7 @@ use crate::{
 
 /// Who called.
 #[derive(Clone, Debug, PartialEq, Eq)]
-pub(super) enum Caller {
+pub(in crate::store) enum Caller {
     Known(Box<Customer>),
     /// Several customers match equally well, most recently active first.
     Ambiguous(Vec<Customer>),
@@ -24,7 +25,7 @@ pub(super) enum Caller {
 }
 
 /// The caller's contact points as lookups: phone, email, then chat handle.
-pub(super) fn lookups(input: &OpenContext) -> Vec<(LookupKey, String)> {
+pub(in crate::store) fn lookups(input: &OpenContext) -> Vec<(LookupKey, String)> {
     let handle = input
         .handle
         .as_deref()
@@ -41,7 +42,9 @@ pub(super) fn lookups(input: &OpenContext) -> Vec<(LookupKey, String)> {
 
 /// The customers matching the most of the caller's contact points: customers matching more points win, so a
 /// phone shared by a household and an email of one of them name that one.
-pub(super) fn best_matches(found: impl IntoIterator<Item = Vec<Customer>>) -> Vec<Customer> {
+pub(in crate::store) fn best_matches(
+    found: impl IntoIterator<Item = Vec<Customer>>,
+) -> Vec<Customer> {
     let mut scores: HashMap<String, (Customer, usize)> = HashMap::new();
     for customer in found.into_iter().flatten() {
         scores.entry(customer.id.clone()).or_insert((customer, 0)).1 += 1;
@@ -55,7 +58,9 @@ pub(super) fn best_matches(found: impl IntoIterator<Item = Vec<Customer>>) -> Ve
 }
 
 /// The query giving each customer's latest activity time (`id`, `latest`), to order ambiguous matches.
-pub(super) fn latest_activity_query(customers: &[Customer]) -> sea_orm::Select<customers::Entity> {
+pub(in crate::store) fn latest_activity_query(
+    customers: &[Customer],
+) -> sea_orm::Select<customers::Entity> {
     let ids: Vec<&str> = customers.iter().map(|c| c.id.as_str()).collect();
     customers::Entity::find()
         .select_only()
@@ -72,7 +77,7 @@ pub(super) fn latest_activity_query(customers: &[Customer]) -> sea_orm::Select<c
 
 /// Sorts customers most recently active first (their latest activity in `latest`, else their last update) and
 /// keeps the first [`MAX_LOOKUP_RESULTS`].
-pub(super) fn ambiguous(
+pub(in crate::store) fn ambiguous(
     mut customers: Vec<Customer>,
     latest: &HashMap<String, Option<Micros>>,
 ) -> Caller {
@@ -90,7 +95,7 @@ pub(super) fn ambiguous(
 
 impl Store {
     /// Matches the caller's contact points (see [`best_matches`]).
-    pub(super) async fn identify(&self, input: &OpenContext) -> Result<Caller> {
+    pub(in crate::store) async fn identify(&self, input: &OpenContext) -> Result<Caller> {
         let lookup = |found: Option<(LookupKey, String)>| async move {
             match found {
                 Some((kind, key)) => self.lookup_customers(kind, &key).await,

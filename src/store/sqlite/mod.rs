@@ -1,0 +1,5 @@
+//! Machinery only SQLite needs: the thread that copies the write-ahead log into the database file, and statements
+//! rendered once from sea-orm and bound per call by the OpenContext batch writer.
+
+pub(super) mod checkpoint;
+pub(super) mod shape;
