@@ -2,13 +2,16 @@
 
 use tonic::{Request, Response, Status};
 
-use super::{ApiState, PageRequest, check_version_given, hidden, principal, required};
+use super::{
+    ApiState, PageRequest,
+    convert::{UpdateRequest, UpdateTarget},
+    hidden, principal, required,
+};
 use crate::{
     domain::{
         Violations,
-        activity::{self, ActivityData, MAX_CHANNEL, MAX_DIRECTION},
+        activity::{self, ActivityData},
         contact, ids,
-        mask::parse_update_mask,
         page::Cursor,
         reason, tags, text,
         time::{check_timestamp, now_micros},
@@ -34,17 +37,6 @@ struct ActivityInput {
     occur_time_missing: bool,
     /// `entered_by` was empty (create: the acting agent; update: keep).
     entered_by_missing: bool,
-}
-
-fn enum_value(violations: &mut Violations, field: &str, value: i32, max: i32, name: &str) -> i32 {
-    if !(0..=max).contains(&value) {
-        violations.push(
-            field,
-            reason::INVALID_ENUM_VALUE,
-            format!("{value} is not a {name}"),
-        );
-    }
-    value
 }
 
 /// Checks every caller-settable field of `a` (paths under `activity.`) and converts it.
@@ -89,18 +81,16 @@ fn activity_input(
     let data = ActivityData {
         customer_id: ids::check_optional_id(violations, "activity.customer_id", &a.customer_id),
         request_id: ids::check_optional_id(violations, "activity.request_id", &a.request_id),
-        channel: enum_value(
+        channel: super::enum_number::<pb::Channel>(
             violations,
             "activity.channel",
             a.channel,
-            MAX_CHANNEL,
             "Channel",
         ),
-        direction: enum_value(
+        direction: super::enum_number::<pb::Direction>(
             violations,
             "activity.direction",
             a.direction,
-            MAX_DIRECTION,
             "Direction",
         ),
         internal: a.internal,
@@ -206,17 +196,19 @@ impl ActivityService for ActivityApi {
         let message = request.into_inner();
         let a = required(message.activity, "activity")?;
         let mut violations = Violations::new();
-        let id = ids::check_id(&mut violations, "activity.id", &a.id);
-        check_version_given(&mut violations, "activity.version", a.version);
-        let policy = super::conflict_policy(&mut violations, message.conflict_policy);
-        let paths = message.update_mask.map(|m| m.paths).unwrap_or_default();
-        let mut fields = parse_update_mask(
+        let target = UpdateTarget::parse(
             &mut violations,
-            &paths,
-            activity::MUTABLE_FIELDS,
-            activity::OUTPUT_ONLY_FIELDS,
+            UpdateRequest {
+                record: "activity",
+                id: &a.id,
+                version: a.version,
+                mask: message.update_mask,
+                policy: message.conflict_policy,
+                mutable: activity::MUTABLE_FIELDS,
+                output_only: activity::OUTPUT_ONLY_FIELDS,
+            },
         );
-        let version = a.version;
+        let mut fields = target.fields;
         let mut field_violations = Violations::within("activity", &fields);
         let input = activity_input(&mut field_violations, a, self.state.region);
         violations.extend(field_violations);
@@ -233,9 +225,9 @@ impl ActivityService for ActivityApi {
             .store
             .update_activity(
                 &agent,
-                &id.unwrap_or_default(),
-                version,
-                policy,
+                &target.id,
+                target.version,
+                target.policy,
                 &fields,
                 input.data,
             )
@@ -248,14 +240,11 @@ impl ActivityService for ActivityApi {
         request: Request<pb::DeleteActivityRequest>,
     ) -> Result<Response<()>, Status> {
         let agent = principal(&request)?.agent;
-        let message = request.into_inner();
-        let mut violations = Violations::new();
-        let id = ids::check_id(&mut violations, "id", &message.id);
-        check_version_given(&mut violations, "version", message.version);
-        violations.into_result(()).map_err(Error::from)?;
+        let target =
+            super::convert::Deletion::try_from(request.into_inner()).map_err(Error::from)?;
         self.state
             .store
-            .delete_activity(&agent, &id.unwrap_or_default(), message.version)
+            .delete_activity(&agent, &target.id, target.version)
             .await?;
         Ok(Response::new(()))
     }

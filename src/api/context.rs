@@ -6,9 +6,7 @@ use super::{ApiState, principal};
 use crate::domain::principal::Role;
 use crate::{
     domain::{
-        Violations,
-        activity::{MAX_CHANNEL, MAX_DIRECTION},
-        contact, page, reason,
+        Violations, contact, page, reason,
         text::{self, MAX_TEXT_CHARS},
     },
     error::Error,
@@ -23,16 +21,6 @@ pub struct ContextApi {
 impl ContextApi {
     pub fn new(state: ApiState) -> Self {
         Self { state }
-    }
-}
-
-fn check_enum(violations: &mut Violations, field: &str, value: i32, max: i32, name: &str) {
-    if !(0..=max).contains(&value) {
-        violations.push(
-            field,
-            reason::INVALID_ENUM_VALUE,
-            format!("{value} is not a {name}"),
-        );
     }
 }
 
@@ -74,14 +62,8 @@ fn open_context_input(
     ] {
         text::check_text(violations, field, value);
     }
-    check_enum(violations, "channel", m.channel, MAX_CHANNEL, "Channel");
-    check_enum(
-        violations,
-        "direction",
-        m.direction,
-        MAX_DIRECTION,
-        "Direction",
-    );
+    super::enum_number::<pb::Channel>(violations, "channel", m.channel, "Channel");
+    super::enum_number::<pb::Direction>(violations, "direction", m.direction, "Direction");
     let policy = request_policy(violations, m.request_policy);
     let phone = match m.phone.trim() {
         "" => None,

@@ -2,15 +2,17 @@
 
 use tonic::{Request, Response, Status};
 
-use super::{ApiState, PageRequest, check_version_given, hidden, principal, required};
+use super::{
+    ApiState, PageRequest,
+    convert::{UpdateRequest, UpdateTarget},
+    hidden, principal, required,
+};
 use crate::{
     domain::{
         Violations, attributes,
         contact::{self, ContactPointInput},
         customer::{self, Customer, CustomerData},
-        fold, ids,
-        mask::parse_update_mask,
-        reason, tags, text,
+        fold, ids, reason, tags, text,
     },
     error::Error,
     pb::{self, customer_service_server::CustomerService},
@@ -160,17 +162,19 @@ impl CustomerService for CustomerApi {
         let message = request.into_inner();
         let customer = required(message.customer, "customer")?;
         let mut violations = Violations::new();
-        let id = ids::check_id(&mut violations, "customer.id", &customer.id);
-        check_version_given(&mut violations, "customer.version", customer.version);
-        let policy = super::conflict_policy(&mut violations, message.conflict_policy);
-        let paths = message.update_mask.map(|m| m.paths).unwrap_or_default();
-        let fields = parse_update_mask(
+        let target = UpdateTarget::parse(
             &mut violations,
-            &paths,
-            customer::MUTABLE_FIELDS,
-            customer::OUTPUT_ONLY_FIELDS,
+            UpdateRequest {
+                record: "customer",
+                id: &customer.id,
+                version: customer.version,
+                mask: message.update_mask,
+                policy: message.conflict_policy,
+                mutable: customer::MUTABLE_FIELDS,
+                output_only: customer::OUTPUT_ONLY_FIELDS,
+            },
         );
-        let version = customer.version;
+        let fields = target.fields;
         let mut field_violations = Violations::within("customer", &fields);
         let data = customer_data(&mut field_violations, customer, self.state.region);
         violations.extend(field_violations);
@@ -180,9 +184,9 @@ impl CustomerService for CustomerApi {
             .store
             .update_customer(
                 &agent,
-                &id.unwrap_or_default(),
-                version,
-                policy,
+                &target.id,
+                target.version,
+                target.policy,
                 &fields,
                 data,
             )
@@ -196,14 +200,11 @@ impl CustomerService for CustomerApi {
         request: Request<pb::DeleteCustomerRequest>,
     ) -> Result<Response<()>, Status> {
         let agent = principal(&request)?.agent;
-        let message = request.into_inner();
-        let mut violations = Violations::new();
-        let id = ids::check_id(&mut violations, "id", &message.id);
-        check_version_given(&mut violations, "version", message.version);
-        violations.into_result(()).map_err(Error::from)?;
+        let target =
+            super::convert::Deletion::try_from(request.into_inner()).map_err(Error::from)?;
         self.state
             .store
-            .delete_customer(&agent, &id.unwrap_or_default(), message.version)
+            .delete_customer(&agent, &target.id, target.version)
             .await?;
         Ok(Response::new(()))
     }

@@ -112,8 +112,26 @@ fn record_view(state: &ApiState, agent: &str, customer_id: &str) {
     }
 }
 
+/// A proto enum number from the caller, checked against the generated enum `E` (so the proto is the only list of
+/// values): a known number passes as it is, an unknown one is `INVALID_ENUM_VALUE` naming the enum.
+fn enum_number<E: TryFrom<i32>>(
+    violations: &mut Violations,
+    field: &str,
+    value: i32,
+    name: &str,
+) -> i32 {
+    if E::try_from(value).is_err() {
+        violations.push(
+            field,
+            reason::INVALID_ENUM_VALUE,
+            format!("{value} is not a {name}"),
+        );
+    }
+    value
+}
+
 /// What an update based on an older version asks for; an unknown value is `INVALID_ENUM_VALUE`.
-fn conflict_policy(violations: &mut Violations, value: i32) -> ConflictPolicy {
+pub(in crate::api) fn conflict_policy(violations: &mut Violations, value: i32) -> ConflictPolicy {
     match pb::ConflictPolicy::try_from(value) {
         Ok(pb::ConflictPolicy::Merge) => ConflictPolicy::Merge,
         Ok(pb::ConflictPolicy::Unspecified | pb::ConflictPolicy::Refuse) => ConflictPolicy::Refuse,
@@ -129,7 +147,7 @@ fn conflict_policy(violations: &mut Violations, value: i32) -> ConflictPolicy {
 }
 
 /// The version an update or delete is based on; 0 (not sent) or negative is `MISSING_VERSION`.
-fn check_version_given(violations: &mut Violations, field: &str, version: i64) {
+pub(in crate::api) fn check_version_given(violations: &mut Violations, field: &str, version: i64) {
     if version <= 0 {
         violations.push(
             field,
@@ -187,4 +205,46 @@ fn required<T>(value: Option<T>, field: &str) -> Result<T, Error> {
             format!("{field} is required"),
         )
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use prost_reflect::DescriptorPool;
+
+    use super::*;
+
+    /// Every number each enum of the proto declares is accepted, and the next one after the highest is not.
+    #[test]
+    fn enum_checks_follow_the_proto() {
+        let pool = DescriptorPool::decode(pb::FILE_DESCRIPTOR_SET).expect("descriptors");
+        let check = |name: &str, accepts: &dyn Fn(&mut Violations, i32) -> i32| {
+            let values: Vec<i32> = pool
+                .get_enum_by_name(&format!("customer_context.v1.{name}"))
+                .expect("the enum")
+                .values()
+                .map(|value| value.number())
+                .collect();
+            for number in &values {
+                let mut violations = Violations::new();
+                accepts(&mut violations, *number);
+                assert!(violations.is_empty(), "{name} {number}");
+            }
+            let next = values.iter().max().expect("values") + 1;
+            for bad in [next, -1] {
+                let mut violations = Violations::new();
+                accepts(&mut violations, bad);
+                assert_eq!(violations.len(), 1, "{name} {bad}");
+            }
+        };
+        check("Channel", &|v, n| {
+            enum_number::<pb::Channel>(v, "channel", n, "Channel")
+        });
+        check("Direction", &|v, n| {
+            enum_number::<pb::Direction>(v, "direction", n, "Direction")
+        });
+        check("ConflictPolicy", &|v, n| {
+            conflict_policy(v, n);
+            n
+        });
+    }
 }

@@ -2,11 +2,14 @@
 
 use tonic::{Request, Response, Status};
 
-use super::{ApiState, PageRequest, check_version_given, hidden, principal, required};
+use super::{
+    ApiState, PageRequest,
+    convert::{UpdateRequest, UpdateTarget},
+    hidden, principal, required,
+};
 use crate::{
     domain::{
         Violations, ids,
-        mask::parse_update_mask,
         page::Cursor,
         reason,
         request::{self, RequestData, RequestStatus},
@@ -116,17 +119,19 @@ impl RequestService for RequestApi {
         let message = request.into_inner();
         let r = required(message.request, "request")?;
         let mut violations = Violations::new();
-        let id = ids::check_id(&mut violations, "request.id", &r.id);
-        check_version_given(&mut violations, "request.version", r.version);
-        let policy = super::conflict_policy(&mut violations, message.conflict_policy);
-        let paths = message.update_mask.map(|m| m.paths).unwrap_or_default();
-        let mut fields = parse_update_mask(
+        let target = UpdateTarget::parse(
             &mut violations,
-            &paths,
-            request::MUTABLE_FIELDS,
-            request::IMMUTABLE_FIELDS,
+            UpdateRequest {
+                record: "request",
+                id: &r.id,
+                version: r.version,
+                mask: message.update_mask,
+                policy: message.conflict_policy,
+                mutable: request::MUTABLE_FIELDS,
+                output_only: request::IMMUTABLE_FIELDS,
+            },
         );
-        let version = r.version;
+        let mut fields = target.fields;
         let mut field_violations = Violations::within("request", &fields);
         let (data, status) = request_data(&mut field_violations, r);
         violations.extend(field_violations);
@@ -140,9 +145,9 @@ impl RequestService for RequestApi {
             .store
             .update_request(
                 &agent,
-                &id.unwrap_or_default(),
-                version,
-                policy,
+                &target.id,
+                target.version,
+                target.policy,
                 &fields,
                 data,
             )
@@ -155,14 +160,11 @@ impl RequestService for RequestApi {
         request: Request<pb::DeleteRequestRequest>,
     ) -> Result<Response<()>, Status> {
         let agent = principal(&request)?.agent;
-        let message = request.into_inner();
-        let mut violations = Violations::new();
-        let id = ids::check_id(&mut violations, "id", &message.id);
-        check_version_given(&mut violations, "version", message.version);
-        violations.into_result(()).map_err(Error::from)?;
+        let target =
+            super::convert::Deletion::try_from(request.into_inner()).map_err(Error::from)?;
         self.state
             .store
-            .delete_request(&agent, &id.unwrap_or_default(), message.version)
+            .delete_request(&agent, &target.id, target.version)
             .await?;
         Ok(Response::new(()))
     }

@@ -4,10 +4,6 @@ use serde::{Deserialize, Serialize};
 
 use super::{customer::Audit, time::Micros};
 
-/// Highest proto enum number of `Channel` and `Direction`.
-pub const MAX_CHANNEL: i32 = 8;
-pub const MAX_DIRECTION: i32 = 2;
-
 /// The fields of an activity a caller can set.
 #[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct ActivityData {

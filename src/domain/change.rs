@@ -79,6 +79,120 @@ pub struct NewChange {
     pub time: Micros,
 }
 
+/// A record the change log speaks of: what each of its rows says of it.
+pub trait Logged {
+    const RESOURCE: ResourceKind;
+    fn id(&self) -> &str;
+    fn version(&self) -> i64;
+    /// The customer a request or activity belongs to.
+    fn parent_id(&self) -> Option<String>;
+    /// An internal activity (never shown to the customer).
+    fn internal(&self) -> bool {
+        false
+    }
+    /// Every field as changed from nothing: what a creation records.
+    fn all_fields(&self) -> Vec<FieldChange>;
+}
+
+impl NewChange {
+    /// `record` was created by `agent` at `time`.
+    pub fn created<R: Logged>(agent: &str, record: &R, time: Micros) -> Self {
+        Self::about(
+            record,
+            ChangeKind::Created,
+            agent,
+            record.all_fields(),
+            time,
+        )
+    }
+
+    /// `record`, at its new version, was changed by `agent` at `time` in `fields`.
+    pub fn updated<R: Logged>(
+        agent: &str,
+        record: &R,
+        fields: Vec<FieldChange>,
+        time: Micros,
+    ) -> Self {
+        Self::about(record, ChangeKind::Updated, agent, fields, time)
+    }
+
+    /// `record`, at the version that was deleted, was deleted by `agent` at `time`.
+    pub fn deleted<R: Logged>(agent: &str, record: &R, time: Micros) -> Self {
+        Self::about(record, ChangeKind::Deleted, agent, Vec::new(), time)
+    }
+
+    fn about<R: Logged>(
+        record: &R,
+        kind: ChangeKind,
+        agent: &str,
+        fields: Vec<FieldChange>,
+        time: Micros,
+    ) -> Self {
+        NewChange {
+            resource: R::RESOURCE,
+            resource_id: record.id().to_owned(),
+            version: record.version(),
+            kind,
+            agent: agent.to_owned(),
+            fields,
+            parent_id: record.parent_id(),
+            internal: record.internal(),
+            time,
+        }
+    }
+}
+
+impl Logged for super::customer::Customer {
+    const RESOURCE: ResourceKind = ResourceKind::Customer;
+    fn id(&self) -> &str {
+        &self.id
+    }
+    fn version(&self) -> i64 {
+        self.version
+    }
+    fn parent_id(&self) -> Option<String> {
+        None
+    }
+    fn all_fields(&self) -> Vec<FieldChange> {
+        super::mask::all_fields(&self.data)
+    }
+}
+
+impl Logged for super::request::Request {
+    const RESOURCE: ResourceKind = ResourceKind::Request;
+    fn id(&self) -> &str {
+        &self.id
+    }
+    fn version(&self) -> i64 {
+        self.version
+    }
+    fn parent_id(&self) -> Option<String> {
+        Some(self.customer_id.clone())
+    }
+    fn all_fields(&self) -> Vec<FieldChange> {
+        super::mask::all_fields(&self.data)
+    }
+}
+
+impl Logged for super::activity::Activity {
+    const RESOURCE: ResourceKind = ResourceKind::Activity;
+    fn id(&self) -> &str {
+        &self.id
+    }
+    fn version(&self) -> i64 {
+        self.version
+    }
+    fn parent_id(&self) -> Option<String> {
+        self.data.customer_id.clone()
+    }
+    fn internal(&self) -> bool {
+        self.data.internal
+    }
+    fn all_fields(&self) -> Vec<FieldChange> {
+        super::mask::all_fields(&self.data)
+    }
+}
+
 /// A committed change, as read back from the log.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Change {

@@ -162,21 +162,7 @@ impl Store {
         activities::Entity::insert(to_active(&activity)?)
             .exec_without_returning(&txn)
             .await?;
-        change_log::append(
-            &txn,
-            NewChange {
-                resource: ResourceKind::Activity,
-                resource_id: activity.id.clone(),
-                version: 1,
-                kind: ChangeKind::Created,
-                agent: agent.to_owned(),
-                fields: mask::all_fields(&activity.data),
-                parent_id: activity.data.customer_id.clone(),
-                internal: activity.data.internal,
-                time: now,
-            },
-        )
-        .await?;
+        change_log::append(&txn, NewChange::created(agent, &activity, now)).await?;
         self.queue_notification(&txn, &activity, customer.as_ref())
             .await?;
         self.commit(txn).await?;
@@ -283,21 +269,7 @@ impl Store {
         activities::Entity::delete_by_id(id.to_owned())
             .exec(&txn)
             .await?;
-        change_log::append(
-            &txn,
-            NewChange {
-                resource: ResourceKind::Activity,
-                resource_id: id.to_owned(),
-                version: current.version,
-                kind: ChangeKind::Deleted,
-                agent: agent.to_owned(),
-                fields: Vec::new(),
-                parent_id: current.data.customer_id,
-                internal: current.data.internal,
-                time: now_micros(),
-            },
-        )
-        .await?;
+        change_log::append(&txn, NewChange::deleted(agent, &current, now_micros())).await?;
         self.cancel_notification(&txn, id).await?;
         self.commit(txn).await
     }

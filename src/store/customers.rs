@@ -301,21 +301,7 @@ impl Store {
             .exec_without_returning(&txn)
             .await?;
         write_contact_keys(&txn, &customer.id, &customer.data.contact_points).await?;
-        change_log::append(
-            &txn,
-            NewChange {
-                resource: ResourceKind::Customer,
-                resource_id: customer.id.clone(),
-                version: 1,
-                kind: ChangeKind::Created,
-                agent: agent.to_owned(),
-                fields: mask::all_fields(&customer.data),
-                parent_id: None,
-                internal: false,
-                time: now,
-            },
-        )
-        .await?;
+        change_log::append(&txn, NewChange::created(agent, &customer, now)).await?;
         self.commit(txn).await?;
         Ok(customer)
     }
@@ -377,21 +363,7 @@ impl Store {
         if updated.data.contact_points != current.data.contact_points {
             write_contact_keys(&txn, id, &updated.data.contact_points).await?;
         }
-        change_log::append(
-            &txn,
-            NewChange {
-                resource: ResourceKind::Customer,
-                resource_id: updated.id.clone(),
-                version: updated.version,
-                kind: ChangeKind::Updated,
-                agent: agent.to_owned(),
-                fields: changes,
-                parent_id: None,
-                internal: false,
-                time: now,
-            },
-        )
-        .await?;
+        change_log::append(&txn, NewChange::updated(agent, &updated, changes, now)).await?;
         self.commit(txn).await?;
         Ok(updated)
     }

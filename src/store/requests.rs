@@ -138,21 +138,7 @@ impl Store {
         requests::Entity::insert(to_active(&request)?)
             .exec_without_returning(&txn)
             .await?;
-        change_log::append(
-            &txn,
-            NewChange {
-                resource: ResourceKind::Request,
-                resource_id: request.id.clone(),
-                version: 1,
-                kind: ChangeKind::Created,
-                agent: agent.to_owned(),
-                fields: mask::all_fields(&request.data),
-                parent_id: Some(request.customer_id.clone()),
-                internal: false,
-                time: now,
-            },
-        )
-        .await?;
+        change_log::append(&txn, NewChange::created(agent, &request, now)).await?;
         self.commit(txn).await?;
         Ok(request)
     }
@@ -220,21 +206,7 @@ impl Store {
                 .exec(&txn)
                 .await?;
         }
-        change_log::append(
-            &txn,
-            NewChange {
-                resource: ResourceKind::Request,
-                resource_id: updated.id.clone(),
-                version: updated.version,
-                kind: ChangeKind::Updated,
-                agent: agent.to_owned(),
-                fields: changes,
-                parent_id: Some(updated.customer_id.clone()),
-                internal: false,
-                time: now,
-            },
-        )
-        .await?;
+        change_log::append(&txn, NewChange::updated(agent, &updated, changes, now)).await?;
         self.commit(txn).await?;
         Ok(updated)
     }
@@ -307,21 +279,7 @@ impl Store {
         requests::Entity::delete_by_id(id.to_owned())
             .exec(&txn)
             .await?;
-        change_log::append(
-            &txn,
-            NewChange {
-                resource: ResourceKind::Request,
-                resource_id: id.to_owned(),
-                version: current.version,
-                kind: ChangeKind::Deleted,
-                agent: agent.to_owned(),
-                fields: Vec::new(),
-                parent_id: Some(current.customer_id),
-                internal: false,
-                time: now,
-            },
-        )
-        .await?;
+        change_log::append(&txn, NewChange::deleted(agent, &current, now)).await?;
         self.commit(txn).await
     }
 
@@ -381,21 +339,16 @@ impl Store {
         .await?;
         change_log::append(
             &txn,
-            NewChange {
-                resource: ResourceKind::Request,
-                resource_id: request.id.clone(),
-                version: request.version,
-                kind: ChangeKind::Updated,
-                agent: agent.to_owned(),
-                fields: vec![FieldChange {
+            NewChange::updated(
+                agent,
+                &request,
+                vec![FieldChange {
                     field: "comments".to_owned(),
                     old: serde_json::Value::Null,
                     new: serde_json::json!({ "id": comment.id, "text": comment.text }),
                 }],
-                parent_id: Some(request.customer_id),
-                internal: false,
-                time: comment.create_time,
-            },
+                comment.create_time,
+            ),
         )
         .await?;
         self.commit(txn).await?;

@@ -36,10 +36,9 @@ use super::{
 use crate::{
     domain::{
         activity::{Activity, ActivityData},
-        change::{ChangeKind, NewChange, ResourceKind},
+        change::NewChange,
         customer::{Audit, Customer},
         ids::new_id,
-        mask,
         request::{Request, RequestData, RequestStatus},
         time::Micros,
     },
@@ -405,32 +404,12 @@ async fn newest_activities(db: &impl ConnectionTrait, customer_id: &str) -> Resu
 
 /// The change-log entry of a request this interaction opened.
 pub(super) fn request_created(agent: &str, request: &Request) -> NewChange {
-    NewChange {
-        resource: ResourceKind::Request,
-        resource_id: request.id.clone(),
-        version: 1,
-        kind: ChangeKind::Created,
-        agent: agent.to_owned(),
-        fields: mask::all_fields(&request.data),
-        parent_id: Some(request.customer_id.clone()),
-        internal: false,
-        time: request.audit.create_time,
-    }
+    NewChange::created(agent, request, request.audit.create_time)
 }
 
 /// The change-log entry of the interaction's activity.
 pub(super) fn activity_created(agent: &str, activity: &Activity) -> NewChange {
-    NewChange {
-        resource: ResourceKind::Activity,
-        resource_id: activity.id.clone(),
-        version: 1,
-        kind: ChangeKind::Created,
-        agent: agent.to_owned(),
-        fields: mask::all_fields(&activity.data),
-        parent_id: activity.data.customer_id.clone(),
-        internal: activity.data.internal,
-        time: activity.audit.create_time,
-    }
+    NewChange::created(agent, activity, activity.audit.create_time)
 }
 
 #[cfg(test)]
