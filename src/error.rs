@@ -310,16 +310,12 @@ fn clipped(text: &str, max: usize) -> String {
 /// distinct reason and the listed fields, and a message listing them; the first [`LISTINGS`] entry whose reply
 /// fits in [`MAX_STATUS_BYTES`] (the last one lists a single violation, which always fits).
 fn invalid_argument(violations: &Violations) -> Status {
-    let mut status = None;
-    for listing in LISTINGS {
-        let built = invalid_argument_listing(violations, listing);
-        let fits = status_bytes(&built) <= MAX_STATUS_BYTES;
-        status = Some(built);
-        if fits {
-            break;
-        }
-    }
-    status.unwrap_or_else(|| Status::invalid_argument("invalid argument"))
+    let [larger @ .., last] = &LISTINGS;
+    larger
+        .iter()
+        .map(|listing| invalid_argument_listing(violations, *listing))
+        .find(|status| status_bytes(status) <= MAX_STATUS_BYTES)
+        .unwrap_or_else(|| invalid_argument_listing(violations, *last))
 }
 
 /// Bytes `status` takes in HTTP/2 header accounting; an unencodable status counts as too big.

@@ -133,7 +133,7 @@ where
             if deadline.is_some_and(|deadline| deadline <= Instant::now()) {
                 return Ok(refusal(Error::DeadlineExceeded));
             }
-            let _permit = match guard.call_permit(streaming) {
+            let _permit = match guard.call_permit() {
                 Ok(permit) => permit,
                 Err(error) => return Ok(refusal(error)),
             };
@@ -192,8 +192,8 @@ where
 }
 
 impl Guard {
-    /// A permit of `--max-concurrent-calls`; streams take one only while they start.
-    fn call_permit(&self, _streaming: bool) -> Result<Option<OwnedSemaphorePermit>, Error> {
+    /// A permit of `--max-concurrent-calls`, held until the call answers (a stream's answer is its start).
+    fn call_permit(&self) -> Result<Option<OwnedSemaphorePermit>, Error> {
         match &self.calls {
             Some(calls) => match calls.clone().try_acquire_owned() {
                 Ok(permit) => Ok(Some(permit)),

@@ -28,16 +28,12 @@ impl Described for () {
     const FULL_NAME: Option<&'static str> = None;
 }
 
-static DESCRIPTORS: LazyLock<HashMap<&'static str, MessageDescriptor>> = LazyLock::new(|| {
+static DESCRIPTORS: LazyLock<HashMap<String, MessageDescriptor>> = LazyLock::new(|| {
     let Ok(pool) = DescriptorPool::decode(crate::pb::FILE_DESCRIPTOR_SET) else {
         return HashMap::new();
     };
     pool.all_messages()
-        .map(|message| {
-            // Leaked once: the pool lives as long as the process.
-            let name: &'static str = Box::leak(message.full_name().to_owned().into_boxed_str());
-            (name, message)
-        })
+        .map(|message| (message.full_name().to_owned(), message))
         .collect()
 });
 

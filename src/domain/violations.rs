@@ -153,11 +153,6 @@ impl Violations {
         self.uncollected += other.uncollected;
     }
 
-    /// Keeps only the collected violations for which `keep` is true.
-    pub fn retain(&mut self, keep: impl FnMut(&Violation) -> bool) {
-        self.collected.retain(keep);
-    }
-
     pub fn is_empty(&self) -> bool {
         self.len() == 0
     }
