@@ -529,3 +529,123 @@ async fn an_error_quoting_a_thousand_bad_paths_fits_a_default_client(backend: Ba
         status.message()
     );
 }
+
+/// A portal whose customer was merged away finds nothing and is told nothing of where it went: not through a
+/// search, a lookup or a read, not even after the survivor is merged on into a third customer.
+#[apply(backends)]
+#[tokio::test]
+async fn a_portal_of_a_merged_customer_learns_no_other_customer(backend: Backend) {
+    let Some(app) = TestApp::spawn_with_keys(backend, |_| {}).await else {
+        return;
+    };
+    let mut carla = customer("Carla", "Diaz");
+    carla.contact_points = vec![phone("(415) 555-0100")];
+    let carla = app.create_customer(carla).await;
+    let survivor = app.create_customer(customer("Carla", "Díaz")).await;
+    let third = app.create_customer(customer("C.", "Diaz")).await;
+    let portal = app
+        .mint_key("portal-carla", "portal", Some(&carla.id))
+        .await;
+    let merge = |target: &pb::Customer, source: &pb::Customer| {
+        let mut client = app.customers();
+        let request = app.setup(pb::MergeCustomersRequest {
+            target_id: target.id.clone(),
+            target_version: target.version,
+            source_ids: vec![source.id.clone()],
+        });
+        async move { client.merge_customers(request).await }
+    };
+    let survivor = merge(&survivor, &carla).await.expect("merged").into_inner();
+    merge(&third, &survivor).await.expect("merged on");
+
+    let mut customers = CustomerServiceClient::new(app.channel());
+    let read = customers
+        .get_customer(keyed(
+            &portal,
+            pb::GetCustomerRequest {
+                id: carla.id.clone(),
+            },
+        ))
+        .await
+        .expect_err("gone");
+    assert_error(&read, Code::NotFound, "NOT_FOUND");
+    let metadata = error_info(&read).metadata;
+    assert!(
+        !metadata
+            .values()
+            .any(|v| v == &survivor.id || v == &third.id),
+        "{metadata:?}"
+    );
+    let found = customers
+        .search_customers(keyed(
+            &portal,
+            pb::SearchCustomersRequest {
+                query: "carla".into(),
+                ..Default::default()
+            },
+        ))
+        .await
+        .expect("a search finds nothing")
+        .into_inner();
+    assert!(found.customers.is_empty());
+    let looked_up = customers
+        .lookup_customers(keyed(
+            &portal,
+            pb::LookupCustomersRequest {
+                key: Some(pb::lookup_customers_request::Key::Phone(
+                    "+14155550100".into(),
+                )),
+            },
+        ))
+        .await
+        .expect("a lookup finds nothing")
+        .into_inner();
+    assert!(looked_up.customers.is_empty());
+}
+
+/// `entered_by` names who handled an interaction: admin and router keys may name another agent, an agent key
+/// always enters as itself (on create the key's name, on update the value stays).
+#[apply(backends)]
+#[tokio::test]
+async fn only_admins_and_routers_enter_activities_for_others(backend: Backend) {
+    let Some(app) = TestApp::spawn_with_keys(backend, |_| {}).await else {
+        return;
+    };
+    let c = app.create_customer(customer("Carla", "Diaz")).await;
+    let router = app.mint_key("router-1", "router", None).await;
+    let ana = app.mint_key("ana", "agent", None).await;
+    let create = |key: &str, entered_by: &str| {
+        let mut a = activity(&c.id, "call");
+        a.entered_by = entered_by.into();
+        let mut client = customer_context::pb::activity_service_client::ActivityServiceClient::new(
+            app.channel(),
+        );
+        let request = keyed(key, pb::CreateActivityRequest { activity: Some(a) });
+        async move { client.create_activity(request).await }
+    };
+    let by_router = create(&router, "ben").await.expect("created").into_inner();
+    assert_eq!(by_router.entered_by, "ben");
+    let by_ana = create(&ana, "ben").await.expect("created").into_inner();
+    assert_eq!(by_ana.entered_by, "ana");
+
+    let mut change = by_router.clone();
+    change.entered_by = "cy".into();
+    change.notes = "noted".into();
+    let updated =
+        customer_context::pb::activity_service_client::ActivityServiceClient::new(app.channel())
+            .update_activity(keyed(
+                &ana,
+                pb::UpdateActivityRequest {
+                    activity: Some(change),
+                    update_mask: mask(&["entered_by", "notes"]),
+                    ..Default::default()
+                },
+            ))
+            .await
+            .expect("updated")
+            .into_inner();
+    assert_eq!(
+        (updated.entered_by.as_str(), updated.notes.as_str()),
+        ("ben", "noted")
+    );
+}
