@@ -313,35 +313,7 @@ impl Store {
         source_ids: &[String],
     ) -> Result<Customer> {
         let txn = self.begin_write().await?;
-        // Lock in id order, so two merges of overlapping customers cannot deadlock. Sources are locked
-        // exclusively: they are deleted, and records being linked to them must wait and then see the merge.
-        let mut order: Vec<&str> = std::iter::once(target_id)
-            .chain(source_ids.iter().map(String::as_str))
-            .collect();
-        order.sort_unstable();
-        let mut locked = Vec::with_capacity(order.len());
-        for id in order {
-            let customer = if id == target_id {
-                customers::find_for_update(&txn, id).await?
-            } else {
-                customers::find_exclusive(&txn, id).await?
-            };
-            locked.push(customer);
-        }
-        let take =
-            |id: &str| {
-                locked.iter().find(|c| c.id == id).cloned().ok_or_else(|| {
-                    Error::internal(format!("customer {id} was locked but not read"))
-                })
-            };
-        let target = take(target_id)?;
-        let sources: Vec<Customer> = source_ids
-            .iter()
-            .map(|id| take(id))
-            .collect::<Result<_>>()?;
-        for customer in std::iter::once(&target).chain(&sources) {
-            refuse_if_locked(customer, "be merged")?;
-        }
+        let (target, sources) = lock_for_merge(&txn, target_id, source_ids).await?;
         check_version(
             "customer",
             &target.id,
@@ -360,124 +332,10 @@ impl Store {
 
         let now = now_micros();
         for (source, taken) in sources.iter().zip(taken) {
-            let from = Condition::all();
-            let requests = request_rows(
-                &txn,
-                from.clone()
-                    .add(requests::Column::CustomerId.eq(&source.id)),
-            )
-            .await?;
-            let activities: Vec<Row> = activity_rows(
-                &txn,
-                from.add(activities::Column::CustomerId.eq(&source.id)),
-            )
-            .await?
-            .into_iter()
-            .map(|(row, _)| row)
-            .collect();
-            reassign(
-                &txn,
-                agent,
-                ResourceKind::Request,
-                &requests,
-                &source.id,
-                target_id,
-                now,
-            )
-            .await?;
-            reassign(
-                &txn,
-                agent,
-                ResourceKind::Activity,
-                &activities,
-                &source.id,
-                target_id,
-                now,
-            )
-            .await?;
-            move_notifications(&txn, &source.id, target_id, None).await?;
-            // The agents' Recent lists show the target where they showed the source.
-            let views: Vec<View> = recent_views::Entity::find()
-                .filter(recent_views::Column::CustomerId.eq(&source.id))
-                .all(&txn)
-                .await?
-                .into_iter()
-                .map(|v| View {
-                    agent: v.agent,
-                    customer_id: target_id.to_owned(),
-                    time: v.view_time,
-                })
-                .collect();
-            for chunk in views.chunks(CHUNK) {
-                recent::upsert(&txn, chunk).await?;
-            }
-            recent_views::Entity::delete_many()
-                .filter(recent_views::Column::CustomerId.eq(&source.id))
-                .exec(&txn)
-                .await?;
-            // A retried OpenContext that found the source answers with the target.
-            txn.execute(
-                &Query::update()
-                    .table(Alias::new("interactions"))
-                    .value(Alias::new("customer_id"), target_id)
-                    .and_where(Expr::col(Alias::new("customer_id")).eq(source.id.as_str()))
-                    .to_owned(),
-            )
-            .await?;
-            contact_keys::Entity::delete_many()
-                .filter(contact_keys::Column::CustomerId.eq(&source.id))
-                .exec(&txn)
-                .await?;
-            customer_rows::Entity::delete_by_id(source.id.clone())
-                .exec(&txn)
-                .await?;
-            let moved = Moved {
-                requests: requests.into_iter().map(|(id, _, _)| id).collect(),
-                activities: activities.into_iter().map(|(id, _, _)| id).collect(),
-                customer_number: taken.customer_number(),
-                taken,
-            };
-            customer_merges::Entity::insert(customer_merges::ActiveModel {
-                source_id: Set(source.id.clone()),
-                target_id: Set(target_id.to_owned()),
-                merge_time: Set(now),
-                merged_by: Set(agent.to_owned()),
-                source: Set(encode_json(&StoredCustomer::from(source))?),
-                moved: Set(encode_json(&moved)?),
-            })
-            .exec_without_returning(&txn)
-            .await?;
-            let tombstone = Customer {
-                version: source.version + 1,
-                ..source.clone()
-            };
-            change_log::append(
-                &txn,
-                customer_change(
-                    &tombstone,
-                    ChangeKind::Merged,
-                    Vec::new(),
-                    Some(target_id),
-                    agent,
-                    now,
-                ),
-            )
-            .await?;
+            retire_source(&txn, agent, source, taken, target_id, now).await?;
         }
 
-        let changes = mask::diff(&target.data, &data);
-        let merged = if changes.is_empty() {
-            target
-        } else {
-            let updated = next_version(&target, data, agent, now);
-            save_customer(&txn, &updated, &target).await?;
-            change_log::append(
-                &txn,
-                customer_change(&updated, ChangeKind::Updated, changes, None, agent, now),
-            )
-            .await?;
-            updated
-        };
+        let merged = save_merged_target(&txn, target, data, agent, now).await?;
         self.commit(txn).await?;
         tracing::info!(
             target_id,
@@ -698,4 +556,181 @@ impl Store {
         self.commit(txn).await?;
         Ok(updated)
     }
+}
+
+/// Step one of a merge: locks the target and the sources in id order, so two merges of overlapping customers
+/// cannot deadlock (sources exclusively: they are deleted, and records being linked to them must wait and then
+/// see the merge), and refuses if any of them is locked.
+async fn lock_for_merge(
+    txn: &impl ConnectionTrait,
+    target_id: &str,
+    source_ids: &[String],
+) -> Result<(Customer, Vec<Customer>)> {
+    let mut order: Vec<&str> = std::iter::once(target_id)
+        .chain(source_ids.iter().map(String::as_str))
+        .collect();
+    order.sort_unstable();
+    let mut locked = Vec::with_capacity(order.len());
+    for id in order {
+        let customer = if id == target_id {
+            customers::find_for_update(txn, id).await?
+        } else {
+            customers::find_exclusive(txn, id).await?
+        };
+        locked.push(customer);
+    }
+    let take = |id: &str| {
+        locked
+            .iter()
+            .find(|c| c.id == id)
+            .cloned()
+            .ok_or_else(|| Error::internal(format!("customer {id} was locked but not read")))
+    };
+    let target = take(target_id)?;
+    let sources: Vec<Customer> = source_ids
+        .iter()
+        .map(|id| take(id))
+        .collect::<Result<_>>()?;
+    for customer in std::iter::once(&target).chain(&sources) {
+        refuse_if_locked(customer, "be merged")?;
+    }
+    Ok((target, sources))
+}
+
+/// Step two, per source: its requests, activities, notifications, Recent entries and interactions move to the
+/// target, its row and lookup keys go, its tombstone keeps what it was and what moved, and the log says MERGED.
+async fn retire_source(
+    txn: &impl ConnectionTrait,
+    agent: &str,
+    source: &Customer,
+    taken: Taken,
+    target_id: &str,
+    now: Micros,
+) -> Result<()> {
+    let from = Condition::all();
+    let requests = request_rows(
+        txn,
+        from.clone()
+            .add(requests::Column::CustomerId.eq(&source.id)),
+    )
+    .await?;
+    let activities: Vec<Row> =
+        activity_rows(txn, from.add(activities::Column::CustomerId.eq(&source.id)))
+            .await?
+            .into_iter()
+            .map(|(row, _)| row)
+            .collect();
+    reassign(
+        txn,
+        agent,
+        ResourceKind::Request,
+        &requests,
+        &source.id,
+        target_id,
+        now,
+    )
+    .await?;
+    reassign(
+        txn,
+        agent,
+        ResourceKind::Activity,
+        &activities,
+        &source.id,
+        target_id,
+        now,
+    )
+    .await?;
+    move_notifications(txn, &source.id, target_id, None).await?;
+    // The agents' Recent lists show the target where they showed the source.
+    let views: Vec<View> = recent_views::Entity::find()
+        .filter(recent_views::Column::CustomerId.eq(&source.id))
+        .all(txn)
+        .await?
+        .into_iter()
+        .map(|v| View {
+            agent: v.agent,
+            customer_id: target_id.to_owned(),
+            time: v.view_time,
+        })
+        .collect();
+    for chunk in views.chunks(CHUNK) {
+        recent::upsert(txn, chunk).await?;
+    }
+    recent_views::Entity::delete_many()
+        .filter(recent_views::Column::CustomerId.eq(&source.id))
+        .exec(txn)
+        .await?;
+    // A retried OpenContext that found the source answers with the target.
+    txn.execute(
+        &Query::update()
+            .table(Alias::new("interactions"))
+            .value(Alias::new("customer_id"), target_id)
+            .and_where(Expr::col(Alias::new("customer_id")).eq(source.id.as_str()))
+            .to_owned(),
+    )
+    .await?;
+    contact_keys::Entity::delete_many()
+        .filter(contact_keys::Column::CustomerId.eq(&source.id))
+        .exec(txn)
+        .await?;
+    customer_rows::Entity::delete_by_id(source.id.clone())
+        .exec(txn)
+        .await?;
+    let moved = Moved {
+        requests: requests.into_iter().map(|(id, _, _)| id).collect(),
+        activities: activities.into_iter().map(|(id, _, _)| id).collect(),
+        customer_number: taken.customer_number(),
+        taken,
+    };
+    customer_merges::Entity::insert(customer_merges::ActiveModel {
+        source_id: Set(source.id.clone()),
+        target_id: Set(target_id.to_owned()),
+        merge_time: Set(now),
+        merged_by: Set(agent.to_owned()),
+        source: Set(encode_json(&StoredCustomer::from(source))?),
+        moved: Set(encode_json(&moved)?),
+    })
+    .exec_without_returning(txn)
+    .await?;
+    let tombstone = Customer {
+        version: source.version + 1,
+        ..source.clone()
+    };
+    change_log::append(
+        txn,
+        customer_change(
+            &tombstone,
+            ChangeKind::Merged,
+            Vec::new(),
+            Some(target_id),
+            agent,
+            now,
+        ),
+    )
+    .await?;
+    Ok(())
+}
+
+/// Step three: the target with what the sources brought, saved at the next version if it changed.
+async fn save_merged_target(
+    txn: &impl ConnectionTrait,
+    target: Customer,
+    data: CustomerData,
+    agent: &str,
+    now: Micros,
+) -> Result<Customer> {
+    let changes = mask::diff(&target.data, &data);
+    let merged = if changes.is_empty() {
+        target
+    } else {
+        let updated = next_version(&target, data, agent, now);
+        save_customer(txn, &updated, &target).await?;
+        change_log::append(
+            txn,
+            customer_change(&updated, ChangeKind::Updated, changes, None, agent, now),
+        )
+        .await?;
+        updated
+    };
+    Ok(merged)
 }
