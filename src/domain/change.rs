@@ -82,8 +82,13 @@ pub struct NewChange {
 /// A record the change log speaks of: what each of its rows says of it.
 pub trait Logged {
     const RESOURCE: ResourceKind;
+    /// The fields a caller sets, as stored and as the log records them.
+    type Data: serde::Serialize + serde::de::DeserializeOwned;
     fn id(&self) -> &str;
     fn version(&self) -> i64;
+    fn data(&self) -> &Self::Data;
+    /// Who changed it last.
+    fn updated_by(&self) -> &str;
     /// The customer a request or activity belongs to.
     fn parent_id(&self) -> Option<String>;
     /// An internal activity (never shown to the customer).
@@ -143,12 +148,19 @@ impl NewChange {
 }
 
 impl Logged for super::customer::Customer {
+    type Data = super::customer::CustomerData;
     const RESOURCE: ResourceKind = ResourceKind::Customer;
     fn id(&self) -> &str {
         &self.id
     }
     fn version(&self) -> i64 {
         self.version
+    }
+    fn data(&self) -> &Self::Data {
+        &self.data
+    }
+    fn updated_by(&self) -> &str {
+        &self.audit.updated_by
     }
     fn parent_id(&self) -> Option<String> {
         None
@@ -159,12 +171,19 @@ impl Logged for super::customer::Customer {
 }
 
 impl Logged for super::request::Request {
+    type Data = super::request::RequestData;
     const RESOURCE: ResourceKind = ResourceKind::Request;
     fn id(&self) -> &str {
         &self.id
     }
     fn version(&self) -> i64 {
         self.version
+    }
+    fn data(&self) -> &Self::Data {
+        &self.data
+    }
+    fn updated_by(&self) -> &str {
+        &self.audit.updated_by
     }
     fn parent_id(&self) -> Option<String> {
         Some(self.customer_id.clone())
@@ -175,12 +194,19 @@ impl Logged for super::request::Request {
 }
 
 impl Logged for super::activity::Activity {
+    type Data = super::activity::ActivityData;
     const RESOURCE: ResourceKind = ResourceKind::Activity;
     fn id(&self) -> &str {
         &self.id
     }
     fn version(&self) -> i64 {
         self.version
+    }
+    fn data(&self) -> &Self::Data {
+        &self.data
+    }
+    fn updated_by(&self) -> &str {
+        &self.audit.updated_by
     }
     fn parent_id(&self) -> Option<String> {
         self.data.customer_id.clone()

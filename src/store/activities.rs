@@ -184,16 +184,7 @@ impl Store {
     ) -> Result<Activity> {
         let txn = self.begin_write().await?;
         let current = find_for_update(&txn, id).await?;
-        let new = rebase(
-            &txn,
-            (ResourceKind::Activity, RESOURCE, &current.id),
-            (expected_version, current.version, &current.audit.updated_by),
-            policy,
-            fields,
-            &current.data,
-            new,
-        )
-        .await?;
+        let new = rebase(&txn, &current, expected_version, policy, fields, new).await?;
         let mut data = mask::apply(&current.data, &new, fields).map_err(Error::internal)?;
         let mut linked = None;
         if data.request_id != current.data.request_id

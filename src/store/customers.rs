@@ -324,16 +324,7 @@ impl Store {
         let txn = self.begin_write().await?;
         let current = find_for_update(&txn, id).await?;
         refuse_if_locked(&current, "be edited")?;
-        let new = rebase(
-            &txn,
-            (ResourceKind::Customer, RESOURCE, &current.id),
-            (expected_version, current.version, &current.audit.updated_by),
-            policy,
-            fields,
-            &current.data,
-            new,
-        )
-        .await?;
+        let new = rebase(&txn, &current, expected_version, policy, fields, new).await?;
         let data = mask::apply(&current.data, &new, fields).map_err(Error::internal)?;
         let changes: Vec<FieldChange> = mask::diff(&current.data, &data);
         if changes.is_empty() {

@@ -14,7 +14,7 @@ use tokio::sync::Notify;
 use crate::{
     config::{DatabaseSettings, SqliteSynchronous},
     domain::{
-        change::ResourceKind,
+        change::Logged,
         field_merge::{self, ConflictPolicy},
     },
     error::{Error, Result},
@@ -376,16 +376,21 @@ pub(crate) fn check_version(
 /// [`crate::domain::field_merge`]): `EDIT_CONFLICT` where someone else changed them, `INVALID_ARGUMENT` where the
 /// merged value breaks a limit, and, when the log no longer holds what the record was at `expected`, the
 /// refusal of a stale version.
-#[allow(clippy::too_many_arguments)]
-pub(crate) async fn rebase<T: Serialize + DeserializeOwned>(
+pub(crate) async fn rebase<R: Logged>(
     db: &impl ConnectionTrait,
-    (kind, resource, id): (ResourceKind, &'static str, &str),
-    (expected, current_version, updated_by): (i64, i64, &str),
+    current: &R,
+    expected: i64,
     policy: ConflictPolicy,
     fields: &[&str],
-    current: &T,
-    new: T,
-) -> Result<T> {
+    new: R::Data,
+) -> Result<R::Data> {
+    let (kind, id, current_version, updated_by) = (
+        R::RESOURCE,
+        current.id(),
+        current.version(),
+        current.updated_by(),
+    );
+    let resource = kind.as_str();
     if expected == current_version {
         return Ok(new);
     }
@@ -398,7 +403,7 @@ pub(crate) async fn rebase<T: Serialize + DeserializeOwned>(
         stale()?;
         return Ok(new);
     };
-    let object = |value: &T| match serde_json::to_value(value).map_err(Error::internal)? {
+    let object = |value: &R::Data| match serde_json::to_value(value).map_err(Error::internal)? {
         serde_json::Value::Object(object) => Ok(object),
         _ => Err(Error::internal("a record is not a JSON object")),
     };
@@ -406,7 +411,7 @@ pub(crate) async fn rebase<T: Serialize + DeserializeOwned>(
         fields,
         field_merge::shape_of,
         &object(&new)?,
-        &object(current)?,
+        &object(current.data())?,
         &edits,
     ) {
         Ok(merged) => {

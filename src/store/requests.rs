@@ -160,16 +160,7 @@ impl Store {
     ) -> Result<Request> {
         let txn = self.begin_write().await?;
         let current = find_for_update(&txn, id).await?;
-        let new = rebase(
-            &txn,
-            (ResourceKind::Request, RESOURCE, &current.id),
-            (expected_version, current.version, &current.audit.updated_by),
-            policy,
-            fields,
-            &current.data,
-            new,
-        )
-        .await?;
+        let new = rebase(&txn, &current, expected_version, policy, fields, new).await?;
         refuse_if_cancelled(&current, "change")?;
         let data = mask::apply(&current.data, &new, fields).map_err(Error::internal)?;
         let changes: Vec<FieldChange> = mask::diff(&current.data, &data);
