@@ -96,7 +96,9 @@ pub trait Logged {
         false
     }
     /// Every field as changed from nothing: what a creation records.
-    fn all_fields(&self) -> Vec<FieldChange>;
+    fn all_fields(&self) -> Vec<FieldChange> {
+        super::mask::all_fields(self.data())
+    }
 }
 
 impl NewChange {
@@ -147,75 +149,47 @@ impl NewChange {
     }
 }
 
+/// The accessors every record has the same way: its `id`, `version`, `data` and `audit` fields.
+macro_rules! record_accessors {
+    ($data:ty, $resource:expr) => {
+        type Data = $data;
+        const RESOURCE: ResourceKind = $resource;
+        fn id(&self) -> &str {
+            &self.id
+        }
+        fn version(&self) -> i64 {
+            self.version
+        }
+        fn data(&self) -> &Self::Data {
+            &self.data
+        }
+        fn updated_by(&self) -> &str {
+            &self.audit.updated_by
+        }
+    };
+}
+
 impl Logged for super::customer::Customer {
-    type Data = super::customer::CustomerData;
-    const RESOURCE: ResourceKind = ResourceKind::Customer;
-    fn id(&self) -> &str {
-        &self.id
-    }
-    fn version(&self) -> i64 {
-        self.version
-    }
-    fn data(&self) -> &Self::Data {
-        &self.data
-    }
-    fn updated_by(&self) -> &str {
-        &self.audit.updated_by
-    }
+    record_accessors!(super::customer::CustomerData, ResourceKind::Customer);
     fn parent_id(&self) -> Option<String> {
         None
-    }
-    fn all_fields(&self) -> Vec<FieldChange> {
-        super::mask::all_fields(&self.data)
     }
 }
 
 impl Logged for super::request::Request {
-    type Data = super::request::RequestData;
-    const RESOURCE: ResourceKind = ResourceKind::Request;
-    fn id(&self) -> &str {
-        &self.id
-    }
-    fn version(&self) -> i64 {
-        self.version
-    }
-    fn data(&self) -> &Self::Data {
-        &self.data
-    }
-    fn updated_by(&self) -> &str {
-        &self.audit.updated_by
-    }
+    record_accessors!(super::request::RequestData, ResourceKind::Request);
     fn parent_id(&self) -> Option<String> {
         Some(self.customer_id.clone())
-    }
-    fn all_fields(&self) -> Vec<FieldChange> {
-        super::mask::all_fields(&self.data)
     }
 }
 
 impl Logged for super::activity::Activity {
-    type Data = super::activity::ActivityData;
-    const RESOURCE: ResourceKind = ResourceKind::Activity;
-    fn id(&self) -> &str {
-        &self.id
-    }
-    fn version(&self) -> i64 {
-        self.version
-    }
-    fn data(&self) -> &Self::Data {
-        &self.data
-    }
-    fn updated_by(&self) -> &str {
-        &self.audit.updated_by
-    }
+    record_accessors!(super::activity::ActivityData, ResourceKind::Activity);
     fn parent_id(&self) -> Option<String> {
         self.data.customer_id.clone()
     }
     fn internal(&self) -> bool {
         self.data.internal
-    }
-    fn all_fields(&self) -> Vec<FieldChange> {
-        super::mask::all_fields(&self.data)
     }
 }
 
