@@ -82,6 +82,17 @@ pub struct DatabaseSettings {
     )]
     pub sqlite_wal_limit_mib: u32,
 
+    /// SQLite only: record `OpenContext` calls in batches, one transaction per batch, on a writer thread of their
+    /// own (the default). `false` records each call in a transaction of its own on the pooled writer, as on
+    /// PostgreSQL: slower, and the same answers.
+    #[arg(
+        long,
+        env = "CUSTOMER_CONTEXT_SQLITE_OPEN_CONTEXT_BATCHES",
+        default_value_t = true,
+        action = clap::ArgAction::Set
+    )]
+    pub sqlite_open_context_batches: bool,
+
     /// PostgreSQL only: a statement running longer is cancelled and the call fails with UNAVAILABLE.
     #[arg(long, env = "CUSTOMER_CONTEXT_DB_STATEMENT_TIMEOUT", default_value = "10s", value_parser = parse_duration)]
     pub db_statement_timeout: Duration,
@@ -101,6 +112,7 @@ impl DatabaseSettings {
             db_max_connections: 16,
             sqlite_synchronous: SqliteSynchronous::Normal,
             sqlite_wal_limit_mib: DEFAULT_SQLITE_WAL_LIMIT_MIB,
+            sqlite_open_context_batches: true,
             db_statement_timeout: Duration::from_secs(10),
         }
     }

@@ -388,6 +388,12 @@ fn invalid_argument_listing(violations: &Violations, limits: Listing) -> Status 
     Status::with_error_details(Code::InvalidArgument, message, details)
 }
 
+impl From<Violations> for Status {
+    fn from(violations: Violations) -> Self {
+        invalid_argument(&violations)
+    }
+}
+
 impl From<Error> for Status {
     fn from(err: Error) -> Self {
         let code = err.code();

@@ -2,17 +2,15 @@
 
 use tonic::{Request, Response, Status};
 
-use super::{
-    ApiState, PageRequest,
-    convert::{UpdateRequest, UpdateTarget},
-    hidden, principal, required,
-};
+use super::{ApiState, PageRequest, hidden, principal};
 use crate::{
     domain::{
-        Violations, attributes,
-        contact::{self, ContactPointInput},
-        customer::{self, Customer, CustomerData},
-        fold, ids, reason, tags, text,
+        Violations,
+        change::ResourceKind,
+        contact::{self},
+        customer::{Customer, CustomerData},
+        edit::Edit,
+        fold, ids, reason, text,
     },
     error::Error,
     pb::{self, customer_service_server::CustomerService},
@@ -26,55 +24,6 @@ pub struct CustomerApi {
 impl CustomerApi {
     pub fn new(state: ApiState) -> Self {
         Self { state }
-    }
-}
-
-/// Checks every caller-settable field of `c` (paths under `customer.`) and converts it.
-fn customer_data(
-    violations: &mut Violations,
-    c: pb::Customer,
-    region: phonenumber::country::Id,
-) -> CustomerData {
-    for (field, value) in [
-        ("customer.first_name", &c.first_name),
-        ("customer.last_name", &c.last_name),
-        ("customer.company", &c.company),
-        ("customer.gender", &c.gender),
-        ("customer.notes", &c.notes),
-    ] {
-        text::check_text(violations, field, value);
-    }
-    text::check_key_text(
-        violations,
-        "customer.customer_number",
-        c.customer_number.trim(),
-    );
-    let points: Vec<ContactPointInput> = c
-        .contact_points
-        .into_iter()
-        .map(|p| ContactPointInput {
-            kind: p.kind,
-            label: p.label,
-            value: p.value,
-        })
-        .collect();
-    attributes::check_attributes(violations, "customer.attributes", &c.attributes);
-    CustomerData {
-        contact_points: contact::normalize_contact_points(
-            violations,
-            "customer.contact_points",
-            &points,
-            region,
-        ),
-        tags: tags::normalize_tags(violations, "customer.tags", &c.tags),
-        first_name: c.first_name,
-        last_name: c.last_name,
-        company: c.company,
-        gender: c.gender,
-        customer_number: c.customer_number.trim().to_owned(),
-        notes: c.notes,
-        credit_hold: c.credit_hold,
-        attributes: c.attributes.into_iter().collect(),
     }
 }
 
@@ -122,10 +71,7 @@ impl CustomerService for CustomerApi {
         request: Request<pb::CreateCustomerRequest>,
     ) -> Result<Response<pb::Customer>, Status> {
         let agent = principal(&request)?.agent;
-        let customer = required(request.into_inner().customer, "customer")?;
-        let mut violations = Violations::new();
-        let data = customer_data(&mut violations, customer, self.state.region);
-        let data = violations.into_result(data).map_err(Error::from)?;
+        let data = CustomerData::try_from((request.into_inner(), self.state.region))?;
         let created = self.state.store.create_customer(&agent, data).await?;
         super::record_view(&self.state, &agent, &created.id);
         Ok(Response::new(pb::Customer::from(created)))
@@ -136,11 +82,7 @@ impl CustomerService for CustomerApi {
         request: Request<pb::GetCustomerRequest>,
     ) -> Result<Response<pb::Customer>, Status> {
         let caller = principal(&request)?;
-        let mut violations = Violations::new();
-        let id = ids::check_id(&mut violations, "id", &request.get_ref().id);
-        let id = violations
-            .into_result(id.unwrap_or_default())
-            .map_err(Error::from)?;
+        let id = ids::require_id("id", &request.get_ref().id)?;
         if let Some(own) = caller.portal_customer()
             && own != id
         {
@@ -159,38 +101,8 @@ impl CustomerService for CustomerApi {
         request: Request<pb::UpdateCustomerRequest>,
     ) -> Result<Response<pb::Customer>, Status> {
         let agent = principal(&request)?.agent;
-        let message = request.into_inner();
-        let customer = required(message.customer, "customer")?;
-        let mut violations = Violations::new();
-        let target = UpdateTarget::parse(
-            &mut violations,
-            UpdateRequest {
-                record: "customer",
-                id: &customer.id,
-                version: customer.version,
-                mask: message.update_mask,
-                policy: message.conflict_policy,
-                mutable: customer::MUTABLE_FIELDS,
-                output_only: customer::OUTPUT_ONLY_FIELDS,
-            },
-        );
-        let fields = target.fields;
-        let mut field_violations = Violations::within("customer", &fields);
-        let data = customer_data(&mut field_violations, customer, self.state.region);
-        violations.extend(field_violations);
-        violations.into_result(()).map_err(Error::from)?;
-        let updated = self
-            .state
-            .store
-            .update_customer(
-                &agent,
-                &target.id,
-                target.version,
-                target.policy,
-                &fields,
-                data,
-            )
-            .await?;
+        let edit = Edit::<CustomerData>::try_from((request.into_inner(), self.state.region))?;
+        let updated = self.state.store.update_customer(&agent, edit).await?;
         super::record_view(&self.state, &agent, &updated.id);
         Ok(Response::new(pb::Customer::from(updated)))
     }
@@ -199,14 +111,7 @@ impl CustomerService for CustomerApi {
         &self,
         request: Request<pb::DeleteCustomerRequest>,
     ) -> Result<Response<()>, Status> {
-        let agent = principal(&request)?.agent;
-        let target =
-            super::convert::Deletion::try_from(request.into_inner()).map_err(Error::from)?;
-        self.state
-            .store
-            .delete_customer(&agent, &target.id, target.version)
-            .await?;
-        Ok(Response::new(()))
+        super::delete_record(&self.state, ResourceKind::Customer, request).await
     }
 
     async fn search_customers(

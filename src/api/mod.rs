@@ -2,11 +2,13 @@
 
 use std::sync::Arc;
 
-use tonic::{Request, Status, service::RoutesBuilder};
+use tonic::{Request, Response, Status, service::RoutesBuilder};
 
 use crate::{
     domain::{
         Violations,
+        change::ResourceKind,
+        edit::Deletion,
         field_merge::ConflictPolicy,
         page::{self, Cursor},
         principal::Principal,
@@ -112,9 +114,24 @@ fn record_view(state: &ApiState, agent: &str, customer_id: &str) {
     }
 }
 
+/// Deletes the record a delete request names (of `kind`), as the calling agent.
+async fn delete_record<M>(
+    state: &ApiState,
+    kind: ResourceKind,
+    request: Request<M>,
+) -> Result<Response<()>, Status>
+where
+    Deletion: TryFrom<M, Error = Violations>,
+{
+    let agent = principal(&request)?.agent;
+    let target = Deletion::try_from(request.into_inner())?;
+    state.store.delete(kind, &agent, target).await?;
+    Ok(Response::new(()))
+}
+
 /// A proto enum number from the caller, checked against the generated enum `E` (so the proto is the only list of
 /// values): a known number passes as it is, an unknown one is `INVALID_ENUM_VALUE` naming the enum.
-fn enum_number<E: TryFrom<i32>>(
+pub(in crate::api) fn enum_number<E: TryFrom<i32>>(
     violations: &mut Violations,
     field: &str,
     value: i32,
@@ -194,17 +211,6 @@ impl PageRequest {
             .map(|last| page::encode_token(self.filter, &cursor_of(last)))
             .unwrap_or_default()
     }
-}
-
-/// A required sub-message of a request, such as `customer` in `CreateCustomerRequest`.
-fn required<T>(value: Option<T>, field: &str) -> Result<T, Error> {
-    value.ok_or_else(|| {
-        Error::invalid(
-            field,
-            reason::REQUIRED_FIELD,
-            format!("{field} is required"),
-        )
-    })
 }
 
 #[cfg(test)]

@@ -4,16 +4,18 @@ use tonic::{Request, Response, Status};
 
 use super::{
     ApiState, PageRequest,
-    convert::{UpdateRequest, UpdateTarget},
-    hidden, principal, required,
+    convert::{NewRequest, RequestInput, request_status},
+    hidden, principal,
 };
 use crate::{
     domain::{
-        Violations, ids,
+        Violations,
+        change::ResourceKind,
+        edit::Edit,
+        ids,
         page::Cursor,
-        reason,
-        request::{self, RequestData, RequestStatus},
-        tags, text,
+        request::{self},
+        text,
     },
     error::Error,
     pb::{self, request_service_server::RequestService},
@@ -27,40 +29,6 @@ impl RequestApi {
     pub fn new(state: ApiState) -> Self {
         Self { state }
     }
-}
-
-/// A status from the caller: `UNSPECIFIED` is `None`, an unknown number a violation.
-fn status(violations: &mut Violations, field: &str, value: i32) -> Option<RequestStatus> {
-    if value == 0 {
-        return None;
-    }
-    let status = RequestStatus::from_i32(value);
-    if status.is_none() {
-        violations.push(
-            field,
-            reason::INVALID_ENUM_VALUE,
-            format!("{value} is not a RequestStatus"),
-        );
-    }
-    status
-}
-
-/// Checks every caller-settable field of `r` (paths under `request.`) and converts it. A missing status is
-/// `None`.
-fn request_data(
-    violations: &mut Violations,
-    r: pb::Request,
-) -> (RequestData, Option<RequestStatus>) {
-    text::check_required_text(violations, "request.title", &r.title);
-    text::check_text(violations, "request.description", &r.description);
-    let status = status(violations, "request.status", r.status);
-    let data = RequestData {
-        tags: tags::normalize_tags(violations, "request.tags", &r.tags),
-        title: r.title,
-        description: r.description,
-        status: status.unwrap_or_default(),
-    };
-    (data, status)
 }
 
 /// The request `id`, if the caller may see it: any request for staff, only its own customer's for a portal
@@ -84,15 +52,12 @@ impl RequestService for RequestApi {
         request: Request<pb::CreateRequestRequest>,
     ) -> Result<Response<pb::Request>, Status> {
         let agent = principal(&request)?.agent;
-        let r = required(request.into_inner().request, "request")?;
-        let mut violations = Violations::new();
-        let customer_id = ids::check_id(&mut violations, "request.customer_id", &r.customer_id);
-        let (data, _) = request_data(&mut violations, r);
-        violations.into_result(()).map_err(Error::from)?;
+        let NewRequest { customer_id, data } =
+            NewRequest::try_from((request.into_inner(), self.state.region))?;
         let created = self
             .state
             .store
-            .create_request(&agent, &customer_id.unwrap_or_default(), data)
+            .create_request(&agent, &customer_id, data)
             .await?;
         Ok(Response::new(pb::Request::from(created)))
     }
@@ -102,11 +67,7 @@ impl RequestService for RequestApi {
         request: Request<pb::GetRequestRequest>,
     ) -> Result<Response<pb::Request>, Status> {
         let caller = principal(&request)?;
-        let mut violations = Violations::new();
-        let id = ids::check_id(&mut violations, "id", &request.get_ref().id);
-        let id = violations
-            .into_result(id.unwrap_or_default())
-            .map_err(Error::from)?;
+        let id = ids::require_id("id", &request.get_ref().id)?;
         let found = visible_request(&self.state, caller.portal_customer(), &id).await?;
         Ok(Response::new(pb::Request::from(found)))
     }
@@ -116,42 +77,15 @@ impl RequestService for RequestApi {
         request: Request<pb::UpdateRequestRequest>,
     ) -> Result<Response<pb::Request>, Status> {
         let agent = principal(&request)?.agent;
-        let message = request.into_inner();
-        let r = required(message.request, "request")?;
-        let mut violations = Violations::new();
-        let target = UpdateTarget::parse(
-            &mut violations,
-            UpdateRequest {
-                record: "request",
-                id: &r.id,
-                version: r.version,
-                mask: message.update_mask,
-                policy: message.conflict_policy,
-                mutable: request::MUTABLE_FIELDS,
-                output_only: request::IMMUTABLE_FIELDS,
-            },
-        );
-        let mut fields = target.fields;
-        let mut field_violations = Violations::within("request", &fields);
-        let (data, status) = request_data(&mut field_violations, r);
-        violations.extend(field_violations);
-        violations.into_result(()).map_err(Error::from)?;
-        if status.is_none() {
-            // UNSPECIFIED keeps the current status, also under a "*" mask.
-            fields.retain(|f| *f != "status");
-        }
-        let updated = self
-            .state
-            .store
-            .update_request(
-                &agent,
-                &target.id,
-                target.version,
-                target.policy,
-                &fields,
-                data,
-            )
-            .await?;
+        let edit = Edit::<RequestInput>::try_from((request.into_inner(), self.state.region))?;
+        let edit = edit.map(|input, fields| {
+            if input.status_missing {
+                // UNSPECIFIED keeps the current status, also under a "*" mask.
+                fields.retain(|f| *f != "status");
+            }
+            input.data
+        });
+        let updated = self.state.store.update_request(&agent, edit).await?;
         Ok(Response::new(pb::Request::from(updated)))
     }
 
@@ -159,14 +93,7 @@ impl RequestService for RequestApi {
         &self,
         request: Request<pb::DeleteRequestRequest>,
     ) -> Result<Response<()>, Status> {
-        let agent = principal(&request)?.agent;
-        let target =
-            super::convert::Deletion::try_from(request.into_inner()).map_err(Error::from)?;
-        self.state
-            .store
-            .delete_request(&agent, &target.id, target.version)
-            .await?;
-        Ok(Response::new(()))
+        super::delete_record(&self.state, ResourceKind::Request, request).await
     }
 
     async fn list_requests(
@@ -178,7 +105,7 @@ impl RequestService for RequestApi {
         let mut violations = Violations::new();
         let customer_id =
             ids::check_id(&mut violations, "customer_id", &message.customer_id).unwrap_or_default();
-        let status = status(&mut violations, "status", message.status);
+        let status = request_status(&mut violations, "status", message.status);
         let status_filter = message.status.to_string();
         let page = PageRequest::parse(
             &mut violations,

@@ -19,6 +19,27 @@ pub struct Audit {
     pub updated_by: String,
 }
 
+impl Audit {
+    /// A record `agent` creates at `now`.
+    pub fn created(agent: &str, now: Micros) -> Self {
+        Audit {
+            create_time: now,
+            update_time: now,
+            created_by: agent.to_owned(),
+            updated_by: agent.to_owned(),
+        }
+    }
+
+    /// This record as `agent` changed it at `now`.
+    pub fn touched(&self, agent: &str, now: Micros) -> Self {
+        Audit {
+            update_time: now,
+            updated_by: agent.to_owned(),
+            ..self.clone()
+        }
+    }
+}
+
 /// The fields of a customer a caller can set.
 #[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct CustomerData {
@@ -71,6 +92,18 @@ pub struct Customer {
     pub locked: bool,
     /// When the personal data was removed, if it was.
     pub anonymize_time: Option<Micros>,
+}
+
+impl Customer {
+    /// This customer with `data`, one version on, changed by `agent` at `now`.
+    pub fn next_version(&self, data: CustomerData, agent: &str, now: Micros) -> Customer {
+        Customer {
+            version: self.version + 1,
+            audit: self.audit.touched(agent, now),
+            data,
+            ..self.clone()
+        }
+    }
 }
 
 impl CustomerData {

@@ -28,6 +28,15 @@ pub fn check_id(violations: &mut Violations, field: &str, value: &str) -> Option
     }
 }
 
+/// The id `value` of `field` in canonical form, or the one violation that it is missing or malformed.
+pub fn require_id(field: &str, value: &str) -> Result<String, Violations> {
+    let mut violations = Violations::new();
+    match check_id(&mut violations, field, value) {
+        Some(id) => Ok(id),
+        None => Err(violations),
+    }
+}
+
 /// Like [`check_id`], but an empty value means "none".
 pub fn check_optional_id(violations: &mut Violations, field: &str, value: &str) -> Option<String> {
     if value.is_empty() {

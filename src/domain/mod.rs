@@ -6,6 +6,7 @@ pub mod attributes;
 pub mod change;
 pub mod contact;
 pub mod customer;
+pub mod edit;
 pub mod field_merge;
 pub mod fold;
 pub mod ids;

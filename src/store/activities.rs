@@ -2,19 +2,18 @@
 
 use sea_orm::{
     ActiveValue::Set, ColumnTrait, Condition, ConnectionTrait, EntityTrait, QueryFilter,
-    QueryOrder, QuerySelect, Select,
+    QueryOrder, Select,
 };
 
 use super::{
-    Store, change_log, check_version, customers, decode_json, encode_json, entity::activities,
-    rebase, requests,
+    Store, change_log, customers, decode_json, encode_json, entity::activities, record, requests,
 };
-use crate::domain::field_merge::ConflictPolicy;
 use crate::{
     domain::{
         activity::{Activity, ActivityData},
-        change::{ChangeKind, NewChange, ResourceKind},
+        change::NewChange,
         customer::{Audit, Customer},
+        edit::{Deletion, Edit},
         ids::new_id,
         mask,
         page::Cursor,
@@ -88,6 +87,8 @@ pub(super) fn from_model(m: activities::Model) -> Result<Activity> {
     })
 }
 
+record::stored_in!(Activity, activities);
+
 async fn find(db: &impl ConnectionTrait, id: &str) -> Result<Activity> {
     let model = activities::Entity::find_by_id(id.to_owned())
         .one(db)
@@ -151,18 +152,10 @@ impl Store {
         let activity = Activity {
             id: new_id(),
             version: 1,
-            audit: Audit {
-                create_time: now,
-                update_time: now,
-                created_by: agent.to_owned(),
-                updated_by: agent.to_owned(),
-            },
+            audit: Audit::created(agent, now),
             data,
         };
-        activities::Entity::insert(to_active(&activity)?)
-            .exec_without_returning(&txn)
-            .await?;
-        change_log::append(&txn, NewChange::created(agent, &activity, now)).await?;
+        record::insert(&txn, agent, &activity, now).await?;
         self.queue_notification(&txn, &activity, customer.as_ref())
             .await?;
         self.commit(txn).await?;
@@ -173,19 +166,12 @@ impl Store {
         find(&self.read, id).await
     }
 
-    pub async fn update_activity(
-        &self,
-        agent: &str,
-        id: &str,
-        expected_version: i64,
-        policy: ConflictPolicy,
-        fields: &[&str],
-        new: ActivityData,
-    ) -> Result<Activity> {
+    pub async fn update_activity(&self, agent: &str, edit: Edit<ActivityData>) -> Result<Activity> {
         let txn = self.begin_write().await?;
-        let current = find_for_update(&txn, id).await?;
-        let new = rebase(&txn, &current, expected_version, policy, fields, new).await?;
-        let mut data = mask::apply(&current.data, &new, fields).map_err(Error::internal)?;
+        let current = find_for_update(&txn, &edit.id).await?;
+        let Some((mut data, _)) = record::apply_edit(&txn, &current, edit).await? else {
+            return Ok(current);
+        };
         let mut linked = None;
         if data.request_id != current.data.request_id
             || data.customer_id != current.data.customer_id
@@ -201,40 +187,15 @@ impl Store {
         let updated = Activity {
             id: current.id.clone(),
             version: current.version + 1,
-            audit: Audit {
-                update_time: now,
-                updated_by: agent.to_owned(),
-                ..current.audit.clone()
-            },
+            audit: current.audit.touched(agent, now),
             data,
         };
-        activities::Entity::update_many()
-            .set(to_active(&updated)?)
-            .filter(activities::Column::Id.eq(id))
-            .filter(activities::Column::Version.eq(current.version))
-            .exec(&txn)
-            .await?;
-        change_log::append(
-            &txn,
-            NewChange {
-                resource: ResourceKind::Activity,
-                resource_id: updated.id.clone(),
-                version: updated.version,
-                kind: ChangeKind::Updated,
-                agent: agent.to_owned(),
-                fields: changes,
-                // Watchers of the customer it left learn of the move too: the log names the old customer when
-                // the new one is empty.
-                parent_id: updated
-                    .data
-                    .customer_id
-                    .clone()
-                    .or(current.data.customer_id.clone()),
-                internal: updated.data.internal,
-                time: now,
-            },
-        )
-        .await?;
+        record::save_version(&txn, &updated, current.version).await?;
+        let mut change = NewChange::updated(agent, &updated, changes, now);
+        // Watchers of the customer it left learn of the move too: the log names the old customer when the new
+        // one is empty.
+        change.parent_id = change.parent_id.or(current.data.customer_id.clone());
+        change_log::append(&txn, change).await?;
         self.queue_on_link(&txn, &current, &updated, linked.as_ref())
             .await?;
         self.commit(txn).await?;
@@ -242,26 +203,12 @@ impl Store {
     }
 
     /// Deletes the activity whatever its state.
-    pub async fn delete_activity(
-        &self,
-        agent: &str,
-        id: &str,
-        expected_version: i64,
-    ) -> Result<()> {
+    pub async fn delete_activity(&self, agent: &str, target: Deletion) -> Result<()> {
         let txn = self.begin_write().await?;
-        let current = find_for_update(&txn, id).await?;
-        check_version(
-            RESOURCE,
-            &current.id,
-            expected_version,
-            current.version,
-            &current.audit.updated_by,
-        )?;
-        activities::Entity::delete_by_id(id.to_owned())
-            .exec(&txn)
-            .await?;
-        change_log::append(&txn, NewChange::deleted(agent, &current, now_micros())).await?;
-        self.cancel_notification(&txn, id).await?;
+        let current = find_for_update(&txn, &target.id).await?;
+        record::check_seen(&current, target.version)?;
+        record::delete(&txn, agent, &current, now_micros()).await?;
+        self.cancel_notification(&txn, &target.id).await?;
         self.commit(txn).await
     }
 
@@ -287,18 +234,13 @@ impl Store {
             requests::find(&self.read, request_id).await?;
             query = query.filter(activities::Column::RequestId.eq(request_id));
         }
-        newest_first(
+        let query = newest_first(
             query,
             activities::Column::OccurTime,
             activities::Column::Id,
             cursor,
-        )
-        .limit(limit)
-        .all(&self.read)
-        .await?
-        .into_iter()
-        .map(from_model)
-        .collect()
+        );
+        record::fetch(&self.read, query, limit, from_model).await
     }
 }
 

@@ -250,17 +250,12 @@ impl Store {
         if resources.is_empty() || after >= upto {
             return Ok(Vec::new());
         }
-        change_log::Entity::find()
+        let query = change_log::Entity::find()
             .filter(change_log::Column::Seq.gt(after))
             .filter(change_log::Column::Seq.lte(upto))
             .filter(about(resources))
-            .order_by_asc(change_log::Column::Seq)
-            .limit(limit)
-            .all(&self.read)
-            .await?
-            .into_iter()
-            .map(from_model)
-            .collect()
+            .order_by_asc(change_log::Column::Seq);
+        super::record::fetch(&self.read, query, limit, from_model).await
     }
 
     /// The changes of several records, each past its own version (a deletion whatever its version), up to log

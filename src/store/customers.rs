@@ -9,18 +9,17 @@ use sea_orm::{
 };
 
 use super::{
-    Store, change_log, check_version, decode_json, encode_json,
+    Store, change_log, decode_json, encode_json,
     entity::{activities, comments, contact_keys, customer_merges, customers, requests},
-    rebase,
+    record,
 };
-use crate::domain::field_merge::ConflictPolicy;
 use crate::{
     domain::{
         change::{ChangeKind, NewChange, ResourceKind},
         contact::{ContactKind, ContactPoint, match_key},
         customer::{Audit, Customer, CustomerData, contact_points_json},
+        edit::{Deletion, Edit},
         ids::new_id,
-        mask::{self, FieldChange},
         time::now_micros,
     },
     error::{Error, Result},
@@ -219,6 +218,8 @@ pub(super) async fn missing(db: &impl ConnectionTrait, id: &str) -> Result<Error
     Ok(Error::not_found(RESOURCE, id))
 }
 
+record::stored_in!(Customer, customers);
+
 pub(super) async fn find(db: &impl ConnectionTrait, id: &str) -> Result<Customer> {
     // By primary key, so without the `LIMIT 1` of `one()`, whose bound value makes SQLite plan the statement
     // again on every run (see `literal_limit`).
@@ -285,23 +286,15 @@ impl Store {
         let customer = Customer {
             id: new_id(),
             version: 1,
-            audit: Audit {
-                create_time: now,
-                update_time: now,
-                created_by: agent.to_owned(),
-                updated_by: agent.to_owned(),
-            },
+            audit: Audit::created(agent, now),
             data,
             locked: false,
             anonymize_time: None,
         };
         let txn = self.begin_write().await?;
         check_customer_number_free(&txn, &customer.data.customer_number, &customer.id).await?;
-        customers::Entity::insert(to_active(&customer)?)
-            .exec_without_returning(&txn)
-            .await?;
+        record::insert(&txn, agent, &customer, now).await?;
         write_contact_keys(&txn, &customer.id, &customer.data.contact_points).await?;
-        change_log::append(&txn, NewChange::created(agent, &customer, now)).await?;
         self.commit(txn).await?;
         Ok(customer)
     }
@@ -310,49 +303,23 @@ impl Store {
         find(&self.read, id).await
     }
 
-    /// Applies `fields` of `new` to the customer if it is still at `expected_version`. A change that alters
-    /// nothing returns the customer unchanged, at the same version.
-    pub async fn update_customer(
-        &self,
-        agent: &str,
-        id: &str,
-        expected_version: i64,
-        policy: ConflictPolicy,
-        fields: &[&str],
-        new: CustomerData,
-    ) -> Result<Customer> {
+    /// Applies the edit to the customer if it is still at its version (see [`record::apply_edit`]). A change
+    /// that alters nothing returns the customer unchanged, at the same version.
+    pub async fn update_customer(&self, agent: &str, edit: Edit<CustomerData>) -> Result<Customer> {
         let txn = self.begin_write().await?;
-        let current = find_for_update(&txn, id).await?;
+        let current = find_for_update(&txn, &edit.id).await?;
         refuse_if_locked(&current, "be edited")?;
-        let new = rebase(&txn, &current, expected_version, policy, fields, new).await?;
-        let data = mask::apply(&current.data, &new, fields).map_err(Error::internal)?;
-        let changes: Vec<FieldChange> = mask::diff(&current.data, &data);
-        if changes.is_empty() {
+        let Some((data, changes)) = record::apply_edit(&txn, &current, edit).await? else {
             return Ok(current);
-        }
+        };
         if data.customer_number != current.data.customer_number {
-            check_customer_number_free(&txn, &data.customer_number, id).await?;
+            check_customer_number_free(&txn, &data.customer_number, &current.id).await?;
         }
         let now = now_micros();
-        let updated = Customer {
-            id: current.id.clone(),
-            version: current.version + 1,
-            audit: Audit {
-                update_time: now,
-                updated_by: agent.to_owned(),
-                ..current.audit.clone()
-            },
-            data,
-            ..current.clone()
-        };
-        customers::Entity::update_many()
-            .set(to_active(&updated)?)
-            .filter(customers::Column::Id.eq(id))
-            .filter(customers::Column::Version.eq(current.version))
-            .exec(&txn)
-            .await?;
+        let updated = current.next_version(data, agent, now);
+        record::save_version(&txn, &updated, current.version).await?;
         if updated.data.contact_points != current.data.contact_points {
-            write_contact_keys(&txn, id, &updated.data.contact_points).await?;
+            write_contact_keys(&txn, &updated.id, &updated.data.contact_points).await?;
         }
         change_log::append(&txn, NewChange::updated(agent, &updated, changes, now)).await?;
         self.commit(txn).await?;
@@ -360,22 +327,12 @@ impl Store {
     }
 
     /// Deletes the customer with its requests, comments and activities; each deleted record gets its change-log row.
-    pub async fn delete_customer(
-        &self,
-        agent: &str,
-        id: &str,
-        expected_version: i64,
-    ) -> Result<()> {
+    pub async fn delete_customer(&self, agent: &str, target: Deletion) -> Result<()> {
         let txn = self.begin_write().await?;
+        let id = target.id.as_str();
         let current = find_exclusive(&txn, id).await?;
         refuse_if_locked(&current, "be deleted")?;
-        check_version(
-            RESOURCE,
-            &current.id,
-            expected_version,
-            current.version,
-            &current.audit.updated_by,
-        )?;
+        record::check_seen(&current, target.version)?;
         let now = now_micros();
         let doomed_activities: Vec<(String, i64, bool)> = activities::Entity::find()
             .select_only()
@@ -406,6 +363,11 @@ impl Store {
             internal,
             time: now,
         };
+        let own_requests = Query::select()
+            .column(requests::Column::Id)
+            .from(requests::Entity)
+            .and_where(requests::Column::CustomerId.eq(id))
+            .to_owned();
         activities::Entity::delete_many()
             .filter(activities::Column::CustomerId.eq(id))
             .exec(&txn)
@@ -417,27 +379,11 @@ impl Store {
                 activities::Column::RequestId,
                 Expr::value(Option::<String>::None),
             )
-            .filter(
-                activities::Column::RequestId.in_subquery(
-                    Query::select()
-                        .column(requests::Column::Id)
-                        .from(requests::Entity)
-                        .and_where(requests::Column::CustomerId.eq(id))
-                        .to_owned(),
-                ),
-            )
+            .filter(activities::Column::RequestId.in_subquery(own_requests.clone()))
             .exec(&txn)
             .await?;
         comments::Entity::delete_many()
-            .filter(
-                comments::Column::RequestId.in_subquery(
-                    Query::select()
-                        .column(requests::Column::Id)
-                        .from(requests::Entity)
-                        .and_where(requests::Column::CustomerId.eq(id))
-                        .to_owned(),
-                ),
-            )
+            .filter(comments::Column::RequestId.in_subquery(own_requests))
             .exec(&txn)
             .await?;
         requests::Entity::delete_many()

@@ -267,20 +267,6 @@ async fn save_customer(
     Ok(())
 }
 
-/// `current` with `data`, one version on, changed by `agent` at `now`.
-fn next_version(current: &Customer, data: CustomerData, agent: &str, now: Micros) -> Customer {
-    Customer {
-        version: current.version + 1,
-        audit: Audit {
-            update_time: now,
-            updated_by: agent.to_owned(),
-            ..current.audit.clone()
-        },
-        data,
-        ..current.clone()
-    }
-}
-
 fn customer_change(
     customer: &Customer,
     kind: ChangeKind,
@@ -394,7 +380,7 @@ impl Store {
         let target_after = if target_changes.is_empty() {
             target.clone()
         } else {
-            let updated = next_version(&target, data, agent, now);
+            let updated = target.next_version(data, agent, now);
             save_customer(&txn, &updated, &target).await?;
             updated
         };
@@ -534,7 +520,7 @@ impl Store {
         let now = now_micros();
         let updated = Customer {
             locked,
-            ..next_version(&current, current.data.clone(), agent, now)
+            ..current.next_version(current.data.clone(), agent, now)
         };
         save_customer(&txn, &updated, &current).await?;
         change_log::append(
@@ -723,7 +709,7 @@ async fn save_merged_target(
     let merged = if changes.is_empty() {
         target
     } else {
-        let updated = next_version(&target, data, agent, now);
+        let updated = target.next_version(data, agent, now);
         save_customer(txn, &updated, &target).await?;
         change_log::append(
             txn,

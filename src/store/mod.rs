@@ -34,6 +34,7 @@ mod ownership;
 pub mod presence;
 mod privacy;
 pub mod recent;
+mod record;
 mod requests;
 mod search;
 pub mod seed;
@@ -163,7 +164,7 @@ impl Store {
             },
             None => None,
         };
-        let group_commit = match file {
+        let group_commit = match file.filter(|_| settings.sqlite_open_context_batches) {
             Some(file) => {
                 match open_context::GroupCommit::start(
                     &file,

@@ -241,18 +241,13 @@ impl Store {
         if let Some(status) = status {
             query = query.filter(notifications::Column::Status.eq(status.as_str()));
         }
-        super::activities::newest_first(
+        let query = super::activities::newest_first(
             query,
             notifications::Column::CreateTime,
             notifications::Column::Id,
             cursor,
-        )
-        .limit(limit)
-        .all(&self.read)
-        .await?
-        .into_iter()
-        .map(to_domain)
-        .collect()
+        );
+        super::record::fetch(&self.read, query, limit, to_domain).await
     }
 
     /// Claims up to `limit` due notifications for one sender until `now + lease`, oldest due first. A row

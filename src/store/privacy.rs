@@ -713,14 +713,8 @@ impl Store {
         if let Some(after) = after {
             query = query.filter(log_rows::Column::Seq.gt(after));
         }
-        query
-            .order_by_asc(log_rows::Column::Seq)
-            .limit(limit)
-            .all(&self.read)
-            .await?
-            .into_iter()
-            .map(from_model)
-            .collect()
+        let query = query.order_by_asc(log_rows::Column::Seq);
+        super::record::fetch(&self.read, query, limit, from_model).await
     }
 }
 

@@ -287,7 +287,7 @@ impl Store {
 
     /// The customers `agent` opened or read within [`RECENT_WINDOW`], most recent first, at most `limit`.
     pub async fn recent_customers(&self, agent: &str, limit: u64) -> Result<Vec<Customer>> {
-        customers::Entity::find()
+        let query = customers::Entity::find()
             .join(
                 JoinType::InnerJoin,
                 recent_views::Relation::Customer.def().rev(),
@@ -295,12 +295,7 @@ impl Store {
             .filter(recent_views::Column::Agent.eq(agent))
             .filter(recent_views::Column::ViewTime.gte(window_start(now_micros())))
             .order_by_desc(recent_views::Column::ViewTime)
-            .order_by_desc(recent_views::Column::CustomerId)
-            .limit(limit)
-            .all(&self.read)
-            .await?
-            .into_iter()
-            .map(from_model)
-            .collect()
+            .order_by_desc(recent_views::Column::CustomerId);
+        super::record::fetch(&self.read, query, limit, from_model).await
     }
 }

@@ -7,17 +7,17 @@ use sea_orm::{
 };
 
 use super::{
-    Store, change_log, check_version, customers, decode_json, encode_json,
+    Store, change_log, customers, decode_json, encode_json,
     entity::{activities, comments, requests},
-    rebase,
+    record,
 };
-use crate::domain::field_merge::ConflictPolicy;
 use crate::{
     domain::{
         change::{ChangeKind, NewChange, ResourceKind},
         customer::Audit,
+        edit::{Deletion, Edit},
         ids::new_id,
-        mask::{self, FieldChange},
+        mask::FieldChange,
         page::Cursor,
         request::{Comment, Request, RequestData, RequestStatus},
         time::now_micros,
@@ -72,6 +72,8 @@ pub(super) fn from_model(model: requests::Model) -> Result<Request> {
     })
 }
 
+record::stored_in!(Request, requests);
+
 fn comment_from_model(model: comments::Model) -> Comment {
     Comment {
         id: model.id,
@@ -125,20 +127,12 @@ impl Store {
             version: 1,
             customer_id: customer_id.to_owned(),
             close_time: (data.status == RequestStatus::Closed).then_some(now),
-            audit: Audit {
-                create_time: now,
-                update_time: now,
-                created_by: agent.to_owned(),
-                updated_by: agent.to_owned(),
-            },
+            audit: Audit::created(agent, now),
             data,
         };
         let txn = self.begin_write().await?;
         customers::find_to_link(&txn, customer_id).await?;
-        requests::Entity::insert(to_active(&request)?)
-            .exec_without_returning(&txn)
-            .await?;
-        change_log::append(&txn, NewChange::created(agent, &request, now)).await?;
+        record::insert(&txn, agent, &request, now).await?;
         self.commit(txn).await?;
         Ok(request)
     }
@@ -147,26 +141,17 @@ impl Store {
         find(&self.read, id).await
     }
 
-    /// Applies `fields` of `new` if the request is still at `expected_version`. Closing sets `close_time`,
-    /// reopening clears it; cancelling deletes the comments and makes the request final.
-    pub async fn update_request(
-        &self,
-        agent: &str,
-        id: &str,
-        expected_version: i64,
-        policy: ConflictPolicy,
-        fields: &[&str],
-        new: RequestData,
-    ) -> Result<Request> {
+    /// Applies the edit if the request is still at its version (see [`record::apply_edit`]). Closing sets
+    /// `close_time`, reopening clears it; cancelling deletes the comments and makes the request final.
+    pub async fn update_request(&self, agent: &str, edit: Edit<RequestData>) -> Result<Request> {
         let txn = self.begin_write().await?;
-        let current = find_for_update(&txn, id).await?;
-        let new = rebase(&txn, &current, expected_version, policy, fields, new).await?;
+        let id = edit.id.clone();
+        let current = find_for_update(&txn, &id).await?;
+        let edited = record::apply_edit(&txn, &current, edit).await?;
         refuse_if_cancelled(&current, "change")?;
-        let data = mask::apply(&current.data, &new, fields).map_err(Error::internal)?;
-        let changes: Vec<FieldChange> = mask::diff(&current.data, &data);
-        if changes.is_empty() {
+        let Some((data, changes)) = edited else {
             return Ok(current);
-        }
+        };
         let now = now_micros();
         let close_time = match (current.data.status, data.status) {
             (RequestStatus::Closed, RequestStatus::Closed) => current.close_time,
@@ -178,22 +163,13 @@ impl Store {
             version: current.version + 1,
             customer_id: current.customer_id.clone(),
             close_time,
-            audit: Audit {
-                update_time: now,
-                updated_by: agent.to_owned(),
-                ..current.audit.clone()
-            },
+            audit: current.audit.touched(agent, now),
             data,
         };
-        requests::Entity::update_many()
-            .set(to_active(&updated)?)
-            .filter(requests::Column::Id.eq(id))
-            .filter(requests::Column::Version.eq(current.version))
-            .exec(&txn)
-            .await?;
+        record::save_version(&txn, &updated, current.version).await?;
         if updated.data.status == RequestStatus::Cancelled {
             comments::Entity::delete_many()
-                .filter(comments::Column::RequestId.eq(id))
+                .filter(comments::Column::RequestId.eq(&id))
                 .exec(&txn)
                 .await?;
         }
@@ -204,16 +180,11 @@ impl Store {
 
     /// Deletes the request and its comments. Its activities stay in the customer's journey, unlinked (each
     /// gets a new version).
-    pub async fn delete_request(&self, agent: &str, id: &str, expected_version: i64) -> Result<()> {
+    pub async fn delete_request(&self, agent: &str, target: Deletion) -> Result<()> {
         let txn = self.begin_write().await?;
+        let id = target.id.as_str();
         let current = find_for_update(&txn, id).await?;
-        check_version(
-            RESOURCE,
-            &current.id,
-            expected_version,
-            current.version,
-            &current.audit.updated_by,
-        )?;
+        record::check_seen(&current, target.version)?;
         refuse_if_cancelled(&current, "be deleted")?;
         let now = now_micros();
         let linked: Vec<(String, i64, bool, Option<String>)> = activities::Entity::find()
@@ -267,10 +238,7 @@ impl Store {
             .filter(comments::Column::RequestId.eq(id))
             .exec(&txn)
             .await?;
-        requests::Entity::delete_by_id(id.to_owned())
-            .exec(&txn)
-            .await?;
-        change_log::append(&txn, NewChange::deleted(agent, &current, now)).await?;
+        record::delete(&txn, agent, &current, now).await?;
         self.commit(txn).await
     }
 
@@ -291,14 +259,8 @@ impl Store {
         if let Some(cursor) = cursor {
             query = query.filter(requests::Column::Id.lt(cursor.id.as_str()));
         }
-        query
-            .order_by_desc(requests::Column::Id)
-            .limit(limit)
-            .all(&self.read)
-            .await?
-            .into_iter()
-            .map(from_model)
-            .collect()
+        let query = query.order_by_desc(requests::Column::Id);
+        record::fetch(&self.read, query, limit, from_model).await
     }
 
     /// Adds an immutable comment. The request's version does not change (editing it is not disturbed), but the

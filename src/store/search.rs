@@ -12,7 +12,7 @@
 
 use sea_orm::{
     ColumnTrait, ConnectionTrait, DbBackend, EntityTrait, FromQueryResult, QueryFilter, QueryOrder,
-    QuerySelect, Statement, Value,
+    Statement, Value,
 };
 
 use super::{Store, customers::from_model, entity::customers};
@@ -83,23 +83,18 @@ impl Store {
         if let Some(cursor) = cursor {
             query = query.filter(customers::Column::Id.lt(cursor.id.as_str()));
         }
-        query
-            .order_by_desc(customers::Column::Id)
-            .limit(limit)
-            .all(&self.read)
-            .await?
-            .into_iter()
-            .map(|model| {
-                let cursor = Cursor {
-                    time: None,
-                    id: model.id.clone(),
-                };
-                Ok(SearchHit {
-                    customer: from_model(model)?,
-                    cursor,
-                })
+        let query = query.order_by_desc(customers::Column::Id);
+        super::record::fetch(&self.read, query, limit, |model| {
+            let cursor = Cursor {
+                time: None,
+                id: model.id.clone(),
+            };
+            Ok(SearchHit {
+                customer: from_model(model)?,
+                cursor,
             })
-            .collect()
+        })
+        .await
     }
 }
 

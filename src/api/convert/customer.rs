@@ -1,9 +1,91 @@
 //! Customers.
 
+use super::{Region, checked, required, update::update_message};
 use crate::{
-    domain::{customer::Customer, time::to_timestamp},
+    domain::{
+        Violations, attributes,
+        contact::{self, ContactPointInput},
+        customer::{self, Customer, CustomerData},
+        tags, text,
+        time::to_timestamp,
+    },
     pb,
 };
+
+/// Checks every caller-settable field of `c` (paths under `customer.`) and converts it.
+fn customer_data(violations: &mut Violations, c: pb::Customer, region: Region) -> CustomerData {
+    let pb::Customer {
+        // Set by the service.
+        id: _,
+        version: _,
+        create_time: _,
+        update_time: _,
+        created_by: _,
+        updated_by: _,
+        locked: _,
+        anonymize_time: _,
+        first_name,
+        last_name,
+        company,
+        gender,
+        customer_number,
+        contact_points,
+        notes,
+        tags,
+        credit_hold,
+        attributes,
+    } = c;
+    for (field, value) in [
+        ("customer.first_name", &first_name),
+        ("customer.last_name", &last_name),
+        ("customer.company", &company),
+        ("customer.gender", &gender),
+        ("customer.notes", &notes),
+    ] {
+        text::check_text(violations, field, value);
+    }
+    let customer_number = customer_number.trim().to_owned();
+    text::check_key_text(violations, "customer.customer_number", &customer_number);
+    let points: Vec<ContactPointInput> = contact_points
+        .into_iter()
+        .map(|pb::ContactPoint { kind, label, value }| ContactPointInput { kind, label, value })
+        .collect();
+    attributes::check_attributes(violations, "customer.attributes", &attributes);
+    CustomerData {
+        contact_points: contact::normalize_contact_points(
+            violations,
+            "customer.contact_points",
+            &points,
+            region,
+        ),
+        tags: tags::normalize_tags(violations, "customer.tags", &tags),
+        first_name,
+        last_name,
+        company,
+        gender,
+        customer_number,
+        notes,
+        credit_hold,
+        attributes: attributes.into_iter().collect(),
+    }
+}
+
+impl TryFrom<(pb::CreateCustomerRequest, Region)> for CustomerData {
+    type Error = Violations;
+    fn try_from(
+        (pb::CreateCustomerRequest { customer }, region): (pb::CreateCustomerRequest, Region),
+    ) -> Result<Self, Violations> {
+        let customer = required(customer, "customer")?;
+        checked(|violations| customer_data(violations, customer, region))
+    }
+}
+
+update_message!(
+    UpdateCustomerRequest { customer: pb::Customer } => CustomerData,
+    customer_data,
+    customer::MUTABLE_FIELDS,
+    customer::OUTPUT_ONLY_FIELDS
+);
 
 impl From<Customer> for pb::Customer {
     fn from(customer: Customer) -> Self {

@@ -2,60 +2,37 @@
 
 use crate::{
     api::check_version_given,
-    domain::{Violations, ids},
+    domain::{Violations, edit::Deletion, ids},
     pb,
 };
 
-/// A record to delete at the version the caller last saw.
-#[derive(Debug, PartialEq, Eq)]
-pub(in crate::api) struct Deletion {
-    pub id: String,
-    pub version: i64,
+fn deletion(id: &str, version: i64) -> Result<Deletion, Violations> {
+    let mut violations = Violations::new();
+    let id = ids::check_id(&mut violations, "id", id);
+    check_version_given(&mut violations, "version", version);
+    match id {
+        Some(id) if violations.is_empty() => Ok(Deletion { id, version }),
+        _ => Err(violations),
+    }
 }
 
-impl Deletion {
-    fn parse(id: &str, version: i64) -> Result<Self, Violations> {
-        let mut violations = Violations::new();
-        let id = ids::check_id(&mut violations, "id", id);
-        check_version_given(&mut violations, "version", version);
-        match (violations.into_result(()), id) {
-            (Ok(()), Some(id)) => Ok(Deletion { id, version }),
-            (Err(violations), _) => Err(violations),
-            (Ok(()), None) => Err(Violations::one(
-                "id",
-                crate::domain::reason::INVALID_ID,
-                "not an id",
-            )),
+/// `TryFrom` for each delete request, all of the same two fields.
+macro_rules! deletion_from {
+    ($($message:ident),+) => {$(
+        impl TryFrom<pb::$message> for Deletion {
+            type Error = Violations;
+            fn try_from(pb::$message { id, version }: pb::$message) -> Result<Self, Violations> {
+                deletion(&id, version)
+            }
         }
-    }
+    )+};
 }
 
-impl TryFrom<pb::DeleteCustomerRequest> for Deletion {
-    type Error = Violations;
-    fn try_from(
-        pb::DeleteCustomerRequest { id, version }: pb::DeleteCustomerRequest,
-    ) -> Result<Self, Violations> {
-        Deletion::parse(&id, version)
-    }
-}
-
-impl TryFrom<pb::DeleteRequestRequest> for Deletion {
-    type Error = Violations;
-    fn try_from(
-        pb::DeleteRequestRequest { id, version }: pb::DeleteRequestRequest,
-    ) -> Result<Self, Violations> {
-        Deletion::parse(&id, version)
-    }
-}
-
-impl TryFrom<pb::DeleteActivityRequest> for Deletion {
-    type Error = Violations;
-    fn try_from(
-        pb::DeleteActivityRequest { id, version }: pb::DeleteActivityRequest,
-    ) -> Result<Self, Violations> {
-        Deletion::parse(&id, version)
-    }
-}
+deletion_from!(
+    DeleteCustomerRequest,
+    DeleteRequestRequest,
+    DeleteActivityRequest
+);
 
 #[cfg(test)]
 mod tests {

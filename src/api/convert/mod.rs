@@ -2,6 +2,8 @@
 //! impls (handlers answer with `pb::Customer::from(customer)`), and requests parsed into commands as `TryFrom`
 //! impls whose error is every violation found.
 
+use crate::domain::Violations;
+
 mod activity;
 mod context;
 mod customer;
@@ -10,5 +12,26 @@ mod notification;
 mod request;
 mod update;
 
-pub(super) use delete::Deletion;
-pub(super) use update::{UpdateRequest, UpdateTarget};
+pub(super) use activity::ActivityInput;
+pub(super) use request::{NewRequest, RequestInput, request_status};
+
+/// The sub-message `field` of a request, which must be given.
+fn required<T>(value: Option<T>, field: &str) -> Result<T, Violations> {
+    value.ok_or_else(|| {
+        Violations::one(
+            field,
+            crate::domain::reason::REQUIRED_FIELD,
+            format!("{field} is required"),
+        )
+    })
+}
+
+/// What `check` returns if it found nothing wrong, else every violation it found.
+fn checked<T>(check: impl FnOnce(&mut Violations) -> T) -> Result<T, Violations> {
+    let mut violations = Violations::new();
+    let value = check(&mut violations);
+    violations.into_result(value)
+}
+
+/// The region of phone numbers written without a country code.
+pub(super) type Region = phonenumber::country::Id;

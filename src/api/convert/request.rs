@@ -1,12 +1,109 @@
 //! Requests and their comments.
 
+use super::{Region, required, update::update_message};
 use crate::{
     domain::{
-        request::{self, Comment},
+        Violations, ids, reason,
+        request::{self, Comment, RequestData, RequestStatus},
+        tags, text,
         time::to_timestamp,
     },
     pb,
 };
+
+/// A request's values from the caller.
+pub struct RequestInput {
+    pub data: RequestData,
+    /// The status was `UNSPECIFIED` (create: the default; update: keep the current one).
+    pub status_missing: bool,
+}
+
+/// A request to create for the customer `customer_id`.
+pub struct NewRequest {
+    pub customer_id: String,
+    pub data: RequestData,
+}
+
+/// A status from the caller: `UNSPECIFIED` is `None`, an unknown number a violation.
+pub fn request_status(
+    violations: &mut Violations,
+    field: &str,
+    value: i32,
+) -> Option<RequestStatus> {
+    if value == 0 {
+        return None;
+    }
+    let status = RequestStatus::from_i32(value);
+    if status.is_none() {
+        violations.push(
+            field,
+            reason::INVALID_ENUM_VALUE,
+            format!("{value} is not a RequestStatus"),
+        );
+    }
+    status
+}
+
+/// Checks every caller-settable field of `r` (paths under `request.`) and converts it.
+/// Takes the region as the other records do, though a request has no phone numbers.
+fn request_input(violations: &mut Violations, r: pb::Request, _: Region) -> RequestInput {
+    let pb::Request {
+        // Set by the service.
+        id: _,
+        version: _,
+        create_time: _,
+        update_time: _,
+        close_time: _,
+        created_by: _,
+        updated_by: _,
+        // Given at creation only (checked there), never changed.
+        customer_id: _,
+        title,
+        description,
+        status,
+        tags,
+    } = r;
+    text::check_required_text(violations, "request.title", &title);
+    text::check_text(violations, "request.description", &description);
+    let status = request_status(violations, "request.status", status);
+    let data = RequestData {
+        tags: tags::normalize_tags(violations, "request.tags", &tags),
+        title,
+        description,
+        status: status.unwrap_or_default(),
+    };
+    RequestInput {
+        data,
+        status_missing: status.is_none(),
+    }
+}
+
+impl TryFrom<(pb::CreateRequestRequest, Region)> for NewRequest {
+    type Error = Violations;
+    fn try_from(
+        (pb::CreateRequestRequest { request }, region): (pb::CreateRequestRequest, Region),
+    ) -> Result<Self, Violations> {
+        let request = required(request, "request")?;
+        let mut violations = Violations::new();
+        let customer_id =
+            ids::check_id(&mut violations, "request.customer_id", &request.customer_id);
+        let input = request_input(&mut violations, request, region);
+        match customer_id {
+            Some(customer_id) if violations.is_empty() => Ok(NewRequest {
+                customer_id,
+                data: input.data,
+            }),
+            _ => Err(violations),
+        }
+    }
+}
+
+update_message!(
+    UpdateRequestRequest { request: pb::Request } => RequestInput,
+    request_input,
+    request::MUTABLE_FIELDS,
+    request::IMMUTABLE_FIELDS
+);
 
 impl From<request::Request> for pb::Request {
     fn from(r: request::Request) -> Self {

@@ -432,7 +432,13 @@ pub(super) mod tests {
             .await
             .expect("create");
         store
-            .delete_customer("setup", &gone.id, 1)
+            .delete_customer(
+                "setup",
+                crate::domain::edit::Deletion {
+                    id: gone.id.clone(),
+                    version: 1,
+                },
+            )
             .await
             .expect("delete");
         let input = OpenContext {

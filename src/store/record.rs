@@ -1,0 +1,152 @@
+//! The write steps every versioned record (customer, request, activity) takes the same way: insert it with its
+//! "created" log row, apply an edit onto the current version, save a new version only over the one it was read
+//! at, delete it at the version the caller saw. Each repository adds only what is particular to its record.
+
+use sea_orm::{
+    ActiveModelBehavior, ActiveModelTrait, ColumnTrait, ConnectionTrait, EntityTrait,
+    IntoActiveModel, QueryFilter, QuerySelect, Select,
+};
+
+use super::{change_log, check_version, rebase};
+use crate::{
+    domain::{
+        change::{Logged, NewChange, ResourceKind},
+        edit::{Deletion, Edit},
+        mask::{self, FieldChange},
+        time::Micros,
+    },
+    error::{Error, Result},
+};
+
+/// A record kept in one table of its own, through its sea-orm entity.
+pub(super) trait Stored: Logged + Sized {
+    type Entity: EntityTrait<ActiveModel = Self::Active>;
+    type Active: ActiveModelTrait<Entity = Self::Entity>
+        + ActiveModelBehavior
+        + IntoActiveModel<Self::Active>
+        + Send;
+    const ID: <Self::Entity as EntityTrait>::Column;
+    const VERSION: <Self::Entity as EntityTrait>::Column;
+    fn to_active(&self) -> Result<Self::Active>;
+}
+
+/// Implements [`Stored`] for `$record`, kept in the table of the entity module `$table`, whose row its
+/// repository's `to_active` builds.
+macro_rules! stored_in {
+    ($record:ty, $table:ident) => {
+        impl super::record::Stored for $record {
+            type Entity = $table::Entity;
+            type Active = $table::ActiveModel;
+            const ID: $table::Column = $table::Column::Id;
+            const VERSION: $table::Column = $table::Column::Version;
+            fn to_active(&self) -> Result<$table::ActiveModel> {
+                to_active(self)
+            }
+        }
+    };
+}
+pub(super) use stored_in;
+
+/// Inserts a new `record` and its "created" log row.
+pub(super) async fn insert<R: Stored>(
+    db: &impl ConnectionTrait,
+    agent: &str,
+    record: &R,
+    now: Micros,
+) -> Result<()> {
+    R::Entity::insert(record.to_active()?)
+        .exec_without_returning(db)
+        .await?;
+    change_log::append(db, NewChange::created(agent, record, now)).await?;
+    Ok(())
+}
+
+/// What `edit` leaves of `current` (locked by the caller): the caller's values rebased onto it (see
+/// [`rebase`]) and applied under the edit's mask, with the fields that changed. `None` when nothing changes.
+pub(super) async fn apply_edit<R: Logged>(
+    db: &impl ConnectionTrait,
+    current: &R,
+    edit: Edit<R::Data>,
+) -> Result<Option<(R::Data, Vec<FieldChange>)>> {
+    let Edit {
+        id: _,
+        version,
+        policy,
+        fields,
+        data,
+    } = edit;
+    let new = rebase(db, current, version, policy, &fields, data).await?;
+    let data = mask::apply(current.data(), &new, &fields).map_err(Error::internal)?;
+    let changes = mask::diff(current.data(), &data);
+    Ok((!changes.is_empty()).then_some((data, changes)))
+}
+
+/// Saves `updated` over the version `previous` it was made from.
+pub(super) async fn save_version<R: Stored>(
+    db: &impl ConnectionTrait,
+    updated: &R,
+    previous: i64,
+) -> Result<()> {
+    R::Entity::update_many()
+        .set(updated.to_active()?)
+        .filter(R::ID.eq(updated.id()))
+        .filter(R::VERSION.eq(previous))
+        .exec(db)
+        .await?;
+    Ok(())
+}
+
+/// Refuses a write to `current` by a caller who saw it at another version than its current one.
+pub(super) fn check_seen<R: Logged>(current: &R, expected: i64) -> Result<()> {
+    check_version(
+        R::RESOURCE.as_str(),
+        current.id(),
+        expected,
+        current.version(),
+        current.updated_by(),
+    )
+}
+
+/// Deletes `current` (locked and checked by the caller), with its "deleted" log row.
+pub(super) async fn delete<R: Stored>(
+    db: &impl ConnectionTrait,
+    agent: &str,
+    current: &R,
+    now: Micros,
+) -> Result<()>
+where
+    <<R::Entity as EntityTrait>::PrimaryKey as sea_orm::PrimaryKeyTrait>::ValueType: From<String>,
+{
+    R::Entity::delete_by_id(current.id().to_owned())
+        .exec(db)
+        .await?;
+    change_log::append(db, NewChange::deleted(agent, current, now)).await?;
+    Ok(())
+}
+
+impl super::Store {
+    /// Deletes the record of `kind` that `target` names, as its repository deletes it.
+    pub async fn delete(&self, kind: ResourceKind, agent: &str, target: Deletion) -> Result<()> {
+        match kind {
+            ResourceKind::Customer => self.delete_customer(agent, target).await,
+            ResourceKind::Request => self.delete_request(agent, target).await,
+            ResourceKind::Activity => self.delete_activity(agent, target).await,
+        }
+    }
+}
+
+/// The first `limit` rows of `query`, each converted by `convert`.
+pub(super) async fn fetch<E: EntityTrait, T>(
+    db: &impl ConnectionTrait,
+    query: Select<E>,
+    limit: u64,
+    convert: impl FnMut(E::Model) -> Result<T>,
+) -> Result<Vec<T>> {
+    query
+        .limit(limit)
+        .all(db)
+        .await?
+        .into_iter()
+        .map(convert)
+        .collect()
+}
