@@ -5,9 +5,7 @@ use sea_orm::{
     QueryOrder, Select,
 };
 
-use super::{
-    Store, change_log, customers, decode_json, encode_json, entity::activities, record, requests,
-};
+use super::{Store, change_log, customers, decode_json, encode_json, entity::activities, record};
 use crate::{
     domain::{
         activity::{Activity, ActivityData},
@@ -18,13 +16,12 @@ use crate::{
         mask,
         page::Cursor,
         reason,
+        request::Request,
         time::now_micros,
         violations::Violations,
     },
     error::{Error, Result},
 };
-
-const RESOURCE: &str = "activity";
 
 pub(super) fn to_active(activity: &Activity) -> Result<activities::ActiveModel> {
     let d = &activity.data;
@@ -89,22 +86,6 @@ pub(super) fn from_model(m: activities::Model) -> Result<Activity> {
 
 record::stored_in!(Activity, activities);
 
-async fn find(db: &impl ConnectionTrait, id: &str) -> Result<Activity> {
-    let model = activities::Entity::find_by_id(id.to_owned())
-        .one(db)
-        .await?
-        .ok_or_else(|| Error::not_found(RESOURCE, id))?;
-    from_model(model)
-}
-
-/// Locks the activity for the rest of the write transaction and reads it.
-pub(super) async fn find_for_update(db: &impl ConnectionTrait, id: &str) -> Result<Activity> {
-    if !super::lock_row(db, "activities", id).await? {
-        return Err(Error::not_found(RESOURCE, id));
-    }
-    find(db, id).await
-}
-
 /// Checks the activity's links: the request exists and is not cancelled, the customer is taken from the request
 /// when missing and must match it otherwise, and the customer exists. Returns that customer, if any.
 async fn resolve_links(
@@ -113,7 +94,7 @@ async fn resolve_links(
     check_request: bool,
 ) -> Result<Option<Customer>> {
     if let Some(request_id) = data.request_id.as_deref() {
-        let request = requests::find_for_update(db, request_id).await?;
+        let request = record::find_for_update::<Request>(db, request_id).await?;
         if check_request && request.data.status.is_final() {
             return Err(Error::failed_precondition(
                 "REQUEST_CANCELLED",
@@ -163,12 +144,12 @@ impl Store {
     }
 
     pub async fn get_activity(&self, id: &str) -> Result<Activity> {
-        find(&self.read, id).await
+        record::find::<Activity>(&self.read, id).await
     }
 
     pub async fn update_activity(&self, agent: &str, edit: Edit<ActivityData>) -> Result<Activity> {
         let txn = self.begin_write().await?;
-        let current = find_for_update(&txn, &edit.id).await?;
+        let current = record::find_for_update::<Activity>(&txn, &edit.id).await?;
         let Some((mut data, _)) = record::apply_edit(&txn, &current, edit).await? else {
             return Ok(current);
         };
@@ -205,7 +186,7 @@ impl Store {
     /// Deletes the activity whatever its state.
     pub async fn delete_activity(&self, agent: &str, target: Deletion) -> Result<()> {
         let txn = self.begin_write().await?;
-        let current = find_for_update(&txn, &target.id).await?;
+        let current = record::find_for_update::<Activity>(&txn, &target.id).await?;
         record::check_seen(&current, target.version)?;
         record::delete(&txn, agent, &current, now_micros()).await?;
         self.cancel_notification(&txn, &target.id).await?;
@@ -231,7 +212,7 @@ impl Store {
             query = query.filter(activities::Column::CustomerId.eq(customer_id));
         }
         if let Some(request_id) = request_id {
-            requests::find(&self.read, request_id).await?;
+            record::find::<Request>(&self.read, request_id).await?;
             query = query.filter(activities::Column::RequestId.eq(request_id));
         }
         let query = newest_first(

@@ -3,11 +3,11 @@
 //! at, delete it at the version the caller saw. Each repository adds only what is particular to its record.
 
 use sea_orm::{
-    ActiveModelBehavior, ActiveModelTrait, ColumnTrait, ConnectionTrait, EntityTrait,
-    IntoActiveModel, QueryFilter, QuerySelect, Select,
+    ActiveModelBehavior, ActiveModelTrait, ColumnTrait, ConnectionTrait, EntityName, EntityTrait,
+    IntoActiveModel, PrimaryKeyTrait, QueryFilter, QuerySelect, Select,
 };
 
-use super::{change_log, check_version, rebase};
+use super::{change_log, check_version, lock_row, rebase};
 use crate::{
     domain::{
         change::{Logged, NewChange, ResourceKind},
@@ -28,7 +28,34 @@ pub(super) trait Stored: Logged + Sized {
     const ID: <Self::Entity as EntityTrait>::Column;
     const VERSION: <Self::Entity as EntityTrait>::Column;
     fn to_active(&self) -> Result<Self::Active>;
+    fn from_model(model: <Self::Entity as EntityTrait>::Model) -> Result<Self>;
 }
+
+/// The record `id`, `NOT_FOUND` if there is none.
+pub(super) async fn find<R: Stored>(db: &impl ConnectionTrait, id: &str) -> Result<R>
+where
+    Key<R>: From<String>,
+{
+    let model = R::Entity::find_by_id(id.to_owned())
+        .one(db)
+        .await?
+        .ok_or_else(|| Error::not_found(R::RESOURCE.as_str(), id))?;
+    R::from_model(model)
+}
+
+/// Locks the record `id` for the rest of the write transaction (see [`lock_row`]) and reads it.
+pub(super) async fn find_for_update<R: Stored>(db: &impl ConnectionTrait, id: &str) -> Result<R>
+where
+    Key<R>: From<String>,
+{
+    if !lock_row(db, R::Entity::default().table_name(), id).await? {
+        return Err(Error::not_found(R::RESOURCE.as_str(), id));
+    }
+    find(db, id).await
+}
+
+/// The type of a record's primary key.
+type Key<R> = <<<R as Stored>::Entity as EntityTrait>::PrimaryKey as PrimaryKeyTrait>::ValueType;
 
 /// Implements [`Stored`] for `$record`, kept in the table of the entity module `$table`, whose row its
 /// repository's `to_active` builds.
@@ -41,6 +68,9 @@ macro_rules! stored_in {
             const VERSION: $table::Column = $table::Column::Version;
             fn to_active(&self) -> Result<$table::ActiveModel> {
                 to_active(self)
+            }
+            fn from_model(model: $table::Model) -> Result<Self> {
+                from_model(model)
             }
         }
     };
@@ -115,7 +145,7 @@ pub(super) async fn delete<R: Stored>(
     now: Micros,
 ) -> Result<()>
 where
-    <<R::Entity as EntityTrait>::PrimaryKey as sea_orm::PrimaryKeyTrait>::ValueType: From<String>,
+    Key<R>: From<String>,
 {
     R::Entity::delete_by_id(current.id().to_owned())
         .exec(db)

@@ -2,7 +2,7 @@
 
 use sea_orm::{
     ActiveValue::Set,
-    ColumnTrait, ConnectionTrait, EntityTrait, QueryFilter, QueryOrder, QuerySelect,
+    ColumnTrait, EntityTrait, QueryFilter, QueryOrder, QuerySelect,
     sea_query::{Expr, ExprTrait},
 };
 
@@ -25,7 +25,6 @@ use crate::{
     error::{Error, Result},
 };
 
-const RESOURCE: &str = "request";
 const CANCELLED: &str = "REQUEST_CANCELLED";
 
 pub(super) fn to_active(request: &Request) -> Result<requests::ActiveModel> {
@@ -84,22 +83,6 @@ fn comment_from_model(model: comments::Model) -> Comment {
     }
 }
 
-pub(super) async fn find(db: &impl ConnectionTrait, id: &str) -> Result<Request> {
-    let model = requests::Entity::find_by_id(id.to_owned())
-        .one(db)
-        .await?
-        .ok_or_else(|| Error::not_found(RESOURCE, id))?;
-    from_model(model)
-}
-
-/// Locks the request for the rest of the write transaction and reads it.
-pub(super) async fn find_for_update(db: &impl ConnectionTrait, id: &str) -> Result<Request> {
-    if !super::lock_row(db, "requests", id).await? {
-        return Err(Error::not_found(RESOURCE, id));
-    }
-    find(db, id).await
-}
-
 fn refuse_if_cancelled(request: &Request, what: &str) -> Result<()> {
     if request.data.status.is_final() {
         Err(Error::failed_precondition(
@@ -138,7 +121,7 @@ impl Store {
     }
 
     pub async fn get_request(&self, id: &str) -> Result<Request> {
-        find(&self.read, id).await
+        record::find::<Request>(&self.read, id).await
     }
 
     /// Applies the edit if the request is still at its version (see [`record::apply_edit`]). Closing sets
@@ -146,7 +129,7 @@ impl Store {
     pub async fn update_request(&self, agent: &str, edit: Edit<RequestData>) -> Result<Request> {
         let txn = self.begin_write().await?;
         let id = edit.id.clone();
-        let current = find_for_update(&txn, &id).await?;
+        let current = record::find_for_update::<Request>(&txn, &id).await?;
         let edited = record::apply_edit(&txn, &current, edit).await?;
         refuse_if_cancelled(&current, "change")?;
         let Some((data, changes)) = edited else {
@@ -183,7 +166,7 @@ impl Store {
     pub async fn delete_request(&self, agent: &str, target: Deletion) -> Result<()> {
         let txn = self.begin_write().await?;
         let id = target.id.as_str();
-        let current = find_for_update(&txn, id).await?;
+        let current = record::find_for_update::<Request>(&txn, id).await?;
         record::check_seen(&current, target.version)?;
         refuse_if_cancelled(&current, "be deleted")?;
         let now = now_micros();
@@ -272,7 +255,7 @@ impl Store {
         text: String,
     ) -> Result<Comment> {
         let txn = self.begin_write().await?;
-        let request = find_for_update(&txn, request_id).await?;
+        let request = record::find_for_update::<Request>(&txn, request_id).await?;
         refuse_if_cancelled(&request, "take comments")?;
         let comment = Comment {
             id: new_id(),
@@ -315,7 +298,7 @@ impl Store {
         cursor: Option<&Cursor>,
         limit: u64,
     ) -> Result<Vec<Comment>> {
-        find(&self.read, request_id).await?;
+        record::find::<Request>(&self.read, request_id).await?;
         let mut query = comments::Entity::find().filter(comments::Column::RequestId.eq(request_id));
         if let Some(cursor) = cursor {
             query = query.filter(comments::Column::Id.gt(cursor.id.as_str()));

@@ -31,7 +31,7 @@ pub(super) use sqlite_batch::{GroupCommit, database_file};
 use super::{
     Store, activities, customers, decode_json, encode_json,
     entity::{self, customers as customer_rows},
-    requests,
+    record, requests,
 };
 use crate::{
     domain::{
@@ -208,7 +208,7 @@ impl Store {
             .map(activities::from_model)
             .transpose()?;
         let request = match done.request_id.as_deref() {
-            Some(id) => optional(requests::find(&self.read, id).await)?,
+            Some(id) => optional(record::find::<Request>(&self.read, id).await)?,
             None => None,
         };
         let prefill = done.prefill.as_deref().map(decode_json).transpose()?;
