@@ -55,31 +55,26 @@ pub struct ApiState {
 
 /// Registers every public service of the API; request messages above `max_message_bytes` are refused.
 pub fn add_services(routes: &mut RoutesBuilder, state: ApiState, max_message_bytes: usize) {
-    routes
-        .add_service(
-            pb::customer_service_server::CustomerServiceServer::new(CustomerApi::new(
-                state.clone(),
-            ))
-            .max_decoding_message_size(max_message_bytes),
-        )
-        .add_service(
-            pb::request_service_server::RequestServiceServer::new(RequestApi::new(state.clone()))
-                .max_decoding_message_size(max_message_bytes),
-        )
-        .add_service(
-            pb::activity_service_server::ActivityServiceServer::new(ActivityApi::new(
-                state.clone(),
-            ))
-            .max_decoding_message_size(max_message_bytes),
-        )
-        .add_service(
-            pb::context_service_server::ContextServiceServer::new(ContextApi::new(state.clone()))
-                .max_decoding_message_size(max_message_bytes),
-        )
-        .add_service(
-            pb::watch_service_server::WatchServiceServer::new(WatchApi::new(state))
-                .max_decoding_message_size(max_message_bytes),
-        );
+    use pb::{
+        activity_service_server::ActivityServiceServer,
+        context_service_server::ContextServiceServer,
+        customer_service_server::CustomerServiceServer,
+        request_service_server::RequestServiceServer, watch_service_server::WatchServiceServer,
+    };
+    macro_rules! add {
+        ($($server:ident($api:ident)),+) => {$(
+            routes.add_service(
+                $server::new($api::new(state.clone())).max_decoding_message_size(max_message_bytes),
+            );
+        )+};
+    }
+    add!(
+        CustomerServiceServer(CustomerApi),
+        RequestServiceServer(RequestApi),
+        ActivityServiceServer(ActivityApi),
+        ContextServiceServer(ContextApi),
+        WatchServiceServer(WatchApi)
+    );
 }
 
 pub use crate::auth::{AGENT_HEADER, ANONYMOUS};
@@ -127,6 +122,31 @@ where
     let target = Deletion::try_from(request.into_inner())?;
     state.store.delete(kind, &agent, target).await?;
     Ok(Response::new(()))
+}
+
+/// A proto enum number from the caller where `UNSPECIFIED` (0) means none: `None` for 0 and for a number the
+/// generated enum `E` does not know (a violation naming the enum), else the number.
+pub(in crate::api) fn optional_enum<E: TryFrom<i32>>(
+    violations: &mut Violations,
+    field: &str,
+    value: i32,
+) -> Option<i32> {
+    if value == 0 {
+        return None;
+    }
+    let name = std::any::type_name::<E>()
+        .rsplit("::")
+        .next()
+        .unwrap_or("enum");
+    if E::try_from(value).is_err() {
+        violations.push(
+            field,
+            reason::INVALID_ENUM_VALUE,
+            format!("{value} is not a {name}"),
+        );
+        return None;
+    }
+    Some(value)
 }
 
 /// A proto enum number from the caller, checked against the generated enum `E` (so the proto is the only list of
@@ -250,6 +270,14 @@ mod tests {
         });
         check("ConflictPolicy", &|v, n| {
             conflict_policy(v, n);
+            n
+        });
+        check("RequestStatus", &|v, n| {
+            optional_enum::<pb::RequestStatus>(v, "status", n);
+            n
+        });
+        check("NotificationStatus", &|v, n| {
+            optional_enum::<pb::NotificationStatus>(v, "status", n);
             n
         });
     }

@@ -4,7 +4,7 @@ use tonic::{Request, Response, Status};
 
 use super::{ApiState, PageRequest, principal};
 use crate::{
-    domain::{Violations, ids, notification::NotificationStatus, page::Cursor, reason},
+    domain::{Violations, ids, notification::NotificationStatus, page::Cursor},
     error::Error,
     pb,
 };
@@ -54,16 +54,6 @@ pub(super) async fn list_notifications(
 
 /// A status filter from the caller: `UNSPECIFIED` is `None`, an unknown number a violation.
 fn status(violations: &mut Violations, field: &str, value: i32) -> Option<NotificationStatus> {
-    if value == 0 {
-        return None;
-    }
-    let status = NotificationStatus::from_i32(value);
-    if status.is_none() {
-        violations.push(
-            field,
-            reason::INVALID_ENUM_VALUE,
-            format!("{value} is not a NotificationStatus"),
-        );
-    }
-    status
+    let number = super::optional_enum::<pb::NotificationStatus>(violations, field, value)?;
+    NotificationStatus::from_i32(number)
 }

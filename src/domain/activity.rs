@@ -47,14 +47,9 @@ pub const MUTABLE_FIELDS: &[&str] = &[
     "salesperson",
     "reference",
 ];
-pub const OUTPUT_ONLY_FIELDS: &[&str] = &[
-    "id",
-    "version",
-    "create_time",
-    "update_time",
-    "created_by",
-    "updated_by",
-];
+/// Field names that exist but only the service sets, besides those of every record
+/// ([`super::mask::RECORD_OUTPUT_ONLY_FIELDS`]): none.
+pub const OUTPUT_ONLY_FIELDS: &[&str] = &[];
 
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Activity {

@@ -70,17 +70,9 @@ pub const MUTABLE_FIELDS: &[&str] = &[
     "attributes",
 ];
 
-/// Field names that exist but only the service sets.
-pub const OUTPUT_ONLY_FIELDS: &[&str] = &[
-    "id",
-    "version",
-    "create_time",
-    "update_time",
-    "created_by",
-    "updated_by",
-    "locked",
-    "anonymize_time",
-];
+/// Field names that exist but only the service sets, besides those of every record
+/// ([`super::mask::RECORD_OUTPUT_ONLY_FIELDS`]).
+pub const OUTPUT_ONLY_FIELDS: &[&str] = &["locked", "anonymize_time"];
 
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Customer {

@@ -10,6 +10,16 @@ use super::violations::{Violations, reason};
 
 /// The fields an update touches, from `update_mask.paths`. Empty or `["*"]` means every mutable field.
 /// Unknown paths are `INVALID_UPDATE_MASK`; paths naming fields that exist but cannot change are `IMMUTABLE_FIELD`.
+/// Fields every record has that only the service sets.
+pub const RECORD_OUTPUT_ONLY_FIELDS: &[&str] = &[
+    "id",
+    "version",
+    "create_time",
+    "update_time",
+    "created_by",
+    "updated_by",
+];
+
 pub fn parse_update_mask(
     violations: &mut Violations,
     paths: &[String],
@@ -27,7 +37,7 @@ pub fn parse_update_mask(
             if !fields.contains(field) {
                 fields.push(*field);
             }
-        } else if immutable.contains(&path) {
+        } else if immutable.contains(&path) || RECORD_OUTPUT_ONLY_FIELDS.contains(&path) {
             violations.push(
                 at,
                 reason::IMMUTABLE_FIELD,

@@ -46,16 +46,9 @@ pub struct RequestData {
 }
 
 pub const MUTABLE_FIELDS: &[&str] = &["title", "description", "status", "tags"];
-pub const IMMUTABLE_FIELDS: &[&str] = &[
-    "customer_id",
-    "id",
-    "version",
-    "create_time",
-    "update_time",
-    "close_time",
-    "created_by",
-    "updated_by",
-];
+/// Field names an update may not change, besides those of every record
+/// ([`super::mask::RECORD_OUTPUT_ONLY_FIELDS`]).
+pub const IMMUTABLE_FIELDS: &[&str] = &["customer_id", "close_time"];
 
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Request {

@@ -105,37 +105,27 @@ async fn reassign(
 ) -> Result<()> {
     for chunk in rows.chunks(CHUNK) {
         let ids = chunk.iter().map(|(id, _, _)| id.as_str());
+        // The columns `move_rows` sets and matches, in its order, of the entity module `$table`.
+        macro_rules! move_rows_of {
+            ($table:ident) => {
+                move_rows::<$table::Entity>(
+                    db,
+                    [
+                        $table::Column::CustomerId,
+                        $table::Column::Version,
+                        $table::Column::UpdateTime,
+                        $table::Column::UpdatedBy,
+                        $table::Column::Id,
+                    ],
+                    ids,
+                    (to, agent, now),
+                )
+                .await?
+            };
+        }
         match resource {
-            ResourceKind::Request => {
-                move_rows::<requests::Entity>(
-                    db,
-                    [
-                        requests::Column::CustomerId,
-                        requests::Column::Version,
-                        requests::Column::UpdateTime,
-                        requests::Column::UpdatedBy,
-                        requests::Column::Id,
-                    ],
-                    ids,
-                    (to, agent, now),
-                )
-                .await?;
-            }
-            ResourceKind::Activity => {
-                move_rows::<activities::Entity>(
-                    db,
-                    [
-                        activities::Column::CustomerId,
-                        activities::Column::Version,
-                        activities::Column::UpdateTime,
-                        activities::Column::UpdatedBy,
-                        activities::Column::Id,
-                    ],
-                    ids,
-                    (to, agent, now),
-                )
-                .await?;
-            }
+            ResourceKind::Request => move_rows_of!(requests),
+            ResourceKind::Activity => move_rows_of!(activities),
             ResourceKind::Customer => {
                 return Err(Error::internal("customers are not moved between customers"));
             }

@@ -272,15 +272,18 @@ impl Store {
         if self.backend != DbBackend::Postgres {
             return Ok(None);
         }
+        self.listener(change_log::NOTIFY_CHANNEL).await.map(Some)
+    }
+
+    /// A PostgreSQL connection of its own, listening on `channel`.
+    async fn listener(&self, channel: &str) -> Result<sea_orm::sqlx::postgres::PgListener> {
+        let unavailable = |e: sea_orm::sqlx::Error| Error::Unavailable(e.to_string());
         let pool = self.read.get_postgres_connection_pool();
         let mut listener = sea_orm::sqlx::postgres::PgListener::connect_with(pool)
             .await
-            .map_err(|e| Error::Unavailable(e.to_string()))?;
-        listener
-            .listen(change_log::NOTIFY_CHANNEL)
-            .await
-            .map_err(|e| Error::Unavailable(e.to_string()))?;
-        Ok(Some(listener))
+            .map_err(unavailable)?;
+        listener.listen(channel).await.map_err(unavailable)?;
+        Ok(listener)
     }
 
     pub fn backend(&self) -> DbBackend {

@@ -166,15 +166,7 @@ impl Store {
         if !self.shares_presence() {
             return Ok(None);
         }
-        let pool = self.read.get_postgres_connection_pool();
-        let mut listener = sea_orm::sqlx::postgres::PgListener::connect_with(pool)
-            .await
-            .map_err(|e| Error::Unavailable(e.to_string()))?;
-        listener
-            .listen(PRESENCE_CHANNEL)
-            .await
-            .map_err(|e| Error::Unavailable(e.to_string()))?;
-        Ok(Some(listener))
+        self.listener(PRESENCE_CHANNEL).await.map(Some)
     }
 }
 

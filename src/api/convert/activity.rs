@@ -1,6 +1,6 @@
 //! Activities.
 
-use super::{Region, checked, required, update::update_message};
+use super::{Region, create_message, update::update_message};
 use crate::{
     api::enum_number,
     domain::{
@@ -112,15 +112,7 @@ fn activity_input(violations: &mut Violations, a: pb::Activity, region: Region) 
     }
 }
 
-impl TryFrom<(pb::CreateActivityRequest, Region)> for ActivityInput {
-    type Error = Violations;
-    fn try_from(
-        (pb::CreateActivityRequest { activity }, region): (pb::CreateActivityRequest, Region),
-    ) -> Result<Self, Violations> {
-        let activity = required(activity, "activity")?;
-        checked(|violations| activity_input(violations, activity, region))
-    }
-}
+create_message!(CreateActivityRequest { activity } => ActivityInput, activity_input);
 
 update_message!(
     UpdateActivityRequest { activity: pb::Activity } => ActivityInput,

@@ -1,6 +1,6 @@
 //! Customers.
 
-use super::{Region, checked, required, update::update_message};
+use super::{Region, create_message, update::update_message};
 use crate::{
     domain::{
         Violations, attributes,
@@ -70,15 +70,7 @@ fn customer_data(violations: &mut Violations, c: pb::Customer, region: Region) -
     }
 }
 
-impl TryFrom<(pb::CreateCustomerRequest, Region)> for CustomerData {
-    type Error = Violations;
-    fn try_from(
-        (pb::CreateCustomerRequest { customer }, region): (pb::CreateCustomerRequest, Region),
-    ) -> Result<Self, Violations> {
-        let customer = required(customer, "customer")?;
-        checked(|violations| customer_data(violations, customer, region))
-    }
-}
+create_message!(CreateCustomerRequest { customer } => CustomerData, customer_data);
 
 update_message!(
     UpdateCustomerRequest { customer: pb::Customer } => CustomerData,

@@ -33,5 +33,22 @@ fn checked<T>(check: impl FnOnce(&mut Violations) -> T) -> Result<T, Violations>
     violations.into_result(value)
 }
 
+/// Implements `TryFrom<($message, Region)>` for `$converted`: the request's record `$record`, required, checked
+/// and converted by `$input`.
+macro_rules! create_message {
+    ($message:ident { $record:ident } => $converted:ty, $input:path) => {
+        impl TryFrom<(pb::$message, Region)> for $converted {
+            type Error = Violations;
+            fn try_from(
+                (pb::$message { $record }, region): (pb::$message, Region),
+            ) -> Result<Self, Violations> {
+                let record = super::required($record, stringify!($record))?;
+                super::checked(|violations| $input(violations, record, region))
+            }
+        }
+    };
+}
+use create_message;
+
 /// The region of phone numbers written without a country code.
 pub(super) type Region = phonenumber::country::Id;

@@ -3,7 +3,7 @@
 use super::{Region, required, update::update_message};
 use crate::{
     domain::{
-        Violations, ids, reason,
+        Violations, ids,
         request::{self, Comment, RequestData, RequestStatus},
         tags, text,
         time::to_timestamp,
@@ -30,18 +30,8 @@ pub fn request_status(
     field: &str,
     value: i32,
 ) -> Option<RequestStatus> {
-    if value == 0 {
-        return None;
-    }
-    let status = RequestStatus::from_i32(value);
-    if status.is_none() {
-        violations.push(
-            field,
-            reason::INVALID_ENUM_VALUE,
-            format!("{value} is not a RequestStatus"),
-        );
-    }
-    status
+    let number = crate::api::optional_enum::<pb::RequestStatus>(violations, field, value)?;
+    RequestStatus::from_i32(number)
 }
 
 /// Checks every caller-settable field of `r` (paths under `request.`) and converts it.
