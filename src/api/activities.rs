@@ -120,8 +120,7 @@ impl ActivityService for ActivityApi {
         &self,
         request: Request<pb::ListActivitiesRequest>,
     ) -> Result<Response<pb::ListActivitiesResponse>, Status> {
-        let caller = principal(&request)?;
-        let message = request.into_inner();
+        let (caller, message) = super::caller_and_message(request)?;
         let mut violations = Violations::new();
         let customer_id =
             ids::check_optional_id(&mut violations, "customer_id", &message.customer_id);

@@ -189,8 +189,7 @@ impl ContextService for ContextApi {
         &self,
         request: Request<pb::ListRecentCustomersRequest>,
     ) -> Result<Response<pb::ListRecentCustomersResponse>, Status> {
-        let caller = principal(&request)?;
-        let message = request.into_inner();
+        let (caller, message) = super::caller_and_message(request)?;
         let mut violations = Violations::new();
         let agent = message.agent.trim();
         text::check_required_text(&mut violations, "agent", agent);

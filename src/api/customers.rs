@@ -118,8 +118,7 @@ impl CustomerService for CustomerApi {
         &self,
         request: Request<pb::SearchCustomersRequest>,
     ) -> Result<Response<pb::SearchCustomersResponse>, Status> {
-        let caller = principal(&request)?;
-        let message = request.into_inner();
+        let (caller, message) = super::caller_and_message(request)?;
         let mut violations = Violations::new();
         text::check_text(&mut violations, "query", &message.query);
         let words = query_words(&message.query, self.state.region);

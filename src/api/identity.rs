@@ -6,7 +6,7 @@ use tonic::{Request, Response, Status};
 
 use super::{ApiState, check_version_given, principal};
 use crate::{
-    domain::{Violations, ids, matching::MatchReason, reason},
+    domain::{Violations, ids, matching::MatchReason, principal::Principal, reason},
     error::Error,
     pb,
     store::CustomerMatch,
@@ -136,8 +136,7 @@ pub(super) async fn merge_customers(
     state: &ApiState,
     request: Request<pb::MergeCustomersRequest>,
 ) -> Result<Response<pb::Customer>, Status> {
-    let agent = principal(&request)?.agent;
-    let message = request.into_inner();
+    let (Principal { agent, .. }, message) = super::caller_and_message(request)?;
     let (target, sources) = check_merge(&message)?;
     let merged = state
         .store
@@ -150,8 +149,7 @@ pub(super) async fn unmerge_customer(
     state: &ApiState,
     request: Request<pb::UnmergeCustomerRequest>,
 ) -> Result<Response<pb::UnmergeCustomerResponse>, Status> {
-    let agent = principal(&request)?.agent;
-    let message = request.into_inner();
+    let (Principal { agent, .. }, message) = super::caller_and_message(request)?;
     let mut violations = Violations::new();
     let target = ids::check_id(&mut violations, "target_id", &message.target_id);
     let source = ids::check_id(&mut violations, "source_id", &message.source_id);

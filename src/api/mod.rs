@@ -95,6 +95,12 @@ pub fn principal<T>(request: &Request<T>) -> Result<Principal, Status> {
         })
 }
 
+/// The caller of a call (see [`principal`]) and its message.
+fn caller_and_message<T>(request: Request<T>) -> Result<(Principal, T), Status> {
+    let caller = principal(&request)?;
+    Ok((caller, request.into_inner()))
+}
+
 /// NOT_FOUND for a record a portal key may not see: the same answer as for an id that does not exist, so a
 /// portal cannot learn which ids exist.
 fn hidden(resource: &'static str, id: &str) -> Error {

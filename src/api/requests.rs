@@ -14,6 +14,7 @@ use crate::{
         edit::Edit,
         ids,
         page::Cursor,
+        principal::Principal,
         request::{self},
         text,
     },
@@ -100,8 +101,7 @@ impl RequestService for RequestApi {
         &self,
         request: Request<pb::ListRequestsRequest>,
     ) -> Result<Response<pb::ListRequestsResponse>, Status> {
-        let caller = principal(&request)?;
-        let message = request.into_inner();
+        let (caller, message) = super::caller_and_message(request)?;
         let mut violations = Violations::new();
         let customer_id =
             ids::check_id(&mut violations, "customer_id", &message.customer_id).unwrap_or_default();
@@ -138,8 +138,7 @@ impl RequestService for RequestApi {
         &self,
         request: Request<pb::AddCommentRequest>,
     ) -> Result<Response<pb::Comment>, Status> {
-        let agent = principal(&request)?.agent;
-        let message = request.into_inner();
+        let (Principal { agent, .. }, message) = super::caller_and_message(request)?;
         let mut violations = Violations::new();
         let request_id = ids::check_id(&mut violations, "request_id", &message.request_id);
         text::check_required_text(&mut violations, "text", &message.text);
@@ -156,8 +155,7 @@ impl RequestService for RequestApi {
         &self,
         request: Request<pb::ListCommentsRequest>,
     ) -> Result<Response<pb::ListCommentsResponse>, Status> {
-        let caller = principal(&request)?;
-        let message = request.into_inner();
+        let (caller, message) = super::caller_and_message(request)?;
         let mut violations = Violations::new();
         let request_id =
             ids::check_id(&mut violations, "request_id", &message.request_id).unwrap_or_default();
