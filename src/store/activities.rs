@@ -221,7 +221,7 @@ impl Store {
             activities::Column::Id,
             cursor,
         );
-        record::fetch(&self.read, query, limit, from_model).await
+        super::fetch(&self.read, query, limit, from_model).await
     }
 }
 

@@ -255,7 +255,7 @@ impl Store {
             .filter(change_log::Column::Seq.lte(upto))
             .filter(about(resources))
             .order_by_asc(change_log::Column::Seq);
-        super::record::fetch(&self.read, query, limit, from_model).await
+        super::fetch(&self.read, query, limit, from_model).await
     }
 
     /// The changes of several records, each past its own version (a deletion whatever its version), up to log

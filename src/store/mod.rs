@@ -337,6 +337,23 @@ pub fn redact(url: &str) -> String {
     }
 }
 
+/// The first `limit` rows of `query`, each converted by `convert`.
+pub(crate) async fn fetch<E: sea_orm::EntityTrait, T>(
+    db: &impl ConnectionTrait,
+    query: sea_orm::Select<E>,
+    limit: u64,
+    convert: impl FnMut(E::Model) -> Result<T>,
+) -> Result<Vec<T>> {
+    use sea_orm::QuerySelect as _;
+    query
+        .limit(limit)
+        .all(db)
+        .await?
+        .into_iter()
+        .map(convert)
+        .collect()
+}
+
 /// Locks the row `id` of `table` for the rest of the write transaction (a no-op update: `SELECT ... FOR UPDATE`
 /// on every backend), so the read that follows sees the latest committed state and no concurrent writer can
 /// change it before this transaction commits. Returns false if there is no such row.

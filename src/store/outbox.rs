@@ -247,7 +247,7 @@ impl Store {
             notifications::Column::Id,
             cursor,
         );
-        super::record::fetch(&self.read, query, limit, to_domain).await
+        super::fetch(&self.read, query, limit, to_domain).await
     }
 
     /// Claims up to `limit` due notifications for one sender until `now + lease`, oldest due first. A row

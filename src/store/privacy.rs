@@ -714,7 +714,7 @@ impl Store {
             query = query.filter(log_rows::Column::Seq.gt(after));
         }
         let query = query.order_by_asc(log_rows::Column::Seq);
-        super::record::fetch(&self.read, query, limit, from_model).await
+        super::fetch(&self.read, query, limit, from_model).await
     }
 }
 

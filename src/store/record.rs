@@ -4,7 +4,7 @@
 
 use sea_orm::{
     ActiveModelBehavior, ActiveModelTrait, ColumnTrait, ConnectionTrait, EntityName, EntityTrait,
-    IntoActiveModel, PrimaryKeyTrait, QueryFilter, QuerySelect, Select,
+    IntoActiveModel, PrimaryKeyTrait, QueryFilter,
 };
 
 use super::{change_log, check_version, lock_row, rebase};
@@ -163,20 +163,4 @@ impl super::Store {
             ResourceKind::Activity => self.delete_activity(agent, target).await,
         }
     }
-}
-
-/// The first `limit` rows of `query`, each converted by `convert`.
-pub(super) async fn fetch<E: EntityTrait, T>(
-    db: &impl ConnectionTrait,
-    query: Select<E>,
-    limit: u64,
-    convert: impl FnMut(E::Model) -> Result<T>,
-) -> Result<Vec<T>> {
-    query
-        .limit(limit)
-        .all(db)
-        .await?
-        .into_iter()
-        .map(convert)
-        .collect()
 }

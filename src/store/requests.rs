@@ -243,7 +243,7 @@ impl Store {
             query = query.filter(requests::Column::Id.lt(cursor.id.as_str()));
         }
         let query = query.order_by_desc(requests::Column::Id);
-        record::fetch(&self.read, query, limit, from_model).await
+        super::fetch(&self.read, query, limit, from_model).await
     }
 
     /// Adds an immutable comment. The request's version does not change (editing it is not disturbed), but the

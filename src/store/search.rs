@@ -84,7 +84,7 @@ impl Store {
             query = query.filter(customers::Column::Id.lt(cursor.id.as_str()));
         }
         let query = query.order_by_desc(customers::Column::Id);
-        super::record::fetch(&self.read, query, limit, |model| {
+        super::fetch(&self.read, query, limit, |model| {
             let cursor = Cursor {
                 time: None,
                 id: model.id.clone(),
