@@ -4,8 +4,10 @@
 
 use std::time::{Duration, Instant};
 
+use customer_context::config::Settings;
 use customer_context::pb::{
-    self, customer_service_client::CustomerServiceClient, watch_event::Event,
+    self, activity_service_client::ActivityServiceClient,
+    customer_service_client::CustomerServiceClient, watch_event::Event,
     watch_request::Request as Req, watch_service_client::WatchServiceClient,
 };
 use http::{HeaderMap, Request};
@@ -14,7 +16,7 @@ use rstest::rstest;
 use rstest_reuse::apply;
 use tokio::{net::TcpStream, sync::mpsc};
 use tokio_stream::wrappers::ReceiverStream;
-use tonic::Code;
+use tonic::{Code, Status, Streaming, transport::Channel};
 use tonic_types::StatusExt as _;
 
 use crate::harness::*;
@@ -61,6 +63,21 @@ fn header_bytes(headers: &HeaderMap) -> usize {
         .sum()
 }
 
+/// A server with `--auth keys` (set up further by `configure`), customer Carla Diaz, a portal key of hers and the
+/// key of agent ana.
+async fn carla_with_keys(
+    backend: Backend,
+    configure: impl FnOnce(&mut Settings),
+) -> Option<(TestApp, pb::Customer, String, String)> {
+    let app = TestApp::spawn_with_keys(backend, configure).await?;
+    let carla = app.create_customer(customer("Carla", "Diaz")).await;
+    let portal = app
+        .mint_key("portal-carla", "portal", Some(&carla.id))
+        .await;
+    let agent = app.mint_key("ana", "agent", None).await;
+    Some((app, carla, portal, agent))
+}
+
 /// A GetCustomer as agent `key`, timed.
 async fn timed_get(
     app: &TestApp,
@@ -75,25 +92,76 @@ async fn timed_get(
     (result, started.elapsed())
 }
 
+/// A Watch stream opened with `key` on `channel`: the sender of its requests and the answer to opening it.
+async fn open_watch(
+    channel: Channel,
+    key: &str,
+    capacity: usize,
+) -> (
+    mpsc::Sender<pb::WatchRequest>,
+    Result<Streaming<pb::WatchEvent>, Status>,
+) {
+    let (requests, rx) = mpsc::channel(capacity);
+    let events = WatchServiceClient::new(channel)
+        .watch(keyed(key, ReceiverStream::new(rx)))
+        .await
+        .map(tonic::Response::into_inner);
+    (requests, events)
+}
+
+/// The status `events` ends with, once the events before it are read.
+async fn end_status(what: &str, events: &mut Streaming<pb::WatchEvent>) -> Status {
+    loop {
+        match within(what, events.message()).await {
+            Ok(Some(_)) => continue,
+            Ok(None) => panic!("{what}: the stream ended without a status"),
+            Err(status) => return status,
+        }
+    }
+}
+
+/// Reads `events` until one that `wanted` accepts.
+async fn wait_for(
+    what: &str,
+    events: &mut Streaming<pb::WatchEvent>,
+    wanted: impl Fn(&pb::WatchEvent) -> bool,
+) {
+    loop {
+        let event = within(what, events.message())
+            .await
+            .expect("event")
+            .expect("open");
+        if wanted(&event) {
+            return;
+        }
+    }
+}
+
+/// The agents present, when `event` is a presence change.
+fn present_agents(event: &pb::WatchEvent) -> Option<Vec<&str>> {
+    match &event.event {
+        Some(Event::PresenceChanged(presence)) => Some(
+            presence
+                .participants
+                .iter()
+                .map(|p| p.agent.as_str())
+                .collect(),
+        ),
+        _ => None,
+    }
+}
+
 /// One key opens hundreds of calls over three connections, sends their headers and never their bodies. They
 /// take only that key's slots, are ended after `--request-timeout`, and meanwhile other keys are served at once.
 #[apply(backends)]
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn calls_whose_request_never_arrives_cannot_lock_other_keys_out(backend: Backend) {
-    let Some(app) = TestApp::spawn_with_keys(backend, |settings| {
+    let few_calls = |settings: &mut Settings| {
         settings.security.max_concurrent_calls = 64;
         settings.security.max_calls_per_key = 16;
         settings.security.request_timeout = Duration::from_secs(2);
-    })
-    .await
-    else {
-        return;
     };
-    let carla = app.create_customer(customer("Carla", "Diaz")).await;
-    let portal = app
-        .mint_key("portal-carla", "portal", Some(&carla.id))
-        .await;
-    let agent = app.mint_key("ana", "agent", None).await;
+    let (app, carla, portal, agent) = or_skip!(carla_with_keys(backend, few_calls).await);
 
     let message = frame(
         &pb::GetCustomerRequest {
@@ -150,21 +218,13 @@ async fn calls_whose_request_never_arrives_cannot_lock_other_keys_out(backend: B
 #[apply(backends)]
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_subscription_flood_is_deduplicated_rate_limited_and_bounded(backend: Backend) {
-    let Some(app) = TestApp::spawn_with_keys(backend, |settings| {
+    let slow_rate = |settings: &mut Settings| {
         settings.security.rate_limit_per_key = 5.0;
         settings.security.rate_limit_burst = Some(5);
         settings.security.max_streams_per_key = 2;
-    })
-    .await
-    else {
-        return;
     };
-    let carla = app.create_customer(customer("Carla", "Diaz")).await;
+    let (app, carla, portal, agent) = or_skip!(carla_with_keys(backend, slow_rate).await);
     let public = app.create_activity(activity(&carla.id, "question")).await;
-    let portal = app
-        .mint_key("portal-carla", "portal", Some(&carla.id))
-        .await;
-    let agent = app.mint_key("ana", "agent", None).await;
     let reference = pb::ResourceRef {
         r#type: pb::ResourceType::Activity as i32,
         id: public.id.clone(),
@@ -176,24 +236,13 @@ async fn a_subscription_flood_is_deduplicated_rate_limited_and_bounded(backend: 
             ..Default::default()
         })),
     };
-    let open = |key: String| {
-        let channel = app.channel();
-        async move {
-            let (requests, rx) = mpsc::channel(64);
-            let events = WatchServiceClient::new(channel)
-                .watch(keyed(&key, ReceiverStream::new(rx)))
-                .await
-                .map(tonic::Response::into_inner);
-            (requests, events)
-        }
-    };
-    let (huge, huge_events) = open(portal.clone()).await;
+    let (huge, huge_events) = open_watch(app.channel(), &portal, 64).await;
     let mut huge_events = huge_events.expect("first stream opens");
-    let (many, many_events) = open(portal.clone()).await;
+    let (many, many_events) = open_watch(app.channel(), &portal, 64).await;
     let mut many_events = many_events.expect("second stream opens");
 
     // A third stream of the same key is over its limit.
-    let (_third, third) = open(portal.clone()).await;
+    let (_third, third) = open_watch(app.channel(), &portal, 64).await;
     let refused = match third {
         Err(status) => status,
         Ok(mut events) => events
@@ -229,13 +278,7 @@ async fn a_subscription_flood_is_deduplicated_rate_limited_and_bounded(backend: 
         assert_eq!(result.expect("agent served").id, carla.id);
         served.push(took);
     }
-    let limited = loop {
-        match within("the flood is rate limited", many_events.message()).await {
-            Ok(Some(_)) => continue,
-            Ok(None) => panic!("the stream ended without a status"),
-            Err(status) => break status,
-        }
-    };
+    let limited = end_status("the flood is rate limited", &mut many_events).await;
     assert_error(&limited, Code::ResourceExhausted, "RATE_LIMITED");
     flood.await.expect("flood task");
     served.sort();
@@ -254,9 +297,7 @@ async fn a_subscription_flood_is_deduplicated_rate_limited_and_bounded(backend: 
 #[apply(backends)]
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn revoking_a_key_ends_its_streams_and_its_presence(backend: Backend) {
-    let Some(app) = TestApp::spawn_with_keys(backend, |_| {}).await else {
-        return;
-    };
+    let app = or_skip!(TestApp::spawn_with_keys(backend, |_| {}).await);
     let carla = app.create_customer(customer("Carla", "Diaz")).await;
     let ana = app.mint_key("ana", "agent", None).await;
     let ben = app.mint_key("ben", "agent", None).await;
@@ -264,12 +305,8 @@ async fn revoking_a_key_ends_its_streams_and_its_presence(backend: Backend) {
         let channel = app.channel();
         let id = carla.id.clone();
         async move {
-            let (requests, rx) = mpsc::channel(8);
-            let mut events = WatchServiceClient::new(channel)
-                .watch(keyed(&key, ReceiverStream::new(rx)))
-                .await
-                .expect("watch opens")
-                .into_inner();
+            let (requests, events) = open_watch(channel, &key, 8).await;
+            let mut events = events.expect("watch opens");
             for request in [
                 Req::Subscribe(pb::Subscribe {
                     resources: vec![pb::ResourceRef {
@@ -296,49 +333,23 @@ async fn revoking_a_key_ends_its_streams_and_its_presence(backend: Backend) {
                     .expect("send");
             }
             // The stream's first presence confirms it joined.
-            loop {
-                let event = within("joined", events.message())
-                    .await
-                    .expect("event")
-                    .expect("open");
-                if matches!(event.event, Some(Event::PresenceChanged(_))) {
-                    break;
-                }
-            }
+            wait_for("joined", &mut events, |event| {
+                present_agents(event).is_some()
+            })
+            .await;
             (requests, events)
         }
     };
     let (_ana_requests, mut ana_events) = watch(ana).await;
     let (_ben_requests, mut ben_events) = watch(ben).await;
-    let participants = |event: pb::WatchEvent| match event.event {
-        Some(Event::PresenceChanged(presence)) => Some(
-            presence
-                .participants
-                .into_iter()
-                .map(|p| p.agent)
-                .collect::<Vec<_>>(),
-        ),
-        _ => None,
-    };
-    loop {
-        let event = within("ben sees ana", ben_events.message())
-            .await
-            .expect("event")
-            .expect("open");
-        if participants(event).is_some_and(|p| p == ["ana", "ben"]) {
-            break;
-        }
-    }
+    wait_for("ben sees ana", &mut ben_events, |event| {
+        present_agents(event).is_some_and(|p| p == ["ana", "ben"])
+    })
+    .await;
 
     app.revoke_key("ana").await;
     let revoked = Instant::now();
-    let ended = loop {
-        match within("ana's stream ends", ana_events.message()).await {
-            Ok(Some(_)) => continue,
-            Ok(None) => panic!("ended without a status"),
-            Err(status) => break status,
-        }
-    };
+    let ended = end_status("ana's stream ends", &mut ana_events).await;
     assert_error(&ended, Code::Unauthenticated, "API_KEY_REVOKED");
     // The key cache (1 s here) bounds how long it takes.
     assert!(
@@ -346,15 +357,10 @@ async fn revoking_a_key_ends_its_streams_and_its_presence(backend: Backend) {
         "{:?}",
         revoked.elapsed()
     );
-    loop {
-        let event = within("ana leaves", ben_events.message())
-            .await
-            .expect("event")
-            .expect("open");
-        if participants(event).is_some_and(|p| p == ["ben"]) {
-            break;
-        }
-    }
+    wait_for("ana leaves", &mut ben_events, |event| {
+        present_agents(event).is_some_and(|p| p == ["ben"])
+    })
+    .await;
 }
 
 /// The server binary's peak resident memory, from `/proc`.
@@ -374,17 +380,13 @@ fn peak_rss_bytes(pid: u32) -> u64 {
 #[apply(backends)]
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn maximal_requests_cost_bounded_memory(backend: Backend) {
-    let Some(db) = TestDb::new(backend).await else {
-        return;
-    };
+    let db = or_skip!(TestDb::new(backend).await);
     let (server, addr) = crate::crash::start_server(db.url());
     let pid = server.id();
     let channel = crate::crash::channel(&addr).await;
     let mut customers =
         CustomerServiceClient::new(channel.clone()).max_encoding_message_size(8 << 20);
-    let mut activities =
-        customer_context::pb::activity_service_client::ActivityServiceClient::new(channel)
-            .max_encoding_message_size(8 << 20);
+    let mut activities = ActivityServiceClient::new(channel).max_encoding_message_size(8 << 20);
     let carla = customers
         .create_customer(as_agent(
             "setup",
@@ -481,11 +483,7 @@ async fn maximal_requests_cost_bounded_memory(backend: Backend) {
 #[apply(backends)]
 #[tokio::test]
 async fn an_error_quoting_a_thousand_bad_paths_fits_a_default_client(backend: Backend) {
-    let Some(app) = TestApp::spawn_with_keys(backend, |_| {}).await else {
-        return;
-    };
-    let carla = app.create_customer(customer("Carla", "Diaz")).await;
-    let agent = app.mint_key("ana", "agent", None).await;
+    let (app, carla, _portal, agent) = or_skip!(carla_with_keys(backend, |_| {}).await);
     let hostile = "ü \"%😀".repeat(200);
     let paths: Vec<String> = (0..1_000).map(|i| format!("{hostile}{i}")).collect();
     let request = pb::UpdateCustomerRequest {
@@ -535,9 +533,7 @@ async fn an_error_quoting_a_thousand_bad_paths_fits_a_default_client(backend: Ba
 #[apply(backends)]
 #[tokio::test]
 async fn a_portal_of_a_merged_customer_learns_no_other_customer(backend: Backend) {
-    let Some(app) = TestApp::spawn_with_keys(backend, |_| {}).await else {
-        return;
-    };
+    let app = or_skip!(TestApp::spawn_with_keys(backend, |_| {}).await);
     let mut carla = customer("Carla", "Diaz");
     carla.contact_points = vec![phone("(415) 555-0100")];
     let carla = app.create_customer(carla).await;
@@ -546,17 +542,10 @@ async fn a_portal_of_a_merged_customer_learns_no_other_customer(backend: Backend
     let portal = app
         .mint_key("portal-carla", "portal", Some(&carla.id))
         .await;
-    let merge = |target: &pb::Customer, source: &pb::Customer| {
-        let mut client = app.customers();
-        let request = app.setup(pb::MergeCustomersRequest {
-            target_id: target.id.clone(),
-            target_version: target.version,
-            source_ids: vec![source.id.clone()],
-        });
-        async move { client.merge_customers(request).await }
-    };
-    let survivor = merge(&survivor, &carla).await.expect("merged").into_inner();
-    merge(&third, &survivor).await.expect("merged on");
+    let survivor = app.merge_into(&survivor, &[&carla]).await.expect("merged");
+    app.merge_into(&third, &[&survivor])
+        .await
+        .expect("merged on");
 
     let mut customers = CustomerServiceClient::new(app.channel());
     let read = customers
@@ -608,18 +597,12 @@ async fn a_portal_of_a_merged_customer_learns_no_other_customer(backend: Backend
 #[apply(backends)]
 #[tokio::test]
 async fn only_admins_and_routers_enter_activities_for_others(backend: Backend) {
-    let Some(app) = TestApp::spawn_with_keys(backend, |_| {}).await else {
-        return;
-    };
-    let c = app.create_customer(customer("Carla", "Diaz")).await;
+    let (app, c, _portal, ana) = or_skip!(carla_with_keys(backend, |_| {}).await);
     let router = app.mint_key("router-1", "router", None).await;
-    let ana = app.mint_key("ana", "agent", None).await;
     let create = |key: &str, entered_by: &str| {
         let mut a = activity(&c.id, "call");
         a.entered_by = entered_by.into();
-        let mut client = customer_context::pb::activity_service_client::ActivityServiceClient::new(
-            app.channel(),
-        );
+        let mut client = ActivityServiceClient::new(app.channel());
         let request = keyed(key, pb::CreateActivityRequest { activity: Some(a) });
         async move { client.create_activity(request).await }
     };
@@ -631,19 +614,18 @@ async fn only_admins_and_routers_enter_activities_for_others(backend: Backend) {
     let mut change = by_router.clone();
     change.entered_by = "cy".into();
     change.notes = "noted".into();
-    let updated =
-        customer_context::pb::activity_service_client::ActivityServiceClient::new(app.channel())
-            .update_activity(keyed(
-                &ana,
-                pb::UpdateActivityRequest {
-                    activity: Some(change),
-                    update_mask: mask(&["entered_by", "notes"]),
-                    ..Default::default()
-                },
-            ))
-            .await
-            .expect("updated")
-            .into_inner();
+    let updated = ActivityServiceClient::new(app.channel())
+        .update_activity(keyed(
+            &ana,
+            pb::UpdateActivityRequest {
+                activity: Some(change),
+                update_mask: mask(&["entered_by", "notes"]),
+                ..Default::default()
+            },
+        ))
+        .await
+        .expect("updated")
+        .into_inner();
     assert_eq!(
         (updated.entered_by.as_str(), updated.notes.as_str()),
         ("ben", "noted")

@@ -11,9 +11,7 @@ use crate::harness::*;
 #[apply(backends)]
 #[tokio::test]
 async fn activity_round_trips_every_field_through_create_get_update_delete(backend: Backend) {
-    let Some(app) = TestApp::spawn(backend).await else {
-        return;
-    };
+    let app = or_skip!(TestApp::spawn(backend).await);
     let ana = app.create_customer(customer("Ana", "Lopez")).await;
     let broken = app.create_request(request(&ana.id, "Broken")).await;
     let invoice = app.create_request(request(&ana.id, "Invoice")).await;
@@ -46,29 +44,13 @@ async fn activity_round_trips_every_field_through_create_get_update_delete(backe
         salesperson: "Eve Adams".to_owned(),
         reference: "INC-4711".to_owned(),
     };
-    let call = pb::CreateActivityRequest {
-        activity: Some(input.clone()),
-    };
-    let created = ok(app
-        .activities()
-        .create_activity(as_agent("ana", call))
-        .await);
-    assert_uuid_v7(&created.id);
-    let create_time = created.create_time.expect("create_time set");
-    let expected = pb::Activity {
-        id: created.id.clone(),
-        version: 1,
+    let stored_input = pb::Activity {
         tags: strings(&["escalated", "Priority"]),
         contact_phone: "+14155550100".to_owned(),
         contact_email: "assistant@example.com".to_owned(),
-        create_time: Some(create_time),
-        update_time: Some(create_time),
-        created_by: "ana".to_owned(),
-        updated_by: "ana".to_owned(),
-        ..input
+        ..input.clone()
     };
-    assert_eq!(created, expected);
-    assert_eq!(app.get_activity(&created.id).await.expect("get"), expected);
+    let created = create_and_check(&app, "ana", input, stored_input).await;
 
     let replacement = pb::Activity {
         id: created.id.clone(),
@@ -92,62 +74,30 @@ async fn activity_round_trips_every_field_through_create_get_update_delete(backe
         reference: "INV-1".to_owned(),
         ..Default::default()
     };
-    let call = pb::UpdateActivityRequest {
-        activity: Some(replacement.clone()),
-        update_mask: None,
-        ..Default::default()
-    };
-    let updated = ok(app
-        .activities()
-        .update_activity(as_agent("ben", call))
-        .await);
-    let update_time = updated.update_time.expect("update_time set");
-    assert!(nanos(&update_time) >= nanos(&create_time));
-    let expected = pb::Activity {
-        version: 2,
+    let stored_replacement = pb::Activity {
         contact_phone: "+442079460958".to_owned(),
         contact_email: "ana@example.com".to_owned(),
-        create_time: Some(create_time),
-        update_time: Some(update_time),
-        created_by: "ana".to_owned(),
-        updated_by: "ben".to_owned(),
-        ..replacement
+        ..replacement.clone()
     };
-    assert_eq!(updated, expected);
-    assert_eq!(app.get_activity(&created.id).await.expect("get"), expected);
+    let updated = replace_and_check(&app, "ben", &created, replacement, stored_replacement).await;
 
-    let call = pb::DeleteActivityRequest {
-        id: created.id.clone(),
-        version: 2,
-    };
-    let () = ok(app
-        .activities()
-        .delete_activity(as_agent("ben", call))
-        .await);
-    assert_error(
-        &err(app.get_activity(&created.id).await),
-        Code::NotFound,
-        "NOT_FOUND",
-    );
-    let page = app.list_activities(&ana.id, "", 0, "").await.expect("list");
-    assert!(page.activities.is_empty());
+    app.delete_activity("ben", &updated.id, 2)
+        .await
+        .expect("delete");
+    assert_not_found(app.get_activity(&created.id).await);
+    assert!(app.activities_of(&ana.id).await.is_empty());
 }
 
 #[apply(backends)]
 #[tokio::test]
 async fn activity_defaults_occur_time_to_now_and_entered_by_to_the_agent(backend: Backend) {
-    let Some(app) = TestApp::spawn(backend).await else {
-        return;
-    };
+    let app = or_skip!(TestApp::spawn(backend).await);
     let ana = app.create_customer(customer("Ana", "Lopez")).await;
     let before = now();
-    let call = pb::CreateActivityRequest {
-        activity: Some(activity(&ana.id, "call")),
-    };
-    let created = ok(app
-        .activities()
-        .create_activity(as_agent("ben", call))
-        .await);
+    let created = app
+        .create_as("ben", activity(&ana.id, "call"))
+        .await
+        .expect("create");
     let after = now();
     assert_eq!(created.entered_by, "ben");
     assert_eq!(created.created_by, "ben");
@@ -168,16 +118,11 @@ async fn activity_defaults_occur_time_to_now_and_entered_by_to_the_agent(backend
 #[apply(backends)]
 #[tokio::test]
 async fn activity_takes_its_customer_from_its_request(backend: Backend) {
-    let Some(app) = TestApp::spawn(backend).await else {
-        return;
-    };
+    let app = or_skip!(TestApp::spawn(backend).await);
     let ana = app.create_customer(customer("Ana", "Lopez")).await;
     let broken = app.create_request(request(&ana.id, "Broken")).await;
     let created = app
-        .create_activity(pb::Activity {
-            request_id: broken.id.clone(),
-            ..activity("", "call")
-        })
+        .create_activity(activity_on_request("", &broken.id, "call"))
         .await;
     assert_eq!(created.customer_id, ana.id);
     assert_eq!(created.request_id, broken.id);
@@ -193,9 +138,7 @@ async fn activity_takes_its_customer_from_its_request(backend: Backend) {
 #[apply(backends)]
 #[tokio::test]
 async fn activity_without_customer_or_request_is_allowed(backend: Backend) {
-    let Some(app) = TestApp::spawn(backend).await else {
-        return;
-    };
+    let app = or_skip!(TestApp::spawn(backend).await);
     let created = app.create_activity(activity("", "walk-in")).await;
     assert_eq!(created.customer_id, "");
     assert_eq!(created.request_id, "");
@@ -205,35 +148,24 @@ async fn activity_without_customer_or_request_is_allowed(backend: Backend) {
 #[apply(backends)]
 #[tokio::test]
 async fn activity_linked_to_another_customers_request_is_refused(backend: Backend) {
-    let Some(app) = TestApp::spawn(backend).await else {
-        return;
-    };
+    let app = or_skip!(TestApp::spawn(backend).await);
     let ana = app.create_customer(customer("Ana", "Lopez")).await;
     let ben = app.create_customer(customer("Ben", "Smith")).await;
     let bens = app.create_request(request(&ben.id, "Invoice")).await;
-    let call = pb::CreateActivityRequest {
-        activity: Some(pb::Activity {
-            request_id: bens.id.clone(),
-            ..activity(&ana.id, "call")
-        }),
-    };
-    let status = err(app.activities().create_activity(call).await);
-    assert_error(&status, Code::InvalidArgument, "CUSTOMER_MISMATCH");
+    let linked_to_bens = activity_on_request(&ana.id, &bens.id, "call");
+    let refused = app.create_as("ana", linked_to_bens).await;
+    assert_fails(refused, Code::InvalidArgument, "CUSTOMER_MISMATCH");
 
     // Same rule on update.
     let anas = app.create_activity(activity(&ana.id, "call")).await;
-    let call = pb::UpdateActivityRequest {
-        activity: Some(pb::Activity {
-            id: anas.id.clone(),
-            version: 1,
-            request_id: bens.id.clone(),
-            ..Default::default()
-        }),
-        update_mask: mask(&["request_id"]),
+    let relink = pb::Activity {
+        id: anas.id.clone(),
+        version: 1,
+        request_id: bens.id.clone(),
         ..Default::default()
     };
-    let status = err(app.activities().update_activity(call).await);
-    assert_error(&status, Code::InvalidArgument, "CUSTOMER_MISMATCH");
+    let refused = app.patch_activity("ana", relink, &["request_id"]).await;
+    assert_fails(refused, Code::InvalidArgument, "CUSTOMER_MISMATCH");
     assert_eq!(app.get_activity(&anas.id).await.expect("get"), anas);
     let page = app
         .list_activities("", &bens.id, 0, "")
@@ -245,41 +177,28 @@ async fn activity_linked_to_another_customers_request_is_refused(backend: Backen
 #[apply(backends)]
 #[tokio::test]
 async fn activity_for_an_unknown_customer_or_request_is_not_found(backend: Backend) {
-    let Some(app) = TestApp::spawn(backend).await else {
-        return;
-    };
+    let app = or_skip!(TestApp::spawn(backend).await);
     for (customer_id, request_id) in [(unknown_id(), String::new()), (String::new(), unknown_id())]
     {
-        let call = pb::CreateActivityRequest {
-            activity: Some(pb::Activity {
-                request_id,
-                ..activity(&customer_id, "call")
-            }),
-        };
-        let status = err(app.activities().create_activity(call).await);
-        assert_error(&status, Code::NotFound, "NOT_FOUND");
+        let unknown_link = activity_on_request(&customer_id, &request_id, "call");
+        assert_not_found(app.create_as("ana", unknown_link).await);
     }
 }
 
 #[apply(backends)]
 #[tokio::test]
 async fn activity_contact_fields_and_enums_are_validated(backend: Backend) {
-    let Some(app) = TestApp::spawn(backend).await else {
-        return;
-    };
+    let app = or_skip!(TestApp::spawn(backend).await);
     let ana = app.create_customer(customer("Ana", "Lopez")).await;
-    let call = pb::CreateActivityRequest {
-        activity: Some(pb::Activity {
-            contact_phone: "call me maybe".to_owned(),
-            contact_email: "not-an-email".to_owned(),
-            channel: 99,
-            direction: 7,
-            ..activity(&ana.id, "call")
-        }),
+    let invalid = pb::Activity {
+        contact_phone: "call me maybe".to_owned(),
+        contact_email: "not-an-email".to_owned(),
+        channel: 99,
+        direction: 7,
+        ..activity(&ana.id, "call")
     };
-    let status = err(app.activities().create_activity(call).await);
-    assert_violations(
-        &status,
+    assert_invalid(
+        app.create_as("ana", invalid).await,
         &[
             ("activity.contact_phone", "INVALID_PHONE"),
             ("activity.contact_email", "INVALID_EMAIL"),
@@ -287,8 +206,7 @@ async fn activity_contact_fields_and_enums_are_validated(backend: Backend) {
             ("activity.direction", "INVALID_ENUM_VALUE"),
         ],
     );
-    let page = app.list_activities(&ana.id, "", 0, "").await.expect("list");
-    assert!(page.activities.is_empty());
+    assert!(app.activities_of(&ana.id).await.is_empty());
 }
 
 #[apply(backends)]
@@ -296,9 +214,7 @@ async fn activity_contact_fields_and_enums_are_validated(backend: Backend) {
 async fn list_activities_needs_a_customer_or_a_request_and_is_newest_occur_time_first(
     backend: Backend,
 ) {
-    let Some(app) = TestApp::spawn(backend).await else {
-        return;
-    };
+    let app = or_skip!(TestApp::spawn(backend).await);
     let status = err(app.list_activities("", "", 0, "").await);
     assert_eq!(status.code(), Code::InvalidArgument, "{status:?}");
 
@@ -320,83 +236,53 @@ async fn list_activities_needs_a_customer_or_a_request_and_is_newest_occur_time_
         .await;
     let _bens = app.create_activity(activity(&ben.id, "ben's")).await;
 
-    let page = app.list_activities(&ana.id, "", 0, "").await.expect("list");
-    assert_eq!(
-        page.activities,
-        vec![newest.clone(), middle.clone(), oldest]
-    );
-    assert_eq!(page.next_page_token, "");
-    let page = app
-        .list_activities("", &broken.id, 0, "")
-        .await
-        .expect("list");
-    assert_eq!(page.activities, vec![newest.clone(), middle.clone()]);
-    let page = app
-        .list_activities(&ana.id, &broken.id, 0, "")
-        .await
-        .expect("list");
-    assert_eq!(page.activities, vec![newest, middle]);
+    for (customer_id, request_id, expected) in [
+        (
+            ana.id.as_str(),
+            "",
+            vec![newest.clone(), middle.clone(), oldest],
+        ),
+        ("", broken.id.as_str(), vec![newest.clone(), middle.clone()]),
+        (ana.id.as_str(), broken.id.as_str(), vec![newest, middle]),
+    ] {
+        let page = app
+            .list_activities(customer_id, request_id, 0, "")
+            .await
+            .expect("list");
+        assert_eq!(page.activities, expected, "{customer_id:?} {request_id:?}");
+        assert_eq!(page.next_page_token, "");
+    }
 }
 
 #[apply(backends)]
 #[tokio::test]
 async fn activities_can_be_deleted_whatever_their_state(backend: Backend) {
-    let Some(app) = TestApp::spawn(backend).await else {
-        return;
-    };
+    let app = or_skip!(TestApp::spawn(backend).await);
     let ana = app.create_customer(customer("Ana", "Lopez")).await;
     let broken = app.create_request(request(&ana.id, "Broken")).await;
     let linked = app
-        .create_activity(pb::Activity {
-            request_id: broken.id.clone(),
-            ..activity(&ana.id, "call")
-        })
+        .create_activity(activity_on_request(&ana.id, &broken.id, "call"))
         .await;
-    let cancel = pb::Request {
-        id: broken.id.clone(),
-        version: 1,
-        status: RequestStatus::Cancelled as i32,
-        ..Default::default()
-    };
-    app.patch_request("ana", cancel, &["status"])
+    app.set_request_status("ana", &broken, RequestStatus::Cancelled)
         .await
         .expect("cancel");
 
     // Version rules still apply.
-    let call = pb::DeleteActivityRequest {
-        id: linked.id.clone(),
-        version: 0,
-    };
-    let status = err(app.activities().delete_activity(call).await);
-    assert_error(&status, Code::InvalidArgument, "MISSING_VERSION");
-    let call = pb::DeleteActivityRequest {
-        id: linked.id.clone(),
-        version: 2,
-    };
-    let status = err(app.activities().delete_activity(call).await);
-    assert_version_mismatch(&status, 1, SETUP_AGENT);
+    let without_version = app.delete_activity("ana", &linked.id, 0).await;
+    assert_fails(without_version, Code::InvalidArgument, "MISSING_VERSION");
+    let stale = err(app.delete_activity("ana", &linked.id, 2).await);
+    assert_version_mismatch(&stale, 1, SETUP_AGENT);
 
-    let call = pb::DeleteActivityRequest {
-        id: linked.id.clone(),
-        version: 1,
-    };
-    ok(app
-        .activities()
-        .delete_activity(as_agent("ana", call))
-        .await);
-    assert_error(
-        &err(app.get_activity(&linked.id).await),
-        Code::NotFound,
-        "NOT_FOUND",
-    );
+    app.delete_activity("ana", &linked.id, 1)
+        .await
+        .expect("delete");
+    assert_not_found(app.get_activity(&linked.id).await);
 }
 
 #[apply(backends)]
 #[tokio::test]
 async fn activity_update_mask_changes_only_the_named_fields(backend: Backend) {
-    let Some(app) = TestApp::spawn(backend).await else {
-        return;
-    };
+    let app = or_skip!(TestApp::spawn(backend).await);
     let ana = app.create_customer(customer("Ana", "Lopez")).await;
     let created = app
         .create_activity(pb::Activity {
@@ -405,22 +291,18 @@ async fn activity_update_mask_changes_only_the_named_fields(backend: Backend) {
             ..activity(&ana.id, "call")
         })
         .await;
-    let call = pb::UpdateActivityRequest {
-        activity: Some(pb::Activity {
-            id: created.id.clone(),
-            version: 1,
-            notes: "second notes".to_owned(),
-            follow_up_time: Some(timestamp(1_800_000_000, 0)),
-            topic: "IGNORED".to_owned(),
-            ..Default::default()
-        }),
-        update_mask: mask(&["notes", "follow_up_time"]),
+    let change = pb::Activity {
+        id: created.id.clone(),
+        version: 1,
+        notes: "second notes".to_owned(),
+        follow_up_time: Some(timestamp(1_800_000_000, 0)),
+        topic: "IGNORED".to_owned(),
         ..Default::default()
     };
-    let updated = ok(app
-        .activities()
-        .update_activity(as_agent("ben", call))
-        .await);
+    let updated = app
+        .patch_activity("ben", change, &["notes", "follow_up_time"])
+        .await
+        .expect("update");
     let expected = pb::Activity {
         version: 2,
         notes: "second notes".to_owned(),
@@ -431,16 +313,12 @@ async fn activity_update_mask_changes_only_the_named_fields(backend: Backend) {
     };
     assert_eq!(updated, expected);
 
-    let call = pb::UpdateActivityRequest {
-        activity: Some(pb::Activity {
-            id: created.id.clone(),
-            version: 2,
-            ..Default::default()
-        }),
-        update_mask: mask(&["mood"]),
+    let unknown_field = pb::Activity {
+        id: created.id.clone(),
+        version: 2,
         ..Default::default()
     };
-    let status = err(app.activities().update_activity(call).await);
-    assert_error(&status, Code::InvalidArgument, "INVALID_UPDATE_MASK");
+    let refused = app.patch_activity("ben", unknown_field, &["mood"]).await;
+    assert_fails(refused, Code::InvalidArgument, "INVALID_UPDATE_MASK");
     assert_eq!(app.get_activity(&created.id).await.expect("get"), expected);
 }

@@ -1,13 +1,14 @@
 //! Optimistic concurrency through real, separate client connections: the first writer wins, the others learn who
 //! changed the record and to which version, and nothing of the winner's change is lost.
 
-use std::{collections::HashMap, sync::Arc};
+use std::{collections::HashMap, fmt::Debug, future::Future, sync::Arc};
 
 use customer_context::pb::{
     self, activity_service_client::ActivityServiceClient,
     customer_service_client::CustomerServiceClient, request_service_client::RequestServiceClient,
 };
 use tokio::sync::Barrier;
+use tonic::{Response, Status, transport::Channel};
 
 use rstest::rstest;
 use rstest_reuse::apply;
@@ -37,14 +38,55 @@ async fn customer_at_version_3(app: &TestApp) -> pb::Customer {
     current
 }
 
+/// `writers` agents (`agent-0`, `agent-1`, ...) each over its own connection write the same record at version 1
+/// at once: `write(writer, agent, channel)` is a writer's call. Exactly one wins; every other is refused with
+/// VERSION_MISMATCH naming the winner at version 2. Returns the winner and what it saved.
+async fn race_from_version_1<T, W, F>(app: &TestApp, writers: usize, write: W) -> (String, T)
+where
+    W: Fn(usize, String, Channel) -> F,
+    F: Future<Output = Result<Response<T>, Status>> + Send + 'static,
+    T: Debug + Send + 'static,
+{
+    let barrier = Arc::new(Barrier::new(writers));
+    let mut tasks = Vec::new();
+    for writer in 0..writers {
+        let agent = format!("agent-{writer}");
+        let call = write(writer, agent.clone(), app.new_channel().await);
+        let barrier = Arc::clone(&barrier);
+        tasks.push(tokio::spawn(async move {
+            barrier.wait().await;
+            let outcome = call.await;
+            (agent, outcome)
+        }));
+    }
+    let results = within("concurrent updates", futures::future::join_all(tasks)).await;
+
+    let mut winners = Vec::new();
+    let mut losers = Vec::new();
+    for result in results {
+        match result.expect("writer task") {
+            (agent, Ok(response)) => winners.push((agent, response.into_inner())),
+            (_, Err(status)) => losers.push(status),
+        }
+    }
+    assert_eq!(
+        winners.len(),
+        1,
+        "exactly one writer wins; losers: {losers:?}"
+    );
+    let (winner, saved) = winners.pop().expect("one winner");
+    for status in &losers {
+        assert_version_mismatch(status, 2, &winner);
+    }
+    (winner, saved)
+}
+
 #[apply(backends)]
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn second_writer_from_a_stale_version_is_aborted_naming_the_winner_and_loses_nothing(
     backend: Backend,
 ) {
-    let Some(app) = TestApp::spawn(backend).await else {
-        return;
-    };
+    let app = or_skip!(TestApp::spawn(backend).await);
     let seeded = customer_at_version_3(&app).await;
     let mut ana = CustomerServiceClient::new(app.new_channel().await);
     let mut ben = CustomerServiceClient::new(app.new_channel().await);
@@ -73,11 +115,7 @@ async fn second_writer_from_a_stale_version_is_aborted_naming_the_winner_and_los
         attributes: HashMap::from([("city".to_owned(), "Berlin".to_owned())]),
         ..ana_view
     };
-    let call = pb::UpdateCustomerRequest {
-        customer: Some(ana_change.clone()),
-        update_mask: None,
-        ..Default::default()
-    };
+    let call = update_customer_request(ana_change.clone(), &[]);
     let saved = ok(ana.update_customer(as_agent("ana", call)).await);
     assert_eq!(saved.version, 4);
     assert_eq!(saved.updated_by, "ana");
@@ -88,11 +126,7 @@ async fn second_writer_from_a_stale_version_is_aborted_naming_the_winner_and_los
         notes: "ben's notes".to_owned(),
         ..ben_view
     };
-    let call = pb::UpdateCustomerRequest {
-        customer: Some(ben_change.clone()),
-        update_mask: mask(&["last_name", "notes"]),
-        ..Default::default()
-    };
+    let call = update_customer_request(ben_change.clone(), &["last_name", "notes"]);
     let status = err(ben.update_customer(as_agent("ben", call)).await);
     assert_version_mismatch(&status, 4, "ana");
     let call = pb::DeleteCustomerRequest {
@@ -115,14 +149,11 @@ async fn second_writer_from_a_stale_version_is_aborted_naming_the_winner_and_los
     assert_eq!(current.attributes, ana_change.attributes);
 
     // Ben retries from version 4: that works and keeps Ana's other fields.
-    let call = pb::UpdateCustomerRequest {
-        customer: Some(pb::Customer {
-            version: 4,
-            ..ben_change
-        }),
-        update_mask: mask(&["last_name"]),
-        ..Default::default()
+    let retry = pb::Customer {
+        version: 4,
+        ..ben_change
     };
+    let call = update_customer_request(retry, &["last_name"]);
     let retried = ok(ben.update_customer(as_agent("ben", call)).await);
     assert_eq!(retried.version, 5);
     assert_eq!(retried.last_name, "Lopez-Garcia");
@@ -134,55 +165,21 @@ async fn second_writer_from_a_stale_version_is_aborted_naming_the_winner_and_los
 #[apply(backends)]
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn concurrent_updates_from_the_same_version_let_exactly_one_win(backend: Backend) {
-    const WRITERS: usize = 8;
-    let Some(app) = TestApp::spawn(backend).await else {
-        return;
-    };
+    let app = or_skip!(TestApp::spawn(backend).await);
     let created = app.create_customer(customer("Ana", "Lopez")).await;
-    let barrier = Arc::new(Barrier::new(WRITERS));
-    let mut tasks = Vec::new();
-    for writer in 0..WRITERS {
-        let mut client = CustomerServiceClient::new(app.new_channel().await);
-        let barrier = Arc::clone(&barrier);
+    let (winner, saved) = race_from_version_1(&app, 8, |writer, agent, channel| {
         let change = pb::Customer {
-            notes: format!("written by agent-{writer}"),
+            notes: format!("written by {agent}"),
             tags: vec![format!("w{writer}")],
             ..created.clone()
         };
-        tasks.push(tokio::spawn(async move {
-            let agent = format!("agent-{writer}");
-            let call = pb::UpdateCustomerRequest {
-                customer: Some(change),
-                update_mask: None,
-                ..Default::default()
-            };
-            barrier.wait().await;
-            let outcome = client.update_customer(as_agent(&agent, call)).await;
-            (agent, outcome)
-        }));
-    }
-    let results = within("concurrent updates", futures::future::join_all(tasks)).await;
-
-    let mut winners = Vec::new();
-    let mut losers = Vec::new();
-    for result in results {
-        let (agent, outcome) = result.expect("writer task");
-        match outcome {
-            Ok(response) => winners.push((agent, response.into_inner())),
-            Err(status) => losers.push(status),
-        }
-    }
-    assert_eq!(
-        winners.len(),
-        1,
-        "exactly one writer wins; losers: {losers:?}"
-    );
-    let (winner, saved) = winners.pop().expect("one winner");
+        let call = update_customer_request(change, &[]);
+        let mut client = CustomerServiceClient::new(channel);
+        async move { client.update_customer(as_agent(&agent, call)).await }
+    })
+    .await;
     assert_eq!(saved.version, 2);
     assert_eq!(saved.updated_by, winner);
-    for status in &losers {
-        assert_version_mismatch(status, 2, &winner);
-    }
     let stored = app.get_customer(&created.id).await.expect("get");
     assert_eq!(stored, saved);
     assert_eq!(stored.notes, format!("written by {winner}"));
@@ -191,51 +188,23 @@ async fn concurrent_updates_from_the_same_version_let_exactly_one_win(backend: B
 #[apply(backends)]
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn concurrent_request_updates_from_the_same_version_let_exactly_one_win(backend: Backend) {
-    const WRITERS: usize = 6;
-    let Some(app) = TestApp::spawn(backend).await else {
-        return;
-    };
+    let app = or_skip!(TestApp::spawn(backend).await);
     let ana = app.create_customer(customer("Ana", "Lopez")).await;
     let created = app.create_request(request(&ana.id, "Broken")).await;
-    let barrier = Arc::new(Barrier::new(WRITERS));
-    let mut tasks = Vec::new();
-    for writer in 0..WRITERS {
-        let mut client = RequestServiceClient::new(app.new_channel().await);
-        let barrier = Arc::clone(&barrier);
+    let (winner, saved) = race_from_version_1(&app, 6, |_, agent, channel| {
         let call = pb::UpdateRequestRequest {
             request: Some(pb::Request {
-                title: format!("title by agent-{writer}"),
+                title: format!("title by {agent}"),
                 ..created.clone()
             }),
             update_mask: mask(&["title"]),
             ..Default::default()
         };
-        tasks.push(tokio::spawn(async move {
-            let agent = format!("agent-{writer}");
-            barrier.wait().await;
-            let outcome = client.update_request(as_agent(&agent, call)).await;
-            (agent, outcome)
-        }));
-    }
-    let results = within("concurrent updates", futures::future::join_all(tasks)).await;
-    let mut winners = Vec::new();
-    let mut losers = Vec::new();
-    for result in results {
-        match result.expect("writer task") {
-            (agent, Ok(response)) => winners.push((agent, response.into_inner())),
-            (_, Err(status)) => losers.push(status),
-        }
-    }
-    assert_eq!(
-        winners.len(),
-        1,
-        "exactly one writer wins; losers: {losers:?}"
-    );
-    let (winner, saved) = winners.pop().expect("one winner");
+        let mut client = RequestServiceClient::new(channel);
+        async move { client.update_request(as_agent(&agent, call)).await }
+    })
+    .await;
     assert_eq!(saved.title, format!("title by {winner}"));
-    for status in &losers {
-        assert_version_mismatch(status, 2, &winner);
-    }
     assert_eq!(app.get_request(&created.id).await.expect("get"), saved);
 }
 
@@ -244,9 +213,7 @@ async fn concurrent_request_updates_from_the_same_version_let_exactly_one_win(ba
 async fn concurrent_comments_and_activity_writes_all_succeed(backend: Backend) {
     const CLIENTS: usize = 4;
     const PER_CLIENT: usize = 10;
-    let Some(app) = TestApp::spawn(backend).await else {
-        return;
-    };
+    let app = or_skip!(TestApp::spawn(backend).await);
     let ana = app.create_customer(customer("Ana", "Lopez")).await;
     let broken = app.create_request(request(&ana.id, "Broken")).await;
     let mut tasks = Vec::new();

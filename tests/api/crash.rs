@@ -93,9 +93,7 @@ struct Acknowledged {
 #[apply(backends)]
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn every_acknowledged_write_survives_a_kill_9(backend: Backend) {
-    let Some(db) = TestDb::new(backend).await else {
-        return;
-    };
+    let db = or_skip!(TestDb::new(backend).await);
     let (mut server, addr) = start_server(db.url());
     let stop = Arc::new(AtomicBool::new(false));
     let mut writers = Vec::new();

@@ -3,12 +3,41 @@
 use std::collections::HashMap;
 
 use customer_context::pb::{self, ContactKind, lookup_customers_request::Key};
-use tonic::Code;
+use tonic::{Code, Status};
 
 use rstest::rstest;
 use rstest_reuse::apply;
 
 use crate::harness::*;
+
+/// The contact points of [`full_customer`]: kind, label, the value as written and as stored.
+const FULL_CONTACT_POINTS: [(ContactKind, &str, &str, &str); 5] = [
+    (
+        ContactKind::Phone,
+        "mobile",
+        "(415) 555-0100",
+        "+14155550100",
+    ),
+    (
+        ContactKind::Email,
+        "work",
+        "  Ana.Lopez@Example.COM ",
+        "ana.lopez@example.com",
+    ),
+    (ContactKind::Chat, "teams", "ana.chat", "ana.chat"),
+    (ContactKind::Social, "x", "@ana_lopez", "@ana_lopez"),
+    (ContactKind::External, "crm", "crm-123", "crm-123"),
+];
+
+/// The contact points of [`full_customer`] as written, or as stored.
+fn full_contact_points(stored: bool) -> Vec<pb::ContactPoint> {
+    FULL_CONTACT_POINTS
+        .iter()
+        .map(|&(kind, label, written, normalized)| {
+            contact(kind, label, if stored { normalized } else { written })
+        })
+        .collect()
+}
 
 /// A customer with every field set, contact points of each kind in non-normalized form.
 fn full_customer() -> pb::Customer {
@@ -28,13 +57,7 @@ fn full_customer() -> pb::Customer {
         company: "Acme Widgets".to_owned(),
         gender: "female".to_owned(),
         customer_number: "C-1001".to_owned(),
-        contact_points: vec![
-            contact(ContactKind::Phone, "mobile", "(415) 555-0100"),
-            contact(ContactKind::Email, "work", "  Ana.Lopez@Example.COM "),
-            contact(ContactKind::Chat, "teams", "ana.chat"),
-            contact(ContactKind::Social, "x", "@ana_lopez"),
-            contact(ContactKind::External, "crm", "crm-123"),
-        ],
+        contact_points: full_contact_points(false),
         notes: "Prefers e-mail.\nCall after 5pm.".to_owned(),
         tags: strings(&["VIP", " gold "]),
         credit_hold: true,
@@ -53,46 +76,33 @@ fn with_id(customer: pb::Customer, id: &str) -> pb::Customer {
     }
 }
 
+/// `customer("A", "B")` at `version`, as an update of customer `id`.
+fn renamed_at(id: &str, version: i64) -> pb::Customer {
+    pb::Customer {
+        version,
+        ..with_id(customer("A", "B"), id)
+    }
+}
+
 #[apply(backends)]
 #[tokio::test]
 async fn customer_round_trips_every_field_through_create_get_update_delete(backend: Backend) {
-    let Some(app) = TestApp::spawn(backend).await else {
-        return;
-    };
+    let app = or_skip!(TestApp::spawn(backend).await);
     let input = full_customer();
-    let call = pb::CreateCustomerRequest {
-        customer: Some(input.clone()),
+    let stored_input = pb::Customer {
+        contact_points: full_contact_points(true),
+        tags: strings(&["VIP", "gold"]),
+        locked: false,
+        anonymize_time: None,
+        ..input.clone()
     };
-    let created = ok(app.customers().create_customer(as_agent("ana", call)).await);
-
-    assert_uuid_v7(&created.id);
+    let created = create_and_check(&app, "ana", input.clone(), stored_input).await;
     assert_ne!(created.id, input.id, "input id must be ignored");
     let create_time = created.create_time.expect("create_time set");
     assert!(
         nanos(&create_time) > nanos(&timestamp(1_600_000_000, 0)),
         "create_time is now, not the input"
     );
-    let expected = pb::Customer {
-        id: created.id.clone(),
-        version: 1,
-        create_time: Some(create_time),
-        update_time: Some(create_time),
-        created_by: "ana".to_owned(),
-        updated_by: "ana".to_owned(),
-        contact_points: vec![
-            contact(ContactKind::Phone, "mobile", "+14155550100"),
-            contact(ContactKind::Email, "work", "ana.lopez@example.com"),
-            contact(ContactKind::Chat, "teams", "ana.chat"),
-            contact(ContactKind::Social, "x", "@ana_lopez"),
-            contact(ContactKind::External, "crm", "crm-123"),
-        ],
-        tags: strings(&["VIP", "gold"]),
-        locked: false,
-        anonymize_time: None,
-        ..input
-    };
-    assert_eq!(created, expected);
-    assert_eq!(app.get_customer(&created.id).await.expect("get"), expected);
 
     // Replace every mutable field (empty mask) as another agent.
     let replacement = pb::Customer {
@@ -114,43 +124,26 @@ async fn customer_round_trips_every_field_through_create_get_update_delete(backe
         created_by: "mallory".to_owned(),
         ..Default::default()
     };
-    let updated = app
-        .update_customer("ben", replacement.clone())
-        .await
-        .expect("update");
-    let update_time = updated.update_time.expect("update_time set");
-    assert!(nanos(&update_time) >= nanos(&create_time));
-    let expected = pb::Customer {
-        version: 2,
-        create_time: Some(create_time),
-        update_time: Some(update_time),
-        created_by: "ana".to_owned(),
-        updated_by: "ben".to_owned(),
+    let stored_replacement = pb::Customer {
         contact_points: vec![
             contact(ContactKind::Email, "home", "ana@home.example"),
             contact(ContactKind::Phone, "work", "+12125550199"),
         ],
-        ..replacement
+        ..replacement.clone()
     };
-    assert_eq!(updated, expected);
-    assert_eq!(app.get_customer(&created.id).await.expect("get"), expected);
+    replace_and_check(&app, "ben", &created, replacement, stored_replacement).await;
 
-    let call = pb::DeleteCustomerRequest {
-        id: created.id.clone(),
-        version: 2,
-    };
-    let () = ok(app.customers().delete_customer(as_agent("ben", call)).await);
-    let status = err(app.get_customer(&created.id).await);
-    assert_error(&status, Code::NotFound, "NOT_FOUND");
+    app.delete_customer("ben", &created.id, 2)
+        .await
+        .expect("delete");
+    assert_not_found(app.get_customer(&created.id).await);
     assert!(app.search_customers("").await.is_empty());
 }
 
 #[apply(backends)]
 #[tokio::test]
 async fn missing_agent_header_acts_as_anonymous(backend: Backend) {
-    let Some(app) = TestApp::spawn(backend).await else {
-        return;
-    };
+    let app = or_skip!(TestApp::spawn(backend).await);
     let call = pb::CreateCustomerRequest {
         customer: Some(customer("Ana", "Lopez")),
     };
@@ -159,120 +152,112 @@ async fn missing_agent_header_acts_as_anonymous(backend: Backend) {
     assert_eq!(created.updated_by, "anonymous");
 }
 
+/// `agent` changes the fields of `current` named in `paths` to those of `change`; the answer, and what is stored,
+/// is `current` with its fields changed by `changed`, at the next version and updated now by `agent`.
+async fn patch_and_check(
+    app: &TestApp,
+    agent: &str,
+    current: &pb::Customer,
+    change: pb::Customer,
+    paths: &[&str],
+    changed: impl FnOnce(pb::Customer) -> pb::Customer,
+) -> pb::Customer {
+    let updated = app
+        .patch_customer(agent, change, paths)
+        .await
+        .expect("update");
+    let expected = pb::Customer {
+        version: current.version + 1,
+        update_time: updated.update_time,
+        updated_by: agent.to_owned(),
+        ..changed(current.clone())
+    };
+    assert_eq!(updated, expected);
+    assert_eq!(app.get_customer(&current.id).await.expect("get"), updated);
+    updated
+}
+
 #[apply(backends)]
 #[tokio::test]
 async fn update_mask_changes_only_the_named_fields(backend: Backend) {
-    let Some(app) = TestApp::spawn(backend).await else {
-        return;
-    };
+    let app = or_skip!(TestApp::spawn(backend).await);
     let created = app.create_customer(full_customer()).await;
     let change = pb::Customer {
-        id: created.id.clone(),
-        version: 1,
         first_name: "Anabel".to_owned(),
         last_name: "IGNORED".to_owned(),
         tags: strings(&["new"]),
         credit_hold: false,
-        ..Default::default()
+        ..customer_at(&created.id, 1)
     };
-    let call = pb::UpdateCustomerRequest {
-        customer: Some(change),
-        update_mask: mask(&["first_name", "tags"]),
-        ..Default::default()
-    };
-    let updated = ok(app.customers().update_customer(as_agent("ben", call)).await);
-    let expected = pb::Customer {
-        version: 2,
-        first_name: "Anabel".to_owned(),
-        tags: strings(&["new"]),
-        update_time: updated.update_time,
-        updated_by: "ben".to_owned(),
-        ..created.clone()
-    };
-    assert_eq!(updated, expected);
+    let renamed = patch_and_check(
+        &app,
+        "ben",
+        &created,
+        change,
+        &["first_name", "tags"],
+        |current| pb::Customer {
+            first_name: "Anabel".to_owned(),
+            tags: strings(&["new"]),
+            ..current
+        },
+    )
+    .await;
 
     // Each collection can be replaced on its own.
+    let attributes = HashMap::from([("a".to_owned(), "b".to_owned())]);
     let change = pb::Customer {
-        id: created.id.clone(),
-        version: 2,
         contact_points: vec![phone("+44 20 7946 0958")],
-        attributes: HashMap::from([("a".to_owned(), "b".to_owned())]),
+        attributes: attributes.clone(),
         credit_hold: false,
-        ..Default::default()
+        ..customer_at(&created.id, 2)
     };
-    let call = pb::UpdateCustomerRequest {
-        customer: Some(change),
-        update_mask: mask(&["contact_points", "attributes", "credit_hold"]),
-        ..Default::default()
-    };
-    let updated = ok(app.customers().update_customer(as_agent("ben", call)).await);
-    assert_eq!(updated.version, 3);
-    assert_eq!(updated.contact_points, vec![phone("+442079460958")]);
-    assert_eq!(
-        updated.attributes,
-        HashMap::from([("a".to_owned(), "b".to_owned())])
-    );
-    assert!(!updated.credit_hold);
-    assert_eq!(updated.first_name, "Anabel");
-    assert_eq!(updated.company, "Acme Widgets");
-    assert_eq!(app.get_customer(&created.id).await.expect("get"), updated);
+    let paths = ["contact_points", "attributes", "credit_hold"];
+    patch_and_check(&app, "ben", &renamed, change, &paths, |current| {
+        pb::Customer {
+            contact_points: vec![phone("+442079460958")],
+            attributes,
+            credit_hold: false,
+            ..current
+        }
+    })
+    .await;
 }
 
 #[apply(backends)]
 #[tokio::test]
 async fn star_update_mask_replaces_every_mutable_field(backend: Backend) {
-    let Some(app) = TestApp::spawn(backend).await else {
-        return;
-    };
+    let app = or_skip!(TestApp::spawn(backend).await);
     let created = app.create_customer(full_customer()).await;
     let change = pb::Customer {
-        id: created.id.clone(),
-        version: 1,
         first_name: "Only".to_owned(),
-        ..Default::default()
+        ..customer_at(&created.id, 1)
     };
-    let call = pb::UpdateCustomerRequest {
-        customer: Some(change),
-        update_mask: mask(&["*"]),
-        ..Default::default()
-    };
-    let updated = ok(app.customers().update_customer(as_agent("ben", call)).await);
-    let expected = pb::Customer {
-        id: created.id.clone(),
-        version: 2,
-        first_name: "Only".to_owned(),
-        create_time: created.create_time,
-        update_time: updated.update_time,
-        created_by: SETUP_AGENT.to_owned(),
-        updated_by: "ben".to_owned(),
-        ..Default::default()
-    };
-    assert_eq!(updated, expected);
+    patch_and_check(&app, "ben", &created, change, &["*"], |current| {
+        pb::Customer {
+            id: current.id,
+            first_name: "Only".to_owned(),
+            create_time: current.create_time,
+            created_by: SETUP_AGENT.to_owned(),
+            ..Default::default()
+        }
+    })
+    .await;
 }
 
 #[apply(backends)]
 #[tokio::test]
 async fn unknown_update_mask_path_is_refused_and_changes_nothing(backend: Backend) {
-    let Some(app) = TestApp::spawn(backend).await else {
-        return;
-    };
+    let app = or_skip!(TestApp::spawn(backend).await);
     let created = app.create_customer(full_customer()).await;
     for paths in [
         &["first_name", "shoe_size"][..],
         &["Customer.first_name"][..],
     ] {
         let change = pb::Customer {
-            id: created.id.clone(),
-            version: 1,
             first_name: "Changed".to_owned(),
-            ..Default::default()
+            ..customer_at(&created.id, 1)
         };
-        let call = pb::UpdateCustomerRequest {
-            customer: Some(change),
-            update_mask: mask(paths),
-            ..Default::default()
-        };
-        let status = err(app.customers().update_customer(call).await);
+        let status = err(app.patch_customer("ben", change, paths).await);
         assert_error(&status, Code::InvalidArgument, "INVALID_UPDATE_MASK");
     }
     assert_eq!(app.get_customer(&created.id).await.expect("get"), created);
@@ -281,9 +266,7 @@ async fn unknown_update_mask_path_is_refused_and_changes_nothing(backend: Backen
 #[apply(backends)]
 #[tokio::test]
 async fn missing_or_stale_versions_are_refused(backend: Backend) {
-    let Some(app) = TestApp::spawn(backend).await else {
-        return;
-    };
+    let app = or_skip!(TestApp::spawn(backend).await);
     let created = app.create_customer(customer("Ana", "Lopez")).await;
     let change = pb::Customer {
         version: 1,
@@ -294,111 +277,97 @@ async fn missing_or_stale_versions_are_refused(backend: Backend) {
         .await
         .expect("update");
     assert_eq!(renamed.version, 2);
+    let update_from = |version| app.update_customer("carl", renamed_at(&created.id, version));
+    let delete_from = |version| app.delete_customer("carl", &created.id, version);
 
-    // Update without a version.
-    let status = err(app
-        .update_customer("carl", with_id(customer("X", "Y"), &created.id))
-        .await);
+    // Update without a version, then from a stale one.
+    let status = err(update_from(0).await);
     assert_error(&status, Code::InvalidArgument, "MISSING_VERSION");
-    // Update from a stale version.
-    let stale = pb::Customer {
-        version: 1,
-        ..customer("X", "Y")
-    };
-    let status = err(app
-        .update_customer("carl", with_id(stale, &created.id))
-        .await);
-    assert_version_mismatch(&status, 2, "ben");
+    assert_version_mismatch(&err(update_from(1).await), 2, "ben");
     // Delete without a version, then from a stale one.
-    let call = pb::DeleteCustomerRequest {
-        id: created.id.clone(),
-        version: 0,
-    };
-    let status = err(app.customers().delete_customer(call).await);
+    let status = err(delete_from(0).await);
     assert_error(&status, Code::InvalidArgument, "MISSING_VERSION");
-    let call = pb::DeleteCustomerRequest {
-        id: created.id.clone(),
-        version: 1,
-    };
-    let status = err(app.customers().delete_customer(call).await);
+    let status = err(delete_from(1).await);
     assert_version_mismatch(&status, 2, "ben");
-    assert!(
-        status
-            .message()
-            .contains("was changed by ben since version 1 (now version 2)"),
-        "{status:?}"
+    assert_message_contains(
+        &status,
+        "was changed by ben since version 1 (now version 2)",
     );
-    assert_eq!(
-        error_info(&status)
-            .metadata
-            .get("given_version")
-            .map(String::as_str),
-        Some("1")
-    );
+    let given_version = error_info(&status).metadata.get("given_version").cloned();
+    assert_eq!(given_version.as_deref(), Some("1"));
     // A version the customer never had is not reported as someone else's change.
-    let ahead = pb::Customer {
-        version: 7,
-        ..customer("X", "Y")
-    };
-    let status = err(app
-        .update_customer("carl", with_id(ahead, &created.id))
-        .await);
+    let status = err(update_from(7).await);
     assert_version_mismatch(&status, 2, "ben");
-    assert!(
-        status
-            .message()
-            .contains("has no version 7: it is at version 2, last changed by ben"),
-        "{status:?}"
+    assert_message_contains(
+        &status,
+        "has no version 7: it is at version 2, last changed by ben",
     );
     // Nothing changed.
     assert_eq!(app.get_customer(&created.id).await.expect("get"), renamed);
 }
 
+/// What every call naming a customer, request or activity by `id` answers, by the call's name.
+async fn calls_naming(app: &TestApp, id: &str) -> Vec<(&'static str, Result<(), Status>)> {
+    let titled = pb::Request {
+        id: id.to_owned(),
+        version: 1,
+        title: "t".to_owned(),
+        ..Default::default()
+    };
+    let topical = pb::Activity {
+        id: id.to_owned(),
+        version: 1,
+        topic: "t".to_owned(),
+        ..Default::default()
+    };
+    vec![
+        ("GetCustomer", app.get_customer(id).await.map(drop)),
+        ("GetRequest", app.get_request(id).await.map(drop)),
+        ("GetActivity", app.get_activity(id).await.map(drop)),
+        (
+            "UpdateCustomer",
+            app.update_customer("ana", renamed_at(id, 1))
+                .await
+                .map(drop),
+        ),
+        (
+            "UpdateRequest",
+            app.patch_request("ana", titled, &["title"]).await.map(drop),
+        ),
+        (
+            "UpdateActivity",
+            app.patch_activity("ana", topical, &["topic"])
+                .await
+                .map(drop),
+        ),
+        ("DeleteCustomer", app.delete_customer("ana", id, 1).await),
+        ("DeleteRequest", app.delete_request("ana", id, 1).await),
+        ("DeleteActivity", app.delete_activity("ana", id, 1).await),
+        (
+            "AddComment",
+            app.add_comment("ana", id, "hello").await.map(drop),
+        ),
+    ]
+}
+
+/// Every call naming `id` fails with `code` and ErrorInfo `reason`.
+async fn assert_every_call_naming_fails(app: &TestApp, id: &str, code: Code, reason: &str) {
+    for (call, result) in calls_naming(app, id).await {
+        let status = result.expect_err(call);
+        assert_error(&status, code, reason);
+    }
+}
+
 #[apply(backends)]
 #[tokio::test]
 async fn malformed_ids_are_invalid_argument_everywhere(backend: Backend) {
-    let Some(app) = TestApp::spawn(backend).await else {
-        return;
-    };
+    let app = or_skip!(TestApp::spawn(backend).await);
     for id in [
         "not-a-uuid",
         "12345",
         "0195c1b2-zzzz-7000-8000-000000000000",
     ] {
-        let status = err(app.get_customer(id).await);
-        assert_error(&status, Code::InvalidArgument, "INVALID_ID");
-        let status = err(app.get_request(id).await);
-        assert_error(&status, Code::InvalidArgument, "INVALID_ID");
-        let status = err(app.get_activity(id).await);
-        assert_error(&status, Code::InvalidArgument, "INVALID_ID");
-
-        let call = pb::DeleteCustomerRequest {
-            id: id.to_owned(),
-            version: 1,
-        };
-        let status = err(app.customers().delete_customer(call).await);
-        assert_error(&status, Code::InvalidArgument, "INVALID_ID");
-        let call = pb::DeleteRequestRequest {
-            id: id.to_owned(),
-            version: 1,
-        };
-        let status = err(app.requests().delete_request(call).await);
-        assert_error(&status, Code::InvalidArgument, "INVALID_ID");
-        let call = pb::DeleteActivityRequest {
-            id: id.to_owned(),
-            version: 1,
-        };
-        let status = err(app.activities().delete_activity(call).await);
-        assert_error(&status, Code::InvalidArgument, "INVALID_ID");
-
-        let change = pb::Customer {
-            version: 1,
-            ..customer("A", "B")
-        };
-        let status = err(app.update_customer("ana", with_id(change, id)).await);
-        assert_error(&status, Code::InvalidArgument, "INVALID_ID");
-        let status = err(app.add_comment("ana", id, "hello").await);
-        assert_error(&status, Code::InvalidArgument, "INVALID_ID");
+        assert_every_call_naming_fails(&app, id, Code::InvalidArgument, "INVALID_ID").await;
     }
     // An empty id is never valid either.
     let status = err(app.get_customer("").await);
@@ -408,136 +377,63 @@ async fn malformed_ids_are_invalid_argument_everywhere(backend: Backend) {
 #[apply(backends)]
 #[tokio::test]
 async fn unknown_ids_are_not_found_everywhere(backend: Backend) {
-    let Some(app) = TestApp::spawn(backend).await else {
-        return;
-    };
-    let id = unknown_id();
-    assert_error(
-        &err(app.get_customer(&id).await),
-        Code::NotFound,
-        "NOT_FOUND",
-    );
-    assert_error(
-        &err(app.get_request(&id).await),
-        Code::NotFound,
-        "NOT_FOUND",
-    );
-    assert_error(
-        &err(app.get_activity(&id).await),
-        Code::NotFound,
-        "NOT_FOUND",
-    );
-
-    let change = pb::Customer {
-        version: 1,
-        ..customer("A", "B")
-    };
-    let status = err(app.update_customer("ana", with_id(change, &id)).await);
-    assert_error(&status, Code::NotFound, "NOT_FOUND");
-    let call = pb::UpdateRequestRequest {
-        request: Some(pb::Request {
-            id: id.clone(),
-            version: 1,
-            title: "t".to_owned(),
-            ..Default::default()
-        }),
-        update_mask: mask(&["title"]),
-        ..Default::default()
-    };
-    let status = err(app.requests().update_request(call).await);
-    assert_error(&status, Code::NotFound, "NOT_FOUND");
-    let call = pb::UpdateActivityRequest {
-        activity: Some(pb::Activity {
-            id: id.clone(),
-            version: 1,
-            topic: "t".to_owned(),
-            ..Default::default()
-        }),
-        update_mask: mask(&["topic"]),
-        ..Default::default()
-    };
-    let status = err(app.activities().update_activity(call).await);
-    assert_error(&status, Code::NotFound, "NOT_FOUND");
-
-    let call = pb::DeleteCustomerRequest {
-        id: id.clone(),
-        version: 1,
-    };
-    let status = err(app.customers().delete_customer(call).await);
-    assert_error(&status, Code::NotFound, "NOT_FOUND");
-    let call = pb::DeleteRequestRequest {
-        id: id.clone(),
-        version: 1,
-    };
-    let status = err(app.requests().delete_request(call).await);
-    assert_error(&status, Code::NotFound, "NOT_FOUND");
-    let call = pb::DeleteActivityRequest {
-        id: id.clone(),
-        version: 1,
-    };
-    let status = err(app.activities().delete_activity(call).await);
-    assert_error(&status, Code::NotFound, "NOT_FOUND");
-    let status = err(app.add_comment("ana", &id, "hello").await);
-    assert_error(&status, Code::NotFound, "NOT_FOUND");
+    let app = or_skip!(TestApp::spawn(backend).await);
+    assert_every_call_naming_fails(&app, &unknown_id(), Code::NotFound, "NOT_FOUND").await;
 }
 
 #[apply(backends)]
 #[tokio::test]
 async fn customer_number_is_unique_when_set(backend: Backend) {
-    let Some(app) = TestApp::spawn(backend).await else {
-        return;
-    };
+    let app = or_skip!(TestApp::spawn(backend).await);
     let first = app
-        .create_customer(pb::Customer {
-            customer_number: "C-1".to_owned(),
-            ..customer("Ana", "Lopez")
-        })
+        .create_customer(numbered_customer("C-1", "Ana", "Lopez"))
         .await;
-    let call = pb::CreateCustomerRequest {
-        customer: Some(pb::Customer {
-            customer_number: "C-1".to_owned(),
-            ..customer("Ben", "Smith")
-        }),
-    };
-    let status = err(app.customers().create_customer(call).await);
+    let taken = numbered_customer("C-1", "Ben", "Smith");
+    let status = err(app.create_customer_as("ben", taken).await);
     assert_error(&status, Code::AlreadyExists, "CUSTOMER_NUMBER_TAKEN");
     assert_eq!(app.search_customers("").await, vec![first.clone()]);
 
     // Customers without a number never collide.
-    let ben = app.create_customer(customer("Ben", "Smith")).await;
-    let carl = app.create_customer(customer("Carl", "Jones")).await;
+    let [ben, carl] = app
+        .create_customers([customer("Ben", "Smith"), customer("Carl", "Jones")])
+        .await;
     // Taking a number in use by update is refused too, and changes nothing.
     let change = pb::Customer {
         version: 1,
-        customer_number: "C-1".to_owned(),
-        ..customer("Ben", "Smith")
+        ..with_id(numbered_customer("C-1", "Ben", "Smith"), &ben.id)
     };
-    let status = err(app
-        .update_customer("ben", with_id(change.clone(), &ben.id))
-        .await);
+    let status = err(app.update_customer("ben", change.clone()).await);
     assert_error(&status, Code::AlreadyExists, "CUSTOMER_NUMBER_TAKEN");
     assert_eq!(app.get_customer(&ben.id).await.expect("get"), ben);
     assert_eq!(app.get_customer(&carl.id).await.expect("get"), carl);
 
     // Once the first customer is gone, the number is free again.
-    let call = pb::DeleteCustomerRequest {
-        id: first.id.clone(),
-        version: 1,
-    };
-    ok(app.customers().delete_customer(call).await);
-    let updated = app
-        .update_customer("ben", with_id(change, &ben.id))
+    app.delete_customer("ana", &first.id, 1)
         .await
-        .expect("update");
+        .expect("delete");
+    let updated = app.update_customer("ben", change).await.expect("update");
     assert_eq!(updated.customer_number, "C-1");
 }
 
-async fn lookup(app: &TestApp, key: Key) -> Result<Vec<pb::Customer>, tonic::Status> {
-    let call = pb::LookupCustomersRequest { key: Some(key) };
-    app.customers()
-        .lookup_customers(call)
-        .await
-        .map(|r| r.into_inner().customers)
+fn by_phone(number: &str) -> Key {
+    Key::Phone(number.to_owned())
+}
+
+fn by_email(address: &str) -> Key {
+    Key::Email(address.to_owned())
+}
+
+fn by_handle(handle: &str) -> Key {
+    Key::Handle(handle.to_owned())
+}
+
+fn by_number(customer_number: &str) -> Key {
+    Key::CustomerNumber(customer_number.to_owned())
+}
+
+/// Every customer found by `key`, most recently updated first.
+async fn found_by(app: &TestApp, key: Key) -> Vec<pb::Customer> {
+    app.lookup_customers(key).await.expect("lookup")
 }
 
 const PHONE_FORMS: [&str; 3] = ["(415) 555-0100", "+1 415-555-0100", "tel:+14155550100"];
@@ -547,39 +443,26 @@ const PHONE_FORMS: [&str; 3] = ["(415) 555-0100", "+1 415-555-0100", "tel:+14155
 async fn a_phone_written_three_ways_is_one_contact_point_found_by_lookup_from_any_form(
     backend: Backend,
 ) {
-    let Some(app) = TestApp::spawn(backend).await else {
-        return;
-    };
+    let app = or_skip!(TestApp::spawn(backend).await);
     // Each form is stored as the same E.164 number.
     for form in PHONE_FORMS {
-        let call = pb::CreateCustomerRequest {
-            customer: Some(pb::Customer {
-                contact_points: vec![phone(form)],
-                ..customer("Probe", "Phone")
-            }),
-        };
-        let created = ok(app.customers().create_customer(call).await);
+        let probe = customer_with_contacts("Probe", "Phone", vec![phone(form)]);
+        let created = app.create_customer_as("ana", probe).await.expect("create");
         assert_eq!(
             created.contact_points,
             vec![phone("+14155550100")],
             "{form}"
         );
-        let call = pb::DeleteCustomerRequest {
-            id: created.id,
-            version: 1,
-        };
-        ok(app.customers().delete_customer(call).await);
+        app.delete_customer("ana", &created.id, 1)
+            .await
+            .expect("delete");
     }
     // Any two of the forms in one customer are the same contact point.
     for (i, a) in PHONE_FORMS.iter().enumerate() {
         for b in &PHONE_FORMS[i + 1..] {
-            let call = pb::CreateCustomerRequest {
-                customer: Some(pb::Customer {
-                    contact_points: vec![email("ana@example.com"), phone(a), phone(b)],
-                    ..customer("Ana", "Lopez")
-                }),
-            };
-            let status = err(app.customers().create_customer(call).await);
+            let contact_points = vec![email("ana@example.com"), phone(a), phone(b)];
+            let twice = customer_with_contacts("Ana", "Lopez", contact_points);
+            let status = err(app.create_customer_as("ana", twice).await);
             assert_eq!(status.code(), Code::InvalidArgument, "{status:?}");
             let violations = field_violations(&status);
             assert_eq!(violations.len(), 1, "{violations:?}");
@@ -594,22 +477,14 @@ async fn a_phone_written_three_ways_is_one_contact_point_found_by_lookup_from_an
         "nothing persisted"
     );
 
-    let ana = app
-        .create_customer(pb::Customer {
-            contact_points: vec![phone(PHONE_FORMS[0])],
-            ..customer("Ana", "Lopez")
-        })
-        .await;
-    let _other = app
-        .create_customer(pb::Customer {
-            contact_points: vec![phone("(415) 555-0101")],
-            ..customer("Ben", "Smith")
-        })
+    let [ana, _other] = app
+        .create_customers([
+            customer_with_contacts("Ana", "Lopez", vec![phone(PHONE_FORMS[0])]),
+            customer_with_contacts("Ben", "Smith", vec![phone("(415) 555-0101")]),
+        ])
         .await;
     for form in PHONE_FORMS {
-        let found = lookup(&app, Key::Phone(form.to_owned()))
-            .await
-            .expect("lookup");
+        let found = found_by(&app, by_phone(form)).await;
         assert_eq!(found, vec![ana.clone()], "lookup by {form}");
     }
 }
@@ -619,127 +494,99 @@ async fn a_phone_written_three_ways_is_one_contact_point_found_by_lookup_from_an
 async fn lookup_by_phone_returns_every_customer_sharing_it_most_recently_updated_first(
     backend: Backend,
 ) {
-    let Some(app) = TestApp::spawn(backend).await else {
-        return;
-    };
+    let app = or_skip!(TestApp::spawn(backend).await);
     let shared = "+1 415 555 0100";
-    let ana = app
-        .create_customer(pb::Customer {
-            contact_points: vec![phone(shared)],
-            ..customer("Ana", "Lopez")
-        })
+    let [ana, ben, _carl] = app
+        .create_customers([
+            customer_with_contacts("Ana", "Lopez", vec![phone(shared)]),
+            customer_with_contacts(
+                "Ben",
+                "Lopez",
+                vec![email("ben@example.com"), phone(shared)],
+            ),
+            customer_with_contacts("Carl", "Lopez", vec![phone("+1 415 555 0199")]),
+        ])
         .await;
-    let ben = app
-        .create_customer(pb::Customer {
-            contact_points: vec![email("ben@example.com"), phone(shared)],
-            ..customer("Ben", "Lopez")
-        })
-        .await;
-    let _carl = app
-        .create_customer(pb::Customer {
-            contact_points: vec![phone("+1 415 555 0199")],
-            ..customer("Carl", "Lopez")
-        })
-        .await;
-    let found = lookup(&app, Key::Phone("4155550100".to_owned()))
-        .await
-        .expect("lookup");
-    assert_eq!(found, vec![ben.clone(), ana.clone()]);
+    assert_eq!(
+        found_by(&app, by_phone("4155550100")).await,
+        vec![ben.clone(), ana.clone()]
+    );
 
     // Touching Ana makes her the most recently updated.
     let change = pb::Customer {
         version: 1,
         notes: "called again".to_owned(),
-        contact_points: vec![phone(shared)],
-        ..customer("Ana", "Lopez")
+        ..customer_with_contacts("Ana", "Lopez", vec![phone(shared)])
     };
     let ana = app
         .update_customer("ana", with_id(change, &ana.id))
         .await
         .expect("update");
-    let found = lookup(&app, Key::Phone("+14155550100".to_owned()))
-        .await
-        .expect("lookup");
-    assert_eq!(found, vec![ana.clone(), ben.clone()]);
+    assert_eq!(
+        found_by(&app, by_phone("+14155550100")).await,
+        vec![ana.clone(), ben.clone()]
+    );
 
     // Changing a contact point moves the customer in the index.
     let change = pb::Customer {
         version: 1,
-        contact_points: vec![phone("+1 650 555 0123")],
-        ..customer("Ben", "Lopez")
+        ..customer_with_contacts("Ben", "Lopez", vec![phone("+1 650 555 0123")])
     };
     let ben = app
         .update_customer("ben", with_id(change, &ben.id))
         .await
         .expect("update");
-    let found = lookup(&app, Key::Phone(shared.to_owned()))
-        .await
-        .expect("lookup");
-    assert_eq!(found, vec![ana]);
-    let found = lookup(&app, Key::Phone("(650) 555-0123".to_owned()))
-        .await
-        .expect("lookup");
-    assert_eq!(found, vec![ben]);
-    let found = lookup(&app, Key::Email("ben@example.com".to_owned()))
-        .await
-        .expect("lookup");
+    assert_eq!(found_by(&app, by_phone(shared)).await, vec![ana]);
+    assert_eq!(found_by(&app, by_phone("(650) 555-0123")).await, vec![ben]);
+    let found = found_by(&app, by_email("ben@example.com")).await;
     assert!(found.is_empty(), "removed e-mail still found: {found:?}");
 }
 
 #[apply(backends)]
 #[tokio::test]
 async fn lookup_by_email_handle_and_customer_number_matches_the_normalized_value(backend: Backend) {
-    let Some(app) = TestApp::spawn(backend).await else {
-        return;
-    };
+    let app = or_skip!(TestApp::spawn(backend).await);
     let ana = app.create_customer(full_customer()).await;
+    let ben_chat = contact(ContactKind::Chat, "teams", "ben.chat");
     let _ben = app
         .create_customer(pb::Customer {
             customer_number: "C-1002".to_owned(),
-            contact_points: vec![
-                email("ben@example.com"),
-                contact(ContactKind::Chat, "teams", "ben.chat"),
-            ],
-            ..customer("Ben", "Smith")
+            ..customer_with_contacts("Ben", "Smith", vec![email("ben@example.com"), ben_chat])
         })
         .await;
     let hits = [
-        Key::Email("ana.lopez@example.com".to_owned()),
-        Key::Email("  ANA.LOPEZ@example.com ".to_owned()),
-        Key::Handle("ana.chat".to_owned()),
-        Key::Handle("ANA.Chat".to_owned()),
-        Key::Handle("@ana_lopez".to_owned()),
-        Key::Handle("crm-123".to_owned()),
-        Key::CustomerNumber("C-1001".to_owned()),
+        by_email("ana.lopez@example.com"),
+        by_email("  ANA.LOPEZ@example.com "),
+        by_handle("ana.chat"),
+        by_handle("ANA.Chat"),
+        by_handle("@ana_lopez"),
+        by_handle("crm-123"),
+        by_number("C-1001"),
     ];
-    for key in hits {
-        let found = lookup(&app, key.clone()).await.expect("lookup");
-        assert_eq!(found, vec![ana.clone()], "lookup by {key:?}");
-    }
     // Unknown values find nobody; that is not an error.
     let misses = [
-        Key::Phone("+1 212 555 0000".to_owned()),
-        Key::Email("nobody@example.com".to_owned()),
-        Key::Handle("nobody".to_owned()),
-        Key::CustomerNumber("C-9999".to_owned()),
+        by_phone("+1 212 555 0000"),
+        by_email("nobody@example.com"),
+        by_handle("nobody"),
+        by_number("C-9999"),
         // Exact match only: a prefix is not a match.
-        Key::Email("ana.lopez@example.co".to_owned()),
-        Key::CustomerNumber("C-100".to_owned()),
+        by_email("ana.lopez@example.co"),
+        by_number("C-100"),
     ];
-    for key in misses {
-        let found = lookup(&app, key.clone()).await.expect("lookup");
-        assert!(found.is_empty(), "lookup by {key:?} found {found:?}");
+    for (keys, expected) in [(&hits[..], vec![ana]), (&misses[..], Vec::new())] {
+        for key in keys {
+            let found = found_by(&app, key.clone()).await;
+            assert_eq!(found, expected, "lookup by {key:?}");
+        }
     }
 }
 
 #[apply(backends)]
 #[tokio::test]
 async fn lookup_with_an_unparsable_phone_or_no_key_is_invalid_argument(backend: Backend) {
-    let Some(app) = TestApp::spawn(backend).await else {
-        return;
-    };
-    let status = err(lookup(&app, Key::Phone("not a phone".to_owned())).await);
-    assert_error(&status, Code::InvalidArgument, "INVALID_PHONE");
+    let app = or_skip!(TestApp::spawn(backend).await);
+    let unparsable = app.lookup_customers(by_phone("not a phone")).await;
+    assert_fails(unparsable, Code::InvalidArgument, "INVALID_PHONE");
     let call = pb::LookupCustomersRequest { key: None };
     let status = err(app.customers().lookup_customers(call).await);
     assert_eq!(status.code(), Code::InvalidArgument, "{status:?}");
@@ -750,26 +597,30 @@ async fn lookup_with_an_unparsable_phone_or_no_key_is_invalid_argument(backend: 
 async fn search_matches_words_of_names_company_number_contacts_and_tags_case_insensitively(
     backend: Backend,
 ) {
-    let Some(app) = TestApp::spawn(backend).await else {
-        return;
-    };
-    let ana = app
-        .create_customer(pb::Customer {
-            company: "Acme Widgets".to_owned(),
-            customer_number: "A1001".to_owned(),
-            contact_points: vec![phone("(415) 555-0100"), email("Ana.Lopez@Example.com")],
-            tags: strings(&["Gold", "vip"]),
-            ..customer("Ana", "Lopez")
-        })
-        .await;
-    let ben = app
-        .create_customer(pb::Customer {
-            company: "Globex".to_owned(),
-            customer_number: "B2002".to_owned(),
-            contact_points: vec![phone("+1 212 555 0199"), email("ben@globex.example")],
-            tags: strings(&["silver"]),
-            ..customer("Ben", "Smith")
-        })
+    let app = or_skip!(TestApp::spawn(backend).await);
+    let [ana, ben] = app
+        .create_customers([
+            pb::Customer {
+                company: "Acme Widgets".to_owned(),
+                customer_number: "A1001".to_owned(),
+                tags: strings(&["Gold", "vip"]),
+                ..customer_with_contacts(
+                    "Ana",
+                    "Lopez",
+                    vec![phone("(415) 555-0100"), email("Ana.Lopez@Example.com")],
+                )
+            },
+            pb::Customer {
+                company: "Globex".to_owned(),
+                customer_number: "B2002".to_owned(),
+                tags: strings(&["silver"]),
+                ..customer_with_contacts(
+                    "Ben",
+                    "Smith",
+                    vec![phone("+1 212 555 0199"), email("ben@globex.example")],
+                )
+            },
+        ])
         .await;
     let cases: [(&str, &pb::Customer); 12] = [
         ("ana", &ana),
@@ -795,13 +646,9 @@ async fn search_matches_words_of_names_company_number_contacts_and_tags_case_ins
 #[apply(backends)]
 #[tokio::test]
 async fn empty_search_lists_everyone_newest_first(backend: Backend) {
-    let Some(app) = TestApp::spawn(backend).await else {
-        return;
-    };
-    let mut created = Vec::new();
-    for name in ["Ana", "Ben", "Carl", "Dora"] {
-        created.push(app.create_customer(customer(name, "Lopez")).await);
-    }
+    let app = or_skip!(TestApp::spawn(backend).await);
+    let everyone = ["Ana", "Ben", "Carl", "Dora"].map(|name| customer(name, "Lopez"));
+    let mut created = app.create_customers(everyone).await.to_vec();
     created.reverse();
     assert_eq!(app.search_customers("").await, created);
 }
@@ -809,21 +656,17 @@ async fn empty_search_lists_everyone_newest_first(backend: Backend) {
 #[apply(backends)]
 #[tokio::test]
 async fn deleting_a_customer_removes_its_requests_comments_and_activities_only(backend: Backend) {
-    let Some(app) = TestApp::spawn(backend).await else {
-        return;
-    };
-    let ana = app.create_customer(customer("Ana", "Lopez")).await;
-    let ben = app.create_customer(customer("Ben", "Smith")).await;
+    let app = or_skip!(TestApp::spawn(backend).await);
+    let [ana, ben] = app
+        .create_customers([customer("Ana", "Lopez"), customer("Ben", "Smith")])
+        .await;
     let ana_request = app.create_request(request(&ana.id, "Broken widget")).await;
     app.add_comment("ana", &ana_request.id, "first")
         .await
         .expect("comment");
     let ana_call = app.create_activity(activity(&ana.id, "call")).await;
     let ana_linked = app
-        .create_activity(pb::Activity {
-            request_id: ana_request.id.clone(),
-            ..activity("", "linked")
-        })
+        .create_activity(activity_on_request("", &ana_request.id, "linked"))
         .await;
     let ben_request = app.create_request(request(&ben.id, "Invoice")).await;
     let ben_comment = app
@@ -832,32 +675,14 @@ async fn deleting_a_customer_removes_its_requests_comments_and_activities_only(b
         .expect("comment");
     let ben_call = app.create_activity(activity(&ben.id, "call")).await;
 
-    let call = pb::DeleteCustomerRequest {
-        id: ana.id.clone(),
-        version: 1,
-    };
-    ok(app.customers().delete_customer(as_agent("ana", call)).await);
+    app.delete_customer("ana", &ana.id, 1)
+        .await
+        .expect("delete");
 
-    assert_error(
-        &err(app.get_customer(&ana.id).await),
-        Code::NotFound,
-        "NOT_FOUND",
-    );
-    assert_error(
-        &err(app.get_request(&ana_request.id).await),
-        Code::NotFound,
-        "NOT_FOUND",
-    );
-    assert_error(
-        &err(app.get_activity(&ana_call.id).await),
-        Code::NotFound,
-        "NOT_FOUND",
-    );
-    assert_error(
-        &err(app.get_activity(&ana_linked.id).await),
-        Code::NotFound,
-        "NOT_FOUND",
-    );
+    assert_not_found(app.get_customer(&ana.id).await);
+    assert_not_found(app.get_request(&ana_request.id).await);
+    assert_not_found(app.get_activity(&ana_call.id).await);
+    assert_not_found(app.get_activity(&ana_linked.id).await);
     let comments = app.list_comments(&ana_request.id).await;
     assert!(
         comments.as_ref().is_err_and(|s| s.code() == Code::NotFound)

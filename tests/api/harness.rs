@@ -249,36 +249,13 @@ impl TestApp {
         ActivityServiceClient::new(self.channel())
     }
 
-    pub async fn create_customer(&self, customer: pb::Customer) -> pb::Customer {
-        let request = pb::CreateCustomerRequest {
-            customer: Some(customer),
-        };
-        ok(self.customers().create_customer(self.setup(request)).await)
-    }
-
-    pub async fn get_customer(&self, id: &str) -> Result<pb::Customer, Status> {
-        let request = pb::GetCustomerRequest { id: id.to_owned() };
-        self.customers()
-            .get_customer(request)
-            .await
-            .map(Response::into_inner)
-    }
-
     /// Updates every mutable field (empty mask) as `agent`.
     pub async fn update_customer(
         &self,
         agent: &str,
         customer: pb::Customer,
     ) -> Result<pb::Customer, Status> {
-        let request = pb::UpdateCustomerRequest {
-            customer: Some(customer),
-            update_mask: None,
-            ..Default::default()
-        };
-        self.customers()
-            .update_customer(as_agent(agent, request))
-            .await
-            .map(Response::into_inner)
+        self.update_as(agent, customer, None).await
     }
 
     /// Every customer matching `query` (one page of up to 500).
@@ -289,39 +266,6 @@ impl TestApp {
             page_token: String::new(),
         };
         ok(self.customers().search_customers(request).await).customers
-    }
-
-    pub async fn create_request(&self, request: pb::Request) -> pb::Request {
-        let call = pb::CreateRequestRequest {
-            request: Some(request),
-        };
-        ok(self.requests().create_request(self.setup(call)).await)
-    }
-
-    pub async fn get_request(&self, id: &str) -> Result<pb::Request, Status> {
-        let call = pb::GetRequestRequest { id: id.to_owned() };
-        self.requests()
-            .get_request(call)
-            .await
-            .map(Response::into_inner)
-    }
-
-    /// Changes only the fields named in `paths` as `agent`.
-    pub async fn patch_request(
-        &self,
-        agent: &str,
-        request: pb::Request,
-        paths: &[&str],
-    ) -> Result<pb::Request, Status> {
-        let call = pb::UpdateRequestRequest {
-            request: Some(request),
-            update_mask: mask(paths),
-            ..Default::default()
-        };
-        self.requests()
-            .update_request(as_agent(agent, call))
-            .await
-            .map(Response::into_inner)
     }
 
     pub async fn list_requests(
@@ -364,21 +308,6 @@ impl TestApp {
             .list_comments(call)
             .await
             .map(|r| r.into_inner().comments)
-    }
-
-    pub async fn create_activity(&self, activity: pb::Activity) -> pb::Activity {
-        let call = pb::CreateActivityRequest {
-            activity: Some(activity),
-        };
-        ok(self.activities().create_activity(self.setup(call)).await)
-    }
-
-    pub async fn get_activity(&self, id: &str) -> Result<pb::Activity, Status> {
-        let call = pb::GetActivityRequest { id: id.to_owned() };
-        self.activities()
-            .get_activity(call)
-            .await
-            .map(Response::into_inner)
     }
 
     /// One page of a customer's (or a request's) activities.
@@ -643,3 +572,507 @@ pub fn assert_version_mismatch(status: &Status, current_version: i64, updated_by
         "updated_by of {info:?}"
     );
 }
+
+// ---- customers: builders, partial updates, lookups, deletes -----------------------------------------------
+
+/// `first_name last_name` reachable at `contact_points`.
+pub fn customer_with_contacts(
+    first_name: &str,
+    last_name: &str,
+    contact_points: Vec<pb::ContactPoint>,
+) -> pb::Customer {
+    pb::Customer {
+        contact_points,
+        ..customer(first_name, last_name)
+    }
+}
+
+/// A customer with only `id` and `version` set: the base of a partial (masked) update.
+pub fn customer_at(id: &str, version: i64) -> pb::Customer {
+    pb::Customer {
+        id: id.to_owned(),
+        version,
+        ..Default::default()
+    }
+}
+
+/// An UpdateCustomerRequest changing the fields named in `paths`, or every mutable field when `paths` is empty.
+pub fn update_customer_request(
+    customer: pb::Customer,
+    paths: &[&str],
+) -> pb::UpdateCustomerRequest {
+    pb::UpdateCustomerRequest {
+        customer: Some(customer),
+        update_mask: if paths.is_empty() { None } else { mask(paths) },
+        ..Default::default()
+    }
+}
+
+/// The call failed with NOT_FOUND (ErrorInfo NOT_FOUND).
+#[track_caller]
+pub fn assert_not_found<T: Debug>(result: Result<T, Status>) {
+    assert_error(&err(result), Code::NotFound, "NOT_FOUND");
+}
+
+impl TestApp {
+    /// Creates `customers` one after the other, so the last one is the newest.
+    pub async fn create_customers<const N: usize>(
+        &self,
+        customers: [pb::Customer; N],
+    ) -> [pb::Customer; N] {
+        let mut created = Vec::with_capacity(N);
+        for customer in customers {
+            created.push(self.create_customer(customer).await);
+        }
+        created.try_into().expect("one created customer per input")
+    }
+
+    /// Every customer found by `key`, most recently updated first.
+    pub async fn lookup_customers(
+        &self,
+        key: pb::lookup_customers_request::Key,
+    ) -> Result<Vec<pb::Customer>, Status> {
+        let call = pb::LookupCustomersRequest { key: Some(key) };
+        self.customers()
+            .lookup_customers(call)
+            .await
+            .map(|r| r.into_inner().customers)
+    }
+}
+
+/// `TestApp::delete_…(agent, id, version)`: deletes the record `id` at `version` as `agent`.
+macro_rules! delete_helpers {
+    ($($name:ident($Message:ident) on $client:ident),+) => {
+        impl TestApp {$(
+            pub async fn $name(&self, agent: &str, id: &str, version: i64) -> Result<(), Status> {
+                let call = pb::$Message { id: id.to_owned(), version };
+                self.$client().$name(as_agent(agent, call)).await.map(Response::into_inner)
+            }
+        )+}
+    };
+}
+
+delete_helpers!(
+    delete_customer(DeleteCustomerRequest) on customers,
+    delete_request(DeleteRequestRequest) on requests,
+    delete_activity(DeleteActivityRequest) on activities
+);
+
+// ---- apps whose database the test keeps; request status, locking and merging as the helpers' agent ----------
+
+impl TestApp {
+    /// A server on a fresh database of `backend`, with that database, for a test that restarts on it or reads it
+    /// directly; None when that backend is not available here. Keep the pair in this order (`let Some((app, db))`)
+    /// so the server stops before the database goes.
+    pub async fn spawn_keeping_db(backend: Backend) -> Option<(TestApp, TestDb)> {
+        let db = TestDb::new(backend).await?;
+        let app = TestApp::spawn_on(db.url()).await;
+        Some((app, db))
+    }
+
+    /// Moves `request` to `status` as `agent` (an update of `status` alone).
+    pub async fn set_request_status(
+        &self,
+        agent: &str,
+        request: &pb::Request,
+        status: pb::RequestStatus,
+    ) -> Result<pb::Request, Status> {
+        let change = pb::Request {
+            status: status as i32,
+            ..request.clone()
+        };
+        self.patch_request(agent, change, &["status"]).await
+    }
+
+    /// Locks customer `id` as the helpers' agent.
+    pub async fn lock_customer(&self, id: &str) -> pb::Customer {
+        let call = pb::LockCustomerRequest { id: id.to_owned() };
+        ok(self.customers().lock_customer(self.setup(call)).await)
+    }
+
+    /// Merges `sources` into `target` (at the version it has) as the helpers' agent.
+    pub async fn merge_into(
+        &self,
+        target: &pb::Customer,
+        sources: &[&pb::Customer],
+    ) -> Result<pb::Customer, Status> {
+        let call = pb::MergeCustomersRequest {
+            target_id: target.id.clone(),
+            target_version: target.version,
+            source_ids: sources.iter().map(|source| source.id.clone()).collect(),
+        };
+        self.customers()
+            .merge_customers(self.setup(call))
+            .await
+            .map(Response::into_inner)
+    }
+}
+/// The status's message contains `part`.
+#[track_caller]
+pub fn assert_message_contains(status: &Status, part: &str) {
+    assert!(
+        status.message().contains(part),
+        "message without {part:?}: {status:?}"
+    );
+}
+
+// ---- records: what customers, requests and activities share (bookkeeping, create/get/update/delete) ---------
+
+/// A customer, a request or an activity: the bookkeeping every write sets, and the calls that write and read it
+/// (as an agent, with `--auth none`).
+pub trait Record: Clone + Debug + PartialEq + Sized {
+    fn id(&self) -> &str;
+    fn version(&self) -> i64;
+    fn create_time(&self) -> Option<Timestamp>;
+    fn update_time(&self) -> Option<Timestamp>;
+    fn created_by(&self) -> &str;
+    /// `self` with the bookkeeping of a write: `id` and `version`, and when and by whom it was created and last
+    /// updated.
+    fn with_bookkeeping(
+        self,
+        id: &str,
+        version: i64,
+        created: (Timestamp, &str),
+        updated: (Timestamp, &str),
+    ) -> Self;
+    fn create_as(
+        app: &TestApp,
+        agent: &str,
+        record: Self,
+    ) -> impl Future<Output = Result<Self, Status>>;
+    fn get(app: &TestApp, id: &str) -> impl Future<Output = Result<Self, Status>>;
+    /// Changes the fields named in `update_mask`, or every mutable field without a mask.
+    fn update_as(
+        app: &TestApp,
+        agent: &str,
+        record: Self,
+        update_mask: Option<FieldMask>,
+    ) -> impl Future<Output = Result<Self, Status>>;
+}
+
+macro_rules! impl_record {
+    ($record:ty, $field:ident, $client:ident,
+     $create:ident($Create:ident), $get:ident($Get:ident), $update:ident($Update:ident)) => {
+        impl Record for $record {
+            fn id(&self) -> &str {
+                &self.id
+            }
+            fn version(&self) -> i64 {
+                self.version
+            }
+            fn create_time(&self) -> Option<Timestamp> {
+                self.create_time
+            }
+            fn update_time(&self) -> Option<Timestamp> {
+                self.update_time
+            }
+            fn created_by(&self) -> &str {
+                &self.created_by
+            }
+            fn with_bookkeeping(
+                self,
+                id: &str,
+                version: i64,
+                (create_time, created_by): (Timestamp, &str),
+                (update_time, updated_by): (Timestamp, &str),
+            ) -> Self {
+                Self {
+                    id: id.to_owned(),
+                    version,
+                    create_time: Some(create_time),
+                    update_time: Some(update_time),
+                    created_by: created_by.to_owned(),
+                    updated_by: updated_by.to_owned(),
+                    ..self
+                }
+            }
+            async fn create_as(app: &TestApp, agent: &str, record: Self) -> Result<Self, Status> {
+                let call = pb::$Create {
+                    $field: Some(record),
+                };
+                let answer = app.$client().$create(as_agent(agent, call)).await;
+                answer.map(Response::into_inner)
+            }
+            async fn get(app: &TestApp, id: &str) -> Result<Self, Status> {
+                let call = pb::$Get { id: id.to_owned() };
+                let answer = app.$client().$get(app.setup(call)).await;
+                answer.map(Response::into_inner)
+            }
+            async fn update_as(
+                app: &TestApp,
+                agent: &str,
+                record: Self,
+                update_mask: Option<FieldMask>,
+            ) -> Result<Self, Status> {
+                let call = pb::$Update {
+                    $field: Some(record),
+                    update_mask,
+                    ..Default::default()
+                };
+                let answer = app.$client().$update(as_agent(agent, call)).await;
+                answer.map(Response::into_inner)
+            }
+        }
+    };
+}
+
+impl_record!(
+    pb::Customer,
+    customer,
+    customers,
+    create_customer(CreateCustomerRequest),
+    get_customer(GetCustomerRequest),
+    update_customer(UpdateCustomerRequest)
+);
+impl_record!(
+    pb::Request,
+    request,
+    requests,
+    create_request(CreateRequestRequest),
+    get_request(GetRequestRequest),
+    update_request(UpdateRequestRequest)
+);
+impl_record!(
+    pb::Activity,
+    activity,
+    activities,
+    create_activity(CreateActivityRequest),
+    get_activity(GetActivityRequest),
+    update_activity(UpdateActivityRequest)
+);
+
+impl TestApp {
+    /// Creates `record` as `agent`; the status when it is refused.
+    pub async fn create_as<R: Record>(&self, agent: &str, record: R) -> Result<R, Status> {
+        R::create_as(self, agent, record).await
+    }
+
+    /// Updates the fields of `record` named in `update_mask` (every mutable field without one) as `agent`.
+    pub async fn update_as<R: Record>(
+        &self,
+        agent: &str,
+        record: R,
+        update_mask: Option<FieldMask>,
+    ) -> Result<R, Status> {
+        R::update_as(self, agent, record, update_mask).await
+    }
+
+    /// Every request of a customer, whatever its status (one page of up to 500), newest first.
+    pub async fn requests_of(&self, customer_id: &str) -> Vec<pb::Request> {
+        self.list_requests(customer_id, pb::RequestStatus::Unspecified)
+            .await
+    }
+
+    /// Every activity of a customer (one page of up to 500, read as the helpers' agent), newest first.
+    pub async fn activities_of(&self, customer_id: &str) -> Vec<pb::Activity> {
+        let call = pb::ListActivitiesRequest {
+            customer_id: customer_id.to_owned(),
+            page_size: 500,
+            ..Default::default()
+        };
+        ok(self.activities().list_activities(self.setup(call)).await).activities
+    }
+}
+
+/// Creates `input` as `agent` and checks the answer and the stored record: `expected` (the input as stored) with
+/// a new UUIDv7, version 1, created and last updated now by `agent`. Returns the created record.
+pub async fn create_and_check<R: Record>(app: &TestApp, agent: &str, input: R, expected: R) -> R {
+    let created = app.create_as(agent, input).await.expect("create");
+    assert_uuid_v7(created.id());
+    let create_time = created.create_time().expect("create_time set");
+    let expected =
+        expected.with_bookkeeping(created.id(), 1, (create_time, agent), (create_time, agent));
+    assert_eq!(created, expected);
+    assert_eq!(R::get(app, created.id()).await.expect("get"), expected);
+    created
+}
+
+/// Replaces every mutable field of `current` by those of `replacement` (no update mask) as `agent`, and checks the
+/// answer and the stored record: `expected` (the replacement as stored) at the next version, created as before and
+/// updated now by `agent`. Returns the updated record.
+pub async fn replace_and_check<R: Record>(
+    app: &TestApp,
+    agent: &str,
+    current: &R,
+    replacement: R,
+    expected: R,
+) -> R {
+    let updated = app
+        .update_as(agent, replacement, None)
+        .await
+        .expect("update");
+    let create_time = current.create_time().expect("create_time set");
+    let update_time = updated.update_time().expect("update_time set");
+    assert!(nanos(&update_time) >= nanos(&create_time));
+    let expected = expected.with_bookkeeping(
+        current.id(),
+        current.version() + 1,
+        (create_time, current.created_by()),
+        (update_time, agent),
+    );
+    assert_eq!(updated, expected);
+    assert_eq!(R::get(app, current.id()).await.expect("get"), expected);
+    updated
+}
+
+/// The call failed with `code` and ErrorInfo `reason`.
+#[track_caller]
+pub fn assert_fails<T: Debug>(result: Result<T, Status>, code: Code, reason: &str) {
+    assert_error(&err(result), code, reason);
+}
+
+/// The call failed with INVALID_ARGUMENT and exactly these `(field, reason)` violations.
+#[track_caller]
+pub fn assert_invalid<T: Debug>(result: Result<T, Status>, expected: &[(&str, &str)]) {
+    assert_violations(&err(result), expected);
+}
+
+/// `agent` watching customer `id` (known at `known_version`), once the server has confirmed the subscription.
+pub async fn watch_customer(
+    app: &TestApp,
+    agent: &str,
+    id: &str,
+    known_version: i64,
+) -> crate::watch::Watcher {
+    let mut watcher = crate::watch::Watcher::open(app, agent).await;
+    watcher
+        .subscribe(vec![crate::watch::customer_ref(id, known_version)], 0)
+        .await;
+    watcher.joined(id, agent).await;
+    watcher
+}
+
+impl TestApp {}
+
+impl TestApp {
+    /// One page of the customers matching `query`.
+    pub async fn search_customers_page(
+        &self,
+        query: &str,
+        page_size: i32,
+        page_token: &str,
+    ) -> Result<pb::SearchCustomersResponse, Status> {
+        let call = pb::SearchCustomersRequest {
+            query: query.to_owned(),
+            page_size,
+            page_token: page_token.to_owned(),
+        };
+        self.customers()
+            .search_customers(call)
+            .await
+            .map(Response::into_inner)
+    }
+}
+
+/// The value of an `Option` a test needs, or the end of the test when there is none (its database backend is not
+/// available here, so the test is skipped): `let app = or_skip!(TestApp::spawn(backend).await);`.
+macro_rules! or_skip {
+    ($option:expr) => {
+        match $option {
+            Some(value) => value,
+            None => return,
+        }
+    };
+}
+pub(crate) use or_skip;
+
+/// `first_name last_name` with the customer number `customer_number`.
+pub fn numbered_customer(customer_number: &str, first_name: &str, last_name: &str) -> pb::Customer {
+    pb::Customer {
+        customer_number: customer_number.to_owned(),
+        ..customer(first_name, last_name)
+    }
+}
+
+/// An activity about request `request_id` (an empty `customer_id` leaves the customer to the request).
+pub fn activity_on_request(customer_id: &str, request_id: &str, topic: &str) -> pb::Activity {
+    pb::Activity {
+        request_id: request_id.to_owned(),
+        ..activity(customer_id, topic)
+    }
+}
+
+impl TestApp {
+    /// Sends `call` (an update built by the test: mask, conflict policy) as `agent`.
+    pub async fn update_customer_with(
+        &self,
+        agent: &str,
+        call: pb::UpdateCustomerRequest,
+    ) -> Result<pb::Customer, Status> {
+        self.customers()
+            .update_customer(as_agent(agent, call))
+            .await
+            .map(Response::into_inner)
+    }
+}
+
+impl TestApp {
+    /// Adds a comment that must be accepted, as `agent`.
+    pub async fn comment_on(&self, agent: &str, request_id: &str, text: &str) -> pb::Comment {
+        self.add_comment(agent, request_id, text)
+            .await
+            .unwrap_or_else(|status| panic!("comment {text:?} on {request_id}: {status:?}"))
+    }
+
+    /// Creates request `title` of `customer_id`, then moves it to `status` as `agent`.
+    pub async fn create_request_in_status(
+        &self,
+        agent: &str,
+        customer_id: &str,
+        title: &str,
+        status: pb::RequestStatus,
+    ) -> pb::Request {
+        let created = self.create_request(request(customer_id, title)).await;
+        self.set_request_status(agent, &created, status)
+            .await
+            .unwrap_or_else(|refused| panic!("{title} to {status:?}: {refused:?}"))
+    }
+}
+
+/// For each record kind: `create_…(record)` as the setup agent, expecting success; `create_…_as(agent, record)`,
+/// which lets the caller see a refusal; and `get_…(id)`.
+macro_rules! create_and_get_helpers {
+    ($($create:ident, $create_as:ident, $get:ident: $Create:ident { $field:ident: $Record:ident }, $Get:ident on $client:ident;)+) => {
+        impl TestApp {$(
+            pub async fn $create(&self, $field: pb::$Record) -> pb::$Record {
+                let call = pb::$Create { $field: Some($field) };
+                ok(self.$client().$create(self.setup(call)).await)
+            }
+
+            pub async fn $create_as(&self, agent: &str, $field: pb::$Record) -> Result<pb::$Record, Status> {
+                let call = pb::$Create { $field: Some($field) };
+                self.$client().$create(as_agent(agent, call)).await.map(Response::into_inner)
+            }
+
+            pub async fn $get(&self, id: &str) -> Result<pb::$Record, Status> {
+                let call = pb::$Get { id: id.to_owned() };
+                self.$client().$get(call).await.map(Response::into_inner)
+            }
+        )+}
+    };
+}
+
+create_and_get_helpers! {
+    create_customer, create_customer_as, get_customer: CreateCustomerRequest { customer: Customer }, GetCustomerRequest on customers;
+    create_request, create_request_as, get_request: CreateRequestRequest { request: Request }, GetRequestRequest on requests;
+    create_activity, create_activity_as, get_activity: CreateActivityRequest { activity: Activity }, GetActivityRequest on activities;
+}
+
+/// `TestApp::patch_…(agent, record, paths)`: changes only the fields named in `paths` (every mutable field when
+/// empty) as `agent`.
+macro_rules! patch_helpers {
+    ($($name:ident: $Record:ident),+) => {
+        impl TestApp {$(
+            pub async fn $name(
+                &self,
+                agent: &str,
+                record: pb::$Record,
+                paths: &[&str],
+            ) -> Result<pb::$Record, Status> {
+                self.update_as(agent, record, mask(paths)).await
+            }
+        )+}
+    };
+}
+
+patch_helpers!(patch_customer: Customer, patch_request: Request, patch_activity: Activity);

@@ -195,6 +195,36 @@ fn mutate(seed: &[u8], flips: &[(usize, u8)], cut: Option<usize>, splice: &[u8])
     bytes
 }
 
+/// A server with one customer, and a connection of the test's own to the server's database, to tell whether a
+/// call changed anything.
+struct Target {
+    app: TestApp,
+    store: Store,
+    existing: pb::Customer,
+    _db: TestDb,
+}
+
+impl Target {
+    async fn spawn(backend: Backend) -> Option<Target> {
+        let (app, db) = TestApp::spawn_keeping_db(backend).await?;
+        let store = Store::connect(&DatabaseSettings::new(db.url()))
+            .await
+            .expect("store");
+        let existing = app.create_customer(customer("Carla", "Diaz")).await;
+        Some(Target {
+            app,
+            store,
+            existing,
+            _db: db,
+        })
+    }
+
+    /// Where the database's change log stands.
+    async fn log_position(&self) -> i64 {
+        self.store.last_change_seq().await.expect("log position")
+    }
+}
+
 fn assert_not_a_fault(status: &Status, what: &str) {
     assert!(
         !matches!(
@@ -212,17 +242,10 @@ fn assert_not_a_fault(status: &Status, what: &str) {
 async fn random_and_malformed_messages_never_fault_the_service_or_change_data_when_refused(
     backend: Backend,
 ) {
-    let Some(db) = TestDb::new(backend).await else {
-        return;
-    };
-    let app = TestApp::spawn_on(db.url()).await;
-    let store = Store::connect(&DatabaseSettings::new(db.url()))
-        .await
-        .expect("store");
-    let existing = app.create_customer(customer("Carla", "Diaz")).await;
-    let channel = app.channel();
+    let target = or_skip!(Target::spawn(backend).await);
+    let channel = target.app.channel();
     let methods = methods();
-    let seeds = seeds(&existing.id);
+    let seeds = seeds(&target.existing.id);
 
     let mut runner = TestRunner::new_with_rng(
         Config::default(),
@@ -242,7 +265,7 @@ async fn random_and_malformed_messages_never_fault_the_service_or_change_data_wh
                     mutations.new_tree(&mut runner).expect("value").current();
                 mutate(&seeds[seed % seeds.len()], &flips, cut, &splice)
             };
-            let before = store.last_change_seq().await.expect("log position");
+            let before = target.log_position().await;
             let status = call_raw(&channel, path, *streaming, payload.clone()).await;
             assert_not_a_fault(
                 &status,
@@ -251,7 +274,7 @@ async fn random_and_malformed_messages_never_fault_the_service_or_change_data_wh
             if status.code() != Code::Ok {
                 refused += 1;
                 assert_eq!(
-                    store.last_change_seq().await.expect("log position"),
+                    target.log_position().await,
                     before,
                     "{path} refused ({:?}) but changed the database",
                     status.code()
@@ -262,9 +285,12 @@ async fn random_and_malformed_messages_never_fault_the_service_or_change_data_wh
     assert!(refused > 0, "hostile input was refused at least sometimes");
 
     // Still serving, and the record that was there is untouched by refused calls.
-    let still = app.get_customer(&existing.id).await.expect("still serving");
-    assert_eq!(still.first_name, existing.first_name);
-    store.close().await;
+    let still = target.app.get_customer(&target.existing.id).await;
+    assert_eq!(
+        still.expect("still serving").first_name,
+        target.existing.first_name
+    );
+    target.store.close().await;
 }
 
 #[apply(backends)]
@@ -272,19 +298,13 @@ async fn random_and_malformed_messages_never_fault_the_service_or_change_data_wh
 async fn huge_strings_bad_masks_bad_tokens_and_10_mb_messages_are_refused_cleanly(
     backend: Backend,
 ) {
-    let Some(db) = TestDb::new(backend).await else {
-        return;
-    };
-    let app = TestApp::spawn_on(db.url()).await;
-    let store = Store::connect(&DatabaseSettings::new(db.url()))
-        .await
-        .expect("store");
-    let existing = app.create_customer(customer("Carla", "Diaz")).await;
-    let before = store.last_change_seq().await.expect("log position");
+    let target = or_skip!(Target::spawn(backend).await);
+    let existing = &target.existing;
+    let before = target.log_position().await;
     let huge = "Ω".repeat(1_000_000);
 
     let mut statuses = Vec::new();
-    let mut customers = app.customers();
+    let mut customers = target.app.customers();
     statuses.push(
         customers
             .create_customer(pb::CreateCustomerRequest {
@@ -300,24 +320,20 @@ async fn huge_strings_bad_masks_bad_tokens_and_10_mb_messages_are_refused_cleanl
             .await
             .unwrap_err(),
     );
+    let bad_paths = [
+        "first_name",
+        "no_such_field",
+        "*",
+        "",
+        "contact_points.value",
+        "id",
+    ];
     statuses.push(
         customers
-            .update_customer(pb::UpdateCustomerRequest {
-                customer: Some(pb::Customer {
-                    id: existing.id.clone(),
-                    version: 1,
-                    ..Default::default()
-                }),
-                update_mask: mask(&[
-                    "first_name",
-                    "no_such_field",
-                    "*",
-                    "",
-                    "contact_points.value",
-                    "id",
-                ]),
-                ..Default::default()
-            })
+            .update_customer(update_customer_request(
+                customer_at(&existing.id, 1),
+                &bad_paths,
+            ))
             .await
             .unwrap_err(),
     );
@@ -326,15 +342,10 @@ async fn huge_strings_bad_masks_bad_tokens_and_10_mb_messages_are_refused_cleanl
     let long_path = "p".repeat(1_000);
     let paths: Vec<&str> = vec![long_path.as_str(); 1_000];
     let status = customers
-        .update_customer(pb::UpdateCustomerRequest {
-            customer: Some(pb::Customer {
-                id: existing.id.clone(),
-                version: 1,
-                ..Default::default()
-            }),
-            update_mask: mask(&paths),
-            ..Default::default()
-        })
+        .update_customer(update_customer_request(
+            customer_at(&existing.id, 1),
+            &paths,
+        ))
         .await
         .unwrap_err();
     assert_error(&status, Code::InvalidArgument, "INVALID_UPDATE_MASK");
@@ -362,7 +373,9 @@ async fn huge_strings_bad_masks_bad_tokens_and_10_mb_messages_are_refused_cleanl
                 .unwrap_err(),
         );
         statuses.push(
-            app.activities()
+            target
+                .app
+                .activities()
                 .list_activities(pb::ListActivitiesRequest {
                     customer_id: existing.id.clone(),
                     page_token: token.into(),
@@ -416,13 +429,11 @@ async fn huge_strings_bad_masks_bad_tokens_and_10_mb_messages_are_refused_cleanl
         );
     }
     assert_eq!(
-        store.last_change_seq().await.expect("log position"),
+        target.log_position().await,
         before,
         "refused calls changed nothing"
     );
-    assert_eq!(
-        app.get_customer(&existing.id).await.expect("still serving"),
-        existing
-    );
-    store.close().await;
+    let still = target.app.get_customer(&existing.id).await;
+    assert_eq!(&still.expect("still serving"), existing);
+    target.store.close().await;
 }

@@ -2,16 +2,13 @@
 
 use std::collections::{BTreeMap, BTreeSet};
 
-use customer_context::pb::{self, ContactKind, MatchReasonKind};
+use customer_context::pb::{self, ContactKind, MatchReasonKind, lookup_customers_request::Key};
 use tonic::{Code, Response, Status};
 
 use rstest::rstest;
 use rstest_reuse::apply;
 
-use crate::{
-    harness::*,
-    watch::{Watcher, customer_ref},
-};
+use crate::harness::*;
 
 async fn find_matching(
     app: &TestApp,
@@ -77,25 +74,15 @@ async fn unmerge(
         .map(Response::into_inner)
 }
 
-async fn lock(app: &TestApp, id: &str) -> pb::Customer {
-    let request = pb::LockCustomerRequest { id: id.to_owned() };
-    ok(app.customers().lock_customer(app.setup(request)).await)
-}
-
 async fn unlock(app: &TestApp, id: &str) -> pb::Customer {
     let request = pb::UnlockCustomerRequest { id: id.to_owned() };
     ok(app.customers().unlock_customer(app.setup(request)).await)
 }
 
+/// The ids of the customers reachable at phone `number`.
 async fn lookup_phone(app: &TestApp, number: &str) -> Vec<String> {
-    let request = pb::LookupCustomersRequest {
-        key: Some(pb::lookup_customers_request::Key::Phone(number.to_owned())),
-    };
-    ok(app.customers().lookup_customers(request).await)
-        .customers
-        .into_iter()
-        .map(|c| c.id)
-        .collect()
+    let found = app.lookup_customers(Key::Phone(number.to_owned())).await;
+    found.expect("lookup").into_iter().map(|c| c.id).collect()
 }
 
 fn handle(value: &str) -> pb::ContactPoint {
@@ -115,6 +102,21 @@ fn assert_merged(status: &Status, id: &str, into: &str) {
     );
 }
 
+/// FAILED_PRECONDITION with ErrorInfo CUSTOMER_LOCKED, naming the locked customer `id`.
+#[track_caller]
+fn assert_locked(status: &Status, id: &str) {
+    assert_error(status, Code::FailedPrecondition, "CUSTOMER_LOCKED");
+    assert_message_contains(status, id);
+}
+
+/// The merge target of most tests: Carla Diaz, a VIP, at +1 415 555 0100.
+fn vip_carla() -> pb::Customer {
+    pb::Customer {
+        tags: strings(&["VIP"]),
+        ..customer_with_contacts("Carla", "Diaz", vec![phone("+14155550100")])
+    }
+}
+
 fn values(c: &pb::Customer) -> BTreeSet<String> {
     c.contact_points.iter().map(|p| p.value.clone()).collect()
 }
@@ -123,63 +125,75 @@ fn set(items: &[&str]) -> BTreeSet<String> {
     items.iter().map(|s| (*s).to_owned()).collect()
 }
 
-fn request_ids(requests: &[pb::Request]) -> BTreeSet<String> {
-    requests.iter().map(|r| r.id.clone()).collect()
+/// A match reason as `(kind, detail)`.
+fn reason(kind: MatchReasonKind, detail: &str) -> (i32, String) {
+    (kind as i32, detail.to_owned())
 }
 
+/// A request of the customer titled `title`, and an activity about it with `topic`.
+async fn request_and_its_activity(
+    app: &TestApp,
+    customer_id: &str,
+    title: &str,
+    topic: &str,
+) -> (pb::Request, pb::Activity) {
+    let opened = app.create_request(request(customer_id, title)).await;
+    let logged = app
+        .create_activity(activity_on_request(customer_id, &opened.id, topic))
+        .await;
+    (opened, logged)
+}
+
+/// The ids of every request of the customer.
+async fn request_ids(app: &TestApp, customer_id: &str) -> BTreeSet<String> {
+    let requests = app.requests_of(customer_id).await;
+    requests.into_iter().map(|r| r.id).collect()
+}
+
+/// The ids of every activity of the customer, page by page.
 async fn activity_ids(app: &TestApp, customer_id: &str) -> BTreeSet<String> {
-    ok(app
-        .activities()
-        .list_activities(pb::ListActivitiesRequest {
-            customer_id: customer_id.to_owned(),
-            page_size: 500,
-            ..Default::default()
-        })
-        .await)
-    .activities
-    .into_iter()
-    .map(|a| a.id)
-    .collect()
+    let mut ids = BTreeSet::new();
+    let mut page_token = String::new();
+    loop {
+        let page = app
+            .list_activities(customer_id, "", 500, &page_token)
+            .await
+            .expect("list");
+        ids.extend(page.activities.into_iter().map(|a| a.id));
+        if page.next_page_token.is_empty() {
+            return ids;
+        }
+        page_token = page.next_page_token;
+    }
 }
 
 #[apply(backends)]
 #[tokio::test]
 async fn matching_finds_shared_contact_points_and_similar_names_with_reasons(backend: Backend) {
-    let Some(app) = TestApp::spawn(backend).await else {
-        return;
-    };
-    let carla = app
-        .create_customer(pb::Customer {
-            contact_points: vec![phone("+1 415 555 0100"), email("carla@example.com")],
-            ..customer("Carla", "Diaz")
-        })
+    let app = or_skip!(TestApp::spawn(backend).await);
+    let [
+        carla,
+        same_phone,
+        same_email,
+        similar,
+        reversed_and_phone,
+        unrelated,
+        _,
+    ] = app
+        .create_customers([
+            customer_with_contacts(
+                "Carla",
+                "Diaz",
+                vec![phone("+1 415 555 0100"), email("carla@example.com")],
+            ),
+            customer_with_contacts("C.", "Ortega", vec![phone("(415) 555-0100")]),
+            customer_with_contacts("", "", vec![email("CARLA@example.com")]),
+            customer("Karla", "Díaz"),
+            customer_with_contacts("Diaz", "Carla", vec![phone("+14155550100")]),
+            customer_with_contacts("Maria", "Lopez", vec![phone("+14155550199")]),
+            customer("Diana", "Dominguez"),
+        ])
         .await;
-    let same_phone = app
-        .create_customer(pb::Customer {
-            contact_points: vec![phone("(415) 555-0100")],
-            ..customer("C.", "Ortega")
-        })
-        .await;
-    let same_email = app
-        .create_customer(pb::Customer {
-            contact_points: vec![email("CARLA@example.com")],
-            ..customer("", "")
-        })
-        .await;
-    let similar = app.create_customer(customer("Karla", "Díaz")).await;
-    let reversed_and_phone = app
-        .create_customer(pb::Customer {
-            contact_points: vec![phone("+14155550100")],
-            ..customer("Diaz", "Carla")
-        })
-        .await;
-    let unrelated = app
-        .create_customer(pb::Customer {
-            contact_points: vec![phone("+14155550199")],
-            ..customer("Maria", "Lopez")
-        })
-        .await;
-    app.create_customer(customer("Diana", "Dominguez")).await;
 
     let matches = find_matching(&app, &carla.id, 0).await.unwrap();
     let by_id: BTreeMap<String, &pb::CustomerMatch> = matches
@@ -204,28 +218,27 @@ async fn matching_finds_shared_contact_points_and_similar_names_with_reasons(bac
             .map(|r| (r.kind, r.detail.clone()))
             .collect()
     };
-    assert_eq!(
-        reasons(&same_phone.id),
-        [(MatchReasonKind::SharedPhone as i32, "+14155550100".into())]
-    );
-    assert_eq!(
-        reasons(&same_email.id),
-        [(
-            MatchReasonKind::SharedEmail as i32,
-            "carla@example.com".into()
-        )]
-    );
-    assert_eq!(
-        reasons(&similar.id),
-        [(MatchReasonKind::SimilarName as i32, "Karla Díaz".into())]
-    );
-    assert_eq!(
-        reasons(&reversed_and_phone.id),
-        [
-            (MatchReasonKind::SharedPhone as i32, "+14155550100".into()),
-            (MatchReasonKind::SimilarName as i32, "Diaz Carla".into())
-        ]
-    );
+    let shared_phone = reason(MatchReasonKind::SharedPhone, "+14155550100");
+    for (matched, expected) in [
+        (&same_phone, vec![shared_phone.clone()]),
+        (
+            &same_email,
+            vec![reason(MatchReasonKind::SharedEmail, "carla@example.com")],
+        ),
+        (
+            &similar,
+            vec![reason(MatchReasonKind::SimilarName, "Karla Díaz")],
+        ),
+        (
+            &reversed_and_phone,
+            vec![
+                shared_phone,
+                reason(MatchReasonKind::SimilarName, "Diaz Carla"),
+            ],
+        ),
+    ] {
+        assert_eq!(reasons(&matched.id), expected, "{matched:?}");
+    }
     // Strongest first: phone and name, then a shared contact point, then a name alone.
     let order: Vec<&str> = matches
         .iter()
@@ -242,67 +255,55 @@ async fn matching_finds_shared_contact_points_and_similar_names_with_reasons(bac
     assert_eq!(find_matching(&app, &carla.id, 1).await.unwrap().len(), 1);
     let negative = find_matching(&app, &carla.id, -1).await.unwrap_err();
     assert_violations(&negative, &[("page_size", "INVALID_PAGE_SIZE")]);
-    let missing = find_matching(&app, &unknown_id(), 0).await.unwrap_err();
-    assert_error(&missing, Code::NotFound, "NOT_FOUND");
+    assert_not_found(find_matching(&app, &unknown_id(), 0).await);
 }
 
 #[apply(backends)]
 #[tokio::test]
 async fn merging_three_customers_moves_everything_and_watchers_see_it(backend: Backend) {
-    let Some(app) = TestApp::spawn(backend).await else {
-        return;
-    };
-    let target = app
-        .create_customer(pb::Customer {
-            contact_points: vec![phone("+14155550100")],
-            tags: strings(&["VIP"]),
-            attributes: [("plan".to_owned(), "gold".to_owned())].into(),
-            notes: "prefers email".into(),
-            ..customer("Carla", "Diaz")
-        })
+    let app = or_skip!(TestApp::spawn(backend).await);
+    let [target, first, second] = app
+        .create_customers([
+            pb::Customer {
+                attributes: [("plan".to_owned(), "gold".to_owned())].into(),
+                notes: "prefers email".into(),
+                ..vip_carla()
+            },
+            pb::Customer {
+                tags: strings(&[" vip ", "billing"]),
+                attributes: [
+                    ("plan".to_owned(), "silver".to_owned()),
+                    ("region".to_owned(), "west".to_owned()),
+                ]
+                .into(),
+                customer_number: "C-17".into(),
+                notes: "old notes".into(),
+                credit_hold: true,
+                ..customer_with_contacts(
+                    "Carla",
+                    "Díaz",
+                    vec![phone("+14155550101"), email("carla@example.com")],
+                )
+            },
+            pb::Customer {
+                company: "Diaz Imports".into(),
+                ..customer_with_contacts(
+                    "Karla",
+                    "Diaz",
+                    vec![email("karla@example.org"), handle("@karla")],
+                )
+            },
+        ])
         .await;
-    let first = app
-        .create_customer(pb::Customer {
-            contact_points: vec![phone("+14155550101"), email("carla@example.com")],
-            tags: strings(&[" vip ", "billing"]),
-            attributes: [
-                ("plan".to_owned(), "silver".to_owned()),
-                ("region".to_owned(), "west".to_owned()),
-            ]
-            .into(),
-            customer_number: "C-17".into(),
-            notes: "old notes".into(),
-            credit_hold: true,
-            ..customer("Carla", "Díaz")
-        })
-        .await;
-    let second = app
-        .create_customer(pb::Customer {
-            contact_points: vec![email("karla@example.org"), handle("@karla")],
-            company: "Diaz Imports".into(),
-            ..customer("Karla", "Diaz")
-        })
-        .await;
-    let first_request = app.create_request(request(&first.id, "Refund")).await;
-    let first_activity = app
-        .create_activity(pb::Activity {
-            request_id: first_request.id.clone(),
-            ..activity(&first.id, "Called about the refund")
-        })
-        .await;
+    let (first_request, first_activity) =
+        request_and_its_activity(&app, &first.id, "Refund", "Called about the refund").await;
     let second_activity = app.create_activity(activity(&second.id, "Chat")).await;
     app.add_comment("setup", &first_request.id, "refund approved")
         .await
         .unwrap();
 
-    let mut ana = Watcher::open(&app, "ana").await;
-    ana.subscribe(vec![customer_ref(&first.id, first.version)], 0)
-        .await;
-    ana.joined(&first.id, "ana").await;
-    let mut cy = Watcher::open(&app, "cy").await;
-    cy.subscribe(vec![customer_ref(&target.id, target.version)], 0)
-        .await;
-    cy.joined(&target.id, "cy").await;
+    let mut ana = watch_customer(&app, "ana", &first.id, first.version).await;
+    let mut cy = watch_customer(&app, "cy", &target.id, target.version).await;
 
     let merged = merge(&app, "ben", &target, &[&first, &second])
         .await
@@ -352,29 +353,18 @@ async fn merging_three_customers_moves_everything_and_watchers_see_it(backend: B
             .unwrap_err();
         assert_merged(&status, &source.id, &target.id);
     }
-    let status = app
-        .requests()
-        .create_request(pb::CreateRequestRequest {
-            request: Some(request(&first.id, "Another")),
-        })
-        .await
-        .unwrap_err();
+    let status = err(app
+        .create_request_as("ben", request(&first.id, "Another"))
+        .await);
     assert_merged(&status, &first.id, &target.id);
-    let status = app
-        .activities()
-        .create_activity(pb::CreateActivityRequest {
-            activity: Some(activity(&second.id, "Another")),
-        })
-        .await
-        .unwrap_err();
+    let status = err(app
+        .create_activity_as("ben", activity(&second.id, "Another"))
+        .await);
     assert_merged(&status, &second.id, &target.id);
 
     // Records, comments and lookups now lead to the target.
     assert_eq!(
-        request_ids(
-            &app.list_requests(&target.id, pb::RequestStatus::Unspecified)
-                .await
-        ),
+        request_ids(&app, &target.id).await,
         set(&[&first_request.id])
     );
     let moved = app.get_request(&first_request.id).await.unwrap();
@@ -391,21 +381,14 @@ async fn merging_three_customers_moves_everything_and_watchers_see_it(backend: B
         lookup_phone(&app, "+1 415 555 0101").await,
         [target.id.as_str()]
     );
-    let number = pb::LookupCustomersRequest {
-        key: Some(pb::lookup_customers_request::Key::CustomerNumber(
-            "C-17".into(),
-        )),
-    };
-    let found = ok(app.customers().lookup_customers(number).await).customers;
+    let found = app
+        .lookup_customers(Key::CustomerNumber("C-17".into()))
+        .await
+        .expect("lookup");
     assert_eq!(found.len(), 1);
     assert_eq!(found[0].id, target.id);
-    let searched: Vec<String> = app
-        .search_customers("karla")
-        .await
-        .into_iter()
-        .map(|c| c.id)
-        .collect();
-    assert!(!searched.contains(&second.id), "{searched:?}");
+    let searched = app.search_customers("karla").await;
+    assert!(searched.iter().all(|c| c.id != second.id), "{searched:?}");
 
     // The source's watcher learns where it went.
     let (_, changed) = ana.next_change().await;
@@ -451,38 +434,25 @@ async fn merging_three_customers_moves_everything_and_watchers_see_it(backend: B
 #[apply(backends)]
 #[tokio::test]
 async fn unmerging_restores_the_source_and_leaves_later_records_with_the_target(backend: Backend) {
-    let Some(app) = TestApp::spawn(backend).await else {
-        return;
-    };
-    let target = app
-        .create_customer(pb::Customer {
-            contact_points: vec![phone("+14155550100")],
-            tags: strings(&["VIP"]),
-            ..customer("Carla", "Diaz")
-        })
+    let app = or_skip!(TestApp::spawn(backend).await);
+    let [target, source, other] = app
+        .create_customers([
+            vip_carla(),
+            pb::Customer {
+                tags: strings(&["billing"]),
+                attributes: [("region".to_owned(), "west".to_owned())].into(),
+                customer_number: "C-9".into(),
+                ..customer_with_contacts(
+                    "Karla",
+                    "Diaz",
+                    vec![phone("+14155550101"), email("c@example.com")],
+                )
+            },
+            customer_with_contacts("Carl", "Diaz", vec![phone("+14155550102")]),
+        ])
         .await;
-    let source = app
-        .create_customer(pb::Customer {
-            contact_points: vec![phone("+14155550101"), email("c@example.com")],
-            tags: strings(&["billing"]),
-            attributes: [("region".to_owned(), "west".to_owned())].into(),
-            customer_number: "C-9".into(),
-            ..customer("Karla", "Diaz")
-        })
-        .await;
-    let other = app
-        .create_customer(pb::Customer {
-            contact_points: vec![phone("+14155550102")],
-            ..customer("Carl", "Diaz")
-        })
-        .await;
-    let old_request = app.create_request(request(&source.id, "Refund")).await;
-    let old_activity = app
-        .create_activity(pb::Activity {
-            request_id: old_request.id.clone(),
-            ..activity(&source.id, "Refund call")
-        })
-        .await;
+    let (old_request, old_activity) =
+        request_and_its_activity(&app, &source.id, "Refund", "Refund call").await;
     let loose_activity = app.create_activity(activity(&source.id, "Hello")).await;
     let merged = merge(&app, "ben", &target, &[&source, &other])
         .await
@@ -492,10 +462,7 @@ async fn unmerging_restores_the_source_and_leaves_later_records_with_the_target(
         .create_activity(activity(&target.id, "Order call"))
         .await;
 
-    let mut cy = Watcher::open(&app, "cy").await;
-    cy.subscribe(vec![customer_ref(&target.id, merged.version)], 0)
-        .await;
-    cy.joined(&target.id, "cy").await;
+    let mut cy = watch_customer(&app, "cy", &target.id, merged.version).await;
 
     let restored = unmerge(&app, &target.id, &source.id).await.unwrap();
     let (back, target_now) = (restored.source.unwrap(), restored.target.unwrap());
@@ -528,36 +495,24 @@ async fn unmerging_restores_the_source_and_leaves_later_records_with_the_target(
     assert_eq!(app.get_customer(&target.id).await.unwrap(), target_now);
 
     // The source's records come back; those created on the target after the merge stay.
-    assert_eq!(
-        request_ids(
-            &app.list_requests(&source.id, pb::RequestStatus::Unspecified)
-                .await
+    for (owner, requests, activities, phone) in [
+        (
+            &source,
+            set(&[&old_request.id]),
+            set(&[&old_activity.id, &loose_activity.id]),
+            "+14155550101",
         ),
-        set(&[&old_request.id])
-    );
-    assert_eq!(
-        request_ids(
-            &app.list_requests(&target.id, pb::RequestStatus::Unspecified)
-                .await
+        (
+            &target,
+            set(&[&later_request.id]),
+            set(&[&later_activity.id]),
+            "+14155550102",
         ),
-        set(&[&later_request.id])
-    );
-    assert_eq!(
-        activity_ids(&app, &source.id).await,
-        set(&[&old_activity.id, &loose_activity.id])
-    );
-    assert_eq!(
-        activity_ids(&app, &target.id).await,
-        set(&[&later_activity.id])
-    );
-    assert_eq!(
-        lookup_phone(&app, "+14155550101").await,
-        [source.id.as_str()]
-    );
-    assert_eq!(
-        lookup_phone(&app, "+14155550102").await,
-        [target.id.as_str()]
-    );
+    ] {
+        assert_eq!(request_ids(&app, &owner.id).await, requests);
+        assert_eq!(activity_ids(&app, &owner.id).await, activities);
+        assert_eq!(lookup_phone(&app, phone).await, [owner.id.as_str()]);
+    }
     let status = app.get_customer(&other.id).await.unwrap_err();
     assert_merged(&status, &other.id, &target.id);
 
@@ -574,8 +529,7 @@ async fn unmerging_restores_the_source_and_leaves_later_records_with_the_target(
     assert_error(&again, Code::FailedPrecondition, "NOT_MERGED_INTO_TARGET");
     let wrong = unmerge(&app, &source.id, &other.id).await.unwrap_err();
     assert_error(&wrong, Code::FailedPrecondition, "NOT_MERGED_INTO_TARGET");
-    let missing = unmerge(&app, &target.id, &unknown_id()).await.unwrap_err();
-    assert_error(&missing, Code::NotFound, "NOT_FOUND");
+    assert_not_found(unmerge(&app, &target.id, &unknown_id()).await);
     let invalid = unmerge(&app, "x", &target.id).await.unwrap_err();
     assert_violations(&invalid, &[("target_id", "INVALID_ID")]);
 }
@@ -583,33 +537,23 @@ async fn unmerging_restores_the_source_and_leaves_later_records_with_the_target(
 #[apply(backends)]
 #[tokio::test]
 async fn a_locked_customer_is_never_merged_and_nothing_changes(backend: Backend) {
-    let Some(app) = TestApp::spawn(backend).await else {
-        return;
-    };
-    let target = app
-        .create_customer(pb::Customer {
-            contact_points: vec![phone("+14155550100")],
-            ..customer("Carla", "Diaz")
-        })
-        .await;
-    let source = app
-        .create_customer(pb::Customer {
-            contact_points: vec![phone("+14155550101")],
-            ..customer("Karla", "Diaz")
-        })
+    let app = or_skip!(TestApp::spawn(backend).await);
+    let [target, source] = app
+        .create_customers([
+            customer_with_contacts("Carla", "Diaz", vec![phone("+14155550100")]),
+            customer_with_contacts("Karla", "Diaz", vec![phone("+14155550101")]),
+        ])
         .await;
     let source_request = app.create_request(request(&source.id, "Refund")).await;
 
-    let locked_source = lock(&app, &source.id).await;
+    let locked_source = app.lock_customer(&source.id).await;
     let refused = merge(&app, "ben", &target, &[&source]).await.unwrap_err();
-    assert_error(&refused, Code::FailedPrecondition, "CUSTOMER_LOCKED");
-    assert!(refused.message().contains(&source.id), "{refused:?}");
+    assert_locked(&refused, &source.id);
     unlock(&app, &source.id).await;
 
-    let target = lock(&app, &target.id).await;
+    let target = app.lock_customer(&target.id).await;
     let refused = merge(&app, "ben", &target, &[&source]).await.unwrap_err();
-    assert_error(&refused, Code::FailedPrecondition, "CUSTOMER_LOCKED");
-    assert!(refused.message().contains(&target.id), "{refused:?}");
+    assert_locked(&refused, &target.id);
 
     // Nothing moved.
     assert_eq!(app.get_customer(&target.id).await.unwrap(), target);
@@ -629,16 +573,11 @@ async fn a_locked_customer_is_never_merged_and_nothing_changes(backend: Backend)
 #[apply(backends)]
 #[tokio::test]
 async fn a_locked_customer_refuses_edits_and_deletion_but_records_activities(backend: Backend) {
-    let Some(app) = TestApp::spawn(backend).await else {
-        return;
-    };
+    let app = or_skip!(TestApp::spawn(backend).await);
     let carla = app.create_customer(customer("Carla", "Diaz")).await;
-    let mut ana = Watcher::open(&app, "ana").await;
-    ana.subscribe(vec![customer_ref(&carla.id, carla.version)], 0)
-        .await;
-    ana.joined(&carla.id, "ana").await;
+    let mut ana = watch_customer(&app, "ana", &carla.id, carla.version).await;
 
-    let locked = lock(&app, &carla.id).await;
+    let locked = app.lock_customer(&carla.id).await;
     assert!(locked.locked);
     assert_eq!(locked.version, carla.version + 1);
     let (_, changed) = ana.next_change().await;
@@ -647,28 +586,16 @@ async fn a_locked_customer_refuses_edits_and_deletion_but_records_activities(bac
         (pb::ChangeKind::Updated as i32, strings(&["locked"]))
     );
     // Locking again changes nothing.
-    assert_eq!(lock(&app, &carla.id).await, locked);
+    assert_eq!(app.lock_customer(&carla.id).await, locked);
 
-    let edit = app
-        .update_customer(
-            "ben",
-            pb::Customer {
-                notes: "new".into(),
-                ..locked.clone()
-            },
-        )
-        .await
-        .unwrap_err();
-    assert_error(&edit, Code::FailedPrecondition, "CUSTOMER_LOCKED");
-    let delete = app
-        .customers()
-        .delete_customer(pb::DeleteCustomerRequest {
-            id: carla.id.clone(),
-            version: locked.version,
-        })
-        .await
-        .unwrap_err();
-    assert_error(&delete, Code::FailedPrecondition, "CUSTOMER_LOCKED");
+    let with_new_notes = |current: &pb::Customer| pb::Customer {
+        notes: "new".into(),
+        ..current.clone()
+    };
+    let edit = app.update_customer("ben", with_new_notes(&locked)).await;
+    assert_fails(edit, Code::FailedPrecondition, "CUSTOMER_LOCKED");
+    let delete = app.delete_customer("ben", &carla.id, locked.version).await;
+    assert_fails(delete, Code::FailedPrecondition, "CUSTOMER_LOCKED");
     let logged = app.create_activity(activity(&carla.id, "Call")).await;
     assert_eq!(logged.customer_id, carla.id);
     let opened = app.create_request(request(&carla.id, "Refund")).await;
@@ -680,65 +607,46 @@ async fn a_locked_customer_refuses_edits_and_deletion_but_records_activities(bac
     assert_eq!(unlocked.version, locked.version + 1);
     assert_eq!(unlock(&app, &carla.id).await, unlocked);
     let edited = app
-        .update_customer(
-            "ben",
-            pb::Customer {
-                notes: "new".into(),
-                ..unlocked.clone()
-            },
-        )
+        .update_customer("ben", with_new_notes(&unlocked))
         .await
         .unwrap();
     assert_eq!(edited.notes, "new");
-    ok(app
-        .customers()
-        .delete_customer(pb::DeleteCustomerRequest {
-            id: carla.id.clone(),
-            version: edited.version,
-        })
-        .await);
+    app.delete_customer("ben", &carla.id, edited.version)
+        .await
+        .expect("delete");
 
     let gone = app
         .customers()
         .lock_customer(pb::LockCustomerRequest { id: carla.id })
-        .await
-        .unwrap_err();
-    assert_error(&gone, Code::NotFound, "NOT_FOUND");
+        .await;
+    assert_not_found(gone);
     let invalid = app
         .customers()
         .unlock_customer(pb::UnlockCustomerRequest { id: "42".into() })
-        .await
-        .unwrap_err();
-    assert_violations(&invalid, &[("id", "INVALID_ID")]);
+        .await;
+    assert_invalid(invalid, &[("id", "INVALID_ID")]);
 }
 
 #[apply(backends)]
 #[tokio::test]
 async fn a_merge_from_a_stale_version_or_with_bad_input_is_refused(backend: Backend) {
-    let Some(app) = TestApp::spawn(backend).await else {
-        return;
+    let app = or_skip!(TestApp::spawn(backend).await);
+    let [target, source] = app
+        .create_customers([customer("Carla", "Diaz"), customer("Karla", "Diaz")])
+        .await;
+    let change = pb::Customer {
+        notes: "changed".into(),
+        ..target.clone()
     };
-    let target = app.create_customer(customer("Carla", "Diaz")).await;
-    let source = app.create_customer(customer("Karla", "Diaz")).await;
-    let edited = app
-        .update_customer(
-            "dee",
-            pb::Customer {
-                notes: "changed".into(),
-                ..target.clone()
-            },
-        )
-        .await
-        .unwrap();
+    let edited = app.update_customer("dee", change).await.unwrap();
 
     let stale = merge(&app, "ben", &target, &[&source]).await.unwrap_err();
     assert_version_mismatch(&stale, edited.version, "dee");
     assert_eq!(app.get_customer(&source.id).await.unwrap(), source);
 
-    let invalid = merge_ids(
-        &app,
-        "ben",
-        &target.id,
+    let merge_into_target =
+        |version, source_ids| merge_ids(&app, "ben", &target.id, version, source_ids);
+    let invalid = merge_into_target(
         0,
         vec![
             source.id.clone(),
@@ -748,10 +656,9 @@ async fn a_merge_from_a_stale_version_or_with_bad_input_is_refused(backend: Back
             String::new(),
         ],
     )
-    .await
-    .unwrap_err();
-    assert_violations(
-        &invalid,
+    .await;
+    assert_invalid(
+        invalid,
         &[
             ("target_version", "MISSING_VERSION"),
             ("source_ids[1]", "INVALID_ID"),
@@ -760,35 +667,19 @@ async fn a_merge_from_a_stale_version_or_with_bad_input_is_refused(backend: Back
             ("source_ids[4]", "REQUIRED_FIELD"),
         ],
     );
-    let empty = merge_ids(&app, "ben", "", 1, Vec::new()).await.unwrap_err();
-    assert_violations(
-        &empty,
+    let empty = merge_ids(&app, "ben", "", 1, Vec::new()).await;
+    assert_invalid(
+        empty,
         &[
             ("target_id", "REQUIRED_FIELD"),
             ("source_ids", "REQUIRED_FIELD"),
         ],
     );
-    let many = merge_ids(
-        &app,
-        "ben",
-        &target.id,
-        edited.version,
-        (0..21).map(|_| unknown_id()).collect(),
-    )
-    .await
-    .unwrap_err();
-    assert_violations(&many, &[("source_ids", "TOO_MANY_SOURCES")]);
+    let many = merge_into_target(edited.version, (0..21).map(|_| unknown_id()).collect()).await;
+    assert_invalid(many, &[("source_ids", "TOO_MANY_SOURCES")]);
 
     let missing_source = unknown_id();
-    let missing = merge_ids(
-        &app,
-        "ben",
-        &target.id,
-        edited.version,
-        vec![missing_source.clone()],
-    )
-    .await
-    .unwrap_err();
+    let missing = err(merge_into_target(edited.version, vec![missing_source.clone()]).await);
     assert_error(&missing, Code::NotFound, "NOT_FOUND");
     assert_eq!(
         error_info(&missing).metadata.get("id"),
@@ -800,58 +691,24 @@ async fn a_merge_from_a_stale_version_or_with_bad_input_is_refused(backend: Back
 #[apply(backends)]
 #[tokio::test]
 async fn deleting_the_target_deletes_the_tombstones_of_its_sources(backend: Backend) {
-    let Some(app) = TestApp::spawn(backend).await else {
-        return;
-    };
-    let target = app.create_customer(customer("Carla", "Diaz")).await;
-    let source = app
-        .create_customer(pb::Customer {
-            customer_number: "C-5".into(),
-            ..customer("Karla", "Diaz")
-        })
+    let app = or_skip!(TestApp::spawn(backend).await);
+    let [target, source] = app
+        .create_customers([
+            customer("Carla", "Diaz"),
+            numbered_customer("C-5", "Karla", "Diaz"),
+        ])
         .await;
     let merged = merge(&app, "ben", &target, &[&source]).await.unwrap();
-    ok(app
-        .customers()
-        .delete_customer(pb::DeleteCustomerRequest {
-            id: target.id.clone(),
-            version: merged.version,
-        })
-        .await);
-    let status = app.get_customer(&source.id).await.unwrap_err();
-    assert_error(&status, Code::NotFound, "NOT_FOUND");
-    let status = unmerge(&app, &target.id, &source.id).await.unwrap_err();
-    assert_error(&status, Code::NotFound, "NOT_FOUND");
+    app.delete_customer("ben", &target.id, merged.version)
+        .await
+        .expect("delete");
+    assert_not_found(app.get_customer(&source.id).await);
+    assert_not_found(unmerge(&app, &target.id, &source.id).await);
     // The customer number is free again.
     let reused = app
-        .create_customer(pb::Customer {
-            customer_number: "C-5".into(),
-            ..customer("Someone", "Else")
-        })
+        .create_customer(numbered_customer("C-5", "Someone", "Else"))
         .await;
     assert_eq!(reused.customer_number, "C-5");
-}
-
-/// Every activity of the customer, page by page.
-async fn all_activity_ids(app: &TestApp, customer_id: &str) -> BTreeSet<String> {
-    let mut ids = BTreeSet::new();
-    let mut page_token = String::new();
-    loop {
-        let page = ok(app
-            .activities()
-            .list_activities(pb::ListActivitiesRequest {
-                customer_id: customer_id.to_owned(),
-                page_size: 500,
-                page_token: page_token.clone(),
-                ..Default::default()
-            })
-            .await);
-        ids.extend(page.activities.into_iter().map(|a| a.id));
-        if page.next_page_token.is_empty() {
-            return ids;
-        }
-        page_token = page.next_page_token;
-    }
 }
 
 #[apply(backends)]
@@ -861,11 +718,10 @@ async fn a_merge_moves_a_thousand_activities_and_their_history_and_unmerge_bring
 ) {
     use futures::StreamExt as _;
 
-    let Some(app) = TestApp::spawn(backend).await else {
-        return;
-    };
-    let target = app.create_customer(customer("Busy", "Target")).await;
-    let source = app.create_customer(customer("Busy", "Source")).await;
+    let app = or_skip!(TestApp::spawn(backend).await);
+    let [target, source] = app
+        .create_customers([customer("Busy", "Target"), customer("Busy", "Source")])
+        .await;
     let created: BTreeSet<String> = futures::stream::iter(0..1_100)
         .map(|i| app.create_activity(activity(&source.id, &format!("call {i}"))))
         .buffer_unordered(16)
@@ -878,7 +734,7 @@ async fn a_merge_moves_a_thousand_activities_and_their_history_and_unmerge_bring
         .await
         .expect("merge");
     assert_eq!(merged.id, target.id);
-    assert_eq!(all_activity_ids(&app, &target.id).await, created);
+    assert_eq!(activity_ids(&app, &target.id).await, created);
     // Each moved activity has its change in the log, naming the target.
     let history = ok(app
         .customers()
@@ -901,7 +757,7 @@ async fn a_merge_moves_a_thousand_activities_and_their_history_and_unmerge_bring
     unmerge(&app, &target.id, &source.id)
         .await
         .expect("unmerge");
-    assert_eq!(all_activity_ids(&app, &source.id).await, created);
-    assert!(all_activity_ids(&app, &target.id).await.is_empty());
+    assert_eq!(activity_ids(&app, &source.id).await, created);
+    assert!(activity_ids(&app, &target.id).await.is_empty());
     app.shutdown().await;
 }

@@ -15,15 +15,14 @@ use crate::harness::*;
 #[apply(backends)]
 #[tokio::test]
 async fn a_key_over_its_rate_gets_resource_exhausted_with_retry_info(backend: Backend) {
-    let Some(app) = TestApp::spawn_with_keys(backend, |settings| {
-        // One call per minute after a burst of 3: the 4th call of a quick test is always over.
-        settings.security.rate_limit_per_key = 1.0 / 60.0;
-        settings.security.rate_limit_burst = Some(3);
-    })
-    .await
-    else {
-        return;
-    };
+    let app = or_skip!(
+        TestApp::spawn_with_keys(backend, |settings| {
+            // One call per minute after a burst of 3: the 4th call of a quick test is always over.
+            settings.security.rate_limit_per_key = 1.0 / 60.0;
+            settings.security.rate_limit_burst = Some(3);
+        })
+        .await
+    );
     let ana = app.mint_key("ana", "agent", None).await;
     let ben = app.mint_key("ben", "agent", None).await;
     let mut customers = CustomerServiceClient::new(app.channel());
@@ -50,20 +49,17 @@ async fn a_key_over_its_rate_gets_resource_exhausted_with_retry_info(backend: Ba
 #[apply(backends)]
 #[tokio::test]
 async fn an_oversized_message_is_refused_and_nothing_is_written(backend: Backend) {
-    let Some(app) = TestApp::spawn_with(backend, |settings| {
-        settings.security.max_message_bytes = 64 * 1024;
-    })
-    .await
-    else {
-        return;
+    let app = or_skip!(
+        TestApp::spawn_with(backend, |settings| {
+            settings.security.max_message_bytes = 64 * 1024;
+        })
+        .await
+    );
+    let huge = pb::Customer {
+        notes: "x".repeat(100 * 1024),
+        ..customer("Big", "Note")
     };
-    let huge = pb::CreateCustomerRequest {
-        customer: Some(pb::Customer {
-            notes: "x".repeat(100 * 1024),
-            ..customer("Big", "Note")
-        }),
-    };
-    let status = err(app.customers().create_customer(as_agent("ana", huge)).await);
+    let status = err(app.create_customer_as("ana", huge).await);
     assert_ne!(status.code(), Code::Internal, "{status:?}");
     assert!(
         matches!(
@@ -78,9 +74,7 @@ async fn an_oversized_message_is_refused_and_nothing_is_written(backend: Backend
 #[apply(backends)]
 #[tokio::test]
 async fn a_passed_deadline_is_deadline_exceeded(backend: Backend) {
-    let Some(app) = TestApp::spawn(backend).await else {
-        return;
-    };
+    let app = or_skip!(TestApp::spawn(backend).await);
     let mut request = as_agent("ana", pb::SearchCustomersRequest::default());
     // A deadline that has passed by the time the server reads the database.
     request

@@ -7,13 +7,40 @@ use std::sync::Arc;
 use customer_context::pb::{self, ConflictPolicy};
 use rstest::rstest;
 use rstest_reuse::apply;
-use tonic::Code;
+use tonic::{Code, Status};
 use tonic_types::StatusExt as _;
 
-use crate::{
-    harness::*,
-    watch::{Watcher, customer_ref},
-};
+use crate::harness::*;
+
+/// An update of the `fields` of `change` with `policy`.
+fn customer_update(
+    change: pb::Customer,
+    fields: &[&str],
+    policy: ConflictPolicy,
+) -> pb::UpdateCustomerRequest {
+    pb::UpdateCustomerRequest {
+        conflict_policy: policy as i32,
+        ..update_customer_request(change, fields)
+    }
+}
+
+/// An update of the `fields` of `request` with the merge policy.
+fn merging_request(request: pb::Request, fields: &[&str]) -> pb::UpdateRequestRequest {
+    pb::UpdateRequestRequest {
+        request: Some(request),
+        update_mask: mask(fields),
+        conflict_policy: ConflictPolicy::Merge as i32,
+    }
+}
+
+/// An update of the `fields` of `activity` with the merge policy.
+fn merging_activity(activity: pb::Activity, fields: &[&str]) -> pb::UpdateActivityRequest {
+    pb::UpdateActivityRequest {
+        activity: Some(activity),
+        update_mask: mask(fields),
+        conflict_policy: ConflictPolicy::Merge as i32,
+    }
+}
 
 /// `agent` saves `change` under `fields`, based on `version`, with `policy`.
 async fn save(
@@ -22,26 +49,27 @@ async fn save(
     change: pb::Customer,
     fields: &[&str],
     policy: ConflictPolicy,
-) -> Result<pb::Customer, tonic::Status> {
-    app.customers()
-        .update_customer(as_agent(
-            agent,
-            pb::UpdateCustomerRequest {
-                customer: Some(change),
-                update_mask: mask(fields),
-                conflict_policy: policy as i32,
-            },
-        ))
-        .await
-        .map(tonic::Response::into_inner)
+) -> Result<pb::Customer, Status> {
+    let call = customer_update(change, fields, policy);
+    app.update_customer_with(agent, call).await
 }
 
-fn at(id: &str, version: i64) -> pb::Customer {
-    pb::Customer {
-        id: id.to_owned(),
-        version,
-        ..Default::default()
-    }
+/// `agent` saves the notes alone, typed on `version` of customer `id`, with `policy`.
+async fn save_notes(
+    app: &TestApp,
+    agent: &str,
+    (id, version): (&str, i64),
+    notes: &str,
+    policy: ConflictPolicy,
+) -> Result<pb::Customer, Status> {
+    save(
+        app,
+        agent,
+        with_notes(customer_at(id, version), notes),
+        &["notes"],
+        policy,
+    )
+    .await
 }
 
 fn with_notes(base: pb::Customer, notes: &str) -> pb::Customer {
@@ -51,33 +79,35 @@ fn with_notes(base: pb::Customer, notes: &str) -> pb::Customer {
     }
 }
 
+/// Ben sets the company to "Acme", based on version 1 of customer `id`, with `policy`.
+async fn ben_sets_the_company(app: &TestApp, id: &str, policy: ConflictPolicy) -> pb::Customer {
+    let change = pb::Customer {
+        company: "Acme".into(),
+        ..customer_at(id, 1)
+    };
+    save(app, "ben", change, &["company"], policy)
+        .await
+        .expect("ben's save")
+}
+
 #[apply(backends)]
 #[tokio::test]
 async fn disjoint_fields_of_concurrent_saves_are_both_kept_in_every_order(backend: Backend) {
-    let Some(app) = TestApp::spawn(backend).await else {
-        return;
-    };
-    let mut ana = customer("Ana", "Lopez");
-    ana.contact_points = vec![phone("(415) 555-0100")];
+    let app = or_skip!(TestApp::spawn(backend).await);
+    let ana = customer_with_contacts("Ana", "Lopez", vec![phone("(415) 555-0100")]);
     let loaded = app.create_customer(ana).await;
     let merge = ConflictPolicy::Merge;
 
     // Ben fixes the phone number first; Ana's note, typed on version 1, is saved on top of it.
-    let mut ben = at(&loaded.id, 1);
+    let mut ben = customer_at(&loaded.id, 1);
     ben.contact_points = vec![phone("(415) 555-0199")];
     let after_ben = save(&app, "ben", ben, &["contact_points"], merge)
         .await
         .unwrap();
     assert_eq!(after_ben.version, 2);
-    let merged = save(
-        &app,
-        "ana",
-        with_notes(at(&loaded.id, 1), "prefers email"),
-        &["notes"],
-        merge,
-    )
-    .await
-    .expect("merged");
+    let merged = save_notes(&app, "ana", (&loaded.id, 1), "prefers email", merge)
+        .await
+        .expect("merged");
     assert_eq!(merged.version, 3);
     assert_eq!(merged.notes, "prefers email");
     assert_eq!(merged.contact_points[0].value, "+14155550199");
@@ -85,16 +115,10 @@ async fn disjoint_fields_of_concurrent_saves_are_both_kept_in_every_order(backen
     assert_eq!(app.get_customer(&loaded.id).await.unwrap(), merged);
 
     // The other order: Ana saves first, Ben's save on the version he loaded (3) follows.
-    let after_ana = save(
-        &app,
-        "ana",
-        with_notes(at(&loaded.id, 3), "call after 5"),
-        &["notes"],
-        merge,
-    )
-    .await
-    .unwrap();
-    let mut ben = at(&loaded.id, 3);
+    let after_ana = save_notes(&app, "ana", (&loaded.id, 3), "call after 5", merge)
+        .await
+        .unwrap();
+    let mut ben = customer_at(&loaded.id, 3);
     ben.company = "Acme".into();
     let merged = save(&app, "ben", ben, &["company"], merge).await.unwrap();
     assert_eq!(
@@ -110,11 +134,10 @@ async fn disjoint_fields_of_concurrent_saves_are_both_kept_in_every_order(backen
     // A whole-record save ("*") of what Ana loaded at version 5 keeps the fields others changed since, as she
     // did not change them.
     let loaded5 = merged.clone();
-    let mut cy = at(&loaded.id, 5);
+    let mut cy = customer_at(&loaded.id, 5);
     cy.first_name = "Anabel".into();
     save(&app, "cy", cy, &["first_name"], merge).await.unwrap();
-    let mut whole = loaded5.clone();
-    whole.notes = "whole record".into();
+    let whole = with_notes(loaded5, "whole record");
     let merged = save(&app, "ana", whole, &["*"], merge)
         .await
         .expect("merged");
@@ -123,9 +146,9 @@ async fn disjoint_fields_of_concurrent_saves_are_both_kept_in_every_order(backen
     assert_eq!(merged.notes, "whole record");
 
     // Both at the same moment, each on version 7: both land, in one order or the other.
-    let mut dan = at(&loaded.id, 7);
+    let mut dan = customer_at(&loaded.id, 7);
     dan.gender = "f".into();
-    let mut eve = at(&loaded.id, 7);
+    let mut eve = customer_at(&loaded.id, 7);
     eve.last_name = "García".into();
     let (a, b) = tokio::join!(
         save(&app, "dan", dan, &["gender"], merge),
@@ -146,34 +169,20 @@ async fn disjoint_fields_of_concurrent_saves_are_both_kept_in_every_order(backen
 async fn a_field_someone_else_changed_is_a_conflict_naming_it_and_who_and_nothing_is_written(
     backend: Backend,
 ) {
-    let Some(app) = TestApp::spawn(backend).await else {
-        return;
-    };
+    let app = or_skip!(TestApp::spawn(backend).await);
     let loaded = app.create_customer(customer("Ana", "Lopez")).await;
-    let mut ben = at(&loaded.id, 1);
+    let merge = ConflictPolicy::Merge;
+    let mut ben = with_notes(customer_at(&loaded.id, 1), "from ben");
     ben.company = "Acme".into();
-    ben.notes = "from ben".into();
-    save(
-        &app,
-        "ben",
-        ben,
-        &["company", "notes"],
-        ConflictPolicy::Merge,
-    )
-    .await
-    .unwrap();
+    save(&app, "ben", ben, &["company", "notes"], merge)
+        .await
+        .unwrap();
 
-    let mut ana = with_notes(at(&loaded.id, 1), "from ana");
+    let mut ana = with_notes(customer_at(&loaded.id, 1), "from ana");
     ana.gender = "f".into();
-    let status = save(
-        &app,
-        "ana",
-        ana,
-        &["notes", "gender"],
-        ConflictPolicy::Merge,
-    )
-    .await
-    .expect_err("a conflict");
+    let status = save(&app, "ana", ana, &["notes", "gender"], merge)
+        .await
+        .expect_err("a conflict");
     assert_error(&status, Code::Aborted, "EDIT_CONFLICT");
     let info = error_info(&status);
     assert_eq!(info.metadata["conflicting_fields"], "notes");
@@ -187,11 +196,7 @@ async fn a_field_someone_else_changed_is_a_conflict_naming_it_and_who_and_nothin
     let described = &details.bad_request().expect("BadRequest").field_violations[0].description;
     assert!(described.starts_with("changed by ben at 20"), "{described}");
     assert!(described.ends_with("(version 2)"), "{described}");
-    assert!(
-        status.message().contains("notes (by ben)"),
-        "{}",
-        status.message()
-    );
+    assert_message_contains(&status, "notes (by ben)");
     let unchanged = app.get_customer(&loaded.id).await.unwrap();
     assert_eq!(
         (
@@ -203,44 +208,28 @@ async fn a_field_someone_else_changed_is_a_conflict_naming_it_and_who_and_nothin
     );
 
     // Sending the value it now has is no conflict.
-    let same = save(
-        &app,
-        "ana",
-        with_notes(at(&loaded.id, 1), "from ben"),
-        &["notes"],
-        ConflictPolicy::Merge,
-    )
-    .await
-    .expect("nothing to merge");
+    let same = save_notes(&app, "ana", (&loaded.id, 1), "from ben", merge)
+        .await
+        .expect("nothing to merge");
     assert_eq!(same.version, 2);
 }
 
 #[apply(backends)]
 #[tokio::test]
 async fn tags_contact_points_and_attributes_merge_per_element(backend: Backend) {
-    let Some(app) = TestApp::spawn(backend).await else {
-        return;
-    };
-    let mut start = customer("Ana", "Lopez");
+    let app = or_skip!(TestApp::spawn(backend).await);
+    let mut start = customer_with_contacts("Ana", "Lopez", vec![phone("(415) 555-0100")]);
     start.tags = strings(&["new", "vip"]);
-    start.contact_points = vec![phone("(415) 555-0100")];
     start.attributes = [("tier".to_owned(), "gold".to_owned())].into();
     let loaded = app.create_customer(start).await;
     let merge = ConflictPolicy::Merge;
+    let collections = ["tags", "contact_points", "attributes"];
 
     let mut ben = loaded.clone();
     ben.tags = strings(&["new", "vip", "billing"]);
     ben.contact_points.push(email("ana@example.com"));
     ben.attributes.insert("region".into(), "west".into());
-    save(
-        &app,
-        "ben",
-        ben,
-        &["tags", "contact_points", "attributes"],
-        merge,
-    )
-    .await
-    .unwrap();
+    save(&app, "ben", ben, &collections, merge).await.unwrap();
 
     // Ana, on version 1: removes "new", adds "Priority" and "BILLING" (Ben's, in other case), adds a phone,
     // changes the tier.
@@ -248,15 +237,9 @@ async fn tags_contact_points_and_attributes_merge_per_element(backend: Backend) 
     ana.tags = strings(&["vip", "Priority", "BILLING"]);
     ana.contact_points.push(phone("+44 20 7946 0958"));
     ana.attributes.insert("tier".into(), "platinum".into());
-    let merged = save(
-        &app,
-        "ana",
-        ana,
-        &["tags", "contact_points", "attributes"],
-        merge,
-    )
-    .await
-    .expect("merged");
+    let merged = save(&app, "ana", ana, &collections, merge)
+        .await
+        .expect("merged");
     assert_eq!(merged.version, 3);
     assert_eq!(merged.tags, strings(&["vip", "billing", "Priority"]));
     let values: Vec<&str> = merged
@@ -269,7 +252,7 @@ async fn tags_contact_points_and_attributes_merge_per_element(backend: Backend) 
     assert_eq!(merged.attributes["region"], "west");
 
     // The same attribute changed by both: a conflict naming the key.
-    let mut cy = at(&loaded.id, 3);
+    let mut cy = customer_at(&loaded.id, 3);
     cy.attributes = merged.attributes.clone();
     cy.attributes.insert("region".into(), "east".into());
     save(&app, "cy", cy, &["attributes"], merge).await.unwrap();
@@ -292,9 +275,7 @@ async fn tags_contact_points_and_attributes_merge_per_element(backend: Backend) 
 #[apply(backends)]
 #[tokio::test]
 async fn a_merge_that_breaks_a_rule_is_refused_like_any_invalid_write(backend: Backend) {
-    let Some(app) = TestApp::spawn(backend).await else {
-        return;
-    };
+    let app = or_skip!(TestApp::spawn(backend).await);
     let merge = ConflictPolicy::Merge;
     let mut start = customer("Ana", "Lopez");
     start.tags = (0..99).map(|i| format!("t{i}")).collect();
@@ -315,16 +296,10 @@ async fn a_merge_that_breaks_a_rule_is_refused_like_any_invalid_write(backend: B
     let mut other = customer("Cy", "Diaz");
     other.customer_number = "C-100".into();
     app.create_customer(other).await;
-    save(
-        &app,
-        "ben",
-        with_notes(at(&loaded.id, 2), "x"),
-        &["notes"],
-        merge,
-    )
-    .await
-    .unwrap();
-    let mut ana = at(&loaded.id, 2);
+    save_notes(&app, "ben", (&loaded.id, 2), "x", merge)
+        .await
+        .unwrap();
+    let mut ana = customer_at(&loaded.id, 2);
     ana.customer_number = "C-100".into();
     let status = save(&app, "ana", ana, &["customer_number"], merge)
         .await
@@ -335,49 +310,25 @@ async fn a_merge_that_breaks_a_rule_is_refused_like_any_invalid_write(backend: B
 #[apply(backends)]
 #[tokio::test]
 async fn without_the_merge_policy_any_stale_version_is_refused_as_before(backend: Backend) {
-    let Some(app) = TestApp::spawn(backend).await else {
-        return;
-    };
+    let app = or_skip!(TestApp::spawn(backend).await);
     let loaded = app.create_customer(customer("Ana", "Lopez")).await;
-    let mut ben = at(&loaded.id, 1);
-    ben.company = "Acme".into();
-    save(&app, "ben", ben, &["company"], ConflictPolicy::Unspecified)
-        .await
-        .unwrap();
+    ben_sets_the_company(&app, &loaded.id, ConflictPolicy::Unspecified).await;
     for policy in [ConflictPolicy::Unspecified, ConflictPolicy::Refuse] {
-        let status = save(
-            &app,
-            "ana",
-            with_notes(at(&loaded.id, 1), "x"),
-            &["notes"],
-            policy,
-        )
-        .await
-        .expect_err("stale");
+        let status = save_notes(&app, "ana", (&loaded.id, 1), "x", policy)
+            .await
+            .expect_err("stale");
         assert_version_mismatch(&status, 2, "ben");
     }
     // A version ahead of the record's is refused also with the merge policy.
-    let status = save(
-        &app,
-        "ana",
-        with_notes(at(&loaded.id, 9), "x"),
-        &["notes"],
-        ConflictPolicy::Merge,
-    )
-    .await
-    .expect_err("ahead");
-    assert_error(&status, Code::Aborted, "VERSION_MISMATCH");
+    let ahead = save_notes(&app, "ana", (&loaded.id, 9), "x", ConflictPolicy::Merge).await;
+    assert_fails(ahead, Code::Aborted, "VERSION_MISMATCH");
     // An unknown policy is refused.
+    let call = pb::UpdateCustomerRequest {
+        conflict_policy: 7,
+        ..update_customer_request(with_notes(customer_at(&loaded.id, 2), "x"), &["notes"])
+    };
     let status = app
-        .customers()
-        .update_customer(as_agent(
-            "ana",
-            pb::UpdateCustomerRequest {
-                customer: Some(with_notes(at(&loaded.id, 2), "x")),
-                update_mask: mask(&["notes"]),
-                conflict_policy: 7,
-            },
-        ))
+        .update_customer_with("ana", call)
         .await
         .expect_err("unknown policy");
     assert_violations(&status, &[("conflict_policy", "INVALID_ENUM_VALUE")]);
@@ -387,28 +338,20 @@ async fn without_the_merge_policy_any_stale_version_is_refused_as_before(backend
 #[apply(backends)]
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn sixteen_concurrent_merging_writers_all_land(backend: Backend) {
-    let Some(app) = TestApp::spawn(backend).await else {
-        return;
-    };
+    let app = or_skip!(TestApp::spawn(backend).await);
     let loaded = app.create_customer(customer("Ana", "Lopez")).await;
     let barrier = Arc::new(tokio::sync::Barrier::new(16));
     let mut writers = Vec::new();
     for i in 0..16 {
         let mut client = app.customers();
         let barrier = barrier.clone();
-        let mut change = at(&loaded.id, 1);
+        let mut change = customer_at(&loaded.id, 1);
         change.attributes = [(format!("k{i}"), format!("v{i}"))].into();
+        let call = customer_update(change, &["attributes"], ConflictPolicy::Merge);
         writers.push(tokio::spawn(async move {
             barrier.wait().await;
             client
-                .update_customer(as_agent(
-                    &format!("agent-{i}"),
-                    pb::UpdateCustomerRequest {
-                        customer: Some(change),
-                        update_mask: mask(&["attributes"]),
-                        conflict_policy: ConflictPolicy::Merge as i32,
-                    },
-                ))
+                .update_customer(as_agent(&format!("agent-{i}"), call))
                 .await
         }));
     }
@@ -430,40 +373,25 @@ async fn sixteen_concurrent_merging_writers_all_land(backend: Backend) {
 #[apply(backends)]
 #[tokio::test]
 async fn requests_and_activities_merge_too(backend: Backend) {
-    let Some(app) = TestApp::spawn(backend).await else {
-        return;
-    };
+    let app = or_skip!(TestApp::spawn(backend).await);
     let c = app.create_customer(customer("Ana", "Lopez")).await;
     let r = app.create_request(request(&c.id, "Billing")).await;
-    let merge = ConflictPolicy::Merge as i32;
     let mut requests = app.requests();
-    let mut ben = r.clone();
-    ben.description = "by ben".into();
+    let ben = pb::Request {
+        description: "by ben".into(),
+        ..r.clone()
+    };
+    let call = merging_request(ben, &["description"]);
     requests
-        .update_request(as_agent(
-            "ben",
-            pb::UpdateRequestRequest {
-                request: Some(ben),
-                update_mask: mask(&["description"]),
-                conflict_policy: merge,
-            },
-        ))
+        .update_request(as_agent("ben", call))
         .await
         .unwrap();
-    let mut ana = r.clone();
-    ana.title = "Billing, twice".into();
-    let merged = requests
-        .update_request(as_agent(
-            "ana",
-            pb::UpdateRequestRequest {
-                request: Some(ana),
-                update_mask: mask(&["title"]),
-                conflict_policy: merge,
-            },
-        ))
-        .await
-        .expect("merged")
-        .into_inner();
+    let ana = pb::Request {
+        title: "Billing, twice".into(),
+        ..r.clone()
+    };
+    let call = merging_request(ana, &["title"]);
+    let merged = ok(requests.update_request(as_agent("ana", call)).await);
     assert_eq!(
         (
             merged.version,
@@ -477,32 +405,16 @@ async fn requests_and_activities_merge_too(backend: Backend) {
     let mut activities = app.activities();
     let mut ben = a.clone();
     ben.tags = strings(&["callback"]);
+    let call = merging_activity(ben, &["tags"]);
     activities
-        .update_activity(as_agent(
-            "ben",
-            pb::UpdateActivityRequest {
-                activity: Some(ben),
-                update_mask: mask(&["tags"]),
-                conflict_policy: merge,
-            },
-        ))
+        .update_activity(as_agent("ben", call))
         .await
         .unwrap();
     let mut ana = a.clone();
     ana.tags = strings(&["refund"]);
     ana.notes = "refunded".into();
-    let merged = activities
-        .update_activity(as_agent(
-            "ana",
-            pb::UpdateActivityRequest {
-                activity: Some(ana),
-                update_mask: mask(&["tags", "notes"]),
-                conflict_policy: merge,
-            },
-        ))
-        .await
-        .expect("merged")
-        .into_inner();
+    let call = merging_activity(ana, &["tags", "notes"]);
+    let merged = ok(activities.update_activity(as_agent("ana", call)).await);
     assert_eq!(merged.tags, strings(&["callback", "refund"]));
     assert_eq!(merged.notes, "refunded");
     assert_eq!(merged.version, 3);
@@ -512,23 +424,12 @@ async fn requests_and_activities_merge_too(backend: Backend) {
 #[apply(backends)]
 #[tokio::test]
 async fn a_watcher_sees_a_merged_save_once_with_only_the_callers_fields(backend: Backend) {
-    let Some(app) = TestApp::spawn(backend).await else {
-        return;
-    };
+    let app = or_skip!(TestApp::spawn(backend).await);
     let loaded = app.create_customer(customer("Ana", "Lopez")).await;
-    let mut watcher = Watcher::open(&app, "cy").await;
-    watcher
-        .subscribe(vec![customer_ref(&loaded.id, 1)], 0)
-        .await;
-    watcher.joined(&loaded.id, "cy").await;
+    let mut watcher = watch_customer(&app, "cy", &loaded.id, 1).await;
 
-    let mut ben = at(&loaded.id, 1);
-    ben.company = "Acme".into();
-    save(&app, "ben", ben, &["company"], ConflictPolicy::Merge)
-        .await
-        .unwrap();
-    let mut ana = loaded.clone();
-    ana.notes = "merged".into();
+    ben_sets_the_company(&app, &loaded.id, ConflictPolicy::Merge).await;
+    let ana = with_notes(loaded.clone(), "merged");
     save(&app, "ana", ana, &["*"], ConflictPolicy::Merge)
         .await
         .expect("merged");
@@ -543,11 +444,11 @@ async fn a_watcher_sees_a_merged_save_once_with_only_the_callers_fields(backend:
     assert_eq!(second.changed_fields, strings(&["notes"]));
     assert_eq!(second.resource.unwrap().known_version, 3);
     // Nothing more: the next change heard is the next save.
-    save(
+    save_notes(
         &app,
         "ben",
-        with_notes(at(&loaded.id, 3), "again"),
-        &["notes"],
+        (&loaded.id, 3),
+        "again",
         ConflictPolicy::Refuse,
     )
     .await

@@ -8,7 +8,7 @@ use customer_context::{
     config::Settings,
     pb::{self, Direction, NotificationStatus},
 };
-use tonic::Code;
+use tonic::{Code, Response, Status};
 
 use rstest::rstest;
 use rstest_reuse::apply;
@@ -46,12 +46,54 @@ fn list_call(
     }
 }
 
+/// One page of ListNotifications.
+async fn list_page(
+    app: &TestApp,
+    customer_id: &str,
+    status: NotificationStatus,
+    page_size: i32,
+    page_token: &str,
+) -> Result<pb::ListNotificationsResponse, Status> {
+    let call = list_call(customer_id, status, page_size, page_token);
+    app.customers()
+        .list_notifications(app.setup(call))
+        .await
+        .map(Response::into_inner)
+}
+
 /// Every notification of `customer_id` (everyone's when empty), newest first.
 async fn notifications(app: &TestApp, customer_id: &str) -> Vec<pb::Notification> {
-    let call = list_call(customer_id, NotificationStatus::Unspecified, 500, "");
-    let page = ok(app.customers().list_notifications(app.setup(call)).await);
+    let page = list_page(app, customer_id, NotificationStatus::Unspecified, 500, "")
+        .await
+        .expect("list notifications");
     assert_eq!(page.next_page_token, "");
     page.notifications
+}
+
+/// The one notification of `customer_id`.
+async fn only_notification(app: &TestApp, customer_id: &str) -> pb::Notification {
+    let listed = notifications(app, customer_id).await;
+    assert_eq!(listed.len(), 1, "{listed:?}");
+    listed.into_iter().next().expect("one notification")
+}
+
+/// `n` ended up `status` after `attempts`, its last error quoting `error`.
+#[track_caller]
+fn assert_outcome(n: &pb::Notification, status: NotificationStatus, attempts: i32, error: &str) {
+    assert_eq!(n.status(), status, "{n:?}");
+    assert_eq!(n.attempts, attempts, "{n:?}");
+    assert!(
+        n.last_error.contains(error),
+        "last_error: {:?}",
+        n.last_error
+    );
+}
+
+/// A server that mails through a new test SMTP server, with that server; None when `backend` is not available.
+async fn mailing_app(backend: Backend) -> Option<(TestApp, SmtpServer)> {
+    let smtp = SmtpServer::start().await;
+    let app = TestApp::spawn_with(backend, mailing(&smtp)).await?;
+    Some((app, smtp))
 }
 
 /// A customer whose first email is `address` (a phone and a second email too).
@@ -72,6 +114,42 @@ fn incoming(customer_id: &str, topic: &str) -> pb::Activity {
         notes: "agent-only remark: refund approved by Frank".to_owned(),
         ..activity(customer_id, topic)
     }
+}
+
+/// A customer at `address` (see [`customer_with_email`]) and an incoming activity of theirs about `topic`, whose
+/// notification is queued with it.
+async fn customer_notified_of(
+    app: &TestApp,
+    address: &str,
+    topic: &str,
+) -> (pb::Customer, pb::Activity) {
+    let customer = customer_with_email(app, address).await;
+    let logged = app.create_activity(incoming(&customer.id, topic)).await;
+    (customer, logged)
+}
+
+/// How the test SMTP server answers RCPT TO one address: `(address, reply)`.
+enum Refusal {
+    /// With the reply the first time, then with 250.
+    Once(&'static str, &'static str),
+    /// With the reply every time.
+    Always(&'static str, &'static str),
+}
+
+/// A mailing server whose SMTP server refuses an address as `refusal` says, and a customer at that address with an
+/// incoming activity: the notification the refusal meets.
+async fn refused_notification(
+    backend: Backend,
+    refusal: Refusal,
+) -> Option<(TestApp, SmtpServer, pb::Customer, pb::Activity)> {
+    let (app, smtp) = mailing_app(backend).await?;
+    let (Refusal::Once(address, _) | Refusal::Always(address, _)) = refusal;
+    match refusal {
+        Refusal::Once(_, reply) => smtp.refuse_once(address, reply),
+        Refusal::Always(_, reply) => smtp.refuse_always(address, reply),
+    }
+    let (customer, logged) = customer_notified_of(&app, address, "Refund").await;
+    Some((app, smtp, customer, logged))
 }
 
 /// Creates a customer and an activity whose notification goes to a fresh address, and returns every message the
@@ -98,14 +176,9 @@ async fn flush(app: &TestApp, smtp: &mut SmtpServer) -> Vec<Mail> {
 #[apply(backends)]
 #[tokio::test]
 async fn an_incoming_public_activity_is_mailed_once_to_the_first_email(backend: Backend) {
-    let mut smtp = SmtpServer::start().await;
-    let Some(app) = TestApp::spawn_with(backend, mailing(&smtp)).await else {
-        return;
-    };
-    let ana = customer_with_email(&app, "ana@example.com").await;
-    let logged = app
-        .create_activity(incoming(&ana.id, "Double charge on invoice 1017"))
-        .await;
+    let (app, mut smtp) = or_skip!(mailing_app(backend).await);
+    let (ana, logged) =
+        customer_notified_of(&app, "ana@example.com", "Double charge on invoice 1017").await;
 
     let mail = smtp.next_mail().await;
     assert_eq!(mail.recipients, ["ana@example.com"]);
@@ -134,9 +207,7 @@ async fn an_incoming_public_activity_is_mailed_once_to_the_first_email(backend: 
     let later = flush(&app, &mut smtp).await;
     assert_eq!(later.len(), 1, "a second message arrived: {later:?}");
 
-    let listed = notifications(&app, &ana.id).await;
-    assert_eq!(listed.len(), 1, "{listed:?}");
-    let n = &listed[0];
+    let n = only_notification(&app, &ana.id).await;
     assert_uuid_v7(&n.id);
     assert_eq!(n.customer_id, ana.id);
     assert_eq!(n.activity_id, logged.id);
@@ -165,10 +236,7 @@ async fn an_incoming_public_activity_is_mailed_once_to_the_first_email(backend: 
 #[apply(backends)]
 #[tokio::test]
 async fn internal_outgoing_and_unreachable_activities_notify_nobody(backend: Backend) {
-    let mut smtp = SmtpServer::start().await;
-    let Some(app) = TestApp::spawn_with(backend, mailing(&smtp)).await else {
-        return;
-    };
+    let (app, mut smtp) = or_skip!(mailing_app(backend).await);
     let ana = customer_with_email(&app, "ana@example.com").await;
     app.create_activity(pb::Activity {
         internal: true,
@@ -180,12 +248,8 @@ async fn internal_outgoing_and_unreachable_activities_notify_nobody(backend: Bac
         ..incoming(&ana.id, "We called back")
     })
     .await;
-    let no_email = app
-        .create_customer(pb::Customer {
-            contact_points: vec![phone("+14155550199")],
-            ..customer("Ben", "Phone")
-        })
-        .await;
+    let no_email = customer_with_contacts("Ben", "Phone", vec![phone("+14155550199")]);
+    let no_email = app.create_customer(no_email).await;
     app.create_activity(incoming(&no_email.id, "Where is my order?"))
         .await;
     app.create_activity(incoming("", "Unknown caller")).await;
@@ -194,21 +258,15 @@ async fn internal_outgoing_and_unreachable_activities_notify_nobody(backend: Bac
     assert_eq!(notifications(&app, "").await, []);
     let mail = flush(&app, &mut smtp).await;
     assert_eq!(mail.len(), 1, "unexpected messages: {mail:?}");
-    let listed = notifications(&app, "").await;
-    assert_eq!(listed.len(), 1, "only the barrier's: {listed:?}");
-    assert_ne!(listed[0].customer_id, ana.id);
+    let barriers = only_notification(&app, "").await;
+    assert_ne!(barriers.customer_id, ana.id, "only the barrier's");
 }
 
 #[apply(backends)]
 #[tokio::test]
 async fn a_temporary_refusal_is_retried_and_delivered_once(backend: Backend) {
-    let mut smtp = SmtpServer::start().await;
-    let Some(app) = TestApp::spawn_with(backend, mailing(&smtp)).await else {
-        return;
-    };
-    smtp.refuse_once("ana@example.com", "451 4.3.0 Mailbox busy, try again later");
-    let ana = customer_with_email(&app, "ana@example.com").await;
-    let logged = app.create_activity(incoming(&ana.id, "Refund")).await;
+    let refusal = Refusal::Once("ana@example.com", "451 4.3.0 Mailbox busy, try again later");
+    let (app, mut smtp, ana, logged) = or_skip!(refused_notification(backend, refusal).await);
 
     let mail = smtp.mail_until("ana@example.com").await;
     assert_eq!(mail.len(), 1, "{mail:?}");
@@ -216,41 +274,21 @@ async fn a_temporary_refusal_is_retried_and_delivered_once(backend: Backend) {
     let later = flush(&app, &mut smtp).await;
     assert_eq!(later.len(), 1, "delivered again: {later:?}");
 
-    let listed = notifications(&app, &ana.id).await;
-    assert_eq!(listed.len(), 1, "{listed:?}");
-    assert_eq!(listed[0].status(), NotificationStatus::Sent);
-    assert_eq!(listed[0].attempts, 2);
-    assert!(
-        listed[0].last_error.contains("451"),
-        "last_error: {:?}",
-        listed[0].last_error
-    );
+    let n = only_notification(&app, &ana.id).await;
+    assert_outcome(&n, NotificationStatus::Sent, 2, "451");
 }
 
 #[apply(backends)]
 #[tokio::test]
 async fn a_permanent_refusal_fails_the_notification_at_once(backend: Backend) {
-    let mut smtp = SmtpServer::start().await;
-    let Some(app) = TestApp::spawn_with(backend, mailing(&smtp)).await else {
-        return;
-    };
-    smtp.refuse_always("gone@example.com", "550 5.1.1 No such mailbox");
-    let gone = customer_with_email(&app, "gone@example.com").await;
-    app.create_activity(incoming(&gone.id, "Cancel my contract"))
-        .await;
+    let refusal = Refusal::Always("gone@example.com", "550 5.1.1 No such mailbox");
+    let (app, mut smtp, gone, _) = or_skip!(refused_notification(backend, refusal).await);
 
     let mail = flush(&app, &mut smtp).await;
     assert_eq!(mail.len(), 1, "{mail:?}");
-    let listed = notifications(&app, &gone.id).await;
-    assert_eq!(listed.len(), 1, "{listed:?}");
-    let n = &listed[0];
-    assert_eq!(n.status(), NotificationStatus::Failed);
-    assert_eq!(n.attempts, 1, "a permanent refusal is not retried");
-    assert!(
-        n.last_error.contains("550"),
-        "last_error: {:?}",
-        n.last_error
-    );
+    let n = only_notification(&app, &gone.id).await;
+    // A permanent refusal is not retried.
+    assert_outcome(&n, NotificationStatus::Failed, 1, "550");
     assert_eq!(n.send_time, None);
     assert_eq!(n.next_attempt_time, None);
 }
@@ -260,29 +298,22 @@ async fn a_permanent_refusal_fails_the_notification_at_once(backend: Backend) {
 async fn without_smtp_notifications_wait_pending_and_go_out_once_a_server_is_configured(
     backend: Backend,
 ) {
-    let Some(db) = TestDb::new(backend).await else {
-        return;
-    };
-    let app = TestApp::spawn_on(db.url()).await;
-    let ana = customer_with_email(&app, "ana@example.com").await;
-    let logged = app
-        .create_activity(incoming(&ana.id, "Broken widget"))
-        .await;
+    let (app, db) = or_skip!(TestApp::spawn_keeping_db(backend).await);
+    let (ana, logged) = customer_notified_of(&app, "ana@example.com", "Broken widget").await;
 
-    let listed = notifications(&app, &ana.id).await;
-    assert_eq!(listed.len(), 1, "{listed:?}");
-    let n = listed[0].clone();
+    let n = only_notification(&app, &ana.id).await;
     assert_eq!(n.activity_id, logged.id);
     assert_eq!(n.status(), NotificationStatus::Pending);
     assert_eq!(n.attempts, 0);
     assert_eq!(n.send_time, None);
     assert!(n.next_attempt_time.is_some());
-    let pending = list_call(&ana.id, NotificationStatus::Pending, 0, "");
-    let page = ok(app.customers().list_notifications(pending).await);
-    assert_eq!(page.notifications, std::slice::from_ref(&n));
-    let sent = list_call(&ana.id, NotificationStatus::Sent, 0, "");
-    let page = ok(app.customers().list_notifications(sent).await);
-    assert_eq!(page.notifications, []);
+    for (status, expected) in [
+        (NotificationStatus::Pending, std::slice::from_ref(&n)),
+        (NotificationStatus::Sent, &[]),
+    ] {
+        let page = list_page(&app, &ana.id, status, 0, "").await;
+        assert_eq!(page.expect("list").notifications, expected, "{status:?}");
+    }
     app.shutdown().await;
 
     let mut smtp = SmtpServer::start().await;
@@ -291,25 +322,25 @@ async fn without_smtp_notifications_wait_pending_and_go_out_once_a_server_is_con
     assert_eq!(mail.recipients, ["ana@example.com"]);
     assert!(mail.body().contains(&logged.id));
     flush(&app, &mut smtp).await;
-    let listed = notifications(&app, &ana.id).await;
-    assert_eq!(listed[0].status(), NotificationStatus::Sent);
-    assert_eq!(listed[0].attempts, 1);
+    assert_sent_once(&app, &ana.id).await;
     app.shutdown().await;
+}
+
+/// `customer_id` has one notification, and it went out at the first attempt.
+async fn assert_sent_once(app: &TestApp, customer_id: &str) {
+    let n = only_notification(app, customer_id).await;
+    assert_eq!(n.status(), NotificationStatus::Sent, "{n:?}");
+    assert_eq!(n.attempts, 1, "{n:?}");
 }
 
 #[apply(backends)]
 #[tokio::test]
 async fn shutdown_finishes_the_delivery_in_flight_and_records_it(backend: Backend) {
-    let Some(db) = TestDb::new(backend).await else {
-        return;
-    };
+    let db = or_skip!(TestDb::new(backend).await);
     let mut smtp = SmtpServer::start().await;
     let app = TestApp::spawn_on_with(db.url(), mailing(&smtp)).await;
     let mut held = smtp.hold_next();
-    let ana = customer_with_email(&app, "ana@example.com").await;
-    let logged = app
-        .create_activity(incoming(&ana.id, "Late delivery"))
-        .await;
+    let (ana, logged) = customer_notified_of(&app, "ana@example.com", "Late delivery").await;
     held.arrived().await;
 
     let signal = app.shutdown_signal();
@@ -321,44 +352,33 @@ async fn shutdown_finishes_the_delivery_in_flight_and_records_it(backend: Backen
     assert!(mail.body().contains(&logged.id));
 
     let app = TestApp::spawn_on(db.url()).await;
-    let listed = notifications(&app, &ana.id).await;
-    assert_eq!(listed.len(), 1, "{listed:?}");
-    assert_eq!(listed[0].status(), NotificationStatus::Sent);
-    assert_eq!(listed[0].attempts, 1);
+    assert_sent_once(&app, &ana.id).await;
     app.shutdown().await;
 }
 
 #[apply(backends)]
 #[tokio::test]
 async fn deleting_the_activity_first_cancels_its_notification(backend: Backend) {
-    let Some(app) = TestApp::spawn(backend).await else {
-        return;
-    };
-    let ana = customer_with_email(&app, "ana@example.com").await;
-    let logged = app.create_activity(incoming(&ana.id, "Wrong number")).await;
-    let call = pb::DeleteActivityRequest {
-        id: logged.id.clone(),
-        version: 1,
-    };
-    ok(app.activities().delete_activity(app.setup(call)).await);
+    let app = or_skip!(TestApp::spawn(backend).await);
+    let (ana, logged) = customer_notified_of(&app, "ana@example.com", "Wrong number").await;
+    app.delete_activity(SETUP_AGENT, &logged.id, 1)
+        .await
+        .expect("delete");
 
-    let listed = notifications(&app, &ana.id).await;
-    assert_eq!(listed.len(), 1, "{listed:?}");
-    assert_eq!(listed[0].status(), NotificationStatus::Failed);
+    let n = only_notification(&app, &ana.id).await;
+    assert_eq!(n.status(), NotificationStatus::Failed);
     assert_eq!(
-        listed[0].last_error,
+        n.last_error,
         "activity deleted before the notification was sent"
     );
-    assert_eq!(listed[0].attempts, 0);
-    assert_eq!(listed[0].next_attempt_time, None);
+    assert_eq!(n.attempts, 0);
+    assert_eq!(n.next_attempt_time, None);
 }
 
 #[apply(backends)]
 #[tokio::test]
 async fn an_unknown_callers_activity_notifies_when_first_linked_to_a_customer(backend: Backend) {
-    let Some(app) = TestApp::spawn(backend).await else {
-        return;
-    };
+    let app = or_skip!(TestApp::spawn(backend).await);
     let ana = customer_with_email(&app, "ana@example.com").await;
     let logged = app
         .create_activity(incoming("", "Caller did not say"))
@@ -369,54 +389,40 @@ async fn an_unknown_callers_activity_notifies_when_first_linked_to_a_customer(ba
         customer_id: ana.id.clone(),
         ..logged.clone()
     };
-    let call = pb::UpdateActivityRequest {
-        activity: Some(linked),
-        update_mask: mask(&["customer_id"]),
-        ..Default::default()
-    };
-    let linked = ok(app.activities().update_activity(app.setup(call)).await);
-    let listed = notifications(&app, &ana.id).await;
-    assert_eq!(listed.len(), 1, "{listed:?}");
-    assert_eq!(listed[0].activity_id, logged.id);
-    assert_eq!(listed[0].status(), NotificationStatus::Pending);
+    let linked = app
+        .patch_activity(SETUP_AGENT, linked, &["customer_id"])
+        .await
+        .expect("link");
+    let n = only_notification(&app, &ana.id).await;
+    assert_eq!(n.activity_id, logged.id);
+    assert_eq!(n.status(), NotificationStatus::Pending);
 
     // Later edits queue nothing more.
     let edited = pb::Activity {
         topic: "Billing question".to_owned(),
         ..linked
     };
-    let call = pb::UpdateActivityRequest {
-        activity: Some(edited),
-        update_mask: mask(&["topic"]),
-        ..Default::default()
-    };
-    ok(app.activities().update_activity(app.setup(call)).await);
+    app.patch_activity(SETUP_AGENT, edited, &["topic"])
+        .await
+        .expect("edit");
     assert_eq!(notifications(&app, "").await.len(), 1);
 }
 
 #[apply(backends)]
 #[tokio::test]
 async fn list_notifications_pages_newest_first_and_refuses_bad_input(backend: Backend) {
-    let Some(app) = TestApp::spawn(backend).await else {
-        return;
-    };
+    let app = or_skip!(TestApp::spawn(backend).await);
     let ana = customer_with_email(&app, "ana@example.com").await;
-    let ben = app
-        .create_customer(pb::Customer {
-            contact_points: vec![email("ben@example.com")],
-            ..customer("Ben", "Lee")
-        })
-        .await;
+    let ben = customer_with_contacts("Ben", "Lee", vec![email("ben@example.com")]);
+    let ben = app.create_customer(ben).await;
     let mut logged = Vec::new();
     for topic in ["first", "second", "third"] {
         logged.push(app.create_activity(incoming(&ana.id, topic)).await.id);
     }
     app.create_activity(incoming(&ben.id, "other")).await;
 
-    let first = ok(app
-        .customers()
-        .list_notifications(list_call(&ana.id, NotificationStatus::Unspecified, 2, ""))
-        .await);
+    let all = NotificationStatus::Unspecified;
+    let first = list_page(&app, &ana.id, all, 2, "").await.expect("page 1");
     let activity_ids: Vec<&str> = first
         .notifications
         .iter()
@@ -424,42 +430,22 @@ async fn list_notifications_pages_newest_first_and_refuses_bad_input(backend: Ba
         .collect();
     assert_eq!(activity_ids, [logged[2].as_str(), logged[1].as_str()]);
     assert_ne!(first.next_page_token, "");
-    let second = ok(app
-        .customers()
-        .list_notifications(list_call(
-            &ana.id,
-            NotificationStatus::Unspecified,
-            2,
-            &first.next_page_token,
-        ))
-        .await);
+    let second = list_page(&app, &ana.id, all, 2, &first.next_page_token)
+        .await
+        .expect("page 2");
     assert_eq!(second.notifications.len(), 1);
     assert_eq!(second.notifications[0].activity_id, logged[0]);
     assert_eq!(second.next_page_token, "");
     assert_eq!(notifications(&app, "").await.len(), 4);
 
     // A token is bound to its filters.
-    let status = err(app
-        .customers()
-        .list_notifications(list_call(
-            &ana.id,
-            NotificationStatus::Pending,
-            2,
-            &first.next_page_token,
-        ))
-        .await);
-    assert_violations(&status, &[("page_token", "INVALID_PAGE_TOKEN")]);
+    let pending = NotificationStatus::Pending;
+    assert_invalid(
+        list_page(&app, &ana.id, pending, 2, &first.next_page_token).await,
+        &[("page_token", "INVALID_PAGE_TOKEN")],
+    );
 
-    let status = err(app
-        .customers()
-        .list_notifications(list_call(
-            &unknown_id(),
-            NotificationStatus::Unspecified,
-            0,
-            "",
-        ))
-        .await);
-    assert_error(&status, Code::NotFound, "NOT_FOUND");
+    assert_not_found(list_page(&app, &unknown_id(), all, 0, "").await);
 
     let bad = pb::ListNotificationsRequest {
         customer_id: "not-an-id".to_owned(),
@@ -482,19 +468,20 @@ async fn list_notifications_pages_newest_first_and_refuses_bad_input(backend: Ba
 #[apply(backends)]
 #[tokio::test]
 async fn only_staff_may_list_notifications(backend: Backend) {
-    let Some(app) = TestApp::spawn_with_keys(backend, |_| {}).await else {
-        return;
-    };
-    let agent = app.mint_key("dora", "agent", None).await;
-    let router = app.mint_key("switch", "router", None).await;
-    let call = || list_call("", NotificationStatus::Unspecified, 0, "");
-    ok(app
-        .customers()
-        .list_notifications(keyed(&agent, call()))
-        .await);
-    let status = err(app
-        .customers()
-        .list_notifications(keyed(&router, call()))
-        .await);
-    assert_error(&status, Code::PermissionDenied, "ROLE_NOT_ALLOWED");
+    let app = or_skip!(TestApp::spawn_with_keys(backend, |_| {}).await);
+    // An agent is staff; a router is not.
+    for (name, role, refusal) in [
+        ("dora", "agent", None),
+        ("switch", "router", Some("ROLE_NOT_ALLOWED")),
+    ] {
+        let key = app.mint_key(name, role, None).await;
+        let call = list_call("", NotificationStatus::Unspecified, 0, "");
+        let answer = app.customers().list_notifications(keyed(&key, call)).await;
+        match refusal {
+            None => {
+                ok(answer);
+            }
+            Some(reason) => assert_fails(answer, Code::PermissionDenied, reason),
+        }
+    }
 }

@@ -1,6 +1,6 @@
 //! Keyset pagination: no duplicates or gaps while writes happen, default and maximum page sizes, bad input.
 
-use std::collections::HashSet;
+use std::{collections::HashSet, future::Future};
 
 use customer_context::pb::{self, activity_service_client::ActivityServiceClient};
 use futures::{StreamExt, stream};
@@ -12,12 +12,12 @@ use rstest_reuse::apply;
 
 use crate::harness::*;
 
-/// Creates one activity per occur_time, concurrently over several connections.
-async fn create_activities(
+/// Creates the customer Ana with one activity per occur_time, concurrently over several connections.
+async fn ana_with_activities(
     app: &TestApp,
-    customer_id: &str,
     occur_times: Vec<Timestamp>,
-) -> Vec<pb::Activity> {
+) -> (pb::Customer, Vec<pb::Activity>) {
+    let ana = app.create_customer(customer("Ana", "Lopez")).await;
     let mut channels: Vec<Channel> = Vec::new();
     for _ in 0..4 {
         channels.push(app.new_channel().await);
@@ -27,16 +27,17 @@ async fn create_activities(
         let call = pb::CreateActivityRequest {
             activity: Some(pb::Activity {
                 occur_time: Some(occur_time),
-                ..activity(customer_id, &format!("past #{i}"))
+                ..activity(&ana.id, &format!("past #{i}"))
             }),
         };
         async move { ok(client.create_activity(as_agent(SETUP_AGENT, call)).await) }
     });
-    within(
+    let created = within(
         "creating activities",
         stream::iter(calls).buffer_unordered(16).collect::<Vec<_>>(),
     )
-    .await
+    .await;
+    (ana, created)
 }
 
 /// Newest occur_time first (the given occur_times are distinct).
@@ -46,18 +47,28 @@ fn newest_first(mut activities: Vec<pb::Activity>) -> Vec<pb::Activity> {
     activities
 }
 
+/// One page of the customer's activities.
+async fn activity_page(
+    app: &TestApp,
+    customer_id: &str,
+    page_size: i32,
+    page_token: &str,
+) -> pb::ListActivitiesResponse {
+    app.list_activities(customer_id, "", page_size, page_token)
+        .await
+        .expect("page")
+}
+
 #[apply(backends)]
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn walking_1000_activities_in_pages_of_50_sees_each_once_while_new_ones_arrive(
     backend: Backend,
 ) {
-    let Some(app) = TestApp::spawn(backend).await else {
-        return;
-    };
-    let ana = app.create_customer(customer("Ana", "Lopez")).await;
+    let app = or_skip!(TestApp::spawn(backend).await);
     let start = now().seconds - 30 * 86_400;
     let occur_times = (0..1000).map(|i| timestamp(start + i * 60, 0)).collect();
-    let originals = newest_first(create_activities(&app, &ana.id, occur_times).await);
+    let (ana, created) = ana_with_activities(&app, occur_times).await;
+    let originals = newest_first(created);
     assert_eq!(originals.len(), 1000);
 
     let mut writer = ActivityServiceClient::new(app.new_channel().await);
@@ -81,10 +92,9 @@ async fn walking_1000_activities_in_pages_of_50_sees_each_once_while_new_ones_ar
             created
         };
         let (page, created) = within("a page and inserts", async {
-            tokio::join!(app.list_activities(&ana.id, "", 50, &token), insert)
+            tokio::join!(activity_page(&app, &ana.id, 50, &token), insert)
         })
         .await;
-        let page = page.expect("page");
         inserted.extend(created);
         pages += 1;
         assert_eq!(page.activities.len(), 50, "page {pages} is full");
@@ -105,27 +115,15 @@ async fn walking_1000_activities_in_pages_of_50_sees_each_once_while_new_ones_ar
     assert_eq!(inserted.len(), 38);
 
     // Page sizes: 0 means 50, above 500 means 500.
-    let page = app
-        .list_activities(&ana.id, "", 0, "")
-        .await
-        .expect("default page");
-    assert_eq!(page.activities.len(), 50);
-    assert!(!page.next_page_token.is_empty());
-    let first = app
-        .list_activities(&ana.id, "", 100_000, "")
-        .await
-        .expect("clamped page");
-    assert_eq!(first.activities.len(), 500);
-    assert!(!first.next_page_token.is_empty());
+    for (asked, given) in [(0, 50), (100_000, 500)] {
+        let page = activity_page(&app, &ana.id, asked, "").await;
+        assert_eq!(page.activities.len(), given, "page size {asked}");
+        assert!(!page.next_page_token.is_empty(), "page size {asked}");
+    }
     // Everything, new ones included, in pages of 500: the new ones first, then the originals.
-    let second = app
-        .list_activities(&ana.id, "", 500, &first.next_page_token)
-        .await
-        .expect("second page");
-    let third = app
-        .list_activities(&ana.id, "", 500, &second.next_page_token)
-        .await
-        .expect("third page");
+    let first = activity_page(&app, &ana.id, 100_000, "").await;
+    let second = activity_page(&app, &ana.id, 500, &first.next_page_token).await;
+    let third = activity_page(&app, &ana.id, 500, &second.next_page_token).await;
     assert_eq!(third.next_page_token, "");
     let everything: Vec<pb::Activity> =
         [first.activities, second.activities, third.activities].concat();
@@ -145,20 +143,14 @@ async fn walking_1000_activities_in_pages_of_50_sees_each_once_while_new_ones_ar
 #[apply(backends)]
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn activities_sharing_one_occur_time_page_without_gaps_or_duplicates(backend: Backend) {
-    let Some(app) = TestApp::spawn(backend).await else {
-        return;
-    };
-    let ana = app.create_customer(customer("Ana", "Lopez")).await;
+    let app = or_skip!(TestApp::spawn(backend).await);
     let same = timestamp(1_700_000_000, 0);
-    let created = create_activities(&app, &ana.id, vec![same; 120]).await;
+    let (ana, created) = ana_with_activities(&app, vec![same; 120]).await;
     let mut walked = Vec::new();
     let mut token = String::new();
     let mut sizes = Vec::new();
     loop {
-        let page = app
-            .list_activities(&ana.id, "", 50, &token)
-            .await
-            .expect("page");
+        let page = activity_page(&app, &ana.id, 50, &token).await;
         sizes.push(page.activities.len());
         walked.extend(page.activities);
         if page.next_page_token.is_empty() {
@@ -174,33 +166,41 @@ async fn activities_sharing_one_occur_time_page_without_gaps_or_duplicates(backe
     assert_eq!(walked_ids, created_ids, "no gaps");
 }
 
+/// Walks five items in pages of two: `page` answers the items of the page at a token and the next token. Each
+/// page holds as many as it should and the last one has no token; returns every item in the order walked.
+async fn walk_five_in_pages_of_two<T, P, F>(what: &str, mut page: P) -> Vec<T>
+where
+    P: FnMut(String) -> F,
+    F: Future<Output = (Vec<T>, String)>,
+{
+    let mut walked = Vec::new();
+    let mut token = String::new();
+    for expected_len in [2, 2, 1] {
+        let (items, next_token) = page(token).await;
+        assert_eq!(items.len(), expected_len, "{what}");
+        walked.extend(items);
+        token = next_token;
+    }
+    assert_eq!(token, "", "last page has no token ({what})");
+    walked
+}
+
 #[apply(backends)]
 #[tokio::test]
 async fn requests_and_search_results_page_newest_first(backend: Backend) {
-    let Some(app) = TestApp::spawn(backend).await else {
-        return;
-    };
-    let mut customers = Vec::new();
-    for name in ["Ana", "Ben", "Carl", "Dora", "Emil"] {
-        customers.push(app.create_customer(customer(name, "Lopez")).await);
-    }
+    let app = or_skip!(TestApp::spawn(backend).await);
+    let app = &app;
+    let everyone = ["Ana", "Ben", "Carl", "Dora", "Emil"].map(|name| customer(name, "Lopez"));
+    let mut customers = app.create_customers(everyone).await.to_vec();
     let ana = customers[0].clone();
     customers.reverse();
     for query in ["", "lopez"] {
-        let mut walked = Vec::new();
-        let mut token = String::new();
-        for expected_len in [2, 2, 1] {
-            let call = pb::SearchCustomersRequest {
-                query: query.to_owned(),
-                page_size: 2,
-                page_token: token.clone(),
-            };
-            let page = ok(app.customers().search_customers(call).await);
-            assert_eq!(page.customers.len(), expected_len, "query {query:?}");
-            walked.extend(page.customers);
-            token = page.next_page_token;
-        }
-        assert_eq!(token, "", "last page has no token (query {query:?})");
+        let walked = walk_five_in_pages_of_two(&format!("query {query:?}"), |token| async move {
+            let page = app.search_customers_page(query, 2, &token).await;
+            let page = page.expect("page");
+            (page.customers, page.next_page_token)
+        })
+        .await;
         assert_eq!(walked, customers, "newest first (query {query:?})");
     }
 
@@ -209,21 +209,18 @@ async fn requests_and_search_results_page_newest_first(backend: Backend) {
         requests.push(app.create_request(request(&ana.id, title)).await);
     }
     requests.reverse();
-    let mut walked = Vec::new();
-    let mut token = String::new();
-    for expected_len in [2, 2, 1] {
+    let customer_id = ana.id.as_str();
+    let walked = walk_five_in_pages_of_two("requests", |page_token| async move {
         let call = pb::ListRequestsRequest {
-            customer_id: ana.id.clone(),
+            customer_id: customer_id.to_owned(),
             status: pb::RequestStatus::Unspecified as i32,
             page_size: 2,
-            page_token: token.clone(),
+            page_token,
         };
         let page = ok(app.requests().list_requests(call).await);
-        assert_eq!(page.requests.len(), expected_len);
-        walked.extend(page.requests);
-        token = page.next_page_token;
-    }
-    assert_eq!(token, "");
+        (page.requests, page.next_page_token)
+    })
+    .await;
     assert_eq!(walked, requests, "newest first");
 }
 
@@ -235,11 +232,6 @@ async fn list_everything(
 ) -> Vec<(&'static str, Status)> {
     let ana = app.create_customer(customer("Ana", "Lopez")).await;
     let broken = app.create_request(request(&ana.id, "Broken")).await;
-    let search = pb::SearchCustomersRequest {
-        query: String::new(),
-        page_size,
-        page_token: page_token.to_owned(),
-    };
     let requests = pb::ListRequestsRequest {
         customer_id: ana.id.clone(),
         status: 0,
@@ -254,7 +246,7 @@ async fn list_everything(
     vec![
         (
             "SearchCustomers",
-            err(app.customers().search_customers(search).await),
+            err(app.search_customers_page("", page_size, page_token).await),
         ),
         (
             "ListRequests",
@@ -273,40 +265,27 @@ async fn list_everything(
     ]
 }
 
-#[apply(backends)]
-#[tokio::test]
-async fn a_negative_page_size_is_refused_everywhere(backend: Backend) {
-    let Some(app) = TestApp::spawn(backend).await else {
-        return;
-    };
-    for (method, status) in list_everything(&app, -1, "").await {
-        assert_eq!(status.code(), Code::InvalidArgument, "{method}: {status:?}");
-        assert_eq!(
-            error_info(&status).reason,
-            "INVALID_PAGE_SIZE",
-            "{method}: {status:?}"
-        );
+/// Every list method refuses `page_size` with `page_token` as INVALID_ARGUMENT with ErrorInfo `reason`.
+async fn assert_every_list_refuses(app: &TestApp, page_size: i32, page_token: &str, reason: &str) {
+    for (method, status) in list_everything(app, page_size, page_token).await {
+        let context = format!("{method} {page_token:?}: {status:?}");
+        assert_eq!(status.code(), Code::InvalidArgument, "{context}");
+        assert_eq!(error_info(&status).reason, reason, "{context}");
     }
 }
 
 #[apply(backends)]
 #[tokio::test]
+async fn a_negative_page_size_is_refused_everywhere(backend: Backend) {
+    let app = or_skip!(TestApp::spawn(backend).await);
+    assert_every_list_refuses(&app, -1, "", "INVALID_PAGE_SIZE").await;
+}
+
+#[apply(backends)]
+#[tokio::test]
 async fn a_malformed_page_token_is_refused_everywhere(backend: Backend) {
-    let Some(app) = TestApp::spawn(backend).await else {
-        return;
-    };
+    let app = or_skip!(TestApp::spawn(backend).await);
     for token in ["garbage!!", "AAAA", "eyJub3QiOiJhIHRva2VuIn0"] {
-        for (method, status) in list_everything(&app, 10, token).await {
-            assert_eq!(
-                status.code(),
-                Code::InvalidArgument,
-                "{method} {token}: {status:?}"
-            );
-            assert_eq!(
-                error_info(&status).reason,
-                "INVALID_PAGE_TOKEN",
-                "{method} {token}: {status:?}"
-            );
-        }
+        assert_every_list_refuses(&app, 10, token, "INVALID_PAGE_TOKEN").await;
     }
 }

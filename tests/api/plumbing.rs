@@ -7,6 +7,7 @@ use tokio::{
     io::{AsyncReadExt, AsyncWriteExt},
     net::TcpStream,
 };
+use tonic::transport::Channel;
 use tonic_health::pb::{
     HealthCheckRequest, HealthCheckResponse, health_check_response::ServingStatus,
     health_client::HealthClient,
@@ -26,93 +27,111 @@ const PUBLIC_SERVICES: [&str; 3] = [
 #[apply(backends)]
 #[tokio::test]
 async fn health_check_reports_serving(backend: Backend) {
-    let Some(app) = TestApp::spawn(backend).await else {
-        return;
-    };
-    let mut health = HealthClient::new(app.channel());
+    let app = or_skip!(TestApp::spawn(backend).await);
+    assert_health_of_every_service(
+        &mut HealthClient::new(app.channel()),
+        ServingStatus::Serving,
+    )
+    .await;
+}
+
+/// Health checks of "" (the server) and of every public service all answer `expected`.
+async fn assert_health_of_every_service(
+    health: &mut HealthClient<Channel>,
+    expected: ServingStatus,
+) {
     for service in std::iter::once("").chain(PUBLIC_SERVICES) {
         let call = HealthCheckRequest {
             service: service.to_owned(),
         };
         let response = ok(health.check(call).await);
-        assert_eq!(response.status(), ServingStatus::Serving, "{service:?}");
+        assert_eq!(response.status(), expected, "{service:?}");
+    }
+}
+
+/// A reflection client of one protocol version (`v1`, `v1alpha`: the same messages in two packages).
+macro_rules! reflection_client {
+    ($version:ident) => {
+        pub mod $version {
+            use std::collections::BTreeSet;
+
+            use tonic::transport::Channel;
+            use tonic_reflection::pb::$version::{
+                ServerReflectionRequest, server_reflection_client::ServerReflectionClient,
+            };
+            pub use tonic_reflection::pb::$version::{
+                server_reflection_request::MessageRequest,
+                server_reflection_response::MessageResponse,
+            };
+
+            use crate::harness::{ok, within};
+
+            /// The answers to `requests`, one each, in order.
+            pub async fn ask<const N: usize>(
+                channel: Channel,
+                requests: [MessageRequest; N],
+            ) -> [Option<MessageResponse>; N] {
+                let requests = requests.map(|message_request| ServerReflectionRequest {
+                    host: String::new(),
+                    message_request: Some(message_request),
+                });
+                let mut client = ServerReflectionClient::new(channel);
+                let mut answers = ok(client
+                    .server_reflection_info(futures::stream::iter(requests))
+                    .await);
+                let mut responses = Vec::new();
+                for _ in 0..N {
+                    let answer = within("reflection answer", answers.message())
+                        .await
+                        .expect("reflection stream")
+                        .expect("an answer");
+                    responses.push(answer.message_response);
+                }
+                responses.try_into().expect("one answer per request")
+            }
+
+            /// The names of the services a ListServices answer lists.
+            pub fn listed_services(answer: Option<MessageResponse>) -> BTreeSet<String> {
+                let Some(MessageResponse::ListServicesResponse(list)) = answer else {
+                    panic!("not a service list: {answer:?}");
+                };
+                list.service.into_iter().map(|s| s.name).collect()
+            }
+        }
+    };
+}
+reflection_client!(v1);
+reflection_client!(v1alpha);
+
+#[track_caller]
+fn assert_public_services_listed(names: &BTreeSet<String>) {
+    for service in PUBLIC_SERVICES {
+        assert!(names.contains(service), "{service} missing from {names:?}");
     }
 }
 
 #[apply(backends)]
 #[tokio::test]
 async fn reflection_v1_lists_the_public_services(backend: Backend) {
-    use tonic_reflection::pb::v1::{
-        ServerReflectionRequest, server_reflection_client::ServerReflectionClient,
-        server_reflection_request::MessageRequest, server_reflection_response::MessageResponse,
-    };
-    let Some(app) = TestApp::spawn(backend).await else {
-        return;
-    };
-    let mut client = ServerReflectionClient::new(app.channel());
-    let request = ServerReflectionRequest {
-        host: String::new(),
-        message_request: Some(MessageRequest::ListServices(String::new())),
-    };
-    let mut responses = ok(client
-        .server_reflection_info(futures::stream::iter([request]))
-        .await);
-    let response = within("reflection answer", responses.message())
-        .await
-        .expect("reflection stream")
-        .expect("one answer");
-    let Some(MessageResponse::ListServicesResponse(list)) = response.message_response else {
-        panic!("not a service list: {response:?}");
-    };
-    let names: BTreeSet<String> = list.service.into_iter().map(|s| s.name).collect();
-    for service in PUBLIC_SERVICES {
-        assert!(names.contains(service), "{service} missing from {names:?}");
-    }
+    let app = or_skip!(TestApp::spawn(backend).await);
+    let list = v1::MessageRequest::ListServices(String::new());
+    let [listed] = v1::ask(app.channel(), [list]).await;
+    assert_public_services_listed(&v1::listed_services(listed));
 }
 
 #[apply(backends)]
 #[tokio::test]
 async fn reflection_v1alpha_lists_and_describes_the_public_services(backend: Backend) {
-    use tonic_reflection::pb::v1alpha::{
-        ServerReflectionRequest, server_reflection_client::ServerReflectionClient,
-        server_reflection_request::MessageRequest, server_reflection_response::MessageResponse,
-    };
-    let Some(app) = TestApp::spawn(backend).await else {
-        return;
-    };
-    let mut client = ServerReflectionClient::new(app.channel());
+    use v1alpha::{MessageRequest, MessageResponse};
+    let app = or_skip!(TestApp::spawn(backend).await);
     let requests = [
-        ServerReflectionRequest {
-            host: String::new(),
-            message_request: Some(MessageRequest::ListServices(String::new())),
-        },
-        ServerReflectionRequest {
-            host: String::new(),
-            message_request: Some(MessageRequest::FileContainingSymbol(
-                "customer_context.v1.CustomerService".to_owned(),
-            )),
-        },
+        MessageRequest::ListServices(String::new()),
+        MessageRequest::FileContainingSymbol("customer_context.v1.CustomerService".to_owned()),
     ];
-    let mut responses = ok(client
-        .server_reflection_info(futures::stream::iter(requests))
-        .await);
-    let first = within("reflection answer", responses.message())
-        .await
-        .expect("reflection stream")
-        .expect("first answer");
-    let Some(MessageResponse::ListServicesResponse(list)) = first.message_response else {
-        panic!("not a service list: {first:?}");
-    };
-    let names: BTreeSet<String> = list.service.into_iter().map(|s| s.name).collect();
-    for service in PUBLIC_SERVICES {
-        assert!(names.contains(service), "{service} missing from {names:?}");
-    }
-    let second = within("reflection answer", responses.message())
-        .await
-        .expect("reflection stream")
-        .expect("second answer");
-    let Some(MessageResponse::FileDescriptorResponse(files)) = second.message_response else {
-        panic!("not a file descriptor: {second:?}");
+    let [listed, described] = v1alpha::ask(app.channel(), requests).await;
+    assert_public_services_listed(&v1alpha::listed_services(listed));
+    let Some(MessageResponse::FileDescriptorResponse(files)) = described else {
+        panic!("not a file descriptor: {described:?}");
     };
     let names: Vec<String> = files
         .file_descriptor_proto
@@ -184,9 +203,7 @@ fn header<'a>(head: &'a str, name: &str) -> Option<&'a str> {
 #[apply(backends)]
 #[tokio::test]
 async fn grpc_web_call_over_http1_answers_with_a_status_trailer_frame(backend: Backend) {
-    let Some(app) = TestApp::spawn(backend).await else {
-        return;
-    };
+    let app = or_skip!(TestApp::spawn(backend).await);
     let head = format!(
         "POST /grpc.health.v1.Health/Check HTTP/1.1\r\n\
          Host: {addr}\r\n\
@@ -240,9 +257,7 @@ async fn grpc_web_call_over_http1_answers_with_a_status_trailer_frame(backend: B
 #[apply(backends)]
 #[tokio::test]
 async fn cors_preflight_allows_browser_gadgets(backend: Backend) {
-    let Some(app) = TestApp::spawn(backend).await else {
-        return;
-    };
+    let app = or_skip!(TestApp::spawn(backend).await);
     let request = format!(
         "OPTIONS /customer_context.v1.CustomerService/GetCustomer HTTP/1.1\r\n\
          Host: {addr}\r\n\
@@ -281,9 +296,7 @@ async fn cors_preflight_allows_browser_gadgets(backend: Backend) {
 #[apply(backends)]
 #[tokio::test]
 async fn shutdown_stops_serving(backend: Backend) {
-    let Some(app) = TestApp::spawn(backend).await else {
-        return;
-    };
+    let app = or_skip!(TestApp::spawn(backend).await);
     let addr = app.addr;
     let created = app.create_customer(customer("Ana", "Lopez")).await;
     assert_eq!(created.version, 1);
@@ -298,9 +311,7 @@ async fn shutdown_stops_serving(backend: Backend) {
 async fn health_is_not_serving_while_the_database_refuses_the_replica() {
     use sea_orm::{ConnectionTrait, Database};
 
-    let Some(db) = TestDb::new(Backend::Postgres).await else {
-        return;
-    };
+    let db = or_skip!(TestDb::new(Backend::Postgres).await);
     let app = TestApp::spawn_on_with(db.url(), |settings| {
         settings.health_probe_interval = std::time::Duration::from_millis(100);
     })
@@ -343,13 +354,7 @@ async fn health_is_not_serving_while_the_database_refuses_the_replica() {
     assert!(closed >= 1, "the replica's connections were closed");
 
     assert_eq!(next_status().await, ServingStatus::NotServing);
-    for service in std::iter::once("").chain(PUBLIC_SERVICES) {
-        let call = HealthCheckRequest {
-            service: service.to_owned(),
-        };
-        let response = ok(health.check(call).await);
-        assert_eq!(response.status(), ServingStatus::NotServing, "{service:?}");
-    }
+    assert_health_of_every_service(&mut health, ServingStatus::NotServing).await;
     let refused = err(app
         .customers()
         .create_customer(app.setup(customer_context::pb::CreateCustomerRequest {

@@ -11,7 +11,7 @@ use customer_context::pb::{
 };
 use tokio::sync::mpsc;
 use tokio_stream::wrappers::ReceiverStream;
-use tonic::{Code, Status, Streaming};
+use tonic::{Code, Streaming};
 
 use rstest::rstest;
 use rstest_reuse::apply;
@@ -57,16 +57,12 @@ async fn world(app: &TestApp) -> World {
             .await);
     }
     let carla_public = app
-        .create_activity(pb::Activity {
-            request_id: carla_request.id.clone(),
-            ..activity(&carla.id, "call")
-        })
+        .create_activity(activity_on_request(&carla.id, &carla_request.id, "call"))
         .await;
     let carla_internal = app
         .create_activity(pb::Activity {
             internal: true,
-            request_id: carla_request.id.clone(),
-            ..activity(&carla.id, "difficult customer")
+            ..activity_on_request(&carla.id, &carla_request.id, "difficult customer")
         })
         .await;
     let dan_activity = app.create_activity(activity(&dan.id, "call")).await;
@@ -85,18 +81,10 @@ async fn world(app: &TestApp) -> World {
     }
 }
 
-#[track_caller]
-fn assert_not_found(result: Result<impl std::fmt::Debug, Status>) {
-    let status = err(result);
-    assert_error(&status, Code::NotFound, "NOT_FOUND");
-}
-
 #[apply(backends)]
 #[tokio::test]
 async fn a_portal_reads_only_its_customer_and_never_an_internal_activity(backend: Backend) {
-    let Some(app) = TestApp::spawn_with_keys(backend, |_| {}).await else {
-        return;
-    };
+    let app = or_skip!(TestApp::spawn_with_keys(backend, |_| {}).await);
     let w = world(&app).await;
     let key = w.portal.as_str();
     let mut customers = CustomerServiceClient::new(app.channel());
@@ -249,9 +237,7 @@ async fn a_portal_reads_only_its_customer_and_never_an_internal_activity(backend
 #[apply(backends)]
 #[tokio::test]
 async fn a_portal_adds_only_incoming_public_activities_of_its_customer(backend: Backend) {
-    let Some(app) = TestApp::spawn_with_keys(backend, |_| {}).await else {
-        return;
-    };
+    let app = or_skip!(TestApp::spawn_with_keys(backend, |_| {}).await);
     let w = world(&app).await;
     let mut activities = ActivityServiceClient::new(app.channel());
     let create =
@@ -260,8 +246,7 @@ async fn a_portal_adds_only_incoming_public_activities_of_its_customer(backend: 
     let created = ok(activities
         .create_activity(create(pb::Activity {
             entered_by: "ana".into(),
-            request_id: w.carla_request.id.clone(),
-            ..activity("", "web form")
+            ..activity_on_request("", &w.carla_request.id, "web form")
         }))
         .await);
     assert_eq!(created.customer_id, w.carla.id);
@@ -292,22 +277,24 @@ async fn a_portal_adds_only_incoming_public_activities_of_its_customer(backend: 
     );
     assert_not_found(
         activities
-            .create_activity(create(pb::Activity {
-                request_id: w.dan_request.id.clone(),
-                ..activity("", "other request")
-            }))
+            .create_activity(create(activity_on_request(
+                "",
+                &w.dan_request.id,
+                "other request",
+            )))
             .await,
     );
     assert_not_found(
         activities
-            .create_activity(create(pb::Activity {
-                request_id: w.dan_request.id.clone(),
-                ..activity(&w.carla.id, "other request")
-            }))
+            .create_activity(create(activity_on_request(
+                &w.carla.id,
+                &w.dan_request.id,
+                "other request",
+            )))
             .await,
     );
     // Nothing refused was written.
-    let listed = app.list_activities_as(&w.dan.id).await;
+    let listed = app.activities_of(&w.dan.id).await;
     assert_eq!(listed.len(), 1);
 }
 
@@ -380,9 +367,7 @@ fn assert_nothing_internal_or_foreign(events: &[WatchEvent], w: &World, internal
 #[apply(backends)]
 #[tokio::test]
 async fn a_portal_watch_gets_no_event_about_an_internal_activity_and_no_presence(backend: Backend) {
-    let Some(app) = TestApp::spawn_with_keys(backend, |_| {}).await else {
-        return;
-    };
+    let app = or_skip!(TestApp::spawn_with_keys(backend, |_| {}).await);
     let w = world(&app).await;
     // Carla changes once, so a subscription knowing version 1 gets one event at once: proof it took hold
     // (a portal gets no presence to tell it).
@@ -518,18 +503,4 @@ async fn a_portal_watch_gets_no_event_about_an_internal_activity_and_no_presence
         assert_eq!(status.code(), Code::NotFound, "{forbidden:?}: {status:?}");
     }
     drop((portal_tx, staff_tx, resume_tx));
-}
-
-impl TestApp {
-    /// Every activity of a customer, read with the admin key.
-    async fn list_activities_as(&self, customer_id: &str) -> Vec<pb::Activity> {
-        ok(ActivityServiceClient::new(self.channel())
-            .list_activities(self.setup(pb::ListActivitiesRequest {
-                customer_id: customer_id.to_owned(),
-                page_size: 500,
-                ..Default::default()
-            }))
-            .await)
-        .activities
-    }
 }

@@ -122,20 +122,31 @@ fn resource(kind: ResourceType, id: &str) -> Option<pb::ResourceRef> {
     })
 }
 
-/// The whole history of a record (pages of 500).
-async fn history(app: &TestApp, kind: ResourceType, id: &str) -> Vec<pb::Change> {
-    let mut changes = Vec::new();
+/// The history of a record, page by page (`page_size` changes a page).
+async fn history_pages(
+    app: &TestApp,
+    kind: ResourceType,
+    id: &str,
+    page_size: i32,
+) -> Vec<Vec<pb::Change>> {
+    let mut pages = Vec::new();
     let mut token = String::new();
     loop {
-        let page = list_changes(app, resource(kind, id), 500, &token)
+        let page = list_changes(app, resource(kind, id), page_size, &token)
             .await
             .unwrap_or_else(|status| panic!("history of {id}: {status:?}"));
-        changes.extend(page.changes);
+        pages.push(page.changes);
         if page.next_page_token.is_empty() {
-            return changes;
+            return pages;
         }
         token = page.next_page_token;
     }
+}
+
+/// The whole history of a record (pages of 500).
+async fn history(app: &TestApp, kind: ResourceType, id: &str) -> Vec<pb::Change> {
+    let pages = history_pages(app, kind, id, 500).await;
+    pages.into_iter().flatten().collect()
 }
 
 /// A google.protobuf.Value as JSON.
@@ -209,54 +220,108 @@ fn person() -> pb::Customer {
     }
 }
 
+/// [`person`] with two attributes, two tags and a contact point of every kind.
+fn person_with_every_kind_of_contact() -> pb::Customer {
+    pb::Customer {
+        contact_points: vec![
+            phone("+1 415 555 0173"),
+            email("quentavia.zorb@example.org"),
+            contact(ContactKind::Chat, "chat", "qz_flumox"),
+            contact(ContactKind::Social, "x", "@quentavia"),
+            contact(ContactKind::External, "erp", "ERP-1"),
+        ],
+        attributes: [
+            ("loyalty_id".to_owned(), "LX-99172".to_owned()),
+            ("segment".to_owned(), "gold".to_owned()),
+        ]
+        .into(),
+        tags: strings(&["VIP", "Newsletter"]),
+        ..person()
+    }
+}
+
+/// A request of the person's, with the person in its text.
+fn person_request(customer_id: &str) -> pb::Request {
+    pb::Request {
+        description: "The glorpnik toaster of Quentavia burns bread".to_owned(),
+        tags: strings(&["hardware", "warranty"]),
+        ..request(customer_id, "Glorpnik toaster")
+    }
+}
+
+/// An activity about the person on their request `request_id`, with every field set and the person named in
+/// every contact field.
+fn person_activity(customer_id: &str, request_id: &str) -> pb::Activity {
+    pb::Activity {
+        request_id: request_id.to_owned(),
+        channel: Channel::Email as i32,
+        notes: "Quentavia wants a refund".to_owned(),
+        tags: strings(&["refund"]),
+        occur_time: Some(timestamp(1_700_000_000, 123_456_000)),
+        follow_up_time: Some(timestamp(1_700_100_000, 0)),
+        entered_by: "ana".to_owned(),
+        contact_name: "Quentavia Zorbulakis".to_owned(),
+        contact_phone: "+1 415 555 0173".to_owned(),
+        contact_email: "quentavia.zorb@example.org".to_owned(),
+        sales_contact: "Mirabelle Snodgrass".to_owned(),
+        salesperson: "sam".to_owned(),
+        reference: "REF-77123".to_owned(),
+        ..activity(customer_id, "Glorpnik refund")
+    }
+}
+
+/// `customer` with new `notes`, updated by `agent`.
+async fn update_notes(
+    app: &TestApp,
+    agent: &str,
+    customer: pb::Customer,
+    notes: &str,
+) -> pb::Customer {
+    let edit = pb::Customer {
+        notes: notes.to_owned(),
+        ..customer
+    };
+    app.update_customer(agent, edit).await.expect("update")
+}
+
+/// A request "Broken" of `customer_id` with one comment by ana.
+async fn request_with_a_comment(app: &TestApp, customer_id: &str) -> pb::Request {
+    let case = app.create_request(request(customer_id, "Broken")).await;
+    app.comment_on("ana", &case.id, "Called back").await;
+    case
+}
+
+/// On SQLite, no secret is left in the database file or its write-ahead log.
+#[track_caller]
+fn assert_no_secret_in_files(backend: Backend, db: &TestDb) {
+    if backend == Backend::Sqlite {
+        assert_eq!(
+            secrets_in_files(db.url()),
+            vec![],
+            "personal data left in the database file or its write-ahead log"
+        );
+    }
+}
+
 #[apply(backends)]
 #[tokio::test]
 async fn anonymizing_removes_personal_data_from_every_read_the_export_and_the_file(
     backend: Backend,
 ) {
-    let Some(db) = TestDb::new(backend).await else {
-        return;
-    };
-    let app = TestApp::spawn_on(db.url()).await;
+    let (app, db) = or_skip!(TestApp::spawn_keeping_db(backend).await);
     let created = app.create_customer(person()).await;
-    let edited = app
-        .update_customer(
-            "ana",
-            pb::Customer {
-                notes: "allergic to zinfandel, and to glorpnik".to_owned(),
-                ..created
-            },
-        )
-        .await
-        .expect("update");
-    let case = app
-        .create_request(pb::Request {
-            description: "The glorpnik toaster of Quentavia burns bread".to_owned(),
-            tags: strings(&["hardware"]),
-            ..request(&edited.id, "Glorpnik toaster")
-        })
+    let edited = update_notes(
+        &app,
+        "ana",
+        created,
+        "allergic to zinfandel, and to glorpnik",
+    )
+    .await;
+    let case = app.create_request(person_request(&edited.id)).await;
+    app.comment_on("ana", &case.id, "Called back about the zinfandel stain")
         .await;
-    app.add_comment("ana", &case.id, "Called back about the zinfandel stain")
-        .await
-        .expect("comment");
     let mail = app
-        .create_activity(pb::Activity {
-            request_id: case.id.clone(),
-            channel: Channel::Email as i32,
-            topic: "Glorpnik refund".to_owned(),
-            notes: "Quentavia wants a refund".to_owned(),
-            tags: strings(&["refund"]),
-            occur_time: Some(timestamp(1_700_000_000, 250_000_000)),
-            follow_up_time: Some(timestamp(1_700_100_000, 0)),
-            entered_by: "ana".to_owned(),
-            contact_name: "Quentavia Zorbulakis".to_owned(),
-            contact_phone: "+1 415 555 0173".to_owned(),
-            contact_email: "quentavia.zorb@example.org".to_owned(),
-            sales_contact: "Mirabelle Snodgrass".to_owned(),
-            salesperson: "sam".to_owned(),
-            reference: "REF-77123".to_owned(),
-            ..activity(&edited.id, "")
-        })
+        .create_activity(person_activity(&edited.id, &case.id))
         .await;
     let note = app
         .create_activity(pb::Activity {
@@ -280,17 +345,15 @@ async fn anonymizing_removes_personal_data_from_every_read_the_export_and_the_fi
     .expect("open context");
     assert!(opened.prefill.is_some(), "an unknown caller gets a prefill");
     let routed = opened.activity.expect("activity logged");
-    let link = pb::UpdateActivityRequest {
-        activity: Some(pb::Activity {
-            id: routed.id.clone(),
-            version: routed.version,
-            customer_id: edited.id.clone(),
-            ..Default::default()
-        }),
-        update_mask: mask(&["customer_id"]),
+    let link = pb::Activity {
+        id: routed.id.clone(),
+        version: routed.version,
+        customer_id: edited.id.clone(),
         ..Default::default()
     };
-    ok(app.activities().update_activity(app.setup(link)).await);
+    app.patch_activity(SETUP_AGENT, link, &["customer_id"])
+        .await
+        .expect("link the activity");
 
     // The data is there before, in reads and (SQLite) in the file: the checks below can see it.
     let before = export(&app, &edited.id).await.expect("export");
@@ -459,13 +522,7 @@ async fn anonymizing_removes_personal_data_from_every_read_the_export_and_the_fi
         json!(anonymized.anonymize_time.expect("set").to_string())
     );
 
-    if backend == Backend::Sqlite {
-        assert_eq!(
-            secrets_in_files(db.url()),
-            vec![],
-            "personal data left in the database file or its write-ahead log"
-        );
-    }
+    assert_no_secret_in_files(backend, &db);
     app.shutdown().await;
 }
 
@@ -479,10 +536,7 @@ async fn ok_activities(app: &TestApp, customer_id: &str) -> Vec<pb::Activity> {
 #[apply(backends)]
 #[tokio::test]
 async fn anonymizing_a_merge_target_also_erases_the_duplicates_merged_into_it(backend: Backend) {
-    let Some(db) = TestDb::new(backend).await else {
-        return;
-    };
-    let app = TestApp::spawn_on(db.url()).await;
+    let (app, db) = or_skip!(TestApp::spawn_keeping_db(backend).await);
     let target = app.create_customer(customer("Pat", "Target")).await;
     let duplicate = app.create_customer(person()).await;
     app.create_activity(pb::Activity {
@@ -491,16 +545,7 @@ async fn anonymizing_a_merge_target_also_erases_the_duplicates_merged_into_it(ba
         ..activity(&duplicate.id, "Call")
     })
     .await;
-    let merged = app
-        .customers()
-        .merge_customers(app.setup(pb::MergeCustomersRequest {
-            target_id: target.id.clone(),
-            target_version: target.version,
-            source_ids: vec![duplicate.id.clone()],
-        }))
-        .await
-        .expect("merge")
-        .into_inner();
+    let merged = app.merge_into(&target, &[&duplicate]).await.expect("merge");
     assert_eq!(
         merged.company, "Flumoxicorp",
         "the target took the duplicate's company"
@@ -527,22 +572,14 @@ async fn anonymizing_a_merge_target_also_erases_the_duplicates_merged_into_it(ba
         .expect("unmerge")
         .into_inner();
     assert_no_secret("the unmerged duplicate", &format!("{unmerged:?}"));
-    if backend == Backend::Sqlite {
-        assert_eq!(
-            secrets_in_files(db.url()),
-            vec![],
-            "personal data left in the database file or its write-ahead log"
-        );
-    }
+    assert_no_secret_in_files(backend, &db);
     app.shutdown().await;
 }
 
 #[apply(backends)]
 #[tokio::test]
 async fn anonymizing_again_removes_only_what_was_recorded_since(backend: Backend) {
-    let Some(app) = TestApp::spawn(backend).await else {
-        return;
-    };
+    let app = or_skip!(TestApp::spawn(backend).await);
     let created = app.create_customer(person()).await;
     let first = anonymize(&app, &created.id).await.expect("anonymize");
     let again = anonymize(&app, &created.id).await.expect("anonymize again");
@@ -570,38 +607,23 @@ async fn anonymizing_again_removes_only_what_was_recorded_since(backend: Backend
 #[apply(backends)]
 #[tokio::test]
 async fn anonymizing_refuses_locked_unknown_and_malformed_customers(backend: Backend) {
-    let Some(db) = TestDb::new(backend).await else {
-        return;
-    };
-    let app = TestApp::spawn_on(db.url()).await;
+    let app = or_skip!(TestApp::spawn(backend).await);
     let created = app.create_customer(person()).await;
-    let locked = app
-        .customers()
-        .lock_customer(app.setup(pb::LockCustomerRequest {
-            id: created.id.clone(),
-        }))
-        .await
-        .expect("lock")
-        .into_inner();
-    let status = anonymize(&app, &created.id).await.unwrap_err();
-    assert_error(&status, Code::FailedPrecondition, "CUSTOMER_LOCKED");
+    let locked = app.lock_customer(&created.id).await;
+    assert_fails(
+        anonymize(&app, &created.id).await,
+        Code::FailedPrecondition,
+        "CUSTOMER_LOCKED",
+    );
     let kept = app.get_customer(&created.id).await.expect("get");
     assert_eq!(kept.last_name, "Zorbulakis", "nothing was removed");
     assert_eq!(kept.version, locked.version);
     assert!(kept.locked);
 
-    let status = anonymize(&app, &unknown_id()).await.unwrap_err();
-    assert_error(&status, Code::NotFound, "NOT_FOUND");
-    let status = export(&app, &unknown_id()).await.unwrap_err();
-    assert_error(&status, Code::NotFound, "NOT_FOUND");
-    assert_violations(
-        &anonymize(&app, "nope").await.unwrap_err(),
-        &[("id", "INVALID_ID")],
-    );
-    assert_violations(
-        &export(&app, "").await.unwrap_err(),
-        &[("id", "REQUIRED_FIELD")],
-    );
+    assert_not_found(anonymize(&app, &unknown_id()).await);
+    assert_not_found(export(&app, &unknown_id()).await);
+    assert_invalid(anonymize(&app, "nope").await, &[("id", "INVALID_ID")]);
+    assert_invalid(export(&app, "").await, &[("id", "REQUIRED_FIELD")]);
     app.shutdown().await;
 }
 
@@ -611,83 +633,57 @@ fn ts(t: &Option<Timestamp>) -> Value {
     t.map_or(Value::Null, |t| json!(t.to_string()))
 }
 
+/// The export's JSON object of `record`: the fields in `copy` as they are, those in `times` in RFC 3339 (null
+/// when unset), then the `"name": value` entries given.
+macro_rules! exported {
+    ($record:ident, copy [$($field:ident),* $(,)?], times [$($time:ident),* $(,)?]
+        $(, $name:literal: $value:expr)* $(,)?) => {{
+        let entries: Vec<(String, Value)> = vec![
+            $((stringify!($field).to_owned(), json!($record.$field)),)*
+            $((stringify!($time).to_owned(), ts(&$record.$time)),)*
+            $(($name.to_owned(), json!($value)),)*
+        ];
+        Value::Object(entries.into_iter().collect())
+    }};
+}
+
 fn expected_customer(c: &pb::Customer) -> Value {
-    json!({
-        "id": c.id,
-        "version": c.version,
-        "first_name": c.first_name,
-        "last_name": c.last_name,
-        "company": c.company,
-        "gender": c.gender,
-        "customer_number": c.customer_number,
-        "contact_points": c.contact_points.iter().map(|p| json!({
-            "kind": ContactKind::try_from(p.kind).expect("kind").as_str_name(),
-            "label": p.label,
-            "value": p.value,
-        })).collect::<Vec<_>>(),
-        "notes": c.notes,
-        "tags": c.tags,
-        "credit_hold": c.credit_hold,
-        "attributes": c.attributes,
-        "create_time": ts(&c.create_time),
-        "update_time": ts(&c.update_time),
-        "created_by": c.created_by,
-        "updated_by": c.updated_by,
-        "locked": c.locked,
-        "anonymize_time": ts(&c.anonymize_time),
-    })
+    let contact_points: Vec<Value> = c
+        .contact_points
+        .iter()
+        .map(|p| {
+            let kind = ContactKind::try_from(p.kind).expect("kind");
+            exported!(p, copy [label, value], times [], "kind": kind.as_str_name())
+        })
+        .collect();
+    exported!(c,
+        copy [id, version, first_name, last_name, company, gender, customer_number, notes, tags,
+            credit_hold, attributes, created_by, updated_by, locked],
+        times [create_time, update_time, anonymize_time],
+        "contact_points": contact_points)
 }
 
 fn expected_request(r: &pb::Request, comments: &[pb::Comment]) -> Value {
-    json!({
-        "id": r.id,
-        "version": r.version,
-        "customer_id": r.customer_id,
-        "title": r.title,
-        "description": r.description,
-        "status": RequestStatus::try_from(r.status).expect("status").as_str_name(),
-        "tags": r.tags,
-        "create_time": ts(&r.create_time),
-        "update_time": ts(&r.update_time),
-        "close_time": ts(&r.close_time),
-        "created_by": r.created_by,
-        "updated_by": r.updated_by,
-        "comments": comments.iter().map(|c| json!({
-            "id": c.id,
-            "request_id": c.request_id,
-            "text": c.text,
-            "author": c.author,
-            "create_time": ts(&c.create_time),
-        })).collect::<Vec<_>>(),
-    })
+    let comments: Vec<Value> = comments
+        .iter()
+        .map(|c| exported!(c, copy [id, request_id, text, author], times [create_time]))
+        .collect();
+    let status = RequestStatus::try_from(r.status).expect("status");
+    exported!(r,
+        copy [id, version, customer_id, title, description, tags, created_by, updated_by],
+        times [create_time, update_time, close_time],
+        "status": status.as_str_name(), "comments": comments)
 }
 
 fn expected_activity(a: &pb::Activity) -> Value {
-    json!({
-        "id": a.id,
-        "version": a.version,
-        "customer_id": a.customer_id,
-        "request_id": a.request_id,
-        "channel": Channel::try_from(a.channel).expect("channel").as_str_name(),
-        "direction": Direction::try_from(a.direction).expect("direction").as_str_name(),
-        "internal": a.internal,
-        "topic": a.topic,
-        "notes": a.notes,
-        "tags": a.tags,
-        "occur_time": ts(&a.occur_time),
-        "follow_up_time": ts(&a.follow_up_time),
-        "entered_by": a.entered_by,
-        "contact_name": a.contact_name,
-        "contact_phone": a.contact_phone,
-        "contact_email": a.contact_email,
-        "sales_contact": a.sales_contact,
-        "salesperson": a.salesperson,
-        "reference": a.reference,
-        "create_time": ts(&a.create_time),
-        "update_time": ts(&a.update_time),
-        "created_by": a.created_by,
-        "updated_by": a.updated_by,
-    })
+    let channel = Channel::try_from(a.channel).expect("channel");
+    let direction = Direction::try_from(a.direction).expect("direction");
+    exported!(a,
+        copy [id, version, customer_id, request_id, internal, topic, notes, tags, entered_by,
+            contact_name, contact_phone, contact_email, sales_contact, salesperson, reference,
+            created_by, updated_by],
+        times [occur_time, follow_up_time, create_time, update_time],
+        "channel": channel.as_str_name(), "direction": direction.as_str_name())
 }
 
 /// The field names of `customer_context.v1.{message}` in the descriptor set the server is built from.
@@ -736,94 +732,42 @@ fn assert_every_field_set(message: &str, object: &Value, unset: &[&str]) {
 #[apply(backends)]
 #[tokio::test]
 async fn export_round_trips_every_field(backend: Backend) {
-    let Some(db) = TestDb::new(backend).await else {
-        return;
-    };
-    let app = TestApp::spawn_on(db.url()).await;
+    let app = or_skip!(TestApp::spawn(backend).await);
     let created = app
-        .create_customer(pb::Customer {
-            contact_points: vec![
-                phone("+1 415 555 0173"),
-                email("quentavia.zorb@example.org"),
-                contact(ContactKind::Chat, "chat", "qz_flumox"),
-                contact(ContactKind::Social, "x", "@quentavia"),
-                contact(ContactKind::External, "erp", "ERP-1"),
-            ],
-            attributes: [
-                ("loyalty_id".to_owned(), "LX-99172".to_owned()),
-                ("segment".to_owned(), "gold".to_owned()),
-            ]
-            .into(),
-            tags: strings(&["VIP", "Newsletter"]),
-            ..person()
-        })
+        .create_customer(person_with_every_kind_of_contact())
         .await;
-    let customer = app
-        .update_customer(
-            "ana",
-            pb::Customer {
-                notes: "prefers mornings".to_owned(),
-                ..created
-            },
-        )
-        .await
-        .expect("update");
-    let customer = app
-        .customers()
-        .lock_customer(app.setup(pb::LockCustomerRequest {
-            id: customer.id.clone(),
-        }))
-        .await
-        .expect("lock")
-        .into_inner();
+    let customer = update_notes(&app, "ana", created, "prefers mornings").await;
+    let customer = app.lock_customer(&customer.id).await;
     let case = app
         .create_request(pb::Request {
-            description: "Toaster burns bread".to_owned(),
             status: RequestStatus::Pending as i32,
-            tags: strings(&["hardware", "warranty"]),
-            ..request(&customer.id, "Broken toaster")
+            ..person_request(&customer.id)
         })
         .await;
     for (agent, text) in [("ana", "Called back"), ("ben", "Sent a replacement 📦")] {
-        app.add_comment(agent, &case.id, text)
-            .await
-            .expect("comment");
+        app.comment_on(agent, &case.id, text).await;
     }
     let case = app
-        .patch_request(
-            "ben",
-            pb::Request {
-                status: RequestStatus::Closed as i32,
-                ..case
-            },
-            &["status"],
-        )
+        .set_request_status("ben", &case, RequestStatus::Closed)
         .await
         .expect("close");
     assert!(case.close_time.is_some());
     let call = app
         .create_activity(pb::Activity {
-            request_id: case.id.clone(),
             channel: Channel::InPerson as i32,
             direction: Direction::Outgoing as i32,
             internal: true,
-            notes: "Visited the shop".to_owned(),
-            tags: strings(&["visit"]),
-            occur_time: Some(timestamp(1_700_000_000, 123_456_000)),
-            follow_up_time: Some(timestamp(1_700_086_400, 0)),
-            entered_by: "cara".to_owned(),
-            contact_name: "Quentavia Zorbulakis".to_owned(),
-            contact_phone: "+1 415 555 0173".to_owned(),
-            contact_email: "quentavia.zorb@example.org".to_owned(),
-            sales_contact: "Mirabelle Snodgrass".to_owned(),
-            salesperson: "sam".to_owned(),
-            reference: "REF-77123".to_owned(),
-            ..activity(&customer.id, "Toaster swap")
+            ..person_activity(&customer.id, &case.id)
         })
         .await;
+    let twice = pb::Activity {
+        notes: "Visited the shop twice".to_owned(),
+        ..call
+    };
     let call = app
-        .update_activity_notes(&call, "Visited the shop twice")
-        .await;
+        .patch_activity("ben", twice, &["notes"])
+        .await
+        .expect("update notes");
 
     let document = export(&app, &customer.id).await.expect("export");
     assert_eq!(document["format"], "customer-context.export.v1");
@@ -915,35 +859,12 @@ async fn export_round_trips_every_field(backend: Backend) {
     app.shutdown().await;
 }
 
-impl TestApp {
-    async fn update_activity_notes(&self, activity: &pb::Activity, notes: &str) -> pb::Activity {
-        let call = pb::UpdateActivityRequest {
-            activity: Some(pb::Activity {
-                notes: notes.to_owned(),
-                ..activity.clone()
-            }),
-            update_mask: mask(&["notes"]),
-            ..Default::default()
-        };
-        ok(self
-            .activities()
-            .update_activity(as_agent("ben", call))
-            .await)
-    }
-}
-
 #[apply(backends)]
 #[tokio::test]
 async fn export_command_prints_the_same_document(backend: Backend) {
-    let Some(db) = TestDb::new(backend).await else {
-        return;
-    };
-    let app = TestApp::spawn_on(db.url()).await;
+    let (app, db) = or_skip!(TestApp::spawn_keeping_db(backend).await);
     let customer = app.create_customer(person()).await;
-    let case = app.create_request(request(&customer.id, "Broken")).await;
-    app.add_comment("ana", &case.id, "Called back")
-        .await
-        .expect("comment");
+    request_with_a_comment(&app, &customer.id).await;
     app.create_activity(activity(&customer.id, "call")).await;
     let mut rpc = export(&app, &customer.id).await.expect("export");
 
@@ -969,21 +890,16 @@ async fn export_command_prints_the_same_document(backend: Backend) {
     app.shutdown().await;
 
     let missing = unknown_id();
-    let output = run_export_command(db.url(), &missing).await;
-    let stderr = String::from_utf8_lossy(&output.stderr);
-    assert!(!output.status.success());
-    assert!(output.stdout.is_empty());
-    assert!(
-        stderr.contains(&format!("customer {missing} not found")),
-        "{stderr}"
-    );
-    let output = run_export_command(db.url(), "not-an-id").await;
-    assert!(!output.status.success());
-    assert!(
-        String::from_utf8_lossy(&output.stderr).contains("is not a customer id"),
-        "{:?}",
-        output
-    );
+    for (id, error) in [
+        (missing.as_str(), format!("customer {missing} not found")),
+        ("not-an-id", "is not a customer id".to_owned()),
+    ] {
+        let output = run_export_command(db.url(), id).await;
+        let stderr = String::from_utf8_lossy(&output.stderr);
+        assert!(!output.status.success(), "{id}: {stderr}");
+        assert!(output.stdout.is_empty(), "{id}: {output:?}");
+        assert!(stderr.contains(&error), "{id}: {stderr}");
+    }
 }
 
 // ---- history --------------------------------------------------------------------------------------------------
@@ -991,9 +907,7 @@ async fn export_command_prints_the_same_document(backend: Backend) {
 #[apply(backends)]
 #[tokio::test]
 async fn list_changes_pages_through_a_records_history(backend: Backend) {
-    let Some(app) = TestApp::spawn(backend).await else {
-        return;
-    };
+    let app = or_skip!(TestApp::spawn(backend).await);
     let mut customer = app.create_customer(customer("Ana", "Lopez")).await;
     for (agent, notes) in [
         ("ben", "one"),
@@ -1001,37 +915,15 @@ async fn list_changes_pages_through_a_records_history(backend: Backend) {
         ("dan", "three"),
         ("eve", "four"),
     ] {
-        customer = app
-            .update_customer(
-                agent,
-                pb::Customer {
-                    notes: notes.to_owned(),
-                    contact_points: vec![phone("+1 415 555 0100")],
-                    ..customer
-                },
-            )
-            .await
-            .expect("update");
+        let reachable = pb::Customer {
+            contact_points: vec![phone("+1 415 555 0100")],
+            ..customer
+        };
+        customer = update_notes(&app, agent, reachable, notes).await;
     }
 
     // Five changes, two per page: three pages, oldest first.
-    let mut pages = Vec::new();
-    let mut token = String::new();
-    loop {
-        let page = list_changes(
-            &app,
-            resource(ResourceType::Customer, &customer.id),
-            2,
-            &token,
-        )
-        .await
-        .expect("page");
-        pages.push(page.changes);
-        if page.next_page_token.is_empty() {
-            break;
-        }
-        token = page.next_page_token;
-    }
+    let pages = history_pages(&app, ResourceType::Customer, &customer.id, 2).await;
     assert_eq!(pages.iter().map(Vec::len).collect::<Vec<_>>(), [2, 2, 1]);
     let changes: Vec<pb::Change> = pages.into_iter().flatten().collect();
     assert_eq!(
@@ -1103,20 +995,10 @@ async fn list_changes_pages_through_a_records_history(backend: Backend) {
 
     // Requests and activities name their customer; values read as in their messages; history outlives the
     // record.
-    let case = app.create_request(request(&customer.id, "Broken")).await;
-    app.add_comment("ana", &case.id, "Called back")
+    let case = request_with_a_comment(&app, &customer.id).await;
+    app.set_request_status("ben", &case, RequestStatus::Closed)
         .await
-        .expect("comment");
-    app.patch_request(
-        "ben",
-        pb::Request {
-            status: RequestStatus::Closed as i32,
-            ..case.clone()
-        },
-        &["status"],
-    )
-    .await
-    .expect("close");
+        .expect("close");
     let case_history = history(&app, ResourceType::Request, &case.id).await;
     assert_eq!(case_history.len(), 3);
     let parent = pb::ResourceRef {
@@ -1146,14 +1028,9 @@ async fn list_changes_pages_through_a_records_history(backend: Backend) {
             ..activity(&customer.id, "call")
         })
         .await;
-    let delete = pb::DeleteActivityRequest {
-        id: call.id.clone(),
-        version: call.version,
-    };
-    ok(app
-        .activities()
-        .delete_activity(as_agent("ben", delete))
-        .await);
+    app.delete_activity("ben", &call.id, call.version)
+        .await
+        .expect("delete");
     let call_history = history(&app, ResourceType::Activity, &call.id).await;
     assert_eq!(
         call_history.len(),
@@ -1196,10 +1073,9 @@ async fn list_changes_pages_through_a_records_history(backend: Backend) {
             ("page_token", "INVALID_PAGE_TOKEN"),
         ],
     );
-    let status = list_changes(&app, resource(ResourceType::Request, &unknown_id()), 0, "")
-        .await
-        .unwrap_err();
-    assert_error(&status, Code::NotFound, "NOT_FOUND");
+    assert_not_found(
+        list_changes(&app, resource(ResourceType::Request, &unknown_id()), 0, "").await,
+    );
     let status = list_changes(&app, resource(ResourceType::Request, &customer.id), 0, "")
         .await
         .unwrap_err();

@@ -18,9 +18,7 @@ const ROUNDS: usize = 10;
 async fn thirty_two_clients_from_one_version_one_wins_each_version_and_nothing_is_lost(
     backend: Backend,
 ) {
-    let Some(app) = TestApp::spawn(backend).await else {
-        return;
-    };
+    let app = or_skip!(TestApp::spawn(backend).await);
     let target = app.create_customer(customer("Carla", "Diaz")).await;
     let mut clients = Vec::new();
     for _ in 0..CLIENTS {
@@ -34,16 +32,11 @@ async fn thirty_two_clients_from_one_version_one_wins_each_version_and_nothing_i
         let current = app.get_customer(&target.id).await.expect("read");
         let calls = clients.iter().enumerate().map(|(n, client)| {
             let mut client = client.clone();
-            let request = pb::UpdateCustomerRequest {
-                customer: Some(pb::Customer {
-                    id: current.id.clone(),
-                    version: current.version,
-                    notes: format!("round {round} client {n}"),
-                    ..Default::default()
-                }),
-                update_mask: mask(&["notes"]),
-                ..Default::default()
+            let change = pb::Customer {
+                notes: format!("round {round} client {n}"),
+                ..customer_at(&current.id, current.version)
             };
+            let request = update_customer_request(change, &["notes"]);
             async move {
                 client
                     .update_customer(as_agent(&format!("agent-{n}"), request))

@@ -24,6 +24,16 @@ async fn recent(app: &TestApp, agent: &str, page_size: i32) -> Result<Vec<String
         .map(|r| r.into_inner().customers.into_iter().map(|c| c.id).collect())
 }
 
+/// The whole Recent list of `agent`.
+async fn recent_of(app: &TestApp, agent: &str) -> Vec<String> {
+    recent(app, agent, 0).await.expect("list")
+}
+
+/// The ids of `customers`, in order.
+fn ids(customers: &[&pb::Customer]) -> Vec<String> {
+    customers.iter().map(|c| c.id.clone()).collect()
+}
+
 async fn read_as(app: &TestApp, agent: &str, id: &str) {
     let call = pb::GetCustomerRequest { id: id.to_owned() };
     ok(app.customers().get_customer(as_agent(agent, call)).await);
@@ -32,99 +42,64 @@ async fn read_as(app: &TestApp, agent: &str, id: &str) {
 #[apply(backends)]
 #[tokio::test]
 async fn recent_customers_are_listed_most_recent_first_without_duplicates(backend: Backend) {
-    let Some(app) = TestApp::spawn(backend).await else {
-        return;
-    };
-    let ana = app.create_customer(customer("Ana", "Lopez")).await;
-    let ben = app.create_customer(customer("Ben", "Smith")).await;
-    let carla = app
-        .create_customer(pb::Customer {
-            contact_points: vec![phone("+14155550100")],
-            ..customer("Carla", "Diaz")
-        })
+    let app = or_skip!(TestApp::spawn(backend).await);
+    let [ana, ben, carla] = app
+        .create_customers([
+            customer("Ana", "Lopez"),
+            customer("Ben", "Smith"),
+            customer_with_contacts("Carla", "Diaz", vec![phone("+14155550100")]),
+        ])
         .await;
-    assert!(recent(&app, "ana", 0).await.expect("list").is_empty());
+    assert!(recent_of(&app, "ana").await.is_empty());
 
-    read_as(&app, "ana", &ana.id).await;
-    read_as(&app, "ana", &ben.id).await;
-    read_as(&app, "ana", &ana.id).await;
-    read_as(&app, "ben", &ben.id).await;
-    assert_eq!(
-        recent(&app, "ana", 0).await.expect("list"),
-        [ana.id.as_str(), ben.id.as_str()]
-    );
+    for (agent, customer) in [("ana", &ana), ("ana", &ben), ("ana", &ana), ("ben", &ben)] {
+        read_as(&app, agent, &customer.id).await;
+    }
+    assert_eq!(recent_of(&app, "ana").await, ids(&[&ana, &ben]));
 
     // A call routed to her opens Carla's context.
     let opened = open(&app, call("call-1", "(415) 555-0100"))
         .await
         .expect("open");
     assert_eq!(opened.customer.map(|c| c.id), Some(carla.id.clone()));
-    assert_eq!(
-        recent(&app, "ana", 0).await.expect("list"),
-        [carla.id.as_str(), ana.id.as_str(), ben.id.as_str()]
-    );
+    assert_eq!(recent_of(&app, "ana").await, ids(&[&carla, &ana, &ben]));
 
     // Creating and updating count as opening.
-    let call = pb::CreateCustomerRequest {
-        customer: Some(customer("Dora", "Ng")),
-    };
-    let dora = ok(app.customers().create_customer(as_agent("ana", call)).await);
+    let dora = app
+        .create_customer_as("ana", customer("Dora", "Ng"))
+        .await
+        .expect("create");
     let ben_edit = pb::Customer {
         notes: "called back".to_owned(),
         ..ben.clone()
     };
     app.update_customer("ana", ben_edit).await.expect("update");
-    assert_eq!(
-        recent(&app, "ana", 0).await.expect("list"),
-        [
-            ben.id.as_str(),
-            dora.id.as_str(),
-            carla.id.as_str(),
-            ana.id.as_str()
-        ]
-    );
-    assert_eq!(
-        recent(&app, "ana", 2).await.expect("list"),
-        [ben.id.as_str(), dora.id.as_str()]
-    );
-    assert_eq!(
-        recent(&app, "ben", 0).await.expect("list"),
-        [ben.id.as_str()]
-    );
+    let most_recent_first = ids(&[&ben, &dora, &carla, &ana]);
+    assert_eq!(recent_of(&app, "ana").await, most_recent_first);
+    let first_two = recent(&app, "ana", 2).await.expect("list");
+    assert_eq!(first_two, most_recent_first[..2]);
+    assert_eq!(recent_of(&app, "ben").await, ids(&[&ben]));
 
     // Anonymous reads are nobody's; a deleted customer leaves every list.
     app.get_customer(&ana.id).await.expect("anonymous read");
-    assert!(recent(&app, "anonymous", 0).await.expect("list").is_empty());
-    let delete = pb::DeleteCustomerRequest {
-        id: ben.id.clone(),
-        version: 2,
-    };
-    ok(app
-        .customers()
-        .delete_customer(as_agent("ana", delete))
-        .await);
-    assert_eq!(
-        recent(&app, "ana", 0).await.expect("list"),
-        [dora.id.as_str(), carla.id.as_str(), ana.id.as_str()]
-    );
-    assert!(recent(&app, "ben", 0).await.expect("list").is_empty());
+    assert!(recent_of(&app, "anonymous").await.is_empty());
+    app.delete_customer("ana", &ben.id, 2)
+        .await
+        .expect("delete");
+    assert_eq!(recent_of(&app, "ana").await, ids(&[&dora, &carla, &ana]));
+    assert!(recent_of(&app, "ben").await.is_empty());
 }
 
 #[apply(backends)]
 #[tokio::test]
 async fn views_older_than_30_days_are_not_listed(backend: Backend) {
-    let Some(db) = TestDb::new(backend).await else {
-        return;
-    };
-    let app = TestApp::spawn_on(db.url()).await;
-    let ana = app.create_customer(customer("Ana", "Lopez")).await;
-    let ben = app.create_customer(customer("Ben", "Smith")).await;
+    let (app, db) = or_skip!(TestApp::spawn_keeping_db(backend).await);
+    let [ana, ben] = app
+        .create_customers([customer("Ana", "Lopez"), customer("Ben", "Smith")])
+        .await;
     read_as(&app, "ana", &ana.id).await;
     read_as(&app, "ana", &ben.id).await;
-    assert_eq!(
-        recent(&app, "ana", 0).await.expect("list"),
-        [ben.id.as_str(), ana.id.as_str()]
-    );
+    assert_eq!(recent_of(&app, "ana").await, ids(&[&ben, &ana]));
 
     // Age Ben's view to 31 days.
     let connection = Database::connect(db.url()).await.expect("connect");
@@ -138,36 +113,30 @@ async fn views_older_than_30_days_are_not_listed(backend: Backend) {
         .await
         .expect("age a view");
     connection.close().await.expect("close");
-    assert_eq!(
-        recent(&app, "ana", 0).await.expect("list"),
-        [ana.id.as_str()]
-    );
+    assert_eq!(recent_of(&app, "ana").await, ids(&[&ana]));
 }
 
 #[apply(backends)]
 #[tokio::test]
 async fn listing_recent_customers_needs_an_agent_and_a_valid_page_size(backend: Backend) {
-    let Some(app) = TestApp::spawn(backend).await else {
-        return;
-    };
-    let status = err(recent(&app, " ", -1).await);
-    assert_violations(
-        &status,
+    let app = or_skip!(TestApp::spawn(backend).await);
+    assert_invalid(
+        recent(&app, " ", -1).await,
         &[
             ("agent", "REQUIRED_FIELD"),
             ("page_size", "INVALID_PAGE_SIZE"),
         ],
     );
-    let status = err(recent(&app, &"a".repeat(2001), 0).await);
-    assert_violations(&status, &[("agent", "FIELD_TOO_LONG")]);
+    assert_invalid(
+        recent(&app, &"a".repeat(2001), 0).await,
+        &[("agent", "FIELD_TOO_LONG")],
+    );
 }
 
 #[apply(backends)]
 #[tokio::test]
 async fn views_acknowledged_before_a_graceful_shutdown_are_kept(backend: Backend) {
-    let Some(db) = TestDb::new(backend).await else {
-        return;
-    };
+    let db = or_skip!(TestDb::new(backend).await);
     // The real binary, stopped with SIGTERM: the process exits as soon as its shutdown returns.
     let (server, addr) = crate::crash::start_server(db.url());
     let mut customers = crate::crash::client(&addr).await;
@@ -186,7 +155,7 @@ async fn views_acknowledged_before_a_graceful_shutdown_are_kept(backend: Backend
 
     let app = TestApp::spawn_on(db.url()).await;
     assert_eq!(
-        recent(&app, "ana", 0).await.expect("list"),
+        recent_of(&app, "ana").await,
         [ids[1].as_str(), ids[0].as_str()]
     );
     app.shutdown().await;

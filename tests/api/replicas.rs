@@ -12,7 +12,10 @@ use sea_orm::{ConnectionTrait, Database};
 
 use crate::{
     harness::*,
-    watch::{Watcher, customer_ref, set_notes},
+    watch::{
+        Watcher, ana_sees_ben_edit_and_leave, carla_watched_by, customer_ref, participants,
+        set_notes,
+    },
 };
 
 /// Two replicas on one fresh PostgreSQL database, or None without PostgreSQL.
@@ -28,10 +31,7 @@ async fn a_change_through_one_replica_reaches_a_watcher_on_the_other_within_a_se
     let Some((_db, a, b)) = two_replicas().await else {
         return;
     };
-    let c = b.create_customer(customer("Carla", "Diaz")).await;
-    let mut ana = Watcher::open(&a, "ana").await;
-    ana.subscribe(vec![customer_ref(&c.id, 1)], 0).await;
-    ana.joined(&c.id, "ana").await;
+    let (c, mut ana) = carla_watched_by(&b, &a, "ana").await;
 
     let started = Instant::now();
     set_notes(&b, "ben", &c.id, 1, "changed on replica b")
@@ -57,37 +57,15 @@ async fn presence_crosses_replicas_both_ways() {
     let Some((_db, a, b)) = two_replicas().await else {
         return;
     };
-    let c = a.create_customer(customer("Carla", "Diaz")).await;
-    let mut ana = Watcher::open(&a, "ana").await;
-    ana.subscribe(vec![customer_ref(&c.id, 1)], 0).await;
-    ana.joined(&c.id, "ana").await;
+    let (c, mut ana) = carla_watched_by(&a, &a, "ana").await;
     let mut ben = Watcher::open(&b, "ben").await;
     ben.subscribe(vec![customer_ref(&c.id, 1)], 0).await;
 
-    let both = [("ana".to_owned(), false), ("ben".to_owned(), false)];
+    let both = participants(&[("ana", false), ("ben", false)]);
     assert_eq!(ben.presence_until(&c.id, |p| p.len() == 2).await, both);
     assert_eq!(ana.presence_until(&c.id, |p| p.len() == 2).await, both);
 
-    ben.send(customer_context::pb::watch_request::Request::SetEditing(
-        customer_context::pb::SetEditing {
-            resource: Some(customer_ref(&c.id, 1)),
-            editing: true,
-        },
-    ))
-    .await;
-    let editing = ana
-        .presence_until(&c.id, |p| p.iter().any(|(_, e)| *e))
-        .await;
-    assert_eq!(
-        editing,
-        [("ana".to_owned(), false), ("ben".to_owned(), true)]
-    );
-
-    drop(ben);
-    assert_eq!(
-        ana.presence_until(&c.id, |p| p.len() == 1).await,
-        [("ana".to_owned(), false)]
-    );
+    ana_sees_ben_edit_and_leave(&mut ana, ben, &c.id).await;
 }
 
 #[tokio::test]
@@ -95,10 +73,7 @@ async fn killing_the_listener_connection_loses_no_event() {
     let Some((db, a, b)) = two_replicas().await else {
         return;
     };
-    let c = b.create_customer(customer("Carla", "Diaz")).await;
-    let mut ana = Watcher::open(&a, "ana").await;
-    ana.subscribe(vec![customer_ref(&c.id, 1)], 0).await;
-    ana.joined(&c.id, "ana").await;
+    let (c, mut ana) = carla_watched_by(&b, &a, "ana").await;
 
     let admin = Database::connect(db.url()).await.expect("admin connection");
     let killed = admin
@@ -136,10 +111,7 @@ async fn a_replica_that_dies_leaves_presence_within_30_seconds() {
     let Some((db, a, _b)) = two_replicas().await else {
         return;
     };
-    let c = a.create_customer(customer("Carla", "Diaz")).await;
-    let mut ana = Watcher::open(&a, "ana").await;
-    ana.subscribe(vec![customer_ref(&c.id, 1)], 0).await;
-    ana.joined(&c.id, "ana").await;
+    let (c, mut ana) = carla_watched_by(&a, &a, "ana").await;
 
     // A replica published Zed as editing and then died: it never refreshes or withdraws its rows.
     let store = Store::connect(&DatabaseSettings::new(db.url()))
@@ -162,7 +134,7 @@ async fn a_replica_that_dies_leaves_presence_within_30_seconds() {
     let alone = ana
         .presence_until(&c.id, |p| p.iter().all(|(agent, _)| agent != "zed"))
         .await;
-    assert_eq!(alone, [("ana".to_owned(), false)]);
+    assert_eq!(alone, participants(&[("ana", false)]));
     assert!(
         died.elapsed() < Duration::from_secs(30),
         "gone after {:?}",

@@ -11,9 +11,7 @@ use crate::harness::*;
 #[apply(backends)]
 #[tokio::test]
 async fn request_round_trips_every_field_through_create_get_update_delete(backend: Backend) {
-    let Some(app) = TestApp::spawn(backend).await else {
-        return;
-    };
+    let app = or_skip!(TestApp::spawn(backend).await);
     let ana = app.create_customer(customer("Ana", "Lopez")).await;
     let input = pb::Request {
         // Output-only fields: must be ignored on input.
@@ -31,26 +29,13 @@ async fn request_round_trips_every_field_through_create_get_update_delete(backen
         status: RequestStatus::Unspecified as i32,
         tags: strings(&[" shipping ", "Damage"]),
     };
-    let call = pb::CreateRequestRequest {
-        request: Some(input.clone()),
-    };
-    let created = ok(app.requests().create_request(as_agent("ana", call)).await);
-    assert_uuid_v7(&created.id);
-    let create_time = created.create_time.expect("create_time set");
-    let expected = pb::Request {
-        id: created.id.clone(),
-        version: 1,
+    let stored_input = pb::Request {
         status: RequestStatus::Open as i32,
         tags: strings(&["shipping", "Damage"]),
-        create_time: Some(create_time),
-        update_time: Some(create_time),
         close_time: None,
-        created_by: "ana".to_owned(),
-        updated_by: "ana".to_owned(),
-        ..input
+        ..input.clone()
     };
-    assert_eq!(created, expected);
-    assert_eq!(app.get_request(&created.id).await.expect("get"), expected);
+    let created = create_and_check(&app, "ana", input, stored_input).await;
 
     let replacement = pb::Request {
         id: created.id.clone(),
@@ -62,40 +47,14 @@ async fn request_round_trips_every_field_through_create_get_update_delete(backen
         tags: strings(&["waiting-on-carrier"]),
         ..Default::default()
     };
-    let call = pb::UpdateRequestRequest {
-        request: Some(replacement.clone()),
-        update_mask: None,
-        ..Default::default()
-    };
-    let updated = ok(app.requests().update_request(as_agent("ben", call)).await);
-    let update_time = updated.update_time.expect("update_time set");
-    assert!(nanos(&update_time) >= nanos(&create_time));
-    let expected = pb::Request {
-        version: 2,
-        create_time: Some(create_time),
-        update_time: Some(update_time),
-        created_by: "ana".to_owned(),
-        updated_by: "ben".to_owned(),
-        ..replacement
-    };
-    assert_eq!(updated, expected);
-    assert_eq!(app.get_request(&created.id).await.expect("get"), expected);
+    // Stored as given.
+    let updated = replace_and_check(&app, "ben", &created, replacement.clone(), replacement).await;
 
-    let call = pb::DeleteRequestRequest {
-        id: created.id.clone(),
-        version: 2,
-    };
-    let () = ok(app.requests().delete_request(as_agent("ben", call)).await);
-    assert_error(
-        &err(app.get_request(&created.id).await),
-        Code::NotFound,
-        "NOT_FOUND",
-    );
-    assert!(
-        app.list_requests(&ana.id, RequestStatus::Unspecified)
-            .await
-            .is_empty()
-    );
+    app.delete_request("ben", &updated.id, 2)
+        .await
+        .expect("delete");
+    assert_not_found(app.get_request(&created.id).await);
+    assert!(app.requests_of(&ana.id).await.is_empty());
     // The customer itself is untouched.
     assert_eq!(app.get_customer(&ana.id).await.expect("get"), ana);
 }
@@ -103,76 +62,44 @@ async fn request_round_trips_every_field_through_create_get_update_delete(backen
 #[apply(backends)]
 #[tokio::test]
 async fn create_request_requires_a_title_and_an_existing_customer(backend: Backend) {
-    let Some(app) = TestApp::spawn(backend).await else {
-        return;
-    };
+    let app = or_skip!(TestApp::spawn(backend).await);
     let ana = app.create_customer(customer("Ana", "Lopez")).await;
 
-    let call = pb::CreateRequestRequest {
-        request: Some(request("", "")),
+    let unknown_status = pb::Request {
+        status: 42,
+        ..request(&ana.id, "Broken")
     };
-    let status = err(app.requests().create_request(call).await);
-    assert_violations(
-        &status,
-        &[
-            ("request.customer_id", "REQUIRED_FIELD"),
-            ("request.title", "REQUIRED_FIELD"),
-        ],
-    );
-
-    let call = pb::CreateRequestRequest {
-        request: Some(request(&ana.id, "")),
-    };
-    let status = err(app.requests().create_request(call).await);
-    assert_violations(&status, &[("request.title", "REQUIRED_FIELD")]);
-
-    let call = pb::CreateRequestRequest {
-        request: Some(request(&unknown_id(), "Broken")),
-    };
-    let status = err(app.requests().create_request(call).await);
-    assert_error(&status, Code::NotFound, "NOT_FOUND");
-
-    let call = pb::CreateRequestRequest {
-        request: Some(request("nope", "Broken")),
-    };
-    let status = err(app.requests().create_request(call).await);
+    for (invalid, violations) in [
+        (
+            request("", ""),
+            &[
+                ("request.customer_id", "REQUIRED_FIELD"),
+                ("request.title", "REQUIRED_FIELD"),
+            ][..],
+        ),
+        (request(&ana.id, ""), &[("request.title", "REQUIRED_FIELD")]),
+        (unknown_status, &[("request.status", "INVALID_ENUM_VALUE")]),
+    ] {
+        assert_invalid(app.create_as("ana", invalid).await, violations);
+    }
+    assert_not_found(app.create_as("ana", request(&unknown_id(), "Broken")).await);
+    let status = err(app.create_as("ana", request("nope", "Broken")).await);
     assert_eq!(status.code(), Code::InvalidArgument, "{status:?}");
 
-    let call = pb::CreateRequestRequest {
-        request: Some(pb::Request {
-            status: 42,
-            ..request(&ana.id, "Broken")
-        }),
-    };
-    let status = err(app.requests().create_request(call).await);
-    assert_violations(&status, &[("request.status", "INVALID_ENUM_VALUE")]);
-
-    assert!(
-        app.list_requests(&ana.id, RequestStatus::Unspecified)
-            .await
-            .is_empty()
-    );
+    assert!(app.requests_of(&ana.id).await.is_empty());
 }
 
 #[apply(backends)]
 #[tokio::test]
 async fn closing_sets_close_time_and_reopening_clears_it(backend: Backend) {
-    let Some(app) = TestApp::spawn(backend).await else {
-        return;
-    };
+    let app = or_skip!(TestApp::spawn(backend).await);
     let ana = app.create_customer(customer("Ana", "Lopez")).await;
     let created = app.create_request(request(&ana.id, "Broken")).await;
     assert_eq!(created.status, RequestStatus::Open as i32);
     assert_eq!(created.close_time, None);
 
-    let set_status = |version: i64, status: RequestStatus| pb::Request {
-        id: created.id.clone(),
-        version,
-        status: status as i32,
-        ..Default::default()
-    };
     let closed = app
-        .patch_request("ana", set_status(1, RequestStatus::Closed), &["status"])
+        .set_request_status("ana", &created, RequestStatus::Closed)
         .await
         .expect("close");
     assert_eq!(closed.version, 2);
@@ -183,7 +110,7 @@ async fn closing_sets_close_time_and_reopening_clears_it(backend: Backend) {
     assert_eq!(app.get_request(&created.id).await.expect("get"), closed);
 
     let reopened = app
-        .patch_request("ben", set_status(2, RequestStatus::Open), &["status"])
+        .set_request_status("ben", &closed, RequestStatus::Open)
         .await
         .expect("reopen");
     assert_eq!(reopened.version, 3);
@@ -192,14 +119,14 @@ async fn closing_sets_close_time_and_reopening_clears_it(backend: Backend) {
     assert_eq!(app.get_request(&created.id).await.expect("get"), reopened);
 
     let closed = app
-        .patch_request("ana", set_status(3, RequestStatus::Closed), &["status"])
+        .set_request_status("ana", &reopened, RequestStatus::Closed)
         .await
         .expect("close again");
     assert!(closed.close_time.is_some());
     // A change that keeps it closed keeps close_time.
     let retitle = pb::Request {
         title: "Broken widget".to_owned(),
-        ..set_status(4, RequestStatus::Unspecified)
+        ..closed.clone()
     };
     let retitled = app
         .patch_request("ana", retitle, &["title"])
@@ -209,7 +136,7 @@ async fn closing_sets_close_time_and_reopening_clears_it(backend: Backend) {
     assert_eq!(retitled.close_time, closed.close_time);
 
     let pending = app
-        .patch_request("ana", set_status(5, RequestStatus::Pending), &["status"])
+        .set_request_status("ana", &retitled, RequestStatus::Pending)
         .await
         .expect("pending");
     assert_eq!(pending.version, 6);
@@ -223,9 +150,7 @@ async fn closing_sets_close_time_and_reopening_clears_it(backend: Backend) {
 #[apply(backends)]
 #[tokio::test]
 async fn cancelling_deletes_the_comments_and_freezes_the_request(backend: Backend) {
-    let Some(app) = TestApp::spawn(backend).await else {
-        return;
-    };
+    let app = or_skip!(TestApp::spawn(backend).await);
     let ana = app.create_customer(customer("Ana", "Lopez")).await;
     let created = app.create_request(request(&ana.id, "Broken")).await;
     let first = app
@@ -242,14 +167,8 @@ async fn cancelling_deletes_the_comments_and_freezes_the_request(backend: Backen
     );
     let before = app.get_request(&created.id).await.expect("get");
 
-    let cancel = pb::Request {
-        id: created.id.clone(),
-        version: before.version,
-        status: RequestStatus::Cancelled as i32,
-        ..Default::default()
-    };
     let cancelled = app
-        .patch_request("ana", cancel, &["status"])
+        .set_request_status("ana", &before, RequestStatus::Cancelled)
         .await
         .expect("cancel");
     assert_eq!(cancelled.status, RequestStatus::Cancelled as i32);
@@ -271,17 +190,15 @@ async fn cancelling_deletes_the_comments_and_freezes_the_request(backend: Backen
             status: target as i32,
             ..Default::default()
         };
-        let status = err(app.patch_request("ben", change, paths).await);
-        assert_error(&status, Code::FailedPrecondition, "REQUEST_CANCELLED");
+        let refused = app.patch_request("ben", change, paths).await;
+        assert_fails(refused, Code::FailedPrecondition, "REQUEST_CANCELLED");
     }
-    let status = err(app.add_comment("ben", &created.id, "too late").await);
-    assert_error(&status, Code::FailedPrecondition, "REQUEST_CANCELLED");
-    let call = pb::DeleteRequestRequest {
-        id: created.id.clone(),
-        version: cancelled.version,
-    };
-    let status = err(app.requests().delete_request(call).await);
-    assert_error(&status, Code::FailedPrecondition, "REQUEST_CANCELLED");
+    let refused = app.add_comment("ben", &created.id, "too late").await;
+    assert_fails(refused, Code::FailedPrecondition, "REQUEST_CANCELLED");
+    let refused = app
+        .delete_request("ben", &created.id, cancelled.version)
+        .await;
+    assert_fails(refused, Code::FailedPrecondition, "REQUEST_CANCELLED");
 
     assert_eq!(app.get_request(&created.id).await.expect("get"), cancelled);
     assert_eq!(app.list_comments(&created.id).await.expect("list"), vec![]);
@@ -290,9 +207,7 @@ async fn cancelling_deletes_the_comments_and_freezes_the_request(backend: Backen
 #[apply(backends)]
 #[tokio::test]
 async fn comments_carry_their_author_and_are_listed_oldest_first(backend: Backend) {
-    let Some(app) = TestApp::spawn(backend).await else {
-        return;
-    };
+    let app = or_skip!(TestApp::spawn(backend).await);
     let ana = app.create_customer(customer("Ana", "Lopez")).await;
     let created = app.create_request(request(&ana.id, "Broken")).await;
     let other = app.create_request(request(&ana.id, "Other")).await;
@@ -321,93 +236,79 @@ async fn comments_carry_their_author_and_are_listed_oldest_first(backend: Backen
     assert_eq!(app.get_request(&created.id).await.expect("get"), created);
 
     // Paged, oldest first.
-    let call = pb::ListCommentsRequest {
+    let page_of_two = |page_token: String| pb::ListCommentsRequest {
         request_id: created.id.clone(),
         page_size: 2,
-        page_token: String::new(),
+        page_token,
     };
-    let first = ok(app.requests().list_comments(call).await);
+    let first = ok(app
+        .requests()
+        .list_comments(page_of_two(String::new()))
+        .await);
     assert_eq!(first.comments, expected[..2]);
     assert!(!first.next_page_token.is_empty());
-    let call = pb::ListCommentsRequest {
-        request_id: created.id.clone(),
-        page_size: 2,
-        page_token: first.next_page_token,
-    };
-    let second = ok(app.requests().list_comments(call).await);
+    let second = ok(app
+        .requests()
+        .list_comments(page_of_two(first.next_page_token))
+        .await);
     assert_eq!(second.comments, expected[2..]);
     assert_eq!(second.next_page_token, "");
 
     // A comment is text like any other: at most 2,000 characters.
-    let status = err(app.add_comment("ana", &created.id, &"x".repeat(2001)).await);
-    assert_error(&status, Code::InvalidArgument, "FIELD_TOO_LONG");
+    let too_long = app.add_comment("ana", &created.id, &"x".repeat(2001)).await;
+    assert_fails(too_long, Code::InvalidArgument, "FIELD_TOO_LONG");
     assert_eq!(app.list_comments(&created.id).await.expect("list").len(), 3);
 }
 
 #[apply(backends)]
 #[tokio::test]
 async fn list_requests_filters_by_customer_and_status_newest_first(backend: Backend) {
-    let Some(app) = TestApp::spawn(backend).await else {
-        return;
-    };
+    let app = or_skip!(TestApp::spawn(backend).await);
     let ana = app.create_customer(customer("Ana", "Lopez")).await;
     let ben = app.create_customer(customer("Ben", "Smith")).await;
     let r1 = app.create_request(request(&ana.id, "one")).await;
     let r2 = app.create_request(request(&ana.id, "two")).await;
     let _other = app.create_request(request(&ben.id, "ben's")).await;
     let r3 = app.create_request(request(&ana.id, "three")).await;
-    let close = pb::Request {
-        id: r2.id.clone(),
-        version: 1,
-        status: RequestStatus::Closed as i32,
-        ..Default::default()
-    };
     let r2 = app
-        .patch_request("ana", close, &["status"])
+        .set_request_status("ana", &r2, RequestStatus::Closed)
         .await
         .expect("close");
 
-    let all = app.list_requests(&ana.id, RequestStatus::Unspecified).await;
-    assert_eq!(all, vec![r3.clone(), r2.clone(), r1.clone()]);
-    assert_eq!(
-        app.list_requests(&ana.id, RequestStatus::Closed).await,
-        vec![r2]
-    );
-    assert_eq!(
-        app.list_requests(&ana.id, RequestStatus::Open).await,
-        vec![r3, r1]
-    );
-    assert!(
-        app.list_requests(&ana.id, RequestStatus::Pending)
-            .await
-            .is_empty()
-    );
+    for (status, expected) in [
+        (
+            RequestStatus::Unspecified,
+            vec![r3.clone(), r2.clone(), r1.clone()],
+        ),
+        (RequestStatus::Closed, vec![r2]),
+        (RequestStatus::Open, vec![r3, r1]),
+        (RequestStatus::Pending, vec![]),
+    ] {
+        assert_eq!(
+            app.list_requests(&ana.id, status).await,
+            expected,
+            "{status:?}"
+        );
+    }
 }
 
 #[apply(backends)]
 #[tokio::test]
 async fn deleting_a_request_keeps_its_activities_unlinked(backend: Backend) {
-    let Some(app) = TestApp::spawn(backend).await else {
-        return;
-    };
+    let app = or_skip!(TestApp::spawn(backend).await);
     let ana = app.create_customer(customer("Ana", "Lopez")).await;
     let created = app.create_request(request(&ana.id, "Broken")).await;
     app.add_comment("ana", &created.id, "note")
         .await
         .expect("comment");
     let linked = app
-        .create_activity(pb::Activity {
-            request_id: created.id.clone(),
-            ..activity(&ana.id, "call about it")
-        })
+        .create_activity(activity_on_request(&ana.id, &created.id, "call about it"))
         .await;
     assert_eq!(linked.request_id, created.id);
 
-    let call = pb::DeleteRequestRequest {
-        id: created.id.clone(),
-        version: 1,
-    };
-    ok(app.requests().delete_request(as_agent("ben", call)).await);
+    app.delete_request("ben", &created.id, 1)
+        .await
+        .expect("delete");
 
     let after = app.get_activity(&linked.id).await.expect("activity stays");
     let expected = pb::Activity {
@@ -418,21 +319,14 @@ async fn deleting_a_request_keeps_its_activities_unlinked(backend: Backend) {
         ..linked.clone()
     };
     assert_eq!(after, expected);
-    let page = app.list_activities(&ana.id, "", 0, "").await.expect("list");
-    assert_eq!(page.activities, vec![after]);
-    assert_error(
-        &err(app.get_request(&created.id).await),
-        Code::NotFound,
-        "NOT_FOUND",
-    );
+    assert_eq!(app.activities_of(&ana.id).await, vec![after]);
+    assert_not_found(app.get_request(&created.id).await);
 }
 
 #[apply(backends)]
 #[tokio::test]
 async fn stale_request_versions_are_aborted(backend: Backend) {
-    let Some(app) = TestApp::spawn(backend).await else {
-        return;
-    };
+    let app = or_skip!(TestApp::spawn(backend).await);
     let ana = app.create_customer(customer("Ana", "Lopez")).await;
     let created = app.create_request(request(&ana.id, "Broken")).await;
     let retitle = |version: i64, title: &str| pb::Request {
@@ -445,23 +339,19 @@ async fn stale_request_versions_are_aborted(backend: Backend) {
         .patch_request("ana", retitle(1, "Broken widget"), &["title"])
         .await
         .expect("update");
-    let status = err(app
+    let stale = err(app
         .patch_request("ben", retitle(1, "Mine"), &["title"])
         .await);
-    assert_version_mismatch(&status, 2, "ana");
-    let status = err(app
+    assert_version_mismatch(&stale, 2, "ana");
+    let without_version = app
         .patch_request("ben", retitle(0, "Mine"), &["title"])
-        .await);
-    assert_error(&status, Code::InvalidArgument, "MISSING_VERSION");
-    let status = err(app
+        .await;
+    assert_fails(without_version, Code::InvalidArgument, "MISSING_VERSION");
+    let unknown_field = app
         .patch_request("ben", retitle(2, "Mine"), &["size"])
-        .await);
-    assert_error(&status, Code::InvalidArgument, "INVALID_UPDATE_MASK");
-    let call = pb::DeleteRequestRequest {
-        id: created.id.clone(),
-        version: 1,
-    };
-    let status = err(app.requests().delete_request(call).await);
-    assert_version_mismatch(&status, 2, "ana");
+        .await;
+    assert_fails(unknown_field, Code::InvalidArgument, "INVALID_UPDATE_MASK");
+    let stale = err(app.delete_request("ben", &created.id, 1).await);
+    assert_version_mismatch(&stale, 2, "ana");
     assert_eq!(app.get_request(&created.id).await.expect("get"), updated);
 }

@@ -11,18 +11,13 @@ use crate::harness::*;
 #[apply(backends)]
 #[tokio::test]
 async fn restarting_on_the_same_database_file_loses_nothing(backend: Backend) {
-    let Some(db) = TestDb::new(backend).await else {
-        return;
-    };
-
     // First life: write a bit of everything.
-    let app = TestApp::spawn_on(db.url()).await;
+    let (app, db) = or_skip!(TestApp::spawn_keeping_db(backend).await);
     let ana = app
         .create_customer(pb::Customer {
-            customer_number: "C-1".to_owned(),
             contact_points: vec![phone("(415) 555-0100"), email("Ana@Example.com")],
             tags: strings(&["vip"]),
-            ..customer("Ana", "Lopez")
+            ..numbered_customer("C-1", "Ana", "Lopez")
         })
         .await;
     let edit = pb::Customer {
@@ -33,32 +28,16 @@ async fn restarting_on_the_same_database_file_loses_nothing(backend: Backend) {
     let ben = app.create_customer(customer("Ben", "Smith")).await;
     let open = app.create_request(request(&ana.id, "Broken")).await;
     let comments = vec![
-        app.add_comment("ana", &open.id, "first")
-            .await
-            .expect("comment"),
-        app.add_comment("ben", &open.id, "second 😀")
-            .await
-            .expect("comment"),
+        app.comment_on("ana", &open.id, "first").await,
+        app.comment_on("ben", &open.id, "second 😀").await,
     ];
-    let closed = app.create_request(request(&ana.id, "Invoice")).await;
-    let close = pb::Request {
-        status: RequestStatus::Closed as i32,
-        ..closed
-    };
     let closed = app
-        .patch_request("ben", close, &["status"])
-        .await
-        .expect("close");
+        .create_request_in_status("ben", &ana.id, "Invoice", RequestStatus::Closed)
+        .await;
     let cancelled = app.create_request(request(&ben.id, "Mistake")).await;
-    app.add_comment("ben", &cancelled.id, "gone soon")
-        .await
-        .expect("comment");
-    let cancel = pb::Request {
-        status: RequestStatus::Cancelled as i32,
-        ..cancelled
-    };
+    app.comment_on("ben", &cancelled.id, "gone soon").await;
     let cancelled = app
-        .patch_request("ben", cancel, &["status"])
+        .set_request_status("ben", &cancelled, RequestStatus::Cancelled)
         .await
         .expect("cancel");
     let call_activity = app
@@ -150,35 +129,29 @@ async fn restarting_on_the_same_database_file_loses_nothing(backend: Backend) {
         .expect("update after restart");
     assert_eq!(ana3.version, 3);
     assert_eq!(ana3.create_time, ana.create_time);
-    let reopen = pb::Request {
-        status: RequestStatus::Open as i32,
-        ..closed.clone()
-    };
     let reopened = app
-        .patch_request("ana", reopen, &["status"])
+        .set_request_status("ana", &closed, RequestStatus::Open)
         .await
         .expect("reopen after restart");
     assert_eq!(reopened.version, closed.version + 1);
     assert_eq!(reopened.close_time, None);
-    let status = err(app.add_comment("ana", &cancelled.id, "still frozen").await);
-    assert_error(&status, Code::FailedPrecondition, "REQUEST_CANCELLED");
-    let third = app
-        .add_comment("ana", &open.id, "third")
-        .await
-        .expect("comment");
+    assert_fails(
+        app.add_comment("ana", &cancelled.id, "still frozen").await,
+        Code::FailedPrecondition,
+        "REQUEST_CANCELLED",
+    );
+    let third = app.comment_on("ana", &open.id, "third").await;
     assert_eq!(
         app.list_comments(&open.id).await.expect("comments"),
         [comments, vec![third]].concat()
     );
     // The customer number is still taken.
-    let call = pb::CreateCustomerRequest {
-        customer: Some(pb::Customer {
-            customer_number: "C-1".to_owned(),
-            ..customer("Carl", "Jones")
-        }),
-    };
-    let status = err(app.customers().create_customer(call).await);
-    assert_error(&status, Code::AlreadyExists, "CUSTOMER_NUMBER_TAKEN");
+    assert_fails(
+        app.create_customer_as("ben", numbered_customer("C-1", "Carl", "Jones"))
+            .await,
+        Code::AlreadyExists,
+        "CUSTOMER_NUMBER_TAKEN",
+    );
     let carl = app.create_customer(customer("Carl", "Jones")).await;
     assert_eq!(carl.version, 1);
     app.shutdown().await;

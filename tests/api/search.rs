@@ -18,22 +18,10 @@ fn names(found: &[pb::Customer]) -> Vec<String> {
         .collect()
 }
 
-/// One page of a search.
-async fn page(app: &TestApp, query: &str, size: i32, token: &str) -> pb::SearchCustomersResponse {
-    let call = pb::SearchCustomersRequest {
-        query: query.to_owned(),
-        page_size: size,
-        page_token: token.to_owned(),
-    };
-    ok(app.customers().search_customers(call).await)
-}
-
 #[apply(backends)]
 #[tokio::test]
 async fn word_prefixes_match_whatever_the_case_and_accents(backend: Backend) {
-    let Some(app) = TestApp::spawn(backend).await else {
-        return;
-    };
+    let app = or_skip!(TestApp::spawn(backend).await);
     for (first, last) in [
         ("Anna", "Smith"),
         ("Hannah", "Annis"),
@@ -56,31 +44,22 @@ async fn word_prefixes_match_whatever_the_case_and_accents(backend: Backend) {
         ("anna smithers", &[]),
     ];
     for (query, expected) in cases {
-        assert_eq!(
-            names(&app.search_customers(query).await),
-            expected,
-            "{query:?}"
-        );
+        let found = app.search_customers(query).await;
+        assert_eq!(names(&found), expected, "{query:?}");
     }
 }
 
 #[apply(backends)]
 #[tokio::test]
 async fn a_phone_number_is_found_in_any_written_form(backend: Backend) {
-    let Some(app) = TestApp::spawn(backend).await else {
-        return;
-    };
-    let ana = app
-        .create_customer(pb::Customer {
-            contact_points: vec![phone("(415) 555-0100"), email("ana.lopez@example.com")],
-            ..customer("Ana", "Lopez")
-        })
+    let app = or_skip!(TestApp::spawn(backend).await);
+    let ana_reachable_at = vec![phone("(415) 555-0100"), email("ana.lopez@example.com")];
+    let [ana, _ben] = app
+        .create_customers([
+            customer_with_contacts("Ana", "Lopez", ana_reachable_at),
+            customer_with_contacts("Ben", "Smith", vec![phone("+1 212 555 0199")]),
+        ])
         .await;
-    app.create_customer(pb::Customer {
-        contact_points: vec![phone("+1 212 555 0199")],
-        ..customer("Ben", "Smith")
-    })
-    .await;
     for query in [
         "(415) 555-0100",
         "+1 415-555-0100",
@@ -102,17 +81,16 @@ async fn a_phone_number_is_found_in_any_written_form(backend: Backend) {
 #[apply(backends)]
 #[tokio::test]
 async fn results_page_newest_first_without_gaps_or_repeats(backend: Backend) {
-    let Some(app) = TestApp::spawn(backend).await else {
-        return;
-    };
+    let app = or_skip!(TestApp::spawn(backend).await);
     let mut matching = Vec::new();
     for i in 0..7 {
-        matching.push(
-            app.create_customer(customer("Anna", &format!("N{i}")))
-                .await
-                .id,
-        );
-        app.create_customer(customer("Bob", &format!("N{i}"))).await;
+        let [anna, _bob] = app
+            .create_customers([
+                customer("Anna", &format!("N{i}")),
+                customer("Bob", &format!("N{i}")),
+            ])
+            .await;
+        matching.push(anna.id);
     }
     matching.reverse();
 
@@ -120,20 +98,18 @@ async fn results_page_newest_first_without_gaps_or_repeats(backend: Backend) {
     let mut token = String::new();
     let mut pages = 0;
     loop {
-        let page = page(&app, "anna", 3, &token).await;
+        let page = app
+            .search_customers_page("anna", 3, &token)
+            .await
+            .expect("page");
         seen.extend(page.customers.into_iter().map(|c| c.id));
         pages += 1;
         // Deleting a customer already returned does not disturb the walk.
         if pages == 1 {
             let first = app.get_customer(&seen[0]).await.expect("get");
-            let delete = pb::DeleteCustomerRequest {
-                id: first.id,
-                version: first.version,
-            };
-            ok(app
-                .customers()
-                .delete_customer(as_agent("ana", delete))
-                .await);
+            app.delete_customer("ana", &first.id, first.version)
+                .await
+                .expect("delete");
         }
         if page.next_page_token.is_empty() {
             break;
@@ -144,22 +120,19 @@ async fn results_page_newest_first_without_gaps_or_repeats(backend: Backend) {
     assert_eq!(seen, matching);
 
     // A token belongs to its query.
-    let first = page(&app, "anna", 3, "").await;
-    let call = pb::SearchCustomersRequest {
-        query: "bob".to_owned(),
-        page_size: 3,
-        page_token: first.next_page_token,
-    };
-    let status = err(app.customers().search_customers(call).await);
-    assert_violations(&status, &[("page_token", "INVALID_PAGE_TOKEN")]);
+    let first = app
+        .search_customers_page("anna", 3, "")
+        .await
+        .expect("page");
+    let anna_token = first.next_page_token;
+    let other_query = app.search_customers_page("bob", 3, &anna_token).await;
+    assert_invalid(other_query, &[("page_token", "INVALID_PAGE_TOKEN")]);
 }
 
 #[apply(backends)]
 #[tokio::test]
 async fn the_index_follows_updates_and_deletions(backend: Backend) {
-    let Some(app) = TestApp::spawn(backend).await else {
-        return;
-    };
+    let app = or_skip!(TestApp::spawn(backend).await);
     let ana = app
         .create_customer(pb::Customer {
             tags: strings(&["gold"]),
@@ -177,13 +150,16 @@ async fn the_index_follows_updates_and_deletions(backend: Backend) {
         )
         .await
         .expect("update");
-    assert!(app.search_customers("anna").await.is_empty());
-    assert!(app.search_customers("gold").await.is_empty());
-    assert_eq!(
-        app.search_customers("bert lop").await,
-        vec![renamed.clone()]
-    );
-    assert_eq!(app.search_customers("plat").await, vec![renamed.clone()]);
+    for gone in ["anna", "gold"] {
+        assert!(app.search_customers(gone).await.is_empty(), "{gone:?}");
+    }
+    for query in ["bert lop", "plat"] {
+        assert_eq!(
+            app.search_customers(query).await,
+            vec![renamed.clone()],
+            "{query:?}"
+        );
+    }
 
     // A change of other fields keeps it findable.
     let noted = app
@@ -198,14 +174,9 @@ async fn the_index_follows_updates_and_deletions(backend: Backend) {
         .expect("update");
     assert_eq!(app.search_customers("berta").await, vec![noted.clone()]);
 
-    let delete = pb::DeleteCustomerRequest {
-        id: noted.id.clone(),
-        version: noted.version,
-    };
-    ok(app
-        .customers()
-        .delete_customer(as_agent("ana", delete))
-        .await);
+    app.delete_customer("ana", &noted.id, noted.version)
+        .await
+        .expect("delete");
     assert!(app.search_customers("berta").await.is_empty());
     assert!(app.search_customers("").await.is_empty());
 }
@@ -213,10 +184,7 @@ async fn the_index_follows_updates_and_deletions(backend: Backend) {
 #[apply(backends)]
 #[tokio::test]
 async fn rows_inserted_directly_into_the_database_are_searchable(backend: Backend) {
-    let Some(db) = TestDb::new(backend).await else {
-        return;
-    };
-    let app = TestApp::spawn_on(db.url()).await;
+    let (app, db) = or_skip!(TestApp::spawn_keeping_db(backend).await);
     let ana = app.create_customer(customer("Anna", "Lopez")).await;
 
     // What a bulk seeding tool does: plain INSERTs, search_text included, nothing else.

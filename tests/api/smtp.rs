@@ -10,7 +10,7 @@ use std::{
 
 use tokio::{
     io::{AsyncBufReadExt, AsyncWriteExt, BufReader},
-    net::{TcpListener, TcpStream},
+    net::{TcpListener, TcpStream, tcp::OwnedReadHalf},
     sync::{mpsc, oneshot},
     task::JoinHandle,
 };
@@ -193,6 +193,15 @@ fn path_address(argument: &str) -> String {
     argument[start..end].trim().to_owned()
 }
 
+/// The next line the client sent, without its line end; None once the connection is closed.
+async fn next_line(lines: &mut BufReader<OwnedReadHalf>) -> Option<String> {
+    let mut line = String::new();
+    match lines.read_line(&mut line).await {
+        Ok(0) | Err(_) => None,
+        Ok(_) => Some(line.trim_end_matches(['\r', '\n']).to_owned()),
+    }
+}
+
 async fn session(stream: TcpStream, script: Arc<Mutex<Script>>, sink: mpsc::UnboundedSender<Mail>) {
     let (read, mut write) = stream.into_split();
     let mut lines = BufReader::new(read);
@@ -202,15 +211,8 @@ async fn session(stream: TcpStream, script: Arc<Mutex<Script>>, sink: mpsc::Unbo
     }
     let mut from = None::<String>;
     let mut recipients = Vec::new();
-    let mut line = String::new();
-    loop {
-        line.clear();
-        match lines.read_line(&mut line).await {
-            Ok(0) | Err(_) => return,
-            Ok(_) => {}
-        }
-        let command = line.trim_end_matches(['\r', '\n']);
-        let (verb, argument) = command.split_once([' ', ':']).unwrap_or((command, ""));
+    while let Some(command) = next_line(&mut lines).await {
+        let (verb, argument) = command.split_once([' ', ':']).unwrap_or((&command, ""));
         let answer = match verb.to_ascii_uppercase().as_str() {
             "EHLO" => "250-smtp.test greets you\r\n250-8BITMIME\r\n250 SIZE 10485760".to_owned(),
             "HELO" => "250 smtp.test".to_owned(),
@@ -236,16 +238,13 @@ async fn session(stream: TcpStream, script: Arc<Mutex<Script>>, sink: mpsc::Unbo
                 }
                 let mut data = String::new();
                 loop {
-                    line.clear();
-                    match lines.read_line(&mut line).await {
-                        Ok(0) | Err(_) => return,
-                        Ok(_) => {}
-                    }
-                    let text = line.trim_end_matches(['\r', '\n']);
+                    let Some(text) = next_line(&mut lines).await else {
+                        return;
+                    };
                     if text == "." {
                         break;
                     }
-                    data.push_str(text.strip_prefix('.').unwrap_or(text));
+                    data.push_str(text.strip_prefix('.').unwrap_or(&text));
                     data.push_str("\r\n");
                 }
                 let hold = script.lock().expect("script lock").hold.take();

@@ -101,9 +101,7 @@ async fn create(channel: Channel) -> Result<pb::Customer, tonic::Status> {
 #[tokio::test]
 async fn calls_round_trip_over_tls_and_plaintext_is_refused(backend: Backend) {
     let pki = Pki::new();
-    let Some(app) = TestApp::spawn_with(backend, serve_tls(&pki, None)).await else {
-        return;
-    };
+    let app = or_skip!(TestApp::spawn_with(backend, serve_tls(&pki, None)).await);
     let channel = within("tls connect", tls_channel(app.addr, &pki, false))
         .await
         .expect("TLS connection");
@@ -124,9 +122,7 @@ async fn calls_round_trip_over_tls_and_plaintext_is_refused(backend: Backend) {
 async fn with_a_client_ca_only_clients_with_a_signed_certificate_get_in(backend: Backend) {
     let pki = Pki::new();
     let ca = pki.path("ca.pem");
-    let Some(app) = TestApp::spawn_with(backend, serve_tls(&pki, Some(&ca))).await else {
-        return;
-    };
+    let app = or_skip!(TestApp::spawn_with(backend, serve_tls(&pki, Some(&ca))).await);
     let anonymous = within("tls connect", tls_channel(app.addr, &pki, false)).await;
     match anonymous {
         Err(_) => {}

@@ -103,6 +103,45 @@ impl Watcher {
         self.presence_until(id, |p| p.iter().any(|(a, _)| a == agent))
             .await;
     }
+
+    /// Tells the others that this gadget's agent is (or no longer is) editing `resource`.
+    pub async fn set_editing(&self, resource: ResourceRef, editing: bool) {
+        self.send(Req::SetEditing(pb::SetEditing {
+            resource: Some(resource),
+            editing,
+        }))
+        .await;
+    }
+}
+
+/// Presence participants as (agent, editing).
+pub fn participants(list: &[(&str, bool)]) -> Vec<(String, bool)> {
+    list.iter()
+        .map(|(agent, editing)| ((*agent).to_owned(), *editing))
+        .collect()
+}
+
+/// Ben, watching customer `id` with Ana, starts editing it and then closes his gadget: Ana sees him editing, then
+/// herself alone.
+pub async fn ana_sees_ben_edit_and_leave(ana: &mut Watcher, ben: Watcher, id: &str) {
+    ben.set_editing(customer_ref(id, 1), true).await;
+    let editing = ana.presence_until(id, |p| p.iter().any(|(_, e)| *e)).await;
+    assert_eq!(editing, participants(&[("ana", false), ("ben", true)]));
+
+    drop(ben);
+    let left = ana.presence_until(id, |p| p.len() == 1).await;
+    assert_eq!(left, participants(&[("ana", false)]));
+}
+
+/// Carla Diaz, written on `written_on`, and `agent`'s gadget on `watched_on` watching her at version 1.
+pub async fn carla_watched_by(
+    written_on: &TestApp,
+    watched_on: &TestApp,
+    agent: &str,
+) -> (pb::Customer, Watcher) {
+    let carla = written_on.create_customer(customer("Carla", "Diaz")).await;
+    let watcher = watch_customer(watched_on, agent, &carla.id, 1).await;
+    (carla, watcher)
 }
 
 pub fn customer_ref(id: &str, known_version: i64) -> ResourceRef {
@@ -140,13 +179,8 @@ pub async fn set_notes(
 #[apply(backends)]
 #[tokio::test]
 async fn a_watcher_learns_who_changed_what_once_and_not_her_own_saves(backend: Backend) {
-    let Some(app) = TestApp::spawn(backend).await else {
-        return;
-    };
-    let c = app.create_customer(customer("Carla", "Diaz")).await;
-    let mut ana = Watcher::open(&app, "ana").await;
-    ana.subscribe(vec![customer_ref(&c.id, 1)], 0).await;
-    ana.joined(&c.id, "ana").await;
+    let app = or_skip!(TestApp::spawn(backend).await);
+    let (c, mut ana) = carla_watched_by(&app, &app, "ana").await;
 
     let v2 = set_notes(&app, "ben", &c.id, 1, "called about invoice")
         .await
@@ -185,9 +219,7 @@ async fn a_watcher_learns_who_changed_what_once_and_not_her_own_saves(backend: B
 async fn a_stale_known_version_gets_an_event_at_once_and_children_arrive_with_their_parent(
     backend: Backend,
 ) {
-    let Some(app) = TestApp::spawn(backend).await else {
-        return;
-    };
+    let app = or_skip!(TestApp::spawn(backend).await);
     let c = app.create_customer(customer("Carla", "Diaz")).await;
     set_notes(&app, "ben", &c.id, 1, "first").await.unwrap();
     set_notes(&app, "cy", &c.id, 2, "second").await.unwrap();
@@ -240,49 +272,27 @@ async fn a_stale_known_version_gets_an_event_at_once_and_children_arrive_with_th
 #[apply(backends)]
 #[tokio::test]
 async fn presence_shows_who_views_and_edits_and_who_left(backend: Backend) {
-    let Some(app) = TestApp::spawn(backend).await else {
-        return;
-    };
+    let app = or_skip!(TestApp::spawn(backend).await);
     let c = app.create_customer(customer("Carla", "Diaz")).await;
     let mut ana = Watcher::open(&app, "ana").await;
     ana.subscribe(vec![customer_ref(&c.id, 1)], 0).await;
     let alone = ana.presence_until(&c.id, |_| true).await;
-    assert_eq!(alone, [("ana".to_owned(), false)]);
+    assert_eq!(alone, participants(&[("ana", false)]));
 
     let mut ben = Watcher::open(&app, "ben").await;
     ben.subscribe(vec![customer_ref(&c.id, 1)], 0).await;
     let both = ben.presence_until(&c.id, |_| true).await;
-    assert_eq!(both, [("ana".to_owned(), false), ("ben".to_owned(), false)]);
+    assert_eq!(both, participants(&[("ana", false), ("ben", false)]));
     ana.presence_until(&c.id, |p| p.len() == 2).await;
 
-    ben.send(Req::SetEditing(pb::SetEditing {
-        resource: Some(customer_ref(&c.id, 1)),
-        editing: true,
-    }))
-    .await;
-    let editing = ana
-        .presence_until(&c.id, |p| p.iter().any(|(_, e)| *e))
-        .await;
-    assert_eq!(
-        editing,
-        [("ana".to_owned(), false), ("ben".to_owned(), true)]
-    );
-
-    drop(ben);
-    let left = ana.presence_until(&c.id, |p| p.len() == 1).await;
-    assert_eq!(left, [("ana".to_owned(), false)]);
+    ana_sees_ben_edit_and_leave(&mut ana, ben, &c.id).await;
 }
 
 #[apply(backends)]
 #[tokio::test]
 async fn a_reconnecting_watcher_gets_exactly_what_it_missed_then_live_changes(backend: Backend) {
-    let Some(app) = TestApp::spawn(backend).await else {
-        return;
-    };
-    let c = app.create_customer(customer("Carla", "Diaz")).await;
-    let mut ana = Watcher::open(&app, "ana").await;
-    ana.subscribe(vec![customer_ref(&c.id, 1)], 0).await;
-    ana.joined(&c.id, "ana").await;
+    let app = or_skip!(TestApp::spawn(backend).await);
+    let (c, mut ana) = carla_watched_by(&app, &app, "ana").await;
     set_notes(&app, "ben", &c.id, 1, "before the drop")
         .await
         .unwrap();
@@ -319,9 +329,7 @@ async fn a_reconnecting_watcher_gets_exactly_what_it_missed_then_live_changes(ba
 #[apply(backends)]
 #[tokio::test]
 async fn bad_subscriptions_end_the_stream_with_a_precise_code(backend: Backend) {
-    let Some(app) = TestApp::spawn(backend).await else {
-        return;
-    };
+    let app = or_skip!(TestApp::spawn(backend).await);
     let mut ana = Watcher::open(&app, "ana").await;
     ana.subscribe(vec![customer_ref("not-an-id", 1)], 0).await;
     let status = within("error", ana.events.message()).await.unwrap_err();
@@ -337,13 +345,8 @@ async fn bad_subscriptions_end_the_stream_with_a_precise_code(backend: Backend) 
 #[apply(backends)]
 #[tokio::test]
 async fn shutdown_ends_watch_streams_with_unavailable(backend: Backend) {
-    let Some(app) = TestApp::spawn(backend).await else {
-        return;
-    };
-    let c = app.create_customer(customer("Carla", "Diaz")).await;
-    let mut ana = Watcher::open(&app, "ana").await;
-    ana.subscribe(vec![customer_ref(&c.id, 1)], 0).await;
-    ana.joined(&c.id, "ana").await;
+    let app = or_skip!(TestApp::spawn(backend).await);
+    let (_carla, mut ana) = carla_watched_by(&app, &app, "ana").await;
     let shutdown = tokio::spawn(app.shutdown());
     let status = loop {
         match within("stream end", ana.events.message()).await {
@@ -362,13 +365,8 @@ async fn shutdown_ends_watch_streams_with_unavailable(backend: Backend) {
 async fn a_watcher_that_stops_reading_never_slows_writers_and_gets_resync(backend: Backend) {
     const CHANGES: i64 = 100_000;
     const WRITERS: i64 = 8;
-    let Some(app) = TestApp::spawn(backend).await else {
-        return;
-    };
-    let c = app.create_customer(customer("Carla", "Diaz")).await;
-    let mut stalled = Watcher::open(&app, "ana").await;
-    stalled.subscribe(vec![customer_ref(&c.id, 1)], 0).await;
-    stalled.joined(&c.id, "ana").await;
+    let app = or_skip!(TestApp::spawn(backend).await);
+    let (c, mut stalled) = carla_watched_by(&app, &app, "ana").await;
 
     // Each writer logs activities for the watched customer: 100,000 changes the stalled watcher should get.
     let mut writers = Vec::new();
@@ -443,10 +441,7 @@ async fn a_storm_of_subscriptions_all_join_and_each_gets_what_it_missed(backend:
     else {
         return;
     };
-    let c = app.create_customer(customer("Carla", "Diaz")).await;
-    let mut pilot = Watcher::open(&app, "pilot").await;
-    pilot.subscribe(vec![customer_ref(&c.id, 1)], 0).await;
-    pilot.joined(&c.id, "pilot").await;
+    let (c, mut pilot) = carla_watched_by(&app, &app, "pilot").await;
     set_notes(&app, "ben", &c.id, 1, "one").await.unwrap();
     let (after_v2, _) = pilot.next_change().await;
     set_notes(&app, "ben", &c.id, 2, "two").await.unwrap();
