@@ -11,9 +11,44 @@ use tokio::sync::Barrier;
 use tonic::{Status, transport};
 
 use rstest::rstest;
-use rstest_reuse::apply;
+use rstest_reuse::{apply, template};
 
 use crate::harness::*;
+
+/// The writers OpenContext records calls with: SQLite's batch writer (the default), SQLite's pooled writer
+/// (`--sqlite-open-context-batches false`) and PostgreSQL's. Every test of this file runs on each, so the two
+/// writers are held to one behaviour.
+#[derive(Clone, Copy, Debug)]
+pub enum Writer {
+    SqliteBatch,
+    SqlitePooled,
+    Postgres,
+}
+
+impl Writer {
+    /// A server on a fresh database recording OpenContext with this writer, or None when its backend is not
+    /// available here.
+    async fn spawn(self) -> Option<TestApp> {
+        match self {
+            Writer::SqliteBatch => TestApp::spawn(Backend::Sqlite).await,
+            Writer::SqlitePooled => {
+                TestApp::spawn_with(Backend::Sqlite, |settings| {
+                    settings.database.sqlite_open_context_batches = false;
+                })
+                .await
+            }
+            Writer::Postgres => TestApp::spawn(Backend::Postgres).await,
+        }
+    }
+}
+
+/// Runs a test once per writer: `#[apply(writers)] #[tokio::test] async fn name(writer: Writer)`.
+#[template]
+#[rstest]
+#[case::sqlite_batch(Writer::SqliteBatch)]
+#[case::sqlite_pooled(Writer::SqlitePooled)]
+#[case::postgres(Writer::Postgres)]
+fn writers(#[case] writer: Writer) {}
 
 /// The router's identity (the acting agent of OpenContext calls).
 pub const ROUTER: &str = "router";
@@ -35,6 +70,14 @@ pub fn call(interaction_id: &str, phone: &str) -> pb::OpenContextRequest {
     }
 }
 
+/// A call from Ana's phone, routed with `policy`.
+fn call_with_policy(interaction_id: &str, policy: RequestPolicy) -> pb::OpenContextRequest {
+    pb::OpenContextRequest {
+        request_policy: policy as i32,
+        ..call(interaction_id, ANAS_PHONE)
+    }
+}
+
 pub async fn open(
     app: &TestApp,
     request: pb::OpenContextRequest,
@@ -45,21 +88,27 @@ pub async fn open(
         .map(tonic::Response::into_inner)
 }
 
-async fn activities_of(app: &TestApp, customer_id: &str) -> Vec<pb::Activity> {
-    ok_list(app.list_activities(customer_id, "", 500, "").await).activities
+/// The answer to a call that must succeed.
+async fn opened(app: &TestApp, request: pb::OpenContextRequest) -> pb::OpenContextResponse {
+    open(app, request).await.expect("open context")
 }
 
-fn ok_list(result: Result<pb::ListActivitiesResponse, Status>) -> pb::ListActivitiesResponse {
-    result.unwrap_or_else(|status| panic!("list activities failed: {status:?}"))
+/// Ana's phone number, as stored.
+const ANAS_PHONE: &str = "+14155550100";
+
+/// Ana Lopez, who calls from +1 415 555 0100 (stored as written in `phone_form`).
+async fn ana_calling_from(app: &TestApp, phone_form: &str) -> pb::Customer {
+    app.create_customer(customer_with_contacts(
+        "Ana",
+        "Lopez",
+        vec![phone(phone_form)],
+    ))
+    .await
 }
 
 /// Ana Lopez, who calls from +1 415 555 0100.
 async fn ana_at_her_phone(app: &TestApp) -> pb::Customer {
-    app.create_customer(pb::Customer {
-        contact_points: vec![phone("+14155550100")],
-        ..customer("Ana", "Lopez")
-    })
-    .await
+    ana_calling_from(app, ANAS_PHONE).await
 }
 
 /// Sends every call at the same moment, each on a connection of its own, and returns the answers in order.
@@ -100,21 +149,14 @@ fn ids<'a>(items: impl IntoIterator<Item = &'a String>) -> Vec<&'a str> {
     items.into_iter().map(String::as_str).collect()
 }
 
-#[apply(backends)]
+#[apply(writers)]
 #[tokio::test]
-async fn a_known_caller_gets_the_customer_a_logged_activity_and_a_new_request(backend: Backend) {
-    let Some(app) = TestApp::spawn(backend).await else {
-        return;
-    };
-    let ana = app
-        .create_customer(pb::Customer {
-            contact_points: vec![phone("(415) 555-0100")],
-            ..customer("Ana", "Lopez")
-        })
-        .await;
+async fn a_known_caller_gets_the_customer_a_logged_activity_and_a_new_request(writer: Writer) {
+    let app = or_skip!(writer.spawn().await);
+    let ana = ana_calling_from(&app, "(415) 555-0100").await;
     let earlier = app.create_activity(activity(&ana.id, "Earlier call")).await;
 
-    let response = open(
+    let response = opened(
         &app,
         pb::OpenContextRequest {
             topic: "Billing question".to_owned(),
@@ -122,8 +164,7 @@ async fn a_known_caller_gets_the_customer_a_logged_activity_and_a_new_request(ba
             ..call("call-1", "+1 415-555-0100")
         },
     )
-    .await
-    .expect("open context");
+    .await;
 
     let customer = app.get_customer(&ana.id).await.expect("customer");
     assert_eq!(response.customer, Some(customer));
@@ -140,9 +181,8 @@ async fn a_known_caller_gets_the_customer_a_logged_activity_and_a_new_request(ba
 
     let activity = response.activity.clone().expect("an activity was logged");
     assert_uuid_v7(&activity.id);
+    let create_time = activity.create_time.expect("create_time set");
     let expected = pb::Activity {
-        id: activity.id.clone(),
-        version: 1,
         customer_id: ana.id.clone(),
         request_id: request.id.clone(),
         channel: Channel::Voice as i32,
@@ -151,15 +191,17 @@ async fn a_known_caller_gets_the_customer_a_logged_activity_and_a_new_request(ba
         occur_time: activity.occur_time,
         entered_by: "ana".to_owned(),
         contact_name: "Ana Lopez".to_owned(),
-        contact_phone: "+14155550100".to_owned(),
+        contact_phone: ANAS_PHONE.to_owned(),
         contact_email: "ana@example.com".to_owned(),
         reference: "call-1".to_owned(),
-        create_time: activity.create_time,
-        update_time: activity.create_time,
-        created_by: ROUTER.to_owned(),
-        updated_by: ROUTER.to_owned(),
         ..Default::default()
-    };
+    }
+    .with_bookkeeping(
+        &activity.id,
+        1,
+        (create_time, ROUTER),
+        (create_time, ROUTER),
+    );
     assert_eq!(activity, expected);
     assert_eq!(
         app.get_activity(&activity.id).await.expect("stored"),
@@ -169,12 +211,10 @@ async fn a_known_caller_gets_the_customer_a_logged_activity_and_a_new_request(ba
     assert_eq!(response.recent_activities, vec![activity, earlier]);
 }
 
-#[apply(backends)]
+#[apply(writers)]
 #[tokio::test]
-async fn an_unknown_caller_gets_a_prefill_and_an_activity_linked_later(backend: Backend) {
-    let Some(app) = TestApp::spawn(backend).await else {
-        return;
-    };
+async fn an_unknown_caller_gets_a_prefill_and_an_activity_linked_later(writer: Writer) {
+    let app = or_skip!(writer.spawn().await);
     let request = pb::OpenContextRequest {
         interaction_id: "chat-7".to_owned(),
         channel: Channel::Chat as i32,
@@ -182,7 +222,7 @@ async fn an_unknown_caller_gets_a_prefill_and_an_activity_linked_later(backend: 
         display_name: "Ana María García".to_owned(),
         ..Default::default()
     };
-    let response = open(&app, request).await.expect("open context");
+    let response = opened(&app, request).await;
     assert_eq!(response.customer, None);
     assert!(response.candidates.is_empty());
     assert_eq!(response.request, None);
@@ -207,31 +247,24 @@ async fn an_unknown_caller_gets_a_prefill_and_an_activity_linked_later(backend: 
 
     // The agent creates the customer from the prefill and links the activity.
     let ana = app.create_customer(customer("Ana María", "García")).await;
-    let link = pb::UpdateActivityRequest {
-        activity: Some(pb::Activity {
-            customer_id: ana.id.clone(),
-            ..activity.clone()
-        }),
-        update_mask: mask(&["customer_id"]),
-        ..Default::default()
+    let link = pb::Activity {
+        customer_id: ana.id.clone(),
+        ..activity.clone()
     };
-    let linked = ok(app
-        .activities()
-        .update_activity(as_agent("ana", link))
-        .await);
+    let linked = app
+        .patch_activity("ana", link, &["customer_id"])
+        .await
+        .expect("link");
     assert_eq!(linked.customer_id, ana.id);
-    assert_eq!(activities_of(&app, &ana.id).await, vec![linked]);
+    assert_eq!(app.activities_of(&ana.id).await, vec![linked]);
 }
 
-#[apply(backends)]
+#[apply(writers)]
 #[tokio::test]
-async fn an_ambiguous_caller_gets_candidates_most_recently_active_first(backend: Backend) {
-    let Some(app) = TestApp::spawn(backend).await else {
-        return;
-    };
-    let shared = |first: &str, mail: &str| pb::Customer {
-        contact_points: vec![phone("+1 415 555 0100"), email(mail)],
-        ..customer(first, "Lopez")
+async fn an_ambiguous_caller_gets_candidates_most_recently_active_first(writer: Writer) {
+    let app = or_skip!(writer.spawn().await);
+    let shared = |first: &str, mail: &str| {
+        customer_with_contacts(first, "Lopez", vec![phone("+1 415 555 0100"), email(mail)])
     };
     let ana = app.create_customer(shared("Ana", "ana@example.com")).await;
     let ben = app.create_customer(shared("Ben", "ben@example.com")).await;
@@ -241,9 +274,7 @@ async fn an_ambiguous_caller_gets_candidates_most_recently_active_first(backend:
         .create_customer(shared("Carla", "carla@example.com"))
         .await;
 
-    let response = open(&app, call("call-1", "(415) 555-0100"))
-        .await
-        .expect("open context");
+    let response = opened(&app, call("call-1", "(415) 555-0100")).await;
     assert_eq!(response.customer, None);
     assert_eq!(
         ids(response.candidates.iter().map(|c| &c.id)),
@@ -254,61 +285,40 @@ async fn an_ambiguous_caller_gets_candidates_most_recently_active_first(backend:
     assert!(response.open_requests.is_empty());
     let activity = response.activity.expect("an activity was logged");
     assert_eq!(activity.customer_id, "");
-    assert_eq!(activity.contact_phone, "+14155550100");
+    assert_eq!(activity.contact_phone, ANAS_PHONE);
 
     // Another contact point that only one of them has settles it.
-    let response = open(
+    let response = opened(
         &app,
         pb::OpenContextRequest {
             email: "BEN@example.com".to_owned(),
             ..call("call-2", "(415) 555-0100")
         },
     )
-    .await
-    .expect("open context");
+    .await;
     assert_eq!(response.customer.map(|c| c.id), Some(ben.id.clone()));
     assert!(response.candidates.is_empty());
     assert_eq!(response.activity.expect("activity").customer_id, ben.id);
 }
 
-#[apply(backends)]
+#[apply(writers)]
 #[tokio::test]
-async fn attach_or_create_joins_the_most_recently_updated_open_or_pending_request(
-    backend: Backend,
-) {
-    let Some(app) = TestApp::spawn(backend).await else {
-        return;
-    };
+async fn attach_or_create_joins_the_most_recently_updated_open_or_pending_request(writer: Writer) {
+    let app = or_skip!(writer.spawn().await);
     let ana = ana_at_her_phone(&app).await;
     let older = app.create_request(request(&ana.id, "Older")).await;
     let pending = app.create_request(request(&ana.id, "Pending")).await;
     let pending = app
-        .patch_request(
-            "ana",
-            pb::Request {
-                status: RequestStatus::Pending as i32,
-                ..pending
-            },
-            &["status"],
-        )
+        .set_request_status("ana", &pending, RequestStatus::Pending)
         .await
         .expect("pending");
     let closed = app.create_request(request(&ana.id, "Closed")).await;
-    app.patch_request(
-        "ana",
-        pb::Request {
-            status: RequestStatus::Closed as i32,
-            ..closed
-        },
-        &["status"],
-    )
-    .await
-    .expect("close");
+    app.set_request_status("ana", &closed, RequestStatus::Closed)
+        .await
+        .expect("close");
 
     // The pending request is the most recently updated open one (the closed one does not count).
-    let response = open(&app, call("call-1", "+14155550100"))
-        .await
-        .expect("open");
+    let response = opened(&app, call("call-1", ANAS_PHONE)).await;
     assert_eq!(response.request, Some(pending.clone()));
     let activity = response.activity.expect("activity");
     assert_eq!(activity.request_id, pending.id);
@@ -331,96 +341,53 @@ async fn attach_or_create_joins_the_most_recently_updated_open_or_pending_reques
         ("call-3", RequestPolicy::AttachOnly),
         ("call-4", RequestPolicy::Unspecified),
     ] {
-        let response = open(
-            &app,
-            pb::OpenContextRequest {
-                request_policy: policy as i32,
-                ..call(id, "+14155550100")
-            },
-        )
-        .await
-        .expect("open");
+        let response = opened(&app, call_with_policy(id, policy)).await;
         assert_eq!(response.request, Some(older.clone()), "{policy:?}");
         assert_eq!(response.open_requests, vec![older.clone(), pending.clone()]);
     }
     // Nothing new was opened.
-    let all = app.list_requests(&ana.id, RequestStatus::Unspecified).await;
-    assert_eq!(all.len(), 3);
+    assert_eq!(app.requests_of(&ana.id).await.len(), 3);
 }
 
-#[apply(backends)]
+#[apply(writers)]
 #[tokio::test]
-async fn a_request_is_opened_only_when_none_is_open_and_the_policy_allows(backend: Backend) {
-    let Some(app) = TestApp::spawn(backend).await else {
-        return;
-    };
+async fn a_request_is_opened_only_when_none_is_open_and_the_policy_allows(writer: Writer) {
+    let app = or_skip!(writer.spawn().await);
     let ana = ana_at_her_phone(&app).await;
     let closed = app.create_request(request(&ana.id, "Closed")).await;
-    app.patch_request(
-        "ana",
-        pb::Request {
-            status: RequestStatus::Closed as i32,
-            ..closed
-        },
-        &["status"],
-    )
-    .await
-    .expect("close");
+    app.set_request_status("ana", &closed, RequestStatus::Closed)
+        .await
+        .expect("close");
 
     for (id, policy) in [
         ("call-1", RequestPolicy::AttachOnly),
         ("call-2", RequestPolicy::None),
     ] {
-        let response = open(
-            &app,
-            pb::OpenContextRequest {
-                request_policy: policy as i32,
-                ..call(id, "+14155550100")
-            },
-        )
-        .await
-        .expect("open");
+        let response = opened(&app, call_with_policy(id, policy)).await;
         assert_eq!(response.request, None, "{policy:?}");
         assert_eq!(response.activity.expect("activity").request_id, "");
         assert!(response.open_requests.is_empty());
     }
-    assert_eq!(
-        app.list_requests(&ana.id, RequestStatus::Unspecified)
-            .await
-            .len(),
-        1
-    );
+    assert_eq!(app.requests_of(&ana.id).await.len(), 1);
 
     // No topic: the new request is titled after the call.
-    let response = open(&app, call("call-3", "+14155550100"))
-        .await
-        .expect("open");
-    let opened = response.request.expect("a request was opened");
-    assert_eq!(opened.title, "Voice call from +14155550100");
-    assert_eq!(opened.status, RequestStatus::Open as i32);
-    assert_eq!(response.open_requests, vec![opened.clone()]);
+    let response = opened(&app, call("call-3", ANAS_PHONE)).await;
+    let new_request = response.request.expect("a request was opened");
+    assert_eq!(new_request.title, "Voice call from +14155550100");
+    assert_eq!(new_request.status, RequestStatus::Open as i32);
+    assert_eq!(response.open_requests, vec![new_request.clone()]);
 
     // NONE leaves even an open request alone.
-    let response = open(
-        &app,
-        pb::OpenContextRequest {
-            request_policy: RequestPolicy::None as i32,
-            ..call("call-4", "+14155550100")
-        },
-    )
-    .await
-    .expect("open");
+    let response = opened(&app, call_with_policy("call-4", RequestPolicy::None)).await;
     assert_eq!(response.request, None);
-    assert_eq!(response.open_requests, vec![opened]);
-    assert_eq!(activities_of(&app, &ana.id).await.len(), 4);
+    assert_eq!(response.open_requests, vec![new_request]);
+    assert_eq!(app.activities_of(&ana.id).await.len(), 4);
 }
 
-#[apply(backends)]
+#[apply(writers)]
 #[tokio::test]
-async fn twenty_concurrent_retries_of_one_interaction_log_one_activity(backend: Backend) {
-    let Some(app) = TestApp::spawn(backend).await else {
-        return;
-    };
+async fn twenty_concurrent_retries_of_one_interaction_log_one_activity(writer: Writer) {
+    let app = or_skip!(writer.spawn().await);
     let ana = ana_at_her_phone(&app).await;
     let retries = vec![call("call-1", "(415) 555-0100"); 20];
     let responses = all_at_once(&app, retries).await;
@@ -437,15 +404,10 @@ async fn twenty_concurrent_retries_of_one_interaction_log_one_activity(backend: 
     for response in &responses {
         assert_eq!(response.customer.as_ref().map(|c| &c.id), Some(&ana.id));
     }
-    let activities = activities_of(&app, &ana.id).await;
+    let activities = app.activities_of(&ana.id).await;
     assert_eq!(activities.len(), 1);
     assert!(activity_ids.contains(&activities[0].id));
-    assert_eq!(
-        app.list_requests(&ana.id, RequestStatus::Unspecified)
-            .await
-            .len(),
-        1
-    );
+    assert_eq!(app.requests_of(&ana.id).await.len(), 1);
 
     // A later retry, even with other details, returns the same records as they are now.
     let request = responses[0].request.clone().expect("request");
@@ -460,30 +422,24 @@ async fn twenty_concurrent_retries_of_one_interaction_log_one_activity(backend: 
         )
         .await
         .expect("rename");
-    let replay = open(
+    let replay = opened(
         &app,
         pb::OpenContextRequest {
             topic: "Something else".to_owned(),
-            request_policy: RequestPolicy::None as i32,
-            ..call("call-1", "+14155550100")
+            ..call_with_policy("call-1", RequestPolicy::None)
         },
     )
-    .await
-    .expect("replay");
+    .await;
     assert_eq!(replay.activity, responses[0].activity);
     assert_eq!(replay.request, Some(renamed.clone()));
     assert_eq!(replay.open_requests, vec![renamed]);
-    assert_eq!(activities_of(&app, &ana.id).await.len(), 1);
+    assert_eq!(app.activities_of(&ana.id).await.len(), 1);
 }
 
-#[apply(backends)]
+#[apply(writers)]
 #[tokio::test]
-async fn concurrent_calls_of_one_customer_open_one_request_and_log_every_activity(
-    backend: Backend,
-) {
-    let Some(app) = TestApp::spawn(backend).await else {
-        return;
-    };
+async fn concurrent_calls_of_one_customer_open_one_request_and_log_every_activity(writer: Writer) {
+    let app = or_skip!(writer.spawn().await);
     let ana = ana_at_her_phone(&app).await;
     // Fewer calls than the 20 activities the gadget is shown: with more, calls that commit between another call's
     // commit and its read of the journey rightly push that call's activity out of the newest 20.
@@ -493,9 +449,9 @@ async fn concurrent_calls_of_one_customer_open_one_request_and_log_every_activit
         .collect();
     let responses = all_at_once(&app, calls).await;
     // One call opened the request; every other joined it, whichever transaction it was recorded in.
-    let requests = app.list_requests(&ana.id, RequestStatus::Unspecified).await;
+    let requests = app.requests_of(&ana.id).await;
     assert_eq!(requests.len(), 1, "{requests:?}");
-    let activities = activities_of(&app, &ana.id).await;
+    let activities = app.activities_of(&ana.id).await;
     assert_eq!(activities.len(), CALLS);
     for response in &responses {
         assert_eq!(response.customer.as_ref().map(|c| &c.id), Some(&ana.id));
@@ -521,81 +477,57 @@ async fn concurrent_calls_of_one_customer_open_one_request_and_log_every_activit
     assert_eq!(distinct.len(), CALLS);
 }
 
-#[apply(backends)]
+#[apply(writers)]
 #[tokio::test]
-async fn a_retried_unknown_or_ambiguous_call_returns_the_same_result(backend: Backend) {
-    let Some(app) = TestApp::spawn(backend).await else {
-        return;
-    };
-    let first = open(&app, call("call-1", "+14155550100"))
-        .await
-        .expect("unknown caller");
-    assert_eq!(
-        open(&app, call("call-1", "+14155550100"))
-            .await
-            .expect("retry"),
-        first
-    );
+async fn a_retried_unknown_or_ambiguous_call_returns_the_same_result(writer: Writer) {
+    let app = or_skip!(writer.spawn().await);
+    let unknown = opened(&app, call("call-1", ANAS_PHONE)).await;
+    assert_eq!(opened(&app, call("call-1", ANAS_PHONE)).await, unknown);
 
     for name in ["Ana", "Ben"] {
-        app.create_customer(pb::Customer {
-            contact_points: vec![phone("+12125550199")],
-            ..customer(name, "Lopez")
-        })
+        app.create_customer(customer_with_contacts(
+            name,
+            "Lopez",
+            vec![phone("+12125550199")],
+        ))
         .await;
     }
-    let first = open(&app, call("call-2", "+12125550199"))
-        .await
-        .expect("ambiguous caller");
-    assert_eq!(first.candidates.len(), 2);
+    let ambiguous = opened(&app, call("call-2", "+12125550199")).await;
+    assert_eq!(ambiguous.candidates.len(), 2);
     assert_eq!(
-        open(&app, call("call-2", "+12125550199"))
-            .await
-            .expect("retry"),
-        first
+        opened(&app, call("call-2", "+12125550199")).await,
+        ambiguous
     );
 }
 
-#[apply(backends)]
+#[apply(writers)]
 #[tokio::test]
-async fn every_written_form_of_a_phone_number_finds_the_caller(backend: Backend) {
-    let Some(app) = TestApp::spawn(backend).await else {
-        return;
-    };
-    let ana = app
-        .create_customer(pb::Customer {
-            contact_points: vec![phone("+1 (415) 555-0100")],
-            ..customer("Ana", "Lopez")
-        })
-        .await;
+async fn every_written_form_of_a_phone_number_finds_the_caller(writer: Writer) {
+    let app = or_skip!(writer.spawn().await);
+    let ana = ana_calling_from(&app, "+1 (415) 555-0100").await;
     for (i, form) in ["(415) 555-0100", "+1 415-555-0100", "tel:+14155550100"]
         .into_iter()
         .enumerate()
     {
-        let response = open(&app, call(&format!("call-{i}"), form))
-            .await
-            .expect("open");
+        let response = opened(&app, call(&format!("call-{i}"), form)).await;
         assert_eq!(
             response.customer.map(|c| c.id),
             Some(ana.id.clone()),
             "{form}"
         );
         let activity = response.activity.expect("activity");
-        assert_eq!(activity.contact_phone, "+14155550100", "{form}");
+        assert_eq!(activity.contact_phone, ANAS_PHONE, "{form}");
     }
 }
 
-#[apply(backends)]
+#[apply(writers)]
 #[tokio::test]
-async fn invalid_calls_are_refused_with_every_violation_and_nothing_is_logged(backend: Backend) {
-    let Some(app) = TestApp::spawn(backend).await else {
-        return;
-    };
+async fn invalid_calls_are_refused_with_every_violation_and_nothing_is_logged(writer: Writer) {
+    let app = or_skip!(writer.spawn().await);
     let ana = ana_at_her_phone(&app).await;
 
-    let status = err(open(&app, pb::OpenContextRequest::default()).await);
-    assert_violations(
-        &status,
+    assert_invalid(
+        open(&app, pb::OpenContextRequest::default()).await,
         &[
             ("interaction_id", "REQUIRED_FIELD"),
             ("phone", "REQUIRED_FIELD"),
@@ -611,11 +543,10 @@ async fn invalid_calls_are_refused_with_every_violation_and_nothing_is_logged(ba
         request_policy: 4,
         email: "ana@".to_owned(),
         topic: "é".repeat(2001),
-        ..call("", "+14155550100")
+        ..call("", ANAS_PHONE)
     };
-    let status = err(open(&app, bad).await);
-    assert_violations(
-        &status,
+    assert_invalid(
+        open(&app, bad).await,
         &[
             ("interaction_id", "FIELD_TOO_LONG"),
             ("topic", "FIELD_TOO_LONG"),
@@ -626,9 +557,9 @@ async fn invalid_calls_are_refused_with_every_violation_and_nothing_is_logged(ba
         ],
     );
 
-    let status = err(open(&app, call("call-1", "555-CALL-ANA")).await);
-    assert_violations(&status, &[("phone", "INVALID_PHONE")]);
-    assert!(activities_of(&app, &ana.id).await.is_empty());
+    let refused = open(&app, call("call-1", "555-CALL-ANA")).await;
+    assert_invalid(refused, &[("phone", "INVALID_PHONE")]);
+    assert!(app.activities_of(&ana.id).await.is_empty());
 
     // An interaction id is a unique key: 2,000 characters like every text, and at most 2,000 bytes of UTF-8, so
     // it fits PostgreSQL's index entries. Ids of distinct characters do not compress.
@@ -638,11 +569,11 @@ async fn invalid_calls_are_refused_with_every_violation_and_nothing_is_logged(ba
             .collect()
     };
     for too_long in [distinct(667), distinct(2000), "😀".repeat(501)] {
-        let status = err(open(&app, call(&too_long, "+14155550100")).await);
+        let status = err(open(&app, call(&too_long, ANAS_PHONE)).await);
         assert_violations(&status, &[("interaction_id", "FIELD_TOO_LONG")]);
-        assert!(status.message().contains("bytes of UTF-8"), "{status:?}");
+        assert_message_contains(&status, "bytes of UTF-8");
     }
-    assert!(activities_of(&app, &ana.id).await.is_empty());
+    assert!(app.activities_of(&ana.id).await.is_empty());
     for (n, long_id) in [
         "x".repeat(2000),
         "😀".repeat(500),
@@ -652,26 +583,21 @@ async fn invalid_calls_are_refused_with_every_violation_and_nothing_is_logged(ba
     .into_iter()
     .enumerate()
     {
-        let response = open(&app, call(&long_id, "+14155550100"))
-            .await
-            .expect("at most 2,000 bytes");
+        let response = opened(&app, call(&long_id, ANAS_PHONE)).await;
         assert_eq!(response.activity.expect("activity").reference, long_id);
-        let again = open(&app, call(&long_id, "+14155550100"))
-            .await
-            .expect("the same call again");
-        assert_eq!(activities_of(&app, &ana.id).await.len(), n + 1, "{again:?}");
+        let again = opened(&app, call(&long_id, ANAS_PHONE)).await;
+        assert_eq!(app.activities_of(&ana.id).await.len(), n + 1, "{again:?}");
     }
 
     // Other texts count characters too: 2,000 of them are fine.
     let topic = "😀".repeat(500) + &"x".repeat(1500);
-    let response = open(
+    let response = opened(
         &app,
         pb::OpenContextRequest {
             topic: topic.clone(),
-            ..call("call-2", "+14155550100")
+            ..call("call-2", ANAS_PHONE)
         },
     )
-    .await
-    .expect("2,000 characters");
+    .await;
     assert_eq!(response.activity.expect("activity").topic, topic);
 }
