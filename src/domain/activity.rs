@@ -58,3 +58,15 @@ pub struct Activity {
     pub data: ActivityData,
     pub audit: Audit,
 }
+
+impl Activity {
+    /// A new activity with `data`, created by `agent` at `now`.
+    pub fn created(data: ActivityData, agent: &str, now: Micros) -> Self {
+        Activity {
+            id: super::ids::new_id(),
+            version: 1,
+            data,
+            audit: Audit::created(agent, now),
+        }
+    }
+}

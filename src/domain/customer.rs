@@ -87,6 +87,18 @@ pub struct Customer {
 }
 
 impl Customer {
+    /// A new customer with `data`, created by `agent` at `now`.
+    pub fn created(data: CustomerData, agent: &str, now: Micros) -> Self {
+        Customer {
+            id: super::ids::new_id(),
+            version: 1,
+            data,
+            audit: Audit::created(agent, now),
+            locked: false,
+            anonymize_time: None,
+        }
+    }
+
     /// This customer with `data`, one version on, changed by `agent` at `now`.
     pub fn next_version(&self, data: CustomerData, agent: &str, now: Micros) -> Customer {
         Customer {

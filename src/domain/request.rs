@@ -61,6 +61,21 @@ pub struct Request {
     pub audit: Audit,
 }
 
+impl Request {
+    /// A new request of the customer `customer_id` with `data`, created by `agent` at `now` (closed then, if
+    /// created closed).
+    pub fn created(customer_id: &str, data: RequestData, agent: &str, now: Micros) -> Self {
+        Request {
+            id: super::ids::new_id(),
+            version: 1,
+            customer_id: customer_id.to_owned(),
+            close_time: (data.status == RequestStatus::Closed).then_some(now),
+            data,
+            audit: Audit::created(agent, now),
+        }
+    }
+}
+
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Comment {
     pub id: String,

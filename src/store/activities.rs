@@ -12,7 +12,6 @@ use crate::{
         change::NewChange,
         customer::{Audit, Customer},
         edit::{Deletion, Edit},
-        ids::new_id,
         mask,
         page::Cursor,
         reason,
@@ -130,12 +129,7 @@ impl Store {
         let txn = self.begin_write().await?;
         let customer = resolve_links(&txn, &mut data, true).await?;
         let now = now_micros();
-        let activity = Activity {
-            id: new_id(),
-            version: 1,
-            audit: Audit::created(agent, now),
-            data,
-        };
+        let activity = Activity::created(data, agent, now);
         record::insert(&txn, agent, &activity, now).await?;
         self.queue_notification(&txn, &activity, customer.as_ref())
             .await?;

@@ -19,7 +19,6 @@ use crate::{
         contact::{ContactKind, ContactPoint, match_key},
         customer::{Audit, Customer, CustomerData, contact_points_json},
         edit::{Deletion, Edit},
-        ids::new_id,
         time::now_micros,
     },
     error::{Error, Result},
@@ -283,14 +282,7 @@ pub(super) fn refuse_if_locked(customer: &Customer, what: &str) -> Result<()> {
 impl Store {
     pub async fn create_customer(&self, agent: &str, data: CustomerData) -> Result<Customer> {
         let now = now_micros();
-        let customer = Customer {
-            id: new_id(),
-            version: 1,
-            audit: Audit::created(agent, now),
-            data,
-            locked: false,
-            anonymize_time: None,
-        };
+        let customer = Customer::created(data, agent, now);
         let txn = self.begin_write().await?;
         check_customer_number_free(&txn, &customer.data.customer_number, &customer.id).await?;
         record::insert(&txn, agent, &customer, now).await?;

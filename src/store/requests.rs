@@ -105,14 +105,7 @@ impl Store {
         data: RequestData,
     ) -> Result<Request> {
         let now = now_micros();
-        let request = Request {
-            id: new_id(),
-            version: 1,
-            customer_id: customer_id.to_owned(),
-            close_time: (data.status == RequestStatus::Closed).then_some(now),
-            audit: Audit::created(agent, now),
-            data,
-        };
+        let request = Request::created(customer_id, data, agent, now);
         let txn = self.begin_write().await?;
         customers::find_to_link(&txn, customer_id).await?;
         record::insert(&txn, agent, &request, now).await?;

@@ -12,8 +12,7 @@ use crate::harness::*;
 #[tokio::test]
 async fn activity_round_trips_every_field_through_create_get_update_delete(backend: Backend) {
     let app = or_skip!(TestApp::spawn(backend).await);
-    let ana = app.create_customer(customer("Ana", "Lopez")).await;
-    let broken = app.create_request(request(&ana.id, "Broken")).await;
+    let (ana, broken) = app.ana_with_a_broken_request().await;
     let invoice = app.create_request(request(&ana.id, "Invoice")).await;
     let occur_time = timestamp(1_700_000_000, 123_000_000);
     let follow_up_time = timestamp(1_700_086_400, 0);
@@ -119,8 +118,7 @@ async fn activity_defaults_occur_time_to_now_and_entered_by_to_the_agent(backend
 #[tokio::test]
 async fn activity_takes_its_customer_from_its_request(backend: Backend) {
     let app = or_skip!(TestApp::spawn(backend).await);
-    let ana = app.create_customer(customer("Ana", "Lopez")).await;
-    let broken = app.create_request(request(&ana.id, "Broken")).await;
+    let (ana, broken) = app.ana_with_a_broken_request().await;
     let created = app
         .create_activity(activity_on_request("", &broken.id, "call"))
         .await;
@@ -258,8 +256,7 @@ async fn list_activities_needs_a_customer_or_a_request_and_is_newest_occur_time_
 #[tokio::test]
 async fn activities_can_be_deleted_whatever_their_state(backend: Backend) {
     let app = or_skip!(TestApp::spawn(backend).await);
-    let ana = app.create_customer(customer("Ana", "Lopez")).await;
-    let broken = app.create_request(request(&ana.id, "Broken")).await;
+    let (ana, broken) = app.ana_with_a_broken_request().await;
     let linked = app
         .create_activity(activity_on_request(&ana.id, &broken.id, "call"))
         .await;

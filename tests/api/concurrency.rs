@@ -214,8 +214,7 @@ async fn concurrent_comments_and_activity_writes_all_succeed(backend: Backend) {
     const CLIENTS: usize = 4;
     const PER_CLIENT: usize = 10;
     let app = or_skip!(TestApp::spawn(backend).await);
-    let ana = app.create_customer(customer("Ana", "Lopez")).await;
-    let broken = app.create_request(request(&ana.id, "Broken")).await;
+    let (ana, broken) = app.ana_with_a_broken_request().await;
     let mut tasks = Vec::new();
     for client in 0..CLIENTS {
         let channel = app.new_channel().await;

@@ -230,8 +230,7 @@ async fn list_everything(
     page_size: i32,
     page_token: &str,
 ) -> Vec<(&'static str, Status)> {
-    let ana = app.create_customer(customer("Ana", "Lopez")).await;
-    let broken = app.create_request(request(&ana.id, "Broken")).await;
+    let (ana, broken) = app.ana_with_a_broken_request().await;
     let requests = pb::ListRequestsRequest {
         customer_id: ana.id.clone(),
         status: 0,

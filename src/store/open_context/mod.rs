@@ -37,8 +37,7 @@ use crate::{
     domain::{
         activity::{Activity, ActivityData},
         change::NewChange,
-        customer::{Audit, Customer},
-        ids::new_id,
+        customer::Customer,
         request::{Request, RequestData, RequestStatus},
         time::Micros,
     },
@@ -265,28 +264,18 @@ pub(super) fn plan(
     attached: Option<Request>,
     now: Micros,
 ) -> (Option<Request>, Option<Request>, Activity) {
-    let audit = Audit {
-        create_time: now,
-        update_time: now,
-        created_by: acting_agent.to_owned(),
-        updated_by: acting_agent.to_owned(),
-    };
     let created_request = match (customer_id, attached.is_none(), input.policy) {
-        (Some(id), true, RequestPolicy::AttachOrCreate) => Some(Request {
-            id: new_id(),
-            version: 1,
-            customer_id: id.to_owned(),
-            data: RequestData {
+        (Some(id), true, RequestPolicy::AttachOrCreate) => {
+            let data = RequestData {
                 title: input.request_title.clone(),
                 ..Default::default()
-            },
-            close_time: None,
-            audit: audit.clone(),
-        }),
+            };
+            Some(Request::created(id, data, acting_agent, now))
+        }
         _ => None,
     };
     let request = attached.or(created_request.clone());
-    let activity = interaction_activity(input, customer_id, request.as_ref(), audit);
+    let activity = interaction_activity(input, customer_id, request.as_ref(), acting_agent, now);
     (created_request, request, activity)
 }
 
@@ -295,27 +284,24 @@ fn interaction_activity(
     input: &OpenContext,
     customer_id: Option<&str>,
     request: Option<&Request>,
-    audit: Audit,
+    acting_agent: &str,
+    now: Micros,
 ) -> Activity {
-    Activity {
-        id: new_id(),
-        version: 1,
-        data: ActivityData {
-            customer_id: customer_id.map(str::to_owned),
-            request_id: request.map(|r| r.id.clone()),
-            channel: input.channel,
-            direction: input.direction,
-            topic: input.topic.clone(),
-            occur_time: audit.create_time,
-            entered_by: input.agent.clone(),
-            contact_name: input.display_name.clone(),
-            contact_phone: input.phone.clone().unwrap_or_default(),
-            contact_email: input.email.clone().unwrap_or_default(),
-            reference: input.interaction_id.clone(),
-            ..Default::default()
-        },
-        audit,
-    }
+    let data = ActivityData {
+        customer_id: customer_id.map(str::to_owned),
+        request_id: request.map(|r| r.id.clone()),
+        channel: input.channel,
+        direction: input.direction,
+        topic: input.topic.clone(),
+        occur_time: now,
+        entered_by: input.agent.clone(),
+        contact_name: input.display_name.clone(),
+        contact_phone: input.phone.clone().unwrap_or_default(),
+        contact_email: input.email.clone().unwrap_or_default(),
+        reference: input.interaction_id.clone(),
+        ..Default::default()
+    };
+    Activity::created(data, acting_agent, now)
 }
 
 /// Inserts the interaction record unless the id is already claimed.
