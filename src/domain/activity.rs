@@ -69,4 +69,14 @@ impl Activity {
             audit: Audit::created(agent, now),
         }
     }
+
+    /// This activity with `data`, one version on, changed by `agent` at `now`.
+    pub fn next_version(&self, data: ActivityData, agent: &str, now: Micros) -> Self {
+        Activity {
+            id: self.id.clone(),
+            version: self.version + 1,
+            data,
+            audit: self.audit.touched(agent, now),
+        }
+    }
 }

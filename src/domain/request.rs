@@ -74,6 +74,16 @@ impl Request {
             audit: Audit::created(agent, now),
         }
     }
+
+    /// This request with `data`, one version on, changed by `agent` at `now` (`close_time` as it was).
+    pub fn next_version(&self, data: RequestData, agent: &str, now: Micros) -> Self {
+        Request {
+            version: self.version + 1,
+            data,
+            audit: self.audit.touched(agent, now),
+            ..self.clone()
+        }
+    }
 }
 
 #[derive(Clone, Debug, PartialEq, Eq)]

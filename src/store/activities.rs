@@ -159,12 +159,7 @@ impl Store {
             return Ok(current);
         }
         let now = now_micros();
-        let updated = Activity {
-            id: current.id.clone(),
-            version: current.version + 1,
-            audit: current.audit.touched(agent, now),
-            data,
-        };
+        let updated = current.next_version(data, agent, now);
         record::save_version(&txn, &updated, current.version).await?;
         let mut change = NewChange::updated(agent, &updated, changes, now);
         // Watchers of the customer it left learn of the move too: the log names the old customer when the new

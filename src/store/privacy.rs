@@ -22,16 +22,17 @@ use serde_json::{Map, Value};
 use super::{
     Store, activities, change_log, customers,
     entity::{
-        self, activities as activity_rows, change_log as log_rows, comments, customer_merges,
+        activities as activity_rows, change_log as log_rows, comments, customer_merges,
         notifications, requests as request_rows,
     },
+    record::Stored,
     requests,
 };
 use crate::{
     domain::{
         activity::{Activity, ActivityData},
-        change::{Change, ChangeKind, NewChange, ResourceKind},
-        customer::{Audit, Customer, CustomerData},
+        change::{Change, NewChange, ResourceKind},
+        customer::{Customer, CustomerData},
         mask::{self, FieldChange},
         notification::Notification,
         request::{Comment, Request},
@@ -263,41 +264,25 @@ struct Anonymization<'a> {
 }
 
 impl Anonymization<'_> {
-    /// An UPDATED change naming `fields`, with no values (the history is redacted at the end anyway).
-    fn change(
-        &self,
-        resource: ResourceKind,
-        id: &str,
-        version: i64,
-        fields: Vec<FieldChange>,
-        internal: bool,
-    ) -> NewChange {
-        NewChange {
-            resource,
-            resource_id: id.to_owned(),
-            version,
-            kind: ChangeKind::Updated,
-            agent: self.agent.to_owned(),
-            fields: fields
-                .into_iter()
-                .map(|f| FieldChange {
-                    field: f.field,
-                    old: Value::Null,
-                    new: Value::Null,
-                })
-                .collect(),
-            parent_id: (resource != ResourceKind::Customer).then(|| self.customer_id.to_owned()),
-            internal,
-            time: self.now,
-        }
-    }
-
-    fn audit(&self, audit: &Audit) -> Audit {
-        Audit {
-            update_time: self.now,
-            updated_by: self.agent.to_owned(),
-            ..audit.clone()
-        }
+    /// Saves `updated` over its row (the customer's lock keeps its records from changing meanwhile) and logs the
+    /// change, naming the `fields` it cleared without their values.
+    async fn save<R: Stored>(&self, updated: &R, fields: Vec<FieldChange>) -> Result<()> {
+        R::Entity::update_many()
+            .set(updated.to_active()?)
+            .filter(R::ID.eq(updated.id()))
+            .exec(self.txn)
+            .await?;
+        let fields = fields
+            .into_iter()
+            .map(|f| FieldChange {
+                field: f.field,
+                old: Value::Null,
+                new: Value::Null,
+            })
+            .collect();
+        let change = NewChange::updated(self.agent, updated, fields, self.now);
+        change_log::append(self.txn, change).await?;
+        Ok(())
     }
 
     /// Clears the contact fields and free texts of the customer's activities; true if any had some.
@@ -316,25 +301,8 @@ impl Anonymization<'_> {
                 continue;
             }
             changed = true;
-            let updated = Activity {
-                version: activity.version + 1,
-                audit: self.audit(&activity.audit),
-                data,
-                ..activity
-            };
-            activity_rows::Entity::update_many()
-                .set(activities::to_active(&updated)?)
-                .filter(activity_rows::Column::Id.eq(updated.id.as_str()))
-                .exec(self.txn)
-                .await?;
-            let change = self.change(
-                ResourceKind::Activity,
-                &updated.id,
-                updated.version,
-                fields,
-                updated.data.internal,
-            );
-            change_log::append(self.txn, change).await?;
+            let updated = activity.next_version(data, self.agent, self.now);
+            self.save(&updated, fields).await?;
         }
         Ok(changed)
     }
@@ -375,25 +343,8 @@ impl Anonymization<'_> {
                 continue;
             }
             changed = true;
-            let updated = Request {
-                version: request.version + 1,
-                audit: self.audit(&request.audit),
-                data,
-                ..request
-            };
-            request_rows::Entity::update_many()
-                .set(requests::to_active(&updated)?)
-                .filter(request_rows::Column::Id.eq(updated.id.as_str()))
-                .exec(self.txn)
-                .await?;
-            let change = self.change(
-                ResourceKind::Request,
-                &updated.id,
-                updated.version,
-                fields,
-                false,
-            );
-            change_log::append(self.txn, change).await?;
+            let updated = request.next_version(data, self.agent, self.now);
+            self.save(&updated, fields).await?;
         }
         if !commented.is_empty() {
             comments::Entity::update_many()
@@ -502,26 +453,11 @@ impl Anonymization<'_> {
             new: Value::Null,
         });
         let updated = Customer {
-            version: current.version + 1,
-            audit: self.audit(&current.audit),
-            data,
             anonymize_time: Some(self.now),
-            ..current
+            ..current.next_version(data, self.agent, self.now)
         };
-        entity::customers::Entity::update_many()
-            .set(customers::to_active(&updated)?)
-            .filter(entity::customers::Column::Id.eq(self.customer_id))
-            .exec(self.txn)
-            .await?;
+        self.save(&updated, fields).await?;
         customers::write_contact_keys(self.txn, self.customer_id, &[]).await?;
-        let change = self.change(
-            ResourceKind::Customer,
-            &updated.id,
-            updated.version,
-            fields,
-            false,
-        );
-        change_log::append(self.txn, change).await?;
         Ok(updated)
     }
 

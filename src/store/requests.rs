@@ -135,12 +135,8 @@ impl Store {
             _ => None,
         };
         let updated = Request {
-            id: current.id.clone(),
-            version: current.version + 1,
-            customer_id: current.customer_id.clone(),
             close_time,
-            audit: current.audit.touched(agent, now),
-            data,
+            ..current.next_version(data, agent, now)
         };
         record::save_version(&txn, &updated, current.version).await?;
         if updated.data.status == RequestStatus::Cancelled {
