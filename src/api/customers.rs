@@ -245,14 +245,14 @@ impl CustomerService for CustomerApi {
         &self,
         request: Request<pb::LockCustomerRequest>,
     ) -> Result<Response<pb::Customer>, Status> {
-        super::identity::lock_customer(&self.state, request).await
+        super::identity::set_locked(&self.state, request.map(|m| m.id), true).await
     }
 
     async fn unlock_customer(
         &self,
         request: Request<pb::UnlockCustomerRequest>,
     ) -> Result<Response<pb::Customer>, Status> {
-        super::identity::unlock_customer(&self.state, request).await
+        super::identity::set_locked(&self.state, request.map(|m| m.id), false).await
     }
 
     async fn anonymize_customer(

@@ -177,23 +177,15 @@ pub(super) async fn unmerge_customer(
     }))
 }
 
-pub(super) async fn lock_customer(
+/// Locks (`locked`) or unlocks the customer whose id `request` carries.
+pub(super) async fn set_locked(
     state: &ApiState,
-    request: Request<pb::LockCustomerRequest>,
+    request: Request<String>,
+    locked: bool,
 ) -> Result<Response<pb::Customer>, Status> {
     let agent = principal(&request)?.agent;
-    let id = one_id("id", &request.get_ref().id)?;
-    let customer = state.store.set_customer_locked(&agent, &id, true).await?;
-    Ok(Response::new(pb::Customer::from(customer)))
-}
-
-pub(super) async fn unlock_customer(
-    state: &ApiState,
-    request: Request<pb::UnlockCustomerRequest>,
-) -> Result<Response<pb::Customer>, Status> {
-    let agent = principal(&request)?.agent;
-    let id = one_id("id", &request.get_ref().id)?;
-    let customer = state.store.set_customer_locked(&agent, &id, false).await?;
+    let id = one_id("id", request.get_ref())?;
+    let customer = state.store.set_customer_locked(&agent, &id, locked).await?;
     Ok(Response::new(pb::Customer::from(customer)))
 }
 

@@ -110,16 +110,7 @@ pub fn merge(
             }
             Shape::Set { key, max, reason } => {
                 let value = merge_set(seen, mine, now, key);
-                if value.len() > max {
-                    return Err(Refusal::Limit(
-                        (*field).to_owned(),
-                        reason,
-                        format!(
-                            "merged with the changes made since, it would hold {} entries (at most {max})",
-                            value.len()
-                        ),
-                    ));
-                }
+                within_limit(field, reason, value.len(), max, "entries")?;
                 Value::Array(value)
             }
             Shape::Map { max, reason } => {
@@ -132,16 +123,7 @@ pub fn merge(
                         .unwrap_or(last);
                     conflicts.push(conflict(&format!("{field}[{clash:?}]"), by));
                 }
-                if value.len() > max {
-                    return Err(Refusal::Limit(
-                        (*field).to_owned(),
-                        reason,
-                        format!(
-                            "merged with the changes made since, it would hold {} keys (at most {max})",
-                            value.len()
-                        ),
-                    ));
-                }
+                within_limit(field, reason, value.len(), max, "keys")?;
                 Value::Object(value)
             }
         };
@@ -165,6 +147,26 @@ fn conflict(field: &str, by: &LoggedEdit) -> Conflict {
 
 fn elements(value: &Value) -> &[Value] {
     value.as_array().map_or(&[], Vec::as_slice)
+}
+
+/// Refuses a merged `field` holding `len` entries (`unit`) when it may hold at most `max`.
+fn within_limit(
+    field: &str,
+    reason: &'static str,
+    len: usize,
+    max: usize,
+    unit: &str,
+) -> Result<(), Refusal> {
+    if len > max {
+        return Err(Refusal::Limit(
+            field.to_owned(),
+            reason,
+            format!(
+                "merged with the changes made since, it would hold {len} {unit} (at most {max})"
+            ),
+        ));
+    }
+    Ok(())
 }
 
 /// The current set, less what the caller removed from the set it saw, plus what it added (or changed).

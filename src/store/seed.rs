@@ -41,6 +41,15 @@ pub struct SeedCounts {
     pub activities: u64,
 }
 
+/// The rows of every record `records` picks from the customers of `batch`.
+fn rows_of<'a, R: 'a, A>(
+    batch: &'a [SeedCustomer],
+    records: impl Fn(&'a SeedCustomer) -> &'a Vec<R>,
+    to_active: impl Fn(&R) -> Result<A>,
+) -> Result<Vec<A>> {
+    batch.iter().flat_map(records).map(to_active).collect()
+}
+
 impl Store {
     /// Refreshes the planner's statistics after a bulk load (PostgreSQL; its autovacuum would get there later).
     pub async fn analyze(&self) -> Result<()> {
@@ -76,19 +85,11 @@ impl Store {
             .await?;
         }
 
-        let rows = batch
-            .iter()
-            .flat_map(|seed| &seed.requests)
-            .map(requests::to_active)
-            .collect::<Result<Vec<_>>>()?;
-        counts.requests = insert_chunked::<entity::requests::Entity, _>(&txn, rows).await?;
-
-        let rows = batch
-            .iter()
-            .flat_map(|seed| &seed.activities)
-            .map(activities::to_active)
-            .collect::<Result<Vec<_>>>()?;
-        counts.activities = insert_chunked::<entity::activities::Entity, _>(&txn, rows).await?;
+        let requests = rows_of(batch, |seed| &seed.requests, requests::to_active)?;
+        counts.requests = insert_chunked::<entity::requests::Entity, _>(&txn, requests).await?;
+        let activities = rows_of(batch, |seed| &seed.activities, activities::to_active)?;
+        counts.activities =
+            insert_chunked::<entity::activities::Entity, _>(&txn, activities).await?;
 
         self.commit(txn).await?;
         Ok(counts)
