@@ -148,7 +148,7 @@ mod tests {
         assert!(v.is_empty());
         map.insert("k100".into(), String::new());
         check_attributes(&mut v, "customer.attributes", &map);
-        let found: Vec<_> = v.iter().map(|v| (v.field.as_str(), v.reason)).collect();
+        let found = v.fields_and_reasons();
         assert_eq!(
             found,
             [("customer.attributes", reason::TOO_MANY_ATTRIBUTES)]

@@ -890,7 +890,7 @@ mod tests {
         ];
         let mut v = Violations::new();
         let out = normalize_contact_points(&mut v, "p", &points, Id::US);
-        let found: Vec<_> = v.iter().map(|v| (v.field.as_str(), v.reason)).collect();
+        let found = v.fields_and_reasons();
         assert_eq!(
             found,
             [
@@ -927,7 +927,7 @@ mod tests {
         );
         assert!(v.is_empty());
         normalize_contact_points(&mut v, "p", &points, Id::US);
-        let found: Vec<_> = v.iter().map(|v| (v.field.as_str(), v.reason)).collect();
+        let found = v.fields_and_reasons();
         assert_eq!(found, [("p", reason::TOO_MANY_CONTACT_POINTS)]);
     }
 

@@ -154,7 +154,7 @@ mod tests {
         let paths = ["a".into(), "nope".into(), "id".into()];
         let fields = parse_update_mask(&mut v, &paths, MUTABLE, &["id"]);
         assert_eq!(fields, ["a"]);
-        let got: Vec<_> = v.iter().map(|v| (v.field.as_str(), v.reason)).collect();
+        let got = v.fields_and_reasons();
         assert_eq!(
             got,
             [

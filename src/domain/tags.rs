@@ -158,7 +158,7 @@ mod tests {
     fn empty_and_too_long_tags_are_reported_at_their_index() {
         let long = "x".repeat(51);
         let (_, v) = run(&["ok", "  ", &long, ""]);
-        let found: Vec<_> = v.iter().map(|v| (v.field.as_str(), v.reason)).collect();
+        let found = v.fields_and_reasons();
         assert_eq!(
             found,
             [
@@ -176,7 +176,7 @@ mod tests {
         normalize_tags(&mut v, "activity.tags", &tags[..100]);
         assert!(v.is_empty());
         normalize_tags(&mut v, "activity.tags", &tags);
-        let found: Vec<_> = v.iter().map(|v| (v.field.as_str(), v.reason)).collect();
+        let found = v.fields_and_reasons();
         assert_eq!(found, [("activity.tags", reason::TOO_MANY_TAGS)]);
     }
 

@@ -167,6 +167,11 @@ impl Violations {
         self.uncollected
     }
 
+    /// Each violation's field and reason, in order.
+    pub fn fields_and_reasons(&self) -> Vec<(&str, &'static str)> {
+        self.iter().map(|v| (v.field.as_str(), v.reason)).collect()
+    }
+
     /// The collected violations.
     pub fn iter(&self) -> impl Iterator<Item = &Violation> {
         self.collected.iter()

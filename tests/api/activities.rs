@@ -91,7 +91,7 @@ async fn activity_round_trips_every_field_through_create_get_update_delete(backe
 #[tokio::test]
 async fn activity_defaults_occur_time_to_now_and_entered_by_to_the_agent(backend: Backend) {
     let app = or_skip!(TestApp::spawn(backend).await);
-    let ana = app.create_customer(customer("Ana", "Lopez")).await;
+    let ana = app.ana_lopez().await;
     let before = now();
     let created = app
         .create_as("ben", activity(&ana.id, "call"))
@@ -147,7 +147,7 @@ async fn activity_without_customer_or_request_is_allowed(backend: Backend) {
 #[tokio::test]
 async fn activity_linked_to_another_customers_request_is_refused(backend: Backend) {
     let app = or_skip!(TestApp::spawn(backend).await);
-    let ana = app.create_customer(customer("Ana", "Lopez")).await;
+    let ana = app.ana_lopez().await;
     let ben = app.create_customer(customer("Ben", "Smith")).await;
     let bens = app.create_request(request(&ben.id, "Invoice")).await;
     let linked_to_bens = activity_on_request(&ana.id, &bens.id, "call");
@@ -187,7 +187,7 @@ async fn activity_for_an_unknown_customer_or_request_is_not_found(backend: Backe
 #[tokio::test]
 async fn activity_contact_fields_and_enums_are_validated(backend: Backend) {
     let app = or_skip!(TestApp::spawn(backend).await);
-    let ana = app.create_customer(customer("Ana", "Lopez")).await;
+    let ana = app.ana_lopez().await;
     let invalid = pb::Activity {
         contact_phone: "call me maybe".to_owned(),
         contact_email: "not-an-email".to_owned(),
@@ -216,7 +216,7 @@ async fn list_activities_needs_a_customer_or_a_request_and_is_newest_occur_time_
     let status = err(app.list_activities("", "", 0, "").await);
     assert_eq!(status.code(), Code::InvalidArgument, "{status:?}");
 
-    let ana = app.create_customer(customer("Ana", "Lopez")).await;
+    let ana = app.ana_lopez().await;
     let ben = app.create_customer(customer("Ben", "Smith")).await;
     let broken = app.create_request(request(&ana.id, "Broken")).await;
     let at = |seconds: i64, topic: &str, request_id: &str| pb::Activity {
@@ -280,7 +280,7 @@ async fn activities_can_be_deleted_whatever_their_state(backend: Backend) {
 #[tokio::test]
 async fn activity_update_mask_changes_only_the_named_fields(backend: Backend) {
     let app = or_skip!(TestApp::spawn(backend).await);
-    let ana = app.create_customer(customer("Ana", "Lopez")).await;
+    let ana = app.ana_lopez().await;
     let created = app
         .create_activity(pb::Activity {
             notes: "first notes".to_owned(),

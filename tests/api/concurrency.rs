@@ -166,7 +166,7 @@ async fn second_writer_from_a_stale_version_is_aborted_naming_the_winner_and_los
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn concurrent_updates_from_the_same_version_let_exactly_one_win(backend: Backend) {
     let app = or_skip!(TestApp::spawn(backend).await);
-    let created = app.create_customer(customer("Ana", "Lopez")).await;
+    let created = app.ana_lopez().await;
     let (winner, saved) = race_from_version_1(&app, 8, |writer, agent, channel| {
         let change = pb::Customer {
             notes: format!("written by {agent}"),
@@ -189,7 +189,7 @@ async fn concurrent_updates_from_the_same_version_let_exactly_one_win(backend: B
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn concurrent_request_updates_from_the_same_version_let_exactly_one_win(backend: Backend) {
     let app = or_skip!(TestApp::spawn(backend).await);
-    let ana = app.create_customer(customer("Ana", "Lopez")).await;
+    let ana = app.ana_lopez().await;
     let created = app.create_request(request(&ana.id, "Broken")).await;
     let (winner, saved) = race_from_version_1(&app, 6, |_, agent, channel| {
         let call = pb::UpdateRequestRequest {

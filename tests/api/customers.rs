@@ -267,7 +267,7 @@ async fn unknown_update_mask_path_is_refused_and_changes_nothing(backend: Backen
 #[tokio::test]
 async fn missing_or_stale_versions_are_refused(backend: Backend) {
     let app = or_skip!(TestApp::spawn(backend).await);
-    let created = app.create_customer(customer("Ana", "Lopez")).await;
+    let created = app.ana_lopez().await;
     let change = pb::Customer {
         version: 1,
         ..customer("Anabel", "Lopez")

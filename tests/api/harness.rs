@@ -1078,9 +1078,14 @@ macro_rules! patch_helpers {
 patch_helpers!(patch_customer: Customer, patch_request: Request, patch_activity: Activity);
 
 impl TestApp {
+    /// Ana Lopez, the customer most tests start from.
+    pub async fn ana_lopez(&self) -> pb::Customer {
+        self.create_customer(customer("Ana", "Lopez")).await
+    }
+
     /// Ana Lopez with one open request, "Broken": the fixture of most activity tests.
     pub async fn ana_with_a_broken_request(&self) -> (pb::Customer, pb::Request) {
-        let ana = self.create_customer(customer("Ana", "Lopez")).await;
+        let ana = self.ana_lopez().await;
         let broken = self.create_request(request(&ana.id, "Broken")).await;
         (ana, broken)
     }

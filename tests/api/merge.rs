@@ -170,7 +170,7 @@ async fn a_field_someone_else_changed_is_a_conflict_naming_it_and_who_and_nothin
     backend: Backend,
 ) {
     let app = or_skip!(TestApp::spawn(backend).await);
-    let loaded = app.create_customer(customer("Ana", "Lopez")).await;
+    let loaded = app.ana_lopez().await;
     let merge = ConflictPolicy::Merge;
     let mut ben = with_notes(customer_at(&loaded.id, 1), "from ben");
     ben.company = "Acme".into();
@@ -311,7 +311,7 @@ async fn a_merge_that_breaks_a_rule_is_refused_like_any_invalid_write(backend: B
 #[tokio::test]
 async fn without_the_merge_policy_any_stale_version_is_refused_as_before(backend: Backend) {
     let app = or_skip!(TestApp::spawn(backend).await);
-    let loaded = app.create_customer(customer("Ana", "Lopez")).await;
+    let loaded = app.ana_lopez().await;
     ben_sets_the_company(&app, &loaded.id, ConflictPolicy::Unspecified).await;
     for policy in [ConflictPolicy::Unspecified, ConflictPolicy::Refuse] {
         let status = save_notes(&app, "ana", (&loaded.id, 1), "x", policy)
@@ -339,7 +339,7 @@ async fn without_the_merge_policy_any_stale_version_is_refused_as_before(backend
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn sixteen_concurrent_merging_writers_all_land(backend: Backend) {
     let app = or_skip!(TestApp::spawn(backend).await);
-    let loaded = app.create_customer(customer("Ana", "Lopez")).await;
+    let loaded = app.ana_lopez().await;
     let barrier = Arc::new(tokio::sync::Barrier::new(16));
     let mut writers = Vec::new();
     for i in 0..16 {
@@ -374,7 +374,7 @@ async fn sixteen_concurrent_merging_writers_all_land(backend: Backend) {
 #[tokio::test]
 async fn requests_and_activities_merge_too(backend: Backend) {
     let app = or_skip!(TestApp::spawn(backend).await);
-    let c = app.create_customer(customer("Ana", "Lopez")).await;
+    let c = app.ana_lopez().await;
     let r = app.create_request(request(&c.id, "Billing")).await;
     let mut requests = app.requests();
     let ben = pb::Request {
@@ -425,7 +425,7 @@ async fn requests_and_activities_merge_too(backend: Backend) {
 #[tokio::test]
 async fn a_watcher_sees_a_merged_save_once_with_only_the_callers_fields(backend: Backend) {
     let app = or_skip!(TestApp::spawn(backend).await);
-    let loaded = app.create_customer(customer("Ana", "Lopez")).await;
+    let loaded = app.ana_lopez().await;
     let mut watcher = watch_customer(&app, "cy", &loaded.id, 1).await;
 
     ben_sets_the_company(&app, &loaded.id, ConflictPolicy::Merge).await;

@@ -17,7 +17,7 @@ async fn ana_with_activities(
     app: &TestApp,
     occur_times: Vec<Timestamp>,
 ) -> (pb::Customer, Vec<pb::Activity>) {
-    let ana = app.create_customer(customer("Ana", "Lopez")).await;
+    let ana = app.ana_lopez().await;
     let mut channels: Vec<Channel> = Vec::new();
     for _ in 0..4 {
         channels.push(app.new_channel().await);

@@ -298,7 +298,7 @@ async fn cors_preflight_allows_browser_gadgets(backend: Backend) {
 async fn shutdown_stops_serving(backend: Backend) {
     let app = or_skip!(TestApp::spawn(backend).await);
     let addr = app.addr;
-    let created = app.create_customer(customer("Ana", "Lopez")).await;
+    let created = app.ana_lopez().await;
     assert_eq!(created.version, 1);
     app.shutdown().await;
     let refused = TcpStream::connect(addr).await;
@@ -368,7 +368,7 @@ async fn health_is_not_serving_while_the_database_refuses_the_replica() {
         .await
         .expect("accept connections again");
     assert_eq!(next_status().await, ServingStatus::Serving);
-    let created = app.create_customer(customer("Ana", "Lopez")).await;
+    let created = app.ana_lopez().await;
     assert_eq!(created.version, 1);
     drop(admin);
     app.shutdown().await;

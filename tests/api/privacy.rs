@@ -908,7 +908,7 @@ async fn export_command_prints_the_same_document(backend: Backend) {
 #[tokio::test]
 async fn list_changes_pages_through_a_records_history(backend: Backend) {
     let app = or_skip!(TestApp::spawn(backend).await);
-    let mut customer = app.create_customer(customer("Ana", "Lopez")).await;
+    let mut customer = app.ana_lopez().await;
     for (agent, notes) in [
         ("ben", "one"),
         ("cara", "two"),

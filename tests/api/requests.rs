@@ -12,7 +12,7 @@ use crate::harness::*;
 #[tokio::test]
 async fn request_round_trips_every_field_through_create_get_update_delete(backend: Backend) {
     let app = or_skip!(TestApp::spawn(backend).await);
-    let ana = app.create_customer(customer("Ana", "Lopez")).await;
+    let ana = app.ana_lopez().await;
     let input = pb::Request {
         // Output-only fields: must be ignored on input.
         id: unknown_id(),
@@ -63,7 +63,7 @@ async fn request_round_trips_every_field_through_create_get_update_delete(backen
 #[tokio::test]
 async fn create_request_requires_a_title_and_an_existing_customer(backend: Backend) {
     let app = or_skip!(TestApp::spawn(backend).await);
-    let ana = app.create_customer(customer("Ana", "Lopez")).await;
+    let ana = app.ana_lopez().await;
 
     let unknown_status = pb::Request {
         status: 42,
@@ -93,7 +93,7 @@ async fn create_request_requires_a_title_and_an_existing_customer(backend: Backe
 #[tokio::test]
 async fn closing_sets_close_time_and_reopening_clears_it(backend: Backend) {
     let app = or_skip!(TestApp::spawn(backend).await);
-    let ana = app.create_customer(customer("Ana", "Lopez")).await;
+    let ana = app.ana_lopez().await;
     let created = app.create_request(request(&ana.id, "Broken")).await;
     assert_eq!(created.status, RequestStatus::Open as i32);
     assert_eq!(created.close_time, None);
@@ -151,7 +151,7 @@ async fn closing_sets_close_time_and_reopening_clears_it(backend: Backend) {
 #[tokio::test]
 async fn cancelling_deletes_the_comments_and_freezes_the_request(backend: Backend) {
     let app = or_skip!(TestApp::spawn(backend).await);
-    let ana = app.create_customer(customer("Ana", "Lopez")).await;
+    let ana = app.ana_lopez().await;
     let created = app.create_request(request(&ana.id, "Broken")).await;
     let first = app
         .add_comment("ana", &created.id, "Called the customer")
@@ -208,7 +208,7 @@ async fn cancelling_deletes_the_comments_and_freezes_the_request(backend: Backen
 #[tokio::test]
 async fn comments_carry_their_author_and_are_listed_oldest_first(backend: Backend) {
     let app = or_skip!(TestApp::spawn(backend).await);
-    let ana = app.create_customer(customer("Ana", "Lopez")).await;
+    let ana = app.ana_lopez().await;
     let created = app.create_request(request(&ana.id, "Broken")).await;
     let other = app.create_request(request(&ana.id, "Other")).await;
     app.add_comment("zoe", &other.id, "elsewhere")
@@ -264,7 +264,7 @@ async fn comments_carry_their_author_and_are_listed_oldest_first(backend: Backen
 #[tokio::test]
 async fn list_requests_filters_by_customer_and_status_newest_first(backend: Backend) {
     let app = or_skip!(TestApp::spawn(backend).await);
-    let ana = app.create_customer(customer("Ana", "Lopez")).await;
+    let ana = app.ana_lopez().await;
     let ben = app.create_customer(customer("Ben", "Smith")).await;
     let r1 = app.create_request(request(&ana.id, "one")).await;
     let r2 = app.create_request(request(&ana.id, "two")).await;
@@ -296,7 +296,7 @@ async fn list_requests_filters_by_customer_and_status_newest_first(backend: Back
 #[tokio::test]
 async fn deleting_a_request_keeps_its_activities_unlinked(backend: Backend) {
     let app = or_skip!(TestApp::spawn(backend).await);
-    let ana = app.create_customer(customer("Ana", "Lopez")).await;
+    let ana = app.ana_lopez().await;
     let created = app.create_request(request(&ana.id, "Broken")).await;
     app.add_comment("ana", &created.id, "note")
         .await
@@ -327,7 +327,7 @@ async fn deleting_a_request_keeps_its_activities_unlinked(backend: Backend) {
 #[tokio::test]
 async fn stale_request_versions_are_aborted(backend: Backend) {
     let app = or_skip!(TestApp::spawn(backend).await);
-    let ana = app.create_customer(customer("Ana", "Lopez")).await;
+    let ana = app.ana_lopez().await;
     let created = app.create_request(request(&ana.id, "Broken")).await;
     let retitle = |version: i64, title: &str| pb::Request {
         id: created.id.clone(),

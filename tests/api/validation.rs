@@ -170,7 +170,7 @@ async fn tags_differing_only_in_case_and_spaces_are_duplicates(backend: Backend)
     assert_invalid(refused, &[("customer.tags[1]", "DUPLICATE_TAG")]);
     assert!(app.search_customers("").await.is_empty());
 
-    let ana = app.create_customer(customer("Ana", "Lopez")).await;
+    let ana = app.ana_lopez().await;
     let duplicate_tags = pb::Request {
         tags: strings(&["Billing", "urgent", "BILLING"]),
         ..request(&ana.id, "Invoice")
@@ -416,7 +416,7 @@ async fn every_violation_of_a_call_is_reported_in_one_bad_request_and_nothing_is
     }
 
     // The same mistakes on update leave the record unchanged at its version.
-    let ana = app.create_customer(customer("Ana", "Lopez")).await;
+    let ana = app.ana_lopez().await;
     let status = err(app
         .update_customer(
             "ben",
