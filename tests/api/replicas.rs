@@ -28,9 +28,7 @@ async fn two_replicas() -> Option<(TestDb, TestApp, TestApp)> {
 
 #[tokio::test]
 async fn a_change_through_one_replica_reaches_a_watcher_on_the_other_within_a_second() {
-    let Some((_db, a, b)) = two_replicas().await else {
-        return;
-    };
+    let (_db, a, b) = or_skip!(two_replicas().await);
     let (c, mut ana) = carla_watched_by(&b, &a, "ana").await;
 
     let started = Instant::now();
@@ -54,9 +52,7 @@ async fn a_change_through_one_replica_reaches_a_watcher_on_the_other_within_a_se
 
 #[tokio::test]
 async fn presence_crosses_replicas_both_ways() {
-    let Some((_db, a, b)) = two_replicas().await else {
-        return;
-    };
+    let (_db, a, b) = or_skip!(two_replicas().await);
     let (c, mut ana) = carla_watched_by(&a, &a, "ana").await;
     let mut ben = Watcher::open(&b, "ben").await;
     ben.subscribe(vec![customer_ref(&c.id, 1)], 0).await;
@@ -70,9 +66,7 @@ async fn presence_crosses_replicas_both_ways() {
 
 #[tokio::test]
 async fn killing_the_listener_connection_loses_no_event() {
-    let Some((db, a, b)) = two_replicas().await else {
-        return;
-    };
+    let (db, a, b) = or_skip!(two_replicas().await);
     let (c, mut ana) = carla_watched_by(&b, &a, "ana").await;
 
     let admin = Database::connect(db.url()).await.expect("admin connection");
@@ -108,9 +102,7 @@ async fn killing_the_listener_connection_loses_no_event() {
 
 #[tokio::test]
 async fn a_replica_that_dies_leaves_presence_within_30_seconds() {
-    let Some((db, a, _b)) = two_replicas().await else {
-        return;
-    };
+    let (db, a, _b) = or_skip!(two_replicas().await);
     let (c, mut ana) = carla_watched_by(&a, &a, "ana").await;
 
     // A replica published Zed as editing and then died: it never refreshes or withdraws its rows.
