@@ -142,7 +142,7 @@ impl ActivityService for ActivityApi {
                 request_id.as_deref().unwrap_or_default(),
             ],
         );
-        violations.into_result(()).map_err(Error::from)?;
+        violations.into_result(())?;
         let cursor = page.cursor.as_ref().filter(|c| c.time.is_some());
         if page.cursor.is_some() && cursor.is_none() {
             return Err(Error::invalid(

@@ -62,8 +62,8 @@ fn open_context_input(
     ] {
         text::check_text(violations, field, value);
     }
-    super::enum_number::<pb::Channel>(violations, "channel", m.channel, "Channel");
-    super::enum_number::<pb::Direction>(violations, "direction", m.direction, "Direction");
+    super::enum_number::<pb::Channel>(violations, "channel", m.channel);
+    super::enum_number::<pb::Direction>(violations, "direction", m.direction);
     let policy = request_policy(violations, m.request_policy);
     let phone = match m.phone.trim() {
         "" => None,
@@ -180,7 +180,7 @@ impl ContextService for ContextApi {
             self.state.region,
             &agent,
         );
-        violations.into_result(()).map_err(Error::from)?;
+        violations.into_result(())?;
         let result = self.state.store.open_context(&agent, &input).await?;
         Ok(Response::new(pb::OpenContextResponse::from(result)))
     }
@@ -194,7 +194,7 @@ impl ContextService for ContextApi {
         let agent = message.agent.trim();
         text::check_required_text(&mut violations, "agent", agent);
         let limit = page::page_size(&mut violations, "page_size", message.page_size);
-        violations.into_result(()).map_err(Error::from)?;
+        violations.into_result(())?;
         // What an agent opened is their own business; an admin (a supervisor) may read anyone's list.
         if caller.role == Role::Agent && agent != caller.agent {
             return Err(Error::permission_denied(

@@ -131,7 +131,7 @@ impl CustomerService for CustomerApi {
             &message.page_token,
             &filter,
         );
-        violations.into_result(()).map_err(Error::from)?;
+        violations.into_result(())?;
         if let Some(own) = caller.portal_customer() {
             // Only the portal's own customer, on the first page, if every word starts one of its words.
             let customers = match page.cursor {

@@ -26,13 +26,6 @@ const DUPLICATE_SOURCE: &str = "DUPLICATE_SOURCE";
 /// The target named among the sources.
 const SOURCE_IS_TARGET: &str = "SOURCE_IS_TARGET";
 
-/// The checked id at `field`, or the call's INVALID_ARGUMENT.
-fn one_id(field: &str, value: &str) -> Result<String, Error> {
-    let mut violations = Violations::new();
-    let id = ids::check_id(&mut violations, field, value);
-    Ok(violations.into_result(id.unwrap_or_default())?)
-}
-
 fn reason_to_pb(reason: MatchReason) -> pb::MatchReason {
     use pb::MatchReasonKind as Kind;
     let (kind, detail) = match reason {
@@ -75,9 +68,7 @@ pub(super) async fn find_matching_customers(
         }
         n => (n as usize).min(MAX_MATCHES),
     };
-    let id = violations
-        .into_result(id.unwrap_or_default())
-        .map_err(Error::from)?;
+    let id = violations.into_checked(id)?;
     let matches = state.store.find_matching_customers(&id, limit).await?;
     Ok(Response::new(pb::FindMatchingCustomersResponse {
         matches: matches.into_iter().map(match_to_pb).collect(),
@@ -129,7 +120,8 @@ fn check_merge(message: &pb::MergeCustomersRequest) -> Result<(String, Vec<Strin
             sources.push(id);
         }
     }
-    Ok(violations.into_result((target.unwrap_or_default(), sources))?)
+    let target = violations.into_checked(target)?;
+    Ok((target, sources))
 }
 
 pub(super) async fn merge_customers(
@@ -162,14 +154,10 @@ pub(super) async fn unmerge_customer(
             "a customer cannot have been merged into itself",
         );
     }
-    violations.into_result(()).map_err(Error::from)?;
+    let (target, source) = violations.into_checked(target.zip(source))?;
     let (target, source) = state
         .store
-        .unmerge_customer(
-            &agent,
-            &target.unwrap_or_default(),
-            &source.unwrap_or_default(),
-        )
+        .unmerge_customer(&agent, &target, &source)
         .await?;
     Ok(Response::new(pb::UnmergeCustomerResponse {
         target: Some(pb::Customer::from(target)),
@@ -184,7 +172,7 @@ pub(super) async fn set_locked(
     locked: bool,
 ) -> Result<Response<pb::Customer>, Status> {
     let agent = principal(&request)?.agent;
-    let id = one_id("id", request.get_ref())?;
+    let id = ids::require_id("id", request.get_ref())?;
     let customer = state.store.set_customer_locked(&agent, &id, locked).await?;
     Ok(Response::new(pb::Customer::from(customer)))
 }

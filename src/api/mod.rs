@@ -130,47 +130,43 @@ where
     Ok(Response::new(()))
 }
 
-/// A proto enum number from the caller where `UNSPECIFIED` (0) means none: `None` for 0 and for a number the
-/// generated enum `E` does not know (a violation naming the enum), else the number.
+/// Whether the generated enum `E` knows `value`; if not, an `INVALID_ENUM_VALUE` violation naming the enum. The
+/// proto is the only list of values.
+fn known_enum<E: TryFrom<i32>>(violations: &mut Violations, field: &str, value: i32) -> bool {
+    let known = E::try_from(value).is_ok();
+    if !known {
+        let name = std::any::type_name::<E>()
+            .rsplit("::")
+            .next()
+            .unwrap_or("enum");
+        violations.push(
+            field,
+            reason::INVALID_ENUM_VALUE,
+            format!("{value} is not a {name}"),
+        );
+    }
+    known
+}
+
+/// A proto enum number from the caller, checked against the generated enum `E`: passed on as it is (an unknown
+/// one also adds a violation).
+pub(in crate::api) fn enum_number<E: TryFrom<i32>>(
+    violations: &mut Violations,
+    field: &str,
+    value: i32,
+) -> i32 {
+    known_enum::<E>(violations, field, value);
+    value
+}
+
+/// A proto enum number from the caller where `UNSPECIFIED` (0) means none: `None` for 0 and for a number `E`
+/// does not know (a violation), else the number.
 pub(in crate::api) fn optional_enum<E: TryFrom<i32>>(
     violations: &mut Violations,
     field: &str,
     value: i32,
 ) -> Option<i32> {
-    if value == 0 {
-        return None;
-    }
-    let name = std::any::type_name::<E>()
-        .rsplit("::")
-        .next()
-        .unwrap_or("enum");
-    if E::try_from(value).is_err() {
-        violations.push(
-            field,
-            reason::INVALID_ENUM_VALUE,
-            format!("{value} is not a {name}"),
-        );
-        return None;
-    }
-    Some(value)
-}
-
-/// A proto enum number from the caller, checked against the generated enum `E` (so the proto is the only list of
-/// values): a known number passes as it is, an unknown one is `INVALID_ENUM_VALUE` naming the enum.
-pub(in crate::api) fn enum_number<E: TryFrom<i32>>(
-    violations: &mut Violations,
-    field: &str,
-    value: i32,
-    name: &str,
-) -> i32 {
-    if E::try_from(value).is_err() {
-        violations.push(
-            field,
-            reason::INVALID_ENUM_VALUE,
-            format!("{value} is not a {name}"),
-        );
-    }
-    value
+    (value != 0 && known_enum::<E>(violations, field, value)).then_some(value)
 }
 
 /// What an update based on an older version asks for; an unknown value is `INVALID_ENUM_VALUE`.
@@ -269,10 +265,10 @@ mod tests {
             }
         };
         check("Channel", &|v, n| {
-            enum_number::<pb::Channel>(v, "channel", n, "Channel")
+            enum_number::<pb::Channel>(v, "channel", n)
         });
         check("Direction", &|v, n| {
-            enum_number::<pb::Direction>(v, "direction", n, "Direction")
+            enum_number::<pb::Direction>(v, "direction", n)
         });
         check("ConflictPolicy", &|v, n| {
             conflict_policy(v, n);

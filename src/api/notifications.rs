@@ -5,7 +5,6 @@ use tonic::{Request, Response, Status};
 use super::{ApiState, PageRequest, principal};
 use crate::{
     domain::{Violations, ids, notification::NotificationStatus, page::Cursor},
-    error::Error,
     pb,
 };
 
@@ -29,7 +28,7 @@ pub(super) async fn list_notifications(
             &message.status.to_string(),
         ],
     );
-    violations.into_result(()).map_err(Error::from)?;
+    violations.into_result(())?;
     let mut notifications = state
         .store
         .list_notifications(

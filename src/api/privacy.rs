@@ -40,7 +40,7 @@ pub(super) async fn anonymize_customer(
     request: Request<pb::AnonymizeCustomerRequest>,
 ) -> Result<Response<pb::Customer>, Status> {
     let agent = principal(&request)?.agent;
-    let id = customer_id(&request.get_ref().id)?;
+    let id = ids::require_id("id", &request.get_ref().id)?;
     let customer = state.store.anonymize_customer(&agent, &id).await?;
     Ok(Response::new(pb::Customer::from(customer)))
 }
@@ -50,7 +50,7 @@ pub(super) async fn export_customer(
     request: Request<pb::ExportCustomerRequest>,
 ) -> Result<Response<pb::ExportCustomerResponse>, Status> {
     let agent = principal(&request)?.agent;
-    let id = customer_id(&request.get_ref().id)?;
+    let id = ids::require_id("id", &request.get_ref().id)?;
     let document = export_document(&state.store, &id).await?;
     tracing::info!(customer = %id, agent, "customer exported");
     Ok(Response::new(pb::ExportCustomerResponse {
@@ -87,17 +87,13 @@ pub(super) async fn list_changes(
     }
     let id = ids::check_id(&mut violations, "resource.id", &resource.id);
     let kind_name = kind.map_or("", ResourceKind::as_str);
-    let id_text = id.clone().unwrap_or_default();
     let page = PageRequest::parse(
         &mut violations,
         message.page_size,
         &message.page_token,
-        &["changes", kind_name, &id_text],
+        &["changes", kind_name, id.as_deref().unwrap_or_default()],
     );
-    violations.into_result(()).map_err(Error::from)?;
-    let (Some(kind), Some(id)) = (kind, id) else {
-        return Err(Error::internal("resource checked but missing").into());
-    };
+    let (kind, id) = violations.into_checked(kind.zip(id))?;
     let after = page.cursor.as_ref().and_then(|c| c.time);
     let mut rows = state
         .store
@@ -114,12 +110,6 @@ pub(super) async fn list_changes(
         changes: rows.iter().map(change_to_pb).collect(),
         next_page_token,
     }))
-}
-
-fn customer_id(raw: &str) -> Result<String, Error> {
-    let mut violations = Violations::new();
-    let id = ids::check_id(&mut violations, "id", raw);
-    Ok(violations.into_result(id.unwrap_or_default())?)
 }
 
 /// Everything held about customer `id` as one JSON document (see `ExportCustomerResponse`). Used by

@@ -103,17 +103,20 @@ impl RequestService for RequestApi {
     ) -> Result<Response<pb::ListRequestsResponse>, Status> {
         let (caller, message) = super::caller_and_message(request)?;
         let mut violations = Violations::new();
-        let customer_id =
-            ids::check_id(&mut violations, "customer_id", &message.customer_id).unwrap_or_default();
+        let customer_id = ids::check_id(&mut violations, "customer_id", &message.customer_id);
         let status = request_status(&mut violations, "status", message.status);
         let status_filter = message.status.to_string();
         let page = PageRequest::parse(
             &mut violations,
             message.page_size,
             &message.page_token,
-            &["requests", &customer_id, &status_filter],
+            &[
+                "requests",
+                customer_id.as_deref().unwrap_or_default(),
+                &status_filter,
+            ],
         );
-        violations.into_result(()).map_err(Error::from)?;
+        let customer_id = violations.into_checked(customer_id)?;
         if let Some(own) = caller.portal_customer()
             && own != customer_id
         {
@@ -142,11 +145,11 @@ impl RequestService for RequestApi {
         let mut violations = Violations::new();
         let request_id = ids::check_id(&mut violations, "request_id", &message.request_id);
         text::check_required_text(&mut violations, "text", &message.text);
-        violations.into_result(()).map_err(Error::from)?;
+        let request_id = violations.into_checked(request_id)?;
         let comment = self
             .state
             .store
-            .add_comment(&agent, &request_id.unwrap_or_default(), message.text)
+            .add_comment(&agent, &request_id, message.text)
             .await?;
         Ok(Response::new(pb::Comment::from(comment)))
     }
@@ -157,15 +160,14 @@ impl RequestService for RequestApi {
     ) -> Result<Response<pb::ListCommentsResponse>, Status> {
         let (caller, message) = super::caller_and_message(request)?;
         let mut violations = Violations::new();
-        let request_id =
-            ids::check_id(&mut violations, "request_id", &message.request_id).unwrap_or_default();
+        let request_id = ids::check_id(&mut violations, "request_id", &message.request_id);
         let page = PageRequest::parse(
             &mut violations,
             message.page_size,
             &message.page_token,
-            &["comments", &request_id],
+            &["comments", request_id.as_deref().unwrap_or_default()],
         );
-        violations.into_result(()).map_err(Error::from)?;
+        let request_id = violations.into_checked(request_id)?;
         if caller.portal_customer().is_some() {
             visible_request(&self.state, caller.portal_customer(), &request_id).await?;
         }

@@ -31,10 +31,8 @@ pub fn check_id(violations: &mut Violations, field: &str, value: &str) -> Option
 /// The id `value` of `field` in canonical form, or the one violation that it is missing or malformed.
 pub fn require_id(field: &str, value: &str) -> Result<String, Violations> {
     let mut violations = Violations::new();
-    match check_id(&mut violations, field, value) {
-        Some(id) => Ok(id),
-        None => Err(violations),
-    }
+    let id = check_id(&mut violations, field, value);
+    violations.into_checked(id)
 }
 
 /// Like [`check_id`], but an empty value means "none".

@@ -177,6 +177,15 @@ impl Violations {
         self.collected.iter()
     }
 
+    /// The value a check produced when nothing was found wrong, otherwise every violation. (A check that found
+    /// nothing wrong always produces its value.)
+    pub fn into_checked<T>(self, value: Option<T>) -> Result<T, Violations> {
+        match value {
+            Some(value) if self.is_empty() => Ok(value),
+            _ => Err(self),
+        }
+    }
+
     /// `Ok(value)` when nothing was found, otherwise every violation.
     pub fn into_result<T>(self, value: T) -> Result<T, Violations> {
         if self.is_empty() {

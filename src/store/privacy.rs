@@ -264,8 +264,8 @@ struct Anonymization<'a> {
 }
 
 impl Anonymization<'_> {
-    /// Saves `updated` over its row (the customer's lock keeps its records from changing meanwhile) and logs the
-    /// change, naming the `fields` it cleared without their values.
+    /// Saves `updated` over its row, matched by id alone (the anonymized values replace whatever version the row
+    /// holds), and logs the change, naming the `fields` it cleared without their values.
     async fn save<R: Stored>(&self, updated: &R, fields: Vec<FieldChange>) -> Result<()> {
         R::Entity::update_many()
             .set(updated.to_active()?)

@@ -84,13 +84,8 @@ fn activity_input(violations: &mut Violations, a: pb::Activity, region: Region) 
     let data = ActivityData {
         customer_id: ids::check_optional_id(violations, "activity.customer_id", &customer_id),
         request_id: ids::check_optional_id(violations, "activity.request_id", &request_id),
-        channel: enum_number::<pb::Channel>(violations, "activity.channel", channel, "Channel"),
-        direction: enum_number::<pb::Direction>(
-            violations,
-            "activity.direction",
-            direction,
-            "Direction",
-        ),
+        channel: enum_number::<pb::Channel>(violations, "activity.channel", channel),
+        direction: enum_number::<pb::Direction>(violations, "activity.direction", direction),
         internal,
         tags: tags::normalize_tags(violations, "activity.tags", &tags),
         topic,

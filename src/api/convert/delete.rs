@@ -10,10 +10,8 @@ fn deletion(id: &str, version: i64) -> Result<Deletion, Violations> {
     let mut violations = Violations::new();
     let id = ids::check_id(&mut violations, "id", id);
     check_version_given(&mut violations, "version", version);
-    match id {
-        Some(id) if violations.is_empty() => Ok(Deletion { id, version }),
-        _ => Err(violations),
-    }
+    let id = violations.into_checked(id)?;
+    Ok(Deletion { id, version })
 }
 
 /// `TryFrom` for each delete request, all of the same two fields.

@@ -78,13 +78,11 @@ impl TryFrom<(pb::CreateRequestRequest, Region)> for NewRequest {
         let customer_id =
             ids::check_id(&mut violations, "request.customer_id", &request.customer_id);
         let input = request_input(&mut violations, request, region);
-        match customer_id {
-            Some(customer_id) if violations.is_empty() => Ok(NewRequest {
-                customer_id,
-                data: input.data,
-            }),
-            _ => Err(violations),
-        }
+        let customer_id = violations.into_checked(customer_id)?;
+        Ok(NewRequest {
+            customer_id,
+            data: input.data,
+        })
     }
 }
 

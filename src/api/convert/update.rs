@@ -80,15 +80,13 @@ impl<M: UpdateMessage> TryFrom<(M, Region)> for Edit<M::Input> {
         let mut field_violations = Violations::within(record_field, &fields);
         let data = M::input(&mut field_violations, record, region);
         violations.extend(field_violations);
-        match id {
-            Some(id) if violations.is_empty() => Ok(Edit {
-                id,
-                version,
-                policy,
-                fields,
-                data,
-            }),
-            _ => Err(violations),
-        }
+        let id = violations.into_checked(id)?;
+        Ok(Edit {
+            id,
+            version,
+            policy,
+            fields,
+            data,
+        })
     }
 }
