@@ -640,24 +640,6 @@ impl TestApp {
     }
 }
 
-/// `TestApp::delete_…(agent, id, version)`: deletes the record `id` at `version` as `agent`.
-macro_rules! delete_helpers {
-    ($($name:ident($Message:ident) on $client:ident),+) => {
-        impl TestApp {$(
-            pub async fn $name(&self, agent: &str, id: &str, version: i64) -> Result<(), Status> {
-                let call = pb::$Message { id: id.to_owned(), version };
-                self.$client().$name(as_agent(agent, call)).await.map(Response::into_inner)
-            }
-        )+}
-    };
-}
-
-delete_helpers!(
-    delete_customer(DeleteCustomerRequest) on customers,
-    delete_request(DeleteRequestRequest) on requests,
-    delete_activity(DeleteActivityRequest) on activities
-);
-
 // ---- apps whose database the test keeps; request status, locking and merging as the helpers' agent ----------
 
 impl TestApp {
@@ -841,6 +823,54 @@ impl_record!(
     update_activity(UpdateActivityRequest)
 );
 
+/// The calls of each record kind by name, for tests that read better with the kind spelled out:
+/// `create_…(record)` as the setup agent, expecting success; `create_…_as(agent, record)` and
+/// `patch_…(agent, record, paths)` (only the fields named in `paths`, every mutable field when empty), which let
+/// the caller see a refusal; `get_…(id)` without credentials; `delete_…(agent, id, version)`.
+macro_rules! record_helpers {
+    ($($Record:ident: $client:ident, $create:ident($Create:ident { $field:ident }), $create_as:ident,
+       $get:ident($Get:ident), $patch:ident, $delete:ident($Delete:ident);)+) => {
+        impl TestApp {$(
+            pub async fn $create(&self, $field: pb::$Record) -> pb::$Record {
+                let call = pb::$Create { $field: Some($field) };
+                ok(self.$client().$create(self.setup(call)).await)
+            }
+
+            pub async fn $create_as(&self, agent: &str, $field: pb::$Record) -> Result<pb::$Record, Status> {
+                self.create_as(agent, $field).await
+            }
+
+            pub async fn $get(&self, id: &str) -> Result<pb::$Record, Status> {
+                let call = pb::$Get { id: id.to_owned() };
+                self.$client().$get(call).await.map(Response::into_inner)
+            }
+
+            pub async fn $patch(
+                &self,
+                agent: &str,
+                $field: pb::$Record,
+                paths: &[&str],
+            ) -> Result<pb::$Record, Status> {
+                self.update_as(agent, $field, mask(paths)).await
+            }
+
+            pub async fn $delete(&self, agent: &str, id: &str, version: i64) -> Result<(), Status> {
+                let call = pb::$Delete { id: id.to_owned(), version };
+                self.$client().$delete(as_agent(agent, call)).await.map(Response::into_inner)
+            }
+        )+}
+    };
+}
+
+record_helpers! {
+    Customer: customers, create_customer(CreateCustomerRequest { customer }), create_customer_as,
+        get_customer(GetCustomerRequest), patch_customer, delete_customer(DeleteCustomerRequest);
+    Request: requests, create_request(CreateRequestRequest { request }), create_request_as,
+        get_request(GetRequestRequest), patch_request, delete_request(DeleteRequestRequest);
+    Activity: activities, create_activity(CreateActivityRequest { activity }), create_activity_as,
+        get_activity(GetActivityRequest), patch_activity, delete_activity(DeleteActivityRequest);
+}
+
 impl TestApp {
     /// Creates `record` as `agent`; the status when it is refused.
     pub async fn create_as<R: Record>(&self, agent: &str, record: R) -> Result<R, Status> {
@@ -942,8 +972,6 @@ pub async fn watch_customer(
     watcher
 }
 
-impl TestApp {}
-
 impl TestApp {
     /// One page of the customers matching `query`.
     pub async fn search_customers_page(
@@ -1028,54 +1056,6 @@ impl TestApp {
             .unwrap_or_else(|refused| panic!("{title} to {status:?}: {refused:?}"))
     }
 }
-
-/// For each record kind: `create_…(record)` as the setup agent, expecting success; `create_…_as(agent, record)`,
-/// which lets the caller see a refusal; and `get_…(id)`.
-macro_rules! create_and_get_helpers {
-    ($($create:ident, $create_as:ident, $get:ident: $Create:ident { $field:ident: $Record:ident }, $Get:ident on $client:ident;)+) => {
-        impl TestApp {$(
-            pub async fn $create(&self, $field: pb::$Record) -> pb::$Record {
-                let call = pb::$Create { $field: Some($field) };
-                ok(self.$client().$create(self.setup(call)).await)
-            }
-
-            pub async fn $create_as(&self, agent: &str, $field: pb::$Record) -> Result<pb::$Record, Status> {
-                let call = pb::$Create { $field: Some($field) };
-                self.$client().$create(as_agent(agent, call)).await.map(Response::into_inner)
-            }
-
-            pub async fn $get(&self, id: &str) -> Result<pb::$Record, Status> {
-                let call = pb::$Get { id: id.to_owned() };
-                self.$client().$get(call).await.map(Response::into_inner)
-            }
-        )+}
-    };
-}
-
-create_and_get_helpers! {
-    create_customer, create_customer_as, get_customer: CreateCustomerRequest { customer: Customer }, GetCustomerRequest on customers;
-    create_request, create_request_as, get_request: CreateRequestRequest { request: Request }, GetRequestRequest on requests;
-    create_activity, create_activity_as, get_activity: CreateActivityRequest { activity: Activity }, GetActivityRequest on activities;
-}
-
-/// `TestApp::patch_…(agent, record, paths)`: changes only the fields named in `paths` (every mutable field when
-/// empty) as `agent`.
-macro_rules! patch_helpers {
-    ($($name:ident: $Record:ident),+) => {
-        impl TestApp {$(
-            pub async fn $name(
-                &self,
-                agent: &str,
-                record: pb::$Record,
-                paths: &[&str],
-            ) -> Result<pb::$Record, Status> {
-                self.update_as(agent, record, mask(paths)).await
-            }
-        )+}
-    };
-}
-
-patch_helpers!(patch_customer: Customer, patch_request: Request, patch_activity: Activity);
 
 impl TestApp {
     /// Ana Lopez, the customer most tests start from.
