@@ -1,6 +1,8 @@
 //! Compiles the public contract in `proto/` with protox (no system protoc needed) and tonic-prost-build, and
 //! writes the descriptor set that server reflection serves, plus each message's proto name (`codec::Described`),
-//! which the codec uses to inspect a request against its descriptor before decoding it.
+//! which the codec uses to inspect a request against its descriptor before decoding it; and, for every service
+//! whose methods are all unary, its implementation: a struct `<Name>Api` whose methods call the handler of the
+//! same name in `crate::api::handlers` (see `crate::api::Call`), so no hand-kept list of methods exists.
 
 use std::{env, fmt::Write as _, path::PathBuf};
 
@@ -40,6 +42,10 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         }
     }
     std::fs::write(out_dir.join("customer_context_described.rs"), described)?;
+    std::fs::write(
+        out_dir.join("customer_context_services.rs"),
+        unary_services(&descriptors)?,
+    )?;
 
     tonic_prost_build::configure()
         .codec_path("crate::codec::ProtoCodec")
@@ -47,4 +53,70 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         .build_server(true)
         .compile_fds(descriptors)?;
     Ok(())
+}
+
+/// The implementation of every service of the package whose methods are all unary (see the crate docs above).
+fn unary_services(descriptors: &prost_types::FileDescriptorSet) -> Result<String, std::fmt::Error> {
+    const PACKAGE: &str = "customer_context.v1";
+    let rust_type = |proto: &str| match proto {
+        ".google.protobuf.Empty" => "()".to_owned(),
+        other => format!(
+            "crate::pb::{}",
+            other.trim_start_matches(&format!(".{PACKAGE}.") as &str)
+        ),
+    };
+    let mut out = String::new();
+    for file in descriptors.file.iter().filter(|f| f.package() == PACKAGE) {
+        for service in &file.service {
+            if service
+                .method
+                .iter()
+                .any(|m| m.client_streaming() || m.server_streaming())
+            {
+                continue;
+            }
+            let name = service.name();
+            let api = format!("{}Api", name.trim_end_matches("Service"));
+            let module = format!("{}_server", snake_case(name));
+            writeln!(
+                out,
+                "/// `{PACKAGE}.{name}`: each method calls its handler in `crate::api::handlers`.\n\
+                 pub struct {api} {{ state: crate::api::ApiState }}\n\
+                 impl {api} {{ pub fn new(state: crate::api::ApiState) -> Self {{ Self {{ state }} }} }}\n\
+                 #[tonic::async_trait]\n\
+                 impl crate::pb::{module}::{name} for {api} {{"
+            )?;
+            for method in &service.method {
+                writeln!(
+                    out,
+                    "    async fn {rpc}(&self, request: tonic::Request<{input}>) \
+                     -> Result<tonic::Response<{output}>, tonic::Status> {{\n\
+                     \x20       let call = crate::api::Call::new(&self.state, request)?;\n\
+                     \x20       Ok(tonic::Response::new(crate::api::handlers::{rpc}(call).await?))\n\
+                     \x20   }}",
+                    rpc = snake_case(method.name()),
+                    input = rust_type(method.input_type()),
+                    output = rust_type(method.output_type()),
+                )?;
+            }
+            writeln!(out, "}}")?;
+        }
+    }
+    Ok(out)
+}
+
+/// `OpenContext` as `open_context`: how tonic names a method (and prost a module) after a proto name.
+fn snake_case(name: &str) -> String {
+    let mut out = String::with_capacity(name.len() + 4);
+    for (i, c) in name.chars().enumerate() {
+        if c.is_ascii_uppercase() {
+            if i > 0 {
+                out.push('_');
+            }
+            out.push(c.to_ascii_lowercase());
+        } else {
+            out.push(c);
+        }
+    }
+    out
 }

@@ -1,25 +1,11 @@
 //! `ActivityService`: the customer's journey.
 
-use tonic::{Request, Response, Status};
-
-use super::{ApiState, PageRequest, convert::ActivityInput, hidden, principal};
+use super::{ApiState, Call, Paged, convert::ActivityInput, hidden};
 use crate::{
-    domain::{
-        Violations, change::ResourceKind, edit::Edit, ids, page::Cursor, reason, time::now_micros,
-    },
+    domain::{Violations, edit::Edit, ids, page::Cursor, reason, time::now_micros},
     error::Error,
-    pb::{self, activity_service_server::ActivityService},
+    pb,
 };
-
-pub struct ActivityApi {
-    state: ApiState,
-}
-
-impl ActivityApi {
-    pub fn new(state: ApiState) -> Self {
-        Self { state }
-    }
-}
 
 /// What a portal may add: an incoming, non-internal activity of its own customer (and of one of its requests),
 /// entered by the portal itself. Another customer or request is NOT_FOUND, as if it did not exist.
@@ -49,137 +35,113 @@ async fn confine_to_portal(
     Ok(())
 }
 
-#[tonic::async_trait]
-impl ActivityService for ActivityApi {
-    async fn create_activity(
-        &self,
-        request: Request<pb::CreateActivityRequest>,
-    ) -> Result<Response<pb::Activity>, Status> {
-        let caller = principal(&request)?;
-        let agent = caller.agent.clone();
-        let mut input = ActivityInput::try_from((request.into_inner(), self.state.region))?;
-        if let Some(own) = caller.portal_customer() {
-            confine_to_portal(&self.state, own, &agent, &mut input).await?;
-        }
-        let mut data = input.data;
-        if input.occur_time_missing {
-            data.occur_time = now_micros();
-        }
-        if input.entered_by_missing || !caller.role.may_enter_for_others() {
-            data.entered_by = agent.clone();
-        }
-        let created = self.state.store.create_activity(&agent, data).await?;
-        Ok(Response::new(pb::Activity::from(created)))
+pub async fn create_activity(
+    Call(state, caller, message): Call<'_, pb::CreateActivityRequest>,
+) -> Result<pb::Activity, Error> {
+    let agent = caller.agent.clone();
+    let mut input = ActivityInput::try_from((message, state.region))?;
+    if let Some(own) = caller.portal_customer() {
+        confine_to_portal(state, own, &agent, &mut input).await?;
     }
-
-    async fn get_activity(
-        &self,
-        request: Request<pb::GetActivityRequest>,
-    ) -> Result<Response<pb::Activity>, Status> {
-        let caller = principal(&request)?;
-        let id = ids::require_id("id", &request.get_ref().id)?;
-        let found = self.state.store.get_activity(&id).await?;
-        if let Some(own) = caller.portal_customer()
-            && (found.data.internal || found.data.customer_id.as_deref() != Some(own))
-        {
-            return Err(hidden("activity", &id).into());
-        }
-        Ok(Response::new(pb::Activity::from(found)))
+    let mut data = input.data;
+    if input.occur_time_missing {
+        data.occur_time = now_micros();
     }
+    if input.entered_by_missing || !caller.role.may_enter_for_others() {
+        data.entered_by = agent.clone();
+    }
+    let created = state.store.create_activity(&agent, data).await?;
+    Ok(pb::Activity::from(created))
+}
 
-    async fn update_activity(
-        &self,
-        request: Request<pb::UpdateActivityRequest>,
-    ) -> Result<Response<pb::Activity>, Status> {
-        let caller = principal(&request)?;
-        let agent = caller.agent.clone();
-        let edit = Edit::<ActivityInput>::try_from((request.into_inner(), self.state.region))?;
-        // A missing time or author keeps the current one, also under a "*" mask; so does an author an agent key
-        // may not name (anyone but itself).
-        let edit = edit.map(|input, fields| {
-            let may_not_name =
-                !caller.role.may_enter_for_others() && input.data.entered_by != agent;
-            fields.retain(|f| {
-                !(*f == "occur_time" && input.occur_time_missing
-                    || *f == "entered_by" && (input.entered_by_missing || may_not_name))
-            });
-            input.data
+pub async fn get_activity(
+    Call(state, caller, message): Call<'_, pb::GetActivityRequest>,
+) -> Result<pb::Activity, Error> {
+    let id = ids::require_id("id", &message.id)?;
+    let found = state.store.get_activity(&id).await?;
+    if let Some(own) = caller.portal_customer()
+        && (found.data.internal || found.data.customer_id.as_deref() != Some(own))
+    {
+        return Err(hidden("activity", &id));
+    }
+    Ok(pb::Activity::from(found))
+}
+
+pub async fn update_activity(
+    Call(state, caller, message): Call<'_, pb::UpdateActivityRequest>,
+) -> Result<pb::Activity, Error> {
+    let agent = caller.agent.clone();
+    let edit = Edit::<ActivityInput>::try_from((message, state.region))?;
+    // A missing time or author keeps the current one, also under a "*" mask; so does an author an agent key
+    // may not name (anyone but itself).
+    let edit = edit.map(|input, fields| {
+        let may_not_name = !caller.role.may_enter_for_others() && input.data.entered_by != agent;
+        fields.retain(|f| {
+            !(*f == "occur_time" && input.occur_time_missing
+                || *f == "entered_by" && (input.entered_by_missing || may_not_name))
         });
-        let updated = self.state.store.update_activity(&agent, edit).await?;
-        Ok(Response::new(pb::Activity::from(updated)))
-    }
+        input.data
+    });
+    let updated = state.store.update_activity(&agent, edit).await?;
+    Ok(pb::Activity::from(updated))
+}
 
-    async fn delete_activity(
-        &self,
-        request: Request<pb::DeleteActivityRequest>,
-    ) -> Result<Response<()>, Status> {
-        super::delete_record(&self.state, ResourceKind::Activity, request).await
-    }
-
-    async fn list_activities(
-        &self,
-        request: Request<pb::ListActivitiesRequest>,
-    ) -> Result<Response<pb::ListActivitiesResponse>, Status> {
-        let (caller, message) = super::caller_and_message(request)?;
-        let mut violations = Violations::new();
-        let customer_id =
-            ids::check_optional_id(&mut violations, "customer_id", &message.customer_id);
-        let request_id = ids::check_optional_id(&mut violations, "request_id", &message.request_id);
-        if message.customer_id.is_empty() && message.request_id.is_empty() {
-            violations.push(
-                "customer_id",
-                reason::REQUIRED_FIELD,
-                "give customer_id or request_id (or both) to list activities",
-            );
-        }
-        let page = PageRequest::parse(
-            &mut violations,
-            message.page_size,
-            &message.page_token,
-            &[
-                "activities",
-                customer_id.as_deref().unwrap_or_default(),
-                request_id.as_deref().unwrap_or_default(),
-            ],
+pub async fn list_activities(
+    Call(state, caller, message): Call<'_, pb::ListActivitiesRequest>,
+) -> Result<pb::ListActivitiesResponse, Error> {
+    let mut violations = Violations::new();
+    let customer_id = ids::check_optional_id(&mut violations, "customer_id", &message.customer_id);
+    let request_id = ids::check_optional_id(&mut violations, "request_id", &message.request_id);
+    if message.customer_id.is_empty() && message.request_id.is_empty() {
+        violations.push(
+            "customer_id",
+            reason::REQUIRED_FIELD,
+            "give customer_id or request_id (or both) to list activities",
         );
-        violations.into_result(())?;
-        let cursor = page.cursor.as_ref().filter(|c| c.time.is_some());
-        if page.cursor.is_some() && cursor.is_none() {
-            return Err(Error::invalid(
-                "page_token",
-                reason::INVALID_PAGE_TOKEN,
-                "not an activity page token",
-            )
-            .into());
-        }
-        // A portal lists only its own customer's non-internal activities.
-        let portal = caller.portal_customer();
-        if let Some(own) = portal {
-            if let Some(id) = customer_id.as_deref().filter(|id| *id != own) {
-                return Err(hidden("customer", id).into());
-            }
-            if let Some(id) = request_id.as_deref() {
-                super::requests::visible_request(&self.state, portal, id).await?;
-            }
-        }
-        let mut activities = self
-            .state
-            .store
-            .list_activities(
-                portal.or(customer_id.as_deref()),
-                request_id.as_deref(),
-                portal.is_none(),
-                cursor,
-                page.fetch(),
-            )
-            .await?;
-        let next_page_token = page.finish(&mut activities, |a| Cursor {
-            time: Some(a.data.occur_time),
-            id: a.id.clone(),
-        });
-        Ok(Response::new(pb::ListActivitiesResponse {
-            activities: activities.into_iter().map(pb::Activity::from).collect(),
-            next_page_token,
-        }))
     }
+    let page = message.page(
+        &mut violations,
+        &[
+            "activities",
+            customer_id.as_deref().unwrap_or_default(),
+            request_id.as_deref().unwrap_or_default(),
+        ],
+    );
+    violations.into_result(())?;
+    let cursor = page.cursor.as_ref().filter(|c| c.time.is_some());
+    if page.cursor.is_some() && cursor.is_none() {
+        return Err(Error::invalid(
+            "page_token",
+            reason::INVALID_PAGE_TOKEN,
+            "not an activity page token",
+        ));
+    }
+    // A portal lists only its own customer's non-internal activities.
+    let portal = caller.portal_customer();
+    if let Some(own) = portal {
+        if let Some(id) = customer_id.as_deref().filter(|id| *id != own) {
+            return Err(hidden("customer", id));
+        }
+        if let Some(id) = request_id.as_deref() {
+            super::requests::visible_request(state, portal, id).await?;
+        }
+    }
+    let mut activities = state
+        .store
+        .list_activities(
+            portal.or(customer_id.as_deref()),
+            request_id.as_deref(),
+            portal.is_none(),
+            cursor,
+            page.fetch(),
+        )
+        .await?;
+    let next_page_token = page.finish(&mut activities, |a| Cursor {
+        time: Some(a.data.occur_time),
+        id: a.id.clone(),
+    });
+    Ok(pb::ListActivitiesResponse {
+        activities: activities.into_iter().map(pb::Activity::from).collect(),
+        next_page_token,
+    })
 }

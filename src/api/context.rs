@@ -1,8 +1,6 @@
 //! `ContextService`: the router's entry point when a call, chat or email arrives, and the agent's Recent list.
 
-use tonic::{Request, Response, Status};
-
-use super::{ApiState, principal};
+use super::Call;
 use crate::domain::principal::Role;
 use crate::{
     domain::{
@@ -10,19 +8,9 @@ use crate::{
         text::{self, MAX_TEXT_CHARS},
     },
     error::Error,
-    pb::{self, context_service_server::ContextService},
+    pb,
     store::{OpenContext, Prefill, RequestPolicy},
 };
-
-pub struct ContextApi {
-    state: ApiState,
-}
-
-impl ContextApi {
-    pub fn new(state: ApiState) -> Self {
-        Self { state }
-    }
-}
 
 fn request_policy(violations: &mut Violations, value: i32) -> RequestPolicy {
     match pb::RequestPolicy::try_from(value) {
@@ -166,53 +154,41 @@ pub fn request_title(topic: &str, channel: i32, direction: i32, caller: &str) ->
     title.chars().take(MAX_TEXT_CHARS).collect()
 }
 
-#[tonic::async_trait]
-impl ContextService for ContextApi {
-    async fn open_context(
-        &self,
-        request: Request<pb::OpenContextRequest>,
-    ) -> Result<Response<pb::OpenContextResponse>, Status> {
-        let agent = principal(&request)?.agent;
-        let mut violations = Violations::new();
-        let input = open_context_input(
-            &mut violations,
-            request.into_inner(),
-            self.state.region,
-            &agent,
-        );
-        violations.into_result(())?;
-        let result = self.state.store.open_context(&agent, &input).await?;
-        Ok(Response::new(pb::OpenContextResponse::from(result)))
-    }
+pub async fn open_context(
+    Call(state, caller, message): Call<'_, pb::OpenContextRequest>,
+) -> Result<pb::OpenContextResponse, Error> {
+    let agent = caller.agent;
+    let mut violations = Violations::new();
+    let input = open_context_input(&mut violations, message, state.region, &agent);
+    violations.into_result(())?;
+    let result = state.store.open_context(&agent, &input).await?;
+    Ok(pb::OpenContextResponse::from(result))
+}
 
-    async fn list_recent_customers(
-        &self,
-        request: Request<pb::ListRecentCustomersRequest>,
-    ) -> Result<Response<pb::ListRecentCustomersResponse>, Status> {
-        let (caller, message) = super::caller_and_message(request)?;
-        let mut violations = Violations::new();
-        let agent = message.agent.trim();
-        text::check_required_text(&mut violations, "agent", agent);
-        let limit = page::page_size(&mut violations, "page_size", message.page_size);
-        violations.into_result(())?;
-        // What an agent opened is their own business; an admin (a supervisor) may read anyone's list.
-        if caller.role == Role::Agent && agent != caller.agent {
-            return Err(Error::permission_denied(
-                "NOT_OWN_RECENT_LIST",
-                format!(
-                    "agent {:?} may list only their own recent customers, not those of {agent:?}",
-                    caller.agent
-                ),
-            )
-            .into());
-        }
-        // The agent's own views recorded so far are written first, so the list shows what they just opened.
-        self.state.recent.flush().await;
-        let customers = self.state.store.recent_customers(agent, limit).await?;
-        Ok(Response::new(pb::ListRecentCustomersResponse {
-            customers: customers.into_iter().map(pb::Customer::from).collect(),
-        }))
+pub async fn list_recent_customers(
+    Call(state, caller, message): Call<'_, pb::ListRecentCustomersRequest>,
+) -> Result<pb::ListRecentCustomersResponse, Error> {
+    let mut violations = Violations::new();
+    let agent = message.agent.trim();
+    text::check_required_text(&mut violations, "agent", agent);
+    let limit = page::page_size(&mut violations, "page_size", message.page_size);
+    violations.into_result(())?;
+    // What an agent opened is their own business; an admin (a supervisor) may read anyone's list.
+    if caller.role == Role::Agent && agent != caller.agent {
+        return Err(Error::permission_denied(
+            "NOT_OWN_RECENT_LIST",
+            format!(
+                "agent {:?} may list only their own recent customers, not those of {agent:?}",
+                caller.agent
+            ),
+        ));
     }
+    // The agent's own views recorded so far are written first, so the list shows what they just opened.
+    state.recent.flush().await;
+    let customers = state.store.recent_customers(agent, limit).await?;
+    Ok(pb::ListRecentCustomersResponse {
+        customers: customers.into_iter().map(pb::Customer::from).collect(),
+    })
 }
 
 #[cfg(test)]

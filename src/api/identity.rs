@@ -2,9 +2,7 @@
 
 use std::collections::HashMap;
 
-use tonic::{Request, Response, Status};
-
-use super::{ApiState, check_version_given, principal};
+use super::{ApiState, Call, check_version_given};
 use crate::{
     domain::{Violations, ids, matching::MatchReason, principal::Principal, reason},
     error::Error,
@@ -48,12 +46,9 @@ fn match_to_pb(found: CustomerMatch) -> pb::CustomerMatch {
     }
 }
 
-pub(super) async fn find_matching_customers(
-    state: &ApiState,
-    request: Request<pb::FindMatchingCustomersRequest>,
-) -> Result<Response<pb::FindMatchingCustomersResponse>, Status> {
-    principal(&request)?;
-    let message = request.into_inner();
+pub async fn find_matching_customers(
+    Call(state, _, message): Call<'_, pb::FindMatchingCustomersRequest>,
+) -> Result<pb::FindMatchingCustomersResponse, Error> {
     let mut violations = Violations::new();
     let id = ids::check_id(&mut violations, "customer_id", &message.customer_id);
     let limit = match message.page_size {
@@ -70,9 +65,9 @@ pub(super) async fn find_matching_customers(
     };
     let id = violations.into_checked(id)?;
     let matches = state.store.find_matching_customers(&id, limit).await?;
-    Ok(Response::new(pb::FindMatchingCustomersResponse {
+    Ok(pb::FindMatchingCustomersResponse {
         matches: matches.into_iter().map(match_to_pb).collect(),
-    }))
+    })
 }
 
 /// Checks a merge request, reporting every problem at once; returns the target and the sources.
@@ -124,24 +119,20 @@ fn check_merge(message: &pb::MergeCustomersRequest) -> Result<(String, Vec<Strin
     Ok((target, sources))
 }
 
-pub(super) async fn merge_customers(
-    state: &ApiState,
-    request: Request<pb::MergeCustomersRequest>,
-) -> Result<Response<pb::Customer>, Status> {
-    let (Principal { agent, .. }, message) = super::caller_and_message(request)?;
+pub async fn merge_customers(
+    Call(state, caller, message): Call<'_, pb::MergeCustomersRequest>,
+) -> Result<pb::Customer, Error> {
     let (target, sources) = check_merge(&message)?;
     let merged = state
         .store
-        .merge_customers(&agent, &target, message.target_version, &sources)
+        .merge_customers(&caller.agent, &target, message.target_version, &sources)
         .await?;
-    Ok(Response::new(pb::Customer::from(merged)))
+    Ok(pb::Customer::from(merged))
 }
 
-pub(super) async fn unmerge_customer(
-    state: &ApiState,
-    request: Request<pb::UnmergeCustomerRequest>,
-) -> Result<Response<pb::UnmergeCustomerResponse>, Status> {
-    let (Principal { agent, .. }, message) = super::caller_and_message(request)?;
+pub async fn unmerge_customer(
+    Call(state, caller, message): Call<'_, pb::UnmergeCustomerRequest>,
+) -> Result<pb::UnmergeCustomerResponse, Error> {
     let mut violations = Violations::new();
     let target = ids::check_id(&mut violations, "target_id", &message.target_id);
     let source = ids::check_id(&mut violations, "source_id", &message.source_id);
@@ -157,24 +148,37 @@ pub(super) async fn unmerge_customer(
     let (target, source) = violations.into_checked(target.zip(source))?;
     let (target, source) = state
         .store
-        .unmerge_customer(&agent, &target, &source)
+        .unmerge_customer(&caller.agent, &target, &source)
         .await?;
-    Ok(Response::new(pb::UnmergeCustomerResponse {
+    Ok(pb::UnmergeCustomerResponse {
         target: Some(pb::Customer::from(target)),
         source: Some(pb::Customer::from(source)),
-    }))
+    })
 }
 
-/// Locks (`locked`) or unlocks the customer whose id `request` carries.
-pub(super) async fn set_locked(
+pub async fn lock_customer(call: Call<'_, pb::LockCustomerRequest>) -> Result<pb::Customer, Error> {
+    set_locked(call.0, &call.1, &call.2.id, true).await
+}
+
+pub async fn unlock_customer(
+    call: Call<'_, pb::UnlockCustomerRequest>,
+) -> Result<pb::Customer, Error> {
+    set_locked(call.0, &call.1, &call.2.id, false).await
+}
+
+/// Locks (`locked`) or unlocks customer `id`.
+async fn set_locked(
     state: &ApiState,
-    request: Request<String>,
+    caller: &Principal,
+    id: &str,
     locked: bool,
-) -> Result<Response<pb::Customer>, Status> {
-    let agent = principal(&request)?.agent;
-    let id = ids::require_id("id", request.get_ref())?;
-    let customer = state.store.set_customer_locked(&agent, &id, locked).await?;
-    Ok(Response::new(pb::Customer::from(customer)))
+) -> Result<pb::Customer, Error> {
+    let id = ids::require_id("id", id)?;
+    let customer = state
+        .store
+        .set_customer_locked(&caller.agent, &id, locked)
+        .await?;
+    Ok(pb::Customer::from(customer))
 }
 
 #[cfg(test)]

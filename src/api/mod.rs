@@ -2,7 +2,7 @@
 
 use std::sync::Arc;
 
-use tonic::{Request, Response, Status, service::RoutesBuilder};
+use tonic::{Request, Status, service::RoutesBuilder};
 
 use crate::{
     domain::{
@@ -32,11 +32,7 @@ mod requests;
 mod resources;
 mod watch;
 
-pub use activities::ActivityApi;
-pub use context::ContextApi;
-pub use customers::CustomerApi;
 pub use privacy::{EXPORT_FORMAT, export_document, message_json};
-pub use requests::RequestApi;
 pub use watch::WatchApi;
 
 /// What every service needs.
@@ -95,11 +91,28 @@ pub fn principal<T>(request: &Request<T>) -> Result<Principal, Status> {
         })
 }
 
-/// The caller of a call (see [`principal`]) and its message.
-fn caller_and_message<T>(request: Request<T>) -> Result<(Principal, T), Status> {
-    let caller = principal(&request)?;
-    Ok((caller, request.into_inner()))
+/// One unary call as its handler sees it: the service's state, the caller the guard resolved (see
+/// [`principal`]) and the message. Every unary method of the API is a function
+/// `async fn <method>(Call<'_, Request>) -> Result<Response, Error>` reached through [`handlers`]; the
+/// generated service implementations (`build.rs`) call it and the one `From<Error> for Status` map does the rest.
+pub struct Call<'a, T>(pub &'a ApiState, pub Principal, pub T);
+
+impl<'a, T> Call<'a, T> {
+    fn new(state: &'a ApiState, request: Request<T>) -> Result<Self, Status> {
+        let caller = principal(&request)?;
+        Ok(Self(state, caller, request.into_inner()))
+    }
 }
+
+/// Every unary handler, by the name of its method.
+mod handlers {
+    pub(super) use super::{
+        activities::*, context::*, customers::*, delete_activity, delete_customer, delete_request,
+        identity::*, notifications::*, privacy::*, requests::*,
+    };
+}
+
+include!(concat!(env!("OUT_DIR"), "/customer_context_services.rs"));
 
 /// NOT_FOUND for a record a portal key may not see: the same answer as for an id that does not exist, so a
 /// portal cannot learn which ids exist.
@@ -115,20 +128,22 @@ fn record_view(state: &ApiState, agent: &str, customer_id: &str) {
     }
 }
 
-/// Deletes the record a delete request names (of `kind`), as the calling agent.
-async fn delete_record<M>(
-    state: &ApiState,
-    kind: ResourceKind,
-    request: Request<M>,
-) -> Result<Response<()>, Status>
-where
-    Deletion: TryFrom<M, Error = Violations>,
-{
-    let agent = principal(&request)?.agent;
-    let target = Deletion::try_from(request.into_inner())?;
-    state.store.delete(kind, &agent, target).await?;
-    Ok(Response::new(()))
+/// The delete handlers, one per record kind: each deletes the record its request names, as the calling agent.
+macro_rules! delete_handlers {
+    ($($handler:ident($message:ident) => $kind:ident),+ $(,)?) => {$(
+        pub async fn $handler(call: Call<'_, pb::$message>) -> Result<(), Error> {
+            let Call(state, caller, message) = call;
+            let target = Deletion::try_from(message)?;
+            state.store.delete(ResourceKind::$kind, &caller.agent, target).await
+        }
+    )+};
 }
+
+delete_handlers!(
+    delete_customer(DeleteCustomerRequest) => Customer,
+    delete_request(DeleteRequestRequest) => Request,
+    delete_activity(DeleteActivityRequest) => Activity,
+);
 
 /// Whether the generated enum `E` knows `value`; if not, an `INVALID_ENUM_VALUE` violation naming the enum. The
 /// proto is the only list of values.
@@ -203,21 +218,47 @@ struct PageRequest {
     filter: u64,
 }
 
-impl PageRequest {
-    fn parse(
-        violations: &mut Violations,
-        page_size: i32,
-        page_token: &str,
-        filter: &[&str],
-    ) -> Self {
+/// A list request: its `page_size` and `page_token` read as a [`PageRequest`].
+trait Paged {
+    fn page_size(&self) -> i32;
+    fn page_token(&self) -> &str;
+
+    /// The page this request asks for; `filter` names what the list is of, so that a token is honoured only
+    /// by the same list.
+    fn page(&self, violations: &mut Violations, filter: &[&str]) -> PageRequest {
         let filter = page::fingerprint(filter);
         PageRequest {
-            size: page::page_size(violations, "page_size", page_size),
-            cursor: page::decode_token(violations, "page_token", page_token, filter),
+            size: page::page_size(violations, "page_size", self.page_size()),
+            cursor: page::decode_token(violations, "page_token", self.page_token(), filter),
             filter,
         }
     }
+}
 
+macro_rules! paged {
+    ($($message:ident),+ $(,)?) => {$(
+        impl Paged for pb::$message {
+            fn page_size(&self) -> i32 {
+                self.page_size
+            }
+
+            fn page_token(&self) -> &str {
+                &self.page_token
+            }
+        }
+    )+};
+}
+
+paged!(
+    SearchCustomersRequest,
+    ListRequestsRequest,
+    ListCommentsRequest,
+    ListActivitiesRequest,
+    ListChangesRequest,
+    ListNotificationsRequest,
+);
+
+impl PageRequest {
     /// How many rows to read: one more than a page, to learn whether another page follows.
     fn fetch(&self) -> u64 {
         self.size + 1

@@ -1,27 +1,21 @@
 //! The notification outbox as `CustomerService.ListNotifications` shows it.
 
-use tonic::{Request, Response, Status};
-
-use super::{ApiState, PageRequest, principal};
+use super::{Call, Paged};
 use crate::{
     domain::{Violations, ids, notification::NotificationStatus, page::Cursor},
+    error::Error,
     pb,
 };
 
-pub(super) async fn list_notifications(
-    state: &ApiState,
-    request: Request<pb::ListNotificationsRequest>,
-) -> Result<Response<pb::ListNotificationsResponse>, Status> {
+pub async fn list_notifications(
+    Call(state, _, message): Call<'_, pb::ListNotificationsRequest>,
+) -> Result<pb::ListNotificationsResponse, Error> {
     // Staff only (see auth::policy): no portal narrowing needed.
-    principal(&request)?;
-    let message = request.into_inner();
     let mut violations = Violations::new();
     let customer_id = ids::check_optional_id(&mut violations, "customer_id", &message.customer_id);
     let status = status(&mut violations, "status", message.status);
-    let page = PageRequest::parse(
+    let page = message.page(
         &mut violations,
-        message.page_size,
-        &message.page_token,
         &[
             "notifications",
             customer_id.as_deref().unwrap_or_default(),
@@ -42,13 +36,13 @@ pub(super) async fn list_notifications(
         time: Some(n.create_time),
         id: n.id.clone(),
     });
-    Ok(Response::new(pb::ListNotificationsResponse {
+    Ok(pb::ListNotificationsResponse {
         notifications: notifications
             .into_iter()
             .map(pb::Notification::from)
             .collect(),
         next_page_token,
-    }))
+    })
 }
 
 /// A status filter from the caller: `UNSPECIFIED` is `None`, an unknown number a violation.

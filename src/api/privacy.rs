@@ -6,16 +6,12 @@
 
 use std::sync::LazyLock;
 
-use prost::Message;
-use prost_reflect::{DescriptorPool, DynamicMessage, Kind, MapKey, ReflectMessage};
-use serde_json::{Map, Number, Value};
-use tonic::{Request, Response, Status};
-
 use super::{
-    ApiState, PageRequest, principal,
+    Call, Paged,
     resources::{change_kind, resource_kind, resource_ref},
 };
 use crate::{
+    codec::Described,
     domain::{
         Violations,
         change::ResourceKind,
@@ -28,6 +24,9 @@ use crate::{
     pb,
     store::{LoggedChange, Store},
 };
+use prost::Message;
+use prost_reflect::{DescriptorPool, DynamicMessage, Kind, MapKey, ReflectMessage};
+use serde_json::{Map, Number, Value};
 
 /// The `format` of an export document; changes only with an incompatible layout.
 pub const EXPORT_FORMAT: &str = "customer-context.export.v1";
@@ -35,36 +34,29 @@ pub const EXPORT_FORMAT: &str = "customer-context.export.v1";
 static DESCRIPTORS: LazyLock<Result<DescriptorPool, String>> =
     LazyLock::new(|| DescriptorPool::decode(pb::FILE_DESCRIPTOR_SET).map_err(|e| e.to_string()));
 
-pub(super) async fn anonymize_customer(
-    state: &ApiState,
-    request: Request<pb::AnonymizeCustomerRequest>,
-) -> Result<Response<pb::Customer>, Status> {
-    let agent = principal(&request)?.agent;
-    let id = ids::require_id("id", &request.get_ref().id)?;
-    let customer = state.store.anonymize_customer(&agent, &id).await?;
-    Ok(Response::new(pb::Customer::from(customer)))
+pub async fn anonymize_customer(
+    Call(state, caller, message): Call<'_, pb::AnonymizeCustomerRequest>,
+) -> Result<pb::Customer, Error> {
+    let id = ids::require_id("id", &message.id)?;
+    let customer = state.store.anonymize_customer(&caller.agent, &id).await?;
+    Ok(pb::Customer::from(customer))
 }
 
-pub(super) async fn export_customer(
-    state: &ApiState,
-    request: Request<pb::ExportCustomerRequest>,
-) -> Result<Response<pb::ExportCustomerResponse>, Status> {
-    let agent = principal(&request)?.agent;
-    let id = ids::require_id("id", &request.get_ref().id)?;
+pub async fn export_customer(
+    Call(state, caller, message): Call<'_, pb::ExportCustomerRequest>,
+) -> Result<pb::ExportCustomerResponse, Error> {
+    let id = ids::require_id("id", &message.id)?;
     let document = export_document(&state.store, &id).await?;
-    tracing::info!(customer = %id, agent, "customer exported");
-    Ok(Response::new(pb::ExportCustomerResponse {
+    tracing::info!(customer = %id, agent = caller.agent, "customer exported");
+    Ok(pb::ExportCustomerResponse {
         json: document.to_string(),
-    }))
+    })
 }
 
-pub(super) async fn list_changes(
-    state: &ApiState,
-    request: Request<pb::ListChangesRequest>,
-) -> Result<Response<pb::ListChangesResponse>, Status> {
-    principal(&request)?;
-    let message = request.into_inner();
-    let resource = message.resource.unwrap_or_default();
+pub async fn list_changes(
+    Call(state, _, message): Call<'_, pb::ListChangesRequest>,
+) -> Result<pb::ListChangesResponse, Error> {
+    let resource = message.resource.clone().unwrap_or_default();
     let mut violations = Violations::new();
     let kind = resource_kind(resource.r#type);
     if kind.is_none() {
@@ -87,10 +79,8 @@ pub(super) async fn list_changes(
     }
     let id = ids::check_id(&mut violations, "resource.id", &resource.id);
     let kind_name = kind.map_or("", ResourceKind::as_str);
-    let page = PageRequest::parse(
+    let page = message.page(
         &mut violations,
-        message.page_size,
-        &message.page_token,
         &["changes", kind_name, id.as_deref().unwrap_or_default()],
     );
     let (kind, id) = violations.into_checked(kind.zip(id))?;
@@ -100,16 +90,16 @@ pub(super) async fn list_changes(
         .record_history(kind, &id, after, page.fetch())
         .await?;
     if rows.is_empty() && page.cursor.is_none() {
-        return Err(Error::not_found(kind.as_str(), id).into());
+        return Err(Error::not_found(kind.as_str(), id));
     }
     let next_page_token = page.finish(&mut rows, |row| Cursor {
         time: Some(row.change.seq),
         id: id.clone(),
     });
-    Ok(Response::new(pb::ListChangesResponse {
+    Ok(pb::ListChangesResponse {
         changes: rows.iter().map(change_to_pb).collect(),
         next_page_token,
-    }))
+    })
 }
 
 /// Everything held about customer `id` as one JSON document (see `ExportCustomerResponse`). Used by
@@ -120,26 +110,19 @@ pub async fn export_document(store: &Store, id: &str) -> Result<Value, Error> {
         .requests
         .into_iter()
         .map(|(request, comments)| {
-            let mut json = message_json("Request", &pb::Request::from(request))?;
-            let comments = comments
-                .into_iter()
-                .map(|c| message_json("Comment", &pb::Comment::from(c)).map(Value::Object))
-                .collect::<Result<Vec<_>, _>>()?;
+            let mut json = message_json(&pb::Request::from(request))?;
+            let comments = json_objects(comments.into_iter().map(pb::Comment::from))?;
             json.insert("comments".to_owned(), Value::Array(comments));
             Ok(Value::Object(json))
         })
         .collect::<Result<Vec<_>, Error>>()?;
-    let activities = records
-        .activities
-        .into_iter()
-        .map(|a| message_json("Activity", &pb::Activity::from(a)).map(Value::Object))
-        .collect::<Result<Vec<_>, _>>()?;
+    let activities = json_objects(records.activities.into_iter().map(pb::Activity::from))?;
     let notifications = records
         .notifications
         .into_iter()
         .map(|n| {
             let body = n.body.clone();
-            let mut json = message_json("Notification", &pb::Notification::from(n))?;
+            let mut json = message_json(&pb::Notification::from(n))?;
             json.insert("body".to_owned(), Value::String(body));
             Ok(Value::Object(json))
         })
@@ -160,20 +143,13 @@ pub async fn export_document(store: &Store, id: &str) -> Result<Value, Error> {
             })
         })
         .collect::<Vec<_>>();
-    let changes = records
-        .changes
-        .iter()
-        .map(|c| message_json("Change", &change_to_pb(c)).map(Value::Object))
-        .collect::<Result<Vec<_>, _>>()?;
+    let changes = json_objects(records.changes.iter().map(change_to_pb))?;
     let mut document = Map::new();
     document.insert("format".to_owned(), EXPORT_FORMAT.into());
     document.insert("export_time".to_owned(), rfc3339(now_micros()).into());
     document.insert(
         "customer".to_owned(),
-        Value::Object(message_json(
-            "Customer",
-            &pb::Customer::from(records.customer),
-        )?),
+        Value::Object(message_json(&pb::Customer::from(records.customer))?),
     );
     document.insert("requests".to_owned(), Value::Array(requests));
     document.insert("activities".to_owned(), Value::Array(activities));
@@ -181,6 +157,16 @@ pub async fn export_document(store: &Store, id: &str) -> Result<Value, Error> {
     document.insert("merged_customers".to_owned(), Value::Array(merged));
     document.insert("changes".to_owned(), Value::Array(changes));
     Ok(Value::Object(document))
+}
+
+/// Each of `messages` as a JSON object (see [`message_json`]).
+fn json_objects<M: Message + Described>(
+    messages: impl IntoIterator<Item = M>,
+) -> Result<Vec<Value>, Error> {
+    messages
+        .into_iter()
+        .map(|m| message_json(&m).map(Value::Object))
+        .collect()
 }
 
 fn rfc3339(micros: i64) -> String {
@@ -309,16 +295,16 @@ fn from_proto_value(value: prost_types::Value) -> Value {
     }
 }
 
-/// `message` (of type `customer_context.v1.{name}`) as a JSON object: every field of its descriptor under its
+/// `message` as a JSON object: every field of its descriptor under its
 /// proto name, with its value or the proto default; unset messages are `null`, times RFC 3339 strings, enums
 /// their names, `google.protobuf.Value` the JSON it holds.
-pub fn message_json<M: Message>(name: &str, message: &M) -> Result<Map<String, Value>, Error> {
+pub fn message_json<M: Message + Described>(message: &M) -> Result<Map<String, Value>, Error> {
     let pool = DESCRIPTORS
         .as_ref()
         .map_err(|e| Error::internal(format!("descriptor set unreadable: {e}")))?;
-    let full_name = format!("customer_context.v1.{name}");
+    let full_name = M::FULL_NAME.ok_or_else(|| Error::internal("not a message of the API"))?;
     let descriptor = pool
-        .get_message_by_name(&full_name)
+        .get_message_by_name(full_name)
         .ok_or_else(|| Error::internal(format!("no message {full_name} in the descriptor set")))?;
     let dynamic = DynamicMessage::decode(descriptor, message.encode_to_vec().as_slice())
         .map_err(|e| Error::internal(format!("{full_name} does not decode: {e}")))?;
@@ -427,7 +413,7 @@ mod tests {
             }),
             ..Default::default()
         };
-        let json = message_json("Activity", &activity).unwrap();
+        let json = message_json(&activity).unwrap();
         assert_eq!(json["channel"], "CHANNEL_IN_PERSON");
         assert_eq!(
             json["direction"], 7,
@@ -447,7 +433,7 @@ mod tests {
             }],
             ..Default::default()
         };
-        let json = message_json("Customer", &customer).unwrap();
+        let json = message_json(&customer).unwrap();
         assert_eq!(json["attributes"], serde_json::json!({"vat": "X1"}));
         assert_eq!(json["contact_points"][0]["kind"], "CONTACT_KIND_PHONE");
     }
