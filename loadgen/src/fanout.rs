@@ -565,7 +565,9 @@ async fn watcher(
                 shared.presence.fetch_add(1, Ordering::Relaxed);
             }
             Some(Event::Resync(_)) => seen.resyncs += 1,
-            None => {}
+            // Events of OpenWatch streams and screen-pops; a bidirectional stream that asks for none gets none.
+            Some(Event::WatchOpened(_) | Event::Heartbeat(_) | Event::InteractionRouted(_))
+            | None => {}
         }
     }
     if joined && seen.error.is_some() {

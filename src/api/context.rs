@@ -1,11 +1,14 @@
 //! `ContextService`: the router's entry point when a call, chat or email arrives, and the agent's Recent list.
 
-use super::Call;
+use super::{Call, resources::resource_ref};
 use crate::domain::principal::Role;
 use crate::{
     domain::{
-        Violations, contact, page, reason,
+        Violations,
+        change::ResourceKind,
+        contact, page, reason,
         text::{self, MAX_TEXT_CHARS},
+        time::{now_micros, to_timestamp},
     },
     error::Error,
     pb,
@@ -162,7 +165,34 @@ pub async fn open_context(
     let input = open_context_input(&mut violations, message, state.region, &agent);
     violations.into_result(())?;
     let result = state.store.open_context(&agent, &input).await?;
-    Ok(pb::OpenContextResponse::from(result))
+    let replayed = result.replayed;
+    let response = pb::OpenContextResponse::from(result);
+    if !replayed {
+        state.hub.route(&input.agent, routed(&input, &response));
+    }
+    Ok(response)
+}
+
+/// The screen-pop of an interaction, for the gadgets of the agent it was routed to.
+fn routed(input: &OpenContext, response: &pb::OpenContextResponse) -> pb::InteractionRouted {
+    let customer_ref = |c: &pb::Customer| resource_ref(ResourceKind::Customer, &c.id, c.version);
+    pb::InteractionRouted {
+        interaction_id: input.interaction_id.clone(),
+        channel: input.channel,
+        direction: input.direction,
+        customer: response.customer.as_ref().map(customer_ref),
+        candidates: response.candidates.iter().map(customer_ref).collect(),
+        prefill: response.prefill.clone(),
+        activity: response
+            .activity
+            .as_ref()
+            .map(|a| resource_ref(ResourceKind::Activity, &a.id, a.version)),
+        request: response
+            .request
+            .as_ref()
+            .map(|r| resource_ref(ResourceKind::Request, &r.id, r.version)),
+        route_time: Some(to_timestamp(now_micros())),
+    }
 }
 
 pub async fn list_recent_customers(

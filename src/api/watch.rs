@@ -5,6 +5,11 @@
 //! order without gaps or duplicates. Live events arrive through the hub's bounded inbox; a session whose client
 //! stops reading is marked lagged by the hub, drops its backlog and tells the client to resync.
 //!
+//! A browser cannot send on a stream, so `OpenWatch` opens the same session with its requests arriving through
+//! `UpdateWatch` calls instead ([`Steering`]), in the order of their `sequence`, and a heartbeat so that a page
+//! notices a dead stream. A `watch_id` lives in the memory of the replica that serves the stream: elsewhere it is
+//! NOT_FOUND, and the page reopens with its cursor (no gap, no duplicate), as after any reconnect.
+//!
 //! Subscribing costs no query of its own: the hub's position is the log position, and the few subscriptions
 //! that must read the log (a stale `known_version`, a `resume_after`) are answered in batches by
 //! [`CatchUp`], so thousands of gadgets subscribing at once share a handful of queries.
@@ -12,11 +17,12 @@
 use std::{
     collections::{BTreeMap, HashMap, VecDeque},
     pin::Pin,
-    sync::{Arc, OnceLock, atomic::Ordering},
+    sync::{Arc, Mutex, OnceLock, atomic::Ordering},
     task::{Context, Poll},
+    time::Duration,
 };
 
-use tokio::sync::mpsc;
+use tokio::sync::{mpsc, oneshot};
 use tokio_stream::Stream;
 use tonic::{Request, Response, Status, Streaming};
 
@@ -49,11 +55,23 @@ const OUTPUT_CAPACITY: usize = 16;
 const CATCH_UP_WAIT: std::time::Duration = std::time::Duration::from_secs(2);
 /// Most changes replayed on resume; a client further behind is told to resync.
 const MAX_REPLAY: u64 = 10_000;
+/// Heartbeats of an `OpenWatch` stream: the default interval and the range a client may ask for.
+const DEFAULT_HEARTBEAT: Duration = Duration::from_secs(15);
+const HEARTBEAT_RANGE: std::ops::RangeInclusive<Duration> =
+    Duration::from_secs(1)..=Duration::from_secs(300);
+/// How long an `UpdateWatch` that overtook earlier ones waits for them.
+const SEQUENCE_WAIT: Duration = Duration::from_secs(10);
+/// How far past the last applied sequence an `UpdateWatch` may run ahead.
+const MAX_SEQUENCE_AHEAD: i64 = 64;
+/// `UpdateWatch` calls queued towards one session.
+const UPDATE_CAPACITY: usize = 16;
 
 pub struct WatchApi {
     state: ApiState,
     /// Started with the first stream, inside the server's runtime.
     catch_up: OnceLock<CatchUp>,
+    /// The `OpenWatch` streams of this replica, by `watch_id`.
+    watches: Arc<Watches>,
 }
 
 impl WatchApi {
@@ -61,8 +79,147 @@ impl WatchApi {
         Self {
             state,
             catch_up: OnceLock::new(),
+            watches: Arc::default(),
         }
     }
+
+    /// A session for `request`'s caller and the stream its events leave by.
+    fn session<T>(&self, request: &Request<T>) -> Result<(Session, WatchEvents), Status> {
+        let principal = principal(request)?;
+        let meter = request
+            .extensions()
+            .get::<Meter>()
+            .cloned()
+            .unwrap_or_else(Meter::unlimited);
+        let (out, events) = mpsc::channel(OUTPUT_CAPACITY);
+        let hub = self.state.hub.clone();
+        let audience = principal.audience();
+        let handle = hub.open(&principal.agent, audience.clone());
+        let catch_up = self
+            .catch_up
+            .get_or_init(|| CatchUp::spawn(self.state.store.clone()))
+            .clone();
+        let session = Session {
+            state: self.state.clone(),
+            hub,
+            catch_up,
+            handle,
+            agent: principal.agent.clone(),
+            principal,
+            meter,
+            audience,
+            out,
+            cursor: 0,
+            known_versions: HashMap::new(),
+            steered: Steered::default(),
+        };
+        Ok((session, WatchEvents(events)))
+    }
+}
+
+/// The `OpenWatch` streams of one replica, by `watch_id`: whom each belongs to and where its updates go.
+#[derive(Default)]
+struct Watches(Mutex<HashMap<String, Steering>>);
+
+struct Steering {
+    agent: String,
+    updates: mpsc::Sender<Update>,
+}
+
+impl Watches {
+    fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<String, Steering>> {
+        self.0
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+
+    /// Where `agent`'s updates of stream `watch_id` go.
+    fn updates_for(&self, watch_id: &str, agent: &str) -> Result<mpsc::Sender<Update>, Error> {
+        let watches = self.lock();
+        let steering = watches
+            .get(watch_id)
+            .ok_or_else(|| Error::not_found("watch", watch_id))?;
+        if steering.agent != agent {
+            return Err(Error::permission_denied(
+                "NOT_WATCH_OWNER",
+                "only the caller that opened a watch stream may update it",
+            ));
+        }
+        Ok(steering.updates.clone())
+    }
+}
+
+/// One `UpdateWatch` call on its way to the stream's session, and where the answer goes.
+struct Update {
+    sequence: i64,
+    requests: Vec<pb::WatchRequest>,
+    answer: oneshot::Sender<Result<i64, Status>>,
+}
+
+/// What a session steered by `UpdateWatch` has applied so far.
+#[derive(Default)]
+struct Steered {
+    /// The last sequence applied, and what its call was answered.
+    applied: i64,
+    answered: Option<Result<i64, Status>>,
+    /// Calls that overtook earlier ones, waiting for them.
+    early: BTreeMap<i64, Update>,
+}
+
+/// Where a session's requests come from.
+enum Requests {
+    /// The client's own messages on a `Watch` stream.
+    Stream(Streaming<pb::WatchRequest>),
+    /// `UpdateWatch` calls for an `OpenWatch` stream, which also gets a heartbeat.
+    Steered {
+        updates: mpsc::Receiver<Update>,
+        heartbeat: tokio::time::Interval,
+    },
+}
+
+enum Input {
+    Message(Result<Option<pb::WatchRequest>, Status>),
+    Update(Option<Update>),
+    Heartbeat,
+}
+
+impl Requests {
+    async fn next(&mut self) -> Input {
+        match self {
+            Requests::Stream(stream) => Input::Message(stream.message().await),
+            Requests::Steered { updates, heartbeat } => tokio::select! {
+                update = updates.recv() => Input::Update(update),
+                _ = heartbeat.tick() => Input::Heartbeat,
+            },
+        }
+    }
+}
+
+/// The heartbeat interval an `OpenWatch` asks for: unset is [`DEFAULT_HEARTBEAT`].
+fn heartbeat_interval(asked: Option<prost_types::Duration>) -> Result<Duration, Error> {
+    let Some(asked) = asked else {
+        return Ok(DEFAULT_HEARTBEAT);
+    };
+    let range = format!(
+        "between {} s and {} s",
+        HEARTBEAT_RANGE.start().as_secs(),
+        HEARTBEAT_RANGE.end().as_secs()
+    );
+    Duration::try_from(asked)
+        .ok()
+        .filter(|interval| HEARTBEAT_RANGE.contains(interval))
+        .ok_or_else(|| {
+            Error::invalid(
+                "heartbeat_interval",
+                reason::INVALID_HEARTBEAT,
+                format!("must be {range}"),
+            )
+        })
+}
+
+/// An unguessable name for a stream: 128 random bits.
+fn new_watch_id() -> String {
+    format!("{:032x}", rand::random::<u128>())
 }
 
 /// What a session queues towards its client. Boxed: every open stream has a queue, and its buffer is sized for
@@ -90,37 +247,87 @@ impl WatchService for WatchApi {
         &self,
         request: Request<Streaming<pb::WatchRequest>>,
     ) -> Result<Response<Self::WatchStream>, Status> {
-        let principal = principal(&request)?;
-        let meter = request
-            .extensions()
-            .get::<Meter>()
-            .cloned()
-            .unwrap_or_else(Meter::unlimited);
-        let requests = request.into_inner();
-        let (out, events) = mpsc::channel(OUTPUT_CAPACITY);
-        let hub = self.state.hub.clone();
-        let audience = principal.audience();
-        let handle = hub.open(&principal.agent, audience.clone());
-        let catch_up = self
-            .catch_up
-            .get_or_init(|| CatchUp::spawn(self.state.store.clone()))
-            .clone();
-        let session = Session {
-            state: self.state.clone(),
-            hub,
-            catch_up,
-            handle,
-            agent: principal.agent.clone(),
-            principal,
-            meter,
-            audience,
-            out,
-            cursor: 0,
-            known_versions: HashMap::new(),
-        };
-        tokio::spawn(session.run(requests));
-        Ok(Response::new(WatchEvents(events)))
+        let (session, events) = self.session(&request)?;
+        tokio::spawn(session.run(Requests::Stream(request.into_inner()), None));
+        Ok(Response::new(events))
     }
+
+    type OpenWatchStream = WatchEvents;
+
+    async fn open_watch(
+        &self,
+        request: Request<pb::OpenWatchRequest>,
+    ) -> Result<Response<Self::OpenWatchStream>, Status> {
+        let (session, events) = self.session(&request)?;
+        let message = request.into_inner();
+        let period = heartbeat_interval(message.heartbeat_interval)?;
+        let subscribe = message.subscribe.unwrap_or_default();
+        resource_keys("subscribe.resources", &subscribe.resources).map_err(Stop::into_status)?;
+        let watch_id = new_watch_id();
+        let (updates_in, updates) = mpsc::channel(UPDATE_CAPACITY);
+        self.watches.lock().insert(
+            watch_id.clone(),
+            Steering {
+                agent: session.agent.clone(),
+                updates: updates_in,
+            },
+        );
+        let mut heartbeat = tokio::time::interval_at(tokio::time::Instant::now() + period, period);
+        heartbeat.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        let opened = Opened {
+            watch_id,
+            subscribe,
+            watches: self.watches.clone(),
+        };
+        tokio::spawn(session.run(Requests::Steered { updates, heartbeat }, Some(opened)));
+        Ok(Response::new(events))
+    }
+
+    async fn update_watch(
+        &self,
+        request: Request<pb::UpdateWatchRequest>,
+    ) -> Result<Response<pb::UpdateWatchResponse>, Status> {
+        let caller = principal(&request)?;
+        let message = request.into_inner();
+        let updates = self.watches.updates_for(&message.watch_id, &caller.agent)?;
+        if message.sequence < 1 {
+            return Err(Error::invalid(
+                "sequence",
+                reason::INVALID_SEQUENCE,
+                "the first UpdateWatch of a stream is sequence 1, each next one the previous plus 1",
+            )
+            .into());
+        }
+        let (answer, answered) = oneshot::channel();
+        let update = Update {
+            sequence: message.sequence,
+            requests: message.requests,
+            answer,
+        };
+        let gone = || Status::from(Error::not_found("watch", message.watch_id.clone()));
+        updates.send(update).await.map_err(|_| gone())?;
+        match tokio::time::timeout(SEQUENCE_WAIT, answered).await {
+            Ok(Ok(answer)) => answer.map(|cursor| Response::new(pb::UpdateWatchResponse { cursor })),
+            Ok(Err(_)) => Err(gone()),
+            Err(_) => Err(Error::FailedPrecondition {
+                reason: "SEQUENCE_GAP",
+                message: format!(
+                    "UpdateWatch {} waited {} s for an earlier sequence that did not arrive; it was not \
+                     applied (send the missing one, then this one again)",
+                    message.sequence,
+                    SEQUENCE_WAIT.as_secs()
+                ),
+            }
+            .into()),
+        }
+    }
+}
+
+/// What an `OpenWatch` session starts with.
+struct Opened {
+    watch_id: String,
+    subscribe: pb::Subscribe,
+    watches: Arc<Watches>,
 }
 
 /// Why a session ends.
@@ -134,6 +341,15 @@ enum Stop {
 impl From<Error> for Stop {
     fn from(error: Error) -> Self {
         Stop::Fail(error.into())
+    }
+}
+
+impl Stop {
+    fn into_status(self) -> Status {
+        match self {
+            Stop::Fail(status) => status,
+            Stop::ClientGone => Status::cancelled("the client went away"),
+        }
     }
 }
 
@@ -153,6 +369,8 @@ struct Session {
     cursor: i64,
     /// The versions the client said it has on screen: changes up to them are not news.
     known_versions: HashMap<ResourceKey, i64>,
+    /// The `UpdateWatch` calls applied (an `OpenWatch` stream).
+    steered: Steered,
 }
 
 impl Session {
@@ -168,15 +386,25 @@ impl Session {
                 .is_some_and(|known| change.version <= *known)
     }
 
-    async fn run(mut self, mut requests: Streaming<pb::WatchRequest>) {
+    async fn run(mut self, mut requests: Requests, opened: Option<Opened>) {
         let id = self.handle.id;
-        // Leaves the hub (and the agent the presence of every watched record) however the session ends.
+        // Leaves the hub (and the agent the presence of every watched record) however the session ends, and
+        // forgets the stream's watch_id.
         let _closed = Closed {
             hub: self.hub.clone(),
             id,
+            watch: opened
+                .as_ref()
+                .map(|o| (o.watches.clone(), o.watch_id.clone())),
         };
         tracing::debug!(session = id, agent = %self.agent, "watch opened");
-        let outcome = self.serve(&mut requests).await;
+        let outcome = match opened {
+            Some(opened) => match self.open(opened).await {
+                Ok(()) => self.serve(&mut requests).await,
+                failed => failed,
+            },
+            None => self.serve(&mut requests).await,
+        };
         if let Err(Stop::Fail(status)) = outcome {
             tracing::debug!(session = id, code = ?status.code(), message = status.message(), "watch ended");
             // The client may not be reading; never wait for it.
@@ -184,7 +412,29 @@ impl Session {
         }
     }
 
-    async fn serve(&mut self, requests: &mut Streaming<pb::WatchRequest>) -> Result<(), Stop> {
+    /// The start of an `OpenWatch` stream: its `watch_id`, then its first subscription.
+    async fn open(&mut self, opened: Opened) -> Result<(), Stop> {
+        self.send(pb::WatchEvent {
+            cursor: self.cursor,
+            event: Some(Event::WatchOpened(pb::WatchOpened {
+                watch_id: opened.watch_id,
+            })),
+        })
+        .await?;
+        let subscribe = opened.subscribe;
+        if subscribe.resources.is_empty()
+            && subscribe.resume_after == 0
+            && !subscribe.routed_interactions
+        {
+            return Ok(());
+        }
+        self.handle(pb::WatchRequest {
+            request: Some(watch_request::Request::Subscribe(subscribe)),
+        })
+        .await
+    }
+
+    async fn serve(&mut self, requests: &mut Requests) -> Result<(), Stop> {
         let shutdown = self.state.shutdown.clone();
         let mut requests_open = true;
         loop {
@@ -192,12 +442,13 @@ impl Session {
                 biased;
                 () = shutdown.begun() => return Err(shutting_down()),
                 () = self.out.closed() => return Err(Stop::ClientGone),
-                message = requests.message(), if requests_open => match message {
-                    Ok(Some(message)) => self.handle(message).await?,
-                    // The client finished sending; keep delivering until it cancels.
-                    Ok(None) => requests_open = false,
+                input = requests.next(), if requests_open => match input {
+                    Input::Message(Ok(Some(message))) => self.handle(message).await?,
+                    // The client finished sending (or its updates can no longer arrive); keep delivering until
+                    // it cancels.
+                    Input::Message(Ok(None)) | Input::Update(None) => requests_open = false,
                     // A message that broke a rule is answered; a broken connection has no one to answer.
-                    Err(status)
+                    Input::Message(Err(status))
                         if matches!(
                             status.code(),
                             tonic::Code::InvalidArgument | tonic::Code::OutOfRange
@@ -205,7 +456,15 @@ impl Session {
                     {
                         return Err(Stop::Fail(status));
                     }
-                    Err(_) => return Err(Stop::ClientGone),
+                    Input::Message(Err(_)) => return Err(Stop::ClientGone),
+                    Input::Update(Some(update)) => self.steer(update).await?,
+                    Input::Heartbeat => {
+                        let heartbeat = pb::WatchEvent {
+                            cursor: self.cursor,
+                            event: Some(Event::Heartbeat(pb::Heartbeat {})),
+                        };
+                        self.send(heartbeat).await?;
+                    }
                 },
                 delivery = self.handle.inbox.recv() => match delivery {
                     Some(delivery) => self.deliver_one(delivery).await?,
@@ -213,6 +472,66 @@ impl Session {
                 },
             }
         }
+    }
+
+    /// Takes an `UpdateWatch` call in the order of its sequence: applies it when it is the next one (and then
+    /// the early ones it was holding up), holds it when it came early, answers again a retry of the last.
+    async fn steer(&mut self, update: Update) -> Result<(), Stop> {
+        let steered = &mut self.steered;
+        let next = steered.applied + 1;
+        if update.sequence == steered.applied {
+            let answer = steered.answered.clone().unwrap_or(Ok(self.cursor));
+            let _ = update.answer.send(answer);
+            return Ok(());
+        }
+        if update.sequence < steered.applied
+            || update.sequence > steered.applied + MAX_SEQUENCE_AHEAD
+        {
+            let problem = Error::invalid(
+                "sequence",
+                reason::INVALID_SEQUENCE,
+                format!(
+                    "this stream expects sequence {next} (at most {MAX_SEQUENCE_AHEAD} ahead); {} is not",
+                    update.sequence
+                ),
+            );
+            let _ = update.answer.send(Err(problem.into()));
+            return Ok(());
+        }
+        if update.sequence > next {
+            // Calls whose caller gave up waiting are not applied.
+            steered.early.retain(|_, early| !early.answer.is_closed());
+            steered.early.insert(update.sequence, update);
+            return Ok(());
+        }
+        self.apply(update).await?;
+        while let Some(early) = self.steered.early.remove(&(self.steered.applied + 1)) {
+            if early.answer.is_closed() {
+                break;
+            }
+            self.apply(early).await?;
+        }
+        Ok(())
+    }
+
+    /// Applies the requests of one `UpdateWatch` in order, up to the first that fails, and answers the call.
+    async fn apply(&mut self, update: Update) -> Result<(), Stop> {
+        let mut outcome = Ok(());
+        for request in update.requests {
+            match self.handle(request).await {
+                Ok(()) => {}
+                Err(Stop::Fail(status)) => {
+                    outcome = Err(status);
+                    break;
+                }
+                Err(Stop::ClientGone) => return Err(Stop::ClientGone),
+            }
+        }
+        let answer = outcome.map(|()| self.cursor);
+        self.steered.applied = update.sequence;
+        self.steered.answered = Some(answer.clone());
+        let _ = update.answer.send(answer);
+        Ok(())
     }
 
     async fn handle(&mut self, message: pb::WatchRequest) -> Result<(), Stop> {
@@ -283,6 +602,10 @@ impl Session {
             check_portal_may_watch(&self.state, customer_id, &keys).await?;
         }
         let include_own = subscribe.include_own_changes;
+        // Screen-pops are for staff gadgets; a portal has no interactions routed to it.
+        if subscribe.routed_interactions && self.principal.portal_customer().is_none() {
+            self.hub.want_routed(self.handle.id);
+        }
         for (key, known_version) in &refs {
             if *known_version > 0 {
                 self.known_versions.insert(key.clone(), *known_version);
@@ -397,6 +720,13 @@ impl Session {
         match delivery {
             Delivery::Change(change) if self.already_known(&change) => Ok(()),
             Delivery::Change(change) => self.send_change(change_event(&change)).await,
+            Delivery::Routed(routed) => {
+                let event = pb::WatchEvent {
+                    cursor: self.cursor,
+                    event: Some(Event::InteractionRouted((*routed).clone())),
+                };
+                self.send(event).await
+            }
             Delivery::PresenceWake => {
                 for presence in self.hub.take_presence(self.handle.id) {
                     let event = presence_event(self.cursor, presence);
@@ -480,10 +810,15 @@ async fn check_portal_may_watch(
 struct Closed {
     hub: Arc<Hub>,
     id: crate::events::hub::SessionId,
+    /// An `OpenWatch` stream's registry and name.
+    watch: Option<(Arc<Watches>, String)>,
 }
 
 impl Drop for Closed {
     fn drop(&mut self) {
+        if let Some((watches, watch_id)) = &self.watch {
+            watches.lock().remove(watch_id);
+        }
         self.hub.close(self.id);
     }
 }

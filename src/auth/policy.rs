@@ -22,7 +22,7 @@
 //! | GetActivity, ListActivities         | yes   | yes   |        | its customer's non-internal ones    |
 //! | OpenContext                         | yes   | yes   | yes    |                                     |
 //! | ListRecentCustomers                 | yes   | own   |        |                                     |
-//! | Watch                               | yes   | yes   |        | its own records; no internal events, no presence |
+//! | Watch, OpenWatch, UpdateWatch       | yes   | yes   |        | its own records; no internal events, no presence |
 //!
 //! Health and reflection are open to everyone (no key needed).
 
@@ -123,6 +123,14 @@ pub const METHODS: &[(&str, &[Role])] = &[
         STAFF,
     ),
     ("/customer_context.v1.WatchService/Watch", STAFF_AND_PORTAL),
+    (
+        "/customer_context.v1.WatchService/OpenWatch",
+        STAFF_AND_PORTAL,
+    ),
+    (
+        "/customer_context.v1.WatchService/UpdateWatch",
+        STAFF_AND_PORTAL,
+    ),
 ];
 
 /// Services anyone may call without a key: health checks and reflection.

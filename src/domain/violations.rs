@@ -32,6 +32,8 @@ pub mod reason {
     pub const INVALID_ROLE: &str = "INVALID_ROLE";
     pub const INVALID_CHARACTER: &str = "INVALID_CHARACTER";
     pub const TOO_MANY_ELEMENTS: &str = "TOO_MANY_ELEMENTS";
+    pub const INVALID_HEARTBEAT: &str = "INVALID_HEARTBEAT";
+    pub const INVALID_SEQUENCE: &str = "INVALID_SEQUENCE";
 }
 
 /// One offending field.

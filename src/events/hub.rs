@@ -54,6 +54,8 @@ pub enum Delivery {
     Change(Arc<Change>),
     /// Presence of some watched records changed: read them with [`Hub::take_presence`].
     PresenceWake,
+    /// An interaction was routed to the session's agent (the screen-pop).
+    Routed(Arc<crate::pb::InteractionRouted>),
 }
 
 /// The participants of one record, as of when the session read them.
@@ -77,6 +79,8 @@ struct Session {
     /// What the session may see: a customer portal gets only its own non-internal changes, and no presence.
     audience: Audience,
     include_own: bool,
+    /// Whether the session wants the interactions routed to its agent.
+    routed: bool,
     inbox: mpsc::Sender<Delivery>,
     lagged: Arc<AtomicBool>,
     subscriptions: HashSet<ResourceKey>,
@@ -231,6 +235,7 @@ impl Hub {
                 agent: agent.to_owned(),
                 audience,
                 include_own: false,
+                routed: false,
                 inbox: tx,
                 lagged: lagged.clone(),
                 subscriptions: HashSet::new(),
@@ -242,6 +247,23 @@ impl Hub {
             id,
             inbox: rx,
             lagged,
+        }
+    }
+
+    /// From now on the session gets the interactions routed to its agent ([`Hub::route`]).
+    pub fn want_routed(&self, id: SessionId) {
+        if let Some(session) = self.lock().sessions.get_mut(&id) {
+            session.routed = true;
+        }
+    }
+
+    /// Hands an interaction routed to `agent` to each of the agent's sessions that wants them.
+    pub fn route(&self, agent: &str, routed: crate::pb::InteractionRouted) {
+        let routed = Arc::new(routed);
+        for session in self.lock().sessions.values() {
+            if session.routed && session.agent == agent {
+                session.offer(Delivery::Routed(routed.clone()));
+            }
         }
     }
 

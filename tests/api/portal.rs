@@ -317,6 +317,7 @@ fn subscribe(resources: Vec<ResourceRef>, resume_after: i64) -> WatchRequest {
             resources,
             resume_after,
             include_own_changes: true,
+            ..Default::default()
         })),
     }
 }

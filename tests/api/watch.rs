@@ -53,7 +53,7 @@ impl Watcher {
         self.send(Req::Subscribe(pb::Subscribe {
             resources,
             resume_after,
-            include_own_changes: false,
+            ..Default::default()
         }))
         .await;
     }

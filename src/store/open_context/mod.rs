@@ -139,6 +139,8 @@ pub struct ContextResult {
     pub open_requests: Vec<Request>,
     pub recent_activities: Vec<Activity>,
     pub prefill: Option<Prefill>,
+    /// The interaction was opened before: this is the first call's result, and nothing new happened.
+    pub replayed: bool,
 }
 
 impl Store {
@@ -211,8 +213,11 @@ impl Store {
             None => None,
         };
         let prefill = done.prefill.as_deref().map(decode_json).transpose()?;
-        self.gather(customer, candidates, activity, request, prefill)
-            .await
+        let mut result = self
+            .gather(customer, candidates, activity, request, prefill)
+            .await?;
+        result.replayed = true;
+        Ok(result)
     }
 
     /// Adds the customer's open requests and newest activities.
@@ -232,6 +237,7 @@ impl Store {
             None => (Vec::new(), Vec::new()),
         };
         Ok(ContextResult {
+            replayed: false,
             customer,
             candidates,
             activity,

@@ -512,6 +512,7 @@ fn open_one(
     let (customer, candidates, prefill) = context::shown(caller, input);
     // The gadget's lists are read after the commit (see `GroupCommit::open`).
     Ok(Outcome::Opened(Box::new(ContextResult {
+        replayed: false,
         customer,
         candidates,
         activity: Some(activity),
