@@ -13,7 +13,6 @@ mod concurrency;
 mod context;
 mod crash;
 mod customers;
-mod gadget;
 mod hostile;
 mod identity;
 mod limits;

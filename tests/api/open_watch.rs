@@ -14,7 +14,7 @@ use rstest_reuse::apply;
 
 use crate::{
     harness::*,
-    watch::{customer_ref, participants, set_notes},
+    watch::{customer_ref, participants, presence_of, set_notes},
 };
 
 /// A browser gadget's stream: opened by one call, steered by `UpdateWatch` with growing sequences.
@@ -122,16 +122,10 @@ impl Page {
         done: impl Fn(&[(String, bool)]) -> bool,
     ) -> Vec<(String, bool)> {
         loop {
-            let event = self.next().await;
-            if let Some(Event::PresenceChanged(presence)) = event.event {
-                let participants: Vec<(String, bool)> = presence
-                    .participants
-                    .into_iter()
-                    .map(|p| (p.agent, p.editing))
-                    .collect();
-                if presence.resource.unwrap().id == id && done(&participants) {
-                    return participants;
-                }
+            if let Some(participants) = presence_of(self.next().await, id)
+                && done(&participants)
+            {
+                return participants;
             }
         }
     }

@@ -84,16 +84,10 @@ impl Watcher {
         done: impl Fn(&[(String, bool)]) -> bool,
     ) -> Vec<(String, bool)> {
         loop {
-            let event = self.next().await;
-            if let Some(Event::PresenceChanged(presence)) = event.event {
-                let participants: Vec<(String, bool)> = presence
-                    .participants
-                    .into_iter()
-                    .map(|p| (p.agent, p.editing))
-                    .collect();
-                if presence.resource.unwrap().id == id && done(&participants) {
-                    return participants;
-                }
+            if let Some(participants) = presence_of(self.next().await, id)
+                && done(&participants)
+            {
+                return participants;
             }
         }
     }
@@ -112,6 +106,20 @@ impl Watcher {
         }))
         .await;
     }
+}
+
+/// The participants of record `id` as (agent, editing), if `event` is its presence.
+pub fn presence_of(event: WatchEvent, id: &str) -> Option<Vec<(String, bool)>> {
+    let Some(Event::PresenceChanged(presence)) = event.event else {
+        return None;
+    };
+    (presence.resource?.id == id).then(|| {
+        presence
+            .participants
+            .into_iter()
+            .map(|p| (p.agent, p.editing))
+            .collect()
+    })
 }
 
 /// Presence participants as (agent, editing).
