@@ -26,6 +26,8 @@ use crate::domain::{
 
 /// Events a session's inbox holds before it counts as lagging.
 pub const INBOX_CAPACITY: usize = 1_024;
+/// Screen-pops waiting to be relayed to other replicas; beyond it they are dropped (with a warning).
+const RELAY_CAPACITY: usize = 1_024;
 /// Most records one stream may watch.
 pub const MAX_SUBSCRIPTIONS: usize = 1_000;
 
@@ -157,6 +159,8 @@ pub struct Hub {
     /// Reads of the log the feed has begun, and the last one that completed; see [`Hub::next_read`].
     reads_begun: AtomicU64,
     reads_done: watch::Sender<u64>,
+    /// Where screen-pops for other replicas go, when replicas share a database.
+    relay: std::sync::OnceLock<mpsc::Sender<(String, Arc<crate::pb::InteractionRouted>)>>,
 }
 
 impl std::fmt::Debug for Hub {
@@ -178,6 +182,7 @@ impl Hub {
             dispatched: watch::channel(last_seq).0,
             reads_begun: AtomicU64::new(0),
             reads_done: watch::channel(0).0,
+            relay: std::sync::OnceLock::new(),
         }
     }
 
@@ -257,9 +262,31 @@ impl Hub {
         }
     }
 
-    /// Hands an interaction routed to `agent` to each of the agent's sessions that wants them.
+    /// Hands an interaction routed to `agent` to each of the agent's sessions that wants them, here and (through
+    /// the relay, when replicas share one database) on the other replicas.
     pub fn route(&self, agent: &str, routed: crate::pb::InteractionRouted) {
         let routed = Arc::new(routed);
+        self.route_here(agent, routed.clone());
+        if let Some(relay) = self.relay.get()
+            && relay.try_send((agent.to_owned(), routed)).is_err()
+        {
+            tracing::warn!(
+                agent,
+                "screen-pop not relayed to other replicas: the relay is behind"
+            );
+        }
+    }
+
+    /// Screen-pops this hub hands to other replicas from now on (see [`Hub::route`]); None if already taken.
+    pub fn relay_routes(
+        &self,
+    ) -> Option<mpsc::Receiver<(String, Arc<crate::pb::InteractionRouted>)>> {
+        let (tx, rx) = mpsc::channel(RELAY_CAPACITY);
+        self.relay.set(tx).ok().map(|()| rx)
+    }
+
+    /// Hands an interaction routed to `agent` to the agent's sessions on this replica that want them.
+    pub fn route_here(&self, agent: &str, routed: Arc<crate::pb::InteractionRouted>) {
         for session in self.lock().sessions.values() {
             if session.routed && session.agent == agent {
                 session.offer(Delivery::Routed(routed.clone()));
@@ -662,6 +689,7 @@ mod tests {
     enum Got {
         Change(Arc<Change>),
         Presence(Presence),
+        Routed(String),
     }
 
     /// Everything queued for the session, with presence wake-ups read as the participants they announce.
@@ -673,9 +701,32 @@ mod tests {
                     out.extend(hub.take_presence(handle.id).into_iter().map(Got::Presence));
                 }
                 Delivery::Change(change) => out.push(Got::Change(change)),
+                Delivery::Routed(routed) => out.push(Got::Routed(routed.interaction_id.clone())),
             }
         }
         out
+    }
+
+    #[test]
+    fn a_routed_interaction_reaches_only_its_agents_sessions_that_want_it() {
+        let hub = Hub::new(0);
+        let mut ana_desk = hub.open("ana", Audience::Staff);
+        let mut ana_phone = hub.open("ana", Audience::Staff);
+        let mut ben = hub.open("ben", Audience::Staff);
+        hub.want_routed(ana_desk.id);
+        hub.want_routed(ben.id);
+        let call = |id: &str| crate::pb::InteractionRouted {
+            interaction_id: id.to_owned(),
+            ..Default::default()
+        };
+        hub.route("ana", call("call-1"));
+        hub.route("ben", call("call-2"));
+        assert!(matches!(&drain(&hub, &mut ana_desk)[..], [Got::Routed(id)] if id == "call-1"));
+        assert!(
+            drain(&hub, &mut ana_phone).is_empty(),
+            "that session did not ask"
+        );
+        assert!(matches!(&drain(&hub, &mut ben)[..], [Got::Routed(id)] if id == "call-2"));
     }
 
     #[test]

@@ -1,13 +1,20 @@
-//! Presence across replicas (PostgreSQL only; a single SQLite node has all its participants in its hub).
+//! Presence and screen-pops across replicas (PostgreSQL only; a single SQLite node has all its sessions in its
+//! hub).
 //!
-//! Three small loops per replica: publish the local participants of records whose presence changed here; merge
-//! the participants other replicas announce for records watched here; and keep this replica's rows alive while
-//! sweeping out the rows of replicas that died (they stop refreshing and expire within [`PRESENCE_TTL`]).
+//! Three small loops per replica for presence: publish the local participants of records whose presence changed
+//! here; merge the participants other replicas announce for records watched here; and keep this replica's rows
+//! alive while sweeping out the rows of replicas that died (they stop refreshing and expire within
+//! [`PRESENCE_TTL`]). Two more relay screen-pops: an interaction routed here is announced on a notification
+//! channel, and one announced by another replica goes to the sessions of its agent here. A screen-pop is a
+//! moment, not state: one announced while a replica's listener reconnects is not replayed (the agent still has
+//! the interaction in the Recent list and the journey).
 
 use std::{sync::Arc, time::Duration};
 
+use base64::{Engine as _, engine::general_purpose::STANDARD as BASE64};
+use prost::Message as _;
 use sea_orm::DbBackend;
-use tokio::task::JoinHandle;
+use tokio::{sync::mpsc, task::JoinHandle};
 
 use super::{
     Hub,
@@ -15,6 +22,7 @@ use super::{
 };
 use crate::{
     domain::time::now_micros,
+    pb,
     store::{Store, presence::parse_notification},
 };
 
@@ -57,11 +65,19 @@ pub fn spawn(store: Store, hub: Arc<Hub>, replica: String) -> Option<PresenceSyn
     if store.backend() != DbBackend::Postgres {
         return None;
     }
-    let tasks = vec![
+    let mut tasks = vec![
         tokio::spawn(publish(store.clone(), hub.clone(), replica.clone())),
         tokio::spawn(follow(store.clone(), hub.clone(), replica.clone())),
         tokio::spawn(heartbeat(store.clone(), replica.clone())),
+        tokio::spawn(follow_routes(store.clone(), hub.clone(), replica.clone())),
     ];
+    if let Some(routes) = hub.relay_routes() {
+        tasks.push(tokio::spawn(announce_routes(
+            store.clone(),
+            routes,
+            replica.clone(),
+        )));
+    }
     Some(PresenceSync {
         store,
         replica,
@@ -166,5 +182,91 @@ async fn heartbeat(store: Store, replica: String) {
         if let Err(error) = store.expire_presence(now_micros()).await {
             tracing::warn!(%error, "cannot sweep presence of stopped replicas");
         }
+    }
+}
+
+/// A screen-pop as announced to other replicas: `replica|agent|base64 of the message`.
+fn routed_payload(replica: &str, agent: &str, routed: &pb::InteractionRouted) -> String {
+    format!(
+        "{replica}|{agent}|{}",
+        BASE64.encode(routed.encode_to_vec())
+    )
+}
+
+/// The agent and screen-pop of an announcement from another replica than `replica`.
+fn parse_routed(payload: &str, replica: &str) -> Option<(String, pb::InteractionRouted)> {
+    // The agent is the only part that may itself contain a `|`.
+    let (head, encoded) = payload.rsplit_once('|')?;
+    let (from, agent) = head.split_once('|')?;
+    let routed = pb::InteractionRouted::decode(BASE64.decode(encoded).ok()?.as_slice()).ok()?;
+    (from != replica).then(|| (agent.to_owned(), routed))
+}
+
+async fn announce_routes(
+    store: Store,
+    mut routes: mpsc::Receiver<(String, Arc<pb::InteractionRouted>)>,
+    replica: String,
+) {
+    while let Some((agent, routed)) = routes.recv().await {
+        let payload = routed_payload(&replica, &agent, &routed);
+        if let Err(error) = store.announce_routed(payload).await {
+            tracing::warn!(%error, agent, "cannot relay a screen-pop to other replicas");
+        }
+    }
+}
+
+async fn follow_routes(store: Store, hub: Arc<Hub>, replica: String) {
+    loop {
+        let mut listener = match store.routed_listener().await {
+            Ok(Some(listener)) => listener,
+            Ok(None) => return,
+            Err(error) => {
+                tracing::warn!(%error, "cannot listen for screen-pops of other replicas; retrying");
+                tokio::time::sleep(RETRY_DELAY).await;
+                continue;
+            }
+        };
+        loop {
+            match listener.try_recv().await {
+                Ok(Some(notification)) => {
+                    if let Some((agent, routed)) = parse_routed(notification.payload(), &replica) {
+                        hub.route_here(&agent, Arc::new(routed));
+                    }
+                }
+                Ok(None) => {}
+                Err(error) => {
+                    tracing::warn!(%error, "screen-pop listener failed; reconnecting");
+                    tokio::time::sleep(RETRY_DELAY).await;
+                    break;
+                }
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_screen_pop_crosses_replicas_whole_and_is_not_taken_back_by_its_sender() {
+        let routed = pb::InteractionRouted {
+            interaction_id: "call|1".to_owned(),
+            channel: pb::Channel::Voice as i32,
+            candidates: vec![pb::ResourceRef {
+                r#type: pb::ResourceType::Customer as i32,
+                id: "c".to_owned(),
+                known_version: 3,
+            }],
+            ..Default::default()
+        };
+        let payload = routed_payload("replica-a", "ana|desk 2", &routed);
+        assert_eq!(
+            parse_routed(&payload, "replica-b"),
+            Some(("ana|desk 2".to_owned(), routed))
+        );
+        assert_eq!(parse_routed(&payload, "replica-a"), None);
+        assert_eq!(parse_routed("replica-a|ana|not base64!", "replica-b"), None);
+        assert_eq!(parse_routed("garbage", "replica-b"), None);
     }
 }

@@ -15,6 +15,10 @@ use crate::{
 /// PostgreSQL channel announcing presence changes: payload `replica|resource_type|resource_id`.
 pub const PRESENCE_CHANNEL: &str = "customer_context_presence";
 
+/// PostgreSQL channel relaying screen-pops between replicas: payload `replica|agent|base64 of the
+/// InteractionRouted message`.
+pub const ROUTED_CHANNEL: &str = "customer_context_routed";
+
 /// A record's participants on one replica: `(agent, editing)`.
 pub type Participants = Vec<(String, bool)>;
 
@@ -167,6 +171,26 @@ impl Store {
             return Ok(None);
         }
         self.listener(PRESENCE_CHANNEL).await.map(Some)
+    }
+
+    /// Tells the other replicas about a screen-pop (`payload` as [`ROUTED_CHANNEL`] describes).
+    pub async fn announce_routed(&self, payload: String) -> Result<()> {
+        self.write
+            .execute_raw(Statement::from_sql_and_values(
+                DbBackend::Postgres,
+                "SELECT pg_notify($1, $2)",
+                [ROUTED_CHANNEL.into(), payload.into()],
+            ))
+            .await?;
+        Ok(())
+    }
+
+    /// A connection listening for the other replicas' screen-pops; None on SQLite.
+    pub async fn routed_listener(&self) -> Result<Option<sea_orm::sqlx::postgres::PgListener>> {
+        if !self.shares_presence() {
+            return Ok(None);
+        }
+        self.listener(ROUTED_CHANNEL).await.map(Some)
     }
 }
 

@@ -10,7 +10,14 @@ use customer_context::{
 };
 use sea_orm::{ConnectionTrait, Database};
 
+use customer_context::pb::{
+    self, watch_event::Event, watch_request::Request as Req,
+    watch_service_client::WatchServiceClient,
+};
+use tonic::Code;
+
 use crate::{
+    context::{call, open},
     harness::*,
     watch::{
         Watcher, ana_sees_ben_edit_and_leave, carla_watched_by, customer_ref, participants,
@@ -98,6 +105,111 @@ async fn killing_the_listener_connection_loses_no_event() {
         [2, 3, 4, 5, 6],
         "every change once, in commit order"
     );
+}
+
+#[tokio::test]
+async fn a_call_routed_through_one_replica_pops_on_the_agents_page_on_the_other() {
+    let (_db, a, b) = or_skip!(two_replicas().await);
+    let carla = a
+        .create_customer(customer_with_contacts(
+            "Carla",
+            "Diaz",
+            vec![phone("+14155550177")],
+        ))
+        .await;
+    let mut ana = Watcher::open(&a, "ana").await;
+    ana.send(Req::Subscribe(pb::Subscribe {
+        resources: vec![customer_ref(&carla.id, 1)],
+        routed_interactions: true,
+        ..Default::default()
+    }))
+    .await;
+    ana.joined(&carla.id, "ana").await;
+
+    let started = Instant::now();
+    open(&b, call("call-b-1", "+1 415 555 0177")).await.unwrap();
+    let routed = loop {
+        if let Some(Event::InteractionRouted(routed)) = ana.next().await.event {
+            break routed;
+        }
+    };
+    let elapsed = started.elapsed();
+    assert_eq!(routed.interaction_id, "call-b-1");
+    assert_eq!(routed.customer.unwrap().id, carla.id);
+    assert!(elapsed < Duration::from_secs(2), "popped after {elapsed:?}");
+}
+
+/// The next change on an OpenWatch stream, as (cursor, new version), skipping everything else.
+async fn next_change(events: &mut tonic::Streaming<pb::WatchEvent>) -> (i64, i64) {
+    loop {
+        let event = within("watch event", events.message())
+            .await
+            .unwrap()
+            .unwrap();
+        match event.event {
+            Some(Event::ResourceChanged(changed)) => {
+                return (event.cursor, changed.resource.unwrap().known_version);
+            }
+            Some(Event::WatchOpened(_) | Event::PresenceChanged(_) | Event::Heartbeat(_)) => {}
+            other => panic!("unexpected {other:?}"),
+        }
+    }
+}
+
+#[tokio::test]
+async fn an_update_that_reaches_another_replica_is_not_found_and_a_reopen_there_misses_nothing() {
+    let (_db, a, b) = or_skip!(two_replicas().await);
+    let carla = a.create_customer(customer("Carla", "Diaz")).await;
+    let opening = |resume_after| pb::OpenWatchRequest {
+        subscribe: Some(pb::Subscribe {
+            resources: vec![customer_ref(&carla.id, 1)],
+            resume_after,
+            ..Default::default()
+        }),
+        ..Default::default()
+    };
+    let mut on_a = WatchServiceClient::new(a.new_channel().await);
+    let mut events = on_a
+        .open_watch(as_agent("ana", opening(0)))
+        .await
+        .unwrap()
+        .into_inner();
+    let Some(Event::WatchOpened(opened)) = events.message().await.unwrap().unwrap().event else {
+        panic!("the stream opens with its watch_id");
+    };
+    set_notes(&b, "ben", &carla.id, 1, "one").await.unwrap();
+    let (cursor, version) = next_change(&mut events).await;
+    assert_eq!(version, 2);
+
+    // The page's next UpdateWatch goes through the load balancer to replica b.
+    let update = pb::UpdateWatchRequest {
+        watch_id: opened.watch_id,
+        sequence: 1,
+        requests: vec![pb::WatchRequest {
+            request: Some(Req::SetEditing(pb::SetEditing {
+                resource: Some(customer_ref(&carla.id, 2)),
+                editing: true,
+            })),
+        }],
+    };
+    let status = WatchServiceClient::new(b.new_channel().await)
+        .update_watch(as_agent("ana", update))
+        .await
+        .unwrap_err();
+    assert_error(&status, Code::NotFound, "NOT_FOUND");
+
+    // It reopens on b with its cursor; what happened meanwhile comes first, once, then live changes.
+    drop(events);
+    set_notes(&b, "ben", &carla.id, 2, "two").await.unwrap();
+    let mut on_b = WatchServiceClient::new(b.new_channel().await);
+    let mut events = on_b
+        .open_watch(as_agent("ana", opening(cursor)))
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(next_change(&mut events).await.1, 3);
+    set_notes(&a, "ben", &carla.id, 3, "three").await.unwrap();
+    assert_eq!(next_change(&mut events).await.1, 4, "no gap, no duplicate");
 }
 
 #[tokio::test]
