@@ -153,6 +153,16 @@ pub struct Settings {
     #[arg(long, env = "CUSTOMER_CONTEXT_CORS_ORIGINS", value_delimiter = ',')]
     pub cors_origins: Vec<String>,
 
+    /// Pages allowed to frame the agent gadget served at `/gadget/` (its Content-Security-Policy
+    /// `frame-ancestors`): origins such as `https://desktop.example.com`, separated by spaces or commas, or
+    /// `'self'` or `'none'`.
+    #[arg(
+        long,
+        env = "CUSTOMER_CONTEXT_GADGET_FRAME_ANCESTORS",
+        default_value = crate::gadget::DEFAULT_FRAME_ANCESTORS
+    )]
+    pub gadget_frame_ancestors: String,
+
     #[command(flatten)]
     pub security: SecuritySettings,
 
@@ -376,6 +386,7 @@ impl Settings {
             shutdown_grace: Duration::from_secs(10),
             health_probe_interval: DEFAULT_HEALTH_PROBE_INTERVAL,
             cors_origins: Vec::new(),
+            gadget_frame_ancestors: crate::gadget::DEFAULT_FRAME_ANCESTORS.to_owned(),
             security: SecuritySettings::default(),
             notifications: NotificationSettings::default(),
         }

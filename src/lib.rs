@@ -10,6 +10,7 @@ pub mod config;
 pub mod domain;
 pub mod error;
 pub mod events;
+pub mod gadget;
 pub mod notify;
 mod readiness;
 pub mod server;

@@ -309,6 +309,9 @@ mod tests {
         if std::env::var_os("CUSTOMER_CONTEXT_LISTEN").is_none() {
             assert_eq!(settings.listen.to_string(), "127.0.0.1:50051");
         }
+        if std::env::var_os("CUSTOMER_CONTEXT_GADGET_FRAME_ANCESTORS").is_none() {
+            assert_eq!(settings.gadget_frame_ancestors, "'self'");
+        }
         if std::env::var_os("CUSTOMER_CONTEXT_DATABASE_URL").is_none() {
             assert_eq!(
                 settings.database.database_url,

@@ -1,9 +1,10 @@
 //! Assembles the running service: the public gRPC services, health, reflection, gRPC-web with CORS, the call
 //! log, and graceful shutdown with a bounded drain.
 //!
-//! Layers, outermost first: CORS (browser preflights never reach gRPC) → gRPC-web translation → call log (sees
-//! native gRPC responses, so the status is in the trailers) → guard (concurrency limit, authentication, roles,
-//! rate limit, deadline; see [`crate::auth`]) → router. TLS, when configured, wraps every connection.
+//! Layers, outermost first: the gadget's page (`/`, `/gadget/`; see [`crate::gadget`]) → CORS (browser
+//! preflights never reach gRPC) → gRPC-web translation → call log (sees native gRPC responses, so the status is in
+//! the trailers) → guard (concurrency limit, authentication, roles, rate limit, deadline; see [`crate::auth`]) →
+//! router. TLS, when configured, wraps every connection.
 
 use std::{
     io,
@@ -43,6 +44,7 @@ use crate::{
     auth::{Authenticator, Guard, GuardLayer, KeySlots, RateLimiter},
     config::{AuthMode, SecuritySettings, Settings},
     events::Hub,
+    gadget::GadgetLayer,
     readiness::Readiness,
     shutdown::{Shutdown, UntilShutdown},
     store::{Store, redact},
@@ -114,6 +116,7 @@ impl RunningServer {
         let region = crate::domain::contact::parse_region(&settings.default_region)
             .map_err(|e| anyhow!("--default-region: {e}"))?;
         let cors = cors_layer(&settings.cors_origins)?;
+        let gadget = GadgetLayer::new(&settings.gadget_frame_ancestors)?;
         let tls = crate::auth::server_tls(&settings.security)?;
 
         let database = redact(&settings.database.database_url);
@@ -212,6 +215,7 @@ impl RunningServer {
             .http2_max_local_error_reset_streams(Some(MAX_LOCAL_ERROR_RESETS))
             .http2_max_header_list_size(MAX_HEADER_LIST_BYTES)
             .accept_http1(true)
+            .layer(gadget)
             .layer(cors)
             .layer(tonic_web::GrpcWebLayer::new())
             .layer(CallLogLayer)

@@ -47,6 +47,7 @@ use crate::{
         hub::{Delivery, Participant, Presence, ResourceKey, SessionHandle, TooManySubscriptions},
     },
     pb::{self, watch_event::Event, watch_request, watch_service_server::WatchService},
+    store::change_log::LogRange,
 };
 
 /// Events buffered towards the client beyond what HTTP/2 flow control holds.
@@ -289,6 +290,19 @@ impl WatchService for WatchApi {
     ) -> Result<Response<pb::UpdateWatchResponse>, Status> {
         let caller = principal(&request)?;
         let message = request.into_inner();
+        let well_formed = message.watch_id.len() == 32
+            && message
+                .watch_id
+                .bytes()
+                .all(|b| matches!(b, b'0'..=b'9' | b'a'..=b'f'));
+        if !well_formed {
+            return Err(Error::invalid(
+                "watch_id",
+                reason::INVALID_ID,
+                "a watch_id is the 32 lowercase hexadecimal characters of a WatchOpened event",
+            )
+            .into());
+        }
         let updates = self.watches.updates_for(&message.watch_id, &caller.agent)?;
         if message.sequence < 1 {
             return Err(Error::invalid(
@@ -649,7 +663,14 @@ impl Session {
             }
             let replay = self
                 .catch_up
-                .replay(keys, resume_after, live_from, MAX_REPLAY + 1)
+                .replay(
+                    keys,
+                    LogRange {
+                        after: resume_after,
+                        upto: live_from,
+                        limit: MAX_REPLAY + 1,
+                    },
+                )
                 .await?;
             if replay.len() as u64 > MAX_REPLAY {
                 return self

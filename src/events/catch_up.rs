@@ -14,7 +14,10 @@ use super::hub::ResourceKey;
 use crate::{
     domain::change::{Change, ChangeKind, ResourceKind},
     error::{Error, Result},
-    store::{Store, change_log::MAX_CHANGES_PER_READ},
+    store::{
+        Store,
+        change_log::{LogRange, MAX_CHANGES_PER_READ},
+    },
 };
 
 /// Requests answered by one round of reads.
@@ -48,9 +51,7 @@ struct VersionsJob {
 #[derive(Debug)]
 struct ReplayJob {
     resources: Vec<ResourceKey>,
-    after: i64,
-    upto: i64,
-    limit: u64,
+    range: LogRange,
     reply: oneshot::Sender<Result<Vec<Change>>>,
 }
 
@@ -79,24 +80,20 @@ impl CatchUp {
         answer.await.map_err(|_| gone())?
     }
 
-    /// The changes about `resources` (customers with their requests and activities) with positions in
-    /// `(after, upto]`, oldest first, at most `limit`.
+    /// The changes about `resources` (customers with their requests and activities) within `range`, oldest
+    /// first.
     pub async fn replay(
         &self,
         resources: Vec<ResourceKey>,
-        after: i64,
-        upto: i64,
-        limit: u64,
+        range: LogRange,
     ) -> Result<Vec<Change>> {
-        if resources.is_empty() || after >= upto {
+        if resources.is_empty() || range.is_empty() {
             return Ok(Vec::new());
         }
         let (reply, answer) = oneshot::channel();
         self.ask(Job::Replay(ReplayJob {
             resources,
-            after,
-            upto,
-            limit,
+            range,
             reply,
         }))
         .await?;
@@ -254,16 +251,17 @@ async fn answer_replays(store: &Store, jobs: Vec<ReplayJob>) {
 
 async fn answer_replay_group(store: &Store, group: Vec<ReplayJob>) {
     let mut union: HashSet<(ResourceKind, String)> = HashSet::new();
-    let (mut after, mut upto, mut limit) = (i64::MAX, 0, 0);
+    let mut range: Option<LogRange> = None;
     for job in &group {
         union.extend(job.resources.iter().map(|k| (k.kind, k.id.clone())));
-        after = after.min(job.after);
-        upto = upto.max(job.upto);
-        limit = limit.max(job.limit);
+        range = Some(range.map_or(job.range, |r| r.union(job.range)));
     }
+    let Some(range) = range else {
+        return;
+    };
     let union: Vec<(ResourceKind, String)> = union.into_iter().collect();
-    let shared = match store.changes_about(&union, after, upto, limit).await {
-        Ok(changes) if (changes.len() as u64) < limit => changes,
+    let shared = match store.changes_about(&union, range).await {
+        Ok(changes) if (changes.len() as u64) < range.limit => changes,
         Ok(_) => {
             // Too much for one read: each request reads its own range.
             for job in group {
@@ -272,9 +270,7 @@ async fn answer_replay_group(store: &Store, group: Vec<ReplayJob>) {
                     .iter()
                     .map(|k| (k.kind, k.id.clone()))
                     .collect();
-                let answer = store
-                    .changes_about(&resources, job.after, job.upto, job.limit)
-                    .await;
+                let answer = store.changes_about(&resources, job.range).await;
                 let _ = job.reply.send(answer);
             }
             return;
@@ -294,14 +290,14 @@ async fn answer_replay_group(store: &Store, group: Vec<ReplayJob>) {
             .collect();
         let answer = shared
             .iter()
-            .filter(|c| c.seq > job.after && c.seq <= job.upto)
+            .filter(|c| c.seq > job.range.after && c.seq <= job.range.upto)
             .filter(|c| {
                 records.contains(&(c.resource, c.resource_id.as_str()))
                     || c.parent_id
                         .as_deref()
                         .is_some_and(|parent| records.contains(&(ResourceKind::Customer, parent)))
             })
-            .take(usize::try_from(job.limit).unwrap_or(usize::MAX))
+            .take(usize::try_from(job.range.limit).unwrap_or(usize::MAX))
             .cloned()
             .collect();
         let _ = job.reply.send(Ok(answer));

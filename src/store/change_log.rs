@@ -210,6 +210,30 @@ fn about(resources: &[(ResourceKind, String)]) -> Condition {
     condition
 }
 
+/// Log positions `(after, upto]`, read oldest first, at most `limit` of them.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct LogRange {
+    pub after: i64,
+    pub upto: i64,
+    pub limit: u64,
+}
+
+impl LogRange {
+    /// Whether no position lies in the range.
+    pub fn is_empty(&self) -> bool {
+        self.after >= self.upto
+    }
+
+    /// The smallest range holding both, with the larger limit.
+    pub fn union(self, other: LogRange) -> LogRange {
+        LogRange {
+            after: self.after.min(other.after),
+            upto: self.upto.max(other.upto),
+            limit: self.limit.max(other.limit),
+        }
+    }
+}
+
 impl Store {
     /// The position of the newest change, 0 for an empty log.
     pub async fn last_change_seq(&self) -> Result<i64> {
@@ -238,24 +262,21 @@ impl Store {
             .collect()
     }
 
-    /// Changes about `resources` (and the children of customers among them) with positions in `(after, upto]`,
-    /// oldest first, at most `limit`.
+    /// Changes about `resources` (and the children of customers among them) within `range`, oldest first.
     pub async fn changes_about(
         &self,
         resources: &[(ResourceKind, String)],
-        after: i64,
-        upto: i64,
-        limit: u64,
+        range: LogRange,
     ) -> Result<Vec<Change>> {
-        if resources.is_empty() || after >= upto {
+        if resources.is_empty() || range.is_empty() {
             return Ok(Vec::new());
         }
         let query = change_log::Entity::find()
-            .filter(change_log::Column::Seq.gt(after))
-            .filter(change_log::Column::Seq.lte(upto))
+            .filter(change_log::Column::Seq.gt(range.after))
+            .filter(change_log::Column::Seq.lte(range.upto))
             .filter(about(resources))
             .order_by_asc(change_log::Column::Seq);
-        super::fetch(&self.read, query, limit, from_model).await
+        super::fetch(&self.read, query, range.limit, from_model).await
     }
 
     /// The changes of several records, each past its own version (a deletion whatever its version), up to log

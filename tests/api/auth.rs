@@ -48,6 +48,8 @@ enum Rpc {
     OpenContext,
     ListRecentCustomers,
     Watch,
+    OpenWatch,
+    UpdateWatch,
     FindMatchingCustomers,
     MergeCustomers,
     UnmergeCustomer,
@@ -59,7 +61,7 @@ enum Rpc {
     ListNotifications,
 }
 
-const RPCS: [Rpc; 30] = [
+const RPCS: [Rpc; 32] = [
     Rpc::CreateCustomer,
     Rpc::GetCustomer,
     Rpc::UpdateCustomer,
@@ -81,6 +83,8 @@ const RPCS: [Rpc; 30] = [
     Rpc::OpenContext,
     Rpc::ListRecentCustomers,
     Rpc::Watch,
+    Rpc::OpenWatch,
+    Rpc::UpdateWatch,
     Rpc::FindMatchingCustomers,
     Rpc::MergeCustomers,
     Rpc::UnmergeCustomer,
@@ -116,6 +120,8 @@ fn allowed(rpc: Rpc, role: &str) -> bool {
                 | GetActivity
                 | ListActivities
                 | Watch
+                | OpenWatch
+                | UpdateWatch
         ),
         other => panic!("unknown role {other}"),
     }
@@ -146,7 +152,7 @@ impl Rpc {
                 "ActivityService"
             }
             OpenContext | ListRecentCustomers => "ContextService",
-            Watch => "WatchService",
+            Watch | OpenWatch | UpdateWatch => "WatchService",
         };
         (service, format!("{self:?}"))
     }
@@ -405,6 +411,46 @@ async fn call(
                 .watch(req(key, futures::stream::iter(vec![subscribe])))
                 .await
                 .map(drop)
+        }
+        Rpc::OpenWatch => {
+            let subscribe = pb::Subscribe {
+                resources: vec![resource(pb::ResourceType::Customer, fx.customer.version)],
+                ..Default::default()
+            };
+            let request = pb::OpenWatchRequest {
+                subscribe: Some(subscribe),
+                ..Default::default()
+            };
+            WatchServiceClient::new(app.channel())
+                .open_watch(req(key, request))
+                .await
+                .map(drop)
+        }
+        Rpc::UpdateWatch => {
+            // A stream of this key's own when it may open one; else any id (the role is refused first).
+            let mut client = WatchServiceClient::new(app.channel());
+            let opened = client
+                .open_watch(req(key, pb::OpenWatchRequest::default()))
+                .await;
+            let mut stream = opened.ok().map(tonic::Response::into_inner);
+            let watch_id = match stream.as_mut() {
+                Some(events) => match events.message().await {
+                    Ok(Some(pb::WatchEvent {
+                        event: Some(pb::watch_event::Event::WatchOpened(opened)),
+                        ..
+                    })) => opened.watch_id,
+                    _ => "0".repeat(32),
+                },
+                None => "0".repeat(32),
+            };
+            let update = pb::UpdateWatchRequest {
+                watch_id,
+                sequence: 1,
+                requests: Vec::new(),
+            };
+            let answer = client.update_watch(req(key, update)).await.map(drop);
+            drop(stream);
+            answer
         }
         Rpc::FindMatchingCustomers => {
             to.send(pb::FindMatchingCustomersRequest {

@@ -74,6 +74,9 @@ struct Side {
     activity: String,
     /// Current version of every record a call may update.
     versions: HashMap<String, i64>,
+    /// An OpenWatch stream of the calling agent, kept open for UpdateWatch, and its id.
+    _stream: tonic::Streaming<pb::WatchEvent>,
+    watch_id: String,
 }
 
 impl Side {
@@ -89,6 +92,20 @@ impl Side {
             (activity.clone(), 1),
         ]
         .into();
+        let mut stream = pb::watch_service_client::WatchServiceClient::new(app.channel())
+            .open_watch(as_agent("setup", pb::OpenWatchRequest::default()))
+            .await
+            .expect("OpenWatch")
+            .into_inner();
+        let Some(pb::watch_event::Event::WatchOpened(opened)) = stream
+            .message()
+            .await
+            .expect("stream")
+            .expect("event")
+            .event
+        else {
+            panic!("the stream opens with its watch_id");
+        };
         Side {
             name,
             app,
@@ -96,6 +113,8 @@ impl Side {
             request,
             activity,
             versions,
+            _stream: stream,
+            watch_id: opened.watch_id,
         }
     }
 
@@ -291,6 +310,25 @@ impl Side {
                     topic: "billing".into(),
                     agent: "ana".into(),
                     ..Default::default()
+                }
+                .encode_to_vec(),
+            ),
+            (
+                // Sequence 1 is applied once; the same sequence again is answered without being applied.
+                "/customer_context.v1.WatchService/UpdateWatch",
+                pb::UpdateWatchRequest {
+                    watch_id: self.watch_id.clone(),
+                    sequence: 1,
+                    requests: vec![pb::WatchRequest {
+                        request: Some(pb::watch_request::Request::SetEditing(pb::SetEditing {
+                            resource: Some(pb::ResourceRef {
+                                r#type: pb::ResourceType::Customer as i32,
+                                id: self.customer.clone(),
+                                known_version: 1,
+                            }),
+                            editing: false,
+                        })),
+                    }],
                 }
                 .encode_to_vec(),
             ),

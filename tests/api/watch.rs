@@ -1,6 +1,9 @@
 //! Live edit warnings and presence over real gRPC streams. Every wait is on the stream, with a timeout.
 
-use std::time::{Duration, Instant};
+use std::{
+    sync::atomic::{AtomicI64, Ordering},
+    time::{Duration, Instant},
+};
 
 use customer_context::pb::{
     self, ResourceRef, ResourceType, WatchEvent, WatchRequest, watch_event::Event,
@@ -8,26 +11,120 @@ use customer_context::pb::{
 };
 use tokio::sync::mpsc;
 use tokio_stream::wrappers::ReceiverStream;
-use tonic::{Code, Streaming, transport::Channel};
+use tonic::{Code, Status, Streaming, transport::Channel};
 
 use rstest::rstest;
 use rstest_reuse::apply;
 
 use crate::harness::*;
 
-/// One agent gadget: its own connection and one Watch stream.
+/// The two shapes of one watch session (docs/api.md): a bidirectional `Watch` stream, or an `OpenWatch` stream
+/// steered by `UpdateWatch` calls, as a browser has it. The behaviour tests below run on both.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Shape {
+    Bidi,
+    Steered,
+}
+
+impl Shape {
+    /// A gadget of `agent` on its own connection.
+    pub async fn open(self, app: &TestApp, agent: &str) -> Watcher {
+        self.open_on(app.new_channel().await, agent).await
+    }
+
+    /// A gadget on an existing connection (many gadgets of one desktop share one).
+    pub async fn open_on(self, channel: Channel, agent: &str) -> Watcher {
+        match self {
+            Shape::Bidi => Watcher::bidi_on(channel, agent).await,
+            Shape::Steered => {
+                Watcher::steered_on(channel, agent, pb::OpenWatchRequest::default()).await
+            }
+        }
+    }
+
+    /// Carla Diaz, written on `written_on`, and `agent`'s gadget on `watched_on` watching her at version 1.
+    pub async fn carla_watched_by(
+        self,
+        written_on: &TestApp,
+        watched_on: &TestApp,
+        agent: &str,
+    ) -> (pb::Customer, Watcher) {
+        let carla = written_on.create_customer(customer("Carla", "Diaz")).await;
+        let mut watcher = self.open(watched_on, agent).await;
+        watcher.join(&carla.id, 1).await;
+        (carla, watcher)
+    }
+}
+
+/// One agent gadget: its own connection and one watch stream, of either shape.
 pub struct Watcher {
-    requests: mpsc::Sender<WatchRequest>,
+    agent: String,
+    requests: Requests,
     pub events: Streaming<WatchEvent>,
 }
 
-impl Watcher {
-    pub async fn open(app: &TestApp, agent: &str) -> Watcher {
-        Watcher::open_on(app.new_channel().await, agent).await
+/// Where a gadget's requests go.
+enum Requests {
+    /// On its own `Watch` stream.
+    Stream(mpsc::Sender<WatchRequest>),
+    /// In `UpdateWatch` calls naming its `OpenWatch` stream (boxed: a client is larger than a sender).
+    Calls(Box<Steering>),
+}
+
+/// How an `OpenWatch` stream is steered: `UpdateWatch` calls of its opener, naming it, in sequence from 1.
+pub struct Steering {
+    pub client: WatchServiceClient<Channel>,
+    pub watch_id: String,
+    agent: String,
+    sequence: AtomicI64,
+}
+
+impl Steering {
+    /// The request of the next `UpdateWatch` (the next sequence), carrying `requests`.
+    pub fn request(&self, requests: Vec<Req>) -> pb::UpdateWatchRequest {
+        pb::UpdateWatchRequest {
+            watch_id: self.watch_id.clone(),
+            sequence: self.sequence.fetch_add(1, Ordering::Relaxed) + 1,
+            requests: requests
+                .into_iter()
+                .map(|r| WatchRequest { request: Some(r) })
+                .collect(),
+        }
     }
 
-    /// A stream on an existing connection (many gadgets of one desktop share one).
-    pub async fn open_on(channel: Channel, agent: &str) -> Watcher {
+    /// Sends `requests` in the next `UpdateWatch`: the stream's cursor once they are applied, or the call's error.
+    pub async fn update(&self, requests: Vec<Req>) -> Result<i64, Status> {
+        let request = as_agent(&self.agent, self.request(requests));
+        within("update watch", self.client.clone().update_watch(request))
+            .await
+            .map(|response| response.into_inner().cursor)
+    }
+}
+
+/// The next message of a watch stream, which must be an event.
+async fn next_event(events: &mut Streaming<WatchEvent>) -> WatchEvent {
+    within("next watch event", events.message())
+        .await
+        .expect("stream healthy")
+        .expect("stream still open")
+}
+
+impl Watcher {
+    /// A `Watch` stream of `agent` on its own connection.
+    pub async fn open(app: &TestApp, agent: &str) -> Watcher {
+        Shape::Bidi.open(app, agent).await
+    }
+
+    /// An `OpenWatch` stream of `agent` opened by `request` on its own connection, its `WatchOpened` taken.
+    pub async fn open_steered(
+        app: &TestApp,
+        agent: &str,
+        request: pb::OpenWatchRequest,
+    ) -> Watcher {
+        Watcher::steered_on(app.new_channel().await, agent, request).await
+    }
+
+    async fn bidi_on(channel: Channel, agent: &str) -> Watcher {
         let (requests, rx) = mpsc::channel(16);
         let mut client = WatchServiceClient::new(channel);
         let events = within(
@@ -37,16 +134,63 @@ impl Watcher {
         .await
         .expect("watch opens")
         .into_inner();
-        Watcher { requests, events }
+        Watcher {
+            agent: agent.to_owned(),
+            requests: Requests::Stream(requests),
+            events,
+        }
     }
 
-    pub async fn send(&self, request: Req) {
-        self.requests
-            .send(WatchRequest {
-                request: Some(request),
-            })
+    async fn steered_on(channel: Channel, agent: &str, request: pb::OpenWatchRequest) -> Watcher {
+        let mut client = WatchServiceClient::new(channel);
+        let mut events = within("open watch", client.open_watch(as_agent(agent, request)))
             .await
-            .expect("stream open");
+            .expect("OpenWatch opens")
+            .into_inner();
+        let first = next_event(&mut events).await;
+        let Some(Event::WatchOpened(opened)) = first.event else {
+            panic!("the first event names the stream, got {first:?}");
+        };
+        assert_eq!(opened.watch_id.len(), 32, "128 random bits in hex");
+        assert!(opened.watch_id.bytes().all(|b| b.is_ascii_hexdigit()));
+        let steering = Steering {
+            client,
+            watch_id: opened.watch_id,
+            agent: agent.to_owned(),
+            sequence: AtomicI64::new(0),
+        };
+        Watcher {
+            agent: agent.to_owned(),
+            requests: Requests::Calls(Box::new(steering)),
+            events,
+        }
+    }
+
+    /// The `UpdateWatch` side of an `OpenWatch` stream.
+    pub fn steering(&self) -> &Steering {
+        match &self.requests {
+            Requests::Calls(steering) => steering,
+            Requests::Stream(_) => panic!("a Watch stream is steered by its own messages"),
+        }
+    }
+
+    /// Sends one request: on the stream, or in an `UpdateWatch` call that must succeed (it returns once the
+    /// request is applied).
+    pub async fn send(&self, request: Req) {
+        match &self.requests {
+            Requests::Stream(requests) => requests
+                .send(WatchRequest {
+                    request: Some(request),
+                })
+                .await
+                .expect("stream open"),
+            Requests::Calls(steering) => {
+                steering
+                    .update(vec![request])
+                    .await
+                    .expect("UpdateWatch applies the request");
+            }
+        }
     }
 
     pub async fn subscribe(&self, resources: Vec<ResourceRef>, resume_after: i64) {
@@ -58,11 +202,27 @@ impl Watcher {
         .await;
     }
 
+    /// Subscribes to customer `id` at `known_version` and waits until the subscription is in place.
+    pub async fn join(&mut self, id: &str, known_version: i64) {
+        self.subscribe(vec![customer_ref(id, known_version)], 0)
+            .await;
+        let agent = self.agent.clone();
+        self.joined(id, &agent).await;
+    }
+
+    /// The next event, heartbeats included.
+    pub async fn event(&mut self) -> WatchEvent {
+        next_event(&mut self.events).await
+    }
+
+    /// The next event that is not a heartbeat (only an `OpenWatch` stream has them).
     pub async fn next(&mut self) -> WatchEvent {
-        within("next watch event", self.events.message())
-            .await
-            .expect("stream healthy")
-            .expect("stream still open")
+        loop {
+            let event = self.event().await;
+            if !matches!(event.event, Some(Event::Heartbeat(_))) {
+                return event;
+            }
+        }
     }
 
     /// The next ResourceChanged, skipping presence.
@@ -141,15 +301,15 @@ pub async fn ana_sees_ben_edit_and_leave(ana: &mut Watcher, ben: Watcher, id: &s
     assert_eq!(left, participants(&[("ana", false)]));
 }
 
-/// Carla Diaz, written on `written_on`, and `agent`'s gadget on `watched_on` watching her at version 1.
+/// Carla Diaz, written on `written_on`, and `agent`'s `Watch` stream on `watched_on` watching her at version 1.
 pub async fn carla_watched_by(
     written_on: &TestApp,
     watched_on: &TestApp,
     agent: &str,
 ) -> (pb::Customer, Watcher) {
-    let carla = written_on.create_customer(customer("Carla", "Diaz")).await;
-    let watcher = watch_customer(watched_on, agent, &carla.id, 1).await;
-    (carla, watcher)
+    Shape::Bidi
+        .carla_watched_by(written_on, watched_on, agent)
+        .await
 }
 
 pub fn customer_ref(id: &str, known_version: i64) -> ResourceRef {
@@ -184,16 +344,63 @@ pub async fn set_notes(
         .map(tonic::Response::into_inner)
 }
 
+/// Ana's gadget of `shape` watches Carla, gets Ben's first change and goes away; Ben changes Carla three more
+/// times. Returns Carla and the cursor of the last event Ana got.
+pub async fn ana_misses_three_changes(app: &TestApp, shape: Shape) -> (pb::Customer, i64) {
+    let (c, mut ana) = shape.carla_watched_by(app, app, "ana").await;
+    set_notes(app, "ben", &c.id, 1, "before the drop")
+        .await
+        .unwrap();
+    let (cursor, _) = ana.next_change().await;
+    drop(ana);
+
+    for (version, notes) in [(2, "one"), (3, "two"), (4, "three")] {
+        set_notes(app, "ben", &c.id, version, notes).await.unwrap();
+    }
+    (c, cursor)
+}
+
+/// Ana back after [`ana_misses_three_changes`], resumed from `cursor`: she gets exactly the three changes she
+/// missed, in commit order, then live changes with no duplicate and no gap.
+pub async fn ana_gets_what_she_missed_then_live_changes(
+    app: &TestApp,
+    ana: &mut Watcher,
+    id: &str,
+    cursor: i64,
+) {
+    let mut seen = Vec::new();
+    let mut last_cursor = cursor;
+    for _ in 0..3 {
+        let (cursor, changed) = ana.next_change().await;
+        assert!(cursor > last_cursor, "cursors grow in commit order");
+        last_cursor = cursor;
+        seen.push(changed.resource.unwrap().known_version);
+    }
+    assert_eq!(seen, [3, 4, 5]);
+    set_notes(app, "ben", id, 5, "live again").await.unwrap();
+    let (cursor, changed) = ana.next_change().await;
+    assert_eq!(
+        changed.resource.unwrap().known_version,
+        6,
+        "no duplicate of the replay, no gap"
+    );
+    assert!(cursor > last_cursor);
+}
+
 #[apply(backends)]
 #[tokio::test]
-async fn a_watcher_learns_who_changed_what_once_and_not_her_own_saves(backend: Backend) {
+async fn a_watcher_learns_who_changed_what_once_and_not_her_own_saves(
+    backend: Backend,
+    #[values(Shape::Bidi, Shape::Steered)] shape: Shape,
+) {
     let app = or_skip!(TestApp::spawn(backend).await);
-    let (c, mut ana) = carla_watched_by(&app, &app, "ana").await;
+    let (c, mut ana) = shape.carla_watched_by(&app, &app, "ana").await;
 
     let v2 = set_notes(&app, "ben", &c.id, 1, "called about invoice")
         .await
         .unwrap();
-    let (_, changed) = ana.next_change().await;
+    let (cursor, changed) = ana.next_change().await;
+    assert!(cursor > 0);
     assert_eq!(changed.resource.as_ref().unwrap().id, c.id);
     assert_eq!(changed.resource.as_ref().unwrap().known_version, 2);
     assert_eq!(changed.kind, pb::ChangeKind::Updated as i32);
@@ -226,13 +433,14 @@ async fn a_watcher_learns_who_changed_what_once_and_not_her_own_saves(backend: B
 #[tokio::test]
 async fn a_stale_known_version_gets_an_event_at_once_and_children_arrive_with_their_parent(
     backend: Backend,
+    #[values(Shape::Bidi, Shape::Steered)] shape: Shape,
 ) {
     let app = or_skip!(TestApp::spawn(backend).await);
     let c = app.create_customer(customer("Carla", "Diaz")).await;
     set_notes(&app, "ben", &c.id, 1, "first").await.unwrap();
     set_notes(&app, "cy", &c.id, 2, "second").await.unwrap();
 
-    let mut ana = Watcher::open(&app, "ana").await;
+    let mut ana = shape.open(&app, "ana").await;
     ana.subscribe(vec![customer_ref(&c.id, 1)], 0).await;
     let (_, changed) = ana.next_change().await;
     assert_eq!(changed.resource.unwrap().known_version, 3);
@@ -279,15 +487,18 @@ async fn a_stale_known_version_gets_an_event_at_once_and_children_arrive_with_th
 
 #[apply(backends)]
 #[tokio::test]
-async fn presence_shows_who_views_and_edits_and_who_left(backend: Backend) {
+async fn presence_shows_who_views_and_edits_and_who_left(
+    backend: Backend,
+    #[values(Shape::Bidi, Shape::Steered)] shape: Shape,
+) {
     let app = or_skip!(TestApp::spawn(backend).await);
     let c = app.create_customer(customer("Carla", "Diaz")).await;
-    let mut ana = Watcher::open(&app, "ana").await;
+    let mut ana = shape.open(&app, "ana").await;
     ana.subscribe(vec![customer_ref(&c.id, 1)], 0).await;
     let alone = ana.presence_until(&c.id, |_| true).await;
     assert_eq!(alone, participants(&[("ana", false)]));
 
-    let mut ben = Watcher::open(&app, "ben").await;
+    let mut ben = shape.open(&app, "ben").await;
     ben.subscribe(vec![customer_ref(&c.id, 1)], 0).await;
     let both = ben.presence_until(&c.id, |_| true).await;
     assert_eq!(both, participants(&[("ana", false), ("ben", false)]));
@@ -298,63 +509,80 @@ async fn presence_shows_who_views_and_edits_and_who_left(backend: Backend) {
 
 #[apply(backends)]
 #[tokio::test]
-async fn a_reconnecting_watcher_gets_exactly_what_it_missed_then_live_changes(backend: Backend) {
+async fn a_reconnecting_watcher_gets_exactly_what_it_missed_then_live_changes(
+    backend: Backend,
+    #[values(Shape::Bidi, Shape::Steered)] shape: Shape,
+) {
     let app = or_skip!(TestApp::spawn(backend).await);
-    let (c, mut ana) = carla_watched_by(&app, &app, "ana").await;
-    set_notes(&app, "ben", &c.id, 1, "before the drop")
-        .await
-        .unwrap();
-    let (cursor, _) = ana.next_change().await;
-    drop(ana);
+    let (c, cursor) = ana_misses_three_changes(&app, shape).await;
 
-    for (version, notes) in [(2, "one"), (3, "two"), (4, "three")] {
-        set_notes(&app, "ben", &c.id, version, notes).await.unwrap();
-    }
-
-    let mut ana = Watcher::open(&app, "ana").await;
+    let mut ana = shape.open(&app, "ana").await;
     ana.subscribe(vec![customer_ref(&c.id, 2)], cursor).await;
-    let mut seen = Vec::new();
-    let mut last_cursor = cursor;
-    for _ in 0..3 {
-        let (cursor, changed) = ana.next_change().await;
-        assert!(cursor > last_cursor, "cursors grow in commit order");
-        last_cursor = cursor;
-        seen.push(changed.resource.unwrap().known_version);
-    }
-    assert_eq!(seen, [3, 4, 5]);
-    set_notes(&app, "ben", &c.id, 5, "live again")
-        .await
-        .unwrap();
-    let (cursor, changed) = ana.next_change().await;
-    assert_eq!(
-        changed.resource.unwrap().known_version,
-        6,
-        "no duplicate of the replay, no gap"
-    );
-    assert!(cursor > last_cursor);
+    ana_gets_what_she_missed_then_live_changes(&app, &mut ana, &c.id, cursor).await;
 }
 
+/// A bad subscription is refused with a precise code. It ends a `Watch` stream with that status; on an
+/// `OpenWatch` stream it fails its `UpdateWatch` call, and the stream stays open and takes the next one.
 #[apply(backends)]
 #[tokio::test]
-async fn bad_subscriptions_end_the_stream_with_a_precise_code(backend: Backend) {
+async fn bad_subscriptions_are_refused_with_a_precise_code(
+    backend: Backend,
+    #[values(Shape::Bidi, Shape::Steered)] shape: Shape,
+) {
     let app = or_skip!(TestApp::spawn(backend).await);
-    let mut ana = Watcher::open(&app, "ana").await;
-    ana.subscribe(vec![customer_ref("not-an-id", 1)], 0).await;
-    let status = within("error", ana.events.message()).await.unwrap_err();
-    assert_error(&status, Code::InvalidArgument, "INVALID_ID");
-
-    let mut ben = Watcher::open(&app, "ben").await;
     let too_many: Vec<_> = (0..1_001).map(|_| customer_ref(&unknown_id(), 0)).collect();
-    ben.subscribe(too_many, 0).await;
-    let status = within("error", ben.events.message()).await.unwrap_err();
-    assert_error(&status, Code::ResourceExhausted, "TOO_MANY_SUBSCRIPTIONS");
+    let refused = [
+        (
+            "ana",
+            vec![customer_ref("not-an-id", 1)],
+            Code::InvalidArgument,
+            "INVALID_ID",
+        ),
+        (
+            "ben",
+            too_many,
+            Code::ResourceExhausted,
+            "TOO_MANY_SUBSCRIPTIONS",
+        ),
+    ];
+    for (agent, resources, code, reason) in refused {
+        let mut watcher = shape.open(&app, agent).await;
+        let subscribe = Req::Subscribe(pb::Subscribe {
+            resources,
+            ..Default::default()
+        });
+        match shape {
+            Shape::Bidi => {
+                watcher.send(subscribe).await;
+                let status = within("error", watcher.events.message()).await.unwrap_err();
+                assert_error(&status, code, reason);
+                let after = within("stream end", watcher.events.message()).await;
+                assert!(matches!(after, Ok(None)), "the stream ended: {after:?}");
+            }
+            Shape::Steered => {
+                let status = watcher
+                    .steering()
+                    .update(vec![subscribe])
+                    .await
+                    .unwrap_err();
+                assert_error(&status, code, reason);
+                let carla = app.create_customer(customer("Carla", "Diaz")).await;
+                watcher.subscribe(vec![customer_ref(&carla.id, 1)], 0).await;
+                let alone = watcher.presence_until(&carla.id, |_| true).await;
+                assert_eq!(alone, participants(&[(agent, false)]));
+            }
+        }
+    }
 }
 
 #[apply(backends)]
 #[tokio::test]
-async fn shutdown_ends_watch_streams_with_unavailable(backend: Backend) {
+async fn shutdown_ends_watch_streams_with_unavailable(
+    backend: Backend,
+    #[values(Shape::Bidi, Shape::Steered)] shape: Shape,
+) {
     let app = or_skip!(TestApp::spawn(backend).await);
-    let (_carla, mut ana) = carla_watched_by(&app, &app, "ana").await;
+    let (_carla, mut ana) = shape.carla_watched_by(&app, &app, "ana").await;
     let shutdown = tokio::spawn(app.shutdown());
     let status = loop {
         match within("stream end", ana.events.message()).await {
@@ -370,11 +598,14 @@ async fn shutdown_ends_watch_streams_with_unavailable(backend: Backend) {
 /// Writers never wait on a watcher that stopped reading; its memory stays bounded and it is told to resync.
 #[apply(backends)]
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_watcher_that_stops_reading_never_slows_writers_and_gets_resync(backend: Backend) {
+async fn a_watcher_that_stops_reading_never_slows_writers_and_gets_resync(
+    backend: Backend,
+    #[values(Shape::Bidi, Shape::Steered)] shape: Shape,
+) {
     const CHANGES: i64 = 100_000;
     const WRITERS: i64 = 8;
     let app = or_skip!(TestApp::spawn(backend).await);
-    let (c, mut stalled) = carla_watched_by(&app, &app, "ana").await;
+    let (c, mut stalled) = shape.carla_watched_by(&app, &app, "ana").await;
 
     // Each writer logs activities for the watched customer: 100,000 changes the stalled watcher should get.
     let mut writers = Vec::new();
@@ -433,7 +664,10 @@ async fn a_watcher_that_stops_reading_never_slows_writers_and_gets_resync(backen
 /// replay for a resume, presence for an up-to-date one), then every live change once.
 #[apply(backends)]
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_storm_of_subscriptions_all_join_and_each_gets_what_it_missed(backend: Backend) {
+async fn a_storm_of_subscriptions_all_join_and_each_gets_what_it_missed(
+    backend: Backend,
+    #[values(Shape::Bidi, Shape::Steered)] shape: Shape,
+) {
     const STREAMS: usize = 300;
     const CONNECTIONS: usize = 10;
     let Some(app) = TestApp::spawn_with(backend, |settings| {
@@ -449,7 +683,7 @@ async fn a_storm_of_subscriptions_all_join_and_each_gets_what_it_missed(backend:
     else {
         return;
     };
-    let (c, mut pilot) = carla_watched_by(&app, &app, "pilot").await;
+    let (c, mut pilot) = shape.carla_watched_by(&app, &app, "pilot").await;
     set_notes(&app, "ben", &c.id, 1, "one").await.unwrap();
     let (after_v2, _) = pilot.next_change().await;
     set_notes(&app, "ben", &c.id, 2, "two").await.unwrap();
@@ -463,24 +697,25 @@ async fn a_storm_of_subscriptions_all_join_and_each_gets_what_it_missed(backend:
     let mut watchers = Vec::new();
     for i in 0..STREAMS {
         let agent = format!("agent-{}", i % 3);
-        watchers.push(Watcher::open_on(channels[i % CONNECTIONS].clone(), &agent).await);
+        watchers.push(
+            shape
+                .open_on(channels[i % CONNECTIONS].clone(), &agent)
+                .await,
+        );
     }
     // A third loaded version 1, a third is up to date, a third resumes from the cursor of version 2.
-    let plan = |i: usize| match i % 3 {
+    let plan = move |i: usize| match i % 3 {
         0 => (1, 0),
         1 => (3, 0),
         _ => (2, after_v2),
     };
     let started = Instant::now();
-    for (i, watcher) in watchers.iter().enumerate() {
-        let (known, resume_after) = plan(i);
-        watcher
-            .subscribe(vec![customer_ref(&c.id, known)], resume_after)
-            .await;
-    }
     let mut firsts = tokio::task::JoinSet::new();
     for (i, mut watcher) in watchers.into_iter().enumerate() {
+        let (known, resume_after) = plan(i);
+        let watched = vec![customer_ref(&c.id, known)];
         firsts.spawn(async move {
+            watcher.subscribe(watched, resume_after).await;
             let first = watcher.next().await;
             (i, first, watcher)
         });
