@@ -28,12 +28,13 @@ pub const GADGET_PATH: &str = "/gadget/";
 /// gadget.
 pub const DEFAULT_FRAME_ANCESTORS: &str = "'self'";
 
-/// The bundle of `web/dist/`: (file name, content type, bytes). `index.html` is served at `/gadget/`.
+/// The page (`web/index.html`, written by hand) and the bundle built into `web/dist/`: (file name, content type,
+/// bytes). `index.html` is served at `/gadget/`.
 const FILES: [(&str, &str, &[u8]); 3] = [
     (
         "index.html",
         "text/html; charset=utf-8",
-        include_bytes!("../web/dist/index.html"),
+        include_bytes!("../web/index.html"),
     ),
     (
         "gadget.js",

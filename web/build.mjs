@@ -1,4 +1,4 @@
-// Bundles the gadget into dist/: index.html, gadget.js and gadget.css (minified, byte-identical across runs), and
+// Bundles the gadget into dist/: gadget.js and gadget.css (minified, byte-identical across runs), and
 // dist/inputs.sha256, the hash of every file the bundle is built from, which a Rust test recomputes to tell that
 // the committed bundle is current.
 //
@@ -6,7 +6,7 @@
 // "<sha256 hex of the file>  <path>\n" (the output of `sha256sum`); the SHA-256 of all lines together.
 
 import { createHash } from "node:crypto";
-import { copyFileSync, mkdirSync, readFileSync, readdirSync, rmSync, writeFileSync } from "node:fs";
+import { mkdirSync, readFileSync, readdirSync, rmSync, writeFileSync } from "node:fs";
 import { dirname, join, relative, sep } from "node:path";
 import { fileURLToPath } from "node:url";
 import * as esbuild from "esbuild";
@@ -75,6 +75,5 @@ await esbuild.build({
   banner: { js: `/* customer-context gadget; inputs sha256 ${hash} */`, css: `/* inputs sha256 ${hash} */` },
   logLevel: "warning",
 });
-copyFileSync(join(web, "index.html"), join(dist, "index.html"));
 writeFileSync(join(dist, "inputs.sha256"), `${hash}\n`);
 console.log(`web/dist built; inputs sha256 ${hash}`);

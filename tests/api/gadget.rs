@@ -110,7 +110,7 @@ async fn the_gadget_page_is_served_with_its_security_headers() {
     assert!(html.contains(r#"<script defer src="gadget.js"></script>"#));
     assert!(html.contains(r#"<link rel="stylesheet" href="gadget.css">"#));
     assert!(html.contains(r#"data-testid="search-input""#));
-    assert_eq!(page.body.as_ref(), read_web("dist/index.html").as_slice());
+    assert_eq!(page.body.as_ref(), read_web("index.html").as_slice());
 }
 
 #[rstest]
