@@ -39,7 +39,7 @@ function inputs() {
     join(web, "package.json"),
     join(web, "package-lock.json"),
     ...filesUnder(join(web, "src"), ".ts", [join(web, "src", "gen")]),
-    ...filesUnder(join(web, "proto"), ".proto"),
+    ...filesUnder(join(web, "third_party"), ".proto"),
     ...filesUnder(join(root, "proto", "customer_context", "v1"), ".proto"),
   ];
   return files

@@ -265,7 +265,7 @@ fn the_committed_bundle_is_current() {
         &[web.join("src").join("gen")],
         &mut files,
     );
-    files_under(&web.join("proto"), "proto", &[], &mut files);
+    files_under(&web.join("third_party"), "proto", &[], &mut files);
     files_under(
         &root.join("proto").join("customer_context").join("v1"),
         "proto",

@@ -4,7 +4,7 @@
 import { create } from "@bufbuild/protobuf";
 import { timestampDate } from "@bufbuild/protobuf/wkt";
 import { type Api, Code, connectError, describe, errorInfo } from "./api.js";
-import { byId, debounce, h, replace } from "./dom.js";
+import { byId, type Child, debounce, h, replace } from "./dom.js";
 import { DuplicatesPanel } from "./duplicates.js";
 import { channelLabel, customerName, directionLabel } from "./format.js";
 import { ChangeKind, type ResourceRef, ResourceRefSchema, ResourceType } from "./gen/customer_context/v1/common_pb.js";
@@ -376,23 +376,24 @@ export class App {
       h("button", { type: "button", class: "link", testid: "screen-pop-close", onclick: () => this.hidePop() }, "Dismiss"),
     );
     this.screenPop.dataset.interactionId = event.interactionId;
+    const newCustomer = () => {
+      this.newCustomer(event.prefill ?? {}, event.activity);
+      this.hidePop();
+    };
     if (event.customer) {
       const id = event.customer.id;
       if (this.dirty()) {
         // Never throw away an agent's typing: offer the customer instead of opening it.
-        replace(
-          this.screenPop,
+        this.showPop(
           heading,
           h("p", {}, "A known customer is on the line."),
           h("button", { type: "button", class: "primary", testid: "screen-pop-open", onclick: () => {
             void this.openCustomer(id).then((opened) => opened && this.hidePop());
           } }, "Open customer"),
         );
-        this.screenPop.hidden = false;
         return;
       }
-      replace(this.screenPop, heading, h("p", {}, "Opened the caller's profile."));
-      this.screenPop.hidden = false;
+      this.showPop(heading, h("p", {}, "Opened the caller's profile."));
       await this.openCustomer(id, false);
       return;
     }
@@ -401,8 +402,7 @@ export class App {
         event.candidates.map((ref) => this.api.customers.getCustomer({ id: ref.id }).catch(() => null)),
       );
       const choices = found.filter((customer): customer is Customer => customer !== null);
-      replace(
-        this.screenPop,
+      this.showPop(
         heading,
         h("p", {}, `${choices.length} customers match the caller. Who is it?`),
         h(
@@ -418,29 +418,26 @@ export class App {
             } }, h("span", { class: "name" }, customerName(customer)), h("span", { class: "sub" }, summary(customer)))),
           ),
         ),
-        h("button", { type: "button", class: "link", testid: "candidate-new", onclick: () => {
-          this.newCustomer(event.prefill ?? {}, event.activity);
-          this.hidePop();
-        } }, "None of them: new customer"),
+        h("button", { type: "button", class: "link", testid: "candidate-new", onclick: newCustomer }, "None of them: new customer"),
       );
-      this.screenPop.hidden = false;
       return;
     }
-    replace(this.screenPop, heading, h("p", {}, "Unknown caller: a new-customer form is open."));
-    this.screenPop.hidden = false;
+    this.showPop(heading, h("p", {}, "Unknown caller: a new-customer form is open."));
     if (this.dirty()) {
-      replace(
-        this.screenPop,
+      this.showPop(
         heading,
         h("p", {}, "Unknown caller."),
-        h("button", { type: "button", class: "primary", testid: "screen-pop-new", onclick: () => {
-          this.newCustomer(event.prefill ?? {}, event.activity);
-          this.hidePop();
-        } }, "New customer form"),
+        h("button", { type: "button", class: "primary", testid: "screen-pop-new", onclick: newCustomer }, "New customer form"),
       );
       return;
     }
     this.newCustomer(event.prefill ?? {}, event.activity);
+  }
+
+  /** Shows the screen-pop with these children. */
+  private showPop(...children: Child[]): void {
+    replace(this.screenPop, ...children);
+    this.screenPop.hidden = false;
   }
 
   private hidePop(): void {

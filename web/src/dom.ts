@@ -48,6 +48,26 @@ export function replace(parent: Node, ...children: (Child | Child[])[]): void {
   append(parent, children);
 }
 
+/** Fills `list` with an item per entry of `entries`, or with a hint saying `empty` when there are none. */
+export function fillList<T>(list: Node, entries: T[], empty: string, item: (entry: T) => Child): void {
+  replace(list, entries.length === 0 ? h("li", { class: "hint" }, empty) : entries.map(item));
+}
+
+/** A list loaded a page at a time: the first page replaces what it held, a later one is appended; `more` shows while there is a next page. */
+export class Pages<T> {
+  entries: T[] = [];
+  next = "";
+
+  constructor(private readonly more: HTMLElement) {}
+
+  /** Takes in `page`, fetched for `token` ("" for the first page), and the token of the page after it. */
+  take(token: string, page: T[], next: string): void {
+    this.entries = token ? [...this.entries, ...page] : page;
+    this.next = next;
+    this.more.hidden = !this.next;
+  }
+}
+
 /** The element with this id (the page's static skeleton has them all). */
 export function byId<T extends HTMLElement = HTMLElement>(id: string): T {
   const element = document.getElementById(id);

@@ -4,24 +4,18 @@
 import { Code, connectError, describe, staleSave } from "./api.js";
 import type { App } from "./app.js";
 import { summary } from "./app.js";
-import { h, replace } from "./dom.js";
-import { customerName } from "./format.js";
+import { fillList, h, replace } from "./dom.js";
+import { customerName, labeller } from "./format.js";
 import { type Customer, type CustomerMatch, MatchReasonKind } from "./gen/customer_context/v1/customer_pb.js";
 
-function reasonLabel(kind: MatchReasonKind): string {
-  switch (kind) {
-    case MatchReasonKind.SHARED_PHONE:
-      return "same phone";
-    case MatchReasonKind.SHARED_EMAIL:
-      return "same email";
-    case MatchReasonKind.SHARED_HANDLE:
-      return "same handle";
-    case MatchReasonKind.SIMILAR_NAME:
-      return "similar name";
-    default:
-      return "match";
-  }
-}
+const REASONS: [MatchReasonKind, string][] = [
+  [MatchReasonKind.SHARED_PHONE, "same phone"],
+  [MatchReasonKind.SHARED_EMAIL, "same email"],
+  [MatchReasonKind.SHARED_HANDLE, "same handle"],
+  [MatchReasonKind.SIMILAR_NAME, "similar name"],
+];
+
+const reasonLabel = labeller(REASONS, "match");
 
 export class DuplicatesPanel {
   readonly element = h("div", { class: "duplicates", testid: "duplicates" });
@@ -57,28 +51,23 @@ export class DuplicatesPanel {
   }
 
   private render(matches: CustomerMatch[]): void {
-    replace(
-      this.list,
-      matches.length === 0
-        ? h("li", { class: "hint" }, "No likely duplicates.")
-        : matches.map((match) => {
-            const other = match.customer!;
-            const box = h("input", { type: "checkbox", testid: "duplicate-choose", "aria-label": `Merge ${customerName(other)}` });
-            box.addEventListener("change", () => {
-              if (box.checked) this.chosen.add(other.id);
-              else this.chosen.delete(other.id);
-              this.updateButton();
-            });
-            return h(
-              "li",
-              { class: "item", testid: "duplicate", "data-id": other.id },
-              h("label", { class: "item-main" }, box,
-                h("span", { class: "name" }, customerName(other)),
-                h("span", { class: "badge" }, `${Math.round(match.score * 100)}%`),
-                h("span", { class: "sub" }, [summary(other), ...match.reasons.map((r) => `${reasonLabel(r.kind)}${r.detail ? ` (${r.detail})` : ""}`)].filter(Boolean).join(" · "))),
-            );
-          }),
-    );
+    fillList(this.list, matches, "No likely duplicates.", (match) => {
+      const other = match.customer!;
+      const box = h("input", { type: "checkbox", testid: "duplicate-choose", "aria-label": `Merge ${customerName(other)}` });
+      box.addEventListener("change", () => {
+        if (box.checked) this.chosen.add(other.id);
+        else this.chosen.delete(other.id);
+        this.updateButton();
+      });
+      return h(
+        "li",
+        { class: "item", testid: "duplicate", "data-id": other.id },
+        h("label", { class: "item-main" }, box,
+          h("span", { class: "name" }, customerName(other)),
+          h("span", { class: "badge" }, `${Math.round(match.score * 100)}%`),
+          h("span", { class: "sub" }, [summary(other), ...match.reasons.map((r) => `${reasonLabel(r.kind)}${r.detail ? ` (${r.detail})` : ""}`)].filter(Boolean).join(" · "))),
+      );
+    });
   }
 
   private updateButton(): void {

@@ -1,8 +1,37 @@
 // Form pieces shared by the forms: labelled inputs, error slots (`data-error-for="<field path>"`) and the rule that
 // puts each server-side field violation next to its input.
 
-import type { FieldError } from "./api.js";
-import { charCount, h, type Props } from "./dom.js";
+import { describe, type FieldError, fieldErrors } from "./api.js";
+import { charCount, type Child, h, type Props } from "./dom.js";
+
+/** A form the browser leaves unvalidated; submitting it runs `submit` instead of loading a page. */
+export function form(props: Props, submit: () => void, ...children: (Child | Child[])[]): HTMLFormElement {
+  const onsubmit = (event: Event) => {
+    event.preventDefault();
+    submit();
+  };
+  return h("form", { ...props, novalidate: true, onsubmit }, ...children);
+}
+
+/** The actions row of a form with its primary submit button. */
+export function submitRow(testid: string, label: string): HTMLElement {
+  return h("div", { class: "actions" }, h("button", { type: "submit", class: "primary", testid }, label));
+}
+
+/**
+ * Submits `form` by running `send`: the form's errors cleared first; the field violations it fails with shown next
+ * to their fields (`root` holding those of no field on the form), any other failure told through `tell`.
+ */
+export async function submitForm(form: HTMLElement, root: string, tell: (text: string) => void, send: () => Promise<void>): Promise<void> {
+  clearErrors(form);
+  try {
+    await send();
+  } catch (error) {
+    const violations = fieldErrors(error);
+    if (violations.length > 0) showErrors(form, root, violations);
+    else tell(describe(error));
+  }
+}
 
 /** The error slot of a field path. */
 export function errorSlot(path: string): HTMLElement {

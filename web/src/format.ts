@@ -32,20 +32,19 @@ export const CHANNELS: [Channel, string][] = [
   [Channel.OTHER, "Other"],
 ];
 
-export function channelLabel(channel: Channel): string {
-  return CHANNELS.find(([value]) => value === channel)?.[1] ?? "Unknown channel";
+/** The function naming a value by the label `labels` gives it, or by `fallback` where they give none. */
+export function labeller<T>(labels: readonly (readonly [T, string])[], fallback: string): (value: T) => string {
+  return (value) => labels.find(([known]) => known === value)?.[1] ?? fallback;
 }
 
-export function directionLabel(direction: Direction): string {
-  switch (direction) {
-    case Direction.INCOMING:
-      return "Incoming";
-    case Direction.OUTGOING:
-      return "Outgoing";
-    default:
-      return "";
-  }
-}
+export const channelLabel: (channel: Channel) => string = labeller(CHANNELS, "Unknown channel");
+
+const DIRECTIONS: [Direction, string][] = [
+  [Direction.INCOMING, "Incoming"],
+  [Direction.OUTGOING, "Outgoing"],
+];
+
+export const directionLabel: (direction: Direction) => string = labeller(DIRECTIONS, "");
 
 export const CONTACT_KINDS: [ContactKind, string][] = [
   [ContactKind.PHONE, "Phone"],
@@ -55,9 +54,7 @@ export const CONTACT_KINDS: [ContactKind, string][] = [
   [ContactKind.EXTERNAL, "External id"],
 ];
 
-export function contactKindLabel(kind: ContactKind): string {
-  return CONTACT_KINDS.find(([value]) => value === kind)?.[1] ?? "Contact";
-}
+export const contactKindLabel: (kind: ContactKind) => string = labeller(CONTACT_KINDS, "Contact");
 
 export const REQUEST_STATUSES: [RequestStatus, string][] = [
   [RequestStatus.OPEN, "Open"],
@@ -66,24 +63,17 @@ export const REQUEST_STATUSES: [RequestStatus, string][] = [
   [RequestStatus.CANCELLED, "Cancelled"],
 ];
 
-export function statusLabel(status: RequestStatus): string {
-  return REQUEST_STATUSES.find(([value]) => value === status)?.[1] ?? "Open";
-}
+export const statusLabel: (status: RequestStatus) => string = labeller(REQUEST_STATUSES, "Open");
 
 /** A stable key for a record: `customer:ID`. */
 export function refKey(ref: Pick<ResourceRef, "type" | "id">): string {
   return `${resourceLabel(ref.type)}:${ref.id}`;
 }
 
-export function resourceLabel(type: ResourceType): string {
-  switch (type) {
-    case ResourceType.CUSTOMER:
-      return "customer";
-    case ResourceType.REQUEST:
-      return "request";
-    case ResourceType.ACTIVITY:
-      return "activity";
-    default:
-      return "record";
-  }
-}
+const RESOURCE_TYPES: [ResourceType, string][] = [
+  [ResourceType.CUSTOMER, "customer"],
+  [ResourceType.REQUEST, "request"],
+  [ResourceType.ACTIVITY, "activity"],
+];
+
+export const resourceLabel: (type: ResourceType) => string = labeller(RESOURCE_TYPES, "record");

@@ -1,10 +1,10 @@
 // A customer's journey: activities newest first, a page at a time, incoming and outgoing marked, internal notes
 // flagged; and a form to log one.
 
-import { describe, fieldErrors } from "./api.js";
+import { describe } from "./api.js";
 import type { App } from "./app.js";
-import { h, replace } from "./dom.js";
-import { clearErrors, errorSlot, textArea, textField, showErrors } from "./fields.js";
+import { fillList, h, Pages, replace } from "./dom.js";
+import { errorSlot, form, submitForm, submitRow, textArea, textField } from "./fields.js";
 import { CHANNELS, channelLabel, directionLabel, when } from "./format.js";
 import type { Activity } from "./gen/customer_context/v1/activity_pb.js";
 import { Channel, Direction } from "./gen/customer_context/v1/common_pb.js";
@@ -20,8 +20,7 @@ export class JourneyPanel {
   private readonly form: HTMLFormElement;
   private readonly topic: HTMLInputElement;
   private readonly notes: HTMLTextAreaElement;
-  private activities: Activity[] = [];
-  private nextPage = "";
+  private readonly pages = new Pages<Activity>(this.more);
 
   constructor(
     private readonly app: App,
@@ -38,20 +37,17 @@ export class JourneyPanel {
     const notes = textArea("Notes", "activity.notes", "", MAX_TEXT_CHARS, "activity-notes-counter");
     this.topic = topic.input;
     this.notes = notes.input;
-    this.form = h(
-      "form",
-      { class: "new-activity", testid: "activity-form", novalidate: true, onsubmit: (event: Event) => {
-        event.preventDefault();
-        void this.create(Number(channel.value) as Channel, Number(direction.value) as Direction, internal);
-      } },
+    this.form = form(
+      { class: "new-activity", testid: "activity-form" },
+      () => void this.create(Number(channel.value) as Channel, Number(direction.value) as Direction, internal),
       h("h2", {}, "Log an activity"),
       errorSlot("activity"),
       h("div", { class: "row" }, channel, direction, h("label", { class: "checkbox" }, internal, " Internal")),
       topic.wrapper,
       notes.wrapper,
-      h("div", { class: "actions" }, h("button", { type: "submit", class: "primary", testid: "create-activity" }, "Add to journey")),
+      submitRow("create-activity", "Add to journey"),
     );
-    this.more.addEventListener("click", () => void this.load(this.nextPage));
+    this.more.addEventListener("click", () => void this.load(this.pages.next));
     replace(this.element, this.form, this.list, this.more);
   }
 
@@ -63,9 +59,7 @@ export class JourneyPanel {
   async load(token = ""): Promise<void> {
     try {
       const response = await this.app.api.activities.listActivities({ customerId: this.customer.id, pageSize: PAGE, pageToken: token });
-      this.activities = token ? [...this.activities, ...response.activities] : response.activities;
-      this.nextPage = response.nextPageToken;
-      this.more.hidden = !this.nextPage;
+      this.pages.take(token, response.activities, response.nextPageToken);
       this.render();
     } catch (error) {
       this.app.message(describe(error));
@@ -73,41 +67,35 @@ export class JourneyPanel {
   }
 
   private render(): void {
-    replace(
-      this.list,
-      this.activities.length === 0
-        ? h("li", { class: "hint" }, "No activities yet.")
-        : this.activities.map((activity) => {
-            const incoming = activity.direction === Direction.INCOMING;
-            const outgoing = activity.direction === Direction.OUTGOING;
-            return h(
-              "li",
-              {
-                class: `item activity${activity.internal ? " internal" : ""}`,
-                testid: "activity",
-                "data-id": activity.id,
-                "data-direction": incoming ? "incoming" : outgoing ? "outgoing" : "none",
-                "data-internal": String(activity.internal),
-              },
-              h(
-                "div",
-                { class: "activity-head" },
-                h("span", { class: `direction ${incoming ? "in" : outgoing ? "out" : ""}`, title: directionLabel(activity.direction), "aria-label": directionLabel(activity.direction) }, incoming ? "↘" : outgoing ? "↗" : "•"),
-                h("span", { class: "badge" }, channelLabel(activity.channel)),
-                activity.internal ? h("span", { class: "badge warn", testid: "internal-badge" }, "Internal") : null,
-                h("span", { class: "name" }, activity.topic || "(no topic)"),
-                h("time", { class: "sub" }, when(activity.occurTime)),
-              ),
-              activity.notes ? h("p", { class: "notes" }, activity.notes) : null,
-              h("div", { class: "meta" }, [activity.enteredBy && `by ${activity.enteredBy}`, activity.contactName, activity.reference && `ref ${activity.reference}`].filter(Boolean).join(" · ")),
-            );
-          }),
-    );
+    fillList(this.list, this.pages.entries, "No activities yet.", (activity) => {
+      const incoming = activity.direction === Direction.INCOMING;
+      const outgoing = activity.direction === Direction.OUTGOING;
+      return h(
+        "li",
+        {
+          class: `item activity${activity.internal ? " internal" : ""}`,
+          testid: "activity",
+          "data-id": activity.id,
+          "data-direction": incoming ? "incoming" : outgoing ? "outgoing" : "none",
+          "data-internal": String(activity.internal),
+        },
+        h(
+          "div",
+          { class: "activity-head" },
+          h("span", { class: `direction ${incoming ? "in" : outgoing ? "out" : ""}`, title: directionLabel(activity.direction), "aria-label": directionLabel(activity.direction) }, incoming ? "↘" : outgoing ? "↗" : "•"),
+          h("span", { class: "badge" }, channelLabel(activity.channel)),
+          activity.internal ? h("span", { class: "badge warn", testid: "internal-badge" }, "Internal") : null,
+          h("span", { class: "name" }, activity.topic || "(no topic)"),
+          h("time", { class: "sub" }, when(activity.occurTime)),
+        ),
+        activity.notes ? h("p", { class: "notes" }, activity.notes) : null,
+        h("div", { class: "meta" }, [activity.enteredBy && `by ${activity.enteredBy}`, activity.contactName, activity.reference && `ref ${activity.reference}`].filter(Boolean).join(" · ")),
+      );
+    });
   }
 
   private async create(channel: Channel, direction: Direction, internal: HTMLInputElement): Promise<void> {
-    clearErrors(this.form);
-    try {
+    await submitForm(this.form, "activity", (text) => this.app.message(text), async () => {
       await this.app.api.activities.createActivity({
         activity: { customerId: this.customer.id, channel, direction, internal: internal.checked, topic: this.topic.value.trim(), notes: this.notes.value },
       });
@@ -117,10 +105,6 @@ export class JourneyPanel {
       internal.checked = false;
       await this.load();
       this.app.message("Activity added.", "info");
-    } catch (error) {
-      const violations = fieldErrors(error);
-      if (violations.length > 0) showErrors(this.form, "activity", violations);
-      else this.app.message(describe(error));
-    }
+    });
   }
 }

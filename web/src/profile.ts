@@ -7,7 +7,7 @@ import { create } from "@bufbuild/protobuf";
 import { Code, connectError, describe, fieldErrors, staleSave } from "./api.js";
 import type { App } from "./app.js";
 import { charCount, h, replace } from "./dom.js";
-import { clearErrors, errorSlot, showErrors, textField } from "./fields.js";
+import { clearErrors, errorSlot, form, showErrors, textField } from "./fields.js";
 import { CONTACT_KINDS, customerName, when } from "./format.js";
 import { ContactKind, type Customer, CustomerSchema } from "./gen/customer_context/v1/customer_pb.js";
 
@@ -110,15 +110,7 @@ export class ProfileForm {
       { type: "button", testid: isNew ? "cancel-new-customer" : "cancel-customer", onclick: () => this.cancel() },
       "Cancel",
     );
-    this.element = h("form", {
-      class: "profile",
-      testid: isNew ? "new-customer-form" : "profile-form",
-      novalidate: true,
-      onsubmit: (event: Event) => {
-        event.preventDefault();
-        void this.save();
-      },
-    });
+    this.element = form({ class: "profile", testid: isNew ? "new-customer-form" : "profile-form" }, () => void this.save());
     this.render();
   }
 

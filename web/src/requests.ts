@@ -1,10 +1,10 @@
 // A customer's requests: the list (status, opened and closed dates), a new-request form with a live character
 // counter, status changes (close, reopen, pending, cancel) and the comment thread.
 
-import { describe, fieldErrors, staleSave } from "./api.js";
+import { describe, staleSave } from "./api.js";
 import type { App } from "./app.js";
-import { h, replace } from "./dom.js";
-import { clearErrors, errorSlot, showErrors, textArea, textField } from "./fields.js";
+import { fillList, h, Pages, replace } from "./dom.js";
+import { errorSlot, form, submitForm, submitRow, textArea, textField } from "./fields.js";
 import { day, REQUEST_STATUSES, statusLabel, when } from "./format.js";
 import type { Customer } from "./gen/customer_context/v1/customer_pb.js";
 import { type Request, RequestStatus } from "./gen/customer_context/v1/request_pb.js";
@@ -22,8 +22,7 @@ export class RequestsPanel {
   private readonly title: HTMLInputElement;
   private readonly description: HTMLTextAreaElement;
   private commentInput: HTMLTextAreaElement | null = null;
-  private requests: Request[] = [];
-  private nextPage = "";
+  private readonly pages = new Pages<Request>(this.more);
   private selected: string | null = null;
 
   constructor(
@@ -34,19 +33,16 @@ export class RequestsPanel {
     const description = textArea("Description", "request.description", "", MAX_TEXT_CHARS, "description-counter");
     this.title = title.input;
     this.description = description.input;
-    this.form = h(
-      "form",
-      { class: "new-request", testid: "request-form", novalidate: true, onsubmit: (event: Event) => {
-        event.preventDefault();
-        void this.create();
-      } },
+    this.form = form(
+      { class: "new-request", testid: "request-form" },
+      () => void this.create(),
       h("h2", {}, "New request"),
       errorSlot("request"),
       title.wrapper,
       description.wrapper,
-      h("div", { class: "actions" }, h("button", { type: "submit", class: "primary", testid: "create-request" }, "Create request")),
+      submitRow("create-request", "Create request"),
     );
-    this.more.addEventListener("click", () => void this.load(this.nextPage));
+    this.more.addEventListener("click", () => void this.load(this.pages.next));
     replace(this.element, this.list, this.more, this.detail, this.form);
   }
 
@@ -69,11 +65,9 @@ export class RequestsPanel {
   async load(token = ""): Promise<void> {
     try {
       const response = await this.app.api.requests.listRequests({ customerId: this.customer.id, pageSize: PAGE, pageToken: token });
-      this.requests = token ? [...this.requests, ...response.requests] : response.requests;
-      this.nextPage = response.nextPageToken;
-      this.more.hidden = !this.nextPage;
+      this.pages.take(token, response.requests, response.nextPageToken);
       this.renderList();
-      const selected = this.requests.find((request) => request.id === this.selected);
+      const selected = this.pages.entries.find((request) => request.id === this.selected);
       if (selected && !this.commentInput?.value.trim()) void this.showDetail(selected);
     } catch (error) {
       this.app.message(describe(error));
@@ -81,23 +75,18 @@ export class RequestsPanel {
   }
 
   private renderList(): void {
-    replace(
-      this.list,
-      this.requests.length === 0
-        ? h("li", { class: "hint" }, "No requests yet.")
-        : this.requests.map((request) =>
-            h(
-              "li",
-              { class: `item${request.id === this.selected ? " selected" : ""}`, testid: "request", "data-id": request.id, "data-status": statusLabel(request.status).toLowerCase() },
-              h(
-                "button",
-                { type: "button", class: "item-main", onclick: () => void this.toggle(request) },
-                h("span", { class: `badge status-${statusLabel(request.status).toLowerCase()}`, testid: "request-status" }, statusLabel(request.status)),
-                h("span", { class: "name" }, request.title),
-                h("span", { class: "sub" }, `opened ${day(request.createTime)}`, request.closeTime ? ` · closed ${day(request.closeTime)}` : ""),
-              ),
-            ),
-          ),
+    fillList(this.list, this.pages.entries, "No requests yet.", (request) =>
+      h(
+        "li",
+        { class: `item${request.id === this.selected ? " selected" : ""}`, testid: "request", "data-id": request.id, "data-status": statusLabel(request.status).toLowerCase() },
+        h(
+          "button",
+          { type: "button", class: "item-main", onclick: () => void this.toggle(request) },
+          h("span", { class: `badge status-${statusLabel(request.status).toLowerCase()}`, testid: "request-status" }, statusLabel(request.status)),
+          h("span", { class: "name" }, request.title),
+          h("span", { class: "sub" }, `opened ${day(request.createTime)}`, request.closeTime ? ` · closed ${day(request.closeTime)}` : ""),
+        ),
+      ),
     );
   }
 
@@ -129,12 +118,9 @@ export class RequestsPanel {
     const comments = h("ol", { class: "comments", testid: "comments" }, h("li", { class: "hint" }, "Loading comments…"));
     const comment = textArea("Add a comment", "text", "", MAX_TEXT_CHARS, "comment-counter");
     this.commentInput = comment.input;
-    const commentForm = h(
-      "form",
-      { class: "comment-form", testid: "comment-form", novalidate: true, onsubmit: (event: Event) => {
-        event.preventDefault();
-        void this.comment(request, commentForm, comment.input);
-      } },
+    const commentForm = form(
+      { class: "comment-form", testid: "comment-form" },
+      () => void this.comment(request, commentForm, comment.input),
       comment.wrapper,
       h("button", { type: "submit", testid: "add-comment" }, "Add comment"),
     );
@@ -180,7 +166,7 @@ export class RequestsPanel {
         request: { id: request.id, version: request.version, status },
         updateMask: { paths: ["status"] },
       });
-      this.requests = this.requests.map((r) => (r.id === updated.id ? updated : r));
+      this.pages.entries = this.pages.entries.map((r) => (r.id === updated.id ? updated : r));
       this.renderList();
       await this.showDetail(updated);
       this.app.message(`Request ${statusLabel(updated.status).toLowerCase()}.`, "info");
@@ -193,22 +179,16 @@ export class RequestsPanel {
 
   private async comment(request: Request, form: HTMLFormElement, input: HTMLTextAreaElement): Promise<void> {
     if (!input.value.trim()) return;
-    clearErrors(form);
-    try {
+    await submitForm(form, "text", (text) => this.app.message(text), async () => {
       await this.app.api.requests.addComment({ requestId: request.id, text: input.value });
       input.value = "";
       input.dispatchEvent(new Event("input"));
       await this.showDetail(request);
-    } catch (error) {
-      const violations = fieldErrors(error);
-      if (violations.length > 0) showErrors(form, "text", violations);
-      else this.app.message(describe(error));
-    }
+    });
   }
 
   private async create(): Promise<void> {
-    clearErrors(this.form);
-    try {
+    await submitForm(this.form, "request", (text) => this.app.message(text), async () => {
       const created = await this.app.api.requests.createRequest({
         request: { customerId: this.customer.id, title: this.title.value.trim(), description: this.description.value },
       });
@@ -218,10 +198,6 @@ export class RequestsPanel {
       this.selected = created.id;
       await this.load();
       this.app.message("Request created.", "info");
-    } catch (error) {
-      const violations = fieldErrors(error);
-      if (violations.length > 0) showErrors(this.form, "request", violations);
-      else this.app.message(describe(error));
-    }
+    });
   }
 }
