@@ -92,7 +92,7 @@ fn unary_services(descriptors: &prost_types::FileDescriptorSet) -> Result<String
                     "    async fn {rpc}(&self, request: tonic::Request<{input}>) \
                      -> Result<tonic::Response<{output}>, tonic::Status> {{\n\
                      \x20       let call = crate::api::Call::new(&self.state, request)?;\n\
-                     \x20       Ok(tonic::Response::new(crate::api::handlers::{rpc}(call).await?))\n\
+                     \x20       crate::api::respond(crate::api::handlers::{rpc}(call).await)\n\
                      \x20   }}",
                     rpc = snake_case(method.name()),
                     input = rust_type(method.input_type()),

@@ -163,6 +163,15 @@ pub struct Settings {
     )]
     pub gadget_frame_ancestors: String,
 
+    /// Address of the metrics listener, serving `GET /metrics` in the Prometheus text format; off when unset.
+    #[arg(long, env = "CUSTOMER_CONTEXT_METRICS_LISTEN")]
+    pub metrics_listen: Option<SocketAddr>,
+
+    /// OpenTelemetry collector to export trace spans to over OTLP/gRPC (e.g. `http://127.0.0.1:4317`); off when
+    /// unset.
+    #[arg(long, env = "CUSTOMER_CONTEXT_OTLP_ENDPOINT")]
+    pub otlp_endpoint: Option<String>,
+
     #[command(flatten)]
     pub security: SecuritySettings,
 
@@ -387,6 +396,8 @@ impl Settings {
             health_probe_interval: DEFAULT_HEALTH_PROBE_INTERVAL,
             cors_origins: Vec::new(),
             gadget_frame_ancestors: crate::gadget::DEFAULT_FRAME_ANCESTORS.to_owned(),
+            metrics_listen: None,
+            otlp_endpoint: None,
             security: SecuritySettings::default(),
             notifications: NotificationSettings::default(),
         }

@@ -220,6 +220,7 @@ impl From<Violations> for Error {
 impl From<sea_orm::DbErr> for Error {
     fn from(err: sea_orm::DbErr) -> Self {
         use sea_orm::{DbErr, RuntimeErr};
+        crate::telemetry::metrics::count_db_error(db_error_kind(&err));
         let unavailable = match &err {
             DbErr::Conn(_) | DbErr::ConnectionAcquire(_) => true,
             DbErr::Exec(RuntimeErr::SqlxError(e)) | DbErr::Query(RuntimeErr::SqlxError(e)) => {
@@ -238,6 +239,39 @@ impl From<sea_orm::DbErr> for Error {
         } else {
             Error::Internal(err.to_string())
         }
+    }
+}
+
+/// The kind of a database error, as `customer_context_db_errors_total` counts it: one of
+/// [`crate::telemetry::metrics::DB_ERROR_KINDS`].
+pub fn db_error_kind(err: &sea_orm::DbErr) -> &'static str {
+    use sea_orm::{DbErr, RuntimeErr, sqlx::Error as Sqlx};
+    let sqlx = match err {
+        DbErr::Conn(_) => return "connection",
+        DbErr::ConnectionAcquire(_) => return "pool_timeout",
+        DbErr::Exec(RuntimeErr::SqlxError(e)) | DbErr::Query(RuntimeErr::SqlxError(e)) => {
+            e.as_ref()
+        }
+        DbErr::RecordNotFound(_) | DbErr::RecordNotInserted | DbErr::RecordNotUpdated => {
+            return "no_row";
+        }
+        _ => return "other",
+    };
+    match sqlx {
+        Sqlx::Io(_) | Sqlx::Tls(_) | Sqlx::PoolClosed => "connection",
+        Sqlx::PoolTimedOut => "pool_timeout",
+        Sqlx::Database(db) => match db.code().unwrap_or_default().as_ref() {
+            "5" | "6" | "261" | "517" | "773" => "busy",
+            "57P01" | "57P02" | "57P03" => "server_shutdown",
+            "57014" => "statement_timeout",
+            "40001" => "serialization_failure",
+            "40P01" => "deadlock",
+            "23505" | "2067" | "1555" => "unique_violation",
+            "23503" | "787" => "foreign_key_violation",
+            code if code.starts_with("08") => "connection",
+            _ => "other_database",
+        },
+        _ => "other",
     }
 }
 

@@ -111,19 +111,24 @@ async fn main() -> ExitCode {
 async fn run(command: Command) -> anyhow::Result<()> {
     match command {
         Command::Serve(settings) => {
-            telemetry::init(settings.log_format);
-            server::serve(*settings).await
+            let traces = telemetry::init(settings.log_format, settings.otlp_endpoint.as_deref())?;
+            let served = server::serve(*settings).await;
+            // The spans of the last calls, whether the server stopped cleanly or not.
+            if let Some(traces) = traces {
+                traces.shutdown().await;
+            }
+            served
         }
         Command::Migrate(database) => {
-            telemetry::init(LogFormat::Text);
+            telemetry::init(LogFormat::Text, None)?;
             migrate(&database).await
         }
         Command::Keys(command) => {
-            telemetry::init(LogFormat::Text);
+            telemetry::init(LogFormat::Text, None)?;
             keys(command).await
         }
         Command::Export(export) => {
-            telemetry::init(LogFormat::Text);
+            telemetry::init(LogFormat::Text, None)?;
             export_customer(&export).await
         }
     }

@@ -59,6 +59,11 @@ impl Readiness {
         readiness
     }
 
+    /// Whether health reports SERVING now.
+    pub(crate) async fn is_serving(&self) -> bool {
+        matches!(*self.inner.state.lock().await, State::Serving)
+    }
+
     /// Reports NOT_SERVING for good: shutdown has begun.
     pub(crate) async fn stopping(&self) {
         let mut state = self.inner.state.lock().await;

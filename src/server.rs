@@ -48,8 +48,44 @@ use crate::{
     readiness::Readiness,
     shutdown::{Shutdown, UntilShutdown},
     store::{Store, redact},
-    telemetry::CallLogLayer,
+    telemetry::{
+        CallLogLayer,
+        metrics::{Metrics, Scrape, State},
+    },
 };
+
+/// What the metrics read when scraped.
+struct Scraped {
+    store: Store,
+    hub: Arc<Hub>,
+    readiness: Readiness,
+}
+
+impl Scrape for Scraped {
+    async fn state(&self) -> State {
+        use crate::telemetry::metrics::within_scrape;
+        let (subscriptions, participants) = self.hub.watch_counts();
+        let head = within_scrape(async { self.store.last_change_seq().await.ok() }).await;
+        let outbox = within_scrape(async { self.store.pending_notifications().await.ok() }).await;
+        let now = crate::domain::time::now_micros();
+        State {
+            ready: self.readiness.is_serving().await,
+            subscriptions,
+            participants,
+            feed_lag: head.map(|head| head - self.hub.last_seq()),
+            pools: self.store.pool_states(),
+            wal_bytes: self.store.wal_bytes(),
+            outbox: outbox.map(|(pending, oldest)| {
+                (
+                    usize::try_from(pending).unwrap_or(usize::MAX),
+                    oldest.map(|queued| {
+                        std::time::Duration::from_micros(u64::try_from(now - queued).unwrap_or(0))
+                    }),
+                )
+            }),
+        }
+    }
+}
 
 /// Streams a client may open and reset before the server has accepted them (hyper's default, kept explicit: it
 /// bounds the "rapid reset" flood), and streams the server may reset for protocol errors before it closes the
@@ -89,6 +125,9 @@ const CORS_EXPOSE_HEADERS: [&str; 3] = ["grpc-status", "grpc-message", "grpc-sta
 #[derive(Debug)]
 pub struct RunningServer {
     local_addr: SocketAddr,
+    /// Where `GET /metrics` is served (with --metrics-listen).
+    metrics_addr: Option<SocketAddr>,
+    metrics_task: Option<JoinHandle<()>>,
     store: Store,
     /// What health reports: follows the database until shutdown begins.
     readiness: Readiness,
@@ -120,7 +159,15 @@ impl RunningServer {
         let tls = crate::auth::server_tls(&settings.security)?;
 
         let database = redact(&settings.database.database_url);
-        let store = Store::connect(&settings.database)
+        let metrics = match settings.metrics_listen {
+            Some(_) => Metrics::on(if settings.database.is_postgres() {
+                "postgresql"
+            } else {
+                "sqlite"
+            }),
+            None => Metrics::default(),
+        };
+        let store = Store::connect_with_metrics(&settings.database, metrics.clone())
             .await
             .with_context(|| format!("cannot open the database {database}"))?;
         if let Err(err) = store.migrate().await {
@@ -137,6 +184,21 @@ impl RunningServer {
         let local_addr = listener
             .local_addr()
             .context("cannot read the listening address")?;
+        let metrics_listener = match settings.metrics_listen {
+            Some(addr) => match crate::telemetry::metrics::bind(addr).await {
+                Ok(listener) => Some(listener),
+                Err(err) => {
+                    store.close().await;
+                    return Err(err);
+                }
+            },
+            None => None,
+        };
+        let metrics_addr = metrics_listener
+            .as_ref()
+            .map(TcpListener::local_addr)
+            .transpose()
+            .context("cannot read the metrics listening address")?;
 
         let (begin, shutdown) = Shutdown::channel();
         let notifier = match crate::notify::Sender::spawn(
@@ -181,6 +243,18 @@ impl RunningServer {
                 .context("cannot read the change log")?,
         ));
         let feed = crate::events::feed::spawn(store.clone(), hub.clone());
+        let metrics_task = metrics_listener.map(|listener| {
+            crate::telemetry::metrics::serve(
+                listener,
+                metrics.clone(),
+                Scraped {
+                    store: store.clone(),
+                    hub: hub.clone(),
+                    readiness: readiness.clone(),
+                },
+                shutdown.clone(),
+            )
+        });
         let presence = crate::events::presence::spawn(
             store.clone(),
             hub.clone(),
@@ -218,7 +292,7 @@ impl RunningServer {
             .layer(gadget)
             .layer(cors)
             .layer(tonic_web::GrpcWebLayer::new())
-            .layer(CallLogLayer)
+            .layer(CallLogLayer::new(metrics))
             .layer(guard);
         let router = server.add_routes(routes.routes());
         // `serve_with_incoming*` ignores the builder's TCP options, so the incoming stream sets them itself.
@@ -232,6 +306,8 @@ impl RunningServer {
 
         Ok(RunningServer {
             local_addr,
+            metrics_addr,
+            metrics_task,
             store,
             readiness,
             probe,
@@ -249,6 +325,12 @@ impl RunningServer {
     /// The address the server listens on (with the real port when started on port 0).
     pub fn local_addr(&self) -> SocketAddr {
         self.local_addr
+    }
+
+    /// The address metrics are served on (with the real port when started on port 0); None without
+    /// `--metrics-listen`.
+    pub fn metrics_addr(&self) -> Option<SocketAddr> {
+        self.metrics_addr
     }
 
     /// The signal long-running calls watch to learn that shutdown began; see [`Shutdown`].
@@ -281,6 +363,9 @@ impl RunningServer {
         }
         self.feed.abort();
         self.probe.abort();
+        if let Some(metrics) = self.metrics_task.take() {
+            metrics.abort();
+        }
         self.recent.close().await;
         if let Some(presence) = &self.presence {
             presence.withdraw().await;
@@ -310,6 +395,9 @@ pub async fn serve(settings: Settings) -> anyhow::Result<()> {
     let mut server = RunningServer::start(settings).await?;
     let addr = server.local_addr();
     tracing::info!(%database, "listening on {addr}");
+    if let Some(metrics) = server.metrics_addr() {
+        tracing::info!("metrics at http://{metrics}/metrics");
+    }
 
     tokio::select! {
         signal = signals.recv() => {

@@ -12,6 +12,7 @@ mod fixture;
 mod report;
 mod run;
 mod seed;
+mod server_metrics;
 mod traffic;
 
 /// The data seed used when none is given.
@@ -26,9 +27,10 @@ pub const DEFAULT_SEED: u64 = 42;
                   ratio to the health baseline rather than absolute figures):\n  \
                   cargo run --release --bin loadgen -- seed --database-url 'sqlite:///tmp/cc-1m.db?mode=rwc' \
                   --customers 1000000\n  \
-                  RUST_LOG=warn cargo run --release -- serve --database-url 'sqlite:///tmp/cc-1m.db?mode=rwc' &\n  \
+                  RUST_LOG=warn cargo run --release -- serve --database-url 'sqlite:///tmp/cc-1m.db?mode=rwc' \
+                  --metrics-listen 127.0.0.1:9464 &\n  \
                   cargo run --release --bin loadgen -- run --scenario open-context,get-customer,lookup,search \
-                  --concurrency 32 --duration 20s\n  \
+                  --concurrency 32 --duration 20s --metrics-url http://127.0.0.1:9464/metrics\n  \
                   cargo run --release --bin loadgen -- run --scenario open-context --rate 1000 --duration 20s\n  \
                   cargo run --release --bin loadgen -- fanout --watchers 1,100,1000,10000 --server-pid $(pgrep -n customer-cont)\n\n\
                   Scenarios: health (the baseline), open-context, get-customer, create-activity, search, lookup; \
@@ -93,6 +95,24 @@ mod tests {
         assert!(args.baseline);
         assert_eq!(args.concurrency, None);
         assert_eq!(args.scenario.len(), 2);
+        assert_eq!(args.metrics_url, None, "server figures only when asked for");
+        let Command::Run(args) = Cli::try_parse_from([
+            "loadgen",
+            "run",
+            "--scenario",
+            "open-context",
+            "--metrics-url",
+            "http://127.0.0.1:9464/metrics",
+        ])
+        .unwrap()
+        .command
+        else {
+            panic!("expected run");
+        };
+        assert_eq!(
+            args.metrics_url.as_deref(),
+            Some("http://127.0.0.1:9464/metrics")
+        );
         assert!(
             Cli::try_parse_from([
                 "loadgen",

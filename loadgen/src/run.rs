@@ -18,6 +18,7 @@ use tonic::transport::{Channel, Endpoint};
 use crate::{
     fixture::{Book, MAX_CUSTOMERS, customer_number, rng_for},
     report::{Percentiles, Recorder, code_name, ms, proc, shares, thousands},
+    server_metrics::{self, ServerFigures, Snapshot},
     traffic::{Clients, Scenario, Traffic},
 };
 
@@ -89,6 +90,13 @@ pub struct RunArgs {
     #[arg(long)]
     pub server_pid: Option<u32>,
 
+    /// The server's metrics page (`serve --metrics-listen`), e.g. http://127.0.0.1:9464/metrics: scraped
+    /// before and after each measured window to report the server's own figures for it (calls and p50/p99 of
+    /// the scenario's method, OpenContext batch size, write-acquire wait, transaction time). With several
+    /// servers, give the one whose figures to read.
+    #[arg(long)]
+    pub metrics_url: Option<String>,
+
     /// Print the results as JSON on standard output (progress still goes to standard error).
     #[arg(long)]
     pub json: bool,
@@ -129,6 +137,9 @@ pub struct Outcome {
     /// CPU use in the measured window, in percent of one core.
     pub server_cpu_percent: Option<f64>,
     pub loadgen_cpu_percent: Option<f64>,
+    /// The server's figures for the measured window, from its metrics (`--metrics-url`).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub server: Option<ServerFigures>,
 }
 
 /// Everything a run reports.
@@ -159,6 +170,16 @@ pub async fn run(args: RunArgs) -> anyhow::Result<()> {
         }
     }
 
+    if let Some(url) = &args.metrics_url {
+        let snapshot = server_metrics::scrape(url)
+            .await
+            .with_context(|| format!("cannot read the server's metrics at {url}"))?;
+        if !snapshot.has("customer_context_build_info") {
+            eprintln!(
+                "warning: {url} does not look like customer-context's metrics (no customer_context_build_info)"
+            );
+        }
+    }
     let channels = connect_round_robin(&args.addr, args.connections).await?;
     let clients: Vec<Clients> = channels.into_iter().map(Clients::new).collect();
     let customers = if scenarios.iter().any(|s| s.needs_book()) {
@@ -196,6 +217,9 @@ pub async fn run(args: RunArgs) -> anyhow::Result<()> {
             .find(|r| r.scenario == Scenario::Health.name() && r.throughput > 0.0)
             .map(|health| outcome.throughput / health.throughput);
         eprintln!("  {}", one_line(&outcome));
+        if let Some(server) = &outcome.server {
+            eprintln!("  server: {}", server.describe());
+        }
         results.push(outcome);
     }
 
@@ -361,6 +385,13 @@ async fn drive(
     });
     let end = window.from + args.duration;
     let cpu = tokio::spawn(cpu_use(window.from, end, args.server_pid));
+    let scraped_before = args.metrics_url.clone().map(|url| {
+        let from = window.from;
+        tokio::spawn(async move {
+            tokio::time::sleep_until(from).await;
+            server_metrics::scrape(&url).await
+        })
+    });
     let scenario_seed = args.seed ^ (scenario as u64).wrapping_mul(0x51_7CC1_B727_220A);
 
     match load {
@@ -427,6 +458,10 @@ async fn drive(
     }
 
     let (server_cpu, loadgen_cpu) = cpu.await.unwrap_or((None, None));
+    let server = match (scraped_before, &args.metrics_url) {
+        (Some(before), Some(url)) => server_figures(before.await, url, scenario).await,
+        _ => None,
+    };
     let last_done = *window.last_done.lock().unwrap_or_else(|p| p.into_inner());
     let seconds = (last_done.max(end) - window.from).as_secs_f64();
     let recorder = std::mem::take(&mut *window.lock());
@@ -443,6 +478,35 @@ async fn drive(
         outcomes: recorder.outcomes,
         server_cpu_percent: server_cpu,
         loadgen_cpu_percent: loadgen_cpu,
+        server,
+    }
+}
+
+/// The server's figures for `scenario` between the scrape at the start of the measured window and one now;
+/// `None` (with a warning) when either scrape failed or the metrics say nothing about the window.
+async fn server_figures(
+    before: Result<anyhow::Result<Snapshot>, tokio::task::JoinError>,
+    url: &str,
+    scenario: Scenario,
+) -> Option<ServerFigures> {
+    let scraped = async {
+        let before = before??;
+        let after = server_metrics::scrape(url).await?;
+        anyhow::Ok((before, after))
+    };
+    match scraped.await {
+        Ok((before, after)) => {
+            let (service, method) = scenario.rpc();
+            let figures = ServerFigures::between(&before, &after, service, method);
+            (!figures.is_empty()).then_some(figures)
+        }
+        Err(err) => {
+            eprintln!(
+                "warning: no server figures for {}: {err:#}",
+                scenario.name()
+            );
+            None
+        }
     }
 }
 
@@ -537,6 +601,11 @@ fn print_table(results: &[Outcome], customers: Option<u64>) {
                 o.scenario,
                 thousands(*count)
             );
+        }
+    }
+    for o in results {
+        if let Some(server) = &o.server {
+            println!("{}: server: {}", o.scenario, server.describe());
         }
     }
     for o in results {

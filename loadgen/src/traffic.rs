@@ -48,6 +48,18 @@ impl Scenario {
         }
     }
 
+    /// The gRPC service (full name) and method the scenario calls, as the server's metrics label them.
+    pub fn rpc(self) -> (&'static str, &'static str) {
+        match self {
+            Scenario::Health => ("grpc.health.v1.Health", "Check"),
+            Scenario::OpenContext => ("customer_context.v1.ContextService", "OpenContext"),
+            Scenario::GetCustomer => ("customer_context.v1.CustomerService", "GetCustomer"),
+            Scenario::CreateActivity => ("customer_context.v1.ActivityService", "CreateActivity"),
+            Scenario::Search => ("customer_context.v1.CustomerService", "SearchCustomers"),
+            Scenario::Lookup => ("customer_context.v1.CustomerService", "LookupCustomers"),
+        }
+    }
+
     /// Whether the scenario picks seeded customers (and so needs a seeded database).
     pub fn needs_book(self) -> bool {
         self != Scenario::Health

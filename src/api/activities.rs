@@ -2,7 +2,9 @@
 
 use super::{ApiState, Call, Paged, convert::ActivityInput, hidden};
 use crate::{
-    domain::{Violations, edit::Edit, ids, page::Cursor, reason, time::now_micros},
+    domain::{
+        Violations, activity::Activity, edit::Edit, ids, page::Cursor, reason, time::now_micros,
+    },
     error::Error,
     pb,
 };
@@ -37,7 +39,7 @@ async fn confine_to_portal(
 
 pub async fn create_activity(
     Call(state, caller, message): Call<'_, pb::CreateActivityRequest>,
-) -> Result<pb::Activity, Error> {
+) -> Result<Activity, Error> {
     let agent = caller.agent.clone();
     let mut input = ActivityInput::try_from((message, state.region))?;
     if let Some(own) = caller.portal_customer() {
@@ -50,13 +52,12 @@ pub async fn create_activity(
     if input.entered_by_missing || !caller.role.may_enter_for_others() {
         data.entered_by = agent.clone();
     }
-    let created = state.store.create_activity(&agent, data).await?;
-    Ok(pb::Activity::from(created))
+    state.store.create_activity(&agent, data).await
 }
 
 pub async fn get_activity(
     Call(state, caller, message): Call<'_, pb::GetActivityRequest>,
-) -> Result<pb::Activity, Error> {
+) -> Result<Activity, Error> {
     let id = ids::require_id("id", &message.id)?;
     let found = state.store.get_activity(&id).await?;
     if let Some(own) = caller.portal_customer()
@@ -64,12 +65,12 @@ pub async fn get_activity(
     {
         return Err(hidden("activity", &id));
     }
-    Ok(pb::Activity::from(found))
+    Ok(found)
 }
 
 pub async fn update_activity(
     Call(state, caller, message): Call<'_, pb::UpdateActivityRequest>,
-) -> Result<pb::Activity, Error> {
+) -> Result<Activity, Error> {
     let agent = caller.agent.clone();
     let edit = Edit::<ActivityInput>::try_from((message, state.region))?;
     // A missing time or author keeps the current one, also under a "*" mask; so does an author an agent key
@@ -82,8 +83,7 @@ pub async fn update_activity(
         });
         input.data
     });
-    let updated = state.store.update_activity(&agent, edit).await?;
-    Ok(pb::Activity::from(updated))
+    state.store.update_activity(&agent, edit).await
 }
 
 pub async fn list_activities(
@@ -126,7 +126,7 @@ pub async fn list_activities(
             super::requests::visible_request(state, portal, id).await?;
         }
     }
-    let mut activities = state
+    let rows = state
         .store
         .list_activities(
             portal.or(customer_id.as_deref()),
@@ -136,12 +136,9 @@ pub async fn list_activities(
             page.fetch(),
         )
         .await?;
-    let next_page_token = page.finish(&mut activities, |a| Cursor {
-        time: Some(a.data.occur_time),
-        id: a.id.clone(),
-    });
-    Ok(pb::ListActivitiesResponse {
-        activities: activities.into_iter().map(pb::Activity::from).collect(),
-        next_page_token,
-    })
+    Ok(page.answer(
+        rows,
+        |a| Cursor::after(a.data.occur_time, &a.id),
+        pb::Activity::from,
+    ))
 }

@@ -7,7 +7,9 @@ use crate::{
         contact::{self},
         customer::{Customer, CustomerData},
         edit::Edit,
-        fold, ids, reason, text,
+        fold, ids,
+        principal::Principal,
+        reason, text,
     },
     error::Error,
     pb,
@@ -51,18 +53,23 @@ fn query_words(query: &str, region: phonenumber::country::Id) -> Vec<String> {
     fold::words(query)
 }
 
+/// `customer`, opened by a staff caller, recorded for the caller's Recent list.
+fn viewed(state: &ApiState, caller: &Principal, customer: Customer) -> Customer {
+    super::record_view(state, &caller.agent, &customer.id);
+    customer
+}
+
 pub async fn create_customer(
     Call(state, caller, message): Call<'_, pb::CreateCustomerRequest>,
-) -> Result<pb::Customer, Error> {
+) -> Result<Customer, Error> {
     let data = CustomerData::try_from((message, state.region))?;
     let created = state.store.create_customer(&caller.agent, data).await?;
-    super::record_view(state, &caller.agent, &created.id);
-    Ok(pb::Customer::from(created))
+    Ok(viewed(state, &caller, created))
 }
 
 pub async fn get_customer(
     Call(state, caller, message): Call<'_, pb::GetCustomerRequest>,
-) -> Result<pb::Customer, Error> {
+) -> Result<Customer, Error> {
     let id = ids::require_id("id", &message.id)?;
     if let Some(own) = caller.portal_customer()
         && own != id
@@ -71,19 +78,18 @@ pub async fn get_customer(
     }
     let customer = state.store.get_customer(&id).await?;
     // A staff read is recorded for the reader's Recent list (a portal has none).
-    if caller.portal_customer().is_none() {
-        super::record_view(state, &caller.agent, &customer.id);
-    }
-    Ok(pb::Customer::from(customer))
+    Ok(match caller.portal_customer() {
+        None => viewed(state, &caller, customer),
+        Some(_) => customer,
+    })
 }
 
 pub async fn update_customer(
     Call(state, caller, message): Call<'_, pb::UpdateCustomerRequest>,
-) -> Result<pb::Customer, Error> {
+) -> Result<Customer, Error> {
     let edit = Edit::<CustomerData>::try_from((message, state.region))?;
     let updated = state.store.update_customer(&caller.agent, edit).await?;
-    super::record_view(state, &caller.agent, &updated.id);
-    Ok(pb::Customer::from(updated))
+    Ok(viewed(state, &caller, updated))
 }
 
 pub async fn search_customers(
@@ -108,18 +114,15 @@ pub async fn search_customers(
             next_page_token: String::new(),
         });
     }
-    let mut hits = state
+    let hits = state
         .store
         .search_customers(&words, page.cursor.as_ref(), page.fetch())
         .await?;
-    let next_page_token = page.finish(&mut hits, |hit| hit.cursor.clone());
-    Ok(pb::SearchCustomersResponse {
-        customers: hits
-            .into_iter()
-            .map(|hit| pb::Customer::from(hit.customer))
-            .collect(),
-        next_page_token,
-    })
+    Ok(page.answer(
+        hits,
+        |hit| hit.cursor.clone(),
+        |hit| pb::Customer::from(hit.customer),
+    ))
 }
 
 pub async fn lookup_customers(

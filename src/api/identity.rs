@@ -4,7 +4,9 @@ use std::collections::HashMap;
 
 use super::{ApiState, Call, check_version_given};
 use crate::{
-    domain::{Violations, ids, matching::MatchReason, principal::Principal, reason},
+    domain::{
+        Violations, customer::Customer, ids, matching::MatchReason, principal::Principal, reason,
+    },
     error::Error,
     pb,
     store::CustomerMatch,
@@ -121,31 +123,34 @@ fn check_merge(message: &pb::MergeCustomersRequest) -> Result<(String, Vec<Strin
 
 pub async fn merge_customers(
     Call(state, caller, message): Call<'_, pb::MergeCustomersRequest>,
-) -> Result<pb::Customer, Error> {
+) -> Result<Customer, Error> {
     let (target, sources) = check_merge(&message)?;
-    let merged = state
+    state
         .store
         .merge_customers(&caller.agent, &target, message.target_version, &sources)
-        .await?;
-    Ok(pb::Customer::from(merged))
+        .await
+}
+
+/// Checks an unmerge request, reporting every problem at once; returns the target and the source.
+fn check_unmerge(message: &pb::UnmergeCustomerRequest) -> Result<(String, String), Violations> {
+    Violations::collect(|violations| {
+        let target = ids::check_id(violations, "target_id", &message.target_id);
+        let source = ids::check_id(violations, "source_id", &message.source_id);
+        if target.is_some() && target == source {
+            violations.push(
+                "source_id",
+                SOURCE_IS_TARGET,
+                "a customer cannot have been merged into itself",
+            );
+        }
+        target.zip(source)
+    })
 }
 
 pub async fn unmerge_customer(
     Call(state, caller, message): Call<'_, pb::UnmergeCustomerRequest>,
 ) -> Result<pb::UnmergeCustomerResponse, Error> {
-    let mut violations = Violations::new();
-    let target = ids::check_id(&mut violations, "target_id", &message.target_id);
-    let source = ids::check_id(&mut violations, "source_id", &message.source_id);
-    if let (Some(target), Some(source)) = (&target, &source)
-        && target == source
-    {
-        violations.push(
-            "source_id",
-            SOURCE_IS_TARGET,
-            "a customer cannot have been merged into itself",
-        );
-    }
-    let (target, source) = violations.into_checked(target.zip(source))?;
+    let (target, source) = check_unmerge(&message)?;
     let (target, source) = state
         .store
         .unmerge_customer(&caller.agent, &target, &source)
@@ -156,13 +161,11 @@ pub async fn unmerge_customer(
     })
 }
 
-pub async fn lock_customer(call: Call<'_, pb::LockCustomerRequest>) -> Result<pb::Customer, Error> {
+pub async fn lock_customer(call: Call<'_, pb::LockCustomerRequest>) -> Result<Customer, Error> {
     set_locked(call.0, &call.1, &call.2.id, true).await
 }
 
-pub async fn unlock_customer(
-    call: Call<'_, pb::UnlockCustomerRequest>,
-) -> Result<pb::Customer, Error> {
+pub async fn unlock_customer(call: Call<'_, pb::UnlockCustomerRequest>) -> Result<Customer, Error> {
     set_locked(call.0, &call.1, &call.2.id, false).await
 }
 
@@ -172,13 +175,12 @@ async fn set_locked(
     caller: &Principal,
     id: &str,
     locked: bool,
-) -> Result<pb::Customer, Error> {
+) -> Result<Customer, Error> {
     let id = ids::require_id("id", id)?;
-    let customer = state
+    state
         .store
         .set_customer_locked(&caller.agent, &id, locked)
-        .await?;
-    Ok(pb::Customer::from(customer))
+        .await
 }
 
 #[cfg(test)]

@@ -93,8 +93,10 @@ pub fn principal<T>(request: &Request<T>) -> Result<Principal, Status> {
 
 /// One unary call as its handler sees it: the service's state, the caller the guard resolved (see
 /// [`principal`]) and the message. Every unary method of the API is a function
-/// `async fn <method>(Call<'_, Request>) -> Result<Response, Error>` reached through [`handlers`]; the
-/// generated service implementations (`build.rs`) call it and the one `From<Error> for Status` map does the rest.
+/// `async fn <method>(Call<'_, Request>) -> Result<R, Error>` reached through [`handlers`], where `R` is the
+/// response message or what converts into it (`Into<Response>`, such as the domain record a message shows); the
+/// generated service implementations (`build.rs`) call it and convert its answer, and the one
+/// `From<Error> for Status` map does the rest.
 pub struct Call<'a, T>(pub &'a ApiState, pub Principal, pub T);
 
 impl<'a, T> Call<'a, T> {
@@ -102,6 +104,12 @@ impl<'a, T> Call<'a, T> {
         let caller = principal(&request)?;
         Ok(Self(state, caller, request.into_inner()))
     }
+}
+
+/// A unary handler's answer as its call's response: what it returned, converted into the response message, or
+/// its error as a status.
+fn respond<R, M: From<R>>(answer: Result<R, Error>) -> Result<tonic::Response<M>, Status> {
+    Ok(tonic::Response::new(M::from(answer?)))
 }
 
 /// Every unary handler, by the name of its method.
@@ -274,7 +282,52 @@ impl PageRequest {
             .map(|last| page::encode_token(self.filter, &cursor_of(last)))
             .unwrap_or_default()
     }
+
+    /// The list response holding the page of `rows` (read with [`Self::fetch`]) as messages, with the token of
+    /// the next page (see [`Self::finish`]).
+    fn answer<T, M, R: PageOf<M>>(
+        &self,
+        mut rows: Vec<T>,
+        cursor_of: impl Fn(&T) -> Cursor,
+        to_message: impl FnMut(T) -> M,
+    ) -> R {
+        let next_page_token = self.finish(&mut rows, cursor_of);
+        R::page_of(rows.into_iter().map(to_message).collect(), next_page_token)
+    }
 }
+
+/// A list response: one page of messages `M` and the token of the next page.
+trait PageOf<M> {
+    fn page_of(messages: Vec<M>, next_page_token: String) -> Self;
+}
+
+macro_rules! page_of {
+    ($($response:ident { $field:ident: $message:ident }),+ $(,)?) => {$(
+        impl PageOf<pb::$message> for pb::$response {
+            fn page_of($field: Vec<pb::$message>, next_page_token: String) -> Self {
+                Self {
+                    $field,
+                    next_page_token,
+                }
+            }
+        }
+    )+};
+}
+
+page_of!(
+    SearchCustomersResponse {
+        customers: Customer
+    },
+    ListRequestsResponse { requests: Request },
+    ListCommentsResponse { comments: Comment },
+    ListActivitiesResponse {
+        activities: Activity
+    },
+    ListChangesResponse { changes: Change },
+    ListNotificationsResponse {
+        notifications: Notification
+    },
+);
 
 #[cfg(test)]
 mod tests {

@@ -23,7 +23,7 @@ pub async fn list_notifications(
         ],
     );
     violations.into_result(())?;
-    let mut notifications = state
+    let rows = state
         .store
         .list_notifications(
             customer_id.as_deref(),
@@ -32,17 +32,11 @@ pub async fn list_notifications(
             page.fetch(),
         )
         .await?;
-    let next_page_token = page.finish(&mut notifications, |n| Cursor {
-        time: Some(n.create_time),
-        id: n.id.clone(),
-    });
-    Ok(pb::ListNotificationsResponse {
-        notifications: notifications
-            .into_iter()
-            .map(pb::Notification::from)
-            .collect(),
-        next_page_token,
-    })
+    Ok(page.answer(
+        rows,
+        |n| Cursor::after(n.create_time, &n.id),
+        pb::Notification::from,
+    ))
 }
 
 /// A status filter from the caller: `UNSPECIFIED` is `None`, an unknown number a violation.

@@ -15,6 +15,7 @@ use crate::{
     domain::{
         Violations,
         change::ResourceKind,
+        customer::Customer,
         ids,
         page::Cursor,
         reason,
@@ -36,10 +37,9 @@ static DESCRIPTORS: LazyLock<Result<DescriptorPool, String>> =
 
 pub async fn anonymize_customer(
     Call(state, caller, message): Call<'_, pb::AnonymizeCustomerRequest>,
-) -> Result<pb::Customer, Error> {
+) -> Result<Customer, Error> {
     let id = ids::require_id("id", &message.id)?;
-    let customer = state.store.anonymize_customer(&caller.agent, &id).await?;
-    Ok(pb::Customer::from(customer))
+    state.store.anonymize_customer(&caller.agent, &id).await
 }
 
 pub async fn export_customer(
@@ -85,21 +85,18 @@ pub async fn list_changes(
     );
     let (kind, id) = violations.into_checked(kind.zip(id))?;
     let after = page.cursor.as_ref().and_then(|c| c.time);
-    let mut rows = state
+    let rows = state
         .store
         .record_history(kind, &id, after, page.fetch())
         .await?;
     if rows.is_empty() && page.cursor.is_none() {
         return Err(Error::not_found(kind.as_str(), id));
     }
-    let next_page_token = page.finish(&mut rows, |row| Cursor {
-        time: Some(row.change.seq),
-        id: id.clone(),
-    });
-    Ok(pb::ListChangesResponse {
-        changes: rows.iter().map(change_to_pb).collect(),
-        next_page_token,
-    })
+    Ok(page.answer(
+        rows,
+        |row| Cursor::after(row.change.seq, &id),
+        |row| change_to_pb(&row),
+    ))
 }
 
 /// Everything held about customer `id` as one JSON document (see `ExportCustomerResponse`). Used by

@@ -404,9 +404,15 @@ impl Session {
         let id = self.handle.id;
         // Leaves the hub (and the agent the presence of every watched record) however the session ends, and
         // forgets the stream's watch_id.
+        let kind = if opened.is_some() {
+            "open_watch"
+        } else {
+            "watch"
+        };
         let _closed = Closed {
             hub: self.hub.clone(),
             id,
+            _open: self.state.store.metrics().watch_stream(kind),
             watch: opened
                 .as_ref()
                 .map(|o| (o.watches.clone(), o.watch_id.clone())),
@@ -771,6 +777,7 @@ impl Session {
         self.handle.lagged.store(false, Ordering::Relaxed);
         self.cursor = self.cursor.max(cursor);
         tracing::info!(session = self.handle.id, agent = %self.agent, reason = why, "watch resync");
+        self.state.store.metrics().watch_resync();
         self.send(pb::WatchEvent {
             cursor: self.cursor,
             event: Some(Event::Resync(pb::Resync {
@@ -781,8 +788,21 @@ impl Session {
     }
 
     async fn send(&self, event: pb::WatchEvent) -> Result<(), Stop> {
+        let kind = match &event.event {
+            Some(Event::ResourceChanged(_)) => "change",
+            Some(Event::PresenceChanged(_)) => "presence",
+            Some(Event::Resync(_)) => "resync",
+            Some(Event::WatchOpened(_)) => "watch_opened",
+            Some(Event::Heartbeat(_)) => "heartbeat",
+            Some(Event::InteractionRouted(_)) => "interaction_routed",
+            None => "none",
+        };
         tokio::select! {
-            sent = self.out.send(Ok(Box::new(event))) => sent.map_err(|_| Stop::ClientGone),
+            sent = self.out.send(Ok(Box::new(event))) => {
+                sent.map_err(|_| Stop::ClientGone)?;
+                self.state.store.metrics().watch_event(kind);
+                Ok(())
+            }
             () = self.state.shutdown.begun() => Err(shutting_down()),
         }
     }
@@ -833,6 +853,8 @@ struct Closed {
     id: crate::events::hub::SessionId,
     /// An `OpenWatch` stream's registry and name.
     watch: Option<(Arc<Watches>, String)>,
+    /// Counts the stream as open in the metrics.
+    _open: Option<crate::telemetry::metrics::GaugeGuard>,
 }
 
 impl Drop for Closed {

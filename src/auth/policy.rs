@@ -155,24 +155,10 @@ pub enum Access {
 /// not read in full before the call starts, and it counts as a stream, not a call, against the limits.
 pub fn is_streaming(path: &str) -> bool {
     static STREAMING: std::sync::LazyLock<Vec<String>> = std::sync::LazyLock::new(|| {
-        use prost::Message as _;
-        let Ok(set) = prost_types::FileDescriptorSet::decode(crate::pb::FILE_DESCRIPTOR_SET) else {
-            return Vec::new();
-        };
-        set.file
-            .iter()
-            .filter(|file| file.package().starts_with("customer_context."))
-            .flat_map(|file| {
-                file.service.iter().flat_map(move |service| {
-                    service
-                        .method
-                        .iter()
-                        .filter(|method| method.client_streaming() || method.server_streaming())
-                        .map(move |method| {
-                            format!("/{}.{}/{}", file.package(), service.name(), method.name())
-                        })
-                })
-            })
+        crate::public_methods()
+            .into_iter()
+            .filter(|method| method.client_streaming || method.server_streaming)
+            .map(|method| method.path)
             .collect()
     });
     STREAMING.iter().any(|method| method == path)
@@ -191,23 +177,13 @@ pub fn access(path: &str) -> Access {
 
 #[cfg(test)]
 mod tests {
-    use prost::Message as _;
-
     use super::*;
 
     /// Every method of every public service, from the descriptor set the server is built from.
     fn public_methods() -> Vec<String> {
-        let set = prost_types::FileDescriptorSet::decode(crate::pb::FILE_DESCRIPTOR_SET).unwrap();
-        set.file
-            .iter()
-            .filter(|file| file.package().starts_with("customer_context."))
-            .flat_map(|file| {
-                file.service.iter().flat_map(move |service| {
-                    service.method.iter().map(move |method| {
-                        format!("/{}.{}/{}", file.package(), service.name(), method.name())
-                    })
-                })
-            })
+        crate::public_methods()
+            .into_iter()
+            .map(|method| method.path)
             .collect()
     }
 

@@ -36,6 +36,24 @@ pub struct Cursor {
     pub id: String,
 }
 
+impl Cursor {
+    /// The position after the row `id` of a list ordered by id alone.
+    pub fn after_id(id: impl Into<String>) -> Self {
+        Cursor {
+            time: None,
+            id: id.into(),
+        }
+    }
+
+    /// The position after the row `id` at `time` of a list ordered by time, then id.
+    pub fn after(time: i64, id: impl Into<String>) -> Self {
+        Cursor {
+            time: Some(time),
+            id: id.into(),
+        }
+    }
+}
+
 /// A stable fingerprint of a query's filter (FNV-1a), so tokens survive restarts and upgrades.
 pub fn fingerprint(parts: &[&str]) -> u64 {
     let mut hash: u64 = 0xcbf2_9ce4_8422_2325;

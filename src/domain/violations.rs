@@ -179,6 +179,14 @@ impl Violations {
         self.collected.iter()
     }
 
+    /// Runs `checks`, which report what they find wrong into one list: the value they produced when they found
+    /// nothing wrong, otherwise every violation (see [`Self::into_checked`]).
+    pub fn collect<T>(checks: impl FnOnce(&mut Violations) -> Option<T>) -> Result<T, Violations> {
+        let mut violations = Violations::new();
+        let value = checks(&mut violations);
+        violations.into_checked(value)
+    }
+
     /// The value a check produced when nothing was found wrong, otherwise every violation. (A check that found
     /// nothing wrong always produces its value.)
     pub fn into_checked<T>(self, value: Option<T>) -> Result<T, Violations> {

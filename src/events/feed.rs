@@ -108,6 +108,7 @@ async fn follow_notifications(store: Store, wake: Arc<Notify>) {
             match listener.try_recv().await {
                 Ok(Some(_)) => wake.notify_one(),
                 Ok(None) => {
+                    store.metrics().listener_reconnected("changes");
                     // The connection dropped; the next receive reconnects and listens again. Catch up from the
                     // log for whatever was announced meanwhile.
                     tracing::warn!(
@@ -116,6 +117,7 @@ async fn follow_notifications(store: Store, wake: Arc<Notify>) {
                     wake.notify_one();
                 }
                 Err(error) => {
+                    store.metrics().listener_reconnected("changes");
                     tracing::warn!(%error, "change listener failed; reconnecting");
                     wake.notify_one();
                     tokio::time::sleep(RECONNECT_DELAY).await;

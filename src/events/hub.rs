@@ -536,6 +536,23 @@ impl Hub {
     pub fn session_count(&self) -> usize {
         self.lock().sessions.len()
     }
+
+    /// For the metrics: records subscribed to, summed over sessions; and agents viewing a watched record here,
+    /// summed over records.
+    pub fn watch_counts(&self) -> (usize, usize) {
+        let inner = self.lock();
+        let subscriptions = inner
+            .sessions
+            .values()
+            .map(|session| session.subscriptions.len())
+            .sum();
+        let participants = inner
+            .watched
+            .values()
+            .map(|watched| watched.agents.len())
+            .sum();
+        (subscriptions, participants)
+    }
 }
 
 /// Adds `session` to the watchers of `key`; true if the record's local participants changed (its agent was

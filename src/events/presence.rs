@@ -158,12 +158,14 @@ async fn follow(store: Store, hub: Arc<Hub>, replica: String) {
                     }
                 }
                 Ok(None) => {
+                    store.metrics().listener_reconnected("presence");
                     // Reconnecting: whatever was announced meanwhile is read back for every watched record.
                     for key in hub.watched() {
                         refresh_remote(&store, &hub, &replica, &key).await;
                     }
                 }
                 Err(error) => {
+                    store.metrics().listener_reconnected("presence");
                     tracing::warn!(%error, "presence listener failed; reconnecting");
                     tokio::time::sleep(RETRY_DELAY).await;
                     break;
@@ -233,8 +235,11 @@ async fn follow_routes(store: Store, hub: Arc<Hub>, replica: String) {
                         hub.route_here(&agent, Arc::new(routed));
                     }
                 }
-                Ok(None) => {}
+                // The connection dropped; the next receive reconnects. A screen-pop is a moment's news: what
+                // was announced meanwhile is not read back.
+                Ok(None) => store.metrics().listener_reconnected("routed"),
                 Err(error) => {
+                    store.metrics().listener_reconnected("routed");
                     tracing::warn!(%error, "screen-pop listener failed; reconnecting");
                     tokio::time::sleep(RETRY_DELAY).await;
                     break;

@@ -126,15 +126,14 @@ async fn resolve_links(
 
 impl Store {
     pub async fn create_activity(&self, agent: &str, mut data: ActivityData) -> Result<Activity> {
-        let txn = self.begin_write().await?;
+        let txn = self.begin_write("create_activity").await?;
         let customer = resolve_links(&txn, &mut data, true).await?;
         let now = now_micros();
         let activity = Activity::created(data, agent, now);
         record::insert(&txn, agent, &activity, now).await?;
         self.queue_notification(&txn, &activity, customer.as_ref())
             .await?;
-        self.commit(txn).await?;
-        Ok(activity)
+        self.commit_with(txn, activity).await
     }
 
     pub async fn get_activity(&self, id: &str) -> Result<Activity> {
@@ -142,8 +141,9 @@ impl Store {
     }
 
     pub async fn update_activity(&self, agent: &str, edit: Edit<ActivityData>) -> Result<Activity> {
-        let txn = self.begin_write().await?;
-        let current = record::find_for_update::<Activity>(&txn, &edit.id).await?;
+        let (txn, current) = self
+            .begin_write_on::<Activity>("update_activity", &edit.id)
+            .await?;
         let Some((mut data, _)) = record::apply_edit(&txn, &current, edit).await? else {
             return Ok(current);
         };
@@ -168,14 +168,14 @@ impl Store {
         change_log::append(&txn, change).await?;
         self.queue_on_link(&txn, &current, &updated, linked.as_ref())
             .await?;
-        self.commit(txn).await?;
-        Ok(updated)
+        self.commit_with(txn, updated).await
     }
 
     /// Deletes the activity whatever its state.
     pub async fn delete_activity(&self, agent: &str, target: Deletion) -> Result<()> {
-        let txn = self.begin_write().await?;
-        let current = record::find_for_update::<Activity>(&txn, &target.id).await?;
+        let (txn, current) = self
+            .begin_write_on::<Activity>("delete_activity", &target.id)
+            .await?;
         record::check_seen(&current, target.version)?;
         record::delete(&txn, agent, &current, now_micros()).await?;
         self.cancel_notification(&txn, &target.id).await?;

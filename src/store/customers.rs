@@ -10,7 +10,10 @@ use sea_orm::{
 
 use super::{
     Store, change_log, decode_json, encode_json,
-    entity::{activities, comments, contact_keys, customer_merges, customers, requests},
+    entity::{
+        activities, comments, contact_keys, customer_merges, customers, delete_where, requests,
+        tuples,
+    },
     record,
 };
 use crate::{
@@ -283,12 +286,11 @@ impl Store {
     pub async fn create_customer(&self, agent: &str, data: CustomerData) -> Result<Customer> {
         let now = now_micros();
         let customer = Customer::created(data, agent, now);
-        let txn = self.begin_write().await?;
+        let txn = self.begin_write("create_customer").await?;
         check_customer_number_free(&txn, &customer.data.customer_number, &customer.id).await?;
         record::insert(&txn, agent, &customer, now).await?;
         write_contact_keys(&txn, &customer.id, &customer.data.contact_points).await?;
-        self.commit(txn).await?;
-        Ok(customer)
+        self.commit_with(txn, customer).await
     }
 
     pub async fn get_customer(&self, id: &str) -> Result<Customer> {
@@ -298,7 +300,7 @@ impl Store {
     /// Applies the edit to the customer if it is still at its version (see [`record::apply_edit`]). A change
     /// that alters nothing returns the customer unchanged, at the same version.
     pub async fn update_customer(&self, agent: &str, edit: Edit<CustomerData>) -> Result<Customer> {
-        let txn = self.begin_write().await?;
+        let txn = self.begin_write("update_customer").await?;
         let current = find_for_update(&txn, &edit.id).await?;
         refuse_if_locked(&current, "be edited")?;
         let Some((data, changes)) = record::apply_edit(&txn, &current, edit).await? else {
@@ -313,37 +315,33 @@ impl Store {
         if updated.data.contact_points != current.data.contact_points {
             write_contact_keys(&txn, &updated.id, &updated.data.contact_points).await?;
         }
-        change_log::append(&txn, NewChange::updated(agent, &updated, changes, now)).await?;
-        self.commit(txn).await?;
-        Ok(updated)
+        self.commit_update(txn, agent, updated, changes, now).await
     }
 
     /// Deletes the customer with its requests, comments and activities; each deleted record gets its change-log row.
     pub async fn delete_customer(&self, agent: &str, target: Deletion) -> Result<()> {
-        let txn = self.begin_write().await?;
+        let txn = self.begin_write("delete_customer").await?;
         let id = target.id.as_str();
         let current = find_exclusive(&txn, id).await?;
         refuse_if_locked(&current, "be deleted")?;
         record::check_seen(&current, target.version)?;
         let now = now_micros();
-        let doomed_activities: Vec<(String, i64, bool)> = activities::Entity::find()
-            .select_only()
-            .columns([
+        let doomed_activities: Vec<(String, i64, bool)> = tuples(
+            &txn,
+            activities::Entity::find().filter(activities::Column::CustomerId.eq(id)),
+            [
                 activities::Column::Id,
                 activities::Column::Version,
                 activities::Column::Internal,
-            ])
-            .filter(activities::Column::CustomerId.eq(id))
-            .into_tuple()
-            .all(&txn)
-            .await?;
-        let doomed_requests: Vec<(String, i64)> = requests::Entity::find()
-            .select_only()
-            .columns([requests::Column::Id, requests::Column::Version])
-            .filter(requests::Column::CustomerId.eq(id))
-            .into_tuple()
-            .all(&txn)
-            .await?;
+            ],
+        )
+        .await?;
+        let doomed_requests: Vec<(String, i64)> = tuples(
+            &txn,
+            requests::Entity::find().filter(requests::Column::CustomerId.eq(id)),
+            [requests::Column::Id, requests::Column::Version],
+        )
+        .await?;
         let deleted = |resource, resource_id, version, internal| NewChange {
             resource,
             resource_id,
@@ -360,10 +358,7 @@ impl Store {
             .from(requests::Entity)
             .and_where(requests::Column::CustomerId.eq(id))
             .to_owned();
-        activities::Entity::delete_many()
-            .filter(activities::Column::CustomerId.eq(id))
-            .exec(&txn)
-            .await?;
+        delete_where::<activities::Entity>(&txn, activities::Column::CustomerId.eq(id)).await?;
         // Activities of other customers never point at this customer's requests (the request's customer is the
         // activity's customer), but unlink defensively so the foreign key can never block the deletion.
         activities::Entity::update_many()
@@ -374,18 +369,13 @@ impl Store {
             .filter(activities::Column::RequestId.in_subquery(own_requests.clone()))
             .exec(&txn)
             .await?;
-        comments::Entity::delete_many()
-            .filter(comments::Column::RequestId.in_subquery(own_requests))
-            .exec(&txn)
-            .await?;
-        requests::Entity::delete_many()
-            .filter(requests::Column::CustomerId.eq(id))
-            .exec(&txn)
-            .await?;
-        contact_keys::Entity::delete_many()
-            .filter(contact_keys::Column::CustomerId.eq(id))
-            .exec(&txn)
-            .await?;
+        delete_where::<comments::Entity>(
+            &txn,
+            comments::Column::RequestId.in_subquery(own_requests),
+        )
+        .await?;
+        delete_where::<requests::Entity>(&txn, requests::Column::CustomerId.eq(id)).await?;
+        delete_where::<contact_keys::Entity>(&txn, contact_keys::Column::CustomerId.eq(id)).await?;
         customers::Entity::delete_by_id(id.to_owned())
             .exec(&txn)
             .await?;

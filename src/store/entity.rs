@@ -1,12 +1,38 @@
 //! sea-orm models, one per table. Lists (tags, contact points) and maps (attributes) are JSON text columns;
-//! times are microseconds since the Unix epoch; enums are their proto numbers.
+//! times are microseconds since the Unix epoch; enums are their proto numbers. Below the models, the two
+//! queries the repositories run on any table: chosen columns of the matching rows, and deleting the matching rows.
 
-pub mod customers {
-    use sea_orm::entity::prelude::*;
+use sea_orm::{
+    ConnectionTrait, EntityTrait, QueryFilter, QuerySelect, Select, TryGetableMany,
+    sea_query::IntoCondition,
+};
 
-    #[derive(Clone, Debug, PartialEq, Eq, DeriveEntityModel)]
-    #[sea_orm(table_name = "customers")]
-    pub struct Model {
+use crate::error::Result;
+
+/// Declares the module `$module` with the sea-orm entity of the table `$table`, whose `Model` has the given
+/// columns; no table has relations sea-orm needs to know of, and each keeps the default active-model behaviour.
+macro_rules! table {
+    ($(#[$doc:meta])* $module:ident = $table:literal { $($columns:tt)* }) => {
+        $(#[$doc])*
+        pub mod $module {
+            use sea_orm::entity::prelude::*;
+
+            #[derive(Clone, Debug, PartialEq, Eq, DeriveEntityModel)]
+            #[sea_orm(table_name = $table)]
+            pub struct Model {
+                $($columns)*
+            }
+
+            #[derive(Copy, Clone, Debug, EnumIter, DeriveRelation)]
+            pub enum Relation {}
+
+            impl ActiveModelBehavior for ActiveModel {}
+        }
+    };
+}
+
+table! {
+    customers = "customers" {
         #[sea_orm(primary_key, auto_increment = false)]
         pub id: String,
         pub version: i64,
@@ -28,20 +54,11 @@ pub mod customers {
         pub locked: bool,
         pub anonymize_time: Option<i64>,
     }
-
-    #[derive(Copy, Clone, Debug, EnumIter, DeriveRelation)]
-    pub enum Relation {}
-
-    impl ActiveModelBehavior for ActiveModel {}
 }
 
-/// The normalized lookup keys of each customer's contact points (phone, email, handle).
-pub mod contact_keys {
-    use sea_orm::entity::prelude::*;
-
-    #[derive(Clone, Debug, PartialEq, Eq, DeriveEntityModel)]
-    #[sea_orm(table_name = "contact_keys")]
-    pub struct Model {
+table! {
+    /// The normalized lookup keys of each customer's contact points (phone, email, handle).
+    contact_keys = "contact_keys" {
         #[sea_orm(primary_key, auto_increment = false)]
         pub customer_id: String,
         #[sea_orm(primary_key, auto_increment = false)]
@@ -49,19 +66,10 @@ pub mod contact_keys {
         pub kind: String,
         pub match_key: String,
     }
-
-    #[derive(Copy, Clone, Debug, EnumIter, DeriveRelation)]
-    pub enum Relation {}
-
-    impl ActiveModelBehavior for ActiveModel {}
 }
 
-pub mod requests {
-    use sea_orm::entity::prelude::*;
-
-    #[derive(Clone, Debug, PartialEq, Eq, DeriveEntityModel)]
-    #[sea_orm(table_name = "requests")]
-    pub struct Model {
+table! {
+    requests = "requests" {
         #[sea_orm(primary_key, auto_increment = false)]
         pub id: String,
         pub version: i64,
@@ -76,19 +84,10 @@ pub mod requests {
         pub created_by: String,
         pub updated_by: String,
     }
-
-    #[derive(Copy, Clone, Debug, EnumIter, DeriveRelation)]
-    pub enum Relation {}
-
-    impl ActiveModelBehavior for ActiveModel {}
 }
 
-pub mod comments {
-    use sea_orm::entity::prelude::*;
-
-    #[derive(Clone, Debug, PartialEq, Eq, DeriveEntityModel)]
-    #[sea_orm(table_name = "comments")]
-    pub struct Model {
+table! {
+    comments = "comments" {
         #[sea_orm(primary_key, auto_increment = false)]
         pub id: String,
         pub request_id: String,
@@ -96,19 +95,10 @@ pub mod comments {
         pub author: String,
         pub create_time: i64,
     }
-
-    #[derive(Copy, Clone, Debug, EnumIter, DeriveRelation)]
-    pub enum Relation {}
-
-    impl ActiveModelBehavior for ActiveModel {}
 }
 
-pub mod activities {
-    use sea_orm::entity::prelude::*;
-
-    #[derive(Clone, Debug, PartialEq, Eq, DeriveEntityModel)]
-    #[sea_orm(table_name = "activities")]
-    pub struct Model {
+table! {
+    activities = "activities" {
         #[sea_orm(primary_key, auto_increment = false)]
         pub id: String,
         pub version: i64,
@@ -134,20 +124,11 @@ pub mod activities {
         pub created_by: String,
         pub updated_by: String,
     }
-
-    #[derive(Copy, Clone, Debug, EnumIter, DeriveRelation)]
-    pub enum Relation {}
-
-    impl ActiveModelBehavior for ActiveModel {}
 }
 
-/// One row per committed change of a record: the source of live warnings, resumable watches and audit history.
-pub mod change_log {
-    use sea_orm::entity::prelude::*;
-
-    #[derive(Clone, Debug, PartialEq, Eq, DeriveEntityModel)]
-    #[sea_orm(table_name = "change_log")]
-    pub struct Model {
+table! {
+    /// One row per committed change of a record: the source of live warnings, resumable watches and audit history.
+    change_log = "change_log" {
         #[sea_orm(primary_key)]
         pub seq: i64,
         pub resource_type: String,
@@ -167,20 +148,11 @@ pub mod change_log {
         /// The values were removed by AnonymizeCustomer (`changes` is `{}`).
         pub redacted: bool,
     }
-
-    #[derive(Copy, Clone, Debug, EnumIter, DeriveRelation)]
-    pub enum Relation {}
-
-    impl ActiveModelBehavior for ActiveModel {}
 }
 
-/// API keys: only the SHA-256 of each secret is stored (see `crate::domain::api_key`).
-pub mod api_keys {
-    use sea_orm::entity::prelude::*;
-
-    #[derive(Clone, Debug, PartialEq, Eq, DeriveEntityModel)]
-    #[sea_orm(table_name = "api_keys")]
-    pub struct Model {
+table! {
+    /// API keys: only the SHA-256 of each secret is stored (see `crate::domain::api_key`).
+    api_keys = "api_keys" {
         #[sea_orm(primary_key, auto_increment = false)]
         pub id: String,
         /// The acting agent of calls made with the key.
@@ -193,20 +165,11 @@ pub mod api_keys {
         pub create_time: i64,
         pub revoke_time: Option<i64>,
     }
-
-    #[derive(Copy, Clone, Debug, EnumIter, DeriveRelation)]
-    pub enum Relation {}
-
-    impl ActiveModelBehavior for ActiveModel {}
 }
 
-/// Merged customers: the tombstone of each source, with what the merge moved (for unmerging).
-pub mod customer_merges {
-    use sea_orm::entity::prelude::*;
-
-    #[derive(Clone, Debug, PartialEq, Eq, DeriveEntityModel)]
-    #[sea_orm(table_name = "customer_merges")]
-    pub struct Model {
+table! {
+    /// Merged customers: the tombstone of each source, with what the merge moved (for unmerging).
+    customer_merges = "customer_merges" {
         #[sea_orm(primary_key, auto_increment = false)]
         pub source_id: String,
         pub target_id: String,
@@ -217,20 +180,11 @@ pub mod customer_merges {
         /// JSON: what the merge moved from the source to the target.
         pub moved: String,
     }
-
-    #[derive(Copy, Clone, Debug, EnumIter, DeriveRelation)]
-    pub enum Relation {}
-
-    impl ActiveModelBehavior for ActiveModel {}
 }
 
-/// The notification outbox.
-pub mod notifications {
-    use sea_orm::entity::prelude::*;
-
-    #[derive(Clone, Debug, PartialEq, Eq, DeriveEntityModel)]
-    #[sea_orm(table_name = "notifications")]
-    pub struct Model {
+table! {
+    /// The notification outbox.
+    notifications = "notifications" {
         #[sea_orm(primary_key, auto_increment = false)]
         pub id: String,
         pub customer_id: String,
@@ -248,9 +202,27 @@ pub mod notifications {
         /// A sender that claimed the row owns it until then (several replicas may send).
         pub lease_until: Option<i64>,
     }
+}
 
-    #[derive(Copy, Clone, Debug, EnumIter, DeriveRelation)]
-    pub enum Relation {}
+/// The `columns` of the rows `query` selects, one tuple `T` per row.
+pub(super) async fn tuples<E: EntityTrait, T: TryGetableMany>(
+    db: &impl ConnectionTrait,
+    query: Select<E>,
+    columns: impl IntoIterator<Item = E::Column>,
+) -> Result<Vec<T>> {
+    Ok(query
+        .select_only()
+        .columns(columns)
+        .into_tuple()
+        .all(db)
+        .await?)
+}
 
-    impl ActiveModelBehavior for ActiveModel {}
+/// Deletes the rows of `E` that match `filter`.
+pub(super) async fn delete_where<E: EntityTrait>(
+    db: &impl ConnectionTrait,
+    filter: impl IntoCondition,
+) -> Result<()> {
+    E::delete_many().filter(filter).exec(db).await?;
+    Ok(())
 }

@@ -115,7 +115,7 @@ impl Store {
             revoke_time: None,
         };
 
-        let txn = self.begin_write().await?;
+        let txn = self.begin_write("create_key").await?;
         if let Some(customer_id) = &key.customer_id {
             customers::find(&txn, customer_id).await?;
         }
@@ -171,7 +171,7 @@ impl Store {
     pub async fn revoke_key(&self, name_or_id: &str) -> Result<Vec<ApiKey>> {
         let name_or_id = name_or_id.trim();
         let now = now_micros();
-        let txn = self.begin_write().await?;
+        let txn = self.begin_write("revoke_key").await?;
         let by_id = match parse_id(name_or_id) {
             Some(id) => {
                 api_keys::Entity::find_by_id(id)

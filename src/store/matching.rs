@@ -11,7 +11,7 @@ use sea_orm::{ColumnTrait, Condition, EntityTrait, QueryFilter, QuerySelect};
 
 use super::{
     Store, customers,
-    entity::{contact_keys, customers as customer_rows},
+    entity::{contact_keys, customers as customer_rows, tuples},
 };
 use crate::{
     domain::{
@@ -87,19 +87,16 @@ impl Store {
                         .add(contact_keys::Column::MatchKey.eq(key.as_str())),
                 );
             }
-            let shared: Vec<(String, String, String)> = contact_keys::Entity::find()
-                .select_only()
-                .columns([
-                    contact_keys::Column::CustomerId,
-                    contact_keys::Column::Kind,
-                    contact_keys::Column::MatchKey,
-                ])
+            let query = contact_keys::Entity::find()
                 .filter(any)
                 .filter(contact_keys::Column::CustomerId.ne(id))
-                .limit(MAX_CONTACT_CANDIDATES)
-                .into_tuple()
-                .all(&self.read)
-                .await?;
+                .limit(MAX_CONTACT_CANDIDATES);
+            let columns = [
+                contact_keys::Column::CustomerId,
+                contact_keys::Column::Kind,
+                contact_keys::Column::MatchKey,
+            ];
+            let shared: Vec<(String, String, String)> = tuples(&self.read, query, columns).await?;
             for (other, kind, key) in shared {
                 if let Some(reason) = keys.get(&(lookup_class_of(&kind), key)) {
                     reasons.entry(other).or_default().insert(reason.clone());

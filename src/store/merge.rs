@@ -25,7 +25,7 @@ use super::{
     decode_json, encode_json,
     entity::{
         activities, contact_keys, customer_merges, customers as customer_rows, notifications,
-        requests,
+        requests, tuples,
     },
     recent::{self, View, recent_views},
 };
@@ -174,14 +174,9 @@ async fn move_rows<'a, E: EntityTrait>(
 
 /// The customer's requests matching `filter`, locked until the transaction ends.
 async fn request_rows(db: &impl ConnectionTrait, filter: Condition) -> Result<Vec<Row>> {
-    let rows: Vec<(String, i64)> = requests::Entity::find()
-        .select_only()
-        .columns([requests::Column::Id, requests::Column::Version])
-        .filter(filter)
-        .lock_exclusive()
-        .into_tuple()
-        .all(db)
-        .await?;
+    let query = requests::Entity::find().filter(filter).lock_exclusive();
+    let columns = [requests::Column::Id, requests::Column::Version];
+    let rows: Vec<(String, i64)> = tuples(db, query, columns).await?;
     Ok(rows.into_iter().map(|(id, v)| (id, v, false)).collect())
 }
 
@@ -190,19 +185,14 @@ async fn activity_rows(
     db: &impl ConnectionTrait,
     filter: Condition,
 ) -> Result<Vec<(Row, Option<String>)>> {
-    let rows: Vec<(String, i64, bool, Option<String>)> = activities::Entity::find()
-        .select_only()
-        .columns([
-            activities::Column::Id,
-            activities::Column::Version,
-            activities::Column::Internal,
-            activities::Column::RequestId,
-        ])
-        .filter(filter)
-        .lock_exclusive()
-        .into_tuple()
-        .all(db)
-        .await?;
+    let query = activities::Entity::find().filter(filter).lock_exclusive();
+    let columns = [
+        activities::Column::Id,
+        activities::Column::Version,
+        activities::Column::Internal,
+        activities::Column::RequestId,
+    ];
+    let rows: Vec<(String, i64, bool, Option<String>)> = tuples(db, query, columns).await?;
     Ok(rows
         .into_iter()
         .map(|(id, v, internal, request)| ((id, v, internal), request))
@@ -288,7 +278,7 @@ impl Store {
         target_version: i64,
         source_ids: &[String],
     ) -> Result<Customer> {
-        let txn = self.begin_write().await?;
+        let txn = self.begin_write("merge_customers").await?;
         let (target, sources) = lock_for_merge(&txn, target_id, source_ids).await?;
         check_version(
             "customer",
@@ -329,7 +319,7 @@ impl Store {
         target_id: &str,
         source_id: &str,
     ) -> Result<(Customer, Customer)> {
-        let txn = self.begin_write().await?;
+        let txn = self.begin_write("unmerge_customer").await?;
         let target = customers::find_for_update(&txn, target_id).await?;
         let tombstone = customer_merges::Entity::find_by_id(source_id.to_owned())
             .lock_exclusive()
@@ -502,7 +492,7 @@ impl Store {
         id: &str,
         locked: bool,
     ) -> Result<Customer> {
-        let txn = self.begin_write().await?;
+        let txn = self.begin_write("set_customer_locked").await?;
         let current = customers::find_for_update(&txn, id).await?;
         if current.locked == locked {
             return Ok(current);
@@ -529,8 +519,7 @@ impl Store {
             ),
         )
         .await?;
-        self.commit(txn).await?;
-        Ok(updated)
+        self.commit_with(txn, updated).await
     }
 }
 

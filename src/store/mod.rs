@@ -18,6 +18,7 @@ use crate::{
         field_merge::{self, ConflictPolicy},
     },
     error::{Error, Result},
+    telemetry::metrics::{Metrics, Timer},
 };
 
 mod activities;
@@ -71,11 +72,23 @@ pub struct Store {
     group_commit: Option<Arc<open_context::GroupCommit>>,
     /// On SQLite (a database file), wakes the thread that copies the write-ahead log into the file.
     checkpoints: Option<sqlite::checkpoint::Nudge>,
+    /// On SQLite (a database file), its write-ahead log, whose size the metrics report.
+    wal_file: Option<std::path::PathBuf>,
+    metrics: Metrics,
 }
 
 impl Store {
-    /// Opens the database at `settings.database_url`. Does not migrate.
+    /// Opens the database at `settings.database_url`, without metrics. Does not migrate.
     pub async fn connect(settings: &DatabaseSettings) -> Result<Store> {
+        Store::connect_with_metrics(settings, Metrics::default()).await
+    }
+
+    /// Opens the database at `settings.database_url`, recording transactions, batches and checkpoints in
+    /// `metrics`. Does not migrate.
+    pub async fn connect_with_metrics(
+        settings: &DatabaseSettings,
+        metrics: Metrics,
+    ) -> Result<Store> {
         let url = settings.database_url.as_str();
         let backend = if url.starts_with("sqlite:") {
             DbBackend::Sqlite
@@ -151,19 +164,26 @@ impl Store {
         let outbox: Arc<outbox::OutboxSignal> = Arc::default();
         let file = open_context::database_file(url).filter(|_| backend == DbBackend::Sqlite);
         let checkpoints = match &file {
-            Some(file) => match sqlite::checkpoint::start(file, synchronous_name) {
-                Ok(nudge) => Some(nudge),
-                // A read-only file, say: nothing is written, so nothing needs copying.
-                Err(err) => {
-                    tracing::warn!(
-                        error = %err,
-                        "the write-ahead log is copied only by the connections that commit"
-                    );
-                    None
+            Some(file) => {
+                match sqlite::checkpoint::start(file, synchronous_name, metrics.clone()) {
+                    Ok(nudge) => Some(nudge),
+                    // A read-only file, say: nothing is written, so nothing needs copying.
+                    Err(err) => {
+                        tracing::warn!(
+                            error = %err,
+                            "the write-ahead log is copied only by the connections that commit"
+                        );
+                        None
+                    }
                 }
-            },
+            }
             None => None,
         };
+        let wal_file = file.as_ref().map(|file| {
+            let mut wal = file.clone().into_os_string();
+            wal.push("-wal");
+            std::path::PathBuf::from(wal)
+        });
         let group_commit = match file.filter(|_| settings.sqlite_open_context_batches) {
             Some(file) => {
                 match open_context::GroupCommit::start(
@@ -171,9 +191,12 @@ impl Store {
                     synchronous_name,
                     forced_pages,
                     write.get_sqlite_connection_pool().clone(),
-                    log_appended.clone(),
-                    outbox.clone(),
-                    checkpoints.clone(),
+                    open_context::AfterCommit {
+                        log_appended: log_appended.clone(),
+                        outbox: outbox.clone(),
+                        checkpoints: checkpoints.clone(),
+                    },
+                    metrics.clone(),
                 ) {
                     Ok(started) => Some(Arc::new(started)),
                     // A read-only file, say, for a command that only reads: calls take the pooled path.
@@ -193,6 +216,8 @@ impl Store {
             outbox,
             group_commit,
             checkpoints,
+            wal_file,
+            metrics,
         })
     }
 
@@ -240,18 +265,77 @@ impl Store {
         Ok(())
     }
 
-    /// Starts a write transaction. On SQLite it takes the write lock at once (`BEGIN IMMEDIATE`), so a
-    /// transaction that reads before it writes can never fail to upgrade its lock.
-    pub(crate) async fn begin_write(&self) -> Result<DatabaseTransaction> {
+    /// Starts a write transaction of `operation` (a fixed name such as `create_customer`, which the metrics and
+    /// traces report). On SQLite it takes the write lock at once (`BEGIN IMMEDIATE`), so a transaction that reads
+    /// before it writes can never fail to upgrade its lock.
+    pub(crate) async fn begin_write(&self, operation: &'static str) -> Result<Write> {
         let options = TransactionOptions {
             sqlite_transaction_mode: Some(SqliteTransactionMode::Immediate),
             ..Default::default()
         };
-        Ok(self.write.begin_with_options(options).await?)
+        let span = crate::telemetry::otel::transaction_span(operation);
+        let acquiring = self.metrics.acquiring(self.write_pool_name());
+        let begun = self.write.begin_with_options(options).await;
+        if let Some(acquiring) = acquiring {
+            acquiring.acquired();
+        }
+        Ok(Write {
+            txn: begun?,
+            _timer: self.metrics.transaction(operation),
+            _span: span,
+        })
+    }
+
+    /// The metrics' name of the pool writes take their connection from.
+    fn write_pool_name(&self) -> &'static str {
+        if self.backend == DbBackend::Sqlite {
+            "write"
+        } else {
+            "read"
+        }
+    }
+
+    /// This store's metrics.
+    pub fn metrics(&self) -> &Metrics {
+        &self.metrics
+    }
+
+    /// The connection pools as the metrics report them: on SQLite the readers and the one writer, on PostgreSQL
+    /// the one pool (`read`) both use.
+    pub fn pool_states(&self) -> Vec<crate::telemetry::metrics::PoolState> {
+        use crate::telemetry::metrics::PoolState;
+        match self.backend {
+            DbBackend::Sqlite => [("read", &self.read), ("write", &self.write)]
+                .into_iter()
+                .map(|(name, conn)| {
+                    let pool = conn.get_sqlite_connection_pool();
+                    PoolState {
+                        name,
+                        size: pool.size(),
+                        idle: u32::try_from(pool.num_idle()).unwrap_or(u32::MAX),
+                    }
+                })
+                .collect(),
+            _ => {
+                let pool = self.read.get_postgres_connection_pool();
+                vec![PoolState {
+                    name: "read",
+                    size: pool.size(),
+                    idle: u32::try_from(pool.num_idle()).unwrap_or(u32::MAX),
+                }]
+            }
+        }
+    }
+
+    /// Bytes in the SQLite write-ahead log (None on PostgreSQL or in memory).
+    pub fn wal_bytes(&self) -> Option<u64> {
+        let wal = self.wal_file.as_ref()?;
+        // No log file is an empty log (after a clean close).
+        Some(std::fs::metadata(wal).map_or(0, |meta| meta.len()))
     }
 
     /// Commits a write transaction and wakes whoever follows the change log (and, on SQLite, the checkpointer).
-    pub(crate) async fn commit(&self, txn: DatabaseTransaction) -> Result<()> {
+    pub(crate) async fn commit(&self, txn: Write) -> Result<()> {
         txn.commit().await?;
         if let Some(checkpoints) = &self.checkpoints {
             checkpoints.committed();
@@ -491,4 +575,63 @@ pub(crate) async fn all_limited<E: sea_orm::EntityTrait>(
     use sea_orm::QueryTrait;
     let statement = literal_limit(query.build(db.get_database_backend()));
     Ok(E::find().from_raw_sql(statement).all(db).await?)
+}
+
+/// A write transaction begun by [`Store::begin_write`]: a [`DatabaseTransaction`] that is timed in the metrics
+/// and spanned in traces until it commits or is dropped (rolled back).
+pub(crate) struct Write {
+    txn: DatabaseTransaction,
+    _timer: Option<Timer>,
+    _span: tracing::Span,
+}
+
+impl Write {
+    /// Commits. Prefer [`Store::commit`], which also wakes the change feed; this is for transactions that
+    /// append nothing to the change log.
+    pub(crate) async fn commit(self) -> std::result::Result<(), sea_orm::DbErr> {
+        self.txn.commit().await
+    }
+}
+
+impl std::ops::Deref for Write {
+    type Target = DatabaseTransaction;
+
+    fn deref(&self) -> &DatabaseTransaction {
+        &self.txn
+    }
+}
+
+#[async_trait::async_trait]
+impl ConnectionTrait for Write {
+    fn get_database_backend(&self) -> DbBackend {
+        self.txn.get_database_backend()
+    }
+
+    async fn execute_raw(
+        &self,
+        stmt: sea_orm::Statement,
+    ) -> std::result::Result<sea_orm::ExecResult, sea_orm::DbErr> {
+        self.txn.execute_raw(stmt).await
+    }
+
+    async fn execute_unprepared(
+        &self,
+        sql: &str,
+    ) -> std::result::Result<sea_orm::ExecResult, sea_orm::DbErr> {
+        self.txn.execute_unprepared(sql).await
+    }
+
+    async fn query_one_raw(
+        &self,
+        stmt: sea_orm::Statement,
+    ) -> std::result::Result<Option<sea_orm::QueryResult>, sea_orm::DbErr> {
+        self.txn.query_one_raw(stmt).await
+    }
+
+    async fn query_all_raw(
+        &self,
+        stmt: sea_orm::Statement,
+    ) -> std::result::Result<Vec<sea_orm::QueryResult>, sea_orm::DbErr> {
+        self.txn.query_all_raw(stmt).await
+    }
 }

@@ -258,7 +258,7 @@ impl Store {
         lease: Duration,
         limit: u64,
     ) -> Result<Vec<Notification>> {
-        let txn = self.begin_write().await?;
+        let txn = self.begin_write("claim_notifications").await?;
         let now = now_micros();
         let due = notifications::Entity::find()
             .filter(claimable(now))
@@ -301,6 +301,7 @@ impl Store {
             .filter(notifications::Column::Id.eq(id))
             .exec(&self.write)
             .await?;
+        self.metrics.notification_sent();
         Ok(())
     }
 
@@ -327,11 +328,14 @@ impl Store {
                 Expr::value(NotificationStatus::Failed.as_str()),
             ),
         };
-        update
+        let updated = update
             .filter(notifications::Column::Id.eq(id))
             .filter(notifications::Column::Status.eq(NotificationStatus::Pending.as_str()))
             .exec(&self.write)
             .await?;
+        if retry_at.is_none() && updated.rows_affected > 0 {
+            self.metrics.notification_failed();
+        }
         Ok(())
     }
 
@@ -350,6 +354,24 @@ impl Store {
             .exec(&self.write)
             .await?;
         Ok(())
+    }
+
+    /// How many notifications wait to be sent, and when the oldest of them was queued (for the metrics).
+    pub async fn pending_notifications(&self) -> Result<(u64, Option<Micros>)> {
+        let pending = || {
+            notifications::Entity::find()
+                .filter(notifications::Column::Status.eq(NotificationStatus::Pending.as_str()))
+        };
+        let count = sea_orm::PaginatorTrait::count(pending(), &self.read).await?;
+        let oldest = pending()
+            .select_only()
+            .column(notifications::Column::CreateTime)
+            .order_by_asc(notifications::Column::CreateTime)
+            .limit(1)
+            .into_tuple::<i64>()
+            .one(&self.read)
+            .await?;
+        Ok((count, oldest))
     }
 
     /// When the next pending, unleased notification falls due (None when there is none), so the sender can

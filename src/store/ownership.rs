@@ -3,11 +3,11 @@
 
 use std::collections::HashMap;
 
-use sea_orm::{ColumnTrait, EntityTrait, QueryFilter, QuerySelect};
+use sea_orm::{ColumnTrait, EntityTrait, QueryFilter};
 
 use super::{
     Store,
-    entity::{activities, requests},
+    entity::{activities, requests, tuples},
 };
 use crate::error::Result;
 
@@ -24,14 +24,10 @@ impl Store {
         if ids.is_empty() {
             return Ok(HashMap::new());
         }
-        let rows: Vec<(String, String)> = requests::Entity::find()
-            .select_only()
-            .column(requests::Column::Id)
-            .column(requests::Column::CustomerId)
-            .filter(requests::Column::Id.is_in(ids.iter().cloned()))
-            .into_tuple()
-            .all(&self.read)
-            .await?;
+        let query =
+            requests::Entity::find().filter(requests::Column::Id.is_in(ids.iter().cloned()));
+        let columns = [requests::Column::Id, requests::Column::CustomerId];
+        let rows: Vec<(String, String)> = tuples(&self.read, query, columns).await?;
         Ok(rows.into_iter().collect())
     }
 
@@ -40,15 +36,14 @@ impl Store {
         if ids.is_empty() {
             return Ok(HashMap::new());
         }
-        let rows: Vec<(String, Option<String>, bool)> = activities::Entity::find()
-            .select_only()
-            .column(activities::Column::Id)
-            .column(activities::Column::CustomerId)
-            .column(activities::Column::Internal)
-            .filter(activities::Column::Id.is_in(ids.iter().cloned()))
-            .into_tuple()
-            .all(&self.read)
-            .await?;
+        let query =
+            activities::Entity::find().filter(activities::Column::Id.is_in(ids.iter().cloned()));
+        let columns = [
+            activities::Column::Id,
+            activities::Column::CustomerId,
+            activities::Column::Internal,
+        ];
+        let rows: Vec<(String, Option<String>, bool)> = tuples(&self.read, query, columns).await?;
         Ok(rows
             .into_iter()
             .map(|(id, customer_id, internal)| {

@@ -52,7 +52,7 @@ impl Store {
         if !self.shares_presence() {
             return Ok(());
         }
-        let txn = self.begin_write().await?;
+        let txn = self.begin_write("publish_presence").await?;
         txn.execute_raw(Statement::from_sql_and_values(
             DbBackend::Postgres,
             "DELETE FROM presence WHERE replica_id = $1 AND resource_type = $2 AND resource_id = $3",
@@ -140,7 +140,7 @@ impl Store {
         if !self.shares_presence() {
             return Ok(());
         }
-        let txn = self.begin_write().await?;
+        let txn = self.begin_write("remove_presence").await?;
         let rows = txn
             .query_all_raw(Statement::from_sql_and_values(
                 DbBackend::Postgres,

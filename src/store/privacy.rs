@@ -136,19 +136,28 @@ fn from_model(model: log_rows::Model) -> Result<LoggedChange> {
 
 /// The ids of `customer_id`'s requests (for `IN (...)` filters).
 fn request_ids(customer_id: &str) -> SelectStatement {
-    Query::select()
-        .column(request_rows::Column::Id)
-        .from(request_rows::Entity)
-        .and_where(request_rows::Column::CustomerId.eq(customer_id))
-        .to_owned()
+    ids_of_customer(
+        request_rows::Entity,
+        request_rows::Column::Id,
+        request_rows::Column::CustomerId.eq(customer_id),
+    )
 }
 
 /// The ids of `customer_id`'s activities.
 fn activity_ids(customer_id: &str) -> SelectStatement {
+    ids_of_customer(
+        activity_rows::Entity,
+        activity_rows::Column::Id,
+        activity_rows::Column::CustomerId.eq(customer_id),
+    )
+}
+
+/// The `id` column of the rows of `table` that belong to a customer (`of_customer`).
+fn ids_of_customer<E: EntityTrait>(table: E, id: E::Column, of_customer: Expr) -> SelectStatement {
     Query::select()
-        .column(activity_rows::Column::Id)
-        .from(activity_rows::Entity)
-        .and_where(activity_rows::Column::CustomerId.eq(customer_id))
+        .column(id)
+        .from(table)
+        .and_where(of_customer)
         .to_owned()
 }
 
@@ -255,6 +264,18 @@ fn anonymous_activity(data: &ActivityData) -> ActivityData {
     }
 }
 
+/// The customer's rows of `R`'s table (those `of_customer` matches), in id order.
+async fn rows_of<R: Stored>(
+    db: &impl ConnectionTrait,
+    of_customer: Expr,
+) -> Result<Vec<<R::Entity as EntityTrait>::Model>> {
+    Ok(R::Entity::find()
+        .filter(of_customer)
+        .order_by_asc(R::ID)
+        .all(db)
+        .await?)
+}
+
 /// One anonymization inside its write transaction.
 struct Anonymization<'a> {
     txn: &'a DatabaseTransaction,
@@ -287,13 +308,9 @@ impl Anonymization<'_> {
 
     /// Clears the contact fields and free texts of the customer's activities; true if any had some.
     async fn activities(&self) -> Result<bool> {
-        let models = activity_rows::Entity::find()
-            .filter(activity_rows::Column::CustomerId.eq(self.customer_id))
-            .order_by_asc(activity_rows::Column::Id)
-            .all(self.txn)
-            .await?;
+        let of_customer = activity_rows::Column::CustomerId.eq(self.customer_id);
         let mut changed = false;
-        for model in models {
+        for model in rows_of::<Activity>(self.txn, of_customer).await? {
             let activity = activities::from_model(model)?;
             let data = anonymous_activity(&activity.data);
             let fields = mask::diff(&activity.data, &data);
@@ -320,13 +337,9 @@ impl Anonymization<'_> {
             .into_tuple()
             .all(self.txn)
             .await?;
-        let models = request_rows::Entity::find()
-            .filter(request_rows::Column::CustomerId.eq(id))
-            .order_by_asc(request_rows::Column::Id)
-            .all(self.txn)
-            .await?;
+        let of_customer = request_rows::Column::CustomerId.eq(id);
         let mut changed = false;
-        for model in models {
+        for model in rows_of::<Request>(self.txn, of_customer).await? {
             let request = requests::from_model(model)?;
             let mut data = request.data.clone();
             data.title = ANONYMIZED_TITLE.to_owned();
@@ -484,7 +497,7 @@ impl Store {
     /// is refused (`CUSTOMER_LOCKED`). Anonymizing again removes whatever personal data was recorded since (an
     /// activity logged later); with none left it changes nothing and returns the customer at the same version.
     pub async fn anonymize_customer(&self, agent: &str, id: &str) -> Result<Customer> {
-        let txn = self.begin_write().await?;
+        let txn = self.begin_write("anonymize_customer").await?;
         let current = customers::find_for_update(&txn, id).await?;
         if current.locked {
             return Err(Error::failed_precondition(
@@ -585,10 +598,7 @@ impl Store {
                     create_time: c.create_time,
                 });
         }
-        let requests = request_rows::Entity::find()
-            .filter(request_rows::Column::CustomerId.eq(id))
-            .order_by_asc(request_rows::Column::Id)
-            .all(&txn)
+        let requests = rows_of::<Request>(&txn, request_rows::Column::CustomerId.eq(id))
             .await?
             .into_iter()
             .map(|model| {
@@ -597,10 +607,7 @@ impl Store {
                 Ok((request, thread))
             })
             .collect::<Result<Vec<_>>>()?;
-        let activities = activity_rows::Entity::find()
-            .filter(activity_rows::Column::CustomerId.eq(id))
-            .order_by_asc(activity_rows::Column::Id)
-            .all(&txn)
+        let activities = rows_of::<Activity>(&txn, activity_rows::Column::CustomerId.eq(id))
             .await?
             .into_iter()
             .map(activities::from_model)

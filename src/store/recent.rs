@@ -254,7 +254,7 @@ impl Store {
     /// Writes a batch of views in one transaction: views of customers deleted meanwhile are skipped, and each
     /// agent's views older than [`RECENT_WINDOW`] are pruned.
     pub async fn record_views(&self, views: &[View]) -> Result<()> {
-        let txn = self.begin_write().await?;
+        let txn = self.begin_write("record_views").await?;
         let ids: Vec<&str> = views.iter().map(|v| v.customer_id.as_str()).collect();
         let existing: std::collections::HashSet<String> = customers::Entity::find()
             .select_only()

@@ -8,7 +8,7 @@ use sea_orm::{
 
 use super::{
     Store, change_log, customers, decode_json, encode_json,
-    entity::{activities, comments, requests},
+    entity::{activities, comments, delete_where, requests, tuples},
     record,
 };
 use crate::{
@@ -106,11 +106,10 @@ impl Store {
     ) -> Result<Request> {
         let now = now_micros();
         let request = Request::created(customer_id, data, agent, now);
-        let txn = self.begin_write().await?;
+        let txn = self.begin_write("create_request").await?;
         customers::find_to_link(&txn, customer_id).await?;
         record::insert(&txn, agent, &request, now).await?;
-        self.commit(txn).await?;
-        Ok(request)
+        self.commit_with(txn, request).await
     }
 
     pub async fn get_request(&self, id: &str) -> Result<Request> {
@@ -120,9 +119,10 @@ impl Store {
     /// Applies the edit if the request is still at its version (see [`record::apply_edit`]). Closing sets
     /// `close_time`, reopening clears it; cancelling deletes the comments and makes the request final.
     pub async fn update_request(&self, agent: &str, edit: Edit<RequestData>) -> Result<Request> {
-        let txn = self.begin_write().await?;
         let id = edit.id.clone();
-        let current = record::find_for_update::<Request>(&txn, &id).await?;
+        let (txn, current) = self
+            .begin_write_on::<Request>("update_request", &id)
+            .await?;
         let edited = record::apply_edit(&txn, &current, edit).await?;
         refuse_if_cancelled(&current, "change")?;
         let Some((data, changes)) = edited else {
@@ -140,37 +140,30 @@ impl Store {
         };
         record::save_version(&txn, &updated, current.version).await?;
         if updated.data.status == RequestStatus::Cancelled {
-            comments::Entity::delete_many()
-                .filter(comments::Column::RequestId.eq(&id))
-                .exec(&txn)
-                .await?;
+            delete_where::<comments::Entity>(&txn, comments::Column::RequestId.eq(&id)).await?;
         }
-        change_log::append(&txn, NewChange::updated(agent, &updated, changes, now)).await?;
-        self.commit(txn).await?;
-        Ok(updated)
+        self.commit_update(txn, agent, updated, changes, now).await
     }
 
     /// Deletes the request and its comments. Its activities stay in the customer's journey, unlinked (each
     /// gets a new version).
     pub async fn delete_request(&self, agent: &str, target: Deletion) -> Result<()> {
-        let txn = self.begin_write().await?;
         let id = target.id.as_str();
-        let current = record::find_for_update::<Request>(&txn, id).await?;
+        let (txn, current) = self.begin_write_on::<Request>("delete_request", id).await?;
         record::check_seen(&current, target.version)?;
         refuse_if_cancelled(&current, "be deleted")?;
         let now = now_micros();
-        let linked: Vec<(String, i64, bool, Option<String>)> = activities::Entity::find()
-            .select_only()
-            .columns([
+        let linked: Vec<(String, i64, bool, Option<String>)> = tuples(
+            &txn,
+            activities::Entity::find().filter(activities::Column::RequestId.eq(id)),
+            [
                 activities::Column::Id,
                 activities::Column::Version,
                 activities::Column::Internal,
                 activities::Column::CustomerId,
-            ])
-            .filter(activities::Column::RequestId.eq(id))
-            .into_tuple()
-            .all(&txn)
-            .await?;
+            ],
+        )
+        .await?;
         activities::Entity::update_many()
             .col_expr(
                 activities::Column::RequestId,
@@ -206,10 +199,7 @@ impl Store {
             )
             .await?;
         }
-        comments::Entity::delete_many()
-            .filter(comments::Column::RequestId.eq(id))
-            .exec(&txn)
-            .await?;
+        delete_where::<comments::Entity>(&txn, comments::Column::RequestId.eq(id)).await?;
         record::delete(&txn, agent, &current, now).await?;
         self.commit(txn).await
     }
@@ -243,8 +233,9 @@ impl Store {
         request_id: &str,
         text: String,
     ) -> Result<Comment> {
-        let txn = self.begin_write().await?;
-        let request = record::find_for_update::<Request>(&txn, request_id).await?;
+        let (txn, request) = self
+            .begin_write_on::<Request>("add_comment", request_id)
+            .await?;
         refuse_if_cancelled(&request, "take comments")?;
         let comment = Comment {
             id: new_id(),
@@ -276,8 +267,7 @@ impl Store {
             ),
         )
         .await?;
-        self.commit(txn).await?;
-        Ok(comment)
+        self.commit_with(txn, comment).await
     }
 
     /// A request's comments, oldest first. The request must exist.

@@ -63,7 +63,7 @@ impl Store {
 
     /// Inserts `batch` in one write transaction: all of it or, on error, none of it. Writes no change-log rows.
     pub async fn seed(&self, batch: &[SeedCustomer]) -> Result<SeedCounts> {
-        let txn = self.begin_write().await?;
+        let txn = self.begin_write("seed").await?;
         if self.backend == DbBackend::Sqlite {
             // A big page cache keeps a large transaction from spilling pages to the WAL before it commits.
             txn.execute_unprepared(SQLITE_SEED_CACHE).await?;

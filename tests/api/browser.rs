@@ -123,6 +123,18 @@ fn field_error(field: &str) -> String {
     )
 }
 
+/// A server on a fresh database of `backend` holding Carla Diaz with her history, and a browser for the test
+/// `name`; None (the test is skipped) when the backend or the browser is not available here.
+async fn carla_in_chromium(
+    backend: Backend,
+    name: &str,
+) -> Option<(TestApp, Chromium, pb::Customer)> {
+    let app = TestApp::spawn(backend).await?;
+    let chromium = Chromium::launch(&test_name(name, backend)).await?;
+    let (carla, _, _) = carla_with_history(&app).await;
+    Some((app, chromium, carla))
+}
+
 /// Carla Diaz of Northwind Traders: contact points, tags and notes, three requests and three activities.
 async fn carla_with_history(app: &TestApp) -> (pb::Customer, Vec<pb::Request>, Vec<pb::Activity>) {
     let carla = app
@@ -299,9 +311,7 @@ async fn a_customer_opened_from_search_shows_profile_requests_and_journey(backen
 #[apply(backends)]
 #[tokio::test]
 async fn a_save_by_another_agent_shows_a_banner_and_a_stale_save_shows_it_again(backend: Backend) {
-    let app = or_skip!(TestApp::spawn(backend).await);
-    let chromium = or_skip!(Chromium::launch(&test_name("banner", backend)).await);
-    let (carla, _, _) = carla_with_history(&app).await;
+    let (app, chromium, carla) = or_skip!(carla_in_chromium(backend, "banner").await);
     chromium
         .run(async |chromium| {
             let ana = chromium.open_gadget(app.addr, "Ana").await;
@@ -394,9 +404,7 @@ async fn a_save_by_another_agent_shows_a_banner_and_a_stale_save_shows_it_again(
 #[apply(backends)]
 #[tokio::test]
 async fn presence_shows_who_views_and_who_edits(backend: Backend) {
-    let app = or_skip!(TestApp::spawn(backend).await);
-    let chromium = or_skip!(Chromium::launch(&test_name("presence", backend)).await);
-    let (carla, _, _) = carla_with_history(&app).await;
+    let (app, chromium, carla) = or_skip!(carla_in_chromium(backend, "presence").await);
     chromium
         .run(async |chromium| {
             let ana = chromium.open_gadget(app.addr, "Ana").await;
@@ -437,9 +445,7 @@ async fn presence_shows_who_views_and_who_edits(backend: Backend) {
 #[apply(backends)]
 #[tokio::test]
 async fn a_routed_call_pops_the_caller_or_a_prefilled_new_customer_form(backend: Backend) {
-    let app = or_skip!(TestApp::spawn(backend).await);
-    let chromium = or_skip!(Chromium::launch(&test_name("screen-pop", backend)).await);
-    let (carla, _, _) = carla_with_history(&app).await;
+    let (app, chromium, carla) = or_skip!(carla_in_chromium(backend, "screen-pop").await);
     chromium
         .run(async |chromium| {
             let ana = chromium.open_gadget(app.addr, "Ana").await;
@@ -545,9 +551,7 @@ async fn a_routed_call_pops_the_caller_or_a_prefilled_new_customer_form(backend:
 #[apply(backends)]
 #[tokio::test]
 async fn field_violations_from_the_service_are_shown_next_to_their_inputs(backend: Backend) {
-    let app = or_skip!(TestApp::spawn(backend).await);
-    let chromium = or_skip!(Chromium::launch(&test_name("field-errors", backend)).await);
-    let (carla, _, _) = carla_with_history(&app).await;
+    let (app, chromium, carla) = or_skip!(carla_in_chromium(backend, "field-errors").await);
     let long_description = "x".repeat(2001);
     // What the service says about each input, asked directly.
     let too_long = violation(

@@ -20,17 +20,23 @@ use crate::harness::*;
 
 /// Starts `customer-context serve` on a free port and returns it with its address.
 pub(crate) fn start_server(url: &str) -> (Child, String) {
-    let mut child = Command::new(env!("CARGO_BIN_EXE_customer-context"))
-        .args([
-            "serve",
-            "--listen",
-            "127.0.0.1:0",
-            "--database-url",
-            url,
-            "--log-format",
-            "text",
-        ])
-        .env("RUST_LOG", "info")
+    let mut command = serve_command(url);
+    command.args(["--log-format", "text"]);
+    spawn_server(command)
+}
+
+/// `customer-context serve` on a free port of the loopback, on the database at `url`, logging at info level.
+pub(crate) fn serve_command(url: &str) -> Command {
+    let mut command = Command::new(env!("CARGO_BIN_EXE_customer-context"));
+    command
+        .args(["serve", "--listen", "127.0.0.1:0", "--database-url", url])
+        .env("RUST_LOG", "info");
+    command
+}
+
+/// Runs a [`serve_command`] and returns the server with its address once it logs where it listens.
+pub(crate) fn spawn_server(mut command: Command) -> (Child, String) {
+    let mut child = command
         .stdin(Stdio::null())
         .stdout(Stdio::null())
         .stderr(Stdio::piped())

@@ -5,12 +5,11 @@ use std::path::{Path, PathBuf};
 
 use bytes::Bytes;
 use http::{HeaderMap, Method, Request, StatusCode, header};
-use http_body_util::{BodyExt as _, Full};
-use hyper_util::rt::TokioIo;
+use http_body_util::Full;
 use rstest::rstest;
 use sha2::{Digest as _, Sha256};
 
-use crate::harness::{Backend, TestApp, customer, ok, within};
+use crate::harness::{Backend, TestApp, customer, ok};
 
 /// One HTTP/1.1 answer: status, headers and the whole body.
 struct Answer {
@@ -31,24 +30,12 @@ impl Answer {
 
 /// Sends one HTTP/1.1 request to the app, on a connection of its own.
 async fn http1(app: &TestApp, request: Request<Full<Bytes>>) -> Answer {
-    within("an HTTP/1.1 exchange", async {
-        let stream = tokio::net::TcpStream::connect(app.addr)
-            .await
-            .expect("connects");
-        let (mut sender, connection) = hyper::client::conn::http1::handshake(TokioIo::new(stream))
-            .await
-            .expect("HTTP/1.1 handshake");
-        tokio::spawn(connection);
-        let response = sender.send_request(request).await.expect("an answer");
-        let (parts, body) = response.into_parts();
-        let body = body.collect().await.expect("the whole body").to_bytes();
-        Answer {
-            status: parts.status,
-            headers: parts.headers,
-            body,
-        }
-    })
-    .await
+    let (parts, body) = crate::harness::http1(app.addr, request).await;
+    Answer {
+        status: parts.status,
+        headers: parts.headers,
+        body,
+    }
 }
 
 fn request(app: &TestApp, method: Method, path: &str) -> http::request::Builder {

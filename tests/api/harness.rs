@@ -210,6 +210,11 @@ impl TestApp {
         }
     }
 
+    /// Where the server serves `GET /metrics` (started with `metrics_listen`).
+    pub fn metrics_addr(&self) -> Option<SocketAddr> {
+        self.server.as_ref().and_then(RunningServer::metrics_addr)
+    }
+
     /// Fires when the server begins shutting down.
     pub fn shutdown_signal(&self) -> Shutdown {
         self.server
@@ -1069,4 +1074,29 @@ impl TestApp {
         let broken = self.create_request(request(&ana.id, "Broken")).await;
         (ana, broken)
     }
+}
+
+/// One HTTP/1.1 exchange with `addr`, on a connection of its own: the answer's head and its whole body.
+pub async fn http1(
+    addr: SocketAddr,
+    request: http::Request<http_body_util::Full<bytes::Bytes>>,
+) -> (http::response::Parts, bytes::Bytes) {
+    use http_body_util::BodyExt as _;
+    within("an HTTP/1.1 exchange", async {
+        let stream = tokio::net::TcpStream::connect(addr)
+            .await
+            .expect("connects");
+        let io = hyper_util::rt::TokioIo::new(stream);
+        let (mut sender, connection) = hyper::client::conn::http1::handshake(io)
+            .await
+            .expect("HTTP/1.1 handshake");
+        tokio::spawn(connection);
+        let response = sender.send_request(request).await.expect("an answer");
+        let (parts, body) = response.into_parts();
+        (
+            parts,
+            body.collect().await.expect("the whole body").to_bytes(),
+        )
+    })
+    .await
 }

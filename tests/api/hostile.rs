@@ -64,23 +64,10 @@ impl Codec for RawCodec {
 
 /// Every public RPC: (path, streams requests).
 fn methods() -> Vec<(String, bool)> {
-    let set =
-        prost_types::FileDescriptorSet::decode(pb::FILE_DESCRIPTOR_SET).expect("descriptor set");
-    let mut methods = Vec::new();
-    for file in set
-        .file
-        .iter()
-        .filter(|f| f.package().starts_with("customer_context."))
-    {
-        for service in &file.service {
-            for method in &service.method {
-                methods.push((
-                    format!("/{}.{}/{}", file.package(), service.name(), method.name()),
-                    method.client_streaming(),
-                ));
-            }
-        }
-    }
+    let methods: Vec<(String, bool)> = customer_context::public_methods()
+        .into_iter()
+        .map(|method| (method.path, method.client_streaming))
+        .collect();
     assert!(methods.len() >= 18, "found {} RPCs", methods.len());
     methods
 }

@@ -37,7 +37,7 @@ impl Store {
         input: &OpenContext,
         caller: &Caller,
     ) -> Result<Recorded> {
-        let txn = self.begin_write().await?;
+        let txn = self.begin_write("open_context").await?;
         let customer_id = match caller {
             Caller::Known(customer) => Some(customer.id.as_str()),
             _ => None,

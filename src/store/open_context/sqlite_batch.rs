@@ -51,6 +51,8 @@ use crate::store::{
 use crate::{
     domain::{activity::Activity, customer::Customer, request::Request, time::now_micros},
     error::{Error, Result},
+    telemetry::metrics::Metrics,
+    telemetry::otel::{self, CallTrace},
 };
 
 /// Most calls recorded in one transaction. With more calls waiting, one batch is answered while the next is
@@ -67,6 +69,8 @@ struct Job {
     /// Who called, as matched before the call was queued.
     caller: Caller,
     reply: oneshot::Sender<Result<Outcome>>,
+    /// The call's span, for the batch's (when traces are on).
+    trace: CallTrace,
 }
 
 type Batch = (Vec<Job>, oneshot::Sender<()>);
@@ -90,9 +94,8 @@ impl GroupCommit {
         synchronous: &str,
         forced_pages: u32,
         write_lock: SqlitePool,
-        log_appended: Arc<Notify>,
-        outbox: Arc<OutboxSignal>,
-        checkpoints: Option<checkpoint::Nudge>,
+        after: AfterCommit,
+        metrics: Metrics,
     ) -> Result<GroupCommit> {
         let conn = open(path, synchronous, forced_pages)?;
         let (jobs, queued) = tokio::sync::mpsc::unbounded_channel();
@@ -100,12 +103,7 @@ impl GroupCommit {
         let writer = thread::Builder::new()
             .name("sqlite-open-context".to_owned())
             .spawn(move || {
-                let mut writer = Writer {
-                    conn,
-                    log_appended,
-                    outbox,
-                    checkpoints,
-                };
+                let mut writer = Writer { conn, after };
                 while let Ok((jobs, done)) = to_write.recv() {
                     writer.write(jobs);
                     let _ = done.send(());
@@ -113,7 +111,13 @@ impl GroupCommit {
             })
             .map_err(|e| Error::internal(format!("cannot start the OpenContext writer: {e}")))?;
         let closing = Arc::new(Notify::new());
-        tokio::spawn(hand_batches(queued, batches, write_lock, closing.clone()));
+        tokio::spawn(hand_batches(
+            queued,
+            batches,
+            write_lock,
+            closing.clone(),
+            metrics,
+        ));
         Ok(GroupCommit {
             jobs,
             readers: Readers {
@@ -154,6 +158,7 @@ impl GroupCommit {
             input: input.clone(),
             caller,
             reply,
+            trace: CallTrace::current(),
         };
         self.jobs
             .send(job)
@@ -253,6 +258,7 @@ async fn hand_batches(
     batches: mpsc::Sender<Batch>,
     write_lock: SqlitePool,
     closing: Arc<Notify>,
+    metrics: Metrics,
 ) {
     let mut batch = Vec::new();
     loop {
@@ -264,7 +270,12 @@ async fn hand_batches(
             // Dropping `batches` ends the thread.
             return;
         }
-        let lock = match write_lock.acquire().await {
+        let acquiring = metrics.acquiring("write");
+        let acquired = write_lock.acquire().await;
+        if let Some(acquiring) = acquiring {
+            acquiring.acquired();
+        }
+        let lock = match acquired {
             Ok(lock) => lock,
             Err(err) => {
                 let message = format!("the database is busy: {err}");
@@ -281,6 +292,7 @@ async fn hand_batches(
                 Err(_) => break,
             }
         }
+        metrics.open_context_batch(batch.len());
         let (done, written) = oneshot::channel();
         if batches.send((std::mem::take(&mut batch), done)).is_err() {
             return;
@@ -337,11 +349,16 @@ fn connect(path: &Path, flags: OpenFlags) -> Result<Connection> {
     Ok(conn)
 }
 
+/// Whom the batch writer tells of a commit, as [`crate::store::Store::commit`] does.
+pub(in crate::store) struct AfterCommit {
+    pub log_appended: Arc<Notify>,
+    pub outbox: Arc<OutboxSignal>,
+    pub checkpoints: Option<checkpoint::Nudge>,
+}
+
 struct Writer {
     conn: Connection,
-    log_appended: Arc<Notify>,
-    outbox: Arc<OutboxSignal>,
-    checkpoints: Option<checkpoint::Nudge>,
+    after: AfterCommit,
 }
 
 impl Writer {
@@ -351,6 +368,7 @@ impl Writer {
     /// transaction is rolled back and the batch runs again with a savepoint around each call, so the failed call
     /// leaves nothing behind and the others are recorded.
     fn write(&mut self, jobs: Vec<Job>) {
+        let _span = otel::batch_span(jobs.len(), jobs.iter().map(|job| &job.trace)).entered();
         let outcomes = match self.attempt(&jobs, false) {
             Ok(outcomes) if outcomes.iter().all(Result::is_ok) => Ok(outcomes),
             Ok(_) => self.attempt(&jobs, true),
@@ -407,14 +425,14 @@ impl Writer {
             let _ = run(&self.conn, "ROLLBACK");
             return Err(err);
         }
-        if let Some(checkpoints) = &self.checkpoints {
+        if let Some(checkpoints) = &self.after.checkpoints {
             checkpoints.committed();
         }
-        self.log_appended.notify_one();
+        self.after.log_appended.notify_one();
         if queued {
-            self.outbox.queued();
+            self.after.outbox.queued();
         }
-        self.outbox.committed();
+        self.after.outbox.committed();
         Ok(outcomes)
     }
 }
@@ -771,6 +789,7 @@ mod tests {
             input: input.clone(),
             caller: Caller::Known(Box::new(gone)),
             reply,
+            trace: CallTrace::default(),
         };
         group_commit.jobs.send(job).expect("queued");
         let Outcome::Opened(opened) = answer.await.expect("answered").expect("recorded") else {

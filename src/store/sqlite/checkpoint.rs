@@ -29,7 +29,10 @@ use std::{
 
 use rusqlite::{Connection, OpenFlags};
 
-use crate::error::{Error, Result};
+use crate::{
+    error::{Error, Result},
+    telemetry::metrics::Metrics,
+};
 
 /// Pages per MiB of log: SQLite's default page size, 4 KiB, which the service keeps.
 const PAGES_PER_MIB: u32 = 256;
@@ -76,7 +79,7 @@ impl Nudge {
 
 /// Starts the checkpointer of the database file at `path`. It stops on [`Nudge::stop`], or when every [`Nudge`] is
 /// dropped.
-pub(in crate::store) fn start(path: &Path, synchronous: &str) -> Result<Nudge> {
+pub(in crate::store) fn start(path: &Path, synchronous: &str, metrics: Metrics) -> Result<Nudge> {
     let flags = OpenFlags::SQLITE_OPEN_READ_WRITE | OpenFlags::SQLITE_OPEN_NO_MUTEX;
     let conn = Connection::open_with_flags(path, flags).map_err(connection_error)?;
     // The syncs a checkpoint makes follow the connection's `synchronous`, so it is the service's.
@@ -100,7 +103,7 @@ pub(in crate::store) fn start(path: &Path, synchronous: &str) -> Result<Nudge> {
                 if stopping() {
                     return;
                 }
-                pass(&conn);
+                pass(&conn, &metrics);
                 thread::sleep(PAUSE);
             }
         })
@@ -113,18 +116,24 @@ pub(in crate::store) fn start(path: &Path, synchronous: &str) -> Result<Nudge> {
 }
 
 /// One checkpoint that waits for no one: it copies what no reader still needs, and leaves the rest.
-fn pass(conn: &Connection) {
+fn pass(conn: &Connection, metrics: &Metrics) {
     let started = Instant::now();
     let copied = conn.query_row("PRAGMA wal_checkpoint(PASSIVE)", [], |row| {
         Ok((row.get::<_, i64>(1)?, row.get::<_, i64>(2)?))
     });
     match copied {
-        Ok((log, copied)) => tracing::trace!(
-            log_pages = log,
-            copied_pages = copied,
-            elapsed_ms = started.elapsed().as_secs_f64() * 1e3,
-            "checkpoint"
-        ),
+        Ok((log, copied)) => {
+            // Passes that found nothing to copy are not checkpoints.
+            if copied > 0 {
+                metrics.checkpoint(started.elapsed());
+            }
+            tracing::trace!(
+                log_pages = log,
+                copied_pages = copied,
+                elapsed_ms = started.elapsed().as_secs_f64() * 1e3,
+                "checkpoint"
+            )
+        }
         Err(err) => tracing::warn!(
             error = %err,
             "cannot copy the write-ahead log into the database file; the next pass tries again"
@@ -174,7 +183,12 @@ mod tests {
         let path = dir.path().join("db.sqlite");
         let conn = writer(&path);
         let before = file_size(&path);
-        let nudge = start(&path, "NORMAL").expect("checkpointer");
+        let nudge = start(
+            &path,
+            "NORMAL",
+            crate::telemetry::metrics::Metrics::default(),
+        )
+        .expect("checkpointer");
         write_a_mebibyte(&conn);
         assert!(
             file_size(&path) < before + (1 << 20),

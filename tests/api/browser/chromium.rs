@@ -344,22 +344,28 @@ impl AgentPage {
         .await
     }
 
-    /// Clicks the element `selector` with the mouse, after scrolling it into view.
-    pub async fn click(&self, selector: &str) {
-        self.wait_for(
-            &format!("visible {selector}"),
-            &format!(
-                "document.querySelector({})?.checkVisibility()",
-                js(selector)
-            ),
-            LOAD,
-        )
-        .await;
-        let element = self
-            .page
+    /// Waits until the element `selector` is on the page and visible.
+    pub async fn wait_visible(&self, selector: &str) {
+        let visible = format!(
+            "document.querySelector({})?.checkVisibility()",
+            js(selector)
+        );
+        self.wait_for(&format!("visible {selector}"), &visible, LOAD)
+            .await;
+    }
+
+    /// The element `selector`, which must be on the page.
+    async fn element(&self, selector: &str) -> chromiumoxide::Element {
+        self.page
             .find_element(selector)
             .await
-            .unwrap_or_else(|e| panic!("{}'s page has no {selector}: {e}", self.agent));
+            .unwrap_or_else(|e| panic!("{}'s page has no {selector}: {e}", self.agent))
+    }
+
+    /// Clicks the element `selector` with the mouse, after scrolling it into view.
+    pub async fn click(&self, selector: &str) {
+        self.wait_visible(selector).await;
+        let element = self.element(selector).await;
         element
             .click()
             .await
@@ -369,15 +375,7 @@ impl AgentPage {
     /// Focuses the field `selector`, selects what it holds and types `text` over it (as the keyboard inserts
     /// text: the field's `input` event fires).
     pub async fn type_into(&self, selector: &str, text: &str) {
-        self.wait_for(
-            &format!("visible {selector}"),
-            &format!(
-                "document.querySelector({})?.checkVisibility()",
-                js(selector)
-            ),
-            LOAD,
-        )
-        .await;
+        self.wait_visible(selector).await;
         let focus = format!(
             "(() => {{ const field = document.querySelector({}); field.focus(); field.select(); \
              return document.activeElement === field; }})()",
@@ -396,11 +394,7 @@ impl AgentPage {
 
     /// Presses `key` (`Enter`, `Escape`, …) in the element `selector`.
     pub async fn press(&self, selector: &str, key: &str) {
-        let element = self
-            .page
-            .find_element(selector)
-            .await
-            .unwrap_or_else(|e| panic!("{}'s page has no {selector}: {e}", self.agent));
+        let element = self.element(selector).await;
         element
             .focus()
             .await

@@ -1,5 +1,6 @@
 //! Logging: the tracing subscriber (text or JSON lines on standard error) and [`CallLogLayer`], which writes
-//! one line per gRPC call when the call ends.
+//! one line per gRPC call when the call ends. With `--otlp-endpoint` the subscriber also exports trace spans
+//! ([`otel`]).
 //!
 //! Call lines have the target `customer_context::call`, so they can be tuned on their own, e.g.
 //! `RUST_LOG=info,customer_context::call=warn` keeps only failed calls.
@@ -18,16 +19,27 @@ use http_body::{Body, Frame, SizeHint};
 use tonic::{Code, Status, transport::server::TcpConnectInfo};
 use tower::{Layer, Service};
 use tracing::Level;
-use tracing_subscriber::EnvFilter;
+use tracing_subscriber::{
+    EnvFilter, Layer as _, layer::SubscriberExt as _, util::SubscriberInitExt as _,
+};
 
 use crate::{config::LogFormat, domain::principal::Principal};
+
+pub mod metrics;
+pub mod otel;
+
+use metrics::{Metrics, RpcCall};
 
 /// Log filter used when `RUST_LOG` is unset or empty.
 pub const DEFAULT_FILTER: &str = "info,sqlx=warn,sea_orm=warn";
 
 /// Installs the global tracing subscriber writing to standard error, filtered by `RUST_LOG` (default
-/// [`DEFAULT_FILTER`]). Calling it again (tests, a second command) keeps the first subscriber.
-pub fn init(format: LogFormat) {
+/// [`DEFAULT_FILTER`]), and, with `otlp` (a collector's URL), exporting spans over OTLP: the returned guard flushes
+/// them at shutdown. Calling it again (tests, a second command) keeps the first subscriber. Must be called within
+/// the Tokio runtime when `otlp` is set.
+///
+/// Without `otlp` nothing of OpenTelemetry is installed and no span is made ([`otel::enabled`]).
+pub fn init(format: LogFormat, otlp: Option<&str>) -> anyhow::Result<Option<otel::OtelGuard>> {
     let (filter, rejected) = match std::env::var("RUST_LOG") {
         Ok(directives) if !directives.trim().is_empty() => match EnvFilter::try_new(&directives) {
             Ok(filter) => (filter, None),
@@ -38,6 +50,37 @@ pub fn init(format: LogFormat) {
         },
         _ => (EnvFilter::new(DEFAULT_FILTER), None),
     };
+    let (installed, traces) = match otlp {
+        None => (init_log(format, filter), None),
+        Some(endpoint) => {
+            let (export, guard) = otel::start(endpoint)?;
+            // The log filter applies to the log only: the exporter takes its own spans whatever RUST_LOG says,
+            // and the log leaves them out.
+            let filter = filter.add_directive(
+                format!("{}=off", otel::TARGET)
+                    .parse()
+                    .expect("a valid directive"),
+            );
+            let installed = tracing_subscriber::registry()
+                .with(log_layer(format).with_filter(filter))
+                .with(export)
+                .try_init()
+                .is_ok();
+            if installed {
+                otel::enable();
+                tracing::info!(endpoint, "exporting traces over OTLP");
+            }
+            (installed, installed.then_some(guard))
+        }
+    };
+    if installed && let Some(rejected) = rejected {
+        tracing::warn!("RUST_LOG ignored, using {DEFAULT_FILTER:?}: {rejected}");
+    }
+    Ok(traces)
+}
+
+/// The log alone: the `fmt` subscriber filtered by `filter`.
+fn init_log(format: LogFormat, filter: EnvFilter) -> bool {
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_writer(std::io::stderr);
@@ -52,10 +95,25 @@ pub fn init(format: LogFormat) {
             .with_span_list(false)
             .try_init(),
     };
-    if installed.is_ok()
-        && let Some(rejected) = rejected
-    {
-        tracing::warn!("RUST_LOG ignored, using {DEFAULT_FILTER:?}: {rejected}");
+    installed.is_ok()
+}
+
+/// The log as a layer of a subscriber with other layers: the same lines as [`init_log`] writes.
+fn log_layer<S>(format: LogFormat) -> Box<dyn tracing_subscriber::Layer<S> + Send + Sync>
+where
+    S: tracing::Subscriber + for<'span> tracing_subscriber::registry::LookupSpan<'span>,
+{
+    let layer = tracing_subscriber::fmt::layer().with_writer(std::io::stderr);
+    match format {
+        LogFormat::Text => layer
+            .with_ansi(std::io::stderr().is_terminal() && std::env::var_os("NO_COLOR").is_none())
+            .boxed(),
+        LogFormat::Json => layer
+            .json()
+            .flatten_event(true)
+            .with_current_span(false)
+            .with_span_list(false)
+            .boxed(),
     }
 }
 
@@ -65,14 +123,29 @@ pub fn init(format: LogFormat) {
 /// `CANCELLED`. Successful health checks are logged at debug level so probes do not flood the log.
 ///
 /// Place it inside the gRPC-web translation so it sees native gRPC responses (status in trailers).
-#[derive(Clone, Copy, Debug, Default)]
-pub struct CallLogLayer;
+///
+/// It also counts and times every call in `metrics` (see [`metrics`]), and with traces on makes the call's span
+/// (see [`otel`]): a child of the caller's `traceparent`, entered while the call runs, ended when the call does.
+#[derive(Clone, Debug, Default)]
+pub struct CallLogLayer {
+    metrics: Metrics,
+}
+
+impl CallLogLayer {
+    /// Logs calls, and records them in `metrics` (when on).
+    pub fn new(metrics: Metrics) -> Self {
+        CallLogLayer { metrics }
+    }
+}
 
 impl<S> Layer<S> for CallLogLayer {
     type Service = CallLog<S>;
 
     fn layer(&self, inner: S) -> CallLog<S> {
-        CallLog { inner }
+        CallLog {
+            inner,
+            metrics: self.metrics.clone(),
+        }
     }
 }
 
@@ -80,6 +153,7 @@ impl<S> Layer<S> for CallLogLayer {
 #[derive(Clone, Debug)]
 pub struct CallLog<S> {
     inner: S,
+    metrics: Metrics,
 }
 
 impl<S, ReqBody, ResBody> Service<Request<ReqBody>> for CallLog<S>
@@ -96,9 +170,14 @@ where
     }
 
     fn call(&mut self, request: Request<ReqBody>) -> Self::Future {
-        let record = CallRecord::start(&request);
+        let record = CallRecord::start(&request, &self.metrics);
+        // With traces on, the call runs within its span (work done for it makes child spans).
+        let inner = match &record.span {
+            Some(call) => call.span.in_scope(|| self.inner.call(request)),
+            None => self.inner.call(request),
+        };
         CallLogFuture {
-            inner: self.inner.call(request),
+            inner,
             record: Some(record),
         }
     }
@@ -122,7 +201,9 @@ where
 
     fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
         let this = self.project();
+        let entered = this.record.as_ref().and_then(CallRecord::enter);
         let result = ready!(this.inner.poll(cx));
+        drop(entered);
         let mut record = this.record.take();
         Poll::Ready(match result {
             Ok(response) => {
@@ -165,7 +246,9 @@ impl<B: Body> Body for CallLogBody<B> {
         cx: &mut Context<'_>,
     ) -> Poll<Option<Result<Frame<B::Data>, B::Error>>> {
         let this = self.project();
+        let entered = this.record.as_ref().and_then(CallRecord::enter);
         let frame = ready!(this.inner.poll_frame(cx));
+        drop(entered);
         match &frame {
             Some(Ok(frame)) => {
                 if let Some(trailers) = frame.trailers_ref()
@@ -209,6 +292,8 @@ struct CallStatus {
     code: Code,
     /// `grpc-message`, kept for failed calls only.
     message: Option<String>,
+    /// Why a limit refused the call (`RESOURCE_EXHAUSTED` with one of [`metrics::REFUSAL_REASONS`]).
+    refusal: Option<&'static str>,
 }
 
 impl CallStatus {
@@ -216,6 +301,7 @@ impl CallStatus {
         CallStatus {
             code,
             message: Some(message.to_owned()),
+            refusal: None,
         }
     }
 }
@@ -244,6 +330,7 @@ fn status_from_response_head(
     Some(CallStatus {
         code,
         message: Some(format!("HTTP {http_status}")),
+        refusal: None,
     })
 }
 
@@ -257,13 +344,29 @@ fn status_from_trailers(trailers: &HeaderMap) -> CallStatus {
         return CallStatus {
             code,
             message: None,
+            refusal: None,
         };
     }
     // Failed calls only: decodes the percent-encoded grpc-message.
-    let message = Status::from_header_map(trailers)
+    let status = Status::from_header_map(trailers);
+    let refusal = status
+        .as_ref()
+        .filter(|status| status.code() == Code::ResourceExhausted)
+        .and_then(|status| {
+            use tonic_types::StatusExt as _;
+            let reason = status.get_error_details().error_info()?.reason.clone();
+            metrics::REFUSAL_REASONS
+                .into_iter()
+                .find(|known| *known == reason)
+        });
+    let message = status
         .map(|status| status.message().to_owned())
         .filter(|message| !message.is_empty());
-    CallStatus { code, message }
+    CallStatus {
+        code,
+        message,
+        refusal,
+    }
 }
 
 /// What is known about a call in flight. Dropping it writes the log line, so every call logs exactly once
@@ -274,11 +377,17 @@ struct CallRecord {
     peer: Option<SocketAddr>,
     agent: Option<String>,
     status: Option<CallStatus>,
+    /// The call as counted in the metrics.
+    rpc: Option<RpcCall>,
+    /// The call's trace span (with `--otlp-endpoint`).
+    span: Option<otel::CallSpan>,
 }
 
 impl CallRecord {
-    fn start<B>(request: &Request<B>) -> CallRecord {
+    fn start<B>(request: &Request<B>, metrics: &Metrics) -> CallRecord {
         CallRecord {
+            rpc: metrics.rpc_started(request.uri().path()),
+            span: otel::call_span(request.uri().path(), request.headers()),
             started: Instant::now(),
             path: request.uri().path_and_query().cloned(),
             peer: request
@@ -295,6 +404,13 @@ impl CallRecord {
     }
 }
 
+impl CallRecord {
+    /// Enters the call's span, if it has one, while its future or body is polled.
+    fn enter(&self) -> Option<tracing::span::Entered<'_>> {
+        self.span.as_ref().map(|call| call.span.enter())
+    }
+}
+
 impl Drop for CallRecord {
     fn drop(&mut self) {
         let status = self.status.take().unwrap_or_else(|| {
@@ -303,6 +419,12 @@ impl Drop for CallRecord {
                 "the caller went away before the call ended",
             )
         });
+        if let Some(rpc) = self.rpc.take() {
+            rpc.finish(status.code, status.refusal);
+        }
+        if let Some(span) = self.span.take() {
+            span.finish(&status);
+        }
         let method = self.path.as_ref().map_or("", PathAndQuery::path);
         let level = level_for(status.code, method);
         if !log_enabled(level) {
@@ -467,10 +589,11 @@ mod tests {
         let _guard = tracing::subscriber::set_default(subscriber);
 
         let mut response = Some(response);
-        let mut service = CallLogLayer.layer(tower::service_fn(move |_request: Request<()>| {
-            let response = response.take().expect("one call");
-            async move { Ok::<_, Infallible>(response) }
-        }));
+        let mut service =
+            CallLogLayer::default().layer(tower::service_fn(move |_request: Request<()>| {
+                let response = response.take().expect("one call");
+                async move { Ok::<_, Infallible>(response) }
+            }));
         let request = Request::builder()
             .uri("/customer_context.v1.CustomerService/GetCustomer")
             .header("x-agent-id", "agent-7")
