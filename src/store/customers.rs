@@ -142,7 +142,18 @@ pub(super) async fn write_contact_keys(
     if points.is_empty() {
         return Ok(());
     }
-    let rows = points
+    contact_keys::Entity::insert_many(contact_key_rows(customer_id, points))
+        .exec(db)
+        .await?;
+    Ok(())
+}
+
+/// The lookup rows of a customer's contact points, one per point in their order.
+pub(super) fn contact_key_rows<'a>(
+    customer_id: &'a str,
+    points: &'a [ContactPoint],
+) -> impl Iterator<Item = contact_keys::ActiveModel> + 'a {
+    points
         .iter()
         .enumerate()
         .map(|(position, point)| contact_keys::ActiveModel {
@@ -150,9 +161,7 @@ pub(super) async fn write_contact_keys(
             position: Set(position as i32),
             kind: Set(lookup_class(point.kind).to_owned()),
             match_key: Set(match_key(point.kind, &point.value)),
-        });
-    contact_keys::Entity::insert_many(rows).exec(db).await?;
-    Ok(())
+        })
 }
 
 /// Refuses a customer number that another customer already has.

@@ -1,6 +1,6 @@
 //! Bulk seeding for benchmarks and demos: many customers, with their requests and activities, written in one
-//! large transaction of multi-row inserts, through the same row conversions as the repository (so the schema is
-//! known in one place only).
+//! large transaction of multi-row inserts (contact lookup rows included), through the same row conversions as
+//! the repository (so the schema is known in one place only).
 //!
 //! Seeded records are history, as an import would be: no change-log rows are written and no watcher is told.
 //! The caller supplies complete records (ids, versions, times, normalized contact points); nothing is validated
@@ -41,6 +41,37 @@ pub struct SeedCounts {
     pub activities: u64,
 }
 
+/// The rows of a batch, table by table, in the order they are inserted.
+struct SeedRows {
+    customers: Vec<entity::customers::ActiveModel>,
+    contact_keys: Vec<entity::contact_keys::ActiveModel>,
+    requests: Vec<entity::requests::ActiveModel>,
+    activities: Vec<entity::activities::ActiveModel>,
+}
+
+impl SeedRows {
+    fn of(batch: &[SeedCustomer]) -> Result<SeedRows> {
+        Ok(SeedRows {
+            customers: batch
+                .iter()
+                .map(|seed| customers::to_active(&seed.customer))
+                .collect::<Result<_>>()?,
+            // Seeded customers are new: their lookup rows are only inserted.
+            contact_keys: batch
+                .iter()
+                .flat_map(|seed| {
+                    customers::contact_key_rows(
+                        &seed.customer.id,
+                        &seed.customer.data.contact_points,
+                    )
+                })
+                .collect(),
+            requests: rows_of(batch, |seed| &seed.requests, requests::to_active)?,
+            activities: rows_of(batch, |seed| &seed.activities, activities::to_active)?,
+        })
+    }
+}
+
 /// The rows of every record `records` picks from the customers of `batch`.
 fn rows_of<'a, R: 'a, A>(
     batch: &'a [SeedCustomer],
@@ -63,34 +94,21 @@ impl Store {
 
     /// Inserts `batch` in one write transaction: all of it or, on error, none of it. Writes no change-log rows.
     pub async fn seed(&self, batch: &[SeedCustomer]) -> Result<SeedCounts> {
+        let rows = SeedRows::of(batch)?;
         let txn = self.begin_write("seed").await?;
         if self.backend == DbBackend::Sqlite {
             // A big page cache keeps a large transaction from spilling pages to the WAL before it commits.
             txn.execute_unprepared(SQLITE_SEED_CACHE).await?;
         }
-        let mut counts = SeedCounts::default();
-
-        let rows = batch
-            .iter()
-            .map(|seed| customers::to_active(&seed.customer))
-            .collect::<Result<Vec<_>>>()?;
-        counts.customers = insert_chunked::<entity::customers::Entity, _>(&txn, rows).await?;
-
-        for seed in batch {
-            customers::write_contact_keys(
-                &txn,
-                &seed.customer.id,
-                &seed.customer.data.contact_points,
-            )
-            .await?;
-        }
-
-        let requests = rows_of(batch, |seed| &seed.requests, requests::to_active)?;
-        counts.requests = insert_chunked::<entity::requests::Entity, _>(&txn, requests).await?;
-        let activities = rows_of(batch, |seed| &seed.activities, activities::to_active)?;
-        counts.activities =
-            insert_chunked::<entity::activities::Entity, _>(&txn, activities).await?;
-
+        let customers =
+            insert_chunked::<entity::customers::Entity, _>(&txn, rows.customers).await?;
+        insert_chunked::<entity::contact_keys::Entity, _>(&txn, rows.contact_keys).await?;
+        let counts = SeedCounts {
+            customers,
+            requests: insert_chunked::<entity::requests::Entity, _>(&txn, rows.requests).await?,
+            activities: insert_chunked::<entity::activities::Entity, _>(&txn, rows.activities)
+                .await?,
+        };
         self.commit(txn).await?;
         Ok(counts)
     }
