@@ -445,7 +445,7 @@ const MIN_HEALTH_PROBE_INTERVAL: Duration = Duration::from_millis(50);
 /// at least one more.
 const MIN_POSTGRES_CONNECTIONS: u32 = 3;
 
-/// Parses durations such as `500ms`, `10s`, `2m`; a bare number is seconds.
+/// Parses durations such as `500us`, `500ms`, `10s`, `2m`; a bare number is seconds.
 pub fn parse_duration(text: &str) -> Result<Duration, String> {
     let text = text.trim();
     let (number, unit) = match text.find(|c: char| !c.is_ascii_digit()) {
@@ -456,10 +456,11 @@ pub fn parse_duration(text: &str) -> Result<Duration, String> {
         .parse()
         .map_err(|_| format!("{text:?} is not a duration such as 500ms, 10s or 2m"))?;
     match unit {
+        "us" => Ok(Duration::from_micros(value)),
         "ms" => Ok(Duration::from_millis(value)),
         "s" => Ok(Duration::from_secs(value)),
         "m" => Ok(Duration::from_secs(value * 60)),
-        _ => Err(format!("{text:?}: unit must be ms, s or m")),
+        _ => Err(format!("{text:?}: unit must be us, ms, s or m")),
     }
 }
 
@@ -528,6 +529,7 @@ mod tests {
 
     #[test]
     fn durations_parse_with_units() {
+        assert_eq!(parse_duration("500us"), Ok(Duration::from_micros(500)));
         assert_eq!(parse_duration("500ms"), Ok(Duration::from_millis(500)));
         assert_eq!(parse_duration("10s"), Ok(Duration::from_secs(10)));
         assert_eq!(parse_duration("2m"), Ok(Duration::from_secs(120)));

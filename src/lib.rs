@@ -7,6 +7,7 @@ pub mod api;
 pub mod auth;
 pub mod codec;
 pub mod config;
+pub mod delay_proxy;
 pub mod domain;
 pub mod error;
 pub mod events;

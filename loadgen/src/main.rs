@@ -7,6 +7,7 @@ use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
 
+mod delay;
 mod fanout;
 mod fixture;
 mod report;
@@ -55,6 +56,9 @@ enum Command {
     /// Watch fan-out: for each N, open N watch streams on one customer, let the joins settle, then update the
     /// customer and measure commit-to-delivery latency at every watcher, and the server's memory per idle stream.
     Fanout(fanout::FanoutArgs),
+    /// Forward TCP connections from --listen to --upstream, delaying every chunk by --delay each way: a database
+    /// a network hop away (1 ms round trip = --delay 500us) on one machine, where the kernel may lack netem.
+    DelayProxy(delay::DelayProxyArgs),
 }
 
 #[tokio::main]
@@ -64,6 +68,7 @@ async fn main() -> ExitCode {
         Command::Seed(args) => seed::seed(args).await,
         Command::Run(args) => run::run(args).await,
         Command::Fanout(args) => fanout::fanout(args).await,
+        Command::DelayProxy(args) => delay::delay_proxy(args).await,
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,
