@@ -4,7 +4,9 @@
 //! that resumes reads the same rows. The feed wakes on every local commit, on every PostgreSQL notification from
 //! any replica, and on a short poll, and each time reads everything past the last position it dispatched (at most
 //! every 10 ms, so a burst of commits is one read). A lost notification (a listener connection killed, a network
-//! blip) therefore delays an event by at most one poll and never loses or repeats it.
+//! blip) therefore delays an event by at most one poll and never loses or repeats it. On PostgreSQL a change is
+//! read once the sequencer gave it its position (see `store::change_log::sequence`); the poll runs a pass too,
+//! for changes whose writer stopped before it ran its own.
 
 use std::{sync::Arc, time::Duration};
 
@@ -49,13 +51,18 @@ pub fn spawn(store: Store, hub: Arc<Hub>) -> Feed {
     let reader = tokio::spawn(async move {
         let mut last_read = Instant::now();
         loop {
-            tokio::select! {
-                () = wake.notified() => {}
-                () = tokio::time::sleep(POLL_INTERVAL) => {}
-            }
+            let polled = tokio::select! {
+                () = wake.notified() => false,
+                () = tokio::time::sleep(POLL_INTERVAL) => true,
+            };
             // Commits that land meanwhile are read with this one.
             tokio::time::sleep_until(last_read + MIN_READ_INTERVAL).await;
             last_read = Instant::now();
+            if polled {
+                // On PostgreSQL a writer starts a sequencing pass after its commit, and the pass announces the
+                // changes; one that stopped between its commit and that pass left its changes to this.
+                store.sequence_committed().await;
+            }
             dispatch_new_changes(&store, &hub).await;
         }
     });

@@ -130,9 +130,16 @@ impl Store {
         let customer = resolve_links(&txn, &mut data, true).await?;
         let now = now_micros();
         let activity = Activity::created(data, agent, now);
-        record::insert(&txn, agent, &activity, now).await?;
-        self.queue_notification(&txn, &activity, customer.as_ref())
-            .await?;
+        // The notification to the customer, if any, is written with the activity.
+        let notification = self.notification_insert(&activity, customer.as_ref())?;
+        record::insert_along(
+            &txn,
+            agent,
+            &activity,
+            now,
+            notification.into_iter().collect(),
+        )
+        .await?;
         self.commit_with(txn, activity).await
     }
 

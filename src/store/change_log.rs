@@ -1,8 +1,10 @@
 //! Appending to and reading the change log.
 
 use sea_orm::{
-    ActiveValue::Set, ColumnTrait, Condition, ConnectionTrait, DbBackend, EntityTrait, QueryFilter,
-    QueryOrder, QuerySelect,
+    ActiveValue::Set,
+    ColumnTrait, Condition, ConnectionTrait, EntityTrait, QueryFilter, QueryOrder, QuerySelect,
+    QueryTrait,
+    sea_query::{Alias, CommonTableExpression, SubQueryStatement, WithClause},
 };
 use serde_json::{Map, Value};
 
@@ -16,70 +18,128 @@ use crate::{
     store::Store,
 };
 
-/// PostgreSQL channel on which every append announces its log position to all replicas.
+/// PostgreSQL channel on which the sequencer announces the newest log position to all replicas.
 pub const NOTIFY_CHANNEL: &str = "customer_context_changes";
-/// PostgreSQL advisory-lock key that orders appends ("cc-log").
-const APPEND_LOCK: i64 = 0x6363_2d6c_6f67;
+/// PostgreSQL advisory-lock key held by one sequencing pass at a time, across replicas ("cc-log").
+const SEQUENCER_LOCK: i64 = 0x6363_2d6c_6f67;
 
-/// Appends `change` inside the caller's transaction and returns its log position.
+/// Appends `change` inside the caller's transaction.
 ///
-/// Positions must become visible in order, or a reader following the log could pass over a position whose
-/// transaction commits late. SQLite has one writer at a time, so that holds by itself; on PostgreSQL each
-/// appending transaction takes an advisory lock held until it commits, which serializes the (short) tail of
-/// write transactions. The append also sends a notification carrying its position, delivered on commit.
-pub(super) async fn append(db: &impl ConnectionTrait, change: NewChange) -> Result<i64> {
-    let postgres = db.get_database_backend() == DbBackend::Postgres;
-    if postgres {
-        db.execute_unprepared(&format!("SELECT pg_advisory_xact_lock({APPEND_LOCK})"))
-            .await?;
+/// On SQLite one writer commits at a time, so the row's key, given at insert, is its log position. On
+/// PostgreSQL writers commit side by side, and a position given at insert could become visible after a larger
+/// one (a reader following the log would pass over it). There the row gets a provisional negative key, and
+/// [`sequence`] gives it its position once it is committed.
+pub(super) async fn append(db: &impl ConnectionTrait, change: NewChange) -> Result<()> {
+    change_log::Entity::insert(to_row(change)?).exec(db).await?;
+    Ok(())
+}
+
+/// Appends `change` in the same statement as `writes` (PostgreSQL): each write runs as a data-modifying `WITH`
+/// of the log row's insert, so they all cost one round trip instead of one each.
+pub(super) async fn append_after(
+    db: &impl ConnectionTrait,
+    writes: Vec<SubQueryStatement>,
+    change: NewChange,
+) -> Result<()> {
+    let mut with = WithClause::new();
+    for (n, write) in writes.into_iter().enumerate() {
+        with.cte(
+            CommonTableExpression::new()
+                .query(write)
+                .table_name(Alias::new(format!("write_{n}")))
+                .to_owned(),
+        );
     }
-    let seq = change_log::Entity::insert(to_row(change)?)
-        .exec(db)
-        .await?
-        .last_insert_id;
-    if postgres {
-        db.execute_unprepared(&format!("SELECT pg_notify('{NOTIFY_CHANNEL}', '{seq}')"))
-            .await?;
-    }
-    Ok(seq)
+    let statement = change_log::Entity::insert(to_row(change)?)
+        .into_query()
+        .with(with);
+    db.execute(&statement).await?;
+    Ok(())
 }
 
 /// Most change-log rows one insert statement carries (about a dozen bound parameters each).
 const APPEND_CHUNK: usize = 500;
 
-/// Appends several changes in one statement (in the given order; several for a large batch), like [`append`]
-/// does one.
+/// Appends several changes (in the given order; one statement per 500), like [`append`] does one.
 pub(super) async fn append_all(db: &impl ConnectionTrait, changes: Vec<NewChange>) -> Result<()> {
-    if changes.is_empty() {
-        return Ok(());
-    }
-    let postgres = db.get_database_backend() == DbBackend::Postgres;
-    if postgres {
-        db.execute_unprepared(&format!("SELECT pg_advisory_xact_lock({APPEND_LOCK})"))
-            .await?;
-    }
     let rows = changes
         .into_iter()
         .map(to_row)
         .collect::<Result<Vec<_>>>()?;
     // In chunks, so a large batch (a merge moving thousands of records) stays under the databases' limits on
     // bound parameters per statement.
-    let mut seq = 0;
     let mut rows = rows.into_iter().peekable();
     while rows.peek().is_some() {
         let chunk: Vec<_> = rows.by_ref().take(APPEND_CHUNK).collect();
-        seq = change_log::Entity::insert_many(chunk)
-            .exec(db)
-            .await?
-            .last_insert_id
-            .unwrap_or_default();
-    }
-    if postgres {
-        // The notification only wakes the other replicas' feeds, which then read the log: one is enough.
-        db.execute_unprepared(&format!("SELECT pg_notify('{NOTIFY_CHANNEL}', '{seq}')"))
-            .await?;
+        change_log::Entity::insert_many(chunk).exec(db).await?;
     }
     Ok(())
+}
+
+/// One sequencing pass on PostgreSQL, sent as one simple query (one round trip, one implicit transaction):
+/// under an advisory lock that only sequencing passes take, every committed row with a provisional key gets the
+/// next position, in the order the rows were inserted, and the newest position is announced to every replica.
+///
+/// Why this keeps the log's promises:
+/// - Positions become visible in order: passes run one at a time and each starts above the last committed
+///   position (the lock is taken by the first statement; the second reads with a snapshot taken after it).
+/// - Nothing is passed over: a row is given a position only once its transaction committed, so no smaller
+///   position can appear later.
+/// - Each record's versions keep their order: a writer inserts its row while it holds the record's row lock,
+///   so the earlier version has the earlier provisional key and committed first (a snapshot that sees the later
+///   version sees the earlier one too).
+static SEQUENCE_PASS: std::sync::LazyLock<String> = std::sync::LazyLock::new(|| {
+    format!(
+        "\
+SELECT pg_advisory_xact_lock({SEQUENCER_LOCK});
+WITH pending AS (
+    SELECT seq FROM change_log WHERE seq < 0
+), top AS (
+    SELECT COALESCE(MAX(seq), 0) AS seq FROM change_log WHERE seq > 0
+), numbered AS (
+    SELECT pending.seq AS provisional, top.seq + ROW_NUMBER() OVER (ORDER BY pending.seq DESC) AS position
+    FROM pending, top
+), given AS (
+    UPDATE change_log SET seq = numbered.position FROM numbered
+    WHERE change_log.seq = numbered.provisional
+    RETURNING change_log.seq
+)
+SELECT pg_notify('{NOTIFY_CHANNEL}', MAX(seq)::text) FROM given HAVING COUNT(*) > 0"
+    )
+});
+
+/// Runs one sequencing pass (PostgreSQL).
+pub(super) async fn sequence(db: &impl ConnectionTrait) -> Result<()> {
+    db.execute_unprepared(&SEQUENCE_PASS).await?;
+    Ok(())
+}
+
+/// Gives committed changes their positions on PostgreSQL, coalescing: any number of callers waiting at once
+/// share one pass, and each returns once a pass that began after its call has finished.
+#[derive(Debug, Default)]
+pub(super) struct Sequencer {
+    /// Calls made so far.
+    requested: std::sync::atomic::AtomicU64,
+    /// The number of calls (counted in `requested`) made before the start of the last finished pass.
+    covered: tokio::sync::Mutex<u64>,
+}
+
+impl Sequencer {
+    /// Returns once every change committed before this call has its position: true if this call ran the pass
+    /// that gave them, false if a pass another caller ran covered it.
+    pub(super) async fn settle(&self, db: &impl ConnectionTrait) -> Result<bool> {
+        use std::sync::atomic::Ordering;
+        let ticket = self.requested.fetch_add(1, Ordering::SeqCst) + 1;
+        let mut covered = self.covered.lock().await;
+        if *covered >= ticket {
+            return Ok(false);
+        }
+        // Every call counted now was made before this pass begins, so the pass covers it.
+        let upto = self.requested.load(Ordering::SeqCst);
+        sequence(db).await?;
+        *covered = upto;
+        Ok(true)
+    }
 }
 
 pub(super) fn to_row(change: NewChange) -> Result<change_log::ActiveModel> {
@@ -123,6 +183,8 @@ pub(super) async fn edits_since(
         .filter(change_log::Column::ResourceType.eq(resource.as_str()))
         .filter(change_log::Column::ResourceId.eq(id))
         .filter(change_log::Column::Version.gt(after_version))
+        // Not by position: on PostgreSQL a committed change may not have one yet (see `sequence`).
+        .order_by_asc(change_log::Column::Version)
         .order_by_asc(change_log::Column::Seq)
         .all(db)
         .await?;
@@ -235,15 +297,18 @@ impl LogRange {
 }
 
 impl Store {
-    /// The position of the newest change, 0 for an empty log.
+    /// The position of the newest change, 0 for an empty log. Every change committed before the call has its
+    /// position by then (see [`Store::sequence_committed`]).
     pub async fn last_change_seq(&self) -> Result<i64> {
+        self.sequence_committed().await;
         let last: Option<Option<i64>> = change_log::Entity::find()
             .select_only()
             .column_as(change_log::Column::Seq.max(), "seq")
             .into_tuple()
             .one(&self.read)
             .await?;
-        Ok(last.flatten().unwrap_or(0))
+        // Positions start at 1; a PostgreSQL log holding only changes not yet sequenced has none.
+        Ok(last.flatten().unwrap_or(0).max(0))
     }
 
     /// Changes after position `after`, oldest first, at most `limit`.
@@ -306,6 +371,7 @@ impl Store {
             );
         }
         let query = change_log::Entity::find()
+            .filter(change_log::Column::Seq.gt(0))
             .filter(change_log::Column::Seq.lte(upto))
             .filter(any);
         let query = if newest {

@@ -74,6 +74,8 @@ pub struct Store {
     checkpoints: Option<sqlite::checkpoint::Nudge>,
     /// On SQLite (a database file), its write-ahead log, whose size the metrics report.
     wal_file: Option<std::path::PathBuf>,
+    /// On PostgreSQL, gives committed changes their log positions (see [`change_log::Sequencer`]).
+    sequencer: Option<Arc<change_log::Sequencer>>,
     metrics: Metrics,
 }
 
@@ -217,6 +219,7 @@ impl Store {
             group_commit,
             checkpoints,
             wal_file,
+            sequencer: (backend == DbBackend::Postgres).then(Arc::default),
             metrics,
         })
     }
@@ -334,15 +337,46 @@ impl Store {
         Some(std::fs::metadata(wal).map_or(0, |meta| meta.len()))
     }
 
-    /// Commits a write transaction and wakes whoever follows the change log (and, on SQLite, the checkpointer).
+    /// Commits a write transaction that appended to the change log and wakes whoever follows the log (and, on
+    /// SQLite, the checkpointer). On PostgreSQL the changes get their log positions right after, in a sequencing
+    /// pass this commit starts and does not wait for (see [`change_log::Sequencer`]); the feed is woken when the
+    /// pass is done.
     pub(crate) async fn commit(&self, txn: Write) -> Result<()> {
+        self.commit_unlogged(txn).await?;
+        if self.sequencer.is_some() {
+            let store = self.clone();
+            tokio::spawn(async move { store.sequence_committed().await });
+        } else {
+            self.log_appended.notify_one();
+        }
+        Ok(())
+    }
+
+    /// Commits a write transaction that appended nothing to the change log.
+    pub(crate) async fn commit_unlogged(&self, txn: Write) -> Result<()> {
         txn.commit().await?;
         if let Some(checkpoints) = &self.checkpoints {
             checkpoints.committed();
         }
-        self.log_appended.notify_one();
         self.outbox.committed();
         Ok(())
+    }
+
+    /// On PostgreSQL, gives every change committed so far its log position (no-op on SQLite, where a change
+    /// has one from its insert): reads of a record's history and exports call it first, so they see every write
+    /// answered before them. A failure is logged, not returned: the changes are committed, and the change feed's
+    /// next poll sequences them.
+    pub async fn sequence_committed(&self) {
+        if let Some(sequencer) = &self.sequencer {
+            match sequencer.settle(&self.write).await {
+                Ok(true) => self.log_appended.notify_one(),
+                Ok(false) => {}
+                Err(error) => tracing::warn!(
+                    %error,
+                    "cannot give committed changes their log positions yet; the change feed retries"
+                ),
+            }
+        }
     }
 
     /// Notified after every commit that appended to the change log.
@@ -378,6 +412,8 @@ impl Store {
     /// first, so the pool's last connection to close is the database's last: SQLite then copies the whole
     /// write-ahead log into the file and removes it, and a stopped service leaves one complete file.
     pub async fn close(self) {
+        // On PostgreSQL, no change this process committed is left without its log position.
+        self.sequence_committed().await;
         if let Some(group_commit) = &self.group_commit {
             group_commit.close().await;
         }

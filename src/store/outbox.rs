@@ -18,7 +18,8 @@ use std::{
 use sea_orm::{
     ActiveValue::Set,
     ColumnTrait, Condition, ConnectionTrait, EntityTrait, QueryFilter, QueryOrder, QuerySelect,
-    sea_query::{Expr, OnConflict},
+    QueryTrait,
+    sea_query::{Expr, InsertStatement, OnConflict},
 };
 use tokio::sync::Notify;
 
@@ -176,6 +177,21 @@ impl Store {
             self.outbox.queued();
         }
         Ok(())
+    }
+
+    /// The insert queuing the notification of a new `activity` (as [`Store::queue_notification`] decides it), for
+    /// a caller that writes it in the same statement as the activity; None when it gets none. The sender is woken
+    /// after the transaction commits.
+    pub(super) fn notification_insert(
+        &self,
+        activity: &Activity,
+        customer: Option<&Customer>,
+    ) -> Result<Option<InsertStatement>> {
+        let Some(row) = notification_row(activity, customer)? else {
+            return Ok(None);
+        };
+        self.outbox.queued();
+        Ok(Some(queue(row).into_query()))
     }
 
     /// Queues the notification of an activity that an update linked to its first customer (an unknown caller

@@ -570,6 +570,7 @@ impl Store {
 
     /// Everything held about customer `id`, read from one snapshot.
     pub async fn customer_records(&self, id: &str) -> Result<CustomerRecords> {
+        self.sequence_committed().await;
         let options = match self.backend {
             DbBackend::Postgres => TransactionOptions {
                 isolation_level: Some(IsolationLevel::RepeatableRead),
@@ -650,13 +651,14 @@ impl Store {
         after: Option<i64>,
         limit: u64,
     ) -> Result<Vec<LoggedChange>> {
-        let mut query = log_rows::Entity::find()
+        self.sequence_committed().await;
+        let query = log_rows::Entity::find()
             .filter(log_rows::Column::ResourceType.eq(resource.as_str()))
             .filter(log_rows::Column::ResourceId.eq(id));
-        if let Some(after) = after {
-            query = query.filter(log_rows::Column::Seq.gt(after));
-        }
-        let query = query.order_by_asc(log_rows::Column::Seq);
+        // Only changes with a log position: every one committed before this call has one now.
+        let query = query
+            .filter(log_rows::Column::Seq.gt(after.unwrap_or(0)))
+            .order_by_asc(log_rows::Column::Seq);
         super::fetch(&self.read, query, limit, from_model).await
     }
 }

@@ -282,7 +282,7 @@ impl Store {
                 .exec(&txn)
                 .await?;
         }
-        self.commit(txn).await
+        self.commit_unlogged(txn).await
     }
 
     /// The customers `agent` opened or read within [`RECENT_WINDOW`], most recent first, at most `limit`.

@@ -3,8 +3,9 @@
 //! at, delete it at the version the caller saw. Each repository adds only what is particular to its record.
 
 use sea_orm::{
-    ActiveModelBehavior, ActiveModelTrait, ColumnTrait, ConnectionTrait, EntityName, EntityTrait,
-    IntoActiveModel, PrimaryKeyTrait, QueryFilter,
+    ActiveModelBehavior, ActiveModelTrait, ColumnTrait, ConnectionTrait, DbBackend, EntityName,
+    EntityTrait, IntoActiveModel, PrimaryKeyTrait, QueryFilter, QueryTrait,
+    sea_query::InsertStatement,
 };
 
 use super::{Write, change_log, check_version, lock_row, rebase};
@@ -84,11 +85,31 @@ pub(super) async fn insert<R: Stored>(
     record: &R,
     now: Micros,
 ) -> Result<()> {
-    R::Entity::insert(record.to_active()?)
-        .exec_without_returning(db)
-        .await?;
-    change_log::append(db, NewChange::created(agent, record, now)).await?;
-    Ok(())
+    insert_along(db, agent, record, now, Vec::new()).await
+}
+
+/// Inserts a new `record`, its "created" log row and the rows of `along` (on PostgreSQL in one statement, so one
+/// round trip to a database a network hop away).
+pub(super) async fn insert_along<R: Stored>(
+    db: &impl ConnectionTrait,
+    agent: &str,
+    record: &R,
+    now: Micros,
+    along: Vec<InsertStatement>,
+) -> Result<()> {
+    let insert = R::Entity::insert(record.to_active()?).into_query();
+    let created = NewChange::created(agent, record, now);
+    if db.get_database_backend() == DbBackend::Postgres {
+        let writes = std::iter::once(insert)
+            .chain(along)
+            .map(Into::into)
+            .collect();
+        return change_log::append_after(db, writes, created).await;
+    }
+    for statement in std::iter::once(insert).chain(along) {
+        db.execute(&statement).await?;
+    }
+    change_log::append(db, created).await
 }
 
 /// What `edit` leaves of `current` (locked by the caller): the caller's values rebased onto it (see
