@@ -1,0 +1,146 @@
+#!/usr/bin/env bash
+# Concurrent writes on PostgreSQL a network hop away: create-activity (random seeded customers, so writers touch
+# different customers) with 1 and 16 closed-loop writers, through a delay proxy adding 1 ms to every round trip
+# (`loadgen delay-proxy --delay 500us`), and with 1 writer straight to the database (the difference of the two
+# single-writer medians, divided by what one round trip through the proxy costs, is the round trips one write
+# makes).
+#
+# With OLD=DIR (a directory holding an earlier release build's `customer-context` and `loadgen`), every
+# measurement is repeated with that build, interleaved with this one, on copies of one seeded database: the old
+# loadgen seeds it (its schema), and each server migrates its own copy as an upgrade would.
+#
+# Usage: [OLD=DIR] benches/pg-writers.sh [ROUNDS] [CUSTOMERS]     (defaults: 3 rounds, 10,000 customers)
+# Needs PostgreSQL's initdb and postgres (as the postgres user when run as root). docs/benchmarks.md gives the
+# figures of this machine.
+set -euo pipefail
+cd "$(dirname "${BASH_SOURCE[0]}")/.."
+
+rounds="${1:-3}"
+customers="${2:-10000}"
+work="$(mktemp -d)"
+chmod 755 "$work"
+pg_port=55432
+proxy_port=55433
+listen=127.0.0.1:50298
+server_pid=""
+proxy_pid=""
+as_pg() { if [ "$(id -u)" = 0 ]; then runuser -u postgres -- "$@"; else "$@"; fi; }
+cleanup() {
+  [ -n "$server_pid" ] && kill "$server_pid" 2>/dev/null && wait "$server_pid" 2>/dev/null || true
+  [ -n "$proxy_pid" ] && kill "$proxy_pid" 2>/dev/null || true
+  as_pg pg_ctl -D "$work/pg" -m fast stop >/dev/null 2>&1 || true
+  rm -rf "$work"
+}
+trap cleanup EXIT
+
+cargo build --release --bins -q
+NEW=target/release
+builds=(new)
+if [ -n "${OLD:-}" ]; then builds=(new old); fi
+bin() { if [ "$1" = old ]; then echo "$OLD/$2"; else echo "$NEW/$2"; fi; }
+
+echo "starting PostgreSQL on port $pg_port..."
+[ "$(id -u)" = 0 ] && chown postgres: "$work"
+as_pg initdb -A trust -U postgres -E UTF8 -D "$work/pg" >/dev/null
+as_pg pg_ctl -D "$work/pg" -l "$work/pg.log" -w start \
+  -o "-p $pg_port -k $work -c listen_addresses=127.0.0.1 -c shared_buffers=512MB -c max_connections=200" >/dev/null
+psql() { command psql -h 127.0.0.1 -p "$pg_port" -U postgres -qAt "$@"; }
+direct="postgres://postgres@127.0.0.1:$pg_port"
+delayed="postgres://postgres@127.0.0.1:$proxy_port"
+
+seeder="$(bin "${builds[-1]}" loadgen)"
+echo "seeding $customers customers with $seeder..."
+psql -c "CREATE DATABASE seeded"
+"$seeder" seed --database-url "$direct/seeded" --customers "$customers" >/dev/null
+
+"$NEW/loadgen" delay-proxy --listen "127.0.0.1:$proxy_port" --upstream "127.0.0.1:$pg_port" --delay 500us \
+  2>/dev/null &
+proxy_pid=$!
+
+# One measured run: a fresh copy of the seeded database, the build's server reaching it by `path`, the load.
+run() {
+  local build="$1" path="$2" writers="$3" url
+  if [ "$path" = delayed ]; then url="$delayed"; else url="$direct"; fi
+  psql -c "DROP DATABASE IF EXISTS run" -c "CREATE DATABASE run TEMPLATE seeded"
+  RUST_LOG=warn "$(bin "$build" customer-context)" serve --database-url "$url/run" --listen "$listen" \
+    --db-max-connections 40 &
+  server_pid=$!
+  for _ in $(seq 300); do
+    (exec 3<>"/dev/tcp/${listen%:*}/${listen#*:}") 2>/dev/null && break
+    sleep 0.1
+  done
+  "$NEW/loadgen" run --addr "http://$listen" --customers "$customers" --concurrency "$writers" \
+    --duration 10s --warmup 2s --scenario create-activity --json >"$work/out.json"
+  kill "$server_pid"; wait "$server_pid" 2>/dev/null || true; server_pid=""
+  python3 -c '
+import json, sys
+build, path, writers = sys.argv[2:5]
+for r in json.load(open(sys.argv[1]))["results"]:
+    if r["scenario"] == "create-activity":
+        print(build, path, writers, round(r["throughput"]), r["latency"]["p50_ms"], r["latency"]["p99_ms"],
+              sum(r["errors"].values()))
+' "$work/out.json" "$build" "$path" "$writers" | tee -a "$work/results"
+}
+
+# What one round trip through the proxy costs (its threads wake a little late): an echo server behind a second
+# proxy, pinged 2,000 times.
+python3 - "$NEW/loadgen" >"$work/round_trip" <<'PY'
+import socket, subprocess, sys, threading, time
+server = socket.socket(); server.bind(("127.0.0.1", 0)); server.listen(1)
+def echo():
+    conn, _ = server.accept(); conn.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+    while data := conn.recv(64):
+        conn.sendall(data)
+threading.Thread(target=echo, daemon=True).start()
+proxy = subprocess.Popen([sys.argv[1], "delay-proxy", "--listen", "127.0.0.1:55434", "--upstream",
+                          f"127.0.0.1:{server.getsockname()[1]}", "--delay", "500us"], stderr=subprocess.DEVNULL)
+for _ in range(100):
+    try:
+        client = socket.create_connection(("127.0.0.1", 55434)); break
+    except OSError:
+        time.sleep(0.05)
+client.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+times = []
+for _ in range(2000):
+    started = time.perf_counter(); client.sendall(b"x"); client.recv(8); times.append(time.perf_counter() - started)
+proxy.terminate()
+print(sorted(times)[1000] * 1000)
+PY
+echo "one round trip through the proxy: $(cut -c1-5 "$work/round_trip") ms"
+
+echo "build path writers req/s p50_ms p99_ms errors"
+for round in $(seq "$rounds"); do
+  order=("${builds[@]}")
+  if [ $((round % 2)) -eq 0 ]; then order=($(printf '%s\n' "${builds[@]}" | tac)); fi
+  for build in "${order[@]}"; do
+    run "$build" delayed 1
+    run "$build" delayed 16
+    run "$build" direct 1
+  done
+done
+
+echo
+echo "summary (mean of $rounds runs; round trips = (delayed p50 - direct p50) / one proxied round trip, one writer):"
+python3 -c '
+import sys, collections
+runs = collections.defaultdict(list)
+round_trip = float(open(sys.argv[2]).read())
+for line in open(sys.argv[1]):
+    build, path, writers, rate, p50, p99, errors = line.split()
+    runs[(build, path, int(writers))].append((float(rate), float(p50), float(p99)))
+mean = lambda values: sum(values) / len(values)
+for build in ("new", "old"):
+    if (build, "delayed", 1) not in runs:
+        continue
+    one = mean([r for r, _, _ in runs[(build, "delayed", 1)]])
+    many = mean([r for r, _, _ in runs[(build, "delayed", 16)]])
+    p99 = mean([p for _, _, p in runs[(build, "delayed", 16)]])
+    slow = mean([p for _, p, _ in runs[(build, "delayed", 1)]])
+    fast = mean([p for _, p, _ in runs[(build, "direct", 1)]])
+    print(f"{build}: 1 writer {one:7.0f}/s  16 writers {many:7.0f}/s (p99 {p99:.1f} ms)  16/1 {many / one:5.1f}x  "
+          f"p50 {slow:.2f} ms delayed vs {fast:.2f} ms direct: {(slow - fast) / round_trip:.1f} round trips")
+if ("old", "delayed", 16) in runs:
+    new = mean([r for r, _, _ in runs[("new", "delayed", 16)]])
+    old = mean([r for r, _, _ in runs[("old", "delayed", 16)]])
+    print(f"16 writers, new / old: {new / old:.1f}x")
+' "$work/results" "$work/round_trip"
