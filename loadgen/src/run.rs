@@ -86,6 +86,12 @@ pub struct RunArgs {
     #[arg(long, default_value_t = 20)]
     pub page_size: i32,
 
+    /// The search scenario's queries, taken at random instead of the book's mix of name, company and phone
+    /// prefixes (repeat the flag or separate with commas), e.g. prefixes whose match count the database
+    /// misjudges.
+    #[arg(long = "search-query", value_delimiter = ',')]
+    pub search_queries: Vec<String>,
+
     /// The server's process id: report its CPU use during each scenario (Linux /proc).
     #[arg(long)]
     pub server_pid: Option<u32>,
@@ -192,6 +198,7 @@ pub async fn run(args: RunArgs) -> anyhow::Result<()> {
         book: Book::new(args.seed, customers.unwrap_or(0)),
         run_id: run_id(),
         page_size: args.page_size,
+        search_queries: args.search_queries.clone(),
     });
     if let Some(customers) = customers {
         eprintln!(

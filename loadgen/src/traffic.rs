@@ -209,6 +209,8 @@ pub struct Traffic {
     /// Distinguishes this run's interaction ids from earlier runs' (OpenContext is idempotent on them).
     pub run_id: String,
     pub page_size: i32,
+    /// Queries of the search scenario; empty: the book's mix.
+    pub search_queries: Vec<String>,
 }
 
 impl Traffic {
@@ -321,6 +323,9 @@ impl Traffic {
     }
 
     fn search_query(&self, rng: &mut impl Rng) -> String {
+        if let Some(query) = self.search_queries.choose(rng) {
+            return query.clone();
+        }
         let seeded = self.any_customer(rng);
         let data = &seeded.customer.data;
         let first_word = |text: &str| text.split_whitespace().next().unwrap_or("").to_owned();

@@ -114,15 +114,20 @@ pub async fn search_customers(
             next_page_token: String::new(),
         });
     }
-    let hits = state
+    let found = state
         .store
         .search_customers(&words, page.cursor.as_ref(), page.fetch())
         .await?;
-    Ok(page.answer(
-        hits,
+    let mut answer: pb::SearchCustomersResponse = page.answer(
+        found.hits,
         |hit| hit.cursor.clone(),
         |hit| pb::Customer::from(hit.customer),
-    ))
+    );
+    if let Some(stopped_at) = found.stopped_at {
+        // Out of time before the page was full: the next page goes on from where this one stopped.
+        answer.next_page_token = page.token_after(&stopped_at);
+    }
+    Ok(answer)
 }
 
 pub async fn lookup_customers(

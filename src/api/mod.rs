@@ -272,6 +272,11 @@ impl PageRequest {
         self.size + 1
     }
 
+    /// The token of a page that starts after `cursor`.
+    fn token_after(&self, cursor: &Cursor) -> String {
+        page::encode_token(self.filter, cursor)
+    }
+
     /// Trims `rows` to the page and returns the token of the next page (empty on the last one).
     fn finish<T>(&self, rows: &mut Vec<T>, cursor_of: impl Fn(&T) -> Cursor) -> String {
         if rows.len() as u64 <= self.size {
@@ -279,7 +284,7 @@ impl PageRequest {
         }
         rows.truncate(self.size as usize);
         rows.last()
-            .map(|last| page::encode_token(self.filter, &cursor_of(last)))
+            .map(|last| self.token_after(&cursor_of(last)))
             .unwrap_or_default()
     }
 

@@ -122,6 +122,7 @@ impl Store {
             for hit in self
                 .search_customers(&query, None, MAX_NAME_CANDIDATES)
                 .await?
+                .hits
             {
                 if hit.customer.id != id {
                     candidates

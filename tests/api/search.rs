@@ -216,3 +216,67 @@ async fn rows_inserted_directly_into_the_database_are_searchable(backend: Backen
     assert_eq!(app.search_customers("seed1 ann").await.len(), 1);
     assert_eq!(app.search_customers("lopez").await, vec![ana]);
 }
+
+/// Every customer id `query` finds, page after page of `page_size`.
+async fn every_page(app: &TestApp, query: &str, page_size: i32) -> Vec<String> {
+    let mut found = Vec::new();
+    let mut token = String::new();
+    for _ in 0..1_000 {
+        let page = app
+            .search_customers_page(query, page_size, &token)
+            .await
+            .expect("page");
+        assert!(page.customers.len() <= page_size as usize, "{query:?}");
+        found.extend(page.customers.into_iter().map(|c| c.id));
+        if page.next_page_token.is_empty() {
+            return found;
+        }
+        token = page.next_page_token;
+    }
+    panic!("{query:?} still has pages after 1,000");
+}
+
+/// On PostgreSQL a page first walks the newest customers (a hundred for each customer the page holds) and
+/// turns to the index when that leaves it short: a prefix only the oldest customers have is found past the
+/// walk, and a common one pages through everyone, newest first, each once.
+#[apply(backends)]
+#[tokio::test]
+async fn a_rare_prefix_is_found_past_the_newest_customers_and_a_common_one_pages_through_all(
+    backend: Backend,
+) {
+    let app = or_skip!(TestApp::spawn(backend).await);
+    let mut rare = Vec::new();
+    for i in 0..3 {
+        let old = app
+            .create_customer(customer("Quentin", &format!("Zyx{i} Common")))
+            .await;
+        rare.push(old.id);
+    }
+    let mut everyone = rare.clone();
+    let mut sparse = Vec::new();
+    for i in 0..240 {
+        // Two sparse ones: one among the 200 newest, one older.
+        let last = match i {
+            0 | 150 => format!("Newer{i} Sparse"),
+            _ => format!("Newer{i}"),
+        };
+        let newer = app.create_customer(customer("Common", &last)).await;
+        if last.ends_with("Sparse") {
+            sparse.push(newer.id.clone());
+        }
+        everyone.push(newer.id);
+    }
+    rare.reverse();
+    sparse.reverse();
+    everyone.reverse();
+
+    // A page of one walks the 200 newest customers, none of them a Zyx.
+    assert_eq!(every_page(&app, "zyx", 1).await, rare);
+    assert_eq!(every_page(&app, "quen zyx1", 1).await, rare[1..2]);
+    assert_eq!(every_page(&app, "zyx", 2).await, rare);
+    assert_eq!(every_page(&app, "sparse", 1).await, sparse);
+    assert_eq!(every_page(&app, "com spa", 1).await, sparse);
+    assert_eq!(every_page(&app, "common", 1).await, everyone);
+    assert_eq!(every_page(&app, "common", 50).await, everyone);
+    assert!(every_page(&app, "zyxw", 1).await.is_empty());
+}
