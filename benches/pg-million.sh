@@ -1,8 +1,8 @@
 #!/usr/bin/env bash
 # PostgreSQL at 1,000,000 customers, a network hop away: seeds 10,000 and 1,000,000 customers with `loadgen seed`
 # (timed), then measures lookup (both sizes, interleaved), search (the book's mix, and the prefixes whose match
-# count the planner misjudges most), get-customer and open-context on one replica, and open-context, lookup and
-# search on two replicas of one database. Every server reaches PostgreSQL through `loadgen delay-proxy --delay
+# count the planner misjudges most), get-customer and open-context on one replica (16 closed-loop workers, then
+# lookup and search open loop at 100/s), and open-context, lookup and search on two replicas of one database. Every server reaches PostgreSQL through `loadgen delay-proxy --delay
 # 500us` (1 ms added to every round trip), as a database on another machine would be.
 #
 # Usage: [KEEP=DIR] benches/pg-million.sh [ROUNDS]     (default: 2 rounds)
@@ -102,9 +102,10 @@ start() {
 
 # One measured run: `label`, customers, targets, then loadgen's own flags.
 measure() {
-  local label="$1" customers="$2" targets="$3"
+  local label="$1" customers="$2" targets="$3" load=(--concurrency 16)
   shift 3
-  "$L" run --target "$targets" --customers "$customers" --concurrency 16 --duration 10s --warmup 2s --json "$@" \
+  if [[ " $* " == *" --rate "* ]]; then load=(); fi
+  "$L" run --target "$targets" --customers "$customers" "${load[@]}" --duration 10s --warmup 2s --json "$@" \
     >"$work/out.json"
   python3 -c '
 import json, sys
@@ -127,9 +128,12 @@ for round in $(seq "$rounds"); do
   for size in "${sizes[@]}"; do
     start "c$size" "$first"
     measure "1-replica/$size" "$size" "http://$first" --scenario lookup,get-customer,search,open-context
+    measure "1-replica/$size/100-per-s" "$size" "http://$first" --baseline false --rate 100 --scenario lookup,search
     if [ "$size" = 1000000 ]; then
       measure "1-replica/$size/misjudged" "$size" "http://$first" --baseline false --scenario search \
         --search-query "$misjudged"
+      measure "1-replica/$size/misjudged/100-per-s" "$size" "http://$first" --baseline false --rate 100 \
+        --scenario search --search-query "$misjudged"
     fi
     stop_servers
   done

@@ -126,7 +126,7 @@ impl Store {
         match self.postgres_index_step(&query, cursor, limit).await {
             Ok(rows) => Ok(SearchPage::complete(hits_of(rows, false)?)),
             Err(error) if db_error_kind(&error) == "statement_timeout" => {
-                tracing::info!(
+                tracing::debug!(
                     budget_ms = INDEX_BUDGET.as_millis() as u64,
                     words = words.len(),
                     "search ran out of time; answering a short page that continues below the \
