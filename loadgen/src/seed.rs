@@ -29,7 +29,8 @@ pub struct SeedArgs {
     #[arg(long, value_parser = clap::value_parser!(u64).range(1..=MAX_CUSTOMERS))]
     pub customers: u64,
 
-    /// Customers per transaction.
+    /// Customers made ready at a time. Each batch is one transaction on PostgreSQL; on SQLite the whole load is
+    /// one transaction.
     #[arg(long, default_value_t = 10_000, value_parser = clap::value_parser!(u64).range(1..=1_000_000))]
     pub batch: u64,
 
@@ -73,7 +74,7 @@ async fn fill(store: &Store, args: &SeedArgs) -> anyhow::Result<(SeedCounts, Dur
     let started = Instant::now();
 
     // Batches are generated on a blocking thread while the previous one is written.
-    let (batches, mut ready) = mpsc::channel::<Vec<SeedCustomer>>(2);
+    let (batches, ready) = mpsc::channel::<Vec<SeedCustomer>>(2);
     let batch = args.batch;
     let total = args.customers;
     let generator = tokio::task::spawn_blocking(move || {
@@ -88,24 +89,22 @@ async fn fill(store: &Store, args: &SeedArgs) -> anyhow::Result<(SeedCounts, Dur
         }
     });
 
-    let mut counts = SeedCounts::default();
     let mut next_report = total / 10;
-    while let Some(customers) = ready.recv().await {
-        let written = store.seed(&customers).await?;
-        counts.customers += written.customers;
-        counts.requests += written.requests;
-        counts.activities += written.activities;
-        progress.inc(written.customers);
-        if progress.is_hidden() && counts.customers >= next_report {
-            eprintln!(
-                "  {} / {} customers ({:.0} s)",
-                crate::report::thousands(counts.customers),
-                crate::report::thousands(total),
-                started.elapsed().as_secs_f64()
-            );
-            next_report += total / 10;
-        }
-    }
+    let counts = store
+        .seed_all(ready, |written| {
+            progress.inc(written.customers);
+            let done = progress.position();
+            if progress.is_hidden() && done >= next_report {
+                eprintln!(
+                    "  {} / {} customers ({:.0} s)",
+                    crate::report::thousands(done),
+                    crate::report::thousands(total),
+                    started.elapsed().as_secs_f64()
+                );
+                next_report += total / 10;
+            }
+        })
+        .await?;
     generator.await.context("the data generator failed")?;
     store
         .analyze()

@@ -1,29 +1,46 @@
-//! Bulk seeding for benchmarks and demos: many customers, with their requests and activities, written in one
-//! large transaction of multi-row inserts (contact lookup rows included), through the same row conversions as
-//! the repository (so the schema is known in one place only).
+//! Bulk seeding for benchmarks and demos: many customers, with their requests and activities (contact lookup rows
+//! included), written in large transactions through the same row conversions as the repository (so the schema
+//! is known in one place only).
+//!
+//! - PostgreSQL: a transaction per batch, of multi-row inserts.
+//! - A SQLite file: the whole load in one transaction on the database writer's own connection, with one prepared
+//!   single-row insert per row. A multi-row insert needs a statement journal, and each statement journal makes
+//!   the full-text index write what it holds as a new segment, which it then merges again and again. The search
+//!   index's insert triggers are set aside inside the transaction and each batch's customers are indexed in one
+//!   statement.
 //!
 //! Seeded records are history, as an import would be: no change-log rows are written and no watcher is told.
 //! The caller supplies complete records (ids, versions, times, normalized contact points); nothing is validated
 //! here beyond what the database enforces (unique ids and customer numbers, foreign keys).
 
-use sea_orm::{ActiveModelTrait, ConnectionTrait, DbBackend, EntityTrait};
+use std::collections::VecDeque;
+
+use rusqlite::{Connection, OptionalExtension as _};
+use sea_orm::{
+    ActiveModelTrait, ActiveValue, ConnectionTrait, DbBackend, EntityTrait, IdenStatic, Iterable,
+    sea_query::{Alias, Expr, ExprTrait as _, Query},
+};
+use tokio::sync::mpsc;
 
 use super::{
     Store, activities, customers,
     entity::{self},
+    open_context::{db_error, run},
     requests,
+    sqlite::shape,
 };
 use crate::{
     domain::{activity::Activity, customer::Customer, request::Request},
-    error::Result,
+    error::{Error, Result},
 };
 
 /// Rows per `INSERT`: the widest table (activities) has 23 columns, so 200 rows bind 4,600 values, well under
 /// SQLite's limit of 32,766 bound parameters per statement.
 const ROWS_PER_STATEMENT: usize = 200;
 
-/// Page cache of the write connection while seeding (negative: KiB), 256 MiB instead of SQLite's 2 MiB.
-const SQLITE_SEED_CACHE: &str = "PRAGMA cache_size = -262144";
+/// Page cache of the write connection while seeding (negative: KiB), 1 GiB instead of SQLite's 2 MiB: the pages
+/// a load touches stay in memory until it commits, instead of spilling to the write-ahead log and being read back.
+const SQLITE_SEED_CACHE: &str = "PRAGMA cache_size = -1048576";
 
 /// One customer to seed, with its journey. The requests and activities must belong to the customer.
 #[derive(Clone, Debug)]
@@ -39,6 +56,21 @@ pub struct SeedCounts {
     pub customers: u64,
     pub requests: u64,
     pub activities: u64,
+}
+
+impl SeedCounts {
+    fn add(&mut self, other: SeedCounts) {
+        self.customers += other.customers;
+        self.requests += other.requests;
+        self.activities += other.activities;
+    }
+}
+
+/// A seeding task's outcome, or why it ended without one.
+fn joined(
+    task: std::result::Result<Result<SeedCounts>, tokio::task::JoinError>,
+) -> Result<SeedCounts> {
+    task.map_err(|err| Error::internal(format!("a seeding task failed: {err}")))?
 }
 
 /// The rows of a batch, table by table, in the order they are inserted.
@@ -92,6 +124,65 @@ impl Store {
         Ok(())
     }
 
+    /// Inserts every batch `batches` yields, telling `written` what each one wrote, and returns the totals.
+    /// Writes no change-log rows.
+    ///
+    /// On a SQLite file the whole load is one transaction on the database writer's connection: all of it or,
+    /// on error, none of it; the next batch's rows are made ready while the writer inserts this one's. Elsewhere
+    /// each batch is its own transaction (see [`Store::seed`]), the next one made ready meanwhile.
+    pub async fn seed_all(
+        &self,
+        mut batches: mpsc::Receiver<Vec<SeedCustomer>>,
+        mut written: impl FnMut(SeedCounts),
+    ) -> Result<SeedCounts> {
+        let Some(writer) = &self.group_commit else {
+            let mut total = SeedCounts::default();
+            let mut in_flight = VecDeque::with_capacity(2);
+            let mut account = |counts: SeedCounts| {
+                total.add(counts);
+                written(counts);
+            };
+            while let Some(batch) = batches.recv().await {
+                let store = self.clone();
+                in_flight.push_back(tokio::spawn(async move { store.seed(&batch).await }));
+                if in_flight.len() == 2
+                    && let Some(oldest) = in_flight.pop_front()
+                {
+                    account(joined(oldest.await)?);
+                }
+            }
+            while let Some(oldest) = in_flight.pop_front() {
+                account(joined(oldest.await)?);
+            }
+            return Ok(total);
+        };
+        let (rows, to_insert) = mpsc::channel::<Result<SeedRows>>(1);
+        let (progress, mut reports) = mpsc::unbounded_channel();
+        let load = writer.alone(move |conn| seed_sqlite(conn, to_insert, &progress));
+        let feed = async move {
+            while let Some(batch) = batches.recv().await {
+                let ready = SeedRows::of(&batch);
+                let failed = ready.is_err();
+                // A batch that cannot be converted ends the load, which rolls back; so does a load that stopped
+                // (with the error to report).
+                if rows.send(ready).await.is_err() || failed {
+                    break;
+                }
+            }
+        };
+        let report = async {
+            while let Some(counts) = reports.recv().await {
+                written(counts);
+            }
+        };
+        let (loaded, (), ()) = tokio::join!(load, feed, report);
+        let total = loaded?;
+        if let Some(checkpoints) = &self.checkpoints {
+            checkpoints.committed();
+        }
+        Ok(total)
+    }
+
     /// Inserts `batch` in one write transaction: all of it or, on error, none of it. Writes no change-log rows.
     pub async fn seed(&self, batch: &[SeedCustomer]) -> Result<SeedCounts> {
         let rows = SeedRows::of(batch)?;
@@ -127,4 +218,255 @@ where
         inserted += E::insert_many(chunk).exec_without_returning(db).await?;
     }
     Ok(inserted)
+}
+
+/// The triggers that index an inserted customer for search; a seeding transaction drops them and indexes its
+/// customers in one statement instead.
+const SEARCH_INSERT_TRIGGERS: [&str; 2] =
+    ["customers_search_assign_key", "customers_search_insert"];
+
+/// Inserts every batch of rows `batches` yields in one transaction on the SQLite write connection `conn`,
+/// telling `progress` what each batch wrote: all of them or, on error, none.
+fn seed_sqlite(
+    conn: &mut Connection,
+    mut batches: mpsc::Receiver<Result<SeedRows>>,
+    progress: &mpsc::UnboundedSender<SeedCounts>,
+) -> Result<SeedCounts> {
+    let cache: i64 = conn
+        .query_row("PRAGMA cache_size", [], |row| row.get(0))
+        .map_err(db_error)?;
+    run(conn, SQLITE_SEED_CACHE).map_err(db_error)?;
+    run(conn, "BEGIN IMMEDIATE").map_err(db_error)?;
+    let written = seed_in_transaction(conn, &mut batches, progress);
+    let ended = match &written {
+        Ok(_) => run(conn, "COMMIT").inspect_err(|_| {
+            let _ = run(conn, "ROLLBACK");
+        }),
+        Err(_) => run(conn, "ROLLBACK"),
+    };
+    // The writer's usual page cache, whatever happened.
+    let restored = conn.execute_batch(&format!("PRAGMA cache_size = {cache}"));
+    let counts = written?;
+    ended.map_err(db_error)?;
+    restored.map_err(db_error)?;
+    Ok(counts)
+}
+
+fn seed_in_transaction(
+    conn: &Connection,
+    batches: &mut mpsc::Receiver<Result<SeedRows>>,
+    progress: &mpsc::UnboundedSender<SeedCounts>,
+) -> Result<SeedCounts> {
+    let triggers = set_aside_triggers(conn)?;
+    let mut key: i64 = conn
+        .query_row(
+            &rendered(
+                Query::select()
+                    .expr(Expr::col(Alias::new("search_key")).max())
+                    .from(entity::customers::Entity),
+            ),
+            [],
+            |row| row.get::<_, Option<i64>>(0),
+        )
+        .map_err(db_error)?
+        .unwrap_or(0);
+    let index = rendered(
+        Query::insert()
+            .into_table(Alias::new("customers_fts"))
+            .columns([Alias::new("rowid"), Alias::new("search_text")])
+            .select_from(
+                Query::select()
+                    .columns([Alias::new("search_key"), Alias::new("search_text")])
+                    .from(entity::customers::Entity)
+                    // Bound to the last key before each batch.
+                    .and_where(Expr::col(Alias::new("search_key")).gt(0))
+                    .to_owned(),
+            )
+            .map_err(|err| Error::internal(format!("the search index statement: {err}")))?,
+    );
+    let mut statements = Statements::default();
+    let mut total = SeedCounts::default();
+    while let Some(rows) = batches.blocking_recv() {
+        let rows = rows?;
+        let indexed_after = key;
+        let mut counts = SeedCounts {
+            customers: statements.customers.insert_all(
+                conn,
+                rows.customers,
+                |row| customer_insert(row.clone()),
+                |row| {
+                    key += 1;
+                    let mut values = shape::insert_values(row)?;
+                    values.push(rusqlite::types::Value::Integer(key));
+                    Ok(values)
+                },
+            )?,
+            ..SeedCounts::default()
+        };
+        // This batch's words, indexed in one statement.
+        conn.prepare_cached(&index)
+            .and_then(|mut statement| statement.execute([indexed_after]))
+            .map_err(db_error)?;
+        statements.contact_keys.insert_all(
+            conn,
+            rows.contact_keys,
+            |row| rendered_insert(row.clone(), entity::contact_keys::Entity::insert),
+            shape::insert_values,
+        )?;
+        counts.requests = statements.requests.insert_all(
+            conn,
+            rows.requests,
+            |row| rendered_insert(row.clone(), entity::requests::Entity::insert),
+            shape::insert_values,
+        )?;
+        counts.activities = statements.activities.insert_all(
+            conn,
+            rows.activities,
+            |row| rendered_insert(row.clone(), entity::activities::Entity::insert),
+            shape::insert_values,
+        )?;
+        total.add(counts);
+        let _ = progress.send(counts);
+    }
+    for sql in &triggers {
+        conn.execute_batch(sql).map_err(db_error)?;
+    }
+    Ok(total)
+}
+
+/// Drops the search insert triggers, returning their definitions to create them again.
+fn set_aside_triggers(conn: &Connection) -> Result<Vec<String>> {
+    let mut triggers = Vec::new();
+    for name in SEARCH_INSERT_TRIGGERS {
+        let sql: Option<String> = conn
+            .query_row(
+                "SELECT sql FROM sqlite_master WHERE type = 'trigger' AND name = ?1",
+                [name],
+                |row| row.get(0),
+            )
+            .optional()
+            .map_err(db_error)?;
+        if let Some(sql) = sql {
+            conn.execute_batch(&format!("DROP TRIGGER {name}"))
+                .map_err(db_error)?;
+            triggers.push(sql);
+        }
+    }
+    Ok(triggers)
+}
+
+/// The insert of one customer row with its search key (a SQLite column the shared entity does not know).
+fn customer_insert(mut row: entity::customers::ActiveModel) -> String {
+    let mut columns = Vec::new();
+    let mut values: Vec<Expr> = Vec::new();
+    for column in entity::customers::Column::iter() {
+        if let ActiveValue::Set(value) | ActiveValue::Unchanged(value) = row.take(column) {
+            columns.push(Alias::new(column.as_str()));
+            values.push(Expr::val(value));
+        }
+    }
+    columns.push(Alias::new("search_key"));
+    values.push(Expr::val(0));
+    let mut insert = Query::insert();
+    insert
+        .into_table(entity::customers::Entity)
+        .columns(columns);
+    match insert.values(values) {
+        Ok(insert) => rendered(insert),
+        // Every column has its value: this cannot fail.
+        Err(err) => format!("-- {err}"),
+    }
+}
+
+/// The SQL text of the insert sea-orm makes of `row`.
+fn rendered_insert<A, Q: sea_orm::QueryTrait>(row: A, statement: impl FnOnce(A) -> Q) -> String {
+    statement(row).build(DbBackend::Sqlite).sql
+}
+
+/// The insert statements of a load, one per table, prepared for the shape of the table's latest row.
+#[derive(Default)]
+struct Statements<'conn> {
+    customers: Prepared<'conn>,
+    contact_keys: Prepared<'conn>,
+    requests: Prepared<'conn>,
+    activities: Prepared<'conn>,
+}
+
+/// An insert held prepared rather than looked up by its text row after row, with the shape it was rendered for.
+#[derive(Default)]
+struct Prepared<'conn>(Option<(u64, rusqlite::Statement<'conn>)>);
+
+impl<'conn> Prepared<'conn> {
+    /// Inserts `rows` one at a time, with the statement `render` makes of a row's shape bound to `values`;
+    /// returns how many were inserted.
+    fn insert_all<A: ActiveModelTrait>(
+        &mut self,
+        conn: &'conn Connection,
+        rows: Vec<A>,
+        render: impl Fn(&A) -> String,
+        mut values: impl FnMut(A) -> Result<Vec<rusqlite::types::Value>>,
+    ) -> Result<u64> {
+        let mut inserted = 0;
+        for row in rows {
+            let columns = shape::set_columns(&row)?;
+            let statement = match &mut self.0 {
+                Some((shape, statement)) if *shape == columns => statement,
+                _ => {
+                    let new = conn.prepare(&render(&row)).map_err(db_error)?;
+                    &mut self.0.insert((columns, new)).1
+                }
+            };
+            inserted += statement
+                .execute(rusqlite::params_from_iter(values(row)?))
+                .map_err(db_error)? as u64;
+        }
+        Ok(inserted)
+    }
+}
+
+/// The SQL text of `statement`, its values left as parameters.
+fn rendered(statement: &impl sea_orm::sea_query::QueryStatementWriter) -> String {
+    statement.build(sea_orm::sea_query::SqliteQueryBuilder).0
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::domain::customer::{Audit, CustomerData};
+    use sea_orm::QueryTrait;
+
+    #[test]
+    fn a_customer_goes_in_with_sea_orms_insert_and_its_search_key() {
+        let customer = Customer {
+            id: "0190d9a1-0000-7000-8000-000000000001".to_owned(),
+            version: 1,
+            data: CustomerData {
+                first_name: "Ana".to_owned(),
+                ..CustomerData::default()
+            },
+            audit: Audit::created("seeder", 1),
+            locked: false,
+            anonymize_time: None,
+        };
+        let row = customers::to_active(&customer).unwrap();
+        let sea_orm = entity::customers::Entity::insert(row.clone())
+            .build(DbBackend::Sqlite)
+            .sql;
+        let (columns, values) = sea_orm.split_once(") VALUES (").unwrap();
+        let expected = format!(
+            "{columns}, \"search_key\") VALUES ({}, ?)",
+            values.strip_suffix(')').unwrap()
+        );
+        assert_eq!(customer_insert(row.clone()), expected);
+        // The values bound: sea-orm's, then the key.
+        let sea_orm_values = entity::customers::Entity::insert(row.clone())
+            .build(DbBackend::Sqlite)
+            .values
+            .map(|values| values.0)
+            .unwrap_or_default()
+            .into_iter()
+            .map(|value| shape::into_sql_value(value).unwrap())
+            .collect::<Vec<_>>();
+        assert_eq!(shape::insert_values(row).unwrap(), sea_orm_values);
+    }
 }

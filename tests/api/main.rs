@@ -32,6 +32,7 @@ mod recent;
 mod requests;
 mod restart;
 mod search;
+mod seed;
 mod text_rule;
 mod tls;
 mod validation;

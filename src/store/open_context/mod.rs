@@ -26,7 +26,7 @@ mod sqlite_batch;
 
 use caller::Caller;
 use pooled::Recorded;
-pub(super) use sqlite_batch::{AfterCommit, GroupCommit, database_file};
+pub(super) use sqlite_batch::{AfterCommit, GroupCommit, database_file, db_error, run};
 
 use super::{
     Store, activities, customers, decode_json, encode_json,

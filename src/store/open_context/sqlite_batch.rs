@@ -73,12 +73,21 @@ struct Job {
     trace: CallTrace,
 }
 
-type Batch = (Vec<Job>, oneshot::Sender<()>);
+/// What the thread does next: record a batch of calls (and say when it is done), or run one piece of work on its
+/// connection alone.
+enum Work {
+    Batch(Vec<Job>, oneshot::Sender<()>),
+    Alone(Box<dyn FnOnce(&mut Connection) + Send>),
+}
 
 /// Handle to the recording thread; calls queue on it.
 #[derive(Debug)]
 pub(in crate::store) struct GroupCommit {
     jobs: tokio::sync::mpsc::UnboundedSender<Job>,
+    /// The thread's queue, for work run alone; taken on close, so that the thread ends.
+    alone: Mutex<Option<mpsc::Sender<Work>>>,
+    /// The write pool, whose only connection is held while the thread writes.
+    write_lock: SqlitePool,
     readers: Readers,
     /// Ends the task that hands out batches, and with it the thread.
     closing: Arc<Notify>,
@@ -99,27 +108,34 @@ impl GroupCommit {
     ) -> Result<GroupCommit> {
         let conn = open(path, synchronous, forced_pages)?;
         let (jobs, queued) = tokio::sync::mpsc::unbounded_channel();
-        let (batches, to_write) = mpsc::channel::<Batch>();
+        let (batches, to_write) = mpsc::channel::<Work>();
         let writer = thread::Builder::new()
             .name("sqlite-open-context".to_owned())
             .spawn(move || {
                 let mut writer = Writer { conn, after };
-                while let Ok((jobs, done)) = to_write.recv() {
-                    writer.write(jobs);
-                    let _ = done.send(());
+                while let Ok(work) = to_write.recv() {
+                    match work {
+                        Work::Batch(jobs, done) => {
+                            writer.write(jobs);
+                            let _ = done.send(());
+                        }
+                        Work::Alone(work) => work(&mut writer.conn),
+                    }
                 }
             })
             .map_err(|e| Error::internal(format!("cannot start the OpenContext writer: {e}")))?;
         let closing = Arc::new(Notify::new());
         tokio::spawn(hand_batches(
             queued,
-            batches,
-            write_lock,
+            batches.clone(),
+            write_lock.clone(),
             closing.clone(),
             metrics,
         ));
         Ok(GroupCommit {
             jobs,
+            alone: Mutex::new(Some(batches)),
+            write_lock,
             readers: Readers {
                 path: path.to_owned(),
                 idle: Mutex::default(),
@@ -132,6 +148,10 @@ impl GroupCommit {
     /// Stops taking calls, waits for the thread to finish the batch it is recording and closes every connection
     /// (on shutdown, once the calls have drained). A call made after this fails with UNAVAILABLE.
     pub(in crate::store) async fn close(&self) {
+        self.alone
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .take();
         self.closing.notify_one();
         crate::store::join_thread(&self.thread).await;
         self.readers
@@ -139,6 +159,39 @@ impl GroupCommit {
             .lock()
             .unwrap_or_else(PoisonError::into_inner)
             .clear();
+    }
+
+    /// Runs `work` on the thread's write connection, holding the write pool's connection meanwhile, so that no
+    /// other writer runs alongside (a bulk load, say, which manages its own transaction).
+    pub(in crate::store) async fn alone<T: Send + 'static>(
+        &self,
+        work: impl FnOnce(&mut Connection) -> Result<T> + Send + 'static,
+    ) -> Result<T> {
+        let lock = self
+            .write_lock
+            .acquire()
+            .await
+            .map_err(|err| Error::Unavailable(format!("the database is busy: {err}")))?;
+        let (reply, answer) = oneshot::channel();
+        let work = Work::Alone(Box::new(move |conn| {
+            let _ = reply.send(work(conn));
+        }));
+        let queued = self
+            .alone
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .as_ref()
+            .is_some_and(|thread| thread.send(work).is_ok());
+        if !queued {
+            return Err(Error::Unavailable(
+                "the service is shutting down".to_owned(),
+            ));
+        }
+        let done = answer.await.map_err(|_| {
+            Error::Unavailable("the database writer stopped before the work was done".to_owned())
+        });
+        drop(lock);
+        done?
     }
 
     /// Records one call (or finds it recorded) and answers when its transaction has committed.
@@ -255,7 +308,7 @@ fn open_requests_values(customer_id: &str) -> impl Iterator<Item = SqlValue> {
 /// Takes every queued call (up to [`MAX_BATCH`]), waits for the write lock and has the thread record them.
 async fn hand_batches(
     mut queued: tokio::sync::mpsc::UnboundedReceiver<Job>,
-    batches: mpsc::Sender<Batch>,
+    batches: mpsc::Sender<Work>,
     write_lock: SqlitePool,
     closing: Arc<Notify>,
     metrics: Metrics,
@@ -294,7 +347,10 @@ async fn hand_batches(
         }
         metrics.open_context_batch(batch.len());
         let (done, written) = oneshot::channel();
-        if batches.send((std::mem::take(&mut batch), done)).is_err() {
+        if batches
+            .send(Work::Batch(std::mem::take(&mut batch), done))
+            .is_err()
+        {
             return;
         }
         let _ = written.await;
@@ -454,7 +510,7 @@ fn in_savepoint<T>(conn: &Connection, f: impl FnOnce(&Connection) -> Result<T>) 
 }
 
 /// Runs a statement without parameters, prepared once.
-fn run(conn: &Connection, sql: &str) -> rusqlite::Result<()> {
+pub(in crate::store) fn run(conn: &Connection, sql: &str) -> rusqlite::Result<()> {
     conn.prepare_cached(sql)?.execute([]).map(drop)
 }
 
@@ -654,7 +710,7 @@ fn parameters(statement: &sea_orm::Statement) -> Result<Vec<SqlValue>> {
         .collect()
 }
 
-fn db_error(err: rusqlite::Error) -> Error {
+pub(in crate::store) fn db_error(err: rusqlite::Error) -> Error {
     shared_error(&err)
 }
 

@@ -1,0 +1,165 @@
+//! Bulk seeding (`loadgen seed`): seeded customers are found by search and lookup like any other, a customer
+//! created afterwards is indexed as usual, and a load that fails leaves nothing of itself behind.
+
+use customer_context::{
+    config::DatabaseSettings,
+    domain::{
+        contact::{ContactKind, ContactPoint},
+        customer::{Audit, Customer, CustomerData},
+        time::now_micros,
+    },
+    pb::{self, lookup_customers_request::Key},
+    store::{
+        Store,
+        seed::{SeedCounts, SeedCustomer},
+    },
+};
+use rstest::rstest;
+use rstest_reuse::apply;
+use tokio::sync::mpsc;
+
+use crate::harness::*;
+
+/// Customer `i` of a seeded book: "Seeded Person{i}", customer number S-{i}, phone +1 617 555 {i:04}.
+fn seeded(i: u32, customer_number: String) -> SeedCustomer {
+    SeedCustomer {
+        customer: Customer {
+            id: uuid::Uuid::now_v7().to_string(),
+            version: 1,
+            data: CustomerData {
+                first_name: "Seeded".to_owned(),
+                last_name: format!("Person{i}"),
+                customer_number,
+                contact_points: vec![ContactPoint {
+                    kind: ContactKind::Phone,
+                    label: "mobile".to_owned(),
+                    value: format!("+1617555{i:04}"),
+                }],
+                ..CustomerData::default()
+            },
+            audit: Audit::created("seeder", now_micros()),
+            locked: false,
+            anonymize_time: None,
+        },
+        requests: Vec::new(),
+        activities: Vec::new(),
+    }
+}
+
+/// Seeds `batches` into the database at `url`, returning the totals and the counts reported batch by batch.
+async fn seed(url: &str, batches: Vec<Vec<SeedCustomer>>) -> (Result<SeedCounts, String>, u64) {
+    let store = Store::connect(&DatabaseSettings::new(url))
+        .await
+        .expect("store");
+    store.migrate().await.expect("migrated");
+    let (sender, batches_rx) = mpsc::channel(1);
+    let feed = async move {
+        for batch in batches {
+            if sender.send(batch).await.is_err() {
+                break;
+            }
+        }
+    };
+    let mut reported = 0;
+    let load = store.seed_all(batches_rx, |written| reported += written.customers);
+    let ((), loaded) = within("seeding", async { tokio::join!(feed, load) }).await;
+    store.close().await;
+    (loaded.map_err(|err| err.to_string()), reported)
+}
+
+fn search_names(found: &[pb::Customer]) -> Vec<String> {
+    found.iter().map(|c| c.last_name.clone()).collect()
+}
+
+#[apply(backends)]
+#[tokio::test]
+async fn seeded_customers_are_searchable_and_the_index_follows_writes_after_the_load(
+    backend: Backend,
+) {
+    let db = or_skip!(TestDb::new(backend).await);
+    let batches = (0..3)
+        .map(|b| {
+            (b * 10..b * 10 + 10)
+                .map(|i| seeded(i, format!("S-{i}")))
+                .collect()
+        })
+        .collect();
+    let (loaded, reported) = seed(db.url(), batches).await;
+    let counts = loaded.expect("seeded");
+    assert_eq!(counts.customers, 30);
+    assert_eq!(reported, 30, "every batch reported as it went in");
+
+    let app = TestApp::spawn_on(db.url()).await;
+    let found = app.search_customers("seeded").await;
+    assert_eq!(found.len(), 30, "{:?}", search_names(&found));
+    assert_eq!(
+        search_names(&app.search_customers("person17").await),
+        ["Person17"]
+    );
+    // Prefixes, and the phone in another written form.
+    assert_eq!(app.search_customers("perso").await.len(), 30);
+    assert_eq!(
+        search_names(&app.search_customers("(617) 555-0023").await),
+        ["Person23"]
+    );
+    let by_phone = app
+        .lookup_customers(Key::Phone("+1 617 555 0005".to_owned()))
+        .await
+        .expect("lookup");
+    assert_eq!(search_names(&by_phone), ["Person5"]);
+
+    // The index still follows every write: a customer created, renamed and deleted after the load.
+    let later = app.create_customer(customer("Late", "Arrival")).await;
+    assert_eq!(
+        search_names(&app.search_customers("arriv").await),
+        ["Arrival"]
+    );
+    let mut renamed = later.clone();
+    renamed.last_name = "Newcomer".to_owned();
+    app.update_customer("ana", renamed).await.expect("renamed");
+    assert!(app.search_customers("arriv").await.is_empty());
+    assert_eq!(
+        search_names(&app.search_customers("newcom").await),
+        ["Newcomer"]
+    );
+    app.shutdown().await;
+}
+
+#[apply(backends)]
+#[tokio::test]
+async fn a_load_that_fails_leaves_nothing_of_itself(backend: Backend) {
+    let db = or_skip!(TestDb::new(backend).await);
+    let (first, _) = seed(db.url(), vec![vec![seeded(1, "S-1".to_owned())]]).await;
+    first.expect("the first load");
+    // The second load's last customer repeats the first load's customer number.
+    let clashing = vec![
+        seeded(2, "S-2".to_owned()),
+        seeded(3, "S-3".to_owned()),
+        seeded(4, "S-1".to_owned()),
+    ];
+    let (second, _) = seed(db.url(), vec![clashing]).await;
+    let error = second.expect_err("a customer number seeded twice");
+    assert!(
+        error.contains("UNIQUE") || error.contains("unique"),
+        "{error}"
+    );
+
+    let app = TestApp::spawn_on(db.url()).await;
+    assert_eq!(
+        search_names(&app.search_customers("seeded").await),
+        ["Person1"]
+    );
+    assert!(
+        app.lookup_customers(Key::Phone("+16175550002".to_owned()))
+            .await
+            .expect("lookup")
+            .is_empty()
+    );
+    // The search index is whole and still indexes new customers.
+    app.create_customer(customer("Seeded", "Later")).await;
+    assert_eq!(
+        search_names(&app.search_customers("seeded").await),
+        ["Later", "Person1"]
+    );
+    app.shutdown().await;
+}
