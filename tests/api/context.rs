@@ -601,3 +601,107 @@ async fn invalid_calls_are_refused_with_every_violation_and_nothing_is_logged(wr
     .await;
     assert_eq!(response.activity.expect("activity").topic, topic);
 }
+
+/// Makes the database refuse every activity with topic `topic` (a trigger, as a failing disk or a constraint
+/// would), or lifts that refusal.
+async fn refuse_activities_about(app: &TestApp, topic: &str, refuse: bool) {
+    use sea_orm::{ConnectionTrait, Database};
+    let db = Database::connect(app.database_url())
+        .await
+        .expect("connect");
+    let statements: Vec<String> = match (db.get_database_backend(), refuse) {
+        (sea_orm::DbBackend::Postgres, true) => vec![
+            format!(
+                "CREATE FUNCTION refuse_topic() RETURNS trigger AS $$ BEGIN \
+                 IF NEW.topic = '{topic}' THEN RAISE EXCEPTION 'refused by the test'; END IF; \
+                 RETURN NEW; END $$ LANGUAGE plpgsql"
+            ),
+            "CREATE TRIGGER refuse_topic BEFORE INSERT ON activities FOR EACH ROW \
+             EXECUTE FUNCTION refuse_topic()"
+                .to_owned(),
+        ],
+        (sea_orm::DbBackend::Postgres, false) => vec![
+            "DROP TRIGGER refuse_topic ON activities".to_owned(),
+            "DROP FUNCTION refuse_topic()".to_owned(),
+        ],
+        (_, true) => vec![format!(
+            "CREATE TRIGGER refuse_topic BEFORE INSERT ON activities WHEN NEW.topic = '{topic}' \
+             BEGIN SELECT RAISE(ABORT, 'refused by the test'); END"
+        )],
+        (_, false) => vec!["DROP TRIGGER refuse_topic".to_owned()],
+    };
+    for statement in statements {
+        db.execute_unprepared(&statement)
+            .await
+            .expect("the refusal");
+    }
+    db.close().await.expect("closed");
+}
+
+/// Calls recorded together (SQLite records concurrent calls in one transaction) keep their own outcomes: the one
+/// the database refuses fails and leaves nothing behind, and the calls beside it are committed.
+#[apply(writers)]
+#[tokio::test]
+async fn a_call_the_database_refuses_fails_alone_and_the_calls_beside_it_are_recorded(
+    writer: Writer,
+) {
+    const CALLS: usize = 24;
+    const REFUSED: usize = 9;
+    let app = or_skip!(writer.spawn().await);
+    let ana = ana_at_her_phone(&app).await;
+    refuse_activities_about(&app, "refused", true).await;
+    let calls: Vec<pb::OpenContextRequest> = (0..CALLS)
+        .map(|i| pb::OpenContextRequest {
+            topic: if i == REFUSED { "refused" } else { "billing" }.to_owned(),
+            ..call(&format!("batch-call-{i}"), ANAS_PHONE)
+        })
+        .collect();
+    let barrier = Arc::new(Barrier::new(CALLS));
+    let answers = within(
+        "concurrent calls",
+        futures::future::join_all(calls.iter().cloned().map(|request| {
+            let barrier = barrier.clone();
+            let mut client = context_client(app.channel());
+            async move {
+                barrier.wait().await;
+                client
+                    .open_context(as_agent(ROUTER, request))
+                    .await
+                    .map(tonic::Response::into_inner)
+            }
+        })),
+    )
+    .await;
+    let mut recorded = BTreeSet::new();
+    for (i, answer) in answers.into_iter().enumerate() {
+        match answer {
+            Ok(answer) if i != REFUSED => {
+                recorded.insert(answer.activity.expect("an activity").id);
+            }
+            Err(status) if i == REFUSED => assert_eq!(status.code(), tonic::Code::Internal),
+            other => panic!("call {i}: {other:?}"),
+        }
+    }
+    assert_eq!(
+        journey(&app, &ana.id).await,
+        recorded,
+        "every call answered is logged, and the refused one is not"
+    );
+    // The refused call claimed nothing: once the database takes it, its retry is recorded afresh.
+    refuse_activities_about(&app, "refused", false).await;
+    let retried = opened(&app, calls[REFUSED].clone()).await;
+    let retried_id = retried.activity.expect("an activity").id;
+    assert!(!recorded.contains(&retried_id));
+    assert_eq!(journey(&app, &ana.id).await.len(), CALLS);
+}
+
+/// The ids of the activities in a customer's journey.
+async fn journey(app: &TestApp, customer_id: &str) -> BTreeSet<String> {
+    app.list_activities(customer_id, "", 100, "")
+        .await
+        .expect("the journey")
+        .activities
+        .into_iter()
+        .map(|activity| activity.id)
+        .collect()
+}

@@ -211,6 +211,11 @@ impl TestApp {
     }
 
     /// Where the server serves `GET /metrics` (started with `metrics_listen`).
+    /// The URL of the database the server runs on.
+    pub fn database_url(&self) -> &str {
+        &self.url
+    }
+
     pub fn metrics_addr(&self) -> Option<SocketAddr> {
         self.server.as_ref().and_then(RunningServer::metrics_addr)
     }
