@@ -231,10 +231,14 @@ pub(super) async fn missing(db: &impl ConnectionTrait, id: &str) -> Result<Error
 
 record::stored_in!(Customer, customers);
 
+/// The customer with id `id`: by primary key, so without the `LIMIT 1` of `one()`, whose bound value makes SQLite
+/// plan the statement again on every run (see `literal_limit`).
+fn by_id(id: &str) -> sea_orm::Select<customers::Entity> {
+    customers::Entity::find_by_id(id.to_owned())
+}
+
 pub(super) async fn find(db: &impl ConnectionTrait, id: &str) -> Result<Customer> {
-    // By primary key, so without the `LIMIT 1` of `one()`, whose bound value makes SQLite plan the statement
-    // again on every run (see `literal_limit`).
-    let found = customers::Entity::find_by_id(id.to_owned()).all(db).await?;
+    let found = by_id(id).all(db).await?;
     match found.into_iter().next() {
         Some(model) => from_model(model),
         None => Err(missing(db, id).await?),
@@ -303,7 +307,14 @@ impl Store {
     }
 
     pub async fn get_customer(&self, id: &str) -> Result<Customer> {
-        find(&self.read, id).await
+        let Some(readers) = &self.group_commit else {
+            return find(&self.read, id).await;
+        };
+        let found = readers.customers(&by_id(id))?;
+        match found.into_iter().next() {
+            Some(model) => from_model(model),
+            None => Err(missing(&self.read, id).await?),
+        }
     }
 
     /// Applies the edit to the customer if it is still at its version (see [`record::apply_edit`]). A change
@@ -426,11 +437,12 @@ impl Store {
         key: &str,
         only: Option<&str>,
     ) -> Result<Vec<Customer>> {
-        super::all_limited(&self.read, lookup_query(kind, key, only))
-            .await?
-            .into_iter()
-            .map(from_model)
-            .collect()
+        let query = lookup_query(kind, key, only);
+        let found = match &self.group_commit {
+            Some(readers) => readers.customers(&query)?,
+            None => super::all_limited(&self.read, query).await?,
+        };
+        found.into_iter().map(from_model).collect()
     }
 }
 

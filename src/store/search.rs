@@ -96,11 +96,17 @@ impl Store {
         match self.backend() {
             DbBackend::Postgres => self.postgres_search(&words, cursor, limit).await,
             _ => {
-                let rows = self
-                    .read
-                    .query_all_raw(sqlite_search(&words, cursor, limit)?)
-                    .await?;
-                Ok(SearchPage::complete(hits_of(rows, true)?))
+                let statement = sqlite_search(&words, cursor, limit)?;
+                let Some(readers) = &self.group_commit else {
+                    let rows = self.read.query_all_raw(statement).await?;
+                    return Ok(SearchPage::complete(hits_of(rows, true)?));
+                };
+                let hits = readers
+                    .keyed_customers(&statement)?
+                    .into_iter()
+                    .map(|(model, key)| hit(model, Some(key)))
+                    .collect::<Result<_>>()?;
+                Ok(SearchPage::complete(hits))
             }
         }
     }
@@ -292,9 +298,17 @@ pub(crate) fn tsquery(words: &[String]) -> String {
 /// stream from the index newest first and the scan stops at `limit`.
 fn sqlite_search(words: &[String], cursor: Option<&Cursor>, limit: u64) -> Result<Statement> {
     let mut values: Vec<Value> = vec![fts5_query(words).into()];
-    let mut sql = String::from(
-        "SELECT c.* FROM customers_fts CROSS JOIN customers AS c ON c.search_key = customers_fts.rowid \
-         WHERE customers_fts MATCH ?",
+    // The entity's columns in its order, then the key: a row reads as the entity's model, by name or by position.
+    static COLUMNS: std::sync::OnceLock<String> = std::sync::OnceLock::new();
+    let columns = COLUMNS.get_or_init(|| {
+        <customers::Column as sea_orm::Iterable>::iter()
+            .map(|column| format!("c.\"{}\"", sea_orm::IdenStatic::as_str(&column)))
+            .collect::<Vec<_>>()
+            .join(", ")
+    });
+    let mut sql = format!(
+        "SELECT {columns}, c.search_key FROM customers_fts CROSS JOIN customers AS c \
+         ON c.search_key = customers_fts.rowid WHERE customers_fts MATCH ?"
     );
     if let Some(cursor) = cursor {
         let key = cursor.time.ok_or_else(|| {
@@ -368,16 +382,21 @@ fn hits_of(rows: Vec<sea_orm::QueryResult>, keyed: bool) -> Result<Vec<SearchHit
             } else {
                 None
             };
-            let cursor = Cursor {
-                time,
-                id: model.id.clone(),
-            };
-            Ok(SearchHit {
-                customer: from_model(model)?,
-                cursor,
-            })
+            hit(model, time)
         })
         .collect()
+}
+
+/// A found customer with the cursor after it (`key`: SQLite's search key).
+fn hit(model: customers::Model, key: Option<i64>) -> Result<SearchHit> {
+    let cursor = Cursor {
+        time: key,
+        id: model.id.clone(),
+    };
+    Ok(SearchHit {
+        customer: from_model(model)?,
+        cursor,
+    })
 }
 
 #[cfg(test)]

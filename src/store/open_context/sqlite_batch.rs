@@ -194,6 +194,34 @@ impl GroupCommit {
         done?
     }
 
+    /// The customers `query` (a select sea-orm builds) finds, read by one statement on a read connection in the
+    /// caller's task: no round trip to a pooled connection's thread.
+    pub(in crate::store) fn customers(
+        &self,
+        query: &sea_orm::Select<entity::customers::Entity>,
+    ) -> Result<Vec<entity::customers::Model>> {
+        self.readers
+            .read_statement(|conn| all(conn, query, customer_row))
+    }
+
+    /// The customers a statement selecting the customer entity's columns and then an integer key finds, with their
+    /// keys, read on a read connection in the caller's task.
+    pub(in crate::store) fn keyed_customers(
+        &self,
+        statement: &sea_orm::Statement,
+    ) -> Result<Vec<(entity::customers::Model, i64)>> {
+        let key_column = <entity::customers::Column as sea_orm::Iterable>::iter().count();
+        let params = parameters(statement)?;
+        self.readers.read_statement(|conn| {
+            select(
+                conn,
+                &statement.sql,
+                rusqlite::params_from_iter(params),
+                |row| Ok((customer_row(row)?, row.get(key_column)?)),
+            )
+        })
+    }
+
     /// Records one call (or finds it recorded) and answers when its transaction has committed.
     ///
     /// The caller is matched before the call is queued, and the gadget's lists are read after it committed, each
@@ -245,6 +273,16 @@ struct Readers {
 impl Readers {
     /// Runs `f` in one read transaction (one snapshot) on an idle connection, or a new one.
     fn read<T>(&self, f: impl FnOnce(&Connection) -> Result<T>) -> Result<T> {
+        self.read_statement(|conn| {
+            run(conn, "BEGIN").map_err(db_error)?;
+            let read = f(conn);
+            run(conn, "COMMIT").map_err(db_error)?;
+            read
+        })
+    }
+
+    /// Runs `f`, which runs one statement (its own snapshot), on an idle connection, or a new one.
+    fn read_statement<T>(&self, f: impl FnOnce(&Connection) -> Result<T>) -> Result<T> {
         let idle = self
             .idle
             .lock()
@@ -254,9 +292,7 @@ impl Readers {
             Some(conn) => conn,
             None => open_reader(&self.path)?,
         };
-        run(&conn, "BEGIN").map_err(db_error)?;
         let read = f(&conn);
-        run(&conn, "COMMIT").map_err(db_error)?;
         let mut idle = self.idle.lock().unwrap_or_else(PoisonError::into_inner);
         if idle.len() < IDLE_READERS {
             idle.push(conn);
