@@ -156,19 +156,23 @@ impl Store {
             }
             return Ok(total);
         };
-        let (rows, to_insert) = mpsc::channel::<Result<SeedRows>>(1);
+        let (rows, to_insert) = mpsc::channel::<Load>(1);
         let (progress, mut reports) = mpsc::unbounded_channel();
         let load = writer.alone(move |conn| seed_sqlite(conn, to_insert, &progress));
         let feed = async move {
             while let Some(batch) = batches.recv().await {
-                let ready = SeedRows::of(&batch);
-                let failed = ready.is_err();
-                // A batch that cannot be converted ends the load, which rolls back; so does a load that stopped
-                // (with the error to report).
+                let ready = match SeedRows::of(&batch) {
+                    Ok(ready) => Load::Rows(ready),
+                    // A batch that cannot be converted ends the load, which rolls back.
+                    Err(err) => Load::Failed(err),
+                };
+                let failed = matches!(ready, Load::Failed(_));
+                // A load that stopped has the error to report.
                 if rows.send(ready).await.is_err() || failed {
-                    break;
+                    return;
                 }
             }
+            let _ = rows.send(Load::Done).await;
         };
         let report = async {
             while let Some(counts) = reports.recv().await {
@@ -220,6 +224,15 @@ where
     Ok(inserted)
 }
 
+/// What the writer's side of a load is told next.
+enum Load {
+    Rows(SeedRows),
+    /// A batch could not be converted: the load rolls back with this error.
+    Failed(Error),
+    /// Every batch was sent: the load commits.
+    Done,
+}
+
 /// The triggers that index an inserted customer for search; a seeding transaction drops them and indexes its
 /// customers in one statement instead.
 const SEARCH_INSERT_TRIGGERS: [&str; 2] =
@@ -229,7 +242,7 @@ const SEARCH_INSERT_TRIGGERS: [&str; 2] =
 /// telling `progress` what each batch wrote: all of them or, on error, none.
 fn seed_sqlite(
     conn: &mut Connection,
-    mut batches: mpsc::Receiver<Result<SeedRows>>,
+    mut batches: mpsc::Receiver<Load>,
     progress: &mpsc::UnboundedSender<SeedCounts>,
 ) -> Result<SeedCounts> {
     let cache: i64 = conn
@@ -254,7 +267,7 @@ fn seed_sqlite(
 
 fn seed_in_transaction(
     conn: &Connection,
-    batches: &mut mpsc::Receiver<Result<SeedRows>>,
+    batches: &mut mpsc::Receiver<Load>,
     progress: &mpsc::UnboundedSender<SeedCounts>,
 ) -> Result<SeedCounts> {
     let triggers = set_aside_triggers(conn)?;
@@ -286,8 +299,14 @@ fn seed_in_transaction(
     );
     let mut statements = Statements::default();
     let mut total = SeedCounts::default();
-    while let Some(rows) = batches.blocking_recv() {
-        let rows = rows?;
+    loop {
+        let rows = match batches.blocking_recv() {
+            Some(Load::Rows(rows)) => rows,
+            Some(Load::Done) => break,
+            Some(Load::Failed(err)) => return Err(err),
+            // The caller stopped feeding without saying the load was whole (it was dropped): keep none of it.
+            None => return Err(Error::internal("the load ended before its last batch")),
+        };
         let indexed_after = key;
         let mut counts = SeedCounts {
             customers: statements.customers.insert_all(

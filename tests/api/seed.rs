@@ -163,3 +163,44 @@ async fn a_load_that_fails_leaves_nothing_of_itself(backend: Backend) {
     );
     app.shutdown().await;
 }
+
+/// On SQLite the load is one transaction: a load given up before its last batch (its caller gone) keeps nothing.
+#[tokio::test]
+async fn a_load_given_up_before_its_last_batch_keeps_nothing_on_sqlite() {
+    let db = or_skip!(TestDb::new(Backend::Sqlite).await);
+    let store = Store::connect(&DatabaseSettings::new(db.url()))
+        .await
+        .expect("store");
+    store.migrate().await.expect("migrated");
+    let (sender, batches) = mpsc::channel(1);
+    sender
+        .send((0..5).map(|i| seeded(i, format!("S-{i}"))).collect())
+        .await
+        .expect("the first batch");
+    let mut reported = 0;
+    // The sender stays open: the load waits for more until the caller gives up.
+    let given_up = tokio::time::timeout(
+        std::time::Duration::from_millis(500),
+        store.seed_all(batches, |written| reported += written.customers),
+    )
+    .await;
+    assert!(
+        given_up.is_err(),
+        "the load cannot finish without its last batch"
+    );
+    assert_eq!(
+        reported, 5,
+        "the first batch went in before the caller gave up"
+    );
+    drop(sender);
+    store.close().await;
+
+    let app = TestApp::spawn_on(db.url()).await;
+    assert!(app.search_customers("seeded").await.is_empty());
+    app.create_customer(customer("Seeded", "Later")).await;
+    assert_eq!(
+        search_names(&app.search_customers("seeded").await),
+        ["Later"]
+    );
+    app.shutdown().await;
+}
