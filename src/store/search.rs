@@ -207,17 +207,7 @@ impl Store {
             query = query.filter(customers::Column::Id.lt(cursor.id.as_str()));
         }
         let query = query.order_by_desc(customers::Column::Id);
-        super::fetch(&self.read, query, limit, |model| {
-            let cursor = Cursor {
-                time: None,
-                id: model.id.clone(),
-            };
-            Ok(SearchHit {
-                customer: from_model(model)?,
-                cursor,
-            })
-        })
-        .await
+        super::fetch(&self.read, query, limit, |model| hit(model, None)).await
     }
 }
 

@@ -18,6 +18,7 @@ use std::collections::VecDeque;
 use rusqlite::{Connection, OptionalExtension as _};
 use sea_orm::{
     ActiveModelTrait, ActiveValue, ConnectionTrait, DbBackend, EntityTrait, IdenStatic, Iterable,
+    QueryTrait,
     sea_query::{Alias, Expr, ExprTrait as _, Query},
 };
 use tokio::sync::mpsc;
@@ -326,24 +327,11 @@ fn seed_in_transaction(
         conn.prepare_cached(&index)
             .and_then(|mut statement| statement.execute([indexed_after]))
             .map_err(db_error)?;
-        statements.contact_keys.insert_all(
-            conn,
-            rows.contact_keys,
-            |row| rendered_insert(row.clone(), entity::contact_keys::Entity::insert),
-            shape::insert_values,
-        )?;
-        counts.requests = statements.requests.insert_all(
-            conn,
-            rows.requests,
-            |row| rendered_insert(row.clone(), entity::requests::Entity::insert),
-            shape::insert_values,
-        )?;
-        counts.activities = statements.activities.insert_all(
-            conn,
-            rows.activities,
-            |row| rendered_insert(row.clone(), entity::activities::Entity::insert),
-            shape::insert_values,
-        )?;
+        statements
+            .contact_keys
+            .insert_models(conn, rows.contact_keys)?;
+        counts.requests = statements.requests.insert_models(conn, rows.requests)?;
+        counts.activities = statements.activities.insert_models(conn, rows.activities)?;
         total.add(counts);
         let _ = progress.send(counts);
     }
@@ -397,11 +385,6 @@ fn customer_insert(mut row: entity::customers::ActiveModel) -> String {
     }
 }
 
-/// The SQL text of the insert sea-orm makes of `row`.
-fn rendered_insert<A, Q: sea_orm::QueryTrait>(row: A, statement: impl FnOnce(A) -> Q) -> String {
-    statement(row).build(DbBackend::Sqlite).sql
-}
-
 /// The insert statements of a load, one per table, prepared for the shape of the table's latest row.
 #[derive(Default)]
 struct Statements<'conn> {
@@ -416,6 +399,25 @@ struct Statements<'conn> {
 struct Prepared<'conn>(Option<(u64, rusqlite::Statement<'conn>)>);
 
 impl<'conn> Prepared<'conn> {
+    /// Inserts `rows` one at a time with the statement sea-orm's `Insert::one` makes of them; returns how many
+    /// were inserted.
+    fn insert_models<A: ActiveModelTrait + Clone>(
+        &mut self,
+        conn: &'conn Connection,
+        rows: Vec<A>,
+    ) -> Result<u64> {
+        self.insert_all(
+            conn,
+            rows,
+            |row| {
+                <A::Entity as EntityTrait>::insert(row.clone())
+                    .build(DbBackend::Sqlite)
+                    .sql
+            },
+            shape::insert_values,
+        )
+    }
+
     /// Inserts `rows` one at a time, with the statement `render` makes of a row's shape bound to `values`;
     /// returns how many were inserted.
     fn insert_all<A: ActiveModelTrait>(
@@ -452,7 +454,6 @@ fn rendered(statement: &impl sea_orm::sea_query::QueryStatementWriter) -> String
 mod tests {
     use super::*;
     use crate::domain::customer::{Audit, CustomerData};
-    use sea_orm::QueryTrait;
 
     #[test]
     fn a_customer_goes_in_with_sea_orms_insert_and_its_search_key() {
