@@ -68,7 +68,8 @@ pub struct Store {
     log_appended: Arc<Notify>,
     /// Wakes the notification sender when a commit queued a notification.
     outbox: Arc<outbox::OutboxSignal>,
-    /// On SQLite (a database file), the thread that records `OpenContext` calls in batches.
+    /// On SQLite (a database file), the thread that records `OpenContext` calls in batches and runs bulk loads,
+    /// with the read connections that serve single-statement reads in the calls' own tasks.
     group_commit: Option<Arc<open_context::GroupCommit>>,
     /// On SQLite (a database file), wakes the thread that copies the write-ahead log into the file.
     checkpoints: Option<sqlite::checkpoint::Nudge>,

@@ -363,7 +363,7 @@ fn set_aside_triggers(conn: &Connection) -> Result<Vec<String>> {
 }
 
 /// The insert of one customer row with its search key (a SQLite column the shared entity does not know).
-fn customer_insert(mut row: entity::customers::ActiveModel) -> String {
+fn customer_insert(mut row: entity::customers::ActiveModel) -> Result<String> {
     let mut columns = Vec::new();
     let mut values: Vec<Expr> = Vec::new();
     for column in entity::customers::Column::iter() {
@@ -378,11 +378,10 @@ fn customer_insert(mut row: entity::customers::ActiveModel) -> String {
     insert
         .into_table(entity::customers::Entity)
         .columns(columns);
-    match insert.values(values) {
-        Ok(insert) => rendered(insert),
-        // Every column has its value: this cannot fail.
-        Err(err) => format!("-- {err}"),
-    }
+    insert
+        .values(values)
+        .map(|insert| rendered(insert))
+        .map_err(|err| Error::internal(format!("the customer insert statement: {err}")))
 }
 
 /// The insert statements of a load, one per table, prepared for the shape of the table's latest row.
@@ -410,9 +409,9 @@ impl<'conn> Prepared<'conn> {
             conn,
             rows,
             |row| {
-                <A::Entity as EntityTrait>::insert(row.clone())
+                Ok(<A::Entity as EntityTrait>::insert(row.clone())
                     .build(DbBackend::Sqlite)
-                    .sql
+                    .sql)
             },
             shape::insert_values,
         )
@@ -424,7 +423,7 @@ impl<'conn> Prepared<'conn> {
         &mut self,
         conn: &'conn Connection,
         rows: Vec<A>,
-        render: impl Fn(&A) -> String,
+        render: impl Fn(&A) -> Result<String>,
         mut values: impl FnMut(A) -> Result<Vec<rusqlite::types::Value>>,
     ) -> Result<u64> {
         let mut inserted = 0;
@@ -433,7 +432,7 @@ impl<'conn> Prepared<'conn> {
             let statement = match &mut self.0 {
                 Some((shape, statement)) if *shape == columns => statement,
                 _ => {
-                    let new = conn.prepare(&render(&row)).map_err(db_error)?;
+                    let new = conn.prepare(&render(&row)?).map_err(db_error)?;
                     &mut self.0.insert((columns, new)).1
                 }
             };
@@ -477,7 +476,7 @@ mod tests {
             "{columns}, \"search_key\") VALUES ({}, ?)",
             values.strip_suffix(')').unwrap()
         );
-        assert_eq!(customer_insert(row.clone()), expected);
+        assert_eq!(customer_insert(row.clone()).unwrap(), expected);
         // The values bound: sea-orm's, then the key.
         let sea_orm_values = entity::customers::Entity::insert(row.clone())
             .build(DbBackend::Sqlite)
