@@ -126,21 +126,28 @@ async fn resolve_links(
 
 impl Store {
     pub async fn create_activity(&self, agent: &str, mut data: ActivityData) -> Result<Activity> {
-        let txn = self.begin_write("create_activity").await?;
-        let customer = resolve_links(&txn, &mut data, true).await?;
-        let now = now_micros();
-        let activity = Activity::created(data, agent, now);
-        // The notification to the customer, if any, is written with the activity.
-        let notification = self.notification_insert(&activity, customer.as_ref())?;
-        record::insert_along(
-            &txn,
-            agent,
-            &activity,
-            now,
-            notification.into_iter().collect(),
-        )
-        .await?;
-        self.commit_with(txn, activity).await
+        let agent = agent.to_owned();
+        let store = self.clone();
+        self.write("create_activity", move |txn| {
+            Box::pin(async move {
+                let agent = agent.as_str();
+                let customer = resolve_links(txn, &mut data, true).await?;
+                let now = now_micros();
+                let activity = Activity::created(data, agent, now);
+                // The notification to the customer, if any, is written with the activity.
+                let notification = store.notification_insert(&activity, customer.as_ref())?;
+                record::insert_along(
+                    txn,
+                    agent,
+                    &activity,
+                    now,
+                    notification.into_iter().collect(),
+                )
+                .await?;
+                Ok(activity)
+            })
+        })
+        .await
     }
 
     pub async fn get_activity(&self, id: &str) -> Result<Activity> {
@@ -148,45 +155,58 @@ impl Store {
     }
 
     pub async fn update_activity(&self, agent: &str, edit: Edit<ActivityData>) -> Result<Activity> {
-        let (txn, current) = self
-            .begin_write_on::<Activity>("update_activity", &edit.id)
-            .await?;
-        let Some((mut data, _)) = record::apply_edit(&txn, &current, edit).await? else {
-            return Ok(current);
-        };
-        let mut linked = None;
-        if data.request_id != current.data.request_id
-            || data.customer_id != current.data.customer_id
-        {
-            let request_changed = data.request_id != current.data.request_id;
-            linked = resolve_links(&txn, &mut data, request_changed).await?;
-        }
-        let changes = mask::diff(&current.data, &data);
-        if changes.is_empty() {
-            return Ok(current);
-        }
-        let now = now_micros();
-        let updated = current.next_version(data, agent, now);
-        record::save_version(&txn, &updated, current.version).await?;
-        let mut change = NewChange::updated(agent, &updated, changes, now);
-        // Watchers of the customer it left learn of the move too: the log names the old customer when the new
-        // one is empty.
-        change.parent_id = change.parent_id.or(current.data.customer_id.clone());
-        change_log::append(&txn, change).await?;
-        self.queue_on_link(&txn, &current, &updated, linked.as_ref())
-            .await?;
-        self.commit_with(txn, updated).await
+        let agent = agent.to_owned();
+        let store = self.clone();
+        self.write("update_activity", move |txn| {
+            Box::pin(async move {
+                let agent = agent.as_str();
+                let current = record::find_for_update::<Activity>(txn, &edit.id).await?;
+                let Some((mut data, _)) = record::apply_edit(txn, &current, edit).await? else {
+                    return Ok(current);
+                };
+                let mut linked = None;
+                if data.request_id != current.data.request_id
+                    || data.customer_id != current.data.customer_id
+                {
+                    let request_changed = data.request_id != current.data.request_id;
+                    linked = resolve_links(txn, &mut data, request_changed).await?;
+                }
+                let changes = mask::diff(&current.data, &data);
+                if changes.is_empty() {
+                    return Ok(current);
+                }
+                let now = now_micros();
+                let updated = current.next_version(data, agent, now);
+                record::save_version(txn, &updated, current.version).await?;
+                let mut change = NewChange::updated(agent, &updated, changes, now);
+                // Watchers of the customer it left learn of the move too: the log names the old customer when the new
+                // one is empty.
+                change.parent_id = change.parent_id.or(current.data.customer_id.clone());
+                change_log::append(txn, change).await?;
+                store
+                    .queue_on_link(txn, &current, &updated, linked.as_ref())
+                    .await?;
+                Ok(updated)
+            })
+        })
+        .await
     }
 
     /// Deletes the activity whatever its state.
     pub async fn delete_activity(&self, agent: &str, target: Deletion) -> Result<()> {
-        let (txn, current) = self
-            .begin_write_on::<Activity>("delete_activity", &target.id)
-            .await?;
-        record::check_seen(&current, target.version)?;
-        record::delete(&txn, agent, &current, now_micros()).await?;
-        self.cancel_notification(&txn, &target.id).await?;
-        self.commit(txn).await
+        let agent = agent.to_owned();
+        let store = self.clone();
+        self.write("delete_activity", move |txn| {
+            Box::pin(async move {
+                let agent = agent.as_str();
+                let current = record::find_for_update::<Activity>(txn, &target.id).await?;
+                record::check_seen(&current, target.version)?;
+                record::delete(txn, agent, &current, now_micros()).await?;
+                store.cancel_notification(txn, &target.id).await?;
+                Ok(())
+            })
+        })
+        .await
     }
 
     /// Activities of a customer and/or a request, newest `occur_time` first; internal ones only if

@@ -299,11 +299,18 @@ impl Store {
     pub async fn create_customer(&self, agent: &str, data: CustomerData) -> Result<Customer> {
         let now = now_micros();
         let customer = Customer::created(data, agent, now);
-        let txn = self.begin_write("create_customer").await?;
-        check_customer_number_free(&txn, &customer.data.customer_number, &customer.id).await?;
-        record::insert(&txn, agent, &customer, now).await?;
-        write_contact_keys(&txn, &customer.id, &customer.data.contact_points).await?;
-        self.commit_with(txn, customer).await
+        let agent = agent.to_owned();
+        self.write("create_customer", move |txn| {
+            Box::pin(async move {
+                let agent = agent.as_str();
+                check_customer_number_free(txn, &customer.data.customer_number, &customer.id)
+                    .await?;
+                record::insert(txn, agent, &customer, now).await?;
+                write_contact_keys(txn, &customer.id, &customer.data.contact_points).await?;
+                Ok(customer)
+            })
+        })
+        .await
     }
 
     pub async fn get_customer(&self, id: &str) -> Result<Customer> {
@@ -320,109 +327,123 @@ impl Store {
     /// Applies the edit to the customer if it is still at its version (see [`record::apply_edit`]). A change
     /// that alters nothing returns the customer unchanged, at the same version.
     pub async fn update_customer(&self, agent: &str, edit: Edit<CustomerData>) -> Result<Customer> {
-        let txn = self.begin_write("update_customer").await?;
-        let current = find_for_update(&txn, &edit.id).await?;
-        refuse_if_locked(&current, "be edited")?;
-        let Some((data, changes)) = record::apply_edit(&txn, &current, edit).await? else {
-            return Ok(current);
-        };
-        if data.customer_number != current.data.customer_number {
-            check_customer_number_free(&txn, &data.customer_number, &current.id).await?;
-        }
-        let now = now_micros();
-        let updated = current.next_version(data, agent, now);
-        record::save_version(&txn, &updated, current.version).await?;
-        if updated.data.contact_points != current.data.contact_points {
-            write_contact_keys(&txn, &updated.id, &updated.data.contact_points).await?;
-        }
-        self.commit_update(txn, agent, updated, changes, now).await
+        let agent = agent.to_owned();
+        self.write("update_customer", move |txn| {
+            Box::pin(async move {
+                let agent = agent.as_str();
+                let current = find_for_update(txn, &edit.id).await?;
+                refuse_if_locked(&current, "be edited")?;
+                let Some((data, changes)) = record::apply_edit(txn, &current, edit).await? else {
+                    return Ok(current);
+                };
+                if data.customer_number != current.data.customer_number {
+                    check_customer_number_free(txn, &data.customer_number, &current.id).await?;
+                }
+                let now = now_micros();
+                let updated = current.next_version(data, agent, now);
+                record::save_version(txn, &updated, current.version).await?;
+                if updated.data.contact_points != current.data.contact_points {
+                    write_contact_keys(txn, &updated.id, &updated.data.contact_points).await?;
+                }
+                record::log_update(txn, agent, updated, changes, now).await
+            })
+        })
+        .await
     }
 
     /// Deletes the customer with its requests, comments and activities; each deleted record gets its change-log row.
     pub async fn delete_customer(&self, agent: &str, target: Deletion) -> Result<()> {
-        let txn = self.begin_write("delete_customer").await?;
-        let id = target.id.as_str();
-        let current = find_exclusive(&txn, id).await?;
-        refuse_if_locked(&current, "be deleted")?;
-        record::check_seen(&current, target.version)?;
-        let now = now_micros();
-        let doomed_activities: Vec<(String, i64, bool)> = tuples(
-            &txn,
-            activities::Entity::find().filter(activities::Column::CustomerId.eq(id)),
-            [
-                activities::Column::Id,
-                activities::Column::Version,
-                activities::Column::Internal,
-            ],
-        )
-        .await?;
-        let doomed_requests: Vec<(String, i64)> = tuples(
-            &txn,
-            requests::Entity::find().filter(requests::Column::CustomerId.eq(id)),
-            [requests::Column::Id, requests::Column::Version],
-        )
-        .await?;
-        let deleted = |resource, resource_id, version, internal| NewChange {
-            resource,
-            resource_id,
-            version,
-            kind: ChangeKind::Deleted,
-            agent: agent.to_owned(),
-            fields: Vec::new(),
-            parent_id: Some(id.to_owned()),
-            internal,
-            time: now,
-        };
-        let own_requests = Query::select()
-            .column(requests::Column::Id)
-            .from(requests::Entity)
-            .and_where(requests::Column::CustomerId.eq(id))
-            .to_owned();
-        delete_where::<activities::Entity>(&txn, activities::Column::CustomerId.eq(id)).await?;
-        // Activities of other customers never point at this customer's requests (the request's customer is the
-        // activity's customer), but unlink defensively so the foreign key can never block the deletion.
-        activities::Entity::update_many()
-            .col_expr(
-                activities::Column::RequestId,
-                Expr::value(Option::<String>::None),
-            )
-            .filter(activities::Column::RequestId.in_subquery(own_requests.clone()))
-            .exec(&txn)
-            .await?;
-        delete_where::<comments::Entity>(
-            &txn,
-            comments::Column::RequestId.in_subquery(own_requests),
-        )
-        .await?;
-        delete_where::<requests::Entity>(&txn, requests::Column::CustomerId.eq(id)).await?;
-        delete_where::<contact_keys::Entity>(&txn, contact_keys::Column::CustomerId.eq(id)).await?;
-        customers::Entity::delete_by_id(id.to_owned())
-            .exec(&txn)
-            .await?;
-        delete_tombstones_into(&txn, id).await?;
-        for (activity_id, version, internal) in doomed_activities {
-            change_log::append(
-                &txn,
-                deleted(ResourceKind::Activity, activity_id, version, internal),
-            )
-            .await?;
-        }
-        for (request_id, version) in doomed_requests {
-            change_log::append(
-                &txn,
-                deleted(ResourceKind::Request, request_id, version, false),
-            )
-            .await?;
-        }
-        let mut own = deleted(
-            ResourceKind::Customer,
-            id.to_owned(),
-            current.version,
-            false,
-        );
-        own.parent_id = None;
-        change_log::append(&txn, own).await?;
-        self.commit(txn).await
+        let agent = agent.to_owned();
+        self.write("delete_customer", move |txn| {
+            Box::pin(async move {
+                let agent = agent.as_str();
+                let id = target.id.as_str();
+                let current = find_exclusive(txn, id).await?;
+                refuse_if_locked(&current, "be deleted")?;
+                record::check_seen(&current, target.version)?;
+                let now = now_micros();
+                let doomed_activities: Vec<(String, i64, bool)> = tuples(
+                    txn,
+                    activities::Entity::find().filter(activities::Column::CustomerId.eq(id)),
+                    [
+                        activities::Column::Id,
+                        activities::Column::Version,
+                        activities::Column::Internal,
+                    ],
+                )
+                .await?;
+                let doomed_requests: Vec<(String, i64)> = tuples(
+                    txn,
+                    requests::Entity::find().filter(requests::Column::CustomerId.eq(id)),
+                    [requests::Column::Id, requests::Column::Version],
+                )
+                .await?;
+                let deleted = |resource, resource_id, version, internal| NewChange {
+                    resource,
+                    resource_id,
+                    version,
+                    kind: ChangeKind::Deleted,
+                    agent: agent.to_owned(),
+                    fields: Vec::new(),
+                    parent_id: Some(id.to_owned()),
+                    internal,
+                    time: now,
+                };
+                let own_requests = Query::select()
+                    .column(requests::Column::Id)
+                    .from(requests::Entity)
+                    .and_where(requests::Column::CustomerId.eq(id))
+                    .to_owned();
+                delete_where::<activities::Entity>(txn, activities::Column::CustomerId.eq(id))
+                    .await?;
+                // Activities of other customers never point at this customer's requests (the request's customer is the
+                // activity's customer), but unlink defensively so the foreign key can never block the deletion.
+                activities::Entity::update_many()
+                    .col_expr(
+                        activities::Column::RequestId,
+                        Expr::value(Option::<String>::None),
+                    )
+                    .filter(activities::Column::RequestId.in_subquery(own_requests.clone()))
+                    .exec(txn)
+                    .await?;
+                delete_where::<comments::Entity>(
+                    txn,
+                    comments::Column::RequestId.in_subquery(own_requests),
+                )
+                .await?;
+                delete_where::<requests::Entity>(txn, requests::Column::CustomerId.eq(id)).await?;
+                delete_where::<contact_keys::Entity>(txn, contact_keys::Column::CustomerId.eq(id))
+                    .await?;
+                customers::Entity::delete_by_id(id.to_owned())
+                    .exec(txn)
+                    .await?;
+                delete_tombstones_into(txn, id).await?;
+                for (activity_id, version, internal) in doomed_activities {
+                    change_log::append(
+                        txn,
+                        deleted(ResourceKind::Activity, activity_id, version, internal),
+                    )
+                    .await?;
+                }
+                for (request_id, version) in doomed_requests {
+                    change_log::append(
+                        txn,
+                        deleted(ResourceKind::Request, request_id, version, false),
+                    )
+                    .await?;
+                }
+                let mut own = deleted(
+                    ResourceKind::Customer,
+                    id.to_owned(),
+                    current.version,
+                    false,
+                );
+                own.parent_id = None;
+                change_log::append(txn, own).await?;
+                Ok(())
+            })
+        })
+        .await
     }
 
     /// Customers whose normalized contact point (or customer number) equals `key`, most recently updated first.

@@ -115,44 +115,55 @@ impl Store {
             revoke_time: None,
         };
 
-        let txn = self.begin_write("create_key").await?;
-        if let Some(customer_id) = &key.customer_id {
-            customers::find(&txn, customer_id).await?;
-        }
-        let namesakes = api_keys::Entity::find()
-            .filter(api_keys::Column::Name.eq(name))
-            .filter(api_keys::Column::RevokeTime.is_null())
-            .all(&txn)
-            .await?;
-        for other in namesakes.into_iter().map(from_model) {
-            let other = other?;
-            if other.role != key.role || other.customer_id != key.customer_id {
-                return Err(Error::AlreadyExists {
-                    reason: "KEY_NAME_TAKEN",
-                    message: format!(
-                        "an active key named {name:?} has role {}{}; revoke it or choose another name",
-                        other.role,
-                        other
-                            .customer_id
-                            .map(|c| format!(" for customer {c}"))
-                            .unwrap_or_default()
-                    ),
-                });
-            }
-        }
-        api_keys::Entity::insert(api_keys::ActiveModel {
-            id: Set(key.id.clone()),
-            name: Set(key.name.clone()),
-            role: Set(key.role.as_str().to_owned()),
-            customer_id: Set(key.customer_id.clone()),
-            secret_hash: Set(api_key::hash_secret(&secret)),
-            create_time: Set(key.create_time),
-            revoke_time: Set(None),
+        let name = name.to_owned();
+
+        self.write_unlogged("create_key", move |txn| {
+
+            Box::pin(async move {
+
+                let name = name.as_str();
+                if let Some(customer_id) = &key.customer_id {
+                    customers::find(txn, customer_id).await?;
+                }
+                let namesakes = api_keys::Entity::find()
+                    .filter(api_keys::Column::Name.eq(name))
+                    .filter(api_keys::Column::RevokeTime.is_null())
+                    .all(txn)
+                    .await?;
+                for other in namesakes.into_iter().map(from_model) {
+                    let other = other?;
+                    if other.role != key.role || other.customer_id != key.customer_id {
+                        return Err(Error::AlreadyExists {
+                            reason: "KEY_NAME_TAKEN",
+                            message: format!(
+                                "an active key named {name:?} has role {}{}; revoke it or choose another name",
+                                other.role,
+                                other
+                                    .customer_id
+                                    .map(|c| format!(" for customer {c}"))
+                                    .unwrap_or_default()
+                            ),
+                        });
+                    }
+                }
+                api_keys::Entity::insert(api_keys::ActiveModel {
+                    id: Set(key.id.clone()),
+                    name: Set(key.name.clone()),
+                    role: Set(key.role.as_str().to_owned()),
+                    customer_id: Set(key.customer_id.clone()),
+                    secret_hash: Set(api_key::hash_secret(&secret)),
+                    create_time: Set(key.create_time),
+                    revoke_time: Set(None),
+                })
+                .exec_without_returning(txn)
+                .await?;
+                Ok(NewKey { key, secret })
+
+            })
+
         })
-        .exec_without_returning(&txn)
-        .await?;
-        txn.commit().await?;
-        Ok(NewKey { key, secret })
+
+        .await
     }
 
     /// Every key, revoked ones included, oldest first.
@@ -171,44 +182,49 @@ impl Store {
     pub async fn revoke_key(&self, name_or_id: &str) -> Result<Vec<ApiKey>> {
         let name_or_id = name_or_id.trim();
         let now = now_micros();
-        let txn = self.begin_write("revoke_key").await?;
-        let by_id = match parse_id(name_or_id) {
-            Some(id) => {
-                api_keys::Entity::find_by_id(id)
-                    .filter(api_keys::Column::RevokeTime.is_null())
-                    .all(&txn)
-                    .await?
-            }
-            None => Vec::new(),
-        };
-        let doomed = if by_id.is_empty() {
-            api_keys::Entity::find()
-                .filter(api_keys::Column::Name.eq(name_or_id))
-                .filter(api_keys::Column::RevokeTime.is_null())
-                .all(&txn)
-                .await?
-        } else {
-            by_id
-        };
-        if doomed.is_empty() {
-            return Err(Error::not_found("active api key", name_or_id));
-        }
-        let ids: Vec<String> = doomed.iter().map(|m| m.id.clone()).collect();
-        api_keys::Entity::update_many()
-            .col_expr(api_keys::Column::RevokeTime, Expr::value(now))
-            .filter(api_keys::Column::Id.is_in(ids))
-            .exec(&txn)
-            .await?;
-        txn.commit().await?;
-        doomed
-            .into_iter()
-            .map(|m| {
-                from_model(m).map(|key| ApiKey {
-                    revoke_time: Some(now),
-                    ..key
-                })
+        let name_or_id = name_or_id.to_owned();
+        self.write_unlogged("revoke_key", move |txn| {
+            Box::pin(async move {
+                let name_or_id = name_or_id.as_str();
+                let by_id = match parse_id(name_or_id) {
+                    Some(id) => {
+                        api_keys::Entity::find_by_id(id)
+                            .filter(api_keys::Column::RevokeTime.is_null())
+                            .all(txn)
+                            .await?
+                    }
+                    None => Vec::new(),
+                };
+                let doomed = if by_id.is_empty() {
+                    api_keys::Entity::find()
+                        .filter(api_keys::Column::Name.eq(name_or_id))
+                        .filter(api_keys::Column::RevokeTime.is_null())
+                        .all(txn)
+                        .await?
+                } else {
+                    by_id
+                };
+                if doomed.is_empty() {
+                    return Err(Error::not_found("active api key", name_or_id));
+                }
+                let ids: Vec<String> = doomed.iter().map(|m| m.id.clone()).collect();
+                api_keys::Entity::update_many()
+                    .col_expr(api_keys::Column::RevokeTime, Expr::value(now))
+                    .filter(api_keys::Column::Id.is_in(ids))
+                    .exec(txn)
+                    .await?;
+                doomed
+                    .into_iter()
+                    .map(|m| {
+                        from_model(m).map(|key| ApiKey {
+                            revoke_time: Some(now),
+                            ..key
+                        })
+                    })
+                    .collect()
             })
-            .collect()
+        })
+        .await
     }
 
     /// The active (not revoked) key whose secret is `secret`, if any.

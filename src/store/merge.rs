@@ -278,31 +278,37 @@ impl Store {
         target_version: i64,
         source_ids: &[String],
     ) -> Result<Customer> {
-        let txn = self.begin_write("merge_customers").await?;
-        let (target, sources) = lock_for_merge(&txn, target_id, source_ids).await?;
-        check_version(
-            "customer",
-            &target.id,
-            target_version,
-            target.version,
-            &target.audit.updated_by,
-        )?;
+        let (by, into, sources) = (agent.to_owned(), target_id.to_owned(), source_ids.to_vec());
+        let merged = self
+            .write("merge_customers", move |txn| {
+                Box::pin(async move {
+                    let (agent, target_id) = (by.as_str(), into.as_str());
+                    let (target, sources) = lock_for_merge(txn, target_id, &sources).await?;
+                    check_version(
+                        "customer",
+                        &target.id,
+                        target_version,
+                        target.version,
+                        &target.audit.updated_by,
+                    )?;
 
-        let mut data = target.data.clone();
-        let taken: Vec<Taken> = sources
-            .iter()
-            .map(|source| merge::absorb(&mut data, &source.data))
-            .collect();
-        merge::check_limits(&data)
-            .map_err(|(reason, message)| Error::failed_precondition(reason, message))?;
+                    let mut data = target.data.clone();
+                    let taken: Vec<Taken> = sources
+                        .iter()
+                        .map(|source| merge::absorb(&mut data, &source.data))
+                        .collect();
+                    merge::check_limits(&data)
+                        .map_err(|(reason, message)| Error::failed_precondition(reason, message))?;
 
-        let now = now_micros();
-        for (source, taken) in sources.iter().zip(taken) {
-            retire_source(&txn, agent, source, taken, target_id, now).await?;
-        }
+                    let now = now_micros();
+                    for (source, taken) in sources.iter().zip(taken) {
+                        retire_source(txn, agent, source, taken, target_id, now).await?;
+                    }
 
-        let merged = save_merged_target(&txn, target, data, agent, now).await?;
-        self.commit(txn).await?;
+                    save_merged_target(txn, target, data, agent, now).await
+                })
+            })
+            .await?;
         tracing::info!(
             target_id,
             sources = ?source_ids,
@@ -319,170 +325,177 @@ impl Store {
         target_id: &str,
         source_id: &str,
     ) -> Result<(Customer, Customer)> {
-        let txn = self.begin_write("unmerge_customer").await?;
-        let target = customers::find_for_update(&txn, target_id).await?;
-        let tombstone = customer_merges::Entity::find_by_id(source_id.to_owned())
-            .lock_exclusive()
-            .one(&txn)
-            .await?;
-        let tombstone = match tombstone {
-            Some(row) if row.target_id == target_id => row,
-            Some(row) => {
-                return Err(Error::failed_precondition(
-                    NOT_MERGED_INTO_TARGET,
-                    format!(
-                        "customer {source_id} was merged into customer {}, not into {target_id}",
-                        row.target_id
-                    ),
-                ));
-            }
-            None => {
-                // A live customer was never merged (or was restored already); anything else does not exist.
-                return Err(match customers::find(&txn, source_id).await {
-                    Ok(_) => Error::failed_precondition(
-                        NOT_MERGED_INTO_TARGET,
-                        format!("customer {source_id} is not merged into any customer"),
-                    ),
-                    Err(err) => err,
-                });
-            }
-        };
-        refuse_if_locked(&target, "have a merge undone")?;
-        let stored: StoredCustomer = decode_json(&tombstone.source)?;
-        let moved: Moved = decode_json(&tombstone.moved)?;
-        let now = now_micros();
+        let (by, into, from) = (agent.to_owned(), target_id.to_owned(), source_id.to_owned());
+        let restored = self
+            .write("unmerge_customer", move |txn| {
+            Box::pin(async move {
+                let (agent, target_id, source_id) = (by.as_str(), into.as_str(), from.as_str());
+                let target = customers::find_for_update(txn, target_id).await?;
+                let tombstone = customer_merges::Entity::find_by_id(source_id.to_owned())
+                    .lock_exclusive()
+                    .one(txn)
+                    .await?;
+                let tombstone = match tombstone {
+                    Some(row) if row.target_id == target_id => row,
+                    Some(row) => {
+                        return Err(Error::failed_precondition(
+                            NOT_MERGED_INTO_TARGET,
+                            format!(
+                                "customer {source_id} was merged into customer {}, not into {target_id}",
+                                row.target_id
+                            ),
+                        ));
+                    }
+                    None => {
+                        // A live customer was never merged (or was restored already); anything else does not exist.
+                        return Err(match customers::find(txn, source_id).await {
+                            Ok(_) => Error::failed_precondition(
+                                NOT_MERGED_INTO_TARGET,
+                                format!("customer {source_id} is not merged into any customer"),
+                            ),
+                            Err(err) => err,
+                        });
+                    }
+                };
+                refuse_if_locked(&target, "have a merge undone")?;
+                let stored: StoredCustomer = decode_json(&tombstone.source)?;
+                let moved: Moved = decode_json(&tombstone.moved)?;
+                let now = now_micros();
 
-        // The target gives back what it took, where still as the merge left it (its customer number included),
-        // before the source takes its number back.
-        let mut data = target.data.clone();
-        merge::give_back(&mut data, &moved.taken);
-        let target_changes = mask::diff(&target.data, &data);
-        let target_after = if target_changes.is_empty() {
-            target.clone()
-        } else {
-            let updated = target.next_version(data, agent, now);
-            save_customer(&txn, &updated, &target).await?;
-            updated
-        };
-        check_customer_number_free(&txn, &stored.data.customer_number, source_id).await?;
-        let source = Customer {
-            id: stored.id,
-            // The tombstone is one version past the source as it was merged.
-            version: stored.version + 2,
-            data: stored.data,
-            audit: Audit {
-                create_time: stored.create_time,
-                update_time: now,
-                created_by: stored.created_by,
-                updated_by: agent.to_owned(),
-            },
-            locked: stored.locked,
-            anonymize_time: stored.anonymize_time,
-        };
-        customer_rows::Entity::insert(customers::to_active(&source)?)
-            .exec_without_returning(&txn)
-            .await?;
-        write_contact_keys(&txn, &source.id, &source.data.contact_points).await?;
+                // The target gives back what it took, where still as the merge left it (its customer number included),
+                // before the source takes its number back.
+                let mut data = target.data.clone();
+                merge::give_back(&mut data, &moved.taken);
+                let target_changes = mask::diff(&target.data, &data);
+                let target_after = if target_changes.is_empty() {
+                    target.clone()
+                } else {
+                    let updated = target.next_version(data, agent, now);
+                    save_customer(txn, &updated, &target).await?;
+                    updated
+                };
+                check_customer_number_free(txn, &stored.data.customer_number, source_id).await?;
+                let source = Customer {
+                    id: stored.id,
+                    // The tombstone is one version past the source as it was merged.
+                    version: stored.version + 2,
+                    data: stored.data,
+                    audit: Audit {
+                        create_time: stored.create_time,
+                        update_time: now,
+                        created_by: stored.created_by,
+                        updated_by: agent.to_owned(),
+                    },
+                    locked: stored.locked,
+                    anonymize_time: stored.anonymize_time,
+                };
+                customer_rows::Entity::insert(customers::to_active(&source)?)
+                    .exec_without_returning(txn)
+                    .await?;
+                write_contact_keys(txn, &source.id, &source.data.contact_points).await?;
 
-        // Records the source brought go back if they are still the target's; records created on the target
-        // after the merge stay. An activity follows its request, so no activity ends up on another customer
-        // than its request.
-        let still_target = || Condition::all().add(requests::Column::CustomerId.eq(target_id));
-        let mut requests = Vec::new();
-        for chunk in moved.requests.chunks(CHUNK) {
-            let ids = chunk.iter().map(String::as_str);
-            requests.extend(
-                request_rows(&txn, still_target().add(requests::Column::Id.is_in(ids))).await?,
-            );
-        }
-        let going_back: HashSet<&str> = requests.iter().map(|(id, _, _)| id.as_str()).collect();
-        let follows = |request: &Option<String>| {
-            request
-                .as_deref()
-                .is_none_or(|request| going_back.contains(request))
-        };
-        let on_target = || Condition::all().add(activities::Column::CustomerId.eq(target_id));
-        let mut activities: Vec<Row> = Vec::new();
-        let mut seen: HashSet<String> = HashSet::new();
-        for chunk in moved.activities.chunks(CHUNK) {
-            let ids = chunk.iter().map(String::as_str);
-            for (row, request) in
-                activity_rows(&txn, on_target().add(activities::Column::Id.is_in(ids))).await?
-            {
-                if follows(&request) && seen.insert(row.0.clone()) {
-                    activities.push(row);
+                // Records the source brought go back if they are still the target's; records created on the target
+                // after the merge stay. An activity follows its request, so no activity ends up on another customer
+                // than its request.
+                let still_target = || Condition::all().add(requests::Column::CustomerId.eq(target_id));
+                let mut requests = Vec::new();
+                for chunk in moved.requests.chunks(CHUNK) {
+                    let ids = chunk.iter().map(String::as_str);
+                    requests.extend(
+                        request_rows(txn, still_target().add(requests::Column::Id.is_in(ids))).await?,
+                    );
                 }
-            }
-        }
-        let request_ids: Vec<&str> = going_back.iter().copied().collect();
-        for chunk in request_ids.chunks(CHUNK) {
-            let ids = chunk.iter().copied();
-            for (row, _) in activity_rows(
-                &txn,
-                on_target().add(activities::Column::RequestId.is_in(ids)),
-            )
-            .await?
-            {
-                if seen.insert(row.0.clone()) {
-                    activities.push(row);
+                let going_back: HashSet<&str> = requests.iter().map(|(id, _, _)| id.as_str()).collect();
+                let follows = |request: &Option<String>| {
+                    request
+                        .as_deref()
+                        .is_none_or(|request| going_back.contains(request))
+                };
+                let on_target = || Condition::all().add(activities::Column::CustomerId.eq(target_id));
+                let mut activities: Vec<Row> = Vec::new();
+                let mut seen: HashSet<String> = HashSet::new();
+                for chunk in moved.activities.chunks(CHUNK) {
+                    let ids = chunk.iter().map(String::as_str);
+                    for (row, request) in
+                        activity_rows(txn, on_target().add(activities::Column::Id.is_in(ids))).await?
+                    {
+                        if follows(&request) && seen.insert(row.0.clone()) {
+                            activities.push(row);
+                        }
+                    }
                 }
-            }
-        }
-        reassign(
-            &txn,
-            agent,
-            ResourceKind::Request,
-            &requests,
-            target_id,
-            source_id,
-            now,
-        )
-        .await?;
-        reassign(
-            &txn,
-            agent,
-            ResourceKind::Activity,
-            &activities,
-            target_id,
-            source_id,
-            now,
-        )
-        .await?;
-        let activity_ids: Vec<String> = activities.into_iter().map(|(id, _, _)| id).collect();
-        move_notifications(&txn, target_id, source_id, Some(&activity_ids)).await?;
-        customer_merges::Entity::delete_by_id(source_id.to_owned())
-            .exec(&txn)
-            .await?;
-
-        if !target_changes.is_empty() {
-            change_log::append(
-                &txn,
-                customer_change(
-                    &target_after,
-                    ChangeKind::Updated,
-                    target_changes,
-                    None,
+                let request_ids: Vec<&str> = going_back.iter().copied().collect();
+                for chunk in request_ids.chunks(CHUNK) {
+                    let ids = chunk.iter().copied();
+                    for (row, _) in activity_rows(
+                        txn,
+                        on_target().add(activities::Column::RequestId.is_in(ids)),
+                    )
+                    .await?
+                    {
+                        if seen.insert(row.0.clone()) {
+                            activities.push(row);
+                        }
+                    }
+                }
+                reassign(
+                    txn,
                     agent,
+                    ResourceKind::Request,
+                    &requests,
+                    target_id,
+                    source_id,
                     now,
-                ),
-            )
-            .await?;
-        }
-        change_log::append(
-            &txn,
-            customer_change(
-                &source,
-                ChangeKind::Restored,
-                mask::all_fields(&source.data),
-                Some(target_id),
-                agent,
-                now,
-            ),
-        )
+                )
+                .await?;
+                reassign(
+                    txn,
+                    agent,
+                    ResourceKind::Activity,
+                    &activities,
+                    target_id,
+                    source_id,
+                    now,
+                )
+                .await?;
+                let activity_ids: Vec<String> = activities.into_iter().map(|(id, _, _)| id).collect();
+                move_notifications(txn, target_id, source_id, Some(&activity_ids)).await?;
+                customer_merges::Entity::delete_by_id(source_id.to_owned())
+                    .exec(txn)
+                    .await?;
+
+                if !target_changes.is_empty() {
+                    change_log::append(
+                        txn,
+                        customer_change(
+                            &target_after,
+                            ChangeKind::Updated,
+                            target_changes,
+                            None,
+                            agent,
+                            now,
+                        ),
+                    )
+                    .await?;
+                }
+                change_log::append(
+                    txn,
+                    customer_change(
+                        &source,
+                        ChangeKind::Restored,
+                        mask::all_fields(&source.data),
+                        Some(target_id),
+                        agent,
+                        now,
+                    ),
+                )
+                .await?;
+                Ok((target_after, source))
+            })
+        })
         .await?;
-        self.commit(txn).await?;
         tracing::info!(target_id, source_id, agent, "customer merge undone");
-        Ok((target_after, source))
+        Ok(restored)
     }
 
     /// Locks or unlocks the customer. Setting the state it has already changes nothing (same version).
@@ -492,34 +505,42 @@ impl Store {
         id: &str,
         locked: bool,
     ) -> Result<Customer> {
-        let txn = self.begin_write("set_customer_locked").await?;
-        let current = customers::find_for_update(&txn, id).await?;
-        if current.locked == locked {
-            return Ok(current);
-        }
-        let now = now_micros();
-        let updated = Customer {
-            locked,
-            ..current.next_version(current.data.clone(), agent, now)
-        };
-        save_customer(&txn, &updated, &current).await?;
-        change_log::append(
-            &txn,
-            customer_change(
-                &updated,
-                ChangeKind::Updated,
-                vec![FieldChange {
-                    field: "locked".to_owned(),
-                    old: current.locked.into(),
-                    new: locked.into(),
-                }],
-                None,
-                agent,
-                now,
-            ),
-        )
-        .await?;
-        self.commit_with(txn, updated).await
+        let agent = agent.to_owned();
+        let id = id.to_owned();
+        self.write("set_customer_locked", move |txn| {
+            Box::pin(async move {
+                let agent = agent.as_str();
+                let id = id.as_str();
+                let current = customers::find_for_update(txn, id).await?;
+                if current.locked == locked {
+                    return Ok(current);
+                }
+                let now = now_micros();
+                let updated = Customer {
+                    locked,
+                    ..current.next_version(current.data.clone(), agent, now)
+                };
+                save_customer(txn, &updated, &current).await?;
+                change_log::append(
+                    txn,
+                    customer_change(
+                        &updated,
+                        ChangeKind::Updated,
+                        vec![FieldChange {
+                            field: "locked".to_owned(),
+                            old: current.locked.into(),
+                            new: locked.into(),
+                        }],
+                        None,
+                        agent,
+                        now,
+                    ),
+                )
+                .await?;
+                Ok(updated)
+            })
+        })
+        .await
     }
 }
 

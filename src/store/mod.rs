@@ -1,11 +1,12 @@
-//! Storage: sea-orm entities, migrations and repository functions. Every write is one transaction that also
-//! appends one change-log row per changed record.
+//! Storage: sea-orm entities, migrations and repository functions. Every write is one transaction (on a SQLite
+//! file, one savepoint in a batch the database writer commits) that also appends one change-log row per changed
+//! record.
 
-use std::{sync::Arc, time::Duration};
+use std::{future::Future, pin::Pin, sync::Arc, time::Duration};
 
 use sea_orm::{
     ConnectOptions, ConnectionTrait, Database, DatabaseConnection, DatabaseTransaction, DbBackend,
-    SqliteTransactionMode, TransactionOptions, TransactionTrait,
+    QueryTrait, SqliteTransactionMode, TransactionOptions, TransactionTrait,
 };
 use sea_orm_migration::MigratorTrait;
 use serde::{Serialize, de::DeserializeOwned};
@@ -68,8 +69,9 @@ pub struct Store {
     log_appended: Arc<Notify>,
     /// Wakes the notification sender when a commit queued a notification.
     outbox: Arc<outbox::OutboxSignal>,
-    /// On SQLite (a database file), the thread that records `OpenContext` calls in batches and runs bulk loads,
-    /// with the read connections that serve single-statement reads in the calls' own tasks.
+    /// On SQLite (a database file), the database writer: the thread that runs every write (`OpenContext` calls
+    /// and all others) in batches and runs bulk loads, with the read connections that serve single-statement
+    /// reads in the calls' own tasks.
     group_commit: Option<Arc<open_context::GroupCommit>>,
     /// On SQLite (a database file), wakes the thread that copies the write-ahead log into the file.
     checkpoints: Option<sqlite::checkpoint::Nudge>,
@@ -288,6 +290,69 @@ impl Store {
             _timer: self.metrics.transaction(operation),
             _span: span,
         })
+    }
+
+    /// Runs `work` as the write transaction `operation` (a fixed name, as in [`Store::begin_write`]) and commits
+    /// it, waking whoever follows the change log; answers with what `work` answered once it has committed. Should
+    /// `work` fail, nothing it wrote is kept.
+    ///
+    /// On a SQLite file every write runs on the database writer's thread, in place on its connection, one after
+    /// another in the transaction of a batch (see [`open_context::GroupCommit`]); on PostgreSQL, and on an
+    /// in-memory SQLite database, in a pooled transaction of its own.
+    pub(crate) async fn write<T, W>(&self, operation: &'static str, work: W) -> Result<T>
+    where
+        T: Send + 'static,
+        W: for<'a> FnOnce(&'a Tx) -> TxFuture<'a, T> + Send + 'static,
+    {
+        self.write_as(operation, true, work).await
+    }
+
+    /// [`Store::write`] for a write that appends nothing to the change log.
+    pub(crate) async fn write_unlogged<T, W>(&self, operation: &'static str, work: W) -> Result<T>
+    where
+        T: Send + 'static,
+        W: for<'a> FnOnce(&'a Tx) -> TxFuture<'a, T> + Send + 'static,
+    {
+        self.write_as(operation, false, work).await
+    }
+
+    /// Runs `statement`, a write of one statement that appends nothing to the change log, and answers how many
+    /// rows it changed: on a SQLite file as a write of its own on the writer (see [`Store::write`]), elsewhere
+    /// on its own on a pooled connection.
+    pub(crate) async fn execute_write(
+        &self,
+        operation: &'static str,
+        statement: &impl QueryTrait,
+    ) -> Result<u64> {
+        let statement = statement.build(self.backend);
+        if self.group_commit.is_none() {
+            return Ok(self.write.execute_raw(statement).await?.rows_affected());
+        }
+        self.write_unlogged(operation, move |txn| {
+            Box::pin(async move { Ok(txn.execute_raw(statement).await?.rows_affected()) })
+        })
+        .await
+    }
+
+    async fn write_as<T, W>(&self, operation: &'static str, logged: bool, work: W) -> Result<T>
+    where
+        T: Send + 'static,
+        W: for<'a> FnOnce(&'a Tx) -> TxFuture<'a, T> + Send + 'static,
+    {
+        if let Some(writer) = &self.group_commit {
+            return writer.write(operation, work).await;
+        }
+        let tx = Tx(Transaction::Pooled(self.begin_write(operation).await?));
+        let written = work(&tx).await?;
+        let Tx(Transaction::Pooled(txn)) = tx else {
+            return Err(Error::internal("a pooled write changed transactions"));
+        };
+        if logged {
+            self.commit(txn).await?;
+        } else {
+            self.commit_unlogged(txn).await?;
+        }
+        Ok(written)
     }
 
     /// The metrics' name of the pool writes take their connection from.
@@ -612,6 +677,69 @@ pub(crate) async fn all_limited<E: sea_orm::EntityTrait>(
     use sea_orm::QueryTrait;
     let statement = literal_limit(query.build(db.get_database_backend()));
     Ok(E::find().from_raw_sql(statement).all(db).await?)
+}
+
+/// What a write ([`Store::write`]) answers: a future borrowing its transaction.
+pub(crate) type TxFuture<'a, T> = Pin<Box<dyn Future<Output = Result<T>> + Send + 'a>>;
+
+/// The transaction a write ([`Store::write`]) runs in: a pooled one of its own, or its part of a batch on the
+/// SQLite writer's connection.
+pub(crate) struct Tx(Transaction);
+
+enum Transaction {
+    Pooled(Write),
+    InPlace(sqlite::connection::InPlace),
+}
+
+impl Tx {
+    pub(in crate::store) fn in_place(conn: sqlite::connection::InPlace) -> Tx {
+        Tx(Transaction::InPlace(conn))
+    }
+}
+
+/// Runs `$call` on the transaction's connection, whichever it is.
+macro_rules! on_connection {
+    ($tx:expr, |$conn:ident| $call:expr) => {
+        match &$tx.0 {
+            Transaction::Pooled($conn) => $call,
+            Transaction::InPlace($conn) => $call,
+        }
+    };
+}
+
+#[async_trait::async_trait]
+impl ConnectionTrait for Tx {
+    fn get_database_backend(&self) -> DbBackend {
+        on_connection!(self, |conn| conn.get_database_backend())
+    }
+
+    async fn execute_raw(
+        &self,
+        stmt: sea_orm::Statement,
+    ) -> std::result::Result<sea_orm::ExecResult, sea_orm::DbErr> {
+        on_connection!(self, |conn| conn.execute_raw(stmt).await)
+    }
+
+    async fn execute_unprepared(
+        &self,
+        sql: &str,
+    ) -> std::result::Result<sea_orm::ExecResult, sea_orm::DbErr> {
+        on_connection!(self, |conn| conn.execute_unprepared(sql).await)
+    }
+
+    async fn query_one_raw(
+        &self,
+        stmt: sea_orm::Statement,
+    ) -> std::result::Result<Option<sea_orm::QueryResult>, sea_orm::DbErr> {
+        on_connection!(self, |conn| conn.query_one_raw(stmt).await)
+    }
+
+    async fn query_all_raw(
+        &self,
+        stmt: sea_orm::Statement,
+    ) -> std::result::Result<Vec<sea_orm::QueryResult>, sea_orm::DbErr> {
+        on_connection!(self, |conn| conn.query_all_raw(stmt).await)
+    }
 }
 
 /// A write transaction begun by [`Store::begin_write`]: a [`DatabaseTransaction`] that is timed in the metrics

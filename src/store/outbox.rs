@@ -274,36 +274,38 @@ impl Store {
         lease: Duration,
         limit: u64,
     ) -> Result<Vec<Notification>> {
-        let txn = self.begin_write("claim_notifications").await?;
-        let now = now_micros();
-        let due = notifications::Entity::find()
-            .filter(claimable(now))
-            .order_by_asc(notifications::Column::NextAttemptTime)
-            .order_by_asc(notifications::Column::Id)
-            .limit(limit)
-            .all(&txn)
-            .await?;
-        let lease_until = now.saturating_add(micros(lease));
-        let mut claimed = Vec::with_capacity(due.len());
-        for row in due {
-            let updated = notifications::Entity::update_many()
-                .col_expr(notifications::Column::LeaseUntil, Expr::value(lease_until))
-                .filter(notifications::Column::Id.eq(row.id.as_str()))
-                .filter(claimable(now))
-                .exec(&txn)
-                .await?;
-            if updated.rows_affected == 1 {
-                claimed.push(to_domain(row)?);
-            }
-        }
-        // Not `self.commit`: nothing was appended to the change log.
-        txn.commit().await?;
-        Ok(claimed)
+        self.write_unlogged("claim_notifications", move |txn| {
+            Box::pin(async move {
+                let now = now_micros();
+                let due = notifications::Entity::find()
+                    .filter(claimable(now))
+                    .order_by_asc(notifications::Column::NextAttemptTime)
+                    .order_by_asc(notifications::Column::Id)
+                    .limit(limit)
+                    .all(txn)
+                    .await?;
+                let lease_until = now.saturating_add(micros(lease));
+                let mut claimed = Vec::with_capacity(due.len());
+                for row in due {
+                    let updated = notifications::Entity::update_many()
+                        .col_expr(notifications::Column::LeaseUntil, Expr::value(lease_until))
+                        .filter(notifications::Column::Id.eq(row.id.as_str()))
+                        .filter(claimable(now))
+                        .exec(txn)
+                        .await?;
+                    if updated.rows_affected == 1 {
+                        claimed.push(to_domain(row)?);
+                    }
+                }
+                Ok(claimed)
+            })
+        })
+        .await
     }
 
     /// The mail server accepted notification `id`: SENT, whatever happened to it meanwhile (the message is out).
     pub async fn mark_notification_sent(&self, id: &str, attempts: i32) -> Result<()> {
-        notifications::Entity::update_many()
+        let update = notifications::Entity::update_many()
             .col_expr(
                 notifications::Column::Status,
                 Expr::value(NotificationStatus::Sent.as_str()),
@@ -314,8 +316,8 @@ impl Store {
                 notifications::Column::LeaseUntil,
                 Expr::value(Option::<i64>::None),
             )
-            .filter(notifications::Column::Id.eq(id))
-            .exec(&self.write)
+            .filter(notifications::Column::Id.eq(id));
+        self.execute_write("mark_notification_sent", &update)
             .await?;
         self.metrics.notification_sent();
         Ok(())
@@ -344,12 +346,13 @@ impl Store {
                 Expr::value(NotificationStatus::Failed.as_str()),
             ),
         };
-        let updated = update
+        let update = update
             .filter(notifications::Column::Id.eq(id))
-            .filter(notifications::Column::Status.eq(NotificationStatus::Pending.as_str()))
-            .exec(&self.write)
+            .filter(notifications::Column::Status.eq(NotificationStatus::Pending.as_str()));
+        let updated = self
+            .execute_write("mark_notification_failed", &update)
             .await?;
-        if retry_at.is_none() && updated.rows_affected > 0 {
+        if retry_at.is_none() && updated > 0 {
             self.metrics.notification_failed();
         }
         Ok(())
@@ -360,15 +363,14 @@ impl Store {
         if ids.is_empty() {
             return Ok(());
         }
-        notifications::Entity::update_many()
+        let update = notifications::Entity::update_many()
             .col_expr(
                 notifications::Column::LeaseUntil,
                 Expr::value(Option::<i64>::None),
             )
             .filter(notifications::Column::Id.is_in(ids.iter().map(String::as_str)))
-            .filter(notifications::Column::Status.eq(NotificationStatus::Pending.as_str()))
-            .exec(&self.write)
-            .await?;
+            .filter(notifications::Column::Status.eq(NotificationStatus::Pending.as_str()));
+        self.execute_write("release_notifications", &update).await?;
         Ok(())
     }
 

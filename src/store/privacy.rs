@@ -12,9 +12,8 @@
 use std::{collections::BTreeMap, time::Duration};
 
 use sea_orm::{
-    AccessMode, ColumnTrait, Condition, ConnectionTrait, DatabaseTransaction, DbBackend,
-    EntityTrait, IsolationLevel, QueryFilter, QueryOrder, QuerySelect, TransactionOptions,
-    TransactionTrait,
+    AccessMode, ColumnTrait, Condition, ConnectionTrait, DbBackend, EntityTrait, IsolationLevel,
+    QueryFilter, QueryOrder, QuerySelect, TransactionOptions, TransactionTrait,
     sea_query::{Alias, Expr, ExprTrait, Query, SelectStatement},
 };
 use serde_json::{Map, Value};
@@ -278,7 +277,7 @@ async fn rows_of<R: Stored>(
 
 /// One anonymization inside its write transaction.
 struct Anonymization<'a> {
-    txn: &'a DatabaseTransaction,
+    txn: &'a super::Tx,
     agent: &'a str,
     customer_id: &'a str,
     now: i64,
@@ -497,44 +496,54 @@ impl Store {
     /// is refused (`CUSTOMER_LOCKED`). Anonymizing again removes whatever personal data was recorded since (an
     /// activity logged later); with none left it changes nothing and returns the customer at the same version.
     pub async fn anonymize_customer(&self, agent: &str, id: &str) -> Result<Customer> {
-        let txn = self.begin_write("anonymize_customer").await?;
-        let current = customers::find_for_update(&txn, id).await?;
-        if current.locked {
-            return Err(Error::failed_precondition(
-                "CUSTOMER_LOCKED",
-                format!("customer {id} is locked; unlock it before anonymizing it"),
-            ));
-        }
-        let run = Anonymization {
-            txn: &txn,
-            agent,
-            customer_id: id,
-            now: now_micros(),
+        let (by, of) = (agent.to_owned(), id.to_owned());
+        let (anonymized, merged) = self
+            .write("anonymize_customer", move |txn| {
+                Box::pin(async move {
+                    let (agent, id) = (by.as_str(), of.as_str());
+                    let current = customers::find_for_update(txn, id).await?;
+                    if current.locked {
+                        return Err(Error::failed_precondition(
+                            "CUSTOMER_LOCKED",
+                            format!("customer {id} is locked; unlock it before anonymizing it"),
+                        ));
+                    }
+                    let run = Anonymization {
+                        txn,
+                        agent,
+                        customer_id: id,
+                        now: now_micros(),
+                    };
+                    let merged = merged_into(txn, id).await?;
+                    // Every step runs (no short-circuit): each clears what it finds.
+                    let children = [
+                        run.activities().await?,
+                        run.requests().await?,
+                        run.outbox().await?,
+                        run.prefills().await?,
+                        run.tombstones(&merged).await?,
+                    ];
+                    let profile_clear = current.anonymize_time.is_some()
+                        && anonymous_profile(&current.data) == current.data;
+                    if profile_clear && !children.contains(&true) {
+                        run.history(&merged).await?;
+                        return Ok((current, None));
+                    }
+                    let anonymized = run.profile(current).await?;
+                    run.history(&merged).await?;
+                    Ok((anonymized, Some(merged.len())))
+                })
+            })
+            .await?;
+        // Nothing was left to remove: the customer comes back as it was.
+        let Some(merged) = merged else {
+            return Ok(anonymized);
         };
-        let merged = merged_into(&txn, id).await?;
-        // Every step runs (no short-circuit): each clears what it finds.
-        let children = [
-            run.activities().await?,
-            run.requests().await?,
-            run.outbox().await?,
-            run.prefills().await?,
-            run.tombstones(&merged).await?,
-        ];
-        let profile_clear =
-            current.anonymize_time.is_some() && anonymous_profile(&current.data) == current.data;
-        if profile_clear && !children.contains(&true) {
-            run.history(&merged).await?;
-            self.commit(txn).await?;
-            return Ok(current);
-        }
-        let anonymized = run.profile(current).await?;
-        run.history(&merged).await?;
-        self.commit(txn).await?;
         tracing::info!(
             customer = id,
             agent,
             version = anonymized.version,
-            merged = merged.len(),
+            merged,
             "customer anonymized"
         );
         self.forget_old_pages().await;

@@ -254,35 +254,40 @@ impl Store {
     /// Writes a batch of views in one transaction: views of customers deleted meanwhile are skipped, and each
     /// agent's views older than [`RECENT_WINDOW`] are pruned.
     pub async fn record_views(&self, views: &[View]) -> Result<()> {
-        let txn = self.begin_write("record_views").await?;
-        let ids: Vec<&str> = views.iter().map(|v| v.customer_id.as_str()).collect();
-        let existing: std::collections::HashSet<String> = customers::Entity::find()
-            .select_only()
-            .column(customers::Column::Id)
-            .filter(customers::Column::Id.is_in(ids))
-            .into_tuple::<String>()
-            .all(&txn)
-            .await?
-            .into_iter()
-            .collect();
-        let live: Vec<View> = views
-            .iter()
-            .filter(|v| existing.contains(&v.customer_id))
-            .cloned()
-            .collect();
-        upsert(&txn, &live).await?;
-        let mut agents: Vec<&str> = views.iter().map(|v| v.agent.as_str()).collect();
-        agents.sort_unstable();
-        agents.dedup();
-        let cutoff = window_start(now_micros());
-        for agent in agents {
-            recent_views::Entity::delete_many()
-                .filter(recent_views::Column::Agent.eq(agent))
-                .filter(recent_views::Column::ViewTime.lt(cutoff))
-                .exec(&txn)
-                .await?;
-        }
-        self.commit_unlogged(txn).await
+        let views = views.to_vec();
+        self.write_unlogged("record_views", move |txn| {
+            Box::pin(async move {
+                let ids: Vec<&str> = views.iter().map(|v| v.customer_id.as_str()).collect();
+                let existing: std::collections::HashSet<String> = customers::Entity::find()
+                    .select_only()
+                    .column(customers::Column::Id)
+                    .filter(customers::Column::Id.is_in(ids))
+                    .into_tuple::<String>()
+                    .all(txn)
+                    .await?
+                    .into_iter()
+                    .collect();
+                let live: Vec<View> = views
+                    .iter()
+                    .filter(|v| existing.contains(&v.customer_id))
+                    .cloned()
+                    .collect();
+                upsert(txn, &live).await?;
+                let mut agents: Vec<&str> = views.iter().map(|v| v.agent.as_str()).collect();
+                agents.sort_unstable();
+                agents.dedup();
+                let cutoff = window_start(now_micros());
+                for agent in agents {
+                    recent_views::Entity::delete_many()
+                        .filter(recent_views::Column::Agent.eq(agent))
+                        .filter(recent_views::Column::ViewTime.lt(cutoff))
+                        .exec(txn)
+                        .await?;
+                }
+                Ok(())
+            })
+        })
+        .await
     }
 
     /// The customers `agent` opened or read within [`RECENT_WINDOW`], most recent first, at most `limit`.

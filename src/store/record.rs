@@ -8,7 +8,7 @@ use sea_orm::{
     sea_query::InsertStatement,
 };
 
-use super::{Write, change_log, check_version, lock_row, rebase};
+use super::{change_log, check_version, lock_row, rebase};
 use crate::{
     domain::{
         change::{Logged, NewChange, ResourceKind},
@@ -175,42 +175,20 @@ where
     Ok(())
 }
 
+/// Appends the "updated" log row of `updated` (made by `agent` at `now`, changing `changes`) and answers with
+/// `updated`.
+pub(super) async fn log_update<R: Logged>(
+    db: &impl ConnectionTrait,
+    agent: &str,
+    updated: R,
+    changes: Vec<FieldChange>,
+    now: Micros,
+) -> Result<R> {
+    change_log::append(db, NewChange::updated(agent, &updated, changes, now)).await?;
+    Ok(updated)
+}
+
 impl super::Store {
-    /// Begins the write `operation` on the record `id`: the transaction, and the record locked in it and read
-    /// (see [`find_for_update`]).
-    pub(super) async fn begin_write_on<R: Stored>(
-        &self,
-        operation: &'static str,
-        id: &str,
-    ) -> Result<(Write, R)>
-    where
-        Key<R>: From<String>,
-    {
-        let txn = self.begin_write(operation).await?;
-        let current = find_for_update::<R>(&txn, id).await?;
-        Ok((txn, current))
-    }
-
-    /// Commits `txn` and answers with `written`, what it wrote.
-    pub(super) async fn commit_with<T>(&self, txn: Write, written: T) -> Result<T> {
-        self.commit(txn).await?;
-        Ok(written)
-    }
-
-    /// Appends the "updated" log row of `updated` (made by `agent` at `now`, changing `changes`), commits `txn`
-    /// and answers with `updated`.
-    pub(super) async fn commit_update<R: Logged>(
-        &self,
-        txn: Write,
-        agent: &str,
-        updated: R,
-        changes: Vec<FieldChange>,
-        now: Micros,
-    ) -> Result<R> {
-        change_log::append(&txn, NewChange::updated(agent, &updated, changes, now)).await?;
-        self.commit_with(txn, updated).await
-    }
-
     /// Deletes the record of `kind` that `target` names, as its repository deletes it.
     pub async fn delete(&self, kind: ResourceKind, agent: &str, target: Deletion) -> Result<()> {
         match kind {

@@ -106,10 +106,18 @@ impl Store {
     ) -> Result<Request> {
         let now = now_micros();
         let request = Request::created(customer_id, data, agent, now);
-        let txn = self.begin_write("create_request").await?;
-        customers::find_to_link(&txn, customer_id).await?;
-        record::insert(&txn, agent, &request, now).await?;
-        self.commit_with(txn, request).await
+        let agent = agent.to_owned();
+        let customer_id = customer_id.to_owned();
+        self.write("create_request", move |txn| {
+            Box::pin(async move {
+                let agent = agent.as_str();
+                let customer_id = customer_id.as_str();
+                customers::find_to_link(txn, customer_id).await?;
+                record::insert(txn, agent, &request, now).await?;
+                Ok(request)
+            })
+        })
+        .await
     }
 
     pub async fn get_request(&self, id: &str) -> Result<Request> {
@@ -120,88 +128,101 @@ impl Store {
     /// `close_time`, reopening clears it; cancelling deletes the comments and makes the request final.
     pub async fn update_request(&self, agent: &str, edit: Edit<RequestData>) -> Result<Request> {
         let id = edit.id.clone();
-        let (txn, current) = self
-            .begin_write_on::<Request>("update_request", &id)
-            .await?;
-        let edited = record::apply_edit(&txn, &current, edit).await?;
-        refuse_if_cancelled(&current, "change")?;
-        let Some((data, changes)) = edited else {
-            return Ok(current);
-        };
-        let now = now_micros();
-        let close_time = match (current.data.status, data.status) {
-            (RequestStatus::Closed, RequestStatus::Closed) => current.close_time,
-            (_, RequestStatus::Closed) => Some(now),
-            _ => None,
-        };
-        let updated = Request {
-            close_time,
-            ..current.next_version(data, agent, now)
-        };
-        record::save_version(&txn, &updated, current.version).await?;
-        if updated.data.status == RequestStatus::Cancelled {
-            delete_where::<comments::Entity>(&txn, comments::Column::RequestId.eq(&id)).await?;
-        }
-        self.commit_update(txn, agent, updated, changes, now).await
+        let agent = agent.to_owned();
+        self.write("update_request", move |txn| {
+            Box::pin(async move {
+                let agent = agent.as_str();
+                let current = record::find_for_update::<Request>(txn, &id).await?;
+                let edited = record::apply_edit(txn, &current, edit).await?;
+                refuse_if_cancelled(&current, "change")?;
+                let Some((data, changes)) = edited else {
+                    return Ok(current);
+                };
+                let now = now_micros();
+                let close_time = match (current.data.status, data.status) {
+                    (RequestStatus::Closed, RequestStatus::Closed) => current.close_time,
+                    (_, RequestStatus::Closed) => Some(now),
+                    _ => None,
+                };
+                let updated = Request {
+                    close_time,
+                    ..current.next_version(data, agent, now)
+                };
+                record::save_version(txn, &updated, current.version).await?;
+                if updated.data.status == RequestStatus::Cancelled {
+                    delete_where::<comments::Entity>(txn, comments::Column::RequestId.eq(&id))
+                        .await?;
+                }
+                record::log_update(txn, agent, updated, changes, now).await
+            })
+        })
+        .await
     }
 
     /// Deletes the request and its comments. Its activities stay in the customer's journey, unlinked (each
     /// gets a new version).
     pub async fn delete_request(&self, agent: &str, target: Deletion) -> Result<()> {
-        let id = target.id.as_str();
-        let (txn, current) = self.begin_write_on::<Request>("delete_request", id).await?;
-        record::check_seen(&current, target.version)?;
-        refuse_if_cancelled(&current, "be deleted")?;
-        let now = now_micros();
-        let linked: Vec<(String, i64, bool, Option<String>)> = tuples(
-            &txn,
-            activities::Entity::find().filter(activities::Column::RequestId.eq(id)),
-            [
-                activities::Column::Id,
-                activities::Column::Version,
-                activities::Column::Internal,
-                activities::Column::CustomerId,
-            ],
-        )
-        .await?;
-        activities::Entity::update_many()
-            .col_expr(
-                activities::Column::RequestId,
-                Expr::value(Option::<String>::None),
-            )
-            .col_expr(
-                activities::Column::Version,
-                Expr::col(activities::Column::Version).add(1),
-            )
-            .col_expr(activities::Column::UpdateTime, Expr::value(now))
-            .col_expr(activities::Column::UpdatedBy, Expr::value(agent))
-            .filter(activities::Column::RequestId.eq(id))
-            .exec(&txn)
-            .await?;
-        for (activity_id, version, internal, customer_id) in linked {
-            change_log::append(
-                &txn,
-                NewChange {
-                    resource: ResourceKind::Activity,
-                    resource_id: activity_id,
-                    version: version + 1,
-                    kind: ChangeKind::Updated,
-                    agent: agent.to_owned(),
-                    fields: vec![FieldChange {
-                        field: "request_id".to_owned(),
-                        old: id.into(),
-                        new: serde_json::Value::Null,
-                    }],
-                    parent_id: customer_id,
-                    internal,
-                    time: now,
-                },
-            )
-            .await?;
-        }
-        delete_where::<comments::Entity>(&txn, comments::Column::RequestId.eq(id)).await?;
-        record::delete(&txn, agent, &current, now).await?;
-        self.commit(txn).await
+        let agent = agent.to_owned();
+        self.write("delete_request", move |txn| {
+            Box::pin(async move {
+                let agent = agent.as_str();
+                let id = target.id.as_str();
+                let current = record::find_for_update::<Request>(txn, id).await?;
+                record::check_seen(&current, target.version)?;
+                refuse_if_cancelled(&current, "be deleted")?;
+                let now = now_micros();
+                let linked: Vec<(String, i64, bool, Option<String>)> = tuples(
+                    txn,
+                    activities::Entity::find().filter(activities::Column::RequestId.eq(id)),
+                    [
+                        activities::Column::Id,
+                        activities::Column::Version,
+                        activities::Column::Internal,
+                        activities::Column::CustomerId,
+                    ],
+                )
+                .await?;
+                activities::Entity::update_many()
+                    .col_expr(
+                        activities::Column::RequestId,
+                        Expr::value(Option::<String>::None),
+                    )
+                    .col_expr(
+                        activities::Column::Version,
+                        Expr::col(activities::Column::Version).add(1),
+                    )
+                    .col_expr(activities::Column::UpdateTime, Expr::value(now))
+                    .col_expr(activities::Column::UpdatedBy, Expr::value(agent))
+                    .filter(activities::Column::RequestId.eq(id))
+                    .exec(txn)
+                    .await?;
+                for (activity_id, version, internal, customer_id) in linked {
+                    change_log::append(
+                        txn,
+                        NewChange {
+                            resource: ResourceKind::Activity,
+                            resource_id: activity_id,
+                            version: version + 1,
+                            kind: ChangeKind::Updated,
+                            agent: agent.to_owned(),
+                            fields: vec![FieldChange {
+                                field: "request_id".to_owned(),
+                                old: id.into(),
+                                new: serde_json::Value::Null,
+                            }],
+                            parent_id: customer_id,
+                            internal,
+                            time: now,
+                        },
+                    )
+                    .await?;
+                }
+                delete_where::<comments::Entity>(txn, comments::Column::RequestId.eq(id)).await?;
+                record::delete(txn, agent, &current, now).await?;
+                Ok(())
+            })
+        })
+        .await
     }
 
     /// A customer's requests, newest first, optionally of one status. The customer must exist.
@@ -233,41 +254,48 @@ impl Store {
         request_id: &str,
         text: String,
     ) -> Result<Comment> {
-        let (txn, request) = self
-            .begin_write_on::<Request>("add_comment", request_id)
-            .await?;
-        refuse_if_cancelled(&request, "take comments")?;
-        let comment = Comment {
-            id: new_id(),
-            request_id: request.id.clone(),
-            text,
-            author: agent.to_owned(),
-            create_time: now_micros(),
-        };
-        comments::Entity::insert(comments::ActiveModel {
-            id: Set(comment.id.clone()),
-            request_id: Set(comment.request_id.clone()),
-            text: Set(comment.text.clone()),
-            author: Set(comment.author.clone()),
-            create_time: Set(comment.create_time),
+        let agent = agent.to_owned();
+        let request_id = request_id.to_owned();
+        self.write("add_comment", move |txn| {
+            Box::pin(async move {
+                let agent = agent.as_str();
+                let request_id = request_id.as_str();
+                let request = record::find_for_update::<Request>(txn, request_id).await?;
+                refuse_if_cancelled(&request, "take comments")?;
+                let comment = Comment {
+                    id: new_id(),
+                    request_id: request.id.clone(),
+                    text,
+                    author: agent.to_owned(),
+                    create_time: now_micros(),
+                };
+                comments::Entity::insert(comments::ActiveModel {
+                    id: Set(comment.id.clone()),
+                    request_id: Set(comment.request_id.clone()),
+                    text: Set(comment.text.clone()),
+                    author: Set(comment.author.clone()),
+                    create_time: Set(comment.create_time),
+                })
+                .exec_without_returning(txn)
+                .await?;
+                change_log::append(
+                    txn,
+                    NewChange::updated(
+                        agent,
+                        &request,
+                        vec![FieldChange {
+                            field: "comments".to_owned(),
+                            old: serde_json::Value::Null,
+                            new: serde_json::json!({ "id": comment.id, "text": comment.text }),
+                        }],
+                        comment.create_time,
+                    ),
+                )
+                .await?;
+                Ok(comment)
+            })
         })
-        .exec_without_returning(&txn)
-        .await?;
-        change_log::append(
-            &txn,
-            NewChange::updated(
-                agent,
-                &request,
-                vec![FieldChange {
-                    field: "comments".to_owned(),
-                    old: serde_json::Value::Null,
-                    new: serde_json::json!({ "id": comment.id, "text": comment.text }),
-                }],
-                comment.create_time,
-            ),
-        )
-        .await?;
-        self.commit_with(txn, comment).await
+        .await
     }
 
     /// A request's comments, oldest first. The request must exist.

@@ -9,14 +9,19 @@
 //! claiming the interaction id (a retry claims nothing and gets what was recorded), joining or opening the
 //! request, logging the activity with its change-log rows, queueing the notification and the agent's Recent
 //! entry. Then it commits once and answers them all, and each call reads the gadget's lists in its own task.
-//! Should a call fail, the transaction is rolled back and the batch runs again with a savepoint around each call,
-//! so only the failed call fails and leaves nothing behind; a failed commit fails every call of the batch, and
-//! none of them was acknowledged.
+//! Each call runs under a savepoint, so a call that fails leaves nothing behind and the others are recorded; a
+//! failed commit fails every call of the batch, and none of them was acknowledged.
+//!
+//! Every other write of the store queues on the same thread ([`GroupCommit::write`]) and shares the batches: it
+//! runs in its own savepoint (a failed write is rolled back alone, the others of the batch are kept), its
+//! sea-orm statements executed in place on the thread's connection ([`InPlace`]), one prepared statement each,
+//! and is answered once the batch has committed. So SQLite has one write path, and no write waits for SQLite's
+//! lock behind another one's round trips.
 //!
 //! The statements are the ones the rest of the store builds with sea-orm's query builder, rendered once
 //! ([`super::shape`]), prepared once and kept.
-//! While it writes, the thread holds the write pool's only connection, so it never competes with the other
-//! writers for SQLite's lock: the same one-writer-at-a-time discipline as every other write.
+//! While it writes, the thread holds the write pool's only connection, so it never competes for SQLite's lock
+//! with what still takes that connection (migrations at start, the checkpoint after an anonymization).
 
 use std::{
     collections::HashMap,
@@ -37,7 +42,7 @@ use super::{
     interactions,
 };
 use crate::store::{
-    LookupKey, activities, change_log,
+    LookupKey, Tx, TxFuture, activities, change_log,
     customers::{self, lookup_query},
     entity,
     outbox::{self, OutboxSignal},
@@ -45,6 +50,7 @@ use crate::store::{
     requests,
     sqlite::{
         checkpoint,
+        connection::InPlace,
         shape::{self, Shape},
     },
 };
@@ -61,7 +67,7 @@ const MAX_BATCH: usize = 8;
 /// Read connections kept open between calls.
 const IDLE_READERS: usize = 8;
 /// Prepared statements kept by the connection (every statement of an `OpenContext`, with room to spare).
-const STATEMENT_CACHE: usize = 64;
+const STATEMENT_CACHE: usize = 256;
 
 struct Job {
     acting_agent: String,
@@ -73,17 +79,95 @@ struct Job {
     trace: CallTrace,
 }
 
-/// What the thread does next: record a batch of calls (and say when it is done), or run one piece of work on its
+/// A write waiting for the thread: an `OpenContext` call, or any other write the store runs
+/// ([`crate::store::Store::write`]).
+enum Queued {
+    Open(Box<Job>),
+    Write(Box<dyn Pending>),
+}
+
+/// A write of the store, type-erased for the thread's queue: run in its part of a batch, then answered once the
+/// batch has committed (or failed).
+trait Pending: Send {
+    /// Runs the write on `tx`; true if it failed (and its savepoint is to be rolled back).
+    fn run(&mut self, tx: &Tx) -> bool;
+    /// Answers the caller: what the write answered if the batch committed, else why it did not.
+    fn answer(self: Box<Self>, committed: Result<()>);
+}
+
+/// A write and its caller, waiting in the thread's queue.
+struct PendingWrite<T, W> {
+    work: Option<W>,
+    outcome: Option<Result<T>>,
+    reply: oneshot::Sender<Result<T>>,
+    runtime: tokio::runtime::Handle,
+    operation: &'static str,
+    metrics: Metrics,
+    span: tracing::Span,
+}
+
+impl<T, W> Pending for PendingWrite<T, W>
+where
+    T: Send + 'static,
+    W: for<'a> FnOnce(&'a Tx) -> TxFuture<'a, T> + Send + 'static,
+{
+    fn run(&mut self, tx: &Tx) -> bool {
+        let Some(work) = self.work.take() else {
+            return true;
+        };
+        let _entered = self.span.enter();
+        let _timer = self.metrics.transaction(self.operation);
+        // The write's statements run in place on the connection, so its future never waits on them; it is driven
+        // here, where anything else it might await (a timer, say) still finds the runtime.
+        let outcome = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+            self.runtime.block_on(work(tx))
+        }))
+        .unwrap_or_else(|_| {
+            Err(Error::internal(format!(
+                "the {} write stopped unexpectedly",
+                self.operation
+            )))
+        });
+        let failed = outcome.is_err();
+        self.outcome = Some(outcome);
+        failed
+    }
+
+    fn answer(self: Box<Self>, committed: Result<()>) {
+        let answer = match (committed, self.outcome) {
+            (Err(err), _) => Err(err),
+            (Ok(()), Some(outcome)) => outcome,
+            (Ok(()), None) => Err(Error::Unavailable(
+                "the database writer stopped before the write was run".to_owned(),
+            )),
+        };
+        let _ = self.reply.send(answer);
+    }
+}
+
+impl Queued {
+    /// Answers without running: the batch could not start.
+    fn refuse(self, err: Error) {
+        match self {
+            Queued::Open(job) => {
+                let _ = job.reply.send(Err(err));
+            }
+            Queued::Write(pending) => pending.answer(Err(err)),
+        }
+    }
+}
+
+/// What the thread does next: record a batch of writes (and say when it is done), or run one piece of work on its
 /// connection alone.
 enum Work {
-    Batch(Vec<Job>, oneshot::Sender<()>),
+    Batch(Vec<Queued>, oneshot::Sender<()>),
     Alone(Box<dyn FnOnce(&mut Connection) + Send>),
 }
 
 /// Handle to the recording thread; calls queue on it.
 #[derive(Debug)]
 pub(in crate::store) struct GroupCommit {
-    jobs: tokio::sync::mpsc::UnboundedSender<Job>,
+    jobs: tokio::sync::mpsc::UnboundedSender<Queued>,
     /// The thread's queue, for work run alone; taken on close, so that the thread ends.
     alone: Mutex<Option<mpsc::Sender<Work>>>,
     /// The write pool, whose only connection is held while the thread writes.
@@ -92,6 +176,7 @@ pub(in crate::store) struct GroupCommit {
     /// Ends the task that hands out batches, and with it the thread.
     closing: Arc<Notify>,
     thread: Mutex<Option<thread::JoinHandle<()>>>,
+    metrics: Metrics,
 }
 
 impl GroupCommit {
@@ -110,16 +195,21 @@ impl GroupCommit {
         let (jobs, queued) = tokio::sync::mpsc::unbounded_channel();
         let (batches, to_write) = mpsc::channel::<Work>();
         let writer = thread::Builder::new()
-            .name("sqlite-open-context".to_owned())
+            .name("sqlite-writer".to_owned())
             .spawn(move || {
-                let mut writer = Writer { conn, after };
+                let mut writer = Writer {
+                    conn: Arc::new(Mutex::new(conn)),
+                    after,
+                };
                 while let Ok(work) = to_write.recv() {
                     match work {
                         Work::Batch(jobs, done) => {
                             writer.write(jobs);
                             let _ = done.send(());
                         }
-                        Work::Alone(work) => work(&mut writer.conn),
+                        Work::Alone(work) => {
+                            work(&mut writer.conn.lock().unwrap_or_else(PoisonError::into_inner));
+                        }
                     }
                 }
             })
@@ -130,7 +220,7 @@ impl GroupCommit {
             batches.clone(),
             write_lock.clone(),
             closing.clone(),
-            metrics,
+            metrics.clone(),
         ));
         Ok(GroupCommit {
             jobs,
@@ -142,6 +232,7 @@ impl GroupCommit {
             },
             closing,
             thread: Mutex::new(Some(writer)),
+            metrics,
         })
     }
 
@@ -222,6 +313,31 @@ impl GroupCommit {
         })
     }
 
+    /// Runs the write `operation` on the thread, in its part of the next batch's transaction, and answers once
+    /// that has committed (see [`crate::store::Store::write`]).
+    pub(in crate::store) async fn write<T, W>(&self, operation: &'static str, work: W) -> Result<T>
+    where
+        T: Send + 'static,
+        W: for<'a> FnOnce(&'a Tx) -> TxFuture<'a, T> + Send + 'static,
+    {
+        let (reply, answer) = oneshot::channel();
+        let pending = PendingWrite {
+            work: Some(work),
+            outcome: None,
+            reply,
+            runtime: tokio::runtime::Handle::current(),
+            operation,
+            metrics: self.metrics.clone(),
+            span: otel::transaction_span(operation),
+        };
+        self.jobs
+            .send(Queued::Write(Box::new(pending)))
+            .map_err(|_| Error::Unavailable("the service is shutting down".to_owned()))?;
+        answer.await.map_err(|_| {
+            Error::Unavailable("the service stopped before the write was committed".to_owned())
+        })?
+    }
+
     /// Records one call (or finds it recorded) and answers when its transaction has committed.
     ///
     /// The caller is matched before the call is queued, and the gadget's lists are read after it committed, each
@@ -242,7 +358,7 @@ impl GroupCommit {
             trace: CallTrace::current(),
         };
         self.jobs
-            .send(job)
+            .send(Queued::Open(Box::new(job)))
             .map_err(|_| Error::Unavailable("the service is shutting down".to_owned()))?;
         let outcome = answer.await.map_err(|_| {
             Error::Unavailable("the service stopped before the interaction was recorded".to_owned())
@@ -343,7 +459,7 @@ fn open_requests_values(customer_id: &str) -> impl Iterator<Item = SqlValue> {
 
 /// Takes every queued call (up to [`MAX_BATCH`]), waits for the write lock and has the thread record them.
 async fn hand_batches(
-    mut queued: tokio::sync::mpsc::UnboundedReceiver<Job>,
+    mut queued: tokio::sync::mpsc::UnboundedReceiver<Queued>,
     batches: mpsc::Sender<Work>,
     write_lock: SqlitePool,
     closing: Arc<Notify>,
@@ -369,7 +485,7 @@ async fn hand_batches(
             Err(err) => {
                 let message = format!("the database is busy: {err}");
                 for job in batch.drain(..) {
-                    let _ = job.reply.send(Err(Error::Unavailable(message.clone())));
+                    job.refuse(Error::Unavailable(message.clone()));
                 }
                 continue;
             }
@@ -449,74 +565,101 @@ pub(in crate::store) struct AfterCommit {
 }
 
 struct Writer {
-    conn: Connection,
+    /// Locked by the thread while it runs a statement of its own, and by [`InPlace`] for each statement a write
+    /// runs through it.
+    conn: Arc<Mutex<Connection>>,
     after: AfterCommit,
 }
 
 impl Writer {
-    /// Records a batch in one transaction and answers each call once it has committed (or failed).
-    ///
-    /// The calls run back to back without savepoints; should one fail, which takes a database error, the
-    /// transaction is rolled back and the batch runs again with a savepoint around each call, so the failed call
-    /// leaves nothing behind and the others are recorded.
-    fn write(&mut self, jobs: Vec<Job>) {
-        let _span = otel::batch_span(jobs.len(), jobs.iter().map(|job| &job.trace)).entered();
-        let outcomes = match self.attempt(&jobs, false) {
-            Ok(outcomes) if outcomes.iter().all(Result::is_ok) => Ok(outcomes),
-            Ok(_) => self.attempt(&jobs, true),
-            Err(err) => Err(err),
-        };
-        match outcomes {
-            Ok(outcomes) => {
-                for (job, outcome) in jobs.into_iter().zip(outcomes) {
-                    let _ = job.reply.send(outcome);
-                }
-            }
-            Err(err) => {
-                tracing::warn!(error = %err, calls = jobs.len(), "an OpenContext batch did not commit");
-                for job in jobs {
-                    let _ = job.reply.send(Err(shared_error(&err)));
-                }
-            }
+    /// Runs a batch of writes in one transaction, each under a savepoint (so a failed write leaves nothing
+    /// behind and the others are kept), and answers each once the transaction has committed; a failed commit
+    /// fails every write of the batch, and none of them was acknowledged.
+    fn write(&mut self, jobs: Vec<Queued>) {
+        let calls = jobs.iter().filter_map(|job| match job {
+            Queued::Open(job) => Some(&job.trace),
+            Queued::Write(_) => None,
+        });
+        let _span = otel::batch_span(jobs.len(), calls).entered();
+        let count = jobs.len();
+        let mut answers: Vec<Box<dyn FnOnce(Result<()>)>> = Vec::with_capacity(count);
+        let committed = self.attempt(jobs, &mut answers);
+        if let Err(err) = &committed {
+            tracing::warn!(error = %err, writes = count, "a batch of writes did not commit");
+        }
+        for answer in answers {
+            answer(committed.as_ref().map(|_| ()).map_err(shared_error));
         }
     }
 
-    /// One transaction over the batch: each call's outcome, or the error that kept it from committing. Without
-    /// `savepoints` a failed call is rolled back with the whole transaction.
+    /// One transaction over the batch; each write's answer is added to `answers` as it runs. The error is the
+    /// one that kept the transaction from committing.
     fn attempt(
         &mut self,
-        jobs: &[Job],
-        savepoints: bool,
-    ) -> rusqlite::Result<Vec<Result<Outcome>>> {
-        run(&self.conn, "BEGIN IMMEDIATE")?;
-        let mut outcomes = Vec::with_capacity(jobs.len());
-        let mut queued = false;
-        for job in jobs {
-            let mut one = |conn: &Connection| {
-                open_one(
-                    conn,
-                    &job.acting_agent,
-                    &job.input,
-                    &job.caller,
-                    &mut queued,
-                )
-            };
-            let outcome = if savepoints {
-                in_savepoint(&self.conn, one)
-            } else {
-                one(&self.conn)
-            };
-            let failed = outcome.is_err();
-            outcomes.push(outcome);
-            if failed && !savepoints {
-                run(&self.conn, "ROLLBACK")?;
-                return Ok(outcomes);
-            }
-        }
-        if let Err(err) = run(&self.conn, "COMMIT") {
-            let _ = run(&self.conn, "ROLLBACK");
+        jobs: Vec<Queued>,
+        answers: &mut Vec<Box<dyn FnOnce(Result<()>)>>,
+    ) -> rusqlite::Result<()> {
+        let begun = run(&self.lock(), "BEGIN IMMEDIATE");
+        if let Err(err) = begun {
+            answers.extend(jobs.into_iter().map(refused));
             return Err(err);
         }
+        let tx = Tx::in_place(InPlace::new(self.conn.clone()));
+        let mut queued = false;
+        let mut failure = None;
+        for job in jobs {
+            if failure.is_some() {
+                answers.push(refused(job));
+                continue;
+            }
+            match job {
+                Queued::Open(job) => {
+                    let outcome = {
+                        let conn = self.lock();
+                        in_savepoint(&conn, |conn| {
+                            open_one(
+                                conn,
+                                &job.acting_agent,
+                                &job.input,
+                                &job.caller,
+                                &mut queued,
+                            )
+                        })
+                    };
+                    answers.push(Box::new(move |committed: Result<()>| {
+                        let _ = job.reply.send(committed.and(outcome));
+                    }));
+                }
+                Queued::Write(mut pending) => {
+                    if let Err(err) = run(&self.lock(), "SAVEPOINT write") {
+                        failure = Some(err);
+                        answers.push(Box::new(move |committed| pending.answer(committed)));
+                        continue;
+                    }
+                    let failed = pending.run(&tx);
+                    let conn = self.lock();
+                    let ended = if failed {
+                        run(&conn, "ROLLBACK TO write").and_then(|()| run(&conn, "RELEASE write"))
+                    } else {
+                        run(&conn, "RELEASE write")
+                    };
+                    if let Err(err) = ended {
+                        failure = Some(err);
+                    }
+                    answers.push(Box::new(move |committed| pending.answer(committed)));
+                }
+            }
+        }
+        let conn = self.lock();
+        if let Some(err) = failure {
+            let _ = run(&conn, "ROLLBACK");
+            return Err(err);
+        }
+        if let Err(err) = run(&conn, "COMMIT") {
+            let _ = run(&conn, "ROLLBACK");
+            return Err(err);
+        }
+        drop(conn);
         if let Some(checkpoints) = &self.after.checkpoints {
             checkpoints.committed();
         }
@@ -525,8 +668,23 @@ impl Writer {
             self.after.outbox.queued();
         }
         self.after.outbox.committed();
-        Ok(outcomes)
+        Ok(())
     }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, Connection> {
+        self.conn.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+}
+
+/// The answer of a write the batch did not run: the error that kept the batch from committing.
+fn refused(job: Queued) -> Box<dyn FnOnce(Result<()>)> {
+    Box::new(move |committed: Result<()>| {
+        job.refuse(
+            committed
+                .err()
+                .unwrap_or_else(|| Error::internal("a write of the batch was not run")),
+        );
+    })
 }
 
 /// Runs `f` under a savepoint: kept when it succeeds, rolled back when it fails.
@@ -883,7 +1041,10 @@ mod tests {
             reply,
             trace: CallTrace::default(),
         };
-        group_commit.jobs.send(job).expect("queued");
+        group_commit
+            .jobs
+            .send(Queued::Open(Box::new(job)))
+            .expect("queued");
         let Outcome::Opened(opened) = answer.await.expect("answered").expect("recorded") else {
             panic!("a first call is not a replay");
         };

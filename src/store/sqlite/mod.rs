@@ -2,4 +2,5 @@
 //! rendered once from sea-orm and bound per call by the OpenContext batch writer.
 
 pub(super) mod checkpoint;
+pub(super) mod connection;
 pub(super) mod shape;

@@ -1,0 +1,318 @@
+//! sea-orm's statements run in place on a SQLite connection the caller owns (the database writer's), without a
+//! round trip to a pooled connection's thread per statement.
+//!
+//! The store's write code is written once against [`ConnectionTrait`]: on PostgreSQL it runs on a pooled
+//! transaction, on SQLite its statements run here, on the writer thread, inside the batch's transaction. Each
+//! statement is the one sea-orm built and rendered, prepared once and kept by the connection; rows come back as
+//! sea-orm query results, each value typed as the column is declared, so the entities decode them as they decode
+//! sqlx's rows.
+//!
+//! sea-orm's result types can be made only by its drivers and its mock database (its proxy connection, made for
+//! this, does not build alongside its sqlx SQLite driver), so each statement's outcome is handed to sea-orm through
+//! a throwaway mock database: a few small allocations per statement, no I/O.
+
+use std::{
+    collections::{BTreeMap, HashSet},
+    sync::{Arc, Mutex, OnceLock, PoisonError},
+};
+
+use rusqlite::{Connection, types::ValueRef};
+use sea_orm::{
+    ColumnTrait, ColumnType, ConnectionTrait, DbBackend, DbErr, EntityTrait, ExecResult,
+    IdenStatic, Iterable, MockDatabase, MockExecResult, QueryResult, RuntimeErr, Statement,
+    sea_query::Value,
+};
+
+use super::shape::into_sql_value;
+use crate::store::entity;
+
+/// A SQLite connection sea-orm's statements run on, in the calling thread. Shared (behind a lock) with the thread
+/// that owns it, which begins and commits the transaction these statements belong to.
+#[derive(Clone, Debug)]
+pub(in crate::store) struct InPlace {
+    conn: Arc<Mutex<Connection>>,
+}
+
+impl InPlace {
+    pub(in crate::store) fn new(conn: Arc<Mutex<Connection>>) -> InPlace {
+        InPlace { conn }
+    }
+
+    fn with<T>(&self, f: impl FnOnce(&Connection) -> rusqlite::Result<T>) -> rusqlite::Result<T> {
+        f(&self.conn.lock().unwrap_or_else(PoisonError::into_inner))
+    }
+
+    /// The rows `stmt` selects, at most `limit` of them.
+    fn rows(&self, stmt: &Statement, limit: usize) -> Result<Vec<Row>, DbErr> {
+        let params = parameters(stmt).map_err(DbErr::Query)?;
+        self.with(|conn| {
+            let mut prepared = conn.prepare_cached(&stmt.sql)?;
+            let columns: Vec<(String, String, Kind)> = prepared
+                .columns()
+                .iter()
+                .enumerate()
+                .map(|(index, column)| {
+                    (
+                        column.name().to_owned(),
+                        positional(index),
+                        Kind::declared(column),
+                    )
+                })
+                .collect();
+            let mut rows = prepared.query(rusqlite::params_from_iter(params))?;
+            let mut results = Vec::new();
+            while results.len() < limit {
+                let Some(row) = rows.next()? else { break };
+                let mut values = BTreeMap::new();
+                for (index, (name, position, kind)) in columns.iter().enumerate() {
+                    let value = kind.value(row.get_ref(index)?);
+                    values.insert(position.clone(), value.clone());
+                    values.insert(name.clone(), value);
+                }
+                results.push(values);
+            }
+            Ok(results)
+        })
+        .map_err(|err| DbErr::Query(runtime(&err)))
+    }
+}
+
+#[async_trait::async_trait]
+impl ConnectionTrait for InPlace {
+    fn get_database_backend(&self) -> DbBackend {
+        DbBackend::Sqlite
+    }
+
+    async fn execute_raw(&self, stmt: Statement) -> Result<ExecResult, DbErr> {
+        let params = parameters(&stmt).map_err(DbErr::Exec)?;
+        self.with(|conn| {
+            let rows_affected = conn
+                .prepare_cached(&stmt.sql)?
+                .execute(rusqlite::params_from_iter(params))?;
+            Ok(MockExecResult {
+                last_insert_id: u64::try_from(conn.last_insert_rowid()).unwrap_or_default(),
+                rows_affected: u64::try_from(rows_affected).unwrap_or_default(),
+            })
+        })
+        .map_err(|err| DbErr::Exec(runtime(&err)))
+        .map(executed)?
+        .await
+    }
+
+    async fn execute_unprepared(&self, sql: &str) -> Result<ExecResult, DbErr> {
+        self.with(|conn| {
+            conn.execute_batch(sql)?;
+            Ok(MockExecResult {
+                last_insert_id: u64::try_from(conn.last_insert_rowid()).unwrap_or_default(),
+                rows_affected: conn.changes(),
+            })
+        })
+        .map_err(|err| DbErr::Exec(runtime(&err)))
+        .map(executed)?
+        .await
+    }
+
+    async fn query_one_raw(&self, stmt: Statement) -> Result<Option<QueryResult>, DbErr> {
+        Ok(results(self.rows(&stmt, 1)?).await?.pop())
+    }
+
+    async fn query_all_raw(&self, stmt: Statement) -> Result<Vec<QueryResult>, DbErr> {
+        results(self.rows(&stmt, usize::MAX)?).await
+    }
+}
+
+/// One row, its values keyed by column name, and by position too.
+///
+/// sea-orm reads a column by name from the row, or by position (a tuple) as the row's `position`-th entry in key
+/// order. Each value is therefore also kept under a key that sorts before every column name (a NUL, then the
+/// position in fixed width), so the first entries are the columns in the order they were selected.
+type Row = BTreeMap<String, Value>;
+
+/// The key of the column at `index` in a [`Row`].
+fn positional(index: usize) -> String {
+    format!("\0{index:05}")
+}
+
+/// sea-orm's result of a statement that changed `result`'s rows.
+async fn executed(result: MockExecResult) -> Result<ExecResult, DbErr> {
+    MockDatabase::new(DbBackend::Sqlite)
+        .append_exec_results([result])
+        .into_connection()
+        .execute_raw(handed_over())
+        .await
+}
+
+/// sea-orm's results of a select that read `rows`.
+async fn results(rows: Vec<Row>) -> Result<Vec<QueryResult>, DbErr> {
+    MockDatabase::new(DbBackend::Sqlite)
+        .append_query_results([rows])
+        .into_connection()
+        .query_all_raw(handed_over())
+        .await
+}
+
+/// The statement a mock database is asked to run: it answers with what it was given, whatever the statement.
+fn handed_over() -> Statement {
+    Statement::from_string(DbBackend::Sqlite, String::new())
+}
+
+/// The values bound to `stmt`, as SQLite takes them.
+fn parameters(stmt: &Statement) -> Result<Vec<rusqlite::types::Value>, RuntimeErr> {
+    stmt.values
+        .iter()
+        .flat_map(|values| values.0.iter())
+        .map(|value| into_sql_value(value.clone()))
+        .collect::<crate::error::Result<_>>()
+        .map_err(|err| RuntimeErr::Internal(err.to_string()))
+}
+
+fn runtime(err: &rusqlite::Error) -> RuntimeErr {
+    RuntimeErr::Internal(format!("database: {err}"))
+}
+
+/// How a column's values are typed for sea-orm, which takes each Rust type from one kind of value only.
+#[derive(Clone, Copy, Debug, PartialEq)]
+enum Kind {
+    Bool,
+    /// A 32-bit integer column (`INTEGER` declared for an `i32` field).
+    Int,
+    BigInt,
+    Double,
+    Text,
+    Bytes,
+    /// An expression: typed by the value it yields.
+    Dynamic,
+}
+
+impl Kind {
+    fn declared(column: &rusqlite::Column<'_>) -> Kind {
+        let Some(declared) = column.decl_type() else {
+            return Kind::Dynamic;
+        };
+        match declared.to_ascii_uppercase().as_str() {
+            "BOOLEAN" | "BOOL" => Kind::Bool,
+            "INTEGER" | "INT" if int_columns().contains(column.name()) => Kind::Int,
+            "INTEGER" | "INT" | "BIGINT" | "INT8" => Kind::BigInt,
+            "REAL" | "DOUBLE" | "FLOAT" => Kind::Double,
+            "BLOB" => Kind::Bytes,
+            "TEXT" | "VARCHAR" | "CHAR" | "JSON" | "JSON_TEXT" => Kind::Text,
+            other if other.starts_with("VARCHAR") || other.starts_with("CHAR") => Kind::Text,
+            _ => Kind::Dynamic,
+        }
+    }
+
+    fn value(self, value: ValueRef<'_>) -> Value {
+        match (self, value) {
+            (Kind::Bool, ValueRef::Null) => Value::Bool(None),
+            (Kind::Bool, ValueRef::Integer(i)) => Value::Bool(Some(i != 0)),
+            (Kind::Int, ValueRef::Null) => Value::Int(None),
+            (Kind::Int, ValueRef::Integer(i)) => match i32::try_from(i) {
+                Ok(i) => Value::Int(Some(i)),
+                Err(_) => Value::BigInt(Some(i)),
+            },
+            (Kind::BigInt, ValueRef::Null) => Value::BigInt(None),
+            (Kind::Double, ValueRef::Null) => Value::Double(None),
+            (Kind::Text, ValueRef::Null) => Value::String(None),
+            (Kind::Bytes, ValueRef::Null) => Value::Bytes(None),
+            // An expression that yields nothing: the counts and maxima the store reads are integers.
+            (Kind::Dynamic, ValueRef::Null) => Value::BigInt(None),
+            (_, ValueRef::Integer(i)) => Value::BigInt(Some(i)),
+            (_, ValueRef::Real(r)) => Value::Double(Some(r)),
+            (_, ValueRef::Text(text)) => {
+                Value::String(Some(String::from_utf8_lossy(text).into_owned()))
+            }
+            (_, ValueRef::Blob(bytes)) => Value::Bytes(Some(bytes.to_vec())),
+        }
+    }
+}
+
+/// The names of the columns the entities declare as 32-bit integers. SQLite declares them `INTEGER`, like the
+/// 64-bit rowid aliases (`change_log.seq`); no name is both (a unit test checks it).
+fn int_columns() -> &'static HashSet<String> {
+    static NAMES: OnceLock<HashSet<String>> = OnceLock::new();
+    NAMES.get_or_init(|| {
+        entity_columns()
+            .into_iter()
+            .filter(|(_, column_type)| matches!(column_type, ColumnType::Integer))
+            .map(|(name, _)| name)
+            .collect()
+    })
+}
+
+/// Every entity's columns, with their declared types.
+fn entity_columns() -> Vec<(String, ColumnType)> {
+    fn of<E: EntityTrait>() -> impl Iterator<Item = (String, ColumnType)> {
+        E::Column::iter().map(|column| {
+            (
+                column.as_str().to_owned(),
+                column.def().get_column_type().clone(),
+            )
+        })
+    }
+    use entity::*;
+    of::<customers::Entity>()
+        .chain(of::<contact_keys::Entity>())
+        .chain(of::<requests::Entity>())
+        .chain(of::<comments::Entity>())
+        .chain(of::<activities::Entity>())
+        .chain(of::<change_log::Entity>())
+        .chain(of::<api_keys::Entity>())
+        .chain(of::<customer_merges::Entity>())
+        .chain(of::<notifications::Entity>())
+        .chain(of::<crate::store::open_context::interactions::Entity>())
+        .chain(of::<crate::store::recent::recent_views::Entity>())
+        .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn rows_decode_by_name_and_by_position() {
+        use sea_orm::TryGetableMany;
+        let conn = Connection::open_in_memory().expect("database");
+        conn.execute_batch(
+            "CREATE TABLE t (b TEXT, a BIGINT, c BOOLEAN, d INTEGER); \
+             INSERT INTO t VALUES ('x', 7, 1, NULL);",
+        )
+        .expect("table");
+        let db = InPlace::new(Arc::new(Mutex::new(conn)));
+        let stmt =
+            Statement::from_string(DbBackend::Sqlite, "SELECT b, a, c, d, 2 * a AS e FROM t");
+        let row = db
+            .query_one_raw(stmt.clone())
+            .await
+            .expect("query")
+            .expect("a row");
+        assert_eq!(row.try_get::<String>("", "b").expect("b"), "x");
+        assert_eq!(row.try_get::<i64>("", "a").expect("a"), 7);
+        assert!(row.try_get::<bool>("", "c").expect("c"));
+        assert_eq!(row.try_get::<Option<i64>>("", "d").expect("d"), None);
+        assert_eq!(row.try_get::<i64>("", "e").expect("e"), 14);
+        let by_position = <(String, i64, bool)>::try_get_many_by_index(&row).expect("by position");
+        assert_eq!(by_position, ("x".to_owned(), 7, true));
+        let changed = db
+            .execute_raw(Statement::from_string(
+                DbBackend::Sqlite,
+                "UPDATE t SET a = a + 1",
+            ))
+            .await
+            .expect("update");
+        assert_eq!(changed.rows_affected(), 1);
+    }
+
+    #[test]
+    fn no_column_name_is_a_32_bit_integer_in_one_entity_and_wider_in_another() {
+        let ints = int_columns();
+        assert!(ints.contains("status") && ints.contains("channel"));
+        for (name, column_type) in entity_columns() {
+            if ints.contains(&name) {
+                assert!(
+                    !matches!(column_type, ColumnType::BigInteger),
+                    "{name} is declared both as a 32-bit and a 64-bit integer"
+                );
+            }
+        }
+    }
+}
