@@ -82,9 +82,10 @@ pub struct DatabaseSettings {
     )]
     pub sqlite_wal_limit_mib: u32,
 
-    /// SQLite only: record `OpenContext` calls in batches, one transaction per batch, on a writer thread of their
-    /// own (the default). `false` records each call in a transaction of its own on the pooled writer, as on
-    /// PostgreSQL: slower, and the same answers.
+    /// SQLite only: run every write (`OpenContext` calls and all others) on the database writer's thread, in
+    /// batches, one transaction per batch, and reads on its read connections in the calls' own tasks (the
+    /// default). `false` runs each write in a transaction of its own on the pooled writer and reads on the read
+    /// pool, as on PostgreSQL: slower, and the same answers.
     #[arg(
         long,
         env = "CUSTOMER_CONTEXT_SQLITE_OPEN_CONTEXT_BATCHES",

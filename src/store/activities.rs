@@ -151,7 +151,7 @@ impl Store {
     }
 
     pub async fn get_activity(&self, id: &str) -> Result<Activity> {
-        record::find::<Activity>(&self.read, id).await
+        record::find::<Activity>(&self.reader(), id).await
     }
 
     pub async fn update_activity(&self, agent: &str, edit: Edit<ActivityData>) -> Result<Activity> {
@@ -224,11 +224,11 @@ impl Store {
             query = query.filter(activities::Column::Internal.eq(false));
         }
         if let Some(customer_id) = customer_id {
-            customers::find(&self.read, customer_id).await?;
+            customers::find(&self.reader(), customer_id).await?;
             query = query.filter(activities::Column::CustomerId.eq(customer_id));
         }
         if let Some(request_id) = request_id {
-            record::find::<Request>(&self.read, request_id).await?;
+            record::find::<Request>(&self.reader(), request_id).await?;
             query = query.filter(activities::Column::RequestId.eq(request_id));
         }
         let query = newest_first(
@@ -237,7 +237,7 @@ impl Store {
             activities::Column::Id,
             cursor,
         );
-        super::fetch(&self.read, query, limit, from_model).await
+        super::fetch(&self.reader(), query, limit, from_model).await
     }
 }
 

@@ -305,7 +305,7 @@ impl Store {
             .select_only()
             .column_as(change_log::Column::Seq.max(), "seq")
             .into_tuple()
-            .one(&self.read)
+            .one(&self.reader())
             .await?;
         // Positions start at 1; a PostgreSQL log holding only changes not yet sequenced has none.
         Ok(last.flatten().unwrap_or(0).max(0))
@@ -320,7 +320,7 @@ impl Store {
             .filter(change_log::Column::Seq.gt(after))
             .order_by_asc(change_log::Column::Seq)
             .limit(limit);
-        super::all_limited(&self.read, query)
+        super::all_limited(&self.reader(), query)
             .await?
             .into_iter()
             .map(from_model)
@@ -341,7 +341,7 @@ impl Store {
             .filter(change_log::Column::Seq.lte(range.upto))
             .filter(about(resources))
             .order_by_asc(change_log::Column::Seq);
-        super::fetch(&self.read, query, range.limit, from_model).await
+        super::fetch(&self.reader(), query, range.limit, from_model).await
     }
 
     /// The changes of several records, each past its own version (a deletion whatever its version), up to log
@@ -381,7 +381,7 @@ impl Store {
         };
         let mut changes = query
             .limit(limit)
-            .all(&self.read)
+            .all(&self.reader())
             .await?
             .into_iter()
             .map(from_model)

@@ -315,12 +315,12 @@ impl Store {
 
     pub async fn get_customer(&self, id: &str) -> Result<Customer> {
         let Some(readers) = &self.group_commit else {
-            return find(&self.read, id).await;
+            return find(&self.reader(), id).await;
         };
         let found = readers.customers(&by_id(id))?;
         match found.into_iter().next() {
             Some(model) => from_model(model),
-            None => Err(missing(&self.read, id).await?),
+            None => Err(missing(&self.reader(), id).await?),
         }
     }
 
@@ -461,7 +461,7 @@ impl Store {
         let query = lookup_query(kind, key, only);
         let found = match &self.group_commit {
             Some(readers) => readers.customers(&query)?,
-            None => super::all_limited(&self.read, query).await?,
+            None => super::all_limited(&self.reader(), query).await?,
         };
         found.into_iter().map(from_model).collect()
     }

@@ -170,7 +170,7 @@ impl Store {
     pub async fn list_keys(&self) -> Result<Vec<ApiKey>> {
         api_keys::Entity::find()
             .order_by_asc(api_keys::Column::Id)
-            .all(&self.read)
+            .all(&self.reader())
             .await?
             .into_iter()
             .map(from_model)
@@ -232,7 +232,7 @@ impl Store {
         api_keys::Entity::find()
             .filter(api_keys::Column::SecretHash.eq(api_key::hash_secret(secret)))
             .filter(api_keys::Column::RevokeTime.is_null())
-            .one(&self.read)
+            .one(&self.reader())
             .await?
             .map(from_model)
             .transpose()

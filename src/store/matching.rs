@@ -64,7 +64,7 @@ impl Store {
         id: &str,
         limit: usize,
     ) -> Result<Vec<CustomerMatch>> {
-        let customer = customers::find(&self.read, id).await?;
+        let customer = customers::find(&self.reader(), id).await?;
         let mut reasons: BTreeMap<String, BTreeSet<MatchReason>> = BTreeMap::new();
 
         // Shared contact points.
@@ -96,7 +96,8 @@ impl Store {
                 contact_keys::Column::Kind,
                 contact_keys::Column::MatchKey,
             ];
-            let shared: Vec<(String, String, String)> = tuples(&self.read, query, columns).await?;
+            let shared: Vec<(String, String, String)> =
+                tuples(&self.reader(), query, columns).await?;
             for (other, kind, key) in shared {
                 if let Some(reason) = keys.get(&(lookup_class_of(&kind), key)) {
                     reasons.entry(other).or_default().insert(reason.clone());
@@ -108,7 +109,7 @@ impl Store {
         for chunk in ids.chunks(500) {
             for model in customer_rows::Entity::find()
                 .filter(customer_rows::Column::Id.is_in(chunk.iter().copied()))
-                .all(&self.read)
+                .all(&self.reader())
                 .await?
             {
                 let other = customers::from_model(model)?;

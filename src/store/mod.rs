@@ -355,6 +355,14 @@ impl Store {
         Ok(written)
     }
 
+    /// Where reads run (see [`Reader`]).
+    pub(in crate::store) fn reader(&self) -> Reader<'_> {
+        match &self.group_commit {
+            Some(writer) => Reader::InPlace(writer.reads()),
+            None => Reader::Pooled(&self.read),
+        }
+    }
+
     /// The metrics' name of the pool writes take their connection from.
     fn write_pool_name(&self) -> &'static str {
         if self.backend == DbBackend::Sqlite {
@@ -688,11 +696,11 @@ pub(crate) struct Tx(Transaction);
 
 enum Transaction {
     Pooled(Write),
-    InPlace(sqlite::connection::InPlace),
+    InPlace(sqlite::connection::OnWriter),
 }
 
 impl Tx {
-    pub(in crate::store) fn in_place(conn: sqlite::connection::InPlace) -> Tx {
+    pub(in crate::store) fn in_place(conn: sqlite::connection::OnWriter) -> Tx {
         Tx(Transaction::InPlace(conn))
     }
 }
@@ -741,6 +749,60 @@ impl ConnectionTrait for Tx {
         on_connection!(self, |conn| conn.query_all_raw(stmt).await)
     }
 }
+
+/// Where a read's statements run ([`Store::reader`]): on a SQLite file, each in place in the caller's task on
+/// one of the writer's read connections (no round trip to a pooled connection's thread); elsewhere on the read
+/// pool. Each statement is its own snapshot, as on the pool.
+pub(in crate::store) enum Reader<'s> {
+    Pooled(&'s DatabaseConnection),
+    InPlace(sqlite::connection::InPlace<&'s open_context::Readers>),
+}
+
+#[async_trait::async_trait]
+impl ConnectionTrait for Reader<'_> {
+    fn get_database_backend(&self) -> DbBackend {
+        on_reader!(self, |conn| conn.get_database_backend())
+    }
+
+    async fn execute_raw(
+        &self,
+        stmt: sea_orm::Statement,
+    ) -> std::result::Result<sea_orm::ExecResult, sea_orm::DbErr> {
+        on_reader!(self, |conn| conn.execute_raw(stmt).await)
+    }
+
+    async fn execute_unprepared(
+        &self,
+        sql: &str,
+    ) -> std::result::Result<sea_orm::ExecResult, sea_orm::DbErr> {
+        on_reader!(self, |conn| conn.execute_unprepared(sql).await)
+    }
+
+    async fn query_one_raw(
+        &self,
+        stmt: sea_orm::Statement,
+    ) -> std::result::Result<Option<sea_orm::QueryResult>, sea_orm::DbErr> {
+        on_reader!(self, |conn| conn.query_one_raw(stmt).await)
+    }
+
+    async fn query_all_raw(
+        &self,
+        stmt: sea_orm::Statement,
+    ) -> std::result::Result<Vec<sea_orm::QueryResult>, sea_orm::DbErr> {
+        on_reader!(self, |conn| conn.query_all_raw(stmt).await)
+    }
+}
+
+/// Runs `$call` on the reader's connection, whichever it is.
+macro_rules! on_reader {
+    ($reader:expr, |$conn:ident| $call:expr) => {
+        match $reader {
+            Reader::Pooled($conn) => $call,
+            Reader::InPlace($conn) => $call,
+        }
+    };
+}
+use on_reader;
 
 /// A write transaction begun by [`Store::begin_write`]: a [`DatabaseTransaction`] that is timed in the metrics
 /// and spanned in traces until it commits or is dropped (rolled back).

@@ -251,7 +251,7 @@ impl Store {
     ) -> Result<Vec<Notification>> {
         let mut query = notifications::Entity::find();
         if let Some(customer_id) = customer_id {
-            customers::find(&self.read, customer_id).await?;
+            customers::find(&self.reader(), customer_id).await?;
             query = query.filter(notifications::Column::CustomerId.eq(customer_id));
         }
         if let Some(status) = status {
@@ -263,7 +263,7 @@ impl Store {
             notifications::Column::Id,
             cursor,
         );
-        super::fetch(&self.read, query, limit, to_domain).await
+        super::fetch(&self.reader(), query, limit, to_domain).await
     }
 
     /// Claims up to `limit` due notifications for one sender until `now + lease`, oldest due first. A row
@@ -380,14 +380,14 @@ impl Store {
             notifications::Entity::find()
                 .filter(notifications::Column::Status.eq(NotificationStatus::Pending.as_str()))
         };
-        let count = sea_orm::PaginatorTrait::count(pending(), &self.read).await?;
+        let count = sea_orm::PaginatorTrait::count(pending(), &self.reader()).await?;
         let oldest = pending()
             .select_only()
             .column(notifications::Column::CreateTime)
             .order_by_asc(notifications::Column::CreateTime)
             .limit(1)
             .into_tuple::<i64>()
-            .one(&self.read)
+            .one(&self.reader())
             .await?;
         Ok((count, oldest))
     }
@@ -408,7 +408,7 @@ impl Store {
             .order_by_asc(notifications::Column::NextAttemptTime)
             .limit(1)
             .into_tuple::<i64>()
-            .one(&self.read)
+            .one(&self.reader())
             .await?;
         Ok(next)
     }

@@ -27,7 +27,7 @@ impl Store {
         let query =
             requests::Entity::find().filter(requests::Column::Id.is_in(ids.iter().cloned()));
         let columns = [requests::Column::Id, requests::Column::CustomerId];
-        let rows: Vec<(String, String)> = tuples(&self.read, query, columns).await?;
+        let rows: Vec<(String, String)> = tuples(&self.reader(), query, columns).await?;
         Ok(rows.into_iter().collect())
     }
 
@@ -43,7 +43,8 @@ impl Store {
             activities::Column::CustomerId,
             activities::Column::Internal,
         ];
-        let rows: Vec<(String, Option<String>, bool)> = tuples(&self.read, query, columns).await?;
+        let rows: Vec<(String, Option<String>, bool)> =
+            tuples(&self.reader(), query, columns).await?;
         Ok(rows
             .into_iter()
             .map(|(id, customer_id, internal)| {

@@ -668,7 +668,7 @@ impl Store {
         let query = query
             .filter(log_rows::Column::Seq.gt(after.unwrap_or(0)))
             .order_by_asc(log_rows::Column::Seq);
-        super::fetch(&self.read, query, limit, from_model).await
+        super::fetch(&self.reader(), query, limit, from_model).await
     }
 }
 

@@ -301,6 +301,6 @@ impl Store {
             .filter(recent_views::Column::ViewTime.gte(window_start(now_micros())))
             .order_by_desc(recent_views::Column::ViewTime)
             .order_by_desc(recent_views::Column::CustomerId);
-        super::fetch(&self.read, query, limit, from_model).await
+        super::fetch(&self.reader(), query, limit, from_model).await
     }
 }

@@ -121,7 +121,7 @@ impl Store {
     }
 
     pub async fn get_request(&self, id: &str) -> Result<Request> {
-        record::find::<Request>(&self.read, id).await
+        record::find::<Request>(&self.reader(), id).await
     }
 
     /// Applies the edit if the request is still at its version (see [`record::apply_edit`]). Closing sets
@@ -233,7 +233,7 @@ impl Store {
         cursor: Option<&Cursor>,
         limit: u64,
     ) -> Result<Vec<Request>> {
-        customers::find(&self.read, customer_id).await?;
+        customers::find(&self.reader(), customer_id).await?;
         let mut query =
             requests::Entity::find().filter(requests::Column::CustomerId.eq(customer_id));
         if let Some(status) = status {
@@ -243,7 +243,7 @@ impl Store {
             query = query.filter(requests::Column::Id.lt(cursor.id.as_str()));
         }
         let query = query.order_by_desc(requests::Column::Id);
-        super::fetch(&self.read, query, limit, from_model).await
+        super::fetch(&self.reader(), query, limit, from_model).await
     }
 
     /// Adds an immutable comment. The request's version does not change (editing it is not disturbed), but the
@@ -305,7 +305,7 @@ impl Store {
         cursor: Option<&Cursor>,
         limit: u64,
     ) -> Result<Vec<Comment>> {
-        record::find::<Request>(&self.read, request_id).await?;
+        record::find::<Request>(&self.reader(), request_id).await?;
         let mut query = comments::Entity::find().filter(comments::Column::RequestId.eq(request_id));
         if let Some(cursor) = cursor {
             query = query.filter(comments::Column::Id.gt(cursor.id.as_str()));
@@ -313,7 +313,7 @@ impl Store {
         Ok(query
             .order_by_asc(comments::Column::Id)
             .limit(limit)
-            .all(&self.read)
+            .all(&self.reader())
             .await?
             .into_iter()
             .map(comment_from_model)

@@ -192,7 +192,7 @@ impl Store {
             .offset(n.saturating_sub(1))
             .limit(1)
             .into_tuple::<String>()
-            .one(&self.read)
+            .one(&self.reader())
             .await?)
     }
 
@@ -207,7 +207,7 @@ impl Store {
             query = query.filter(customers::Column::Id.lt(cursor.id.as_str()));
         }
         let query = query.order_by_desc(customers::Column::Id);
-        super::fetch(&self.read, query, limit, |model| hit(model, None)).await
+        super::fetch(&self.reader(), query, limit, |model| hit(model, None)).await
     }
 }
 

@@ -116,7 +116,7 @@ impl Store {
             _ => {
                 let latest: HashMap<String, Option<Micros>> = latest_activity_query(&matched)
                     .into_tuple::<(String, Option<Micros>)>()
-                    .all(&self.read)
+                    .all(&self.reader())
                     .await?
                     .into_iter()
                     .collect();

@@ -26,7 +26,7 @@ mod sqlite_batch;
 
 use caller::Caller;
 use pooled::Recorded;
-pub(super) use sqlite_batch::{AfterCommit, GroupCommit, database_file, db_error, run};
+pub(super) use sqlite_batch::{AfterCommit, GroupCommit, Readers, database_file, db_error, run};
 
 use super::{
     Store, activities, customers, decode_json, encode_json,
@@ -158,7 +158,7 @@ impl Store {
             };
         }
         if let Some(done) = interactions::Entity::find_by_id(input.interaction_id.clone())
-            .one(&self.read)
+            .one(&self.reader())
             .await?
         {
             return self.replay(done).await;
@@ -185,7 +185,7 @@ impl Store {
     /// The result of an earlier call, with its records as they are now (deleted ones left out).
     async fn replay(&self, done: interactions::Model) -> Result<ContextResult> {
         let customer = match done.customer_id.as_deref() {
-            Some(id) => optional(customers::find(&self.read, id).await)?,
+            Some(id) => optional(customers::find(&self.reader(), id).await)?,
             None => None,
         };
         let candidate_ids: Vec<String> = decode_json(&done.candidate_ids)?;
@@ -194,7 +194,7 @@ impl Store {
         } else {
             customer_rows::Entity::find()
                 .filter(customer_rows::Column::Id.is_in(candidate_ids.iter().map(String::as_str)))
-                .all(&self.read)
+                .all(&self.reader())
                 .await?
         };
         let mut candidates: Vec<Customer> = rows
@@ -204,12 +204,12 @@ impl Store {
         let position = |c: &Customer| candidate_ids.iter().position(|id| *id == c.id);
         candidates.sort_by_key(position);
         let activity = entity::activities::Entity::find_by_id(done.activity_id.clone())
-            .one(&self.read)
+            .one(&self.reader())
             .await?
             .map(activities::from_model)
             .transpose()?;
         let request = match done.request_id.as_deref() {
-            Some(id) => optional(record::find::<Request>(&self.read, id).await)?,
+            Some(id) => optional(record::find::<Request>(&self.reader(), id).await)?,
             None => None,
         };
         let prefill = done.prefill.as_deref().map(decode_json).transpose()?;
@@ -229,10 +229,11 @@ impl Store {
         request: Option<Request>,
         prefill: Option<Prefill>,
     ) -> Result<ContextResult> {
+        let reader = self.reader();
         let (open_requests, recent_activities) = match &customer {
             Some(customer) => tokio::try_join!(
-                open_requests(&self.read, &customer.id, MAX_OPEN_REQUESTS),
-                newest_activities(&self.read, &customer.id),
+                open_requests(&reader, &customer.id, MAX_OPEN_REQUESTS),
+                newest_activities(&reader, &customer.id),
             )?,
             None => (Vec::new(), Vec::new()),
         };

@@ -50,7 +50,7 @@ use crate::store::{
     requests,
     sqlite::{
         checkpoint,
-        connection::InPlace,
+        connection::{InPlace, Lender},
         shape::{self, Shape},
     },
 };
@@ -285,6 +285,11 @@ impl GroupCommit {
         done?
     }
 
+    /// The read connections, for sea-orm's statements run in place in the caller's task.
+    pub(in crate::store) fn reads(&self) -> InPlace<&Readers> {
+        InPlace::new(&self.readers)
+    }
+
     /// The customers `query` (a select sea-orm builds) finds, read by one statement on a read connection in the
     /// caller's task: no round trip to a pooled connection's thread.
     pub(in crate::store) fn customers(
@@ -381,9 +386,19 @@ impl GroupCommit {
 /// Read-only connections to the database file, used in the calls' own tasks. A read is a few index probes (tens
 /// to hundreds of microseconds), cheaper run in place, holding the task's thread, than handed to a thread and back.
 #[derive(Debug)]
-struct Readers {
+pub(in crate::store) struct Readers {
     path: PathBuf,
     idle: Mutex<Vec<Connection>>,
+}
+
+impl Lender for &Readers {
+    fn lend<T>(
+        &self,
+        f: impl FnOnce(&Connection) -> rusqlite::Result<T>,
+    ) -> std::result::Result<rusqlite::Result<T>, String> {
+        self.read_statement(|conn| Ok(f(conn)))
+            .map_err(|err| err.to_string())
+    }
 }
 
 impl Readers {

@@ -26,20 +26,45 @@ use sea_orm::{
 use super::shape::into_sql_value;
 use crate::store::entity;
 
-/// A SQLite connection sea-orm's statements run on, in the calling thread. Shared (behind a lock) with the thread
-/// that owns it, which begins and commits the transaction these statements belong to.
-#[derive(Clone, Debug)]
-pub(in crate::store) struct InPlace {
-    conn: Arc<Mutex<Connection>>,
+/// Lends a SQLite connection for one statement.
+pub(in crate::store) trait Lender: Sync {
+    /// Runs `f` on a connection; an error names a connection that could not be had.
+    fn lend<T>(
+        &self,
+        f: impl FnOnce(&Connection) -> rusqlite::Result<T>,
+    ) -> Result<rusqlite::Result<T>, String>;
 }
 
-impl InPlace {
-    pub(in crate::store) fn new(conn: Arc<Mutex<Connection>>) -> InPlace {
-        InPlace { conn }
+/// The database writer's connection, shared (behind a lock) with the thread that owns it, which begins and
+/// commits the transaction the statements run in.
+impl Lender for Arc<Mutex<Connection>> {
+    fn lend<T>(
+        &self,
+        f: impl FnOnce(&Connection) -> rusqlite::Result<T>,
+    ) -> Result<rusqlite::Result<T>, String> {
+        Ok(f(&self.lock().unwrap_or_else(PoisonError::into_inner)))
+    }
+}
+
+/// A write's statements on the database writer's connection.
+pub(in crate::store) type OnWriter = InPlace<Arc<Mutex<Connection>>>;
+
+/// sea-orm's statements run in place, in the calling thread, on the connections `L` lends.
+#[derive(Clone, Debug)]
+pub(in crate::store) struct InPlace<L>(L);
+
+impl<L: Lender> InPlace<L> {
+    pub(in crate::store) fn new(lender: L) -> InPlace<L> {
+        InPlace(lender)
     }
 
-    fn with<T>(&self, f: impl FnOnce(&Connection) -> rusqlite::Result<T>) -> rusqlite::Result<T> {
-        f(&self.conn.lock().unwrap_or_else(PoisonError::into_inner))
+    /// Runs `f` on a lent connection; an error is the database's, or why no connection could be had.
+    fn with<T>(&self, f: impl FnOnce(&Connection) -> rusqlite::Result<T>) -> Result<T, RuntimeErr> {
+        match self.0.lend(f) {
+            Ok(Ok(value)) => Ok(value),
+            Ok(Err(err)) => Err(RuntimeErr::Internal(format!("database: {err}"))),
+            Err(err) => Err(RuntimeErr::Internal(err)),
+        }
     }
 
     /// The rows `stmt` selects, at most `limit` of them.
@@ -73,12 +98,12 @@ impl InPlace {
             }
             Ok(results)
         })
-        .map_err(|err| DbErr::Query(runtime(&err)))
+        .map_err(DbErr::Query)
     }
 }
 
 #[async_trait::async_trait]
-impl ConnectionTrait for InPlace {
+impl<L: Lender> ConnectionTrait for InPlace<L> {
     fn get_database_backend(&self) -> DbBackend {
         DbBackend::Sqlite
     }
@@ -94,7 +119,7 @@ impl ConnectionTrait for InPlace {
                 rows_affected: u64::try_from(rows_affected).unwrap_or_default(),
             })
         })
-        .map_err(|err| DbErr::Exec(runtime(&err)))
+        .map_err(DbErr::Exec)
         .map(executed)?
         .await
     }
@@ -107,7 +132,7 @@ impl ConnectionTrait for InPlace {
                 rows_affected: conn.changes(),
             })
         })
-        .map_err(|err| DbErr::Exec(runtime(&err)))
+        .map_err(DbErr::Exec)
         .map(executed)?
         .await
     }
@@ -164,10 +189,6 @@ fn parameters(stmt: &Statement) -> Result<Vec<rusqlite::types::Value>, RuntimeEr
         .map(|value| into_sql_value(value.clone()))
         .collect::<crate::error::Result<_>>()
         .map_err(|err| RuntimeErr::Internal(err.to_string()))
-}
-
-fn runtime(err: &rusqlite::Error) -> RuntimeErr {
-    RuntimeErr::Internal(format!("database: {err}"))
 }
 
 /// How a column's values are typed for sea-orm, which takes each Rust type from one kind of value only.
