@@ -705,3 +705,126 @@ async fn journey(app: &TestApp, customer_id: &str) -> BTreeSet<String> {
         .map(|activity| activity.id)
         .collect()
 }
+
+/// Makes the database refuse (or, with `refuse` false, take again) the change-log row of any activity about
+/// `topic`. On SQLite the activity row is written first, by a statement of its own, so only rolling the write
+/// back removes it; on PostgreSQL both rows are one statement.
+async fn refuse_logging_activities_about(app: &TestApp, topic: &str, refuse: bool) {
+    use sea_orm::{ConnectionTrait, Database};
+    let db = Database::connect(app.database_url())
+        .await
+        .expect("connect");
+    let statements: Vec<String> = match (db.get_database_backend(), refuse) {
+        (sea_orm::DbBackend::Postgres, true) => vec![
+            format!(
+                "CREATE FUNCTION refuse_logging() RETURNS trigger AS $$ BEGIN \
+                 IF NEW.changes LIKE '%{topic}%' THEN RAISE EXCEPTION 'refused by the test'; END IF; \
+                 RETURN NEW; END $$ LANGUAGE plpgsql"
+            ),
+            "CREATE TRIGGER refuse_logging BEFORE INSERT ON change_log FOR EACH ROW \
+             EXECUTE FUNCTION refuse_logging()"
+                .to_owned(),
+        ],
+        (sea_orm::DbBackend::Postgres, false) => vec![
+            "DROP TRIGGER refuse_logging ON change_log".to_owned(),
+            "DROP FUNCTION refuse_logging()".to_owned(),
+        ],
+        (_, true) => vec![format!(
+            "CREATE TRIGGER refuse_logging BEFORE INSERT ON change_log \
+             WHEN NEW.changes LIKE '%{topic}%' BEGIN SELECT RAISE(ABORT, 'refused by the test'); END"
+        )],
+        (_, false) => vec!["DROP TRIGGER refuse_logging".to_owned()],
+    };
+    for statement in statements {
+        db.execute_unprepared(&statement)
+            .await
+            .expect("the refusal");
+    }
+    db.close().await.expect("closed");
+}
+
+/// Every write shares the batches of the SQLite writer, and keeps its own outcome there: a CreateActivity the
+/// database refuses after its activity row was written fails and leaves nothing, and the writes committed with it
+/// (other activities, an edit of the customer) are kept.
+#[apply(writers)]
+#[tokio::test]
+async fn a_write_the_database_refuses_fails_alone_and_the_writes_beside_it_are_kept(
+    writer: Writer,
+) {
+    use customer_context::pb::activity_service_client::ActivityServiceClient;
+    const WRITES: usize = 24;
+    const REFUSED: usize = 11;
+    let app = or_skip!(writer.spawn().await);
+    let ana = ana_at_her_phone(&app).await;
+    let before = journey(&app, &ana.id).await;
+    refuse_logging_activities_about(&app, "refused by the database", true).await;
+    let barrier = Arc::new(Barrier::new(WRITES + 1));
+    let writes = (0..WRITES).map(|i| {
+        let barrier = barrier.clone();
+        let mut client = ActivityServiceClient::new(app.channel());
+        let topic = if i == REFUSED {
+            "refused by the database"
+        } else {
+            "billing"
+        };
+        let request = pb::CreateActivityRequest {
+            activity: Some(activity(&ana.id, topic)),
+        };
+        async move {
+            barrier.wait().await;
+            client
+                .create_activity(as_agent("ana", request))
+                .await
+                .map(|answer| answer.into_inner().id)
+        }
+    });
+    let edit = {
+        let barrier = barrier.clone();
+        let app = &app;
+        let ana = ana.clone();
+        async move {
+            barrier.wait().await;
+            let edit = pb::Customer {
+                notes: "called about billing".to_owned(),
+                ..ana
+            };
+            app.update_customer_with("ana", update_customer_request(edit, &["notes"]))
+                .await
+                .expect("the edit")
+        }
+    };
+    let (answers, edited) = within(
+        "concurrent writes",
+        futures::future::join(futures::future::join_all(writes), edit),
+    )
+    .await;
+    let mut created = BTreeSet::new();
+    for (i, answer) in answers.into_iter().enumerate() {
+        match answer {
+            Ok(id) if i != REFUSED => {
+                created.insert(id);
+            }
+            Err(status) if i == REFUSED => assert_eq!(status.code(), tonic::Code::Internal),
+            other => panic!("write {i}: {other:?}"),
+        }
+    }
+    let after: BTreeSet<String> = journey(&app, &ana.id)
+        .await
+        .difference(&before)
+        .cloned()
+        .collect();
+    assert_eq!(
+        after, created,
+        "every write answered is kept, and the refused one left no activity"
+    );
+    assert_eq!(edited.notes, "called about billing");
+    let customer = app
+        .customers()
+        .get_customer(pb::GetCustomerRequest { id: ana.id.clone() })
+        .await
+        .expect("the customer")
+        .into_inner();
+    assert_eq!(customer.notes, "called about billing");
+    assert_eq!(customer.version, edited.version);
+    refuse_logging_activities_about(&app, "refused by the database", false).await;
+}
