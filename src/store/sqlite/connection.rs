@@ -323,6 +323,121 @@ mod tests {
         assert_eq!(changed.rows_affected(), 1);
     }
 
+    /// Every table's rows, written by the store's writes on the writer's thread, decode in place into the same
+    /// models as through sea-orm's sqlx driver: booleans, 32- and 64-bit integers, absent values, JSON text.
+    #[tokio::test]
+    async fn rows_written_in_place_read_the_same_as_through_sqlx() {
+        use crate::{
+            config::DatabaseSettings,
+            domain::{
+                activity::ActivityData,
+                contact::{ContactKind, ContactPoint},
+                customer::CustomerData,
+                request::{RequestData, RequestStatus},
+            },
+            store::{Store, recent::View},
+        };
+        let dir = tempfile::tempdir().expect("temporary directory");
+        let file = dir.path().join("cc.db");
+        let url = format!("sqlite://{}?mode=rwc", file.display());
+        let store = Store::connect(&DatabaseSettings::new(url))
+            .await
+            .expect("connect");
+        store.migrate().await.expect("migrate");
+        let customer = |first_name: &str, email: &str| CustomerData {
+            first_name: first_name.to_owned(),
+            contact_points: vec![ContactPoint {
+                kind: ContactKind::Email,
+                label: "work".to_owned(),
+                value: email.to_owned(),
+            }],
+            tags: vec!["vip".to_owned()],
+            credit_hold: true,
+            attributes: [("tier".to_owned(), "gold".to_owned())].into(),
+            ..CustomerData::default()
+        };
+        let ana = store
+            .create_customer("ana", customer("Ana", "ana@example.com"))
+            .await
+            .expect("a customer");
+        let duplicate = store
+            .create_customer("ana", customer("Anna", "anna@example.com"))
+            .await
+            .expect("another");
+        let request = store
+            .create_request(
+                "ana",
+                &ana.id,
+                RequestData {
+                    title: "Refund".to_owned(),
+                    description: String::new(),
+                    status: RequestStatus::Open,
+                    tags: Vec::new(),
+                },
+            )
+            .await
+            .expect("a request");
+        store
+            .add_comment("ana", &request.id, "called back".to_owned())
+            .await
+            .expect("a comment");
+        store
+            .create_activity(
+                "ana",
+                ActivityData {
+                    customer_id: Some(ana.id.clone()),
+                    request_id: Some(request.id.clone()),
+                    channel: 1,
+                    direction: 1,
+                    topic: "refund".to_owned(),
+                    follow_up_time: Some(1_700_000_000_000_000),
+                    ..ActivityData::default()
+                },
+            )
+            .await
+            .expect("an activity, with its notification");
+        store
+            .merge_customers("ana", &ana.id, 1, std::slice::from_ref(&duplicate.id))
+            .await
+            .expect("a merge");
+        store
+            .create_key("portal", "portal", Some(ana.id.as_str()))
+            .await
+            .expect("a key");
+        store
+            .record_views(&[View {
+                agent: "ana".to_owned(),
+                customer_id: ana.id.clone(),
+                time: crate::domain::time::now_micros(),
+            }])
+            .await
+            .expect("a view");
+
+        let conn = Connection::open(&file).expect("a connection");
+        let in_place = InPlace::new(Arc::new(Mutex::new(conn)));
+        macro_rules! same_rows {
+            ($($entity:path),* $(,)?) => {$(
+                let through_sqlx = <$entity>::find().all(&store.read).await.expect("read through sqlx");
+                let read_in_place = <$entity>::find().all(&in_place).await.expect("read in place");
+                assert!(!through_sqlx.is_empty(), "{} has rows", stringify!($entity));
+                assert_eq!(read_in_place, through_sqlx, "{}", stringify!($entity));
+            )*};
+        }
+        same_rows!(
+            entity::customers::Entity,
+            entity::contact_keys::Entity,
+            entity::requests::Entity,
+            entity::comments::Entity,
+            entity::activities::Entity,
+            entity::change_log::Entity,
+            entity::api_keys::Entity,
+            entity::customer_merges::Entity,
+            entity::notifications::Entity,
+            crate::store::recent::recent_views::Entity,
+        );
+        store.close().await;
+    }
+
     #[test]
     fn no_column_name_is_a_32_bit_integer_in_one_entity_and_wider_in_another() {
         let ints = int_columns();
