@@ -79,6 +79,11 @@ struct Job {
     trace: CallTrace,
 }
 
+thread_local! {
+    /// Set on the writer's thread, where a write that started another one would wait for itself.
+    static ON_WRITER: std::cell::Cell<bool> = const { std::cell::Cell::new(false) };
+}
+
 /// A write waiting for the thread: an `OpenContext` call, or any other write the store runs
 /// ([`crate::store::Store::write`]).
 enum Queued {
@@ -197,6 +202,7 @@ impl GroupCommit {
         let writer = thread::Builder::new()
             .name("sqlite-writer".to_owned())
             .spawn(move || {
+                ON_WRITER.set(true);
                 let mut writer = Writer {
                     conn: Arc::new(Mutex::new(conn)),
                     after,
@@ -325,6 +331,12 @@ impl GroupCommit {
         T: Send + 'static,
         W: for<'a> FnOnce(&'a Tx) -> TxFuture<'a, T> + Send + 'static,
     {
+        if ON_WRITER.get() {
+            // It would wait for the thread, which waits for it.
+            return Err(Error::internal(format!(
+                "the {operation} write was started by another write; a write runs in one transaction"
+            )));
+        }
         let (reply, answer) = oneshot::channel();
         let pending = PendingWrite {
             work: Some(work),
@@ -1072,6 +1084,32 @@ mod tests {
         let replayed = store.open_context("router", &input).await.expect("replay");
         assert_eq!(replayed.activity.map(|a| a.id), Some(activity.id));
         assert_eq!(replayed.customer, None);
+    }
+
+    #[tokio::test]
+    async fn a_write_started_inside_a_write_fails_instead_of_waiting_for_itself() {
+        let dir = tempfile::tempdir().expect("temporary directory");
+        let url = format!("sqlite://{}?mode=rwc", dir.path().join("cc.db").display());
+        let store = crate::store::Store::connect(&crate::config::DatabaseSettings::new(url))
+            .await
+            .expect("connect");
+        store.migrate().await.expect("migrate");
+        let inner = store.clone();
+        let answer = tokio::time::timeout(
+            std::time::Duration::from_secs(10),
+            store.write("outer", move |_| {
+                Box::pin(async move { inner.write("inner", |_| Box::pin(async { Ok(()) })).await })
+            }),
+        )
+        .await
+        .expect("answered, not waiting for itself");
+        assert!(matches!(answer, Err(Error::Internal(_))), "{answer:?}");
+        // The writer goes on.
+        store
+            .write("after", |_| Box::pin(async { Ok(()) }))
+            .await
+            .expect("a later write");
+        store.close().await;
     }
 
     #[test]
