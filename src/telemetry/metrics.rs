@@ -207,7 +207,7 @@ impl Metrics {
             ),
             batch_size: r.with(
                 "customer_context_open_context_batch_size",
-                "OpenContext calls written per transaction by the SQLite batch writer",
+                "Writes (OpenContext calls and every other write) committed per transaction by the SQLite writer",
                 Histogram::new(BATCH_BUCKETS),
             ),
             connections: r.add(
