@@ -687,6 +687,46 @@ pub(crate) async fn all_limited<E: sea_orm::EntityTrait>(
     Ok(E::find().from_raw_sql(statement).all(db).await?)
 }
 
+/// Implements sea-orm's `ConnectionTrait` for `$ty` by running each call on the connection `$on!` picks.
+macro_rules! delegate_connection {
+    ($ty:ty, $on:ident) => {
+        #[async_trait::async_trait]
+        impl ConnectionTrait for $ty {
+            fn get_database_backend(&self) -> DbBackend {
+                $on!(self, |conn| conn.get_database_backend())
+            }
+
+            async fn execute_raw(
+                &self,
+                stmt: sea_orm::Statement,
+            ) -> std::result::Result<sea_orm::ExecResult, sea_orm::DbErr> {
+                $on!(self, |conn| conn.execute_raw(stmt).await)
+            }
+
+            async fn execute_unprepared(
+                &self,
+                sql: &str,
+            ) -> std::result::Result<sea_orm::ExecResult, sea_orm::DbErr> {
+                $on!(self, |conn| conn.execute_unprepared(sql).await)
+            }
+
+            async fn query_one_raw(
+                &self,
+                stmt: sea_orm::Statement,
+            ) -> std::result::Result<Option<sea_orm::QueryResult>, sea_orm::DbErr> {
+                $on!(self, |conn| conn.query_one_raw(stmt).await)
+            }
+
+            async fn query_all_raw(
+                &self,
+                stmt: sea_orm::Statement,
+            ) -> std::result::Result<Vec<sea_orm::QueryResult>, sea_orm::DbErr> {
+                $on!(self, |conn| conn.query_all_raw(stmt).await)
+            }
+        }
+    };
+}
+
 /// What a write ([`Store::write`]) answers: a future borrowing its transaction.
 pub(crate) type TxFuture<'a, T> = Pin<Box<dyn Future<Output = Result<T>> + Send + 'a>>;
 
@@ -715,40 +755,7 @@ macro_rules! on_connection {
     };
 }
 
-#[async_trait::async_trait]
-impl ConnectionTrait for Tx {
-    fn get_database_backend(&self) -> DbBackend {
-        on_connection!(self, |conn| conn.get_database_backend())
-    }
-
-    async fn execute_raw(
-        &self,
-        stmt: sea_orm::Statement,
-    ) -> std::result::Result<sea_orm::ExecResult, sea_orm::DbErr> {
-        on_connection!(self, |conn| conn.execute_raw(stmt).await)
-    }
-
-    async fn execute_unprepared(
-        &self,
-        sql: &str,
-    ) -> std::result::Result<sea_orm::ExecResult, sea_orm::DbErr> {
-        on_connection!(self, |conn| conn.execute_unprepared(sql).await)
-    }
-
-    async fn query_one_raw(
-        &self,
-        stmt: sea_orm::Statement,
-    ) -> std::result::Result<Option<sea_orm::QueryResult>, sea_orm::DbErr> {
-        on_connection!(self, |conn| conn.query_one_raw(stmt).await)
-    }
-
-    async fn query_all_raw(
-        &self,
-        stmt: sea_orm::Statement,
-    ) -> std::result::Result<Vec<sea_orm::QueryResult>, sea_orm::DbErr> {
-        on_connection!(self, |conn| conn.query_all_raw(stmt).await)
-    }
-}
+delegate_connection!(Tx, on_connection);
 
 /// Where a read's statements run ([`Store::reader`]): on a SQLite file, each in place in the caller's task on
 /// one of the writer's read connections (no round trip to a pooled connection's thread); elsewhere on the read
@@ -756,41 +763,6 @@ impl ConnectionTrait for Tx {
 pub(in crate::store) enum Reader<'s> {
     Pooled(&'s DatabaseConnection),
     InPlace(sqlite::connection::InPlace<&'s open_context::Readers>),
-}
-
-#[async_trait::async_trait]
-impl ConnectionTrait for Reader<'_> {
-    fn get_database_backend(&self) -> DbBackend {
-        on_reader!(self, |conn| conn.get_database_backend())
-    }
-
-    async fn execute_raw(
-        &self,
-        stmt: sea_orm::Statement,
-    ) -> std::result::Result<sea_orm::ExecResult, sea_orm::DbErr> {
-        on_reader!(self, |conn| conn.execute_raw(stmt).await)
-    }
-
-    async fn execute_unprepared(
-        &self,
-        sql: &str,
-    ) -> std::result::Result<sea_orm::ExecResult, sea_orm::DbErr> {
-        on_reader!(self, |conn| conn.execute_unprepared(sql).await)
-    }
-
-    async fn query_one_raw(
-        &self,
-        stmt: sea_orm::Statement,
-    ) -> std::result::Result<Option<sea_orm::QueryResult>, sea_orm::DbErr> {
-        on_reader!(self, |conn| conn.query_one_raw(stmt).await)
-    }
-
-    async fn query_all_raw(
-        &self,
-        stmt: sea_orm::Statement,
-    ) -> std::result::Result<Vec<sea_orm::QueryResult>, sea_orm::DbErr> {
-        on_reader!(self, |conn| conn.query_all_raw(stmt).await)
-    }
 }
 
 /// Runs `$call` on the reader's connection, whichever it is.
@@ -802,7 +774,8 @@ macro_rules! on_reader {
         }
     };
 }
-use on_reader;
+
+delegate_connection!(Reader<'_>, on_reader);
 
 /// A write transaction begun by [`Store::begin_write`]: a [`DatabaseTransaction`] that is timed in the metrics
 /// and spanned in traces until it commits or is dropped (rolled back).

@@ -605,6 +605,13 @@ async fn invalid_calls_are_refused_with_every_violation_and_nothing_is_logged(wr
 /// Makes the database refuse every activity with topic `topic` (a trigger, as a failing disk or a constraint
 /// would), or lifts that refusal.
 async fn refuse_activities_about(app: &TestApp, topic: &str, refuse: bool) {
+    let condition = format!("NEW.topic = '{topic}'");
+    refuse_inserts(app, "refuse_topic", "activities", &condition, refuse).await;
+}
+
+/// Makes the database refuse every row inserted into `table` for which `condition` (on `NEW`, the same on both
+/// backends) holds, by the trigger `name`; or, with `refuse` false, drops that trigger.
+async fn refuse_inserts(app: &TestApp, name: &str, table: &str, condition: &str, refuse: bool) {
     use sea_orm::{ConnectionTrait, Database};
     let db = Database::connect(app.database_url())
         .await
@@ -612,23 +619,23 @@ async fn refuse_activities_about(app: &TestApp, topic: &str, refuse: bool) {
     let statements: Vec<String> = match (db.get_database_backend(), refuse) {
         (sea_orm::DbBackend::Postgres, true) => vec![
             format!(
-                "CREATE FUNCTION refuse_topic() RETURNS trigger AS $$ BEGIN \
-                 IF NEW.topic = '{topic}' THEN RAISE EXCEPTION 'refused by the test'; END IF; \
+                "CREATE FUNCTION {name}() RETURNS trigger AS $$ BEGIN \
+                 IF {condition} THEN RAISE EXCEPTION 'refused by the test'; END IF; \
                  RETURN NEW; END $$ LANGUAGE plpgsql"
             ),
-            "CREATE TRIGGER refuse_topic BEFORE INSERT ON activities FOR EACH ROW \
-             EXECUTE FUNCTION refuse_topic()"
-                .to_owned(),
+            format!(
+                "CREATE TRIGGER {name} BEFORE INSERT ON {table} FOR EACH ROW EXECUTE FUNCTION {name}()"
+            ),
         ],
         (sea_orm::DbBackend::Postgres, false) => vec![
-            "DROP TRIGGER refuse_topic ON activities".to_owned(),
-            "DROP FUNCTION refuse_topic()".to_owned(),
+            format!("DROP TRIGGER {name} ON {table}"),
+            format!("DROP FUNCTION {name}()"),
         ],
         (_, true) => vec![format!(
-            "CREATE TRIGGER refuse_topic BEFORE INSERT ON activities WHEN NEW.topic = '{topic}' \
+            "CREATE TRIGGER {name} BEFORE INSERT ON {table} WHEN {condition} \
              BEGIN SELECT RAISE(ABORT, 'refused by the test'); END"
         )],
-        (_, false) => vec!["DROP TRIGGER refuse_topic".to_owned()],
+        (_, false) => vec![format!("DROP TRIGGER {name}")],
     };
     for statement in statements {
         db.execute_unprepared(&statement)
@@ -710,37 +717,8 @@ async fn journey(app: &TestApp, customer_id: &str) -> BTreeSet<String> {
 /// `topic`. On SQLite the activity row is written first, by a statement of its own, so only rolling the write
 /// back removes it; on PostgreSQL both rows are one statement.
 async fn refuse_logging_activities_about(app: &TestApp, topic: &str, refuse: bool) {
-    use sea_orm::{ConnectionTrait, Database};
-    let db = Database::connect(app.database_url())
-        .await
-        .expect("connect");
-    let statements: Vec<String> = match (db.get_database_backend(), refuse) {
-        (sea_orm::DbBackend::Postgres, true) => vec![
-            format!(
-                "CREATE FUNCTION refuse_logging() RETURNS trigger AS $$ BEGIN \
-                 IF NEW.changes LIKE '%{topic}%' THEN RAISE EXCEPTION 'refused by the test'; END IF; \
-                 RETURN NEW; END $$ LANGUAGE plpgsql"
-            ),
-            "CREATE TRIGGER refuse_logging BEFORE INSERT ON change_log FOR EACH ROW \
-             EXECUTE FUNCTION refuse_logging()"
-                .to_owned(),
-        ],
-        (sea_orm::DbBackend::Postgres, false) => vec![
-            "DROP TRIGGER refuse_logging ON change_log".to_owned(),
-            "DROP FUNCTION refuse_logging()".to_owned(),
-        ],
-        (_, true) => vec![format!(
-            "CREATE TRIGGER refuse_logging BEFORE INSERT ON change_log \
-             WHEN NEW.changes LIKE '%{topic}%' BEGIN SELECT RAISE(ABORT, 'refused by the test'); END"
-        )],
-        (_, false) => vec!["DROP TRIGGER refuse_logging".to_owned()],
-    };
-    for statement in statements {
-        db.execute_unprepared(&statement)
-            .await
-            .expect("the refusal");
-    }
-    db.close().await.expect("closed");
+    let condition = format!("NEW.changes LIKE '%{topic}%'");
+    refuse_inserts(app, "refuse_logging", "change_log", &condition, refuse).await;
 }
 
 /// Every write shares the batches of the SQLite writer, and keeps its own outcome there: a CreateActivity the

@@ -260,7 +260,8 @@ fn int_columns() -> &'static HashSet<String> {
     })
 }
 
-/// Every entity's columns, with their declared types.
+/// The entities' columns, with their declared types. The `interactions` table (of `OpenContext`) declares no
+/// 32-bit integer.
 fn entity_columns() -> Vec<(String, ColumnType)> {
     fn of<E: EntityTrait>() -> impl Iterator<Item = (String, ColumnType)> {
         E::Column::iter().map(|column| {
@@ -280,7 +281,6 @@ fn entity_columns() -> Vec<(String, ColumnType)> {
         .chain(of::<api_keys::Entity>())
         .chain(of::<customer_merges::Entity>())
         .chain(of::<notifications::Entity>())
-        .chain(of::<crate::store::open_context::interactions::Entity>())
         .chain(of::<crate::store::recent::recent_views::Entity>())
         .collect()
 }
