@@ -622,7 +622,7 @@ impl Writer {
     /// One transaction over the batch; each write's answer is added to `answers` as it runs. The error is the
     /// one that kept the transaction from committing.
     fn attempt(
-        &mut self,
+        &self,
         jobs: Vec<Queued>,
         answers: &mut Vec<Box<dyn FnOnce(Result<()>)>>,
     ) -> rusqlite::Result<()> {
@@ -641,36 +641,28 @@ impl Writer {
             }
             match job {
                 Queued::Open(job) => {
-                    let outcome = {
-                        let conn = self.lock();
-                        in_savepoint(&conn, |conn| {
-                            open_one(
-                                conn,
-                                &job.acting_agent,
-                                &job.input,
-                                &job.caller,
-                                &mut queued,
-                            )
-                        })
-                    };
-                    answers.push(Box::new(move |committed: Result<()>| {
-                        let _ = job.reply.send(committed.and(outcome));
-                    }));
+                    let recorded = self.in_savepoint(|| {
+                        open_one(
+                            &self.lock(),
+                            &job.acting_agent,
+                            &job.input,
+                            &job.caller,
+                            &mut queued,
+                        )
+                    });
+                    match recorded {
+                        Ok(outcome) => answers.push(Box::new(move |committed: Result<()>| {
+                            let _ = job.reply.send(committed.and(outcome));
+                        })),
+                        Err(err) => {
+                            failure = Some(err);
+                            answers.push(refused(Queued::Open(job)));
+                        }
+                    }
                 }
                 Queued::Write(mut pending) => {
-                    if let Err(err) = run(&self.lock(), "SAVEPOINT write") {
-                        failure = Some(err);
-                        answers.push(Box::new(move |committed| pending.answer(committed)));
-                        continue;
-                    }
-                    let failed = pending.run(&tx);
-                    let conn = self.lock();
-                    let ended = if failed {
-                        run(&conn, "ROLLBACK TO write").and_then(|()| run(&conn, "RELEASE write"))
-                    } else {
-                        run(&conn, "RELEASE write")
-                    };
-                    if let Err(err) = ended {
+                    let ran = self.in_savepoint(|| if pending.run(&tx) { Err(()) } else { Ok(()) });
+                    if let Err(err) = ran {
                         failure = Some(err);
                     }
                     answers.push(Box::new(move |committed| pending.answer(committed)));
@@ -698,6 +690,23 @@ impl Writer {
         Ok(())
     }
 
+    /// Runs `f` under a savepoint: kept when it succeeds, rolled back when it fails. The connection is locked only
+    /// for the savepoint's own statements, so `f` may lock it for each of its own. Should one of those statements
+    /// fail, what the transaction holds is in doubt, and the error fails the batch.
+    fn in_savepoint<T, E>(
+        &self,
+        f: impl FnOnce() -> std::result::Result<T, E>,
+    ) -> rusqlite::Result<std::result::Result<T, E>> {
+        run(&self.lock(), "SAVEPOINT write")?;
+        let outcome = f();
+        let conn = self.lock();
+        if outcome.is_err() {
+            run(&conn, "ROLLBACK TO write")?;
+        }
+        run(&conn, "RELEASE write")?;
+        Ok(outcome)
+    }
+
     fn lock(&self) -> std::sync::MutexGuard<'_, Connection> {
         self.conn.lock().unwrap_or_else(PoisonError::into_inner)
     }
@@ -712,22 +721,6 @@ fn refused(job: Queued) -> Box<dyn FnOnce(Result<()>)> {
                 .unwrap_or_else(|| Error::internal("a write of the batch was not run")),
         );
     })
-}
-
-/// Runs `f` under a savepoint: kept when it succeeds, rolled back when it fails.
-fn in_savepoint<T>(conn: &Connection, f: impl FnOnce(&Connection) -> Result<T>) -> Result<T> {
-    run(conn, "SAVEPOINT interaction").map_err(db_error)?;
-    match f(conn) {
-        Ok(value) => {
-            run(conn, "RELEASE interaction").map_err(db_error)?;
-            Ok(value)
-        }
-        Err(err) => {
-            run(conn, "ROLLBACK TO interaction").map_err(db_error)?;
-            run(conn, "RELEASE interaction").map_err(db_error)?;
-            Err(err)
-        }
-    }
 }
 
 /// Runs a statement without parameters, prepared once.
