@@ -390,4 +390,39 @@ mod tests {
             "round trip took {elapsed:?}"
         );
     }
+
+    #[test]
+    fn a_large_transfer_and_each_side_closing_pass_through_in_order() {
+        // Upstream reads until the client has finished sending, then answers with all it got and closes.
+        let server = TcpListener::bind("127.0.0.1:0").unwrap();
+        let upstream = server.local_addr().unwrap();
+        thread::spawn(move || {
+            let (mut conn, _) = server.accept().unwrap();
+            let mut got = Vec::new();
+            conn.read_to_end(&mut got).unwrap();
+            conn.write_all(&got).unwrap();
+        });
+        let proxy = DelayProxy::start(
+            "127.0.0.1:0".parse().unwrap(),
+            upstream,
+            Duration::from_micros(500),
+        )
+        .unwrap();
+        let mut client = TcpStream::connect(proxy.addr()).unwrap();
+        // More than the sockets' buffers hold, so the proxy must wait for room on the way.
+        let message: Vec<u8> = (0..=250).cycle().take(8 << 20).collect();
+        let sender = {
+            let mut client = client.try_clone().unwrap();
+            let message = message.clone();
+            thread::spawn(move || {
+                client.write_all(&message).unwrap();
+                client.shutdown(Shutdown::Write).unwrap();
+            })
+        };
+        let mut back = Vec::new();
+        client.read_to_end(&mut back).unwrap();
+        sender.join().unwrap();
+        assert_eq!(back.len(), message.len());
+        assert!(back == message, "bytes changed or reordered");
+    }
 }
