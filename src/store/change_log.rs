@@ -21,7 +21,7 @@ use crate::{
 /// PostgreSQL channel on which the sequencer announces the newest log position to all replicas.
 pub const NOTIFY_CHANNEL: &str = "customer_context_changes";
 /// PostgreSQL advisory-lock key held by one sequencing pass at a time, across replicas ("cc-log").
-const SEQUENCER_LOCK: i64 = 0x6363_2d6c_6f67;
+pub(super) const SEQUENCER_LOCK: i64 = 0x6363_2d6c_6f67;
 
 /// Appends `change` inside the caller's transaction.
 ///
@@ -76,57 +76,15 @@ pub(super) async fn append_all(db: &impl ConnectionTrait, changes: Vec<NewChange
     Ok(())
 }
 
-/// One sequencing pass on PostgreSQL, sent as one simple query (one round trip, one implicit transaction):
-/// under an advisory lock that only sequencing passes take, every committed row with a provisional key gets the
-/// next position, in the order the rows were inserted, and the newest position is announced to every replica.
-///
-/// Why this keeps the log's promises:
-/// - Positions become visible in order: passes run one at a time and each starts above the last committed
-///   position (the lock is taken by the first statement; the last, which numbers the rows, reads with a snapshot taken after it).
-/// - Nothing is passed over: a row is given a position only once its transaction committed, so no smaller
-///   position can appear later.
-/// - Each record's versions keep their order: a writer inserts its row while it holds the record's row lock,
-///   so the earlier version has the earlier provisional key and committed first (a snapshot that sees the later
-///   version sees the earlier one too).
-///
-/// Its plan does not depend on the table's statistics. They are often taken while many rows wait (during a
-/// seeding or an import), and then say that most of the log is pending: the planner joined the whole table by
-/// hash to the waiting rows, and each pass read every row of the log. Index scans only (the waiting rows through
-/// `change_log_pending`, each one's row by primary key) keep a pass as cheap as the rows it sequences; plain index
-/// scans, unlike bitmap ones, also mark the entries of rows sequenced earlier dead, so the next pass skips them.
-static SEQUENCE_PASS: std::sync::LazyLock<String> = std::sync::LazyLock::new(|| {
-    format!(
-        "\
-SELECT pg_advisory_xact_lock({SEQUENCER_LOCK});
-SET LOCAL enable_seqscan = off;
-SET LOCAL enable_bitmapscan = off;
-SET LOCAL enable_hashjoin = off;
-SET LOCAL enable_mergejoin = off;
-WITH pending AS (
-    SELECT seq FROM change_log WHERE seq < 0
-), top AS (
-    SELECT COALESCE(MAX(seq), 0) AS seq FROM change_log WHERE seq > 0
-), numbered AS (
-    SELECT pending.seq AS provisional, top.seq + ROW_NUMBER() OVER (ORDER BY pending.seq DESC) AS position
-    FROM pending, top
-), given AS (
-    UPDATE change_log SET seq = numbered.position FROM numbered
-    WHERE change_log.seq = numbered.provisional
-    RETURNING change_log.seq
-)
-SELECT pg_notify('{NOTIFY_CHANNEL}', MAX(seq)::text) FROM given HAVING COUNT(*) > 0"
-    )
-});
-
-/// The statements of one sequencing pass, as sent (for tests and diagnostics: `EXPLAIN` its last statement after
-/// running the others in a transaction to see the plan each pass runs).
-pub fn sequence_pass_sql() -> &'static str {
-    &SEQUENCE_PASS
-}
+/// One sequencing pass on PostgreSQL: the function `change_log_sequence()` (migration `m0009_log_sequencing`,
+/// which says how it keeps the log's promises), in one statement and one round trip. Under an advisory lock
+/// that only sequencing passes take, every committed row with a provisional key gets the next position, in the
+/// order the rows were inserted, and the newest position is announced to every replica.
+pub const SEQUENCE_PASS: &str = "SELECT change_log_sequence()";
 
 /// Runs one sequencing pass (PostgreSQL).
 pub(super) async fn sequence(db: &impl ConnectionTrait) -> Result<()> {
-    db.execute_unprepared(&SEQUENCE_PASS).await?;
+    db.execute_unprepared(SEQUENCE_PASS).await?;
     Ok(())
 }
 

@@ -17,7 +17,7 @@ impl MigratorTrait for Migrator {
             Box::new(SearchStatistics),
             Box::new(LogPositionsAfterCommit),
             Box::new(SearchPrefixes),
-            Box::new(PendingLogIndex),
+            Box::new(LogSequencing),
         ]
     }
 }
@@ -640,31 +640,98 @@ impl MigrationTrait for SearchPrefixes {
     }
 }
 
-/// PostgreSQL: an index of the change-log rows still waiting for their position (provisional negative keys),
-/// which the sequencer reads at every pass. Through the primary key that read also stepped over every row
-/// sequenced since the last vacuum, whose old negative entries stay there until then: a pass cost more the more
-/// had been written (10 ms after 12,000 writes). This index only ever holds the few waiting rows and the entries
-/// the sequencer's reads have marked dead, which PostgreSQL drops when the page they share fills.
-struct PendingLogIndex;
+/// PostgreSQL: the sequencing pass (see `change_log::Sequencer`) as a function, `change_log_sequence()`, and an
+/// index of the change-log rows still waiting for their position (provisional negative keys), which each pass
+/// reads.
+///
+/// A pass takes an advisory lock that only passes take, then gives every committed row with a provisional key
+/// the next position, in the order the rows were inserted, and announces the newest position to every replica.
+/// Why this keeps the log's promises:
+/// - Positions become visible in order: passes run one at a time and each starts above the last committed
+///   position (the lock is taken by the first statement; the next, which numbers the rows, runs with a snapshot
+///   taken after it, as every statement of a volatile function does).
+/// - Nothing is passed over: a row is given a position only once its transaction committed, so no smaller
+///   position can appear later.
+/// - Each record's versions keep their order: a writer inserts its row while it holds the record's row lock,
+///   so the earlier version has the earlier provisional key and committed first (a snapshot that sees the later
+///   version sees the earlier one too).
+///
+/// What it costs stays that of the rows it sequences:
+/// - As a function its statement is planned once per connection, not at every pass.
+/// - Its plan does not depend on the table's statistics. They are often taken while many rows wait (during a
+///   seeding or an import), and then say that most of the log is pending: the planner joined the whole table by
+///   hash to the waiting rows, and each pass read every row of the log (10 ms a pass after 12,000 writes). The
+///   function allows index scans only: the waiting rows through `change_log_pending`, each one's row by its key.
+/// - Through the primary key, the read of the waiting rows also stepped over the old entries of every row
+///   sequenced since the last vacuum. `change_log_pending` only holds the few waiting rows and entries marked
+///   dead by earlier passes' plain index scans, which PostgreSQL drops when the page they share fills.
+struct LogSequencing;
 
-impl MigrationName for PendingLogIndex {
+impl MigrationName for LogSequencing {
     fn name(&self) -> &str {
-        "m0009_pending_log_index"
+        "m0009_log_sequencing"
     }
 }
 
+fn log_sequencing_function() -> String {
+    use super::change_log::{NOTIFY_CHANNEL, SEQUENCER_LOCK};
+    format!(
+        "\
+CREATE FUNCTION change_log_sequence() RETURNS bigint
+LANGUAGE plpgsql VOLATILE
+SET enable_seqscan = off
+SET enable_bitmapscan = off
+SET enable_hashjoin = off
+SET enable_mergejoin = off
+AS $$
+DECLARE
+    newest bigint;
+BEGIN
+    PERFORM pg_advisory_xact_lock({SEQUENCER_LOCK});
+    WITH pending AS (
+        SELECT seq FROM change_log WHERE seq < 0
+    ), top AS (
+        SELECT COALESCE(MAX(seq), 0) AS seq FROM change_log WHERE seq > 0
+    ), numbered AS (
+        SELECT pending.seq AS provisional, top.seq + ROW_NUMBER() OVER (ORDER BY pending.seq DESC) AS position
+        FROM pending, top
+    ), given AS (
+        UPDATE change_log SET seq = numbered.position FROM numbered
+        WHERE change_log.seq = numbered.provisional
+        RETURNING change_log.seq
+    )
+    SELECT MAX(given.seq) INTO newest FROM given;
+    IF newest IS NOT NULL THEN
+        PERFORM pg_notify('{NOTIFY_CHANNEL}', newest::text);
+    END IF;
+    RETURN newest;
+END
+$$"
+    )
+}
+
 #[async_trait::async_trait]
-impl MigrationTrait for PendingLogIndex {
+impl MigrationTrait for LogSequencing {
     async fn up(&self, manager: &SchemaManager) -> Result<(), DbErr> {
         on_postgres(
             manager,
-            &["CREATE INDEX change_log_pending ON change_log (seq) WHERE seq < 0"],
+            &[
+                "CREATE INDEX change_log_pending ON change_log (seq) WHERE seq < 0",
+                &log_sequencing_function(),
+            ],
         )
         .await
     }
 
     async fn down(&self, manager: &SchemaManager) -> Result<(), DbErr> {
-        on_postgres(manager, &["DROP INDEX change_log_pending"]).await
+        on_postgres(
+            manager,
+            &[
+                "DROP FUNCTION change_log_sequence()",
+                "DROP INDEX change_log_pending",
+            ],
+        )
+        .await
     }
 }
 
