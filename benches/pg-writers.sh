@@ -1,9 +1,11 @@
 #!/usr/bin/env bash
 # Concurrent writes on PostgreSQL a network hop away: create-activity (random seeded customers, so writers touch
 # different customers) with 1 and 16 closed-loop writers, through a delay proxy adding 1 ms to every round trip
-# (`loadgen delay-proxy --delay 500us`), and with 1 writer straight to the database (the difference of the two
-# single-writer medians, divided by what one round trip through the proxy costs, is the round trips one write
-# makes).
+# (`loadgen delay-proxy --delay 500us`), and with 1 writer straight to the database and through a second proxy
+# adding 3 ms (`--delay 1500us`). The round trips one write makes are estimated twice from the single-writer
+# medians: (1 ms p50 - direct p50) / one round trip through the proxy, and the slope (3 ms p50 - 1 ms p50) /
+# (3 ms round trip - 1 ms round trip). The slope leaves out what any delay costs besides the wait itself (a
+# process woken from sleep at every step instead of finding the reply there).
 #
 # With OLD=DIR (a directory holding an earlier release build's `customer-context` and `loadgen`), every
 # measurement is repeated with that build, interleaved with this one, on copies of one seeded database: the old
@@ -21,13 +23,16 @@ work="$(mktemp -d)"
 chmod 755 "$work"
 pg_port=55432
 proxy_port=55433
+far_port=55435
 listen=127.0.0.1:50298
 server_pid=""
 proxy_pid=""
+far_pid=""
 as_pg() { if [ "$(id -u)" = 0 ]; then runuser -u postgres -- "$@"; else "$@"; fi; }
 cleanup() {
   [ -n "$server_pid" ] && kill "$server_pid" 2>/dev/null && wait "$server_pid" 2>/dev/null || true
   [ -n "$proxy_pid" ] && kill "$proxy_pid" 2>/dev/null || true
+  [ -n "$far_pid" ] && kill "$far_pid" 2>/dev/null || true
   as_pg pg_ctl -D "$work/pg" -m fast stop >/dev/null 2>&1 || true
   rm -rf "$work"
 }
@@ -47,6 +52,7 @@ as_pg pg_ctl -D "$work/pg" -l "$work/pg.log" -w start \
 psql() { command psql -h 127.0.0.1 -p "$pg_port" -U postgres -qAt "$@"; }
 direct="postgres://postgres@127.0.0.1:$pg_port"
 delayed="postgres://postgres@127.0.0.1:$proxy_port"
+far="postgres://postgres@127.0.0.1:$far_port"
 
 seeder="$(bin "${builds[-1]}" loadgen)"
 echo "seeding $customers customers with $seeder..."
@@ -56,11 +62,14 @@ psql -c "CREATE DATABASE seeded"
 "$NEW/loadgen" delay-proxy --listen "127.0.0.1:$proxy_port" --upstream "127.0.0.1:$pg_port" --delay 500us \
   2>/dev/null &
 proxy_pid=$!
+"$NEW/loadgen" delay-proxy --listen "127.0.0.1:$far_port" --upstream "127.0.0.1:$pg_port" --delay 1500us \
+  2>/dev/null &
+far_pid=$!
 
 # One measured run: a fresh copy of the seeded database, the build's server reaching it by `path`, the load.
 run() {
   local build="$1" path="$2" writers="$3" url
-  if [ "$path" = delayed ]; then url="$delayed"; else url="$direct"; fi
+  case "$path" in delayed) url="$delayed" ;; far) url="$far" ;; *) url="$direct" ;; esac
   psql -c "DROP DATABASE IF EXISTS run" -c "CREATE DATABASE run TEMPLATE seeded"
   RUST_LOG=warn "$(bin "$build" customer-context)" serve --database-url "$url/run" --listen "$listen" \
     --db-max-connections 40 &
@@ -82,9 +91,10 @@ for r in json.load(open(sys.argv[1]))["results"]:
 ' "$work/out.json" "$build" "$path" "$writers" | tee -a "$work/results"
 }
 
-# What one round trip through the proxy costs (its threads wake a little late): an echo server behind a second
-# proxy, pinged 2,000 times.
-python3 - "$NEW/loadgen" >"$work/round_trip" <<'PY'
+# What one round trip through a proxy costs (its thread wakes a little late): an echo server behind a proxy of
+# each delay, pinged 1,000 times.
+for delay in 500us 1500us; do
+python3 - "$NEW/loadgen" "$delay" >>"$work/round_trip" <<'PY'
 import socket, subprocess, sys, threading, time
 server = socket.socket(); server.bind(("127.0.0.1", 0)); server.listen(1)
 def echo():
@@ -93,7 +103,7 @@ def echo():
         conn.sendall(data)
 threading.Thread(target=echo, daemon=True).start()
 proxy = subprocess.Popen([sys.argv[1], "delay-proxy", "--listen", "127.0.0.1:55434", "--upstream",
-                          f"127.0.0.1:{server.getsockname()[1]}", "--delay", "500us"], stderr=subprocess.DEVNULL)
+                          f"127.0.0.1:{server.getsockname()[1]}", "--delay", sys.argv[2]], stderr=subprocess.DEVNULL)
 for _ in range(100):
     try:
         client = socket.create_connection(("127.0.0.1", 55434)); break
@@ -101,12 +111,14 @@ for _ in range(100):
         time.sleep(0.05)
 client.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
 times = []
-for _ in range(2000):
+for _ in range(1000):
     started = time.perf_counter(); client.sendall(b"x"); client.recv(8); times.append(time.perf_counter() - started)
 proxy.terminate()
-print(sorted(times)[1000] * 1000)
+print(sorted(times)[500] * 1000)
 PY
-echo "one round trip through the proxy: $(cut -c1-5 "$work/round_trip") ms"
+done
+echo "one round trip through the proxies: $(head -1 "$work/round_trip" | cut -c1-5) ms (1 ms added)," \
+  "$(tail -1 "$work/round_trip" | cut -c1-5) ms (3 ms added)"
 
 echo "build path writers req/s p50_ms p99_ms errors"
 for round in $(seq "$rounds"); do
@@ -116,15 +128,17 @@ for round in $(seq "$rounds"); do
     run "$build" delayed 1
     run "$build" delayed 16
     run "$build" direct 1
+    run "$build" far 1
   done
 done
 
 echo
-echo "summary (mean of $rounds runs; round trips = (delayed p50 - direct p50) / one proxied round trip, one writer):"
+echo "summary (mean of $rounds runs; round trips of one write, from the single-writer p50s: 1 ms minus direct over"
+echo "one round trip through the 1 ms proxy, and 3 ms minus 1 ms over the difference of the proxies' round trips):"
 python3 -c '
 import sys, collections
 runs = collections.defaultdict(list)
-round_trip = float(open(sys.argv[2]).read())
+near, far = (float(line) for line in open(sys.argv[2]))
 for line in open(sys.argv[1]):
     build, path, writers, rate, p50, p99, errors = line.split()
     runs[(build, path, int(writers))].append((float(rate), float(p50), float(p99)))
@@ -135,10 +149,12 @@ for build in ("new", "old"):
     one = mean([r for r, _, _ in runs[(build, "delayed", 1)]])
     many = mean([r for r, _, _ in runs[(build, "delayed", 16)]])
     p99 = mean([p for _, _, p in runs[(build, "delayed", 16)]])
-    slow = mean([p for _, p, _ in runs[(build, "delayed", 1)]])
-    fast = mean([p for _, p, _ in runs[(build, "direct", 1)]])
+    delayed = mean([p for _, p, _ in runs[(build, "delayed", 1)]])
+    direct = mean([p for _, p, _ in runs[(build, "direct", 1)]])
+    farther = mean([p for _, p, _ in runs[(build, "far", 1)]])
     print(f"{build}: 1 writer {one:7.0f}/s  16 writers {many:7.0f}/s (p99 {p99:.1f} ms)  16/1 {many / one:5.1f}x  "
-          f"p50 {slow:.2f} ms delayed vs {fast:.2f} ms direct: {(slow - fast) / round_trip:.1f} round trips")
+          f"p50 {direct:.2f} / {delayed:.2f} / {farther:.2f} ms direct / 1 ms / 3 ms: "
+          f"{(delayed - direct) / near:.1f} · {(farther - delayed) / (far - near):.1f} round trips")
 if ("old", "delayed", 16) in runs:
     new = mean([r for r, _, _ in runs[("new", "delayed", 16)]])
     old = mean([r for r, _, _ in runs[("old", "delayed", 16)]])
