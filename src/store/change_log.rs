@@ -88,21 +88,14 @@ pub(super) async fn sequence(db: &impl ConnectionTrait) -> Result<()> {
     Ok(())
 }
 
-/// Shortest time from the start of one sequencing pass to the start of the next. Each pass is a transaction of
-/// its own (a round trip, a WAL flush, a `NOTIFY` that wakes every replica's feed); a steady stream of commits
-/// then shares one pass per interval instead of starting one as soon as the last is done. The change feed reads
-/// at most every 10 ms anyway (`events::feed`), so watchers see no difference.
-const MIN_PASS_INTERVAL: std::time::Duration = std::time::Duration::from_millis(10);
-
 /// Gives committed changes their positions on PostgreSQL, coalescing: any number of callers waiting at once
 /// share one pass, and each returns once a pass that began after its call has finished.
 #[derive(Debug, Default)]
 pub(super) struct Sequencer {
     /// Calls made so far.
     requested: std::sync::atomic::AtomicU64,
-    /// The last finished pass: the number of calls (counted in `requested`) made before it started, and when it
-    /// started.
-    last: tokio::sync::Mutex<(u64, Option<tokio::time::Instant>)>,
+    /// The number of calls (counted in `requested`) made before the start of the last finished pass.
+    covered: tokio::sync::Mutex<u64>,
 }
 
 impl Sequencer {
@@ -111,20 +104,14 @@ impl Sequencer {
     pub(super) async fn settle(&self, db: &impl ConnectionTrait) -> Result<bool> {
         use std::sync::atomic::Ordering;
         let ticket = self.requested.fetch_add(1, Ordering::SeqCst) + 1;
-        let mut last = self.last.lock().await;
-        let (covered, started) = *last;
-        if covered >= ticket {
+        let mut covered = self.covered.lock().await;
+        if *covered >= ticket {
             return Ok(false);
-        }
-        if let Some(started) = started {
-            // Callers arriving meanwhile queue on the lock and are covered by this pass.
-            tokio::time::sleep_until(started + MIN_PASS_INTERVAL).await;
         }
         // Every call counted now was made before this pass begins, so the pass covers it.
         let upto = self.requested.load(Ordering::SeqCst);
-        let started = tokio::time::Instant::now();
         sequence(db).await?;
-        *last = (upto, Some(started));
+        *covered = upto;
         Ok(true)
     }
 }
@@ -377,59 +364,5 @@ impl Store {
             changes.reverse();
         }
         Ok(changes)
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use std::sync::Arc;
-
-    use sea_orm::{DbBackend, MockDatabase, MockExecResult};
-    use tokio::time::Instant;
-
-    use super::*;
-
-    #[tokio::test(start_paused = true)]
-    async fn commits_arriving_while_a_pass_waits_for_its_interval_share_the_next_pass() {
-        let done = MockExecResult {
-            last_insert_id: 0,
-            rows_affected: 0,
-        };
-        let db = Arc::new(
-            MockDatabase::new(DbBackend::Postgres)
-                .append_exec_results(vec![done; 4])
-                .into_connection(),
-        );
-        let sequencer = Arc::new(Sequencer::default());
-        let first = Instant::now();
-        assert!(
-            sequencer.settle(&*db).await.unwrap(),
-            "the first call runs a pass"
-        );
-
-        // Ten commits right after: one pass covers them all, no sooner than the interval after the first.
-        let calls: Vec<_> = (0..10)
-            .map(|_| {
-                let (sequencer, db) = (sequencer.clone(), db.clone());
-                tokio::spawn(async move {
-                    let ran = sequencer.settle(&*db).await.unwrap();
-                    (ran, Instant::now())
-                })
-            })
-            .collect();
-        let mut ran = 0;
-        for call in calls {
-            let (ran_pass, returned) = call.await.unwrap();
-            ran += usize::from(ran_pass);
-            assert!(
-                returned - first >= MIN_PASS_INTERVAL,
-                "answered {:?} after the first pass began",
-                returned - first
-            );
-        }
-        assert_eq!(ran, 1, "the ten calls shared one pass");
-        let db = Arc::try_unwrap(db).expect("every call is done");
-        let passes = db.into_transaction_log().len();
-        assert_eq!(passes, 2);
     }
 }
