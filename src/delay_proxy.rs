@@ -171,8 +171,7 @@ impl Proxy {
                         let _ = self.timer.wait();
                     }
                     key => {
-                        let slot = ((key - FIRST_STREAM) / 2) as usize;
-                        let side = ((key - FIRST_STREAM) % 2) as usize;
+                        let (slot, side) = slot_and_side(key);
                         let flags = event.events();
                         if flags.contains(EpollFlags::EPOLLERR) {
                             // Reset or broken: both ends go.
@@ -183,9 +182,7 @@ impl Proxy {
                             // `side` can take more of what flows to it from the other side.
                             self.pass_on(slot, 1 - side, Instant::now());
                         }
-                        if flags.intersects(
-                            EpollFlags::EPOLLIN | EpollFlags::EPOLLHUP | EpollFlags::EPOLLERR,
-                        ) {
+                        if flags.intersects(EpollFlags::EPOLLIN | EpollFlags::EPOLLHUP) {
                             self.receive(slot, side);
                         }
                     }
@@ -355,16 +352,29 @@ fn key(slot: usize, side: usize) -> u64 {
     FIRST_STREAM + 2 * slot as u64 + side as u64
 }
 
+/// The link slot and side an event key (from [`key`]) stands for.
+fn slot_and_side(key: u64) -> (usize, usize) {
+    let n = key - FIRST_STREAM;
+    ((n / 2) as usize, (n % 2) as usize)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
 
+    /// A proxy delaying each way by `delay` in front of a server that hands its one connection to `serve`.
+    fn proxy_to(delay: Duration, serve: impl FnOnce(TcpStream) + Send + 'static) -> DelayProxy {
+        let server = TcpListener::bind("127.0.0.1:0").unwrap();
+        let upstream = server.local_addr().unwrap();
+        thread::spawn(move || serve(server.accept().unwrap().0));
+        DelayProxy::start("127.0.0.1:0".parse().unwrap(), upstream, delay).unwrap()
+    }
+
     #[test]
     fn a_round_trip_through_the_proxy_takes_both_delays_and_keeps_every_byte_in_order() {
-        let echo = TcpListener::bind("127.0.0.1:0").unwrap();
-        let upstream = echo.local_addr().unwrap();
-        thread::spawn(move || {
-            let (mut conn, _) = echo.accept().unwrap();
+        let delay = Duration::from_millis(5);
+        // Upstream echoes.
+        let proxy = proxy_to(delay, |mut conn| {
             let mut buffer = [0; 1024];
             loop {
                 match conn.read(&mut buffer) {
@@ -373,8 +383,6 @@ mod tests {
                 }
             }
         });
-        let delay = Duration::from_millis(5);
-        let proxy = DelayProxy::start("127.0.0.1:0".parse().unwrap(), upstream, delay).unwrap();
         let mut client = TcpStream::connect(proxy.addr()).unwrap();
         client.set_nodelay(true).unwrap();
         let message: Vec<u8> = (0..=255).cycle().take(10_000).collect();
@@ -394,20 +402,11 @@ mod tests {
     #[test]
     fn a_large_transfer_and_each_side_closing_pass_through_in_order() {
         // Upstream reads until the client has finished sending, then answers with all it got and closes.
-        let server = TcpListener::bind("127.0.0.1:0").unwrap();
-        let upstream = server.local_addr().unwrap();
-        thread::spawn(move || {
-            let (mut conn, _) = server.accept().unwrap();
+        let proxy = proxy_to(Duration::from_micros(500), |mut conn| {
             let mut got = Vec::new();
             conn.read_to_end(&mut got).unwrap();
             conn.write_all(&got).unwrap();
         });
-        let proxy = DelayProxy::start(
-            "127.0.0.1:0".parse().unwrap(),
-            upstream,
-            Duration::from_micros(500),
-        )
-        .unwrap();
         let mut client = TcpStream::connect(proxy.addr()).unwrap();
         // More than the sockets' buffers hold, so the proxy must wait for room on the way.
         let message: Vec<u8> = (0..=250).cycle().take(8 << 20).collect();
