@@ -88,31 +88,79 @@ pub(super) async fn sequence(db: &impl ConnectionTrait) -> Result<()> {
     Ok(())
 }
 
+/// Shortest time from the start of one sequencing pass to the start of the next one that commits started. Each
+/// pass is a transaction of its own (a round trip, a WAL flush, a `NOTIFY` that wakes every replica's feed); a
+/// steady stream of commits then shares one pass per interval instead of starting one as soon as the last is
+/// done. The change feed reads at most every 10 ms anyway (`events::feed`). A reader that must see every write
+/// answered before it (a watch catching up, a record's history, an export) does not wait for the interval.
+const MIN_PASS_INTERVAL: std::time::Duration = std::time::Duration::from_millis(10);
+
 /// Gives committed changes their positions on PostgreSQL, coalescing: any number of callers waiting at once
 /// share one pass, and each returns once a pass that began after its call has finished.
 #[derive(Debug, Default)]
 pub(super) struct Sequencer {
     /// Calls made so far.
     requested: std::sync::atomic::AtomicU64,
-    /// The number of calls (counted in `requested`) made before the start of the last finished pass.
-    covered: tokio::sync::Mutex<u64>,
+    /// Set by a caller that cannot wait for the interval, cleared by the next pass as it starts.
+    hurried: std::sync::atomic::AtomicBool,
+    /// Wakes a pass waiting for its interval when a caller hurries it.
+    hurry: tokio::sync::Notify,
+    /// The last finished pass: the number of calls (counted in `requested`) made before it started, and when it
+    /// started.
+    last: tokio::sync::Mutex<(u64, Option<tokio::time::Instant>)>,
+}
+
+/// When a sequencing pass a caller needs may start.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(super) enum Pace {
+    /// No sooner than [`MIN_PASS_INTERVAL`] after the last one started: for commits, which do not wait for it.
+    Spaced,
+    /// At once (after a pass running now): for readers waiting on it.
+    Now,
 }
 
 impl Sequencer {
     /// Returns once every change committed before this call has its position: true if this call ran the pass
     /// that gave them, false if a pass another caller ran covered it.
-    pub(super) async fn settle(&self, db: &impl ConnectionTrait) -> Result<bool> {
+    pub(super) async fn settle(&self, db: &impl ConnectionTrait, pace: Pace) -> Result<bool> {
         use std::sync::atomic::Ordering;
         let ticket = self.requested.fetch_add(1, Ordering::SeqCst) + 1;
-        let mut covered = self.covered.lock().await;
-        if *covered >= ticket {
+        if pace == Pace::Now {
+            self.hurried.store(true, Ordering::SeqCst);
+            self.hurry.notify_waiters();
+        }
+        let mut last = self.last.lock().await;
+        let (covered, started) = *last;
+        if covered >= ticket {
             return Ok(false);
         }
+        if let Some(started) = started {
+            // Callers arriving meanwhile queue on the lock and are covered by this pass.
+            self.wait_until(started + MIN_PASS_INTERVAL).await;
+        }
+        // A caller hurrying from now on is not covered by this pass; it hurries the next one.
+        self.hurried.store(false, Ordering::SeqCst);
         // Every call counted now was made before this pass begins, so the pass covers it.
         let upto = self.requested.load(Ordering::SeqCst);
+        let started = tokio::time::Instant::now();
         sequence(db).await?;
-        *covered = upto;
+        *last = (upto, Some(started));
         Ok(true)
+    }
+
+    /// Waits until `deadline`, or until a caller hurries the pass.
+    async fn wait_until(&self, deadline: tokio::time::Instant) {
+        let hurry = self.hurry.notified();
+        tokio::pin!(hurry);
+        // Listening before looking at the flag: a caller setting it after the look also wakes this wait.
+        hurry.as_mut().enable();
+        if self.hurried.load(std::sync::atomic::Ordering::SeqCst) {
+            return;
+        }
+        tokio::select! {
+            () = tokio::time::sleep_until(deadline) => {}
+            () = hurry => {}
+        }
     }
 }
 
@@ -364,5 +412,100 @@ impl Store {
             changes.reverse();
         }
         Ok(changes)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::Arc;
+
+    use sea_orm::{DbBackend, MockDatabase, MockExecResult};
+    use tokio::time::Instant;
+
+    use super::*;
+
+    #[tokio::test(start_paused = true)]
+    async fn commits_arriving_while_a_pass_waits_for_its_interval_share_the_next_pass() {
+        let done = MockExecResult {
+            last_insert_id: 0,
+            rows_affected: 0,
+        };
+        let db = Arc::new(
+            MockDatabase::new(DbBackend::Postgres)
+                .append_exec_results(vec![done; 4])
+                .into_connection(),
+        );
+        let sequencer = Arc::new(Sequencer::default());
+        let first = Instant::now();
+        assert!(
+            sequencer.settle(&*db, Pace::Spaced).await.unwrap(),
+            "the first call runs a pass"
+        );
+
+        // Ten commits right after: one pass covers them all, no sooner than the interval after the first.
+        let calls: Vec<_> = (0..10)
+            .map(|_| {
+                let (sequencer, db) = (sequencer.clone(), db.clone());
+                tokio::spawn(async move {
+                    let ran = sequencer.settle(&*db, Pace::Spaced).await.unwrap();
+                    (ran, Instant::now())
+                })
+            })
+            .collect();
+        let mut ran = 0;
+        for call in calls {
+            let (ran_pass, returned) = call.await.unwrap();
+            ran += usize::from(ran_pass);
+            assert!(
+                returned - first >= MIN_PASS_INTERVAL,
+                "answered {:?} after the first pass began",
+                returned - first
+            );
+        }
+        assert_eq!(ran, 1, "the ten calls shared one pass");
+        let db = Arc::try_unwrap(db).expect("every call is done");
+        let passes = db.into_transaction_log().len();
+        assert_eq!(passes, 2);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_reader_that_cannot_wait_starts_the_waiting_pass_at_once_for_everyone() {
+        let done = MockExecResult {
+            last_insert_id: 0,
+            rows_affected: 0,
+        };
+        let db = Arc::new(
+            MockDatabase::new(DbBackend::Postgres)
+                .append_exec_results(vec![done; 4])
+                .into_connection(),
+        );
+        let sequencer = Arc::new(Sequencer::default());
+        let first = Instant::now();
+        sequencer.settle(&*db, Pace::Spaced).await.unwrap();
+
+        // Commits wait for the interval; a reader arriving a millisecond later does not, nor do they then.
+        let settle = |pace| {
+            let (sequencer, db) = (sequencer.clone(), db.clone());
+            tokio::spawn(async move {
+                sequencer.settle(&*db, pace).await.unwrap();
+                Instant::now()
+            })
+        };
+        let commits: Vec<_> = (0..5).map(|_| settle(Pace::Spaced)).collect();
+        tokio::time::sleep(std::time::Duration::from_millis(1)).await;
+        let reader = settle(Pace::Now);
+        for call in commits.into_iter().chain([reader]) {
+            let returned = call.await.unwrap() - first;
+            assert!(
+                returned < MIN_PASS_INTERVAL,
+                "answered {returned:?} after the first pass began"
+            );
+        }
+        let db = Arc::try_unwrap(db).expect("every call is done");
+        assert_eq!(
+            db.into_transaction_log().len(),
+            2,
+            "one pass covered all six"
+        );
     }
 }

@@ -412,14 +412,14 @@ impl Store {
     }
 
     /// Commits a write transaction that appended to the change log and wakes whoever follows the log (and, on
-    /// SQLite, the checkpointer). On PostgreSQL the changes get their log positions right after, in a sequencing
-    /// pass this commit starts and does not wait for (see [`change_log::Sequencer`]); the feed is woken when the
-    /// pass is done.
+    /// SQLite, the checkpointer). On PostgreSQL the changes get their log positions soon after, in a sequencing
+    /// pass this commit asks for and does not wait for (commits of the same few milliseconds share one, see
+    /// [`change_log::Sequencer`]); the feed is woken when the pass is done.
     pub(crate) async fn commit(&self, txn: Write) -> Result<()> {
         self.commit_unlogged(txn).await?;
         if self.sequencer.is_some() {
             let store = self.clone();
-            tokio::spawn(async move { store.sequence_committed().await });
+            tokio::spawn(async move { store.sequence(change_log::Pace::Spaced).await });
         } else {
             self.log_appended.notify_one();
         }
@@ -436,13 +436,18 @@ impl Store {
         Ok(())
     }
 
-    /// On PostgreSQL, gives every change committed so far its log position (no-op on SQLite, where a change
-    /// has one from its insert): reads of a record's history and exports call it first, so they see every write
-    /// answered before them. A failure is logged, not returned: the changes are committed, and the change feed's
-    /// next poll sequences them.
+    /// On PostgreSQL, gives every change committed so far its log position at once (no-op on SQLite, where a
+    /// change has one from its insert): a watch catching up, reads of a record's history and exports call it
+    /// first, so they see every write answered before them. A failure is logged, not returned: the changes are
+    /// committed, and the change feed's next poll sequences them.
     pub async fn sequence_committed(&self) {
+        self.sequence(change_log::Pace::Now).await;
+    }
+
+    /// Runs or joins a sequencing pass at `pace`, and wakes the feed when it ran one.
+    async fn sequence(&self, pace: change_log::Pace) {
         if let Some(sequencer) = &self.sequencer {
-            match sequencer.settle(&self.write).await {
+            match sequencer.settle(&self.write, pace).await {
                 Ok(true) => self.log_appended.notify_one(),
                 Ok(false) => {}
                 Err(error) => tracing::warn!(
