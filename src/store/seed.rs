@@ -272,6 +272,7 @@ fn seed_in_transaction(
     progress: &mpsc::UnboundedSender<SeedCounts>,
 ) -> Result<SeedCounts> {
     let triggers = set_aside_triggers(conn)?;
+    let indexes = set_aside_indexes(conn)?;
     let mut key: i64 = conn
         .query_row(
             &rendered(
@@ -335,10 +336,77 @@ fn seed_in_transaction(
         total.add(counts);
         let _ = progress.send(counts);
     }
+    build_indexes(conn, &indexes)?;
     for sql in &triggers {
         conn.execute_batch(sql).map_err(db_error)?;
     }
     Ok(total)
+}
+
+/// The tables a load writes, whose secondary indexes it may build at its end.
+const SEEDED_TABLES: [&str; 4] = ["customers", "contact_keys", "requests", "activities"];
+
+/// The index each batch's search indexing reads its customers by: kept through the load.
+const SEARCH_KEY_INDEX: &str = "customers_search_key";
+
+/// Drops the secondary indexes of the seeded tables that are empty, returning their definitions to build them
+/// after the load. An index built from all its rows at once is one sort (on helper threads, see
+/// [`build_indexes`]) instead of a B-tree insert per row at a random place; the primary keys and unique
+/// constraints stay. A table that already holds rows keeps its indexes: rebuilding them would cost more than
+/// the load saves.
+fn set_aside_indexes(conn: &Connection) -> Result<Vec<String>> {
+    let mut indexes = Vec::new();
+    for table in SEEDED_TABLES {
+        let empty: bool = conn
+            .query_row(
+                &format!("SELECT NOT EXISTS (SELECT 1 FROM \"{table}\")"),
+                [],
+                |row| row.get(0),
+            )
+            .map_err(db_error)?;
+        if !empty {
+            continue;
+        }
+        let mut statement = conn
+            .prepare(
+                "SELECT name, sql FROM sqlite_master
+                 WHERE type = 'index' AND tbl_name = ?1 AND sql IS NOT NULL AND name <> ?2",
+            )
+            .map_err(db_error)?;
+        let found = statement
+            .query_map([table, SEARCH_KEY_INDEX], |row| {
+                Ok((row.get::<_, String>(0)?, row.get::<_, String>(1)?))
+            })
+            .and_then(Iterator::collect::<rusqlite::Result<Vec<_>>>)
+            .map_err(db_error)?;
+        for (name, sql) in found {
+            conn.execute_batch(&format!("DROP INDEX \"{name}\""))
+                .map_err(db_error)?;
+            indexes.push(sql);
+        }
+    }
+    Ok(indexes)
+}
+
+/// Helper threads SQLite's sorter may use while a load builds its indexes: the other core does the sorting
+/// while the writer's thread merges.
+const INDEX_BUILD_THREADS: u32 = 2;
+
+/// Creates the indexes `indexes` defines (in the load's transaction: a duplicate in a unique one fails the load).
+fn build_indexes(conn: &Connection, indexes: &[String]) -> Result<()> {
+    if indexes.is_empty() {
+        return Ok(());
+    }
+    let threads: i64 = conn
+        .query_row("PRAGMA threads", [], |row| row.get(0))
+        .map_err(db_error)?;
+    conn.execute_batch(&format!("PRAGMA threads = {INDEX_BUILD_THREADS}"))
+        .map_err(db_error)?;
+    let built = indexes.iter().try_for_each(|sql| conn.execute_batch(sql));
+    // The connection's own setting, whatever happened.
+    let restored = conn.execute_batch(&format!("PRAGMA threads = {threads}"));
+    built.map_err(db_error)?;
+    restored.map_err(db_error)
 }
 
 /// Drops the search insert triggers, returning their definitions to create them again.

@@ -204,3 +204,76 @@ async fn a_load_given_up_before_its_last_batch_keeps_nothing_on_sqlite() {
     );
     app.shutdown().await;
 }
+
+/// The indexes of the SQLite database at `url` (name and definition), read from its schema.
+fn sqlite_indexes(url: &str) -> Vec<(String, Option<String>)> {
+    let path = url
+        .strip_prefix("sqlite://")
+        .and_then(|rest| rest.split('?').next())
+        .expect("an SQLite URL");
+    let conn = rusqlite::Connection::open(path).expect("the database file");
+    let mut statement = conn
+        .prepare("SELECT name, sql FROM sqlite_master WHERE type = 'index' ORDER BY name")
+        .expect("the schema query");
+    statement
+        .query_map([], |row| Ok((row.get(0)?, row.get(1)?)))
+        .and_then(Iterator::collect)
+        .expect("the indexes")
+}
+
+/// A load into empty tables builds their indexes once at its end: they come back as the migrations made them,
+/// lookups use them, and a unique one still refuses a load that repeats a customer number within itself.
+#[tokio::test]
+async fn a_load_into_empty_tables_leaves_every_index_as_migrated_on_sqlite() {
+    let db = or_skip!(TestDb::new(Backend::Sqlite).await);
+    let store = Store::connect(&DatabaseSettings::new(db.url()))
+        .await
+        .expect("store");
+    store.migrate().await.expect("migrated");
+    store.close().await;
+    let migrated = sqlite_indexes(db.url());
+    for index in ["contact_keys_lookup", "customers_customer_number"] {
+        assert!(
+            migrated.iter().any(|(name, _)| name == index),
+            "{index} in {migrated:?}"
+        );
+    }
+
+    let (clashing, _) = seed(
+        db.url(),
+        vec![
+            vec![seeded(1, "S-1".to_owned())],
+            vec![seeded(2, "S-1".to_owned())],
+        ],
+    )
+    .await;
+    let error = clashing.expect_err("a customer number seeded twice in one load");
+    assert!(
+        error.contains("UNIQUE") || error.contains("unique"),
+        "{error}"
+    );
+    assert_eq!(sqlite_indexes(db.url()), migrated);
+
+    let (loaded, reported) = seed(
+        db.url(),
+        vec![(0..40).map(|i| seeded(i, format!("S-{i}"))).collect()],
+    )
+    .await;
+    assert_eq!(loaded.expect("the load").customers, 40);
+    assert_eq!(reported, 40);
+    assert_eq!(sqlite_indexes(db.url()), migrated);
+
+    let app = TestApp::spawn_on(db.url()).await;
+    let found = app
+        .lookup_customers(Key::Phone("+16175550007".to_owned()))
+        .await
+        .expect("lookup");
+    assert_eq!(
+        found
+            .iter()
+            .map(|c| c.customer_number.as_str())
+            .collect::<Vec<_>>(),
+        ["S-7"]
+    );
+    app.shutdown().await;
+}
