@@ -5,6 +5,11 @@
 //! in one write transaction, so a burst of reads costs one short write instead of one per read. When the channel
 //! is full a view is dropped (logged at debug level): the list is best-effort UI data and must never slow a
 //! read down. `OpenContext` records its customer inside its own transaction instead (`upsert`).
+//!
+//! Few, large writes matter beyond the writes themselves: on SQLite every commit empties the page cache of each
+//! read connection, so each write makes the next reads fetch their pages again. An agent's list shows what they
+//! just opened all the same: listing it flushes the queue first ([`RecentViews::flush`]). Views older than the
+//! window are never listed; an agent's are deleted at most every [`PRUNE_INTERVAL`].
 
 use std::{collections::HashMap, time::Duration};
 
@@ -27,12 +32,15 @@ use crate::{
 
 /// How far back the Recent list reaches.
 pub const RECENT_WINDOW: Duration = Duration::from_secs(30 * 24 * 60 * 60);
-/// Views waiting to be written at most; more are dropped.
-pub const QUEUE_CAPACITY: usize = 4096;
-/// Most views one write transaction upserts (three bound values each, well under SQLite's limit).
-pub const MAX_BATCH: usize = 500;
+/// Views waiting to be written at most; more are dropped. Above what 16,000 reads a second queue in a batch's
+/// delay.
+pub const QUEUE_CAPACITY: usize = 16_384;
+/// Most views one write transaction upserts (three bound values each, well under SQLite's limit of 32,766).
+pub const MAX_BATCH: usize = 4_000;
 /// How long a view may wait for others to share its write.
-pub const BATCH_DELAY: Duration = Duration::from_millis(100);
+pub const BATCH_DELAY: Duration = Duration::from_millis(250);
+/// Least time between two deletions of one agent's views older than [`RECENT_WINDOW`] (a statement each).
+pub const PRUNE_INTERVAL: Duration = Duration::from_secs(10 * 60);
 /// How long [`RecentViews::flush`] waits for the recorder before giving up.
 const FLUSH_TIMEOUT: Duration = Duration::from_secs(5);
 
@@ -153,6 +161,7 @@ impl Recorder {
 
 async fn run(store: Store, mut receiver: mpsc::Receiver<Command>) {
     let mut pending: HashMap<(String, String), Micros> = HashMap::new();
+    let mut pruned = Pruned::default();
     let mut deadline = Instant::now();
     loop {
         let command = if pending.is_empty() {
@@ -161,7 +170,7 @@ async fn run(store: Store, mut receiver: mpsc::Receiver<Command>) {
             match tokio::time::timeout_at(deadline, receiver.recv()).await {
                 Ok(command) => command,
                 Err(_) => {
-                    write(&store, &mut pending).await;
+                    write(&store, &mut pending, &mut pruned).await;
                     continue;
                 }
             }
@@ -174,22 +183,46 @@ async fn run(store: Store, mut receiver: mpsc::Receiver<Command>) {
                 let time = pending.entry((view.agent, view.customer_id)).or_default();
                 *time = (*time).max(view.time);
                 if pending.len() >= MAX_BATCH {
-                    write(&store, &mut pending).await;
+                    write(&store, &mut pending, &mut pruned).await;
                 }
             }
             Some(Command::Flush(ack)) => {
-                write(&store, &mut pending).await;
+                write(&store, &mut pending, &mut pruned).await;
                 let _ = ack.send(());
             }
             None => {
-                write(&store, &mut pending).await;
+                write(&store, &mut pending, &mut pruned).await;
                 return;
             }
         }
     }
 }
 
-async fn write(store: &Store, pending: &mut HashMap<(String, String), Micros>) {
+/// When each agent's old views were last deleted.
+#[derive(Default)]
+struct Pruned(HashMap<String, Instant>);
+
+impl Pruned {
+    /// The agents of `views` whose old views are due for deletion, counted as deleted from now.
+    fn due(&mut self, views: &[View]) -> Vec<String> {
+        let now = Instant::now();
+        let mut due = Vec::new();
+        for view in views {
+            let last = self.0.get(&view.agent);
+            if last.is_none_or(|last| now.duration_since(*last) >= PRUNE_INTERVAL) {
+                self.0.insert(view.agent.clone(), now);
+                due.push(view.agent.clone());
+            }
+        }
+        due
+    }
+}
+
+async fn write(
+    store: &Store,
+    pending: &mut HashMap<(String, String), Micros>,
+    pruned: &mut Pruned,
+) {
     if pending.is_empty() {
         return;
     }
@@ -201,7 +234,8 @@ async fn write(store: &Store, pending: &mut HashMap<(String, String), Micros>) {
             time,
         })
         .collect();
-    if let Err(err) = store.record_views(&views).await {
+    let prune = pruned.due(&views);
+    if let Err(err) = store.record_views(&views, &prune).await {
         tracing::warn!(error = %err, views = views.len(), "cannot record recent views");
     }
 }
@@ -251,10 +285,11 @@ fn window_start(now: Micros) -> Micros {
 }
 
 impl Store {
-    /// Writes a batch of views in one transaction: views of customers deleted meanwhile are skipped, and each
-    /// agent's views older than [`RECENT_WINDOW`] are pruned.
-    pub async fn record_views(&self, views: &[View]) -> Result<()> {
+    /// Writes a batch of views in one transaction: views of customers deleted meanwhile are skipped, and the
+    /// views of the agents in `prune` older than [`RECENT_WINDOW`] are deleted.
+    pub async fn record_views(&self, views: &[View], prune: &[String]) -> Result<()> {
         let views = views.to_vec();
+        let prune = prune.to_vec();
         self.write_unlogged("record_views", move |txn| {
             Box::pin(async move {
                 let ids: Vec<&str> = views.iter().map(|v| v.customer_id.as_str()).collect();
@@ -273,11 +308,8 @@ impl Store {
                     .cloned()
                     .collect();
                 upsert(txn, &live).await?;
-                let mut agents: Vec<&str> = views.iter().map(|v| v.agent.as_str()).collect();
-                agents.sort_unstable();
-                agents.dedup();
                 let cutoff = window_start(now_micros());
-                for agent in agents {
+                for agent in prune {
                     recent_views::Entity::delete_many()
                         .filter(recent_views::Column::Agent.eq(agent))
                         .filter(recent_views::Column::ViewTime.lt(cutoff))
@@ -302,5 +334,33 @@ impl Store {
             .order_by_desc(recent_views::Column::ViewTime)
             .order_by_desc(recent_views::Column::CustomerId);
         super::fetch(&self.reader(), query, limit, from_model).await
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn view(agent: &str, customer_id: &str) -> View {
+        View {
+            agent: agent.to_owned(),
+            customer_id: customer_id.to_owned(),
+            time: 0,
+        }
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn an_agents_old_views_are_deleted_once_per_interval() {
+        let mut pruned = Pruned::default();
+        let batch = [view("ana", "c1"), view("ben", "c2"), view("ana", "c3")];
+        assert_eq!(pruned.due(&batch), ["ana", "ben"]);
+
+        tokio::time::advance(PRUNE_INTERVAL / 2).await;
+        assert!(pruned.due(&batch).is_empty(), "both were pruned just now");
+        assert_eq!(pruned.due(&[view("cy", "c4")]), ["cy"], "a new agent");
+
+        tokio::time::advance(PRUNE_INTERVAL / 2).await;
+        assert_eq!(pruned.due(&batch), ["ana", "ben"]);
+        assert!(pruned.due(&[view("cy", "c4")]).is_empty());
     }
 }

@@ -405,11 +405,14 @@ mod tests {
             .await
             .expect("a key");
         store
-            .record_views(&[View {
-                agent: "ana".to_owned(),
-                customer_id: ana.id.clone(),
-                time: crate::domain::time::now_micros(),
-            }])
+            .record_views(
+                &[View {
+                    agent: "ana".to_owned(),
+                    customer_id: ana.id.clone(),
+                    time: crate::domain::time::now_micros(),
+                }],
+                &["ana".to_owned()],
+            )
             .await
             .expect("a view");
 
