@@ -650,11 +650,16 @@ impl Session {
             // What the client loaded was committed before it subscribed. Let the hub dispatch everything
             // committed so far, so that it is all below `live_from` and one event sums up what was missed. One
             // read of the log by the feed serves every subscription waiting at the time. On PostgreSQL a write
-            // answered before has its log position only after a sequencing pass: one is run first.
-            self.state.store.sequence_committed().await;
-            let read = self.hub.next_read();
-            self.state.store.log_appended().notify_one();
-            let _ = tokio::time::timeout(CATCH_UP_WAIT, self.hub.read_done(read)).await;
+            // answered before has its log position only after a sequencing pass: one is run first, in a task of
+            // its own, so that a subscription that stops waiting does not cut it short.
+            let store = self.state.store.clone();
+            let caught_up = async {
+                let _ = tokio::spawn(async move { store.sequence_committed().await }).await;
+                let read = self.hub.next_read();
+                self.state.store.log_appended().notify_one();
+                self.hub.read_done(read).await;
+            };
+            let _ = tokio::time::timeout(CATCH_UP_WAIT, caught_up).await;
         }
         let live_from = self
             .hub

@@ -198,23 +198,32 @@ async fn run(store: Store, mut receiver: mpsc::Receiver<Command>) {
     }
 }
 
-/// When each agent's old views were last deleted.
+/// When each agent's old views were last deleted, for the agents deleted within [`PRUNE_INTERVAL`].
 #[derive(Default)]
 struct Pruned(HashMap<String, Instant>);
 
 impl Pruned {
-    /// The agents of `views` whose old views are due for deletion, counted as deleted from now.
+    /// The agents of `views` whose old views are due for deletion, each once.
     fn due(&mut self, views: &[View]) -> Vec<String> {
         let now = Instant::now();
-        let mut due = Vec::new();
-        for view in views {
-            let last = self.0.get(&view.agent);
-            if last.is_none_or(|last| now.duration_since(*last) >= PRUNE_INTERVAL) {
-                self.0.insert(view.agent.clone(), now);
-                due.push(view.agent.clone());
-            }
-        }
+        // An agent deleted longer ago is due again, as one never deleted: forgotten, so the map holds only the
+        // agents of the last interval.
+        self.0
+            .retain(|_, last| now.duration_since(*last) < PRUNE_INTERVAL);
+        let mut due: Vec<String> = views
+            .iter()
+            .filter(|view| !self.0.contains_key(&view.agent))
+            .map(|view| view.agent.clone())
+            .collect();
+        due.sort_unstable();
+        due.dedup();
         due
+    }
+
+    /// Notes that the old views of `agents` were deleted now.
+    fn deleted(&mut self, agents: Vec<String>) {
+        let now = Instant::now();
+        self.0.extend(agents.into_iter().map(|agent| (agent, now)));
     }
 }
 
@@ -235,8 +244,15 @@ async fn write(
         })
         .collect();
     let prune = pruned.due(&views);
-    if let Err(err) = store.record_views(&views, &prune).await {
-        tracing::warn!(error = %err, views = views.len(), "cannot record recent views");
+    // A second try reads again which customers exist: on PostgreSQL one deleted between the check and the
+    // upsert fails the whole batch.
+    let mut written = store.record_views(&views, &prune).await;
+    if written.is_err() {
+        written = store.record_views(&views, &prune).await;
+    }
+    match written {
+        Ok(()) => pruned.deleted(prune),
+        Err(err) => tracing::warn!(error = %err, views = views.len(), "cannot record recent views"),
     }
 }
 
@@ -354,13 +370,24 @@ mod tests {
         let mut pruned = Pruned::default();
         let batch = [view("ana", "c1"), view("ben", "c2"), view("ana", "c3")];
         assert_eq!(pruned.due(&batch), ["ana", "ben"]);
+        assert_eq!(
+            pruned.due(&batch),
+            ["ana", "ben"],
+            "still due: the write that deletes them has not succeeded"
+        );
+        let due = pruned.due(&batch);
+        pruned.deleted(due);
 
         tokio::time::advance(PRUNE_INTERVAL / 2).await;
-        assert!(pruned.due(&batch).is_empty(), "both were pruned just now");
-        assert_eq!(pruned.due(&[view("cy", "c4")]), ["cy"], "a new agent");
+        assert!(pruned.due(&batch).is_empty(), "both were deleted just now");
+        let cy = [view("cy", "c4")];
+        assert_eq!(pruned.due(&cy), ["cy"], "a new agent");
+        let due = pruned.due(&cy);
+        pruned.deleted(due);
 
         tokio::time::advance(PRUNE_INTERVAL / 2).await;
         assert_eq!(pruned.due(&batch), ["ana", "ben"]);
-        assert!(pruned.due(&[view("cy", "c4")]).is_empty());
+        assert!(pruned.due(&cy).is_empty());
+        assert_eq!(pruned.0.len(), 1, "only cy was deleted within the interval");
     }
 }
