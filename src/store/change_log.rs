@@ -424,17 +424,22 @@ mod tests {
 
     use super::*;
 
-    #[tokio::test(start_paused = true)]
-    async fn commits_arriving_while_a_pass_waits_for_its_interval_share_the_next_pass() {
+    /// A PostgreSQL stand-in on which sequencing passes succeed (up to four), logging each.
+    fn passes_database() -> Arc<sea_orm::DatabaseConnection> {
         let done = MockExecResult {
             last_insert_id: 0,
             rows_affected: 0,
         };
-        let db = Arc::new(
+        Arc::new(
             MockDatabase::new(DbBackend::Postgres)
                 .append_exec_results(vec![done; 4])
                 .into_connection(),
-        );
+        )
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn commits_arriving_while_a_pass_waits_for_its_interval_share_the_next_pass() {
+        let db = passes_database();
         let sequencer = Arc::new(Sequencer::default());
         let first = Instant::now();
         assert!(
@@ -470,15 +475,7 @@ mod tests {
 
     #[tokio::test(start_paused = true)]
     async fn a_reader_that_cannot_wait_starts_the_waiting_pass_at_once_for_everyone() {
-        let done = MockExecResult {
-            last_insert_id: 0,
-            rows_affected: 0,
-        };
-        let db = Arc::new(
-            MockDatabase::new(DbBackend::Postgres)
-                .append_exec_results(vec![done; 4])
-                .into_connection(),
-        );
+        let db = passes_database();
         let sequencer = Arc::new(Sequencer::default());
         let first = Instant::now();
         sequencer.settle(&*db, Pace::Spaced).await.unwrap();

@@ -351,9 +351,10 @@ const SEARCH_KEY_INDEX: &str = "customers_search_key";
 
 /// Drops the secondary indexes of the seeded tables that are empty, returning their definitions to build them
 /// after the load. An index built from all its rows at once is one sort (on helper threads, see
-/// [`build_indexes`]) instead of a B-tree insert per row at a random place; the primary keys and unique
-/// constraints stay. A table that already holds rows keeps its indexes: rebuilding them would cost more than
-/// the load saves.
+/// [`build_indexes`]) instead of a B-tree insert per row at a random place. The indexes of the constraints the
+/// tables declare (primary keys, which foreign keys check) have no SQL of their own and stay; a unique index is
+/// checked when it is built. A table that already holds rows keeps its indexes: rebuilding them would cost more
+/// than the load saves.
 fn set_aside_indexes(conn: &Connection) -> Result<Vec<String>> {
     let mut indexes = Vec::new();
     for table in SEEDED_TABLES {
@@ -380,7 +381,7 @@ fn set_aside_indexes(conn: &Connection) -> Result<Vec<String>> {
             .and_then(Iterator::collect::<rusqlite::Result<Vec<_>>>)
             .map_err(db_error)?;
         for (name, sql) in found {
-            conn.execute_batch(&format!("DROP INDEX \"{name}\""))
+            conn.execute_batch(&format!("DROP INDEX \"{}\"", name.replace('"', "\"\"")))
                 .map_err(db_error)?;
             indexes.push(sql);
         }
