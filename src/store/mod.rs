@@ -105,6 +105,9 @@ impl Store {
                 redact(url)
             )));
         };
+        if backend == DbBackend::Sqlite {
+            sqlite::allocator::configure();
+        }
         let (synchronous, synchronous_name) = match settings.sqlite_synchronous {
             SqliteSynchronous::Normal => {
                 (sea_orm::sqlx::sqlite::SqliteSynchronous::Normal, "NORMAL")

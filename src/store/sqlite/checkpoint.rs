@@ -156,6 +156,8 @@ mod tests {
     /// A writer that never checkpoints itself below 4 MiB of log: what it commits stays in the log until someone
     /// copies it.
     fn writer(path: &std::path::Path) -> Connection {
+        // Like every connection the store opens: after SQLite's allocator is set, which no other thread may race.
+        crate::store::sqlite::allocator::configure();
         let conn = Connection::open(path).expect("open");
         conn.execute_batch(&format!(
             "PRAGMA journal_mode = WAL; PRAGMA wal_autocheckpoint = {}; \

@@ -292,6 +292,8 @@ mod tests {
     #[tokio::test]
     async fn rows_decode_by_name_and_by_position() {
         use sea_orm::TryGetableMany;
+        // Like every connection the store opens: after SQLite's allocator is set, which no other thread may race.
+        crate::store::sqlite::allocator::configure();
         let conn = Connection::open_in_memory().expect("database");
         conn.execute_batch(
             "CREATE TABLE t (b TEXT, a BIGINT, c BOOLEAN, d INTEGER); \
