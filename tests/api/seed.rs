@@ -46,12 +46,18 @@ fn seeded(i: u32, customer_number: String) -> SeedCustomer {
     }
 }
 
-/// Seeds `batches` into the database at `url`, returning the totals and the counts reported batch by batch.
-async fn seed(url: &str, batches: Vec<Vec<SeedCustomer>>) -> (Result<SeedCounts, String>, u64) {
+/// The store of the database at `url`, migrated.
+async fn migrated_store(url: &str) -> Store {
     let store = Store::connect(&DatabaseSettings::new(url))
         .await
         .expect("store");
     store.migrate().await.expect("migrated");
+    store
+}
+
+/// Seeds `batches` into the database at `url`, returning the totals and the counts reported batch by batch.
+async fn seed(url: &str, batches: Vec<Vec<SeedCustomer>>) -> (Result<SeedCounts, String>, u64) {
+    let store = migrated_store(url).await;
     let (sender, batches_rx) = mpsc::channel(1);
     let feed = async move {
         for batch in batches {
@@ -168,10 +174,7 @@ async fn a_load_that_fails_leaves_nothing_of_itself(backend: Backend) {
 #[tokio::test]
 async fn a_load_given_up_before_its_last_batch_keeps_nothing_on_sqlite() {
     let db = or_skip!(TestDb::new(Backend::Sqlite).await);
-    let store = Store::connect(&DatabaseSettings::new(db.url()))
-        .await
-        .expect("store");
-    store.migrate().await.expect("migrated");
+    let store = migrated_store(db.url()).await;
     let (sender, batches) = mpsc::channel(1);
     sender
         .send((0..5).map(|i| seeded(i, format!("S-{i}"))).collect())
@@ -226,10 +229,7 @@ fn sqlite_indexes(url: &str) -> Vec<(String, Option<String>)> {
 #[tokio::test]
 async fn a_load_into_empty_tables_leaves_every_index_as_migrated_on_sqlite() {
     let db = or_skip!(TestDb::new(Backend::Sqlite).await);
-    let store = Store::connect(&DatabaseSettings::new(db.url()))
-        .await
-        .expect("store");
-    store.migrate().await.expect("migrated");
+    let store = migrated_store(db.url()).await;
     store.close().await;
     let migrated = sqlite_indexes(db.url());
     for index in ["contact_keys_lookup", "customers_customer_number"] {
