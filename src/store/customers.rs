@@ -233,7 +233,7 @@ record::stored_in!(Customer, customers);
 
 /// The customer with id `id`: by primary key, so without the `LIMIT 1` of `one()`, whose bound value makes SQLite
 /// plan the statement again on every run (see `literal_limit`).
-fn by_id(id: &str) -> sea_orm::Select<customers::Entity> {
+pub(super) fn by_id(id: &str) -> sea_orm::Select<customers::Entity> {
     customers::Entity::find_by_id(id.to_owned())
 }
 
@@ -317,8 +317,7 @@ impl Store {
         let Some(readers) = &self.group_commit else {
             return find(&self.reader(), id).await;
         };
-        let found = readers.customers(&by_id(id))?;
-        match found.into_iter().next() {
+        match readers.customer(id)? {
             Some(model) => from_model(model),
             None => Err(missing(&self.reader(), id).await?),
         }
@@ -458,10 +457,10 @@ impl Store {
         key: &str,
         only: Option<&str>,
     ) -> Result<Vec<Customer>> {
-        let query = lookup_query(kind, key, only);
-        let found = match &self.group_commit {
-            Some(readers) => readers.customers(&query)?,
-            None => super::all_limited(&self.reader(), query).await?,
+        let found = match (&self.group_commit, only) {
+            (Some(readers), None) => readers.lookup(kind, key)?,
+            (Some(readers), Some(_)) => readers.customers(&lookup_query(kind, key, only))?,
+            (None, _) => super::all_limited(&self.reader(), lookup_query(kind, key, only)).await?,
         };
         found.into_iter().map(from_model).collect()
     }

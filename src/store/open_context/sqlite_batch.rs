@@ -306,6 +306,27 @@ impl GroupCommit {
             .read_statement(|conn| all(conn, query, customer_row))
     }
 
+    /// The customer `id`, if there is one, read on a read connection in the caller's task by the statement
+    /// [`customers::by_id`] builds, rendered once.
+    pub(in crate::store) fn customer(&self, id: &str) -> Result<Option<entity::customers::Model>> {
+        static BY_ID: Shape = Shape::new();
+        let sql = BY_ID.sql(0, || rendered(&customers::by_id(id)));
+        let found = self
+            .readers
+            .read_statement(|conn| select(conn, &sql, [id], customer_row))?;
+        Ok(found.into_iter().next())
+    }
+
+    /// The customers whose `kind` is `key`, read by the statement [`lookup_query`] builds (rendered once), on a
+    /// read connection in the caller's task.
+    pub(in crate::store) fn lookup(
+        &self,
+        kind: LookupKey,
+        key: &str,
+    ) -> Result<Vec<entity::customers::Model>> {
+        self.readers.read_statement(|conn| lookup(conn, kind, key))
+    }
+
     /// The customers a statement selecting the customer entity's columns and then an integer key finds, with their
     /// keys, read on a read connection in the caller's task.
     pub(in crate::store) fn keyed_customers(
@@ -826,13 +847,10 @@ fn exists_query(customer_id: &str) -> sea_orm::Select<entity::customers::Entity>
 
 /// [`Store::identify`](super::Store) on `conn`.
 fn identify(conn: &Connection, input: &OpenContext) -> Result<Caller> {
-    static LOOKUPS: [Shape; 4] = [Shape::new(), Shape::new(), Shape::new(), Shape::new()];
     let found = caller::lookups(input)
         .into_iter()
         .map(|(kind, key): (LookupKey, String)| {
-            let sql = LOOKUPS[kind as usize].sql(0, || rendered(&lookup_query(kind, &key, None)));
-            let params = rusqlite::params_from_iter(lookup_values(kind, &key));
-            select(conn, &sql, params, customer_row)?
+            lookup(conn, kind, &key)?
                 .into_iter()
                 .map(customers::from_model)
                 .collect::<Result<Vec<Customer>>>()
@@ -852,6 +870,14 @@ fn identify(conn: &Connection, input: &OpenContext) -> Result<Caller> {
             Ok(caller::ambiguous(matched, &latest))
         }
     }
+}
+
+/// The customers [`lookup_query`] (without `only`) finds, by its statement rendered once per kind of key.
+fn lookup(conn: &Connection, kind: LookupKey, key: &str) -> Result<Vec<entity::customers::Model>> {
+    static LOOKUPS: [Shape; 4] = [Shape::new(), Shape::new(), Shape::new(), Shape::new()];
+    let sql = LOOKUPS[kind as usize].sql(0, || rendered(&lookup_query(kind, key, None)));
+    let params = rusqlite::params_from_iter(lookup_values(kind, key));
+    select(conn, &sql, params, customer_row)
 }
 
 /// What [`lookup_query`] binds (without `only`): the contact class, if any, and the key.
@@ -1188,6 +1214,10 @@ mod tests {
         );
         assert_eq!(
             bound(&|| exists_query("c1").build(DbBackend::Sqlite)),
+            text(&["c1"])
+        );
+        assert_eq!(
+            bound(&|| customers::by_id("c1").build(DbBackend::Sqlite)),
             text(&["c1"])
         );
     }
