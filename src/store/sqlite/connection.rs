@@ -67,8 +67,11 @@ impl<L: Lender> InPlace<L> {
         }
     }
 
-    /// The rows `stmt` selects, at most `limit` of them.
+    /// The rows `stmt` selects, at most `limit` of them. A bound `LIMIT` (sea-orm's `one()` binds `LIMIT 1`) is
+    /// written into the statement, which SQLite would otherwise plan again on every run (see
+    /// [`crate::store::literal_limit`]).
     fn rows(&self, stmt: &Statement, limit: usize) -> Result<Vec<Row>, DbErr> {
+        let stmt = &crate::store::literal_limit(stmt.clone());
         let params = parameters(stmt).map_err(DbErr::Query)?;
         self.with(|conn| {
             let mut prepared = conn.prepare_cached(&stmt.sql)?;
@@ -323,6 +326,57 @@ mod tests {
             .await
             .expect("update");
         assert_eq!(changed.rows_affected(), 1);
+    }
+
+    /// A select that binds its limit, as sea-orm's `one()` does, is prepared once and not planned again on the
+    /// runs after it.
+    #[tokio::test]
+    async fn a_bound_limit_does_not_make_a_statement_planned_again_on_every_run() {
+        use sea_orm::sea_query::{Alias, Expr, ExprTrait, Query};
+        crate::store::sqlite::allocator::configure();
+        let conn = Connection::open_in_memory().expect("database");
+        conn.execute_batch(
+            "CREATE TABLE t (id TEXT PRIMARY KEY, name TEXT); \
+             INSERT INTO t VALUES ('c1', 'Ana'), ('c2', 'Ben');",
+        )
+        .expect("table");
+        let shared = Arc::new(Mutex::new(conn));
+        let db = InPlace::new(shared.clone());
+        let by_id = |id: &str| {
+            DbBackend::Sqlite.build(
+                Query::select()
+                    .column(Alias::new("name"))
+                    .from(Alias::new("t"))
+                    .and_where(Expr::col(Alias::new("id")).eq(id))
+                    .limit(1),
+            )
+        };
+        let bound = by_id("c1");
+        assert!(bound.sql.ends_with(" LIMIT ?"), "{}", bound.sql);
+        for (id, name) in [("c1", "Ana"), ("c2", "Ben"), ("c1", "Ana")] {
+            let row = db
+                .query_one_raw(by_id(id))
+                .await
+                .expect("query")
+                .expect("a row");
+            assert_eq!(row.try_get::<String>("", "name").expect("name"), name);
+        }
+        let run = crate::store::literal_limit(bound).sql;
+        assert!(run.ends_with(" LIMIT 1"), "{run}");
+        let conn = shared.lock().expect("connection");
+        let prepared = conn
+            .prepare_cached(&run)
+            .expect("the statement run, still cached");
+        assert_eq!(
+            prepared.get_status(rusqlite::StatementStatus::Run),
+            3,
+            "{run}"
+        );
+        assert_eq!(
+            prepared.get_status(rusqlite::StatementStatus::RePrepare),
+            0,
+            "{run}"
+        );
     }
 
     /// Every table's rows, written by the store's writes on the writer's thread, decode in place into the same
