@@ -30,7 +30,7 @@ use std::{
     thread,
 };
 
-use rusqlite::{Connection, OpenFlags, Row, types::Value as SqlValue};
+use rusqlite::{Connection, OpenFlags, Row, config::DbConfig, types::Value as SqlValue};
 use sea_orm::{
     ActiveModelTrait, DbBackend, EntityTrait, QuerySelect, QueryTrait, sqlx::SqlitePool,
 };
@@ -602,6 +602,11 @@ fn connect(path: &Path, flags: OpenFlags) -> Result<Connection> {
     let conn = Connection::open_with_flags(path, flags).map_err(db_error)?;
     conn.busy_timeout(std::time::Duration::from_secs(10))
         .map_err(db_error)?;
+    // Plans made from the statement alone, never from the values bound to it. Otherwise a statement whose plan
+    // could depend on a bound value (a bound LIMIT, a LIKE pattern, a value compared with a partial index's
+    // condition) is planned again on every run of its cached form, as if it were new.
+    conn.set_db_config(DbConfig::SQLITE_DBCONFIG_ENABLE_QPSG, true)
+        .map_err(db_error)?;
     Ok(conn)
 }
 
@@ -1129,6 +1134,41 @@ mod tests {
             .await
             .expect("a later write");
         store.close().await;
+    }
+
+    #[test]
+    fn the_connections_plan_a_statement_once_whatever_is_bound_to_it() {
+        const SQL: &str = "SELECT name FROM t ORDER BY id LIMIT ?";
+        crate::store::sqlite::allocator::configure();
+        let dir = tempfile::tempdir().expect("temporary directory");
+        let path = dir.path().join("cc.db");
+        let plain = Connection::open(&path).expect("database");
+        plain
+            .execute_batch(
+                "CREATE TABLE t (id INTEGER PRIMARY KEY, name TEXT); \
+                 INSERT INTO t (name) VALUES ('a'), ('b'), ('c');",
+            )
+            .expect("table");
+        let plans_again = |conn: &Connection| {
+            for limit in [1_i64, 2, 2] {
+                let mut statement = conn.prepare_cached(SQL).expect("statement");
+                let names = statement
+                    .query_map([limit], |row| row.get::<_, String>(0))
+                    .expect("query")
+                    .collect::<rusqlite::Result<Vec<_>>>()
+                    .expect("rows");
+                assert_eq!(names.len() as i64, limit);
+            }
+            let statement = conn.prepare_cached(SQL).expect("statement");
+            statement.get_status(rusqlite::StatementStatus::RePrepare)
+        };
+        // SQLite's default: a bound limit makes every run of the cached statement plan it again.
+        assert_eq!(plans_again(&plain), 3);
+        assert_eq!(plans_again(&open_reader(&path).expect("reader")), 0);
+        assert_eq!(
+            plans_again(&open(&path, "NORMAL", 1000).expect("writer")),
+            0
+        );
     }
 
     #[test]
