@@ -6,7 +6,7 @@ use std::{
     fmt::Debug,
     future::Future,
     net::SocketAddr,
-    path::Path,
+    path::{Path, PathBuf},
     time::{Duration, SystemTime, UNIX_EPOCH},
 };
 
@@ -88,6 +88,12 @@ impl TestDb {
 /// The URL of an SQLite database file.
 pub fn database_url(db_file: &Path) -> String {
     format!("sqlite://{}?mode=rwc", db_file.display())
+}
+
+/// The SQLite database file a URL made by [`database_url`] names.
+pub fn sqlite_file(url: &str) -> PathBuf {
+    let rest = url.strip_prefix("sqlite://").expect("an SQLite URL");
+    PathBuf::from(rest.split('?').next().expect("a path"))
 }
 
 /// Awaits `fut`, failing the test if it takes longer than [`WAIT`].

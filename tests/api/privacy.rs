@@ -73,11 +73,6 @@ fn secrets_in_files(url: &str) -> Vec<(String, &'static str)> {
     found
 }
 
-fn sqlite_file(url: &str) -> PathBuf {
-    let rest = url.strip_prefix("sqlite://").expect("an SQLite URL");
-    PathBuf::from(rest.split('?').next().expect("a path"))
-}
-
 async fn anonymize(app: &TestApp, id: &str) -> Result<pb::Customer, Status> {
     let call = pb::AnonymizeCustomerRequest { id: id.to_owned() };
     app.customers()

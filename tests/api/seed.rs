@@ -210,11 +210,7 @@ async fn a_load_given_up_before_its_last_batch_keeps_nothing_on_sqlite() {
 
 /// The indexes of the SQLite database at `url` (name and definition), read from its schema.
 fn sqlite_indexes(url: &str) -> Vec<(String, Option<String>)> {
-    let path = url
-        .strip_prefix("sqlite://")
-        .and_then(|rest| rest.split('?').next())
-        .expect("an SQLite URL");
-    let conn = rusqlite::Connection::open(path).expect("the database file");
+    let conn = rusqlite::Connection::open(sqlite_file(url)).expect("the database file");
     let mut statement = conn
         .prepare("SELECT name, sql FROM sqlite_master WHERE type = 'index' ORDER BY name")
         .expect("the schema query");
