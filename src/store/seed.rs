@@ -41,7 +41,7 @@ const ROWS_PER_STATEMENT: usize = 200;
 
 /// Page cache of the write connection while seeding (negative: KiB), 1 GiB instead of SQLite's 2 MiB: the pages
 /// a load touches stay in memory until it commits, instead of spilling to the write-ahead log and being read back.
-const SQLITE_SEED_CACHE: &str = "PRAGMA cache_size = -1048576";
+const SQLITE_SEED_CACHE_SIZE: i64 = -1_048_576;
 
 /// One customer to seed, with its journey. The requests and activities must belong to the customer.
 #[derive(Clone, Debug)]
@@ -194,7 +194,8 @@ impl Store {
         let txn = self.begin_write("seed").await?;
         if self.backend == DbBackend::Sqlite {
             // A big page cache keeps a large transaction from spilling pages to the WAL before it commits.
-            txn.execute_unprepared(SQLITE_SEED_CACHE).await?;
+            txn.execute_unprepared(&format!("PRAGMA cache_size = {SQLITE_SEED_CACHE_SIZE}"))
+                .await?;
         }
         let customers =
             insert_chunked::<entity::customers::Entity, _>(&txn, rows.customers).await?;
@@ -246,24 +247,39 @@ fn seed_sqlite(
     mut batches: mpsc::Receiver<Load>,
     progress: &mpsc::UnboundedSender<SeedCounts>,
 ) -> Result<SeedCounts> {
-    let cache: i64 = conn
-        .query_row("PRAGMA cache_size", [], |row| row.get(0))
+    with_setting(conn, "cache_size", SQLITE_SEED_CACHE_SIZE, |conn| {
+        run(conn, "BEGIN IMMEDIATE").map_err(db_error)?;
+        let written = seed_in_transaction(conn, &mut batches, progress);
+        let ended = match &written {
+            Ok(_) => run(conn, "COMMIT").inspect_err(|_| {
+                let _ = run(conn, "ROLLBACK");
+            }),
+            Err(_) => run(conn, "ROLLBACK"),
+        };
+        let counts = written?;
+        ended.map_err(db_error)?;
+        Ok(counts)
+    })
+}
+
+/// Runs `f` with the connection's setting `pragma` at `value`, then sets it back to what it was, whatever `f`
+/// did: the writer's connection keeps its usual settings after a load.
+fn with_setting<T>(
+    conn: &Connection,
+    pragma: &str,
+    value: i64,
+    f: impl FnOnce(&Connection) -> Result<T>,
+) -> Result<T> {
+    let before: i64 = conn
+        .query_row(&format!("PRAGMA {pragma}"), [], |row| row.get(0))
         .map_err(db_error)?;
-    run(conn, SQLITE_SEED_CACHE).map_err(db_error)?;
-    run(conn, "BEGIN IMMEDIATE").map_err(db_error)?;
-    let written = seed_in_transaction(conn, &mut batches, progress);
-    let ended = match &written {
-        Ok(_) => run(conn, "COMMIT").inspect_err(|_| {
-            let _ = run(conn, "ROLLBACK");
-        }),
-        Err(_) => run(conn, "ROLLBACK"),
-    };
-    // The writer's usual page cache, whatever happened.
-    let restored = conn.execute_batch(&format!("PRAGMA cache_size = {cache}"));
-    let counts = written?;
-    ended.map_err(db_error)?;
+    conn.execute_batch(&format!("PRAGMA {pragma} = {value}"))
+        .map_err(db_error)?;
+    let outcome = f(conn);
+    let restored = conn.execute_batch(&format!("PRAGMA {pragma} = {before}"));
+    let value = outcome?;
     restored.map_err(db_error)?;
-    Ok(counts)
+    Ok(value)
 }
 
 fn seed_in_transaction(
@@ -391,23 +407,19 @@ fn set_aside_indexes(conn: &Connection) -> Result<Vec<String>> {
 
 /// Helper threads SQLite's sorter may use while a load builds its indexes: the other core does the sorting
 /// while the writer's thread merges.
-const INDEX_BUILD_THREADS: u32 = 2;
+const INDEX_BUILD_THREADS: i64 = 2;
 
 /// Creates the indexes `indexes` defines (in the load's transaction: a duplicate in a unique one fails the load).
 fn build_indexes(conn: &Connection, indexes: &[String]) -> Result<()> {
     if indexes.is_empty() {
         return Ok(());
     }
-    let threads: i64 = conn
-        .query_row("PRAGMA threads", [], |row| row.get(0))
-        .map_err(db_error)?;
-    conn.execute_batch(&format!("PRAGMA threads = {INDEX_BUILD_THREADS}"))
-        .map_err(db_error)?;
-    let built = indexes.iter().try_for_each(|sql| conn.execute_batch(sql));
-    // The connection's own setting, whatever happened.
-    let restored = conn.execute_batch(&format!("PRAGMA threads = {threads}"));
-    built.map_err(db_error)?;
-    restored.map_err(db_error)
+    with_setting(conn, "threads", INDEX_BUILD_THREADS, |conn| {
+        indexes
+            .iter()
+            .try_for_each(|sql| conn.execute_batch(sql))
+            .map_err(db_error)
+    })
 }
 
 /// Drops the search insert triggers, returning their definitions to create them again.
