@@ -1,11 +1,16 @@
 //! Activity repository: the customer's journey.
 
 use sea_orm::{
-    ActiveValue::Set, ColumnTrait, Condition, ConnectionTrait, EntityTrait, QueryFilter,
-    QueryOrder, Select,
+    ActiveValue::Set, ColumnTrait, Condition, ConnectionTrait, DbBackend, EntityTrait, QueryFilter,
+    QueryOrder, QuerySelect, QueryTrait, Select, sea_query::LockType,
 };
 
-use super::{Store, change_log, customers, decode_json, encode_json, entity::activities, record};
+use super::{
+    Store, change_log, customers, decode_json, encode_json,
+    entity::{self, activities},
+    outbox::{self, notification_row},
+    record,
+};
 use crate::{
     domain::{
         activity::{Activity, ActivityData},
@@ -126,6 +131,9 @@ async fn resolve_links(
 
 impl Store {
     pub async fn create_activity(&self, agent: &str, mut data: ActivityData) -> Result<Activity> {
+        if self.backend == DbBackend::Postgres && data.request_id.is_none() {
+            return self.create_activity_in_one_statement(agent, data).await;
+        }
         let agent = agent.to_owned();
         let store = self.clone();
         self.write("create_activity", move |txn| {
@@ -148,6 +156,49 @@ impl Store {
             })
         })
         .await
+    }
+
+    /// CreateActivity on PostgreSQL for an activity linked to no request: the customer read, then one statement
+    /// that writes the activity, its notification and its log row in a transaction of its own, with the
+    /// customer locked against deletion and merging (`FOR KEY SHARE`) as it does. Two round trips to the
+    /// database instead of four (BEGIN, the read, the writes, COMMIT). A customer deleted or merged between the
+    /// two leaves nothing written and answers as a missing one would.
+    async fn create_activity_in_one_statement(
+        &self,
+        agent: &str,
+        data: ActivityData,
+    ) -> Result<Activity> {
+        const OPERATION: &str = "create_activity";
+        let customer = match data.customer_id.as_deref() {
+            Some(id) => Some(customers::find(&self.write, id).await?),
+            None => None,
+        };
+        let now = now_micros();
+        let activity = Activity::created(data, agent, now);
+        let created = NewChange::created(agent, &activity, now);
+        let Some(customer) = customer else {
+            let insert = activities::Entity::insert(to_active(&activity)?).into_query();
+            let statement = change_log::logged_with(vec![insert.into()], created)?;
+            self.write_statement(OPERATION, &statement).await?;
+            return Ok(activity);
+        };
+        let mut rows = vec![change_log::insert_from(to_active(&activity)?)?];
+        if let Some(row) = notification_row(&activity, Some(&customer))? {
+            self.outbox.queued();
+            let mut insert = change_log::insert_from(row)?;
+            insert.on_conflict(outbox::queue_conflict());
+            rows.push(insert);
+        }
+        let guard = customers::by_id(&customer.id)
+            .select_only()
+            .column(entity::customers::Column::Id)
+            .lock(LockType::KeyShare)
+            .into_query();
+        let statement = change_log::append_guarded(guard, rows, created)?;
+        if self.write_statement(OPERATION, &statement).await? == 0 {
+            return Err(customers::missing(&self.write, &customer.id).await?);
+        }
+        Ok(activity)
     }
 
     pub async fn get_activity(&self, id: &str) -> Result<Activity> {

@@ -1,10 +1,14 @@
 //! Appending to and reading the change log.
 
 use sea_orm::{
+    ActiveModelTrait, ActiveValue,
     ActiveValue::Set,
-    ColumnTrait, Condition, ConnectionTrait, EntityTrait, QueryFilter, QueryOrder, QuerySelect,
-    QueryTrait,
-    sea_query::{Alias, CommonTableExpression, SubQueryStatement, WithClause},
+    ColumnTrait, Condition, ConnectionTrait, EntityName, EntityTrait, Iterable, QueryFilter,
+    QueryOrder, QuerySelect, QueryTrait,
+    sea_query::{
+        Alias, CommonTableExpression, Expr, InsertStatement, Query, SelectStatement,
+        SubQueryStatement, WithClause, WithQuery,
+    },
 };
 use serde_json::{Map, Value};
 
@@ -41,7 +45,66 @@ pub(super) async fn append_after(
     writes: Vec<SubQueryStatement>,
     change: NewChange,
 ) -> Result<()> {
+    db.execute(&logged_with(writes, change)?).await?;
+    Ok(())
+}
+
+/// The statement of [`append_after`]: the log row's insert, with each write as a data-modifying `WITH` of it.
+pub(super) fn logged_with(writes: Vec<SubQueryStatement>, change: NewChange) -> Result<WithQuery> {
+    Ok(change_log::Entity::insert(to_row(change)?)
+        .into_query()
+        .with(with_writes(None, writes)))
+}
+
+/// Name of the guard's `WITH` in [`append_guarded`].
+const GUARD: &str = "guard";
+
+/// Like [`append_after`], but everything is written only if `guard` yields a row, in one statement that needs no
+/// transaction around it (PostgreSQL; see `Store::write_statement`): `rows`, each inserted once per guard row,
+/// and the log row of `change`. `guard` yields at most one row, e.g. a record's key locked against deletion
+/// (`FOR KEY SHARE`) until the statement commits. The statement writes one log row if the guard held, none
+/// otherwise.
+pub(super) fn append_guarded(
+    guard: SelectStatement,
+    rows: Vec<InsertStatement>,
+    change: NewChange,
+) -> Result<WithQuery> {
+    let writes = rows.into_iter().map(Into::into).collect();
+    Ok(insert_from(to_row(change)?)?.with(with_writes(Some(guard), writes)))
+}
+
+/// The insert of `row` as `INSERT ... SELECT <its values> FROM guard`, for [`append_guarded`]: the columns and
+/// values `sea_orm`'s insert of the same row has, in the same order and with the same casts.
+pub(super) fn insert_from<A: ActiveModelTrait>(mut row: A) -> Result<InsertStatement> {
+    let mut columns = Vec::new();
+    let mut values = Query::select();
+    for column in <A::Entity as EntityTrait>::Column::iter() {
+        if let ActiveValue::Set(value) | ActiveValue::Unchanged(value) = row.take(column) {
+            columns.push(column);
+            values.expr(column.save_as(Expr::val(value)));
+        }
+    }
+    values.from(Alias::new(GUARD));
+    let mut insert = Query::insert();
+    insert
+        .into_table(A::Entity::default().table_ref())
+        .columns(columns)
+        .select_from(values)
+        .map_err(Error::internal)?;
+    Ok(insert)
+}
+
+/// The `WITH` clause of a log row's insert: the guard first, if any, then each write.
+fn with_writes(guard: Option<SelectStatement>, writes: Vec<SubQueryStatement>) -> WithClause {
     let mut with = WithClause::new();
+    if let Some(guard) = guard {
+        with.cte(
+            CommonTableExpression::new()
+                .query(guard)
+                .table_name(Alias::new(GUARD))
+                .to_owned(),
+        );
+    }
     for (n, write) in writes.into_iter().enumerate() {
         with.cte(
             CommonTableExpression::new()
@@ -50,11 +113,7 @@ pub(super) async fn append_after(
                 .to_owned(),
         );
     }
-    let statement = change_log::Entity::insert(to_row(change)?)
-        .into_query()
-        .with(with);
-    db.execute(&statement).await?;
-    Ok(())
+    with
 }
 
 /// Most change-log rows one insert statement carries (about a dozen bound parameters each).
@@ -435,6 +494,35 @@ mod tests {
                 .append_exec_results(vec![done; 4])
                 .into_connection(),
         )
+    }
+
+    #[test]
+    fn a_guarded_insert_writes_what_sea_orms_insert_of_the_row_writes() {
+        let row = || change_log::ActiveModel {
+            resource_type: Set("activity".to_owned()),
+            resource_id: Set("a-1".to_owned()),
+            version: Set(1),
+            kind: Set("created".to_owned()),
+            agent: Set("ana".to_owned()),
+            changed_fields: Set("[]".to_owned()),
+            changes: Set("{}".to_owned()),
+            parent_id: Set(None),
+            internal: Set(true),
+            change_time: Set(1_700_000_000_000_000),
+            ..Default::default()
+        };
+        let (plain, plain_values) = change_log::Entity::insert(row())
+            .into_query()
+            .build(sea_orm::sea_query::PostgresQueryBuilder);
+        let (guarded, guarded_values) = insert_from(row())
+            .expect("guarded insert")
+            .build(sea_orm::sea_query::PostgresQueryBuilder);
+        assert_eq!(guarded_values, plain_values);
+        let values = plain
+            .strip_suffix(')')
+            .and_then(|s| s.split_once(" VALUES ("));
+        let (into, values) = values.expect("a one-row insert");
+        assert_eq!(guarded, format!("{into} SELECT {values} FROM \"guard\""));
     }
 
     #[tokio::test(start_paused = true)]

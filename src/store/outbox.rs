@@ -151,11 +151,14 @@ pub(super) fn notification_row(
 pub(super) fn queue(
     row: notifications::ActiveModel,
 ) -> sea_orm::Insert<notifications::ActiveModel> {
-    notifications::Entity::insert(row).on_conflict(
-        OnConflict::column(notifications::Column::ActivityId)
-            .do_nothing()
-            .to_owned(),
-    )
+    notifications::Entity::insert(row).on_conflict(queue_conflict())
+}
+
+/// What queuing a notification does when its activity has one already: nothing (see [`queue`]).
+pub(super) fn queue_conflict() -> OnConflict {
+    OnConflict::column(notifications::Column::ActivityId)
+        .do_nothing()
+        .to_owned()
 }
 
 impl Store {

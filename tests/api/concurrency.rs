@@ -8,7 +8,7 @@ use customer_context::pb::{
     customer_service_client::CustomerServiceClient, request_service_client::RequestServiceClient,
 };
 use tokio::sync::Barrier;
-use tonic::{Response, Status, transport::Channel};
+use tonic::{Code, Response, Status, transport::Channel};
 
 use rstest::rstest;
 use rstest_reuse::apply;
@@ -256,4 +256,56 @@ async fn concurrent_comments_and_activity_writes_all_succeed(backend: Backend) {
     assert_eq!(page.activities.len(), CLIENTS * PER_CLIENT);
     // The request itself did not change.
     assert_eq!(app.get_request(&broken.id).await.expect("get"), broken);
+}
+
+#[apply(backends)]
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn activities_created_while_their_customer_is_deleted_go_with_it_or_are_refused(
+    backend: Backend,
+) {
+    const ROUNDS: usize = 12;
+    const WRITERS: usize = 8;
+    let app = Arc::new(or_skip!(TestApp::spawn(backend).await));
+    let (mut saved, mut refused) = (0, 0);
+    for round in 0..ROUNDS {
+        let doomed = app.create_customer(customer("Dora", "Doomed")).await;
+        let writers: Vec<_> = (0..WRITERS)
+            .map(|n| {
+                let app = Arc::clone(&app);
+                let id = doomed.id.clone();
+                tokio::spawn(async move {
+                    app.create_activity_as("ana", activity(&id, &format!("{round}/{n}")))
+                        .await
+                })
+            })
+            .collect();
+        // The deletion lands among the writes: some come before it, some after.
+        tokio::task::yield_now().await;
+        app.delete_customer("ben", &doomed.id, doomed.version)
+            .await
+            .expect("the deletion");
+        for writer in writers {
+            match writer.await.expect("writer task") {
+                // Saved before the deletion, so deleted with the customer: never left behind without it.
+                Ok(created) => {
+                    saved += 1;
+                    assert_eq!(
+                        err(app.get_activity(&created.id).await).code(),
+                        Code::NotFound,
+                        "activity {} outlived its customer",
+                        created.id
+                    );
+                }
+                Err(status) => {
+                    refused += 1;
+                    assert_eq!(status.code(), Code::NotFound, "{status:?}");
+                    assert!(status.message().contains(&doomed.id), "{status:?}");
+                }
+            }
+        }
+    }
+    assert_eq!(saved + refused, ROUNDS * WRITERS);
+    eprintln!(
+        "{saved} activities saved before their customer's deletion, {refused} refused after it"
+    );
 }
