@@ -160,9 +160,10 @@ impl Store {
 
     /// CreateActivity on PostgreSQL for an activity linked to no request: the customer read, then one statement
     /// that writes the activity, its notification and its log row in a transaction of its own, with the
-    /// customer locked against deletion and merging (`FOR KEY SHARE`) as it does. Two round trips to the
-    /// database instead of four (BEGIN, the read, the writes, COMMIT). A customer deleted or merged between the
-    /// two leaves nothing written and answers as a missing one would.
+    /// customer locked against deletion and merging (`FOR KEY SHARE`, as the read in a write transaction locks
+    /// it) while the statement runs. Two round trips to the database instead of four (BEGIN, the read, the
+    /// writes, COMMIT). A customer deleted or merged between the two leaves nothing written and answers as a
+    /// missing or merged one would.
     async fn create_activity_in_one_statement(
         &self,
         agent: &str,
