@@ -8,7 +8,6 @@ use sea_orm::{
 use super::{
     Store, change_log, customers, decode_json, encode_json,
     entity::{self, activities},
-    outbox::{self, notification_row},
     record,
 };
 use crate::{
@@ -184,12 +183,7 @@ impl Store {
             return Ok(activity);
         };
         let mut rows = vec![change_log::insert_from(to_active(&activity)?)?];
-        if let Some(row) = notification_row(&activity, Some(&customer))? {
-            self.outbox.queued();
-            let mut insert = change_log::insert_from(row)?;
-            insert.on_conflict(outbox::queue_conflict());
-            rows.push(insert);
-        }
+        rows.extend(self.guarded_notification_insert(&activity, &customer)?);
         let guard = customers::by_id(&customer.id)
             .select_only()
             .column(entity::customers::Column::Id)

@@ -23,7 +23,7 @@ use sea_orm::{
 };
 use tokio::sync::Notify;
 
-use super::{Store, customers, entity::notifications};
+use super::{Store, change_log, customers, entity::notifications};
 use crate::{
     domain::{
         activity::Activity,
@@ -155,7 +155,7 @@ pub(super) fn queue(
 }
 
 /// What queuing a notification does when its activity has one already: nothing (see [`queue`]).
-pub(super) fn queue_conflict() -> OnConflict {
+fn queue_conflict() -> OnConflict {
     OnConflict::column(notifications::Column::ActivityId)
         .do_nothing()
         .to_owned()
@@ -195,6 +195,22 @@ impl Store {
         };
         self.outbox.queued();
         Ok(Some(queue(row).into_query()))
+    }
+
+    /// [`Store::notification_insert`] in the form a guarded write takes (`change_log::append_guarded`): made
+    /// only while the write's guard holds.
+    pub(super) fn guarded_notification_insert(
+        &self,
+        activity: &Activity,
+        customer: &Customer,
+    ) -> Result<Option<InsertStatement>> {
+        let Some(row) = notification_row(activity, Some(customer))? else {
+            return Ok(None);
+        };
+        self.outbox.queued();
+        let mut insert = change_log::insert_from(row)?;
+        insert.on_conflict(queue_conflict());
+        Ok(Some(insert))
     }
 
     /// Queues the notification of an activity that an update linked to its first customer (an unknown caller
