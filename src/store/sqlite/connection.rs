@@ -70,9 +70,9 @@ impl<L: Lender> InPlace<L> {
     /// The rows `stmt` selects, at most `limit` of them. A bound `LIMIT` (sea-orm's `one()` binds `LIMIT 1`) is
     /// written into the statement, which SQLite would otherwise plan again on every run (see
     /// [`crate::store::literal_limit`]).
-    fn rows(&self, stmt: &Statement, limit: usize) -> Result<Vec<Row>, DbErr> {
-        let stmt = &crate::store::literal_limit(stmt.clone());
-        let params = parameters(stmt).map_err(DbErr::Query)?;
+    fn rows(&self, stmt: Statement, limit: usize) -> Result<Vec<Row>, DbErr> {
+        let stmt = crate::store::literal_limit(stmt);
+        let params = parameters(&stmt).map_err(DbErr::Query)?;
         self.with(|conn| {
             let mut prepared = conn.prepare_cached(&stmt.sql)?;
             let columns: Vec<(String, String, Kind)> = prepared
@@ -141,11 +141,11 @@ impl<L: Lender> ConnectionTrait for InPlace<L> {
     }
 
     async fn query_one_raw(&self, stmt: Statement) -> Result<Option<QueryResult>, DbErr> {
-        Ok(results(self.rows(&stmt, 1)?).await?.pop())
+        Ok(results(self.rows(stmt, 1)?).await?.pop())
     }
 
     async fn query_all_raw(&self, stmt: Statement) -> Result<Vec<QueryResult>, DbErr> {
-        results(self.rows(&stmt, usize::MAX)?).await
+        results(self.rows(stmt, usize::MAX)?).await
     }
 }
 
