@@ -175,21 +175,24 @@ impl Store {
         };
         let now = now_micros();
         let activity = Activity::created(data, agent, now);
-        let created = NewChange::created(agent, &activity, now);
         let Some(customer) = customer else {
-            let insert = activities::Entity::insert(to_active(&activity)?).into_query();
-            let statement = change_log::logged_with(vec![insert.into()], created)?;
+            let statement = record::insert_statement(agent, &activity, now, Vec::new())?;
             self.write_statement(OPERATION, &statement).await?;
             return Ok(activity);
         };
-        let mut rows = vec![change_log::insert_from(to_active(&activity)?)?];
-        rows.extend(self.guarded_notification_insert(&activity, &customer)?);
+        let notification = self.guarded_notification_insert(&activity, &customer)?;
         let guard = customers::by_id(&customer.id)
             .select_only()
             .column(entity::customers::Column::Id)
             .lock(LockType::KeyShare)
             .into_query();
-        let statement = change_log::append_guarded(guard, rows, created)?;
+        let statement = record::insert_guarded(
+            agent,
+            &activity,
+            now,
+            notification.into_iter().collect(),
+            guard,
+        )?;
         if self.write_statement(OPERATION, &statement).await? == 0 {
             return Err(customers::missing(&self.write, &customer.id).await?);
         }

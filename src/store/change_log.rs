@@ -38,18 +38,8 @@ pub(super) async fn append(db: &impl ConnectionTrait, change: NewChange) -> Resu
     Ok(())
 }
 
-/// Appends `change` in the same statement as `writes` (PostgreSQL): each write runs as a data-modifying `WITH`
-/// of the log row's insert, so they all cost one round trip instead of one each.
-pub(super) async fn append_after(
-    db: &impl ConnectionTrait,
-    writes: Vec<SubQueryStatement>,
-    change: NewChange,
-) -> Result<()> {
-    db.execute(&logged_with(writes, change)?).await?;
-    Ok(())
-}
-
-/// The statement of [`append_after`]: the log row's insert, with each write as a data-modifying `WITH` of it.
+/// The log row of `change` inserted in the same statement as `writes` (PostgreSQL): each write runs as a
+/// data-modifying `WITH` of the log row's insert, so they all cost one round trip instead of one each.
 pub(super) fn logged_with(writes: Vec<SubQueryStatement>, change: NewChange) -> Result<WithQuery> {
     Ok(change_log::Entity::insert(to_row(change)?)
         .into_query()
@@ -59,7 +49,7 @@ pub(super) fn logged_with(writes: Vec<SubQueryStatement>, change: NewChange) -> 
 /// Name of the guard's `WITH` in [`append_guarded`].
 const GUARD: &str = "guard";
 
-/// Like [`append_after`], but everything is written only if `guard` yields a row, in one statement that needs no
+/// Like [`logged_with`], but everything is written only if `guard` yields a row, in one statement that needs no
 /// transaction around it (PostgreSQL; see `Store::write_statement`): `rows`, each inserted once per guard row,
 /// and the log row of `change`. `guard` yields at most one row, e.g. a record's key locked against deletion
 /// (`FOR KEY SHARE`) until the statement commits. The statement writes one log row if the guard held, none

@@ -5,7 +5,7 @@
 use sea_orm::{
     ActiveModelBehavior, ActiveModelTrait, ColumnTrait, ConnectionTrait, DbBackend, EntityName,
     EntityTrait, IntoActiveModel, PrimaryKeyTrait, QueryFilter, QueryTrait,
-    sea_query::InsertStatement,
+    sea_query::{InsertStatement, SelectStatement, WithQuery},
 };
 
 use super::{change_log, check_version, lock_row, rebase};
@@ -97,19 +97,48 @@ pub(super) async fn insert_along<R: Stored>(
     now: Micros,
     along: Vec<InsertStatement>,
 ) -> Result<()> {
-    let insert = R::Entity::insert(record.to_active()?).into_query();
-    let created = NewChange::created(agent, record, now);
     if db.get_database_backend() == DbBackend::Postgres {
-        let writes = std::iter::once(insert)
-            .chain(along)
-            .map(Into::into)
-            .collect();
-        return change_log::append_after(db, writes, created).await;
+        db.execute(&insert_statement(agent, record, now, along)?)
+            .await?;
+        return Ok(());
     }
+    let insert = R::Entity::insert(record.to_active()?).into_query();
     for statement in std::iter::once(insert).chain(along) {
         db.execute(&statement).await?;
     }
-    change_log::append(db, created).await
+    change_log::append(db, NewChange::created(agent, record, now)).await
+}
+
+/// What [`insert_along`] runs on PostgreSQL: one statement inserting `record`, the rows of `along` and the
+/// "created" log row.
+pub(super) fn insert_statement<R: Stored>(
+    agent: &str,
+    record: &R,
+    now: Micros,
+    along: Vec<InsertStatement>,
+) -> Result<WithQuery> {
+    let insert = R::Entity::insert(record.to_active()?).into_query();
+    let writes = std::iter::once(insert)
+        .chain(along)
+        .map(Into::into)
+        .collect();
+    change_log::logged_with(writes, NewChange::created(agent, record, now))
+}
+
+/// [`insert_statement`] made only while `guard` yields a row (see [`change_log::append_guarded`]), on
+/// PostgreSQL: `along` must be inserts from the guard ([`change_log::insert_from`]). It writes one log row when
+/// the guard held, none otherwise.
+pub(super) fn insert_guarded<R: Stored>(
+    agent: &str,
+    record: &R,
+    now: Micros,
+    along: Vec<InsertStatement>,
+    guard: SelectStatement,
+) -> Result<WithQuery> {
+    let rows = std::iter::once(change_log::insert_from(record.to_active()?))
+        .chain(along.into_iter().map(Ok))
+        .collect::<Result<Vec<_>>>()?;
+    change_log::append_guarded(guard, rows, NewChange::created(agent, record, now))
 }
 
 /// What `edit` leaves of `current` (locked by the caller): the caller's values rebased onto it (see
