@@ -190,11 +190,9 @@ impl Store {
         activity: &Activity,
         customer: Option<&Customer>,
     ) -> Result<Option<InsertStatement>> {
-        let Some(row) = notification_row(activity, customer)? else {
-            return Ok(None);
-        };
-        self.outbox.queued();
-        Ok(Some(queue(row).into_query()))
+        Ok(self
+            .notification_to_insert(activity, customer)?
+            .map(|row| queue(row).into_query()))
     }
 
     /// [`Store::notification_insert`] in the form a guarded write takes (`change_log::append_guarded`): made
@@ -204,13 +202,26 @@ impl Store {
         activity: &Activity,
         customer: &Customer,
     ) -> Result<Option<InsertStatement>> {
-        let Some(row) = notification_row(activity, Some(customer))? else {
+        let Some(row) = self.notification_to_insert(activity, Some(customer))? else {
             return Ok(None);
         };
-        self.outbox.queued();
         let mut insert = change_log::insert_from(row)?;
         insert.on_conflict(queue_conflict());
         Ok(Some(insert))
+    }
+
+    /// The notification row of a new `activity` (see [`notification_row`]), for an insert the caller makes; the
+    /// sender is told one is coming, and woken when the write commits.
+    fn notification_to_insert(
+        &self,
+        activity: &Activity,
+        customer: Option<&Customer>,
+    ) -> Result<Option<notifications::ActiveModel>> {
+        let row = notification_row(activity, customer)?;
+        if row.is_some() {
+            self.outbox.queued();
+        }
+        Ok(row)
     }
 
     /// Queues the notification of an activity that an update linked to its first customer (an unknown caller
