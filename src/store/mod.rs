@@ -135,12 +135,11 @@ impl Store {
             };
             if backend == DbBackend::Postgres {
                 options.map_sqlx_postgres_opts(move |o| {
-                    // Every statement is prepared; a generic plan cannot see the search words, and planned a
-                    // rare prefix like a common one (a walk through every customer). Plan with the values.
-                    o.application_name("customer-context").options([
-                        ("statement_timeout", statement_timeout_ms.to_string()),
-                        ("plan_cache_mode", "force_custom_plan".to_owned()),
-                    ])
+                    // Every statement is prepared, and PostgreSQL plans it again only when its values may
+                    // call for another plan than its generic one; search's second step, whose plan depends on
+                    // the words, asks for a plan of its own every time (see `search.rs`).
+                    o.application_name("customer-context")
+                        .options([("statement_timeout", statement_timeout_ms.to_string())])
                 });
             }
             if backend == DbBackend::Sqlite {
