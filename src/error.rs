@@ -192,6 +192,16 @@ impl Error {
         Error::Internal(detail.to_string())
     }
 
+    /// The same error again, for another call it answers: its code and message (an unavailable database stays
+    /// `UNAVAILABLE`, anything else is `INTERNAL`).
+    pub fn copied(&self) -> Self {
+        match self {
+            Error::Unavailable(detail) => Error::Unavailable(detail.clone()),
+            Error::Internal(detail) | Error::Config(detail) => Error::Internal(detail.clone()),
+            other => Error::Internal(other.to_string()),
+        }
+    }
+
     /// The gRPC code this error maps to.
     pub fn code(&self) -> Code {
         match self {

@@ -1,9 +1,12 @@
 //! Activity repository: the customer's journey.
 
+use std::sync::{Mutex, PoisonError};
+
 use sea_orm::{
-    ActiveValue::Set, ColumnTrait, Condition, ConnectionTrait, DbBackend, EntityTrait, QueryFilter,
-    QueryOrder, QuerySelect, QueryTrait, Select, sea_query::LockType,
+    ActiveValue::Set, ColumnTrait, Condition, ConnectionTrait, DbBackend, DbErr, EntityTrait,
+    QueryFilter, QueryOrder, QuerySelect, QueryTrait, RuntimeErr, Select, sea_query::LockType,
 };
+use tokio::sync::oneshot;
 
 use super::{
     Store, change_log, customers, decode_json, encode_json,
@@ -20,7 +23,7 @@ use crate::{
         page::Cursor,
         reason,
         request::Request,
-        time::now_micros,
+        time::{Micros, now_micros},
         violations::Violations,
     },
     error::{Error, Result},
@@ -88,6 +91,82 @@ pub(super) fn from_model(m: activities::Model) -> Result<Activity> {
 }
 
 record::stored_in!(Activity, activities);
+
+/// Most new activities one statement writes (about fifty bound parameters each; PostgreSQL takes 65,535).
+const MOST_PER_BATCH: usize = 64;
+
+/// Batches of new activities written at the same time. While they are, the activities of other calls queue for
+/// the next ones, so the busier the service the more each statement carries. More than one, so that a batch
+/// waiting for a customer's lock (a merge or deletion committing) does not hold up every other call.
+const BATCHES_AT_ONCE: usize = 2;
+
+/// On PostgreSQL, the new activities of concurrent CreateActivity calls waiting to be written together: one
+/// statement, one commit and one round trip for many instead of one each, the database's per-statement work
+/// (parsing, planning, committing) shared between them.
+#[derive(Debug, Default)]
+pub(super) struct ActivityBatches {
+    state: Mutex<Batching>,
+}
+
+#[derive(Debug, Default)]
+struct Batching {
+    queued: Vec<NewActivity>,
+    /// Batches being written.
+    writing: usize,
+}
+
+/// A new activity waiting for its batch, and where its outcome goes.
+#[derive(Debug)]
+struct NewActivity {
+    agent: String,
+    activity: Activity,
+    now: Micros,
+    /// Its customer, as its batch read it.
+    customer: Option<Customer>,
+    written: oneshot::Sender<Result<Activity>>,
+}
+
+impl NewActivity {
+    /// Answers the call (if it is still waiting) with its activity once written, or why it was not.
+    fn answer(self, outcome: Result<()>) {
+        let _ = self.written.send(outcome.map(|()| self.activity));
+    }
+}
+
+impl ActivityBatches {
+    /// Queues `new`; true when the caller is to start writing batches (fewer than [`BATCHES_AT_ONCE`] are).
+    fn queue(&self, new: NewActivity) -> bool {
+        let mut state = self.state.lock().unwrap_or_else(PoisonError::into_inner);
+        state.queued.push(new);
+        let start = state.writing < BATCHES_AT_ONCE;
+        if start {
+            state.writing += 1;
+        }
+        start
+    }
+
+    /// The next batch to write; None, and one writing fewer, when nothing is queued.
+    fn next(&self) -> Option<Vec<NewActivity>> {
+        let mut state = self.state.lock().unwrap_or_else(PoisonError::into_inner);
+        if state.queued.is_empty() {
+            state.writing -= 1;
+            return None;
+        }
+        let take = state.queued.len().min(MOST_PER_BATCH);
+        Some(state.queued.drain(..take).collect())
+    }
+}
+
+/// Whether the database answered `err` to a statement: it failed as a whole and wrote nothing (a statement
+/// outside a transaction commits only when it succeeds). An error on the way (a connection lost after the
+/// statement was sent) says nothing of whether it committed.
+fn refused_by_database(err: &DbErr) -> bool {
+    matches!(
+        err,
+        DbErr::Exec(RuntimeErr::SqlxError(e)) | DbErr::Query(RuntimeErr::SqlxError(e))
+            if matches!(e.as_ref(), sea_orm::sqlx::Error::Database(_))
+    )
+}
 
 /// Checks the activity's links: the request exists and is not cancelled, the customer is taken from the request
 /// when missing and must match it otherwise, and the customer exists. Returns that customer, if any.
@@ -158,29 +237,168 @@ impl Store {
     }
 
     /// CreateActivity on PostgreSQL for an activity linked to no request: the customer read, then one statement
-    /// that writes the activity, its notification and its log row in a transaction of its own, with the
-    /// customer locked against deletion and merging (`FOR KEY SHARE`, as the read in a write transaction locks
-    /// it) while the statement runs. Two round trips to the database instead of four (BEGIN, the read, the
-    /// writes, COMMIT). A customer deleted or merged between the two leaves nothing written and answers as a
-    /// missing or merged one would.
+    /// that writes the activity, its notification and its log row in a transaction of its own. Two round trips
+    /// to the database instead of four (BEGIN, the read, the writes, COMMIT).
+    ///
+    /// The activities of concurrent calls are read for and written together, the two statements serving all of
+    /// them (see [`ActivityBatches`]); each call still gets its own outcome. A customer deleted or merged before
+    /// the write leaves nothing of its activity written and answers as a missing or merged one would.
     async fn create_activity_in_one_statement(
         &self,
         agent: &str,
         data: ActivityData,
     ) -> Result<Activity> {
-        const OPERATION: &str = "create_activity";
-        let customer = match data.customer_id.as_deref() {
-            Some(id) => Some(customers::find(&self.write, id).await?),
-            None => None,
-        };
         let now = now_micros();
-        let activity = Activity::created(data, agent, now);
-        let Some(customer) = customer else {
-            let statement = record::insert_statement(agent, &activity, now, Vec::new())?;
-            self.write_statement(OPERATION, &statement).await?;
-            return Ok(activity);
+        let (written, outcome) = oneshot::channel();
+        let new = NewActivity {
+            agent: agent.to_owned(),
+            activity: Activity::created(data, agent, now),
+            now,
+            customer: None,
+            written,
         };
-        let notification = self.guarded_notification_insert(&activity, &customer)?;
+        if self.activity_batches.queue(new) {
+            // In a task of its own: a caller that goes away must not take the batch, and the other calls' writes
+            // in it, with it.
+            let store = self.clone();
+            tokio::spawn(async move {
+                while let Some(batch) = store.activity_batches.next() {
+                    let batch = store.with_customers(batch).await;
+                    store.write_activity_batch(batch).await;
+                }
+            });
+        }
+        outcome
+            .await
+            .map_err(|_| Error::internal("the activity was dropped before it was written"))?
+    }
+
+    /// The activities of `batch` with their customers, read in one statement. Those whose customer is missing
+    /// or merged are answered so and left out; if the read fails, all are answered with its error.
+    async fn with_customers(&self, batch: Vec<NewActivity>) -> Vec<NewActivity> {
+        let mut ids: Vec<&str> = batch
+            .iter()
+            .filter_map(|new| new.activity.data.customer_id.as_deref())
+            .collect();
+        ids.sort_unstable();
+        ids.dedup();
+        let found = match customers::find_all(&self.write, &ids).await {
+            Ok(found) => found,
+            Err(err) => {
+                for new in batch {
+                    new.answer(Err(err.copied()));
+                }
+                return Vec::new();
+            }
+        };
+        let mut ready = Vec::with_capacity(batch.len());
+        for mut new in batch {
+            let Some(id) = new.activity.data.customer_id.as_deref() else {
+                ready.push(new);
+                continue;
+            };
+            match found.iter().find(|customer| customer.id == id) {
+                Some(customer) => {
+                    new.customer = Some(customer.clone());
+                    ready.push(new);
+                }
+                None => {
+                    let missing = customers::missing(&self.write, id).await;
+                    new.answer(Err(missing.unwrap_or_else(|err| err)));
+                }
+            }
+        }
+        ready
+    }
+
+    /// Writes the activities of `batch` (each with its customer) in one statement, answering each call. When the
+    /// database refuses it (a customer deleted or merged since it was read), nothing of it is written, and each
+    /// activity is written alone to find which.
+    async fn write_activity_batch(&self, mut batch: Vec<NewActivity>) {
+        if batch.len() <= 1 {
+            if let Some(new) = batch.pop() {
+                let outcome = self.write_activity_alone(&new).await;
+                new.answer(outcome);
+            }
+            return;
+        }
+        // The foreign-key checks lock the customers (`FOR KEY SHARE`) in the order of the rows: in id order, as
+        // merges lock theirs, so a batch and a merge cannot deadlock.
+        batch.sort_by(|a, b| {
+            a.activity
+                .data
+                .customer_id
+                .cmp(&b.activity.data.customer_id)
+        });
+        let statement = self
+            .notifications_insert(
+                batch
+                    .iter()
+                    .map(|new| (&new.activity, new.customer.as_ref())),
+            )
+            .and_then(|notifications| {
+                record::insert_all_statement(
+                    batch
+                        .iter()
+                        .map(|new| (new.agent.as_str(), &new.activity, new.now)),
+                    notifications.into_iter().collect(),
+                )
+            });
+        let refused = match statement {
+            Ok(statement) => match self
+                .try_write_statement("create_activities", &statement)
+                .await
+            {
+                Ok(_) => {
+                    for new in batch {
+                        new.answer(Ok(()));
+                    }
+                    return;
+                }
+                Err(err) if refused_by_database(&err) => err.to_string(),
+                Err(err) => {
+                    let err = Error::from(err);
+                    for new in batch {
+                        new.answer(Err(err.copied()));
+                    }
+                    return;
+                }
+            },
+            Err(err) => err.to_string(),
+        };
+        tracing::debug!(
+            activities = batch.len(),
+            error = %refused,
+            "a batch of new activities was refused; writing each alone"
+        );
+        let mut alone = tokio::task::JoinSet::new();
+        for new in batch {
+            let store = self.clone();
+            alone.spawn(async move {
+                let outcome = store.write_activity_alone(&new).await;
+                new.answer(outcome);
+            });
+        }
+        while alone.join_next().await.is_some() {}
+    }
+
+    /// Writes one new activity in a statement of its own, the customer locked against deletion and merging
+    /// (`FOR KEY SHARE`, as the read in a write transaction locks it) while the statement runs.
+    async fn write_activity_alone(&self, new: &NewActivity) -> Result<()> {
+        const OPERATION: &str = "create_activity";
+        let NewActivity {
+            agent,
+            activity,
+            customer,
+            now,
+            ..
+        } = new;
+        let Some(customer) = customer else {
+            let statement = record::insert_statement(agent, activity, *now, Vec::new())?;
+            self.write_statement(OPERATION, &statement).await?;
+            return Ok(());
+        };
+        let notification = self.guarded_notification_insert(activity, customer)?;
         let guard = customers::by_id(&customer.id)
             .select_only()
             .column(entity::customers::Column::Id)
@@ -188,15 +406,15 @@ impl Store {
             .into_query();
         let statement = record::insert_guarded(
             agent,
-            &activity,
-            now,
+            activity,
+            *now,
             notification.into_iter().collect(),
             guard,
         )?;
         if self.write_statement(OPERATION, &statement).await? == 0 {
             return Err(customers::missing(&self.write, &customer.id).await?);
         }
-        Ok(activity)
+        Ok(())
     }
 
     pub async fn get_activity(&self, id: &str) -> Result<Activity> {

@@ -38,10 +38,18 @@ pub(super) async fn append(db: &impl ConnectionTrait, change: NewChange) -> Resu
     Ok(())
 }
 
-/// The log row of `change` inserted in the same statement as `writes` (PostgreSQL): each write runs as a
-/// data-modifying `WITH` of the log row's insert, so they all cost one round trip instead of one each.
-pub(super) fn logged_with(writes: Vec<SubQueryStatement>, change: NewChange) -> Result<WithQuery> {
-    Ok(change_log::Entity::insert(to_row(change)?)
+/// The log rows of `changes` (in the given order) inserted in the same statement as `writes` (PostgreSQL): each
+/// write runs as a data-modifying `WITH` of the log rows' insert, so they all cost one round trip instead of one
+/// each.
+pub(super) fn logged_with(
+    writes: Vec<SubQueryStatement>,
+    changes: Vec<NewChange>,
+) -> Result<WithQuery> {
+    let rows = changes
+        .into_iter()
+        .map(to_row)
+        .collect::<Result<Vec<_>>>()?;
+    Ok(change_log::Entity::insert_many(rows)
         .into_query()
         .with(with_writes(None, writes)))
 }
@@ -49,7 +57,7 @@ pub(super) fn logged_with(writes: Vec<SubQueryStatement>, change: NewChange) -> 
 /// Name of the guard's `WITH` in [`append_guarded`].
 const GUARD: &str = "guard";
 
-/// Like [`logged_with`], but everything is written only if `guard` yields a row, in one statement that needs no
+/// Like [`logged_with`] for one change, but everything is written only if `guard` yields a row, in one statement that needs no
 /// transaction around it (PostgreSQL; see `Store::write_statement`): `rows`, each inserted once per guard row,
 /// and the log row of `change`. `guard` yields at most one row, e.g. a record's key locked against deletion
 /// (`FOR KEY SHARE`) until the statement commits. The statement writes one log row if the guard held, none

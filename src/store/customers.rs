@@ -245,6 +245,20 @@ pub(super) async fn find(db: &impl ConnectionTrait, id: &str) -> Result<Customer
     }
 }
 
+/// The customers of `ids` that exist, in one statement (none for no ids).
+pub(super) async fn find_all(db: &impl ConnectionTrait, ids: &[&str]) -> Result<Vec<Customer>> {
+    if ids.is_empty() {
+        return Ok(Vec::new());
+    }
+    customers::Entity::find()
+        .filter(customers::Column::Id.is_in(ids.iter().copied()))
+        .all(db)
+        .await?
+        .into_iter()
+        .map(from_model)
+        .collect()
+}
+
 /// Locks the customer for the rest of the write transaction and reads it.
 pub(super) async fn find_for_update(db: &impl ConnectionTrait, id: &str) -> Result<Customer> {
     if !super::lock_row(db, "customers", id).await? {

@@ -79,6 +79,8 @@ pub struct Store {
     wal_file: Option<std::path::PathBuf>,
     /// On PostgreSQL, gives committed changes their log positions (see [`change_log::Sequencer`]).
     sequencer: Option<Arc<change_log::Sequencer>>,
+    /// On PostgreSQL, new activities waiting to be written together.
+    activity_batches: Arc<activities::ActivityBatches>,
     metrics: Metrics,
 }
 
@@ -225,6 +227,7 @@ impl Store {
             checkpoints,
             wal_file,
             sequencer: (backend == DbBackend::Postgres).then(Arc::default),
+            activity_batches: Arc::default(),
             metrics,
         })
     }
@@ -457,6 +460,16 @@ impl Store {
         operation: &'static str,
         statement: &impl sea_orm::StatementBuilder,
     ) -> Result<u64> {
+        Ok(self.try_write_statement(operation, statement).await?)
+    }
+
+    /// [`Store::write_statement`] answering the database's error as it is, for a caller that tells a statement
+    /// the database refused from one that may not have reached it.
+    pub(in crate::store) async fn try_write_statement(
+        &self,
+        operation: &'static str,
+        statement: &impl sea_orm::StatementBuilder,
+    ) -> Result<u64, sea_orm::DbErr> {
         let _span = crate::telemetry::otel::transaction_span(operation);
         let _timer = self.metrics.transaction(operation);
         let written = self.write.execute(statement).await?.rows_affected();

@@ -190,9 +190,24 @@ impl Store {
         activity: &Activity,
         customer: Option<&Customer>,
     ) -> Result<Option<InsertStatement>> {
-        Ok(self
-            .notification_to_insert(activity, customer)?
-            .map(|row| queue(row).into_query()))
+        self.notifications_insert([(activity, customer)])
+    }
+
+    /// Like [`Store::notification_insert`], for several new activities, each with its customer: one insert
+    /// queuing the notifications of those that get one, None when none does.
+    pub(super) fn notifications_insert<'a>(
+        &self,
+        activities: impl IntoIterator<Item = (&'a Activity, Option<&'a Customer>)>,
+    ) -> Result<Option<InsertStatement>> {
+        let mut rows = Vec::new();
+        for (activity, customer) in activities {
+            rows.extend(self.notification_to_insert(activity, customer)?);
+        }
+        Ok((!rows.is_empty()).then(|| {
+            notifications::Entity::insert_many(rows)
+                .on_conflict(queue_conflict())
+                .into_query()
+        }))
     }
 
     /// [`Store::notification_insert`] in the form a guarded write takes (`change_log::append_guarded`): made

@@ -117,12 +117,26 @@ pub(super) fn insert_statement<R: Stored>(
     now: Micros,
     along: Vec<InsertStatement>,
 ) -> Result<WithQuery> {
-    let insert = R::Entity::insert(record.to_active()?).into_query();
+    insert_all_statement([(agent, record, now)], along)
+}
+
+/// Like [`insert_statement`], for several new records of one kind, each `(agent, record, now)`: one statement
+/// inserting them (in the given order), the rows of `along` and their "created" log rows.
+pub(super) fn insert_all_statement<'a, R: Stored + 'a>(
+    created: impl IntoIterator<Item = (&'a str, &'a R, Micros)>,
+    along: Vec<InsertStatement>,
+) -> Result<WithQuery> {
+    let (mut rows, mut changes) = (Vec::new(), Vec::new());
+    for (agent, record, now) in created {
+        rows.push(record.to_active()?);
+        changes.push(NewChange::created(agent, record, now));
+    }
+    let insert = R::Entity::insert_many(rows).into_query();
     let writes = std::iter::once(insert)
         .chain(along)
         .map(Into::into)
         .collect();
-    change_log::logged_with(writes, NewChange::created(agent, record, now))
+    change_log::logged_with(writes, changes)
 }
 
 /// [`insert_statement`] made only while `guard` yields a row (see [`change_log::append_guarded`]), on

@@ -309,3 +309,84 @@ async fn activities_created_while_their_customer_is_deleted_go_with_it_or_are_re
         "{saved} activities saved before their customer's deletion, {refused} refused after it"
     );
 }
+
+/// Activities written at the same moment for several customers, one of them deleted among the writes: whatever
+/// the writes of the deleted customer meet, the others are all saved, each once, with their customer.
+#[apply(backends)]
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_activity_refused_among_concurrent_ones_leaves_the_others_saved(backend: Backend) {
+    const ROUNDS: usize = 12;
+    const WRITERS: usize = 16;
+    let app = Arc::new(or_skip!(TestApp::spawn(backend).await));
+    let mut stayed = Vec::new();
+    for n in 0..4 {
+        stayed.push(
+            app.create_customer(customer("Sam", &format!("Stays {n}")))
+                .await,
+        );
+    }
+    let (mut refused, mut kept) = (0, 0);
+    for round in 0..ROUNDS {
+        let doomed = app.create_customer(customer("Dora", "Doomed")).await;
+        let start = Arc::new(Barrier::new(WRITERS + 1));
+        let writers: Vec<_> = (0..WRITERS)
+            .map(|n| {
+                // Every other writer writes for the doomed customer, the others for customers that stay.
+                let customer_id = if n % 2 == 0 {
+                    doomed.id.clone()
+                } else {
+                    stayed[n / 2 % stayed.len()].id.clone()
+                };
+                let (app, start) = (Arc::clone(&app), Arc::clone(&start));
+                tokio::spawn(async move {
+                    start.wait().await;
+                    let topic = format!("{round}/{n}");
+                    let outcome = app
+                        .create_activity_as("ana", activity(&customer_id, &topic))
+                        .await;
+                    (customer_id, topic, outcome)
+                })
+            })
+            .collect();
+        start.wait().await;
+        app.delete_customer("ben", &doomed.id, doomed.version)
+            .await
+            .expect("the deletion");
+        for writer in writers {
+            let (customer_id, topic, outcome) = writer.await.expect("writer task");
+            if customer_id == doomed.id {
+                if let Err(status) = outcome {
+                    refused += 1;
+                    assert_eq!(status.code(), Code::NotFound, "{status:?}");
+                    assert!(status.message().contains(&doomed.id), "{status:?}");
+                }
+                continue;
+            }
+            let created = outcome.unwrap_or_else(|status| {
+                panic!("activity {topic} of a customer that stays was refused: {status:?}")
+            });
+            let saved = app
+                .get_activity(&created.id)
+                .await
+                .expect("the saved activity");
+            assert_eq!((saved.customer_id, saved.topic), (customer_id, topic));
+            kept += 1;
+        }
+    }
+    assert_eq!(kept, ROUNDS * WRITERS / 2);
+    for customer in &stayed {
+        let page = app
+            .list_activities(&customer.id, "", 500, "")
+            .await
+            .expect("list");
+        assert_eq!(
+            page.activities.len(),
+            ROUNDS * 2,
+            "every activity of {} once",
+            customer.id
+        );
+    }
+    eprintln!(
+        "{kept} activities of customers that stay saved, {refused} of the deleted one refused"
+    );
+}
