@@ -7,6 +7,7 @@ use sea_orm::{
     QueryFilter, QueryOrder, QuerySelect, QueryTrait, RuntimeErr, Select, sea_query::LockType,
 };
 use tokio::sync::oneshot;
+use tracing::Instrument;
 
 use super::{
     Store, change_log, customers, decode_json, encode_json,
@@ -27,6 +28,7 @@ use crate::{
         violations::Violations,
     },
     error::{Error, Result},
+    telemetry::otel::{self, CallTrace},
 };
 
 pub(super) fn to_active(activity: &Activity) -> Result<activities::ActiveModel> {
@@ -123,6 +125,8 @@ struct NewActivity {
     now: Micros,
     /// Its customer, as its batch read it.
     customer: Option<Customer>,
+    /// The call's trace, which the batch's span joins.
+    trace: CallTrace,
     written: oneshot::Sender<Result<Activity>>,
 }
 
@@ -255,6 +259,7 @@ impl Store {
             activity: Activity::created(data, agent, now),
             now,
             customer: None,
+            trace: CallTrace::current(),
             written,
         };
         if self.activity_batches.queue(new) {
@@ -263,8 +268,14 @@ impl Store {
             let store = self.clone();
             tokio::spawn(async move {
                 while let Some(batch) = store.activity_batches.next() {
-                    let batch = store.with_customers(batch).await;
-                    store.write_activity_batch(batch).await;
+                    let span =
+                        otel::activity_batch_span(batch.len(), batch.iter().map(|new| &new.trace));
+                    async {
+                        let batch = store.with_customers(batch).await;
+                        store.write_activity_batch(batch).await;
+                    }
+                    .instrument(span)
+                    .await;
                 }
             });
         }

@@ -179,6 +179,40 @@ impl CallTrace {
 /// call's span (its trace shows the batch where the call waited for it) and linked to the other calls' spans.
 /// None when traces are off or no call of the batch is traced.
 pub fn batch_span<'a>(size: usize, calls: impl IntoIterator<Item = &'a CallTrace>) -> Span {
+    let size = i64::try_from(size).unwrap_or(i64::MAX);
+    span_of_calls(calls, |first| {
+        tracing::info_span!(
+            target: TARGET,
+            parent: first,
+            "open_context.batch",
+            open_context.batch.size = size
+        )
+    })
+}
+
+/// The span of a batch of `size` new activities written together (PostgreSQL), as [`batch_span`] is of an
+/// `OpenContext` batch.
+pub fn activity_batch_span<'a>(
+    size: usize,
+    calls: impl IntoIterator<Item = &'a CallTrace>,
+) -> Span {
+    let size = i64::try_from(size).unwrap_or(i64::MAX);
+    span_of_calls(calls, |first| {
+        tracing::info_span!(
+            target: TARGET,
+            parent: first,
+            "create_activity.batch",
+            create_activity.batch.size = size
+        )
+    })
+}
+
+/// The span `make` gives for the first traced call of `calls`, linked to the others'; None when traces are off
+/// or no call is traced.
+fn span_of_calls<'a>(
+    calls: impl IntoIterator<Item = &'a CallTrace>,
+    make: impl FnOnce(&Span) -> Span,
+) -> Span {
     if !enabled() {
         return Span::none();
     }
@@ -186,12 +220,7 @@ pub fn batch_span<'a>(size: usize, calls: impl IntoIterator<Item = &'a CallTrace
     let Some(first) = calls.next() else {
         return Span::none();
     };
-    let span = tracing::info_span!(
-        target: TARGET,
-        parent: first,
-        "open_context.batch",
-        open_context.batch.size = i64::try_from(size).unwrap_or(i64::MAX)
-    );
+    let span = make(first);
     for call in calls {
         span.add_link(call.context().span().span_context().clone());
     }

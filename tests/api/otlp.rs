@@ -11,7 +11,10 @@ use std::{
     time::{Duration, Instant},
 };
 
-use customer_context::pb::{self, customer_service_client::CustomerServiceClient};
+use customer_context::pb::{
+    self, activity_service_client::ActivityServiceClient,
+    customer_service_client::CustomerServiceClient,
+};
 use opentelemetry_proto::tonic::{
     collector::trace::v1::{
         ExportTraceServiceRequest, ExportTraceServiceResponse,
@@ -128,8 +131,13 @@ fn start_server(url: &str, args: &[&str], env: &[(&str, &str)]) -> (Child, Strin
 /// A receiver, and a server on a fresh SQLite database exporting its spans to it in batches sent every `delay_ms`
 /// milliseconds: the receiver, the database (dropped last), the server and its address.
 async fn traced_server(delay_ms: &str) -> (Receiver, TestDb, Child, String) {
-    let (receiver, endpoint) = Receiver::start().await;
     let db = TestDb::new(Backend::Sqlite).await.expect("SQLite");
+    traced_server_on(db, delay_ms).await
+}
+
+/// [`traced_server`] on `db`.
+async fn traced_server_on(db: TestDb, delay_ms: &str) -> (Receiver, TestDb, Child, String) {
+    let (receiver, endpoint) = Receiver::start().await;
     let (server, addr) = start_server(
         db.url(),
         &["--otlp-endpoint", &endpoint],
@@ -316,6 +324,60 @@ async fn calls_are_exported_as_children_of_the_callers_span() {
     let batch = children(&trace, span, "open_context.batch")[0];
     assert_eq!(int(&batch.attributes, "open_context.batch.size"), Some(1));
 
+    stop_gracefully(server).await;
+}
+
+/// On PostgreSQL a new activity is written by a batch in a task of its own: the batch's span is a child of the
+/// call's span, and the write transaction a child of the batch's.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_new_activity_is_written_in_a_batch_span_of_its_call_on_postgres() {
+    let db = or_skip!(TestDb::new(Backend::Postgres).await);
+    let (receiver, _db, server, addr) = traced_server_on(db, "100").await;
+    let channel = channel(&addr).await;
+    let zoe = CustomerServiceClient::new(channel.clone())
+        .create_customer(as_agent(
+            "ana",
+            pb::CreateCustomerRequest {
+                customer: Some(customer("Zoe", "Quinn")),
+            },
+        ))
+        .await
+        .expect("created")
+        .into_inner();
+    let caller = Caller::new();
+    ActivityServiceClient::new(channel)
+        .create_activity(caller.request(
+            "ana",
+            pb::CreateActivityRequest {
+                activity: Some(activity(&zoe.id, "Billing question")),
+            },
+        ))
+        .await
+        .expect("the activity");
+    let trace = receiver
+        .trace(&caller.trace_id, |trace| {
+            call_span(trace, &caller).is_some_and(|call| {
+                children(trace, &call.span, "create_activity.batch")
+                    .iter()
+                    .any(|batch| !children(trace, batch, "db.transaction").is_empty())
+            })
+        })
+        .await;
+    let span = &call_span(&trace, &caller).expect("the call's span").span;
+    assert_eq!(
+        span.name,
+        "customer_context.v1.ActivityService/CreateActivity"
+    );
+    let batch = children(&trace, span, "create_activity.batch")[0];
+    assert_eq!(
+        int(&batch.attributes, "create_activity.batch.size"),
+        Some(1)
+    );
+    let write = children(&trace, batch, "db.transaction")[0];
+    assert_eq!(
+        string(&write.attributes, "db.operation").as_deref(),
+        Some("create_activity")
+    );
     stop_gracefully(server).await;
 }
 
