@@ -137,16 +137,31 @@ impl NewActivity {
     }
 }
 
+/// What [`ActivityBatches::queue`] asks of the call that queued.
+enum Turn {
+    /// Nothing is waiting and a batch may start: the call writes its activity itself (a batch of one), without
+    /// the hand-off to a task, and gives the batch's place back when done ([`WritingAlone`]).
+    Alone(Box<NewActivity>),
+    /// The activity is queued, and the call is to start a task writing batches.
+    Start,
+    /// The activity is queued for a batch being written or about to be.
+    Wait,
+}
+
 impl ActivityBatches {
-    /// Queues `new`; true when the caller is to start writing batches (fewer than [`BATCHES_AT_ONCE`] are).
-    fn queue(&self, new: NewActivity) -> bool {
+    /// Queues `new`, unless the call may write it at once.
+    fn queue(&self, new: NewActivity) -> Turn {
         let mut state = self.state.lock().unwrap_or_else(PoisonError::into_inner);
-        state.queued.push(new);
-        let start = state.writing < BATCHES_AT_ONCE;
-        if start {
-            state.writing += 1;
+        if state.writing >= BATCHES_AT_ONCE {
+            state.queued.push(new);
+            return Turn::Wait;
         }
-        start
+        state.writing += 1;
+        if state.queued.is_empty() {
+            return Turn::Alone(Box::new(new));
+        }
+        state.queued.push(new);
+        Turn::Start
     }
 
     /// The next batch to write; None, and one writing fewer, when nothing is queued.
@@ -158,6 +173,29 @@ impl ActivityBatches {
         }
         let take = state.queued.len().min(MOST_PER_BATCH);
         Some(state.queued.drain(..take).collect())
+    }
+
+    /// A call wrote its activity alone: its place goes back, or, when activities queued meanwhile for want of
+    /// one, to a task writing them (true).
+    fn done_alone(&self) -> bool {
+        let mut state = self.state.lock().unwrap_or_else(PoisonError::into_inner);
+        if state.queued.is_empty() {
+            state.writing -= 1;
+            return false;
+        }
+        true
+    }
+}
+
+/// The place of a call writing its activity alone ([`Turn::Alone`]), given back when the write ends or the call
+/// goes away.
+struct WritingAlone(Store);
+
+impl Drop for WritingAlone {
+    fn drop(&mut self) {
+        if self.0.activity_batches.done_alone() {
+            self.0.clone().write_activity_batches();
+        }
     }
 }
 
@@ -262,26 +300,38 @@ impl Store {
             trace: CallTrace::current(),
             written,
         };
-        if self.activity_batches.queue(new) {
-            // In a task of its own: a caller that goes away must not take the batch, and the other calls' writes
-            // in it, with it.
-            let store = self.clone();
-            tokio::spawn(async move {
-                while let Some(batch) = store.activity_batches.next() {
-                    let span =
-                        otel::activity_batch_span(batch.len(), batch.iter().map(|new| &new.trace));
-                    async {
-                        let batch = store.with_customers(batch).await;
-                        store.write_activity_batch(batch).await;
-                    }
-                    .instrument(span)
-                    .await;
-                }
-            });
+        match self.activity_batches.queue(new) {
+            Turn::Alone(new) => {
+                let _place = WritingAlone(self.clone());
+                self.write_activities(vec![*new]).await;
+            }
+            Turn::Start => self.clone().write_activity_batches(),
+            Turn::Wait => {}
         }
         outcome
             .await
             .map_err(|_| Error::internal("the activity was dropped before it was written"))?
+    }
+
+    /// Writes the queued activities, batch after batch, until none is left; in a task of its own, so that a
+    /// caller that goes away does not take the batch, and the other calls' writes in it, with it.
+    fn write_activity_batches(self) {
+        tokio::spawn(async move {
+            while let Some(batch) = self.activity_batches.next() {
+                self.write_activities(batch).await;
+            }
+        });
+    }
+
+    /// Reads the customers of `batch` and writes its activities, answering each call, in the batch's span.
+    async fn write_activities(&self, batch: Vec<NewActivity>) {
+        let span = otel::activity_batch_span(batch.len(), batch.iter().map(|new| &new.trace));
+        async {
+            let batch = self.with_customers(batch).await;
+            self.write_activity_batch(batch).await;
+        }
+        .instrument(span)
+        .await;
     }
 
     /// The activities of `batch` with their customers, read in one statement. Those whose customer is missing
