@@ -316,7 +316,12 @@ impl Store {
     /// Writes the queued activities, batch after batch, until none is left; in a task of its own, so that a
     /// caller that goes away does not take the batch, and the other calls' writes in it, with it.
     fn write_activity_batches(self) {
-        tokio::spawn(async move {
+        // A call dropped while its runtime shuts down has none to start the task on; its queued neighbours are
+        // then answered INTERNAL when the queue goes.
+        let Ok(runtime) = tokio::runtime::Handle::try_current() else {
+            return;
+        };
+        runtime.spawn(async move {
             while let Some(batch) = self.activity_batches.next() {
                 self.write_activities(batch).await;
             }
