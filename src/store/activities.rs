@@ -139,17 +139,19 @@ impl NewActivity {
 
 /// What [`ActivityBatches::queue`] asks of the call that queued.
 enum Turn {
-    /// Nothing is waiting and a batch may start: the call writes its activity itself (a batch of one), without
-    /// the hand-off to a task, and gives the batch's place back when done ([`WritingAlone`]).
+    /// A batch's place is free (so nothing is queued): the call writes its activity itself (a batch of one),
+    /// without the hand-off to a task, and gives the place back when done ([`WritingAlone`]).
     Alone(Box<NewActivity>),
-    /// The activity is queued, and the call is to start a task writing batches.
-    Start,
     /// The activity is queued for a batch being written or about to be.
     Wait,
 }
 
 impl ActivityBatches {
-    /// Queues `new`, unless the call may write it at once.
+    /// Queues `new`, unless a batch's place is free and the call may write it at once.
+    ///
+    /// Activities queue only while every place is taken, and a place is given back only when nothing is queued
+    /// (see [`ActivityBatches::next`] and [`ActivityBatches::done_alone`]): so a free place means an empty queue,
+    /// and whatever queues is taken by a writer already there.
     fn queue(&self, new: NewActivity) -> Turn {
         let mut state = self.state.lock().unwrap_or_else(PoisonError::into_inner);
         if state.writing >= BATCHES_AT_ONCE {
@@ -157,11 +159,7 @@ impl ActivityBatches {
             return Turn::Wait;
         }
         state.writing += 1;
-        if state.queued.is_empty() {
-            return Turn::Alone(Box::new(new));
-        }
-        state.queued.push(new);
-        Turn::Start
+        Turn::Alone(Box::new(new))
     }
 
     /// The next batch to write; None, and one writing fewer, when nothing is queued.
@@ -305,7 +303,6 @@ impl Store {
                 let _place = WritingAlone(self.clone());
                 self.write_activities(vec![*new]).await;
             }
-            Turn::Start => self.clone().write_activity_batches(),
             Turn::Wait => {}
         }
         outcome
