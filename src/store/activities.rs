@@ -250,7 +250,7 @@ async fn resolve_links(
 impl Store {
     pub async fn create_activity(&self, agent: &str, mut data: ActivityData) -> Result<Activity> {
         if self.backend == DbBackend::Postgres && data.request_id.is_none() {
-            return self.create_activity_in_one_statement(agent, data).await;
+            return self.create_activity_in_batches(agent, data).await;
         }
         let agent = agent.to_owned();
         let store = self.clone();
@@ -283,7 +283,7 @@ impl Store {
     /// The activities of concurrent calls are read for and written together, the two statements serving all of
     /// them (see [`ActivityBatches`]); each call still gets its own outcome. A customer deleted or merged before
     /// the write leaves nothing of its activity written and answers as a missing or merged one would.
-    async fn create_activity_in_one_statement(
+    async fn create_activity_in_batches(
         &self,
         agent: &str,
         data: ActivityData,
