@@ -26,7 +26,11 @@
 use std::{
     collections::HashMap,
     path::{Path, PathBuf},
-    sync::{Arc, Mutex, PoisonError, mpsc},
+    sync::{
+        Arc, Mutex, PoisonError,
+        atomic::{AtomicU64, Ordering},
+        mpsc,
+    },
     thread,
 };
 
@@ -199,6 +203,8 @@ impl GroupCommit {
         let conn = open(path, synchronous, forced_pages)?;
         let (jobs, queued) = tokio::sync::mpsc::unbounded_channel();
         let (batches, to_write) = mpsc::channel::<Work>();
+        let writes = Arc::new(AtomicU64::new(0));
+        let written = writes.clone();
         let writer = thread::Builder::new()
             .name("sqlite-writer".to_owned())
             .spawn(move || {
@@ -217,6 +223,7 @@ impl GroupCommit {
                             work(&mut writer.conn.lock().unwrap_or_else(PoisonError::into_inner));
                         }
                     }
+                    written.fetch_add(1, Ordering::Relaxed);
                 }
             })
             .map_err(|e| Error::internal(format!("cannot start the OpenContext writer: {e}")))?;
@@ -235,6 +242,7 @@ impl GroupCommit {
             readers: Readers {
                 path: path.to_owned(),
                 idle: Mutex::default(),
+                writes,
             },
             closing,
             thread: Mutex::new(Some(writer)),
@@ -421,7 +429,77 @@ impl GroupCommit {
 #[derive(Debug)]
 pub(in crate::store) struct Readers {
     path: PathBuf,
-    idle: Mutex<Vec<Connection>>,
+    idle: Mutex<Vec<Reader>>,
+    /// Work the writer's thread has finished (batches, bulk loads): a read that finds it moved on since its
+    /// connection's last read may find the database changed.
+    writes: Arc<AtomicU64>,
+}
+
+/// Reads per connection over which [`Reader`] weighs mapping the file.
+const MAPPING_WINDOW: u32 = 64;
+/// Most reads of a window that may follow a write for the connection to map the file in the next one.
+const MOST_CHANGED_MAPPED: u32 = MAPPING_WINDOW / 16;
+
+/// A read connection, and whether it reads the file through a memory map.
+///
+/// A mapped connection reads a page where it lies in the OS's cache, without a system call and a copy per page.
+/// But in WAL mode a connection that begins a read after another one committed drops its page cache and unmaps
+/// the whole file, and then faults in each page again: with the writer committing every few milliseconds,
+/// mapped reads cost more than reading the few pages each needs (`pread`). So a connection maps the file while
+/// its reads rarely follow a write (at most [`MOST_CHANGED_MAPPED`] of its last [`MAPPING_WINDOW`]), which is
+/// the case under a load of reads (searches, lookups, customers opened, whose Recent views are written a few
+/// times a second), and reads the pages itself while writes keep coming.
+#[derive(Debug)]
+struct Reader {
+    conn: Connection,
+    mapped: bool,
+    /// The writer's count of work when this connection last read.
+    seen: u64,
+    /// Reads in the current window, and how many of them began after a write.
+    reads: u32,
+    changed: u32,
+}
+
+impl Reader {
+    fn open(path: &Path) -> Result<Reader> {
+        Ok(Reader {
+            conn: open_reader(path)?,
+            mapped: false,
+            seen: 0,
+            reads: 0,
+            changed: 0,
+        })
+    }
+
+    /// Counts a read about to begin with the writer's count at `writes`; at the end of a window, maps the file
+    /// or stops mapping it as the window's reads say.
+    fn begin(&mut self, writes: u64) {
+        self.reads += 1;
+        if writes != self.seen {
+            self.changed += 1;
+            self.seen = writes;
+        }
+        if self.reads < MAPPING_WINDOW {
+            return;
+        }
+        let map = self.changed <= MOST_CHANGED_MAPPED;
+        (self.reads, self.changed) = (0, 0);
+        if map == self.mapped {
+            return;
+        }
+        let bytes = if map {
+            crate::store::SQLITE_MMAP_BYTES
+        } else {
+            0
+        };
+        match self
+            .conn
+            .execute_batch(&format!("PRAGMA mmap_size = {bytes};"))
+        {
+            Ok(()) => self.mapped = map,
+            Err(error) => tracing::debug!(%error, map, "cannot change a read connection's mapping"),
+        }
+    }
 }
 
 impl Lender for &Readers {
@@ -452,14 +530,15 @@ impl Readers {
             .lock()
             .unwrap_or_else(PoisonError::into_inner)
             .pop();
-        let conn = match idle {
-            Some(conn) => conn,
-            None => open_reader(&self.path)?,
+        let mut reader = match idle {
+            Some(reader) => reader,
+            None => Reader::open(&self.path)?,
         };
-        let read = f(&conn);
+        reader.begin(self.writes.load(Ordering::Relaxed));
+        let read = f(&reader.conn);
         let mut idle = self.idle.lock().unwrap_or_else(PoisonError::into_inner);
         if idle.len() < IDLE_READERS {
-            idle.push(conn);
+            idle.push(reader);
         }
         read
     }
@@ -589,9 +668,7 @@ fn open(path: &Path, synchronous: &str, forced_pages: u32) -> Result<Connection>
 fn open_reader(path: &Path) -> Result<Connection> {
     let flags = OpenFlags::SQLITE_OPEN_READ_ONLY | OpenFlags::SQLITE_OPEN_NO_MUTEX;
     let conn = connect(path, flags)?;
-    // Not mapped: in WAL mode a connection unmaps the whole file whenever another one committed since its last
-    // read, and with the thread committing every few milliseconds each read paid an unmap and a page fault per
-    // page it touched (a fifth of the calls' threads' time); reading the pages it needs costs less.
+    // Not mapped until its reads show that writes are rare (see `Reader`).
     conn.execute_batch("PRAGMA query_only = ON; PRAGMA temp_store = MEMORY; PRAGMA mmap_size = 0;")
         .map_err(db_error)?;
     conn.set_prepared_statement_cache_capacity(STATEMENT_CACHE);
@@ -1169,6 +1246,51 @@ mod tests {
             plans_again(&open(&path, "NORMAL", 1000).expect("writer")),
             0
         );
+    }
+
+    #[test]
+    fn a_read_connection_maps_the_file_while_writes_are_rare_and_stops_when_they_are_not() {
+        crate::store::sqlite::allocator::configure();
+        let dir = tempfile::tempdir().expect("temporary directory");
+        let path = dir.path().join("cc.db");
+        Connection::open(&path)
+            .expect("database")
+            .execute_batch("PRAGMA journal_mode = WAL; CREATE TABLE t (id INTEGER PRIMARY KEY);")
+            .expect("table");
+        let mmap_size = |reader: &Reader| {
+            reader
+                .conn
+                .query_row("PRAGMA mmap_size", [], |row| row.get::<_, i64>(0))
+                .expect("mmap_size")
+        };
+        let mut reader = Reader::open(&path).expect("reader");
+        assert_eq!(mmap_size(&reader), 0);
+        // A window in which no more reads than allowed follow a write: mapped from then on.
+        let mut writes = 0;
+        for read in 0..MAPPING_WINDOW {
+            if read < MOST_CHANGED_MAPPED {
+                writes += 1;
+            }
+            reader.begin(writes);
+        }
+        assert!(reader.mapped);
+        assert!(mmap_size(&reader) > 0);
+        // One write more in a window: no longer mapped.
+        for read in 0..MAPPING_WINDOW {
+            if read <= MOST_CHANGED_MAPPED {
+                writes += 1;
+            }
+            reader.begin(writes);
+        }
+        assert!(!reader.mapped);
+        assert_eq!(mmap_size(&reader), 0);
+        // Part of a quiet window changes nothing yet.
+        for _ in 1..MAPPING_WINDOW {
+            reader.begin(writes);
+        }
+        assert_eq!(mmap_size(&reader), 0);
+        reader.begin(writes);
+        assert!(mmap_size(&reader) > 0);
     }
 
     #[test]
