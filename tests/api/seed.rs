@@ -273,3 +273,72 @@ async fn a_load_into_empty_tables_leaves_every_index_as_migrated_on_sqlite() {
     );
     app.shutdown().await;
 }
+
+/// The search index of the SQLite database at `url`: how many segments (FTS5 b-trees) it has, and its settings
+/// `automerge` and `hashsize` as FTS5 applies them (its defaults where none is set).
+fn search_index(url: &str) -> (i64, i64, i64) {
+    use rusqlite::OptionalExtension as _;
+    let conn = rusqlite::Connection::open(sqlite_file(url)).expect("the database file");
+    let segments = conn
+        .query_row(
+            "SELECT count(DISTINCT segid) FROM customers_fts_idx",
+            [],
+            |row| row.get(0),
+        )
+        .expect("the index's segments");
+    let setting = |name: &str, default: i64| {
+        conn.query_row(
+            "SELECT v FROM customers_fts_config WHERE k = ?1",
+            [name],
+            |row| row.get::<_, i64>(0),
+        )
+        .optional()
+        .expect("the index's setting")
+        .unwrap_or(default)
+    };
+    (
+        segments,
+        setting("automerge", 4),
+        setting("hashsize", 1 << 20),
+    )
+}
+
+/// A load leaves the search index in one segment, whatever it found there and wrote, with its settings as they
+/// were: a search reads one segment per word.
+#[tokio::test]
+async fn a_load_leaves_the_search_index_in_one_segment_and_its_settings_as_they_were_on_sqlite() {
+    let db = or_skip!(TestDb::new(Backend::Sqlite).await);
+    migrated_store(db.url()).await.close().await;
+    rusqlite::Connection::open(sqlite_file(db.url()))
+        .expect("the database file")
+        .execute_batch("INSERT INTO customers_fts (customers_fts, rank) VALUES ('automerge', 8)")
+        .expect("a setting of the index");
+    let app = TestApp::spawn_on(db.url()).await;
+    for name in ["Alpha", "Beta", "Gamma"] {
+        app.create_customer(customer("Earlier", name)).await;
+    }
+    app.shutdown().await;
+    assert_eq!(search_index(db.url()), (3, 8, 1 << 20), "a segment a write");
+
+    let batches = (0..2)
+        .map(|b| {
+            (b * 10..b * 10 + 10)
+                .map(|i| seeded(i, format!("S-{i}")))
+                .collect()
+        })
+        .collect();
+    seed(db.url(), batches).await.0.expect("seeded");
+    assert_eq!(search_index(db.url()), (1, 8, 1 << 20));
+
+    let app = TestApp::spawn_on(db.url()).await;
+    assert_eq!(app.search_customers("earlier").await.len(), 3);
+    assert_eq!(app.search_customers("seeded").await.len(), 20);
+    assert_eq!(
+        search_names(&app.search_customers("person1").await),
+        [
+            "Person19", "Person18", "Person17", "Person16", "Person15", "Person14", "Person13",
+            "Person12", "Person11", "Person10", "Person1"
+        ]
+    );
+    app.shutdown().await;
+}
