@@ -46,6 +46,17 @@ fn seeded(i: u32, customer_number: String) -> SeedCustomer {
     }
 }
 
+/// `count` batches of ten seeded customers, numbered from 0 (customer numbers S-0, S-1, ...).
+fn batches_of_ten(count: u32) -> Vec<Vec<SeedCustomer>> {
+    (0..count)
+        .map(|b| {
+            (b * 10..b * 10 + 10)
+                .map(|i| seeded(i, format!("S-{i}")))
+                .collect()
+        })
+        .collect()
+}
+
 /// The store of the database at `url`, migrated.
 async fn migrated_store(url: &str) -> Store {
     let store = Store::connect(&DatabaseSettings::new(url))
@@ -83,13 +94,7 @@ async fn seeded_customers_are_searchable_and_the_index_follows_writes_after_the_
     backend: Backend,
 ) {
     let db = or_skip!(TestDb::new(backend).await);
-    let batches = (0..3)
-        .map(|b| {
-            (b * 10..b * 10 + 10)
-                .map(|i| seeded(i, format!("S-{i}")))
-                .collect()
-        })
-        .collect();
+    let batches = batches_of_ten(3);
     let (loaded, reported) = seed(db.url(), batches).await;
     let counts = loaded.expect("seeded");
     assert_eq!(counts.customers, 30);
@@ -320,13 +325,7 @@ async fn a_load_leaves_the_search_index_in_one_segment_and_its_settings_as_they_
     app.shutdown().await;
     assert_eq!(search_index(db.url()), (3, 8, 1 << 20), "a segment a write");
 
-    let batches = (0..2)
-        .map(|b| {
-            (b * 10..b * 10 + 10)
-                .map(|i| seeded(i, format!("S-{i}")))
-                .collect()
-        })
-        .collect();
+    let batches = batches_of_ten(2);
     seed(db.url(), batches).await.0.expect("seeded");
     assert_eq!(search_index(db.url()), (1, 8, 1 << 20));
 
