@@ -375,7 +375,7 @@ const SEARCH_KEY_INDEX: &str = "customers_search_key";
 /// than the load saves.
 /// The search index's own settings (FTS5's, kept in `customers_fts_config`) during a load, with FTS5's defaults:
 /// `automerge` 0, so that the segments a load writes are not merged while it writes more, and `hashsize` 1 GiB
-/// instead of 1 MiB, so that it writes a few large segments rather than a thousand small ones. At its end the
+/// instead of 1 MiB, so that it writes a few large segments rather than one per MiB of entries. At its end the
 /// load merges the index into one segment ([`search_index_after_load`]), in about 4 s for a million customers,
 /// which the load saves on merging as it goes. A search then looks each word up in one b-tree instead of fifteen.
 const SEARCH_INDEX_LOAD_SETTINGS: [(&str, i64, i64); 2] =
