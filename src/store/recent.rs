@@ -32,13 +32,18 @@ use crate::{
 
 /// How far back the Recent list reaches.
 pub const RECENT_WINDOW: Duration = Duration::from_secs(30 * 24 * 60 * 60);
-/// Views waiting to be written at most; more are dropped. Above what 16,000 reads a second queue in a batch's
-/// delay.
+/// Views waiting to be written at most; more are dropped. Above what 16,000 reads a second queue while a batch
+/// is written.
 pub const QUEUE_CAPACITY: usize = 16_384;
-/// Most views one write transaction upserts (three bound values each, well under SQLite's limit of 32,766).
-pub const MAX_BATCH: usize = 4_000;
-/// How long a view may wait for others to share its write.
-pub const BATCH_DELAY: Duration = Duration::from_millis(250);
+/// Most views one write transaction upserts.
+pub const MAX_BATCH: usize = 16_000;
+/// Most views one statement checks or upserts (three bound values each, well under SQLite's limit of 32,766 and
+/// PostgreSQL's of 65,535).
+const STATEMENT_VIEWS: usize = 4_000;
+/// How long a view may wait for others to share its write. An agent's own list does not wait for it (listing
+/// flushes the queue); a longer delay makes fewer, larger writes, and a view of a customer already in the batch
+/// costs nothing.
+pub const BATCH_DELAY: Duration = Duration::from_secs(1);
 /// Least time between two deletions of one agent's views older than [`RECENT_WINDOW`] (a statement each).
 pub const PRUNE_INTERVAL: Duration = Duration::from_secs(10 * 60);
 /// How long [`RecentViews::flush`] waits for the recorder before giving up.
@@ -235,7 +240,7 @@ async fn write(
     if pending.is_empty() {
         return;
     }
-    let views: Vec<View> = pending
+    let mut views: Vec<View> = pending
         .drain()
         .map(|((agent, customer_id), time)| View {
             agent,
@@ -243,6 +248,8 @@ async fn write(
             time,
         })
         .collect();
+    // In key order, the upserts walk the table's primary key from one end to the other instead of at random.
+    views.sort_unstable_by(|a, b| (&a.agent, &a.customer_id).cmp(&(&b.agent, &b.customer_id)));
     let prune = pruned.due(&views);
     // A second try reads again which customers exist: on PostgreSQL one deleted between the check and the
     // upsert fails the whole batch.
@@ -304,26 +311,38 @@ impl Store {
     /// Writes a batch of views in one transaction: views of customers deleted meanwhile are skipped, and the
     /// views of the agents in `prune` older than [`RECENT_WINDOW`] are deleted.
     pub async fn record_views(&self, views: &[View], prune: &[String]) -> Result<()> {
+        self.record_views_by(STATEMENT_VIEWS, views, prune).await
+    }
+
+    /// [`Store::record_views`], checking and upserting at most `per_statement` views a statement.
+    async fn record_views_by(
+        &self,
+        per_statement: usize,
+        views: &[View],
+        prune: &[String],
+    ) -> Result<()> {
         let views = views.to_vec();
         let prune = prune.to_vec();
         self.write_unlogged("record_views", move |txn| {
             Box::pin(async move {
-                let ids: Vec<&str> = views.iter().map(|v| v.customer_id.as_str()).collect();
-                let existing: std::collections::HashSet<String> = customers::Entity::find()
-                    .select_only()
-                    .column(customers::Column::Id)
-                    .filter(customers::Column::Id.is_in(ids))
-                    .into_tuple::<String>()
-                    .all(txn)
-                    .await?
-                    .into_iter()
-                    .collect();
-                let live: Vec<View> = views
-                    .iter()
-                    .filter(|v| existing.contains(&v.customer_id))
-                    .cloned()
-                    .collect();
-                upsert(txn, &live).await?;
+                for chunk in views.chunks(per_statement) {
+                    let ids: Vec<&str> = chunk.iter().map(|v| v.customer_id.as_str()).collect();
+                    let existing: std::collections::HashSet<String> = customers::Entity::find()
+                        .select_only()
+                        .column(customers::Column::Id)
+                        .filter(customers::Column::Id.is_in(ids))
+                        .into_tuple::<String>()
+                        .all(txn)
+                        .await?
+                        .into_iter()
+                        .collect();
+                    let live: Vec<View> = chunk
+                        .iter()
+                        .filter(|v| existing.contains(&v.customer_id))
+                        .cloned()
+                        .collect();
+                    upsert(txn, &live).await?;
+                }
                 let cutoff = window_start(now_micros());
                 for agent in prune {
                     recent_views::Entity::delete_many()
@@ -363,6 +382,76 @@ mod tests {
             customer_id: customer_id.to_owned(),
             time: 0,
         }
+    }
+
+    #[tokio::test]
+    async fn a_batch_larger_than_a_statement_is_written_whole_and_skips_deleted_customers() {
+        use crate::domain::{customer::CustomerData, edit::Deletion};
+        let dir = tempfile::tempdir().expect("temporary directory");
+        let url = format!("sqlite://{}?mode=rwc", dir.path().join("cc.db").display());
+        let store = Store::connect(&crate::config::DatabaseSettings::new(url))
+            .await
+            .expect("connect");
+        store.migrate().await.expect("migrate");
+        let mut ids = Vec::new();
+        for _ in 0..5 {
+            let customer = store
+                .create_customer("setup", CustomerData::default())
+                .await
+                .expect("create");
+            ids.push(customer.id);
+        }
+        let gone = ids.remove(2);
+        store
+            .delete_customer(
+                "setup",
+                Deletion {
+                    id: gone.clone(),
+                    version: 1,
+                },
+            )
+            .await
+            .expect("delete");
+        let now = now_micros();
+        let mut views: Vec<View> = ids
+            .iter()
+            .chain([&gone])
+            .enumerate()
+            .map(|(i, id)| View {
+                agent: "ana".to_owned(),
+                customer_id: id.clone(),
+                time: now - 1_000 * (i as i64 + 1),
+            })
+            .collect();
+        views.push(View {
+            agent: "ben".to_owned(),
+            customer_id: ids[3].clone(),
+            time: now,
+        });
+        // Six views, two a statement: three statements, the deleted customer's view in the last.
+        store
+            .record_views_by(2, &views, &[])
+            .await
+            .expect("recorded");
+        let listed = |agent: &'static str| {
+            let store = store.clone();
+            async move {
+                store
+                    .recent_customers(agent, 10)
+                    .await
+                    .expect("listed")
+                    .into_iter()
+                    .map(|customer| customer.id)
+                    .collect::<Vec<_>>()
+            }
+        };
+        assert_eq!(
+            listed("ana").await,
+            ids,
+            "newest first, the deleted one left out"
+        );
+        assert_eq!(listed("ben").await, [ids[3].clone()]);
+        store.close().await;
     }
 
     #[tokio::test(start_paused = true)]
