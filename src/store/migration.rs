@@ -18,6 +18,7 @@ impl MigratorTrait for Migrator {
             Box::new(LogPositionsAfterCommit),
             Box::new(SearchPrefixes),
             Box::new(LogSequencing),
+            Box::new(CoveringContactKeys),
         ]
     }
 }
@@ -732,6 +733,41 @@ impl MigrationTrait for LogSequencing {
             ],
         )
         .await
+    }
+}
+
+/// Lookups by phone, email or handle read the matching customers' ids from the index alone: it holds the
+/// customer id after the key, so a match no longer reads its row of `contact_keys` to find it.
+struct CoveringContactKeys;
+
+impl MigrationName for CoveringContactKeys {
+    fn name(&self) -> &str {
+        "m0010_covering_contact_keys"
+    }
+}
+
+#[async_trait::async_trait]
+impl MigrationTrait for CoveringContactKeys {
+    async fn up(&self, manager: &SchemaManager) -> Result<(), DbErr> {
+        let db = manager.get_connection();
+        for statement in [
+            "CREATE INDEX contact_keys_match ON contact_keys (kind, match_key, customer_id)",
+            "DROP INDEX contact_keys_lookup",
+        ] {
+            db.execute_unprepared(statement).await?;
+        }
+        Ok(())
+    }
+
+    async fn down(&self, manager: &SchemaManager) -> Result<(), DbErr> {
+        let db = manager.get_connection();
+        for statement in [
+            "CREATE INDEX contact_keys_lookup ON contact_keys (kind, match_key)",
+            "DROP INDEX contact_keys_match",
+        ] {
+            db.execute_unprepared(statement).await?;
+        }
+        Ok(())
     }
 }
 

@@ -233,7 +233,7 @@ async fn a_load_into_empty_tables_leaves_every_index_as_migrated_on_sqlite() {
     let store = migrated_store(db.url()).await;
     store.close().await;
     let migrated = sqlite_indexes(db.url());
-    for index in ["contact_keys_lookup", "customers_customer_number"] {
+    for index in ["contact_keys_match", "customers_customer_number"] {
         assert!(
             migrated.iter().any(|(name, _)| name == index),
             "{index} in {migrated:?}"

@@ -1298,6 +1298,35 @@ mod tests {
         assert!(mmap_size(&reader) > 0);
     }
 
+    #[tokio::test]
+    async fn a_lookup_by_contact_point_reads_the_customer_ids_from_the_index_alone() {
+        let dir = tempfile::tempdir().expect("temporary directory");
+        let path = dir.path().join("cc.db");
+        let url = format!("sqlite://{}?mode=rwc", path.display());
+        let store = crate::store::Store::connect(&crate::config::DatabaseSettings::new(url))
+            .await
+            .expect("connect");
+        store.migrate().await.expect("migrate");
+        store.close().await;
+        let reader = open_reader(&path).expect("reader");
+        let sql = rendered(&lookup_query(LookupKey::Phone, "+16175550100", None));
+        let mut statement = reader
+            .prepare(&format!("EXPLAIN QUERY PLAN {sql}"))
+            .expect("the plan");
+        let plan: Vec<String> = statement
+            .query_map(
+                rusqlite::params_from_iter(lookup_values(LookupKey::Phone, "+16175550100")),
+                |row| row.get(3),
+            )
+            .and_then(Iterator::collect)
+            .expect("its steps");
+        assert!(
+            plan.iter()
+                .any(|step| step.contains("USING COVERING INDEX contact_keys_match")),
+            "{plan:?}"
+        );
+    }
+
     #[test]
     fn the_writer_keeps_more_pages_than_sqlites_default_and_readers_keep_the_default() {
         crate::store::sqlite::allocator::configure();
