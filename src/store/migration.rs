@@ -749,34 +749,40 @@ impl MigrationName for CoveringContactKeys {
 #[async_trait::async_trait]
 impl MigrationTrait for CoveringContactKeys {
     async fn up(&self, manager: &SchemaManager) -> Result<(), DbErr> {
-        let db = manager.get_connection();
-        for statement in [
-            "CREATE INDEX contact_keys_match ON contact_keys (kind, match_key, customer_id)",
-            "DROP INDEX contact_keys_lookup",
-        ] {
-            db.execute_unprepared(statement).await?;
-        }
-        Ok(())
+        execute_all(
+            manager,
+            &[
+                "CREATE INDEX contact_keys_match ON contact_keys (kind, match_key, customer_id)",
+                "DROP INDEX contact_keys_lookup",
+            ],
+        )
+        .await
     }
 
     async fn down(&self, manager: &SchemaManager) -> Result<(), DbErr> {
-        let db = manager.get_connection();
-        for statement in [
-            "CREATE INDEX contact_keys_lookup ON contact_keys (kind, match_key)",
-            "DROP INDEX contact_keys_match",
-        ] {
-            db.execute_unprepared(statement).await?;
-        }
-        Ok(())
+        execute_all(
+            manager,
+            &[
+                "CREATE INDEX contact_keys_lookup ON contact_keys (kind, match_key)",
+                "DROP INDEX contact_keys_match",
+            ],
+        )
+        .await
     }
 }
 
 async fn on_postgres(manager: &SchemaManager<'_>, statements: &[&str]) -> Result<(), DbErr> {
+    if manager.get_connection().get_database_backend() == DbBackend::Postgres {
+        execute_all(manager, statements).await?;
+    }
+    Ok(())
+}
+
+/// Runs `statements` in order, on either backend.
+async fn execute_all(manager: &SchemaManager<'_>, statements: &[&str]) -> Result<(), DbErr> {
     let db = manager.get_connection();
-    if db.get_database_backend() == DbBackend::Postgres {
-        for statement in statements {
-            db.execute_unprepared(statement).await?;
-        }
+    for statement in statements {
+        db.execute_unprepared(statement).await?;
     }
     Ok(())
 }
