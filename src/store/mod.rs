@@ -883,3 +883,16 @@ impl ConnectionTrait for Write {
         self.txn.query_all_raw(stmt).await
     }
 }
+
+/// A migrated store on a new SQLite file (so with the writer's thread), for the store's own tests; the directory
+/// holds the file and must outlive the store.
+#[cfg(test)]
+pub(crate) async fn scratch_store() -> (tempfile::TempDir, Store) {
+    let dir = tempfile::tempdir().expect("temporary directory");
+    let url = format!("sqlite://{}?mode=rwc", dir.path().join("cc.db").display());
+    let store = Store::connect(&crate::config::DatabaseSettings::new(url))
+        .await
+        .expect("connect");
+    store.migrate().await.expect("migrate");
+    (dir, store)
+}

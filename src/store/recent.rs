@@ -387,12 +387,7 @@ mod tests {
     #[tokio::test]
     async fn a_batch_larger_than_a_statement_is_written_whole_and_skips_deleted_customers() {
         use crate::domain::{customer::CustomerData, edit::Deletion};
-        let dir = tempfile::tempdir().expect("temporary directory");
-        let url = format!("sqlite://{}?mode=rwc", dir.path().join("cc.db").display());
-        let store = Store::connect(&crate::config::DatabaseSettings::new(url))
-            .await
-            .expect("connect");
-        store.migrate().await.expect("migrate");
+        let (_dir, store) = crate::store::scratch_store().await;
         let mut ids = Vec::new();
         for _ in 0..5 {
             let customer = store

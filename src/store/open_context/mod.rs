@@ -408,18 +408,13 @@ pub(super) fn activity_created(agent: &str, activity: &Activity) -> NewChange {
 #[cfg(test)]
 pub(super) mod tests {
     use super::*;
-    use crate::{config::DatabaseSettings, domain::customer::CustomerData};
+    use crate::domain::customer::CustomerData;
 
     /// A store on a fresh SQLite file (so with the group-commit thread), a customer matched and then deleted, and
     /// a call from them.
     pub(in crate::store) async fn a_call_from_a_deleted_customer()
     -> (tempfile::TempDir, Store, Customer, OpenContext) {
-        let dir = tempfile::tempdir().expect("temporary directory");
-        let url = format!("sqlite://{}?mode=rwc", dir.path().join("cc.db").display());
-        let store = Store::connect(&DatabaseSettings::new(url))
-            .await
-            .expect("connect");
-        store.migrate().await.expect("migrate");
+        let (dir, store) = crate::store::scratch_store().await;
         let gone = store
             .create_customer("setup", CustomerData::default())
             .await

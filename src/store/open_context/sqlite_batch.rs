@@ -1194,12 +1194,7 @@ mod tests {
 
     #[tokio::test]
     async fn a_write_started_inside_a_write_fails_instead_of_waiting_for_itself() {
-        let dir = tempfile::tempdir().expect("temporary directory");
-        let url = format!("sqlite://{}?mode=rwc", dir.path().join("cc.db").display());
-        let store = crate::store::Store::connect(&crate::config::DatabaseSettings::new(url))
-            .await
-            .expect("connect");
-        store.migrate().await.expect("migrate");
+        let (_dir, store) = crate::store::scratch_store().await;
         let inner = store.clone();
         let answer = tokio::time::timeout(
             std::time::Duration::from_secs(10),
@@ -1300,15 +1295,9 @@ mod tests {
 
     #[tokio::test]
     async fn a_lookup_by_contact_point_reads_the_customer_ids_from_the_index_alone() {
-        let dir = tempfile::tempdir().expect("temporary directory");
-        let path = dir.path().join("cc.db");
-        let url = format!("sqlite://{}?mode=rwc", path.display());
-        let store = crate::store::Store::connect(&crate::config::DatabaseSettings::new(url))
-            .await
-            .expect("connect");
-        store.migrate().await.expect("migrate");
+        let (dir, store) = crate::store::scratch_store().await;
         store.close().await;
-        let reader = open_reader(&path).expect("reader");
+        let reader = open_reader(&dir.path().join("cc.db")).expect("reader");
         let sql = rendered(&lookup_query(LookupKey::Phone, "+16175550100", None));
         let mut statement = reader
             .prepare(&format!("EXPLAIN QUERY PLAN {sql}"))

@@ -384,22 +384,16 @@ mod tests {
     #[tokio::test]
     async fn rows_written_in_place_read_the_same_as_through_sqlx() {
         use crate::{
-            config::DatabaseSettings,
             domain::{
                 activity::ActivityData,
                 contact::{ContactKind, ContactPoint},
                 customer::CustomerData,
                 request::{RequestData, RequestStatus},
             },
-            store::{Store, recent::View},
+            store::recent::View,
         };
-        let dir = tempfile::tempdir().expect("temporary directory");
+        let (dir, store) = crate::store::scratch_store().await;
         let file = dir.path().join("cc.db");
-        let url = format!("sqlite://{}?mode=rwc", file.display());
-        let store = Store::connect(&DatabaseSettings::new(url))
-            .await
-            .expect("connect");
-        store.migrate().await.expect("migrate");
         let customer = |first_name: &str, email: &str| CustomerData {
             first_name: first_name.to_owned(),
             contact_points: vec![ContactPoint {
