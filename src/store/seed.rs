@@ -18,7 +18,7 @@ use std::collections::VecDeque;
 use rusqlite::{Connection, OptionalExtension as _};
 use sea_orm::{
     ActiveModelTrait, ActiveValue, ConnectionTrait, DbBackend, EntityTrait, IdenStatic, Iterable,
-    QueryTrait,
+    QueryTrait, TransactionTrait,
     sea_query::{Alias, Expr, ExprTrait as _, Query},
 };
 use tokio::sync::mpsc;
@@ -116,11 +116,16 @@ fn rows_of<'a, R: 'a, A>(
 
 impl Store {
     /// Refreshes the planner's statistics after a bulk load (PostgreSQL; its autovacuum would get there later).
+    /// The calls' statement timeout does not apply: sampling four large tables on a busy machine can take longer,
+    /// and a load should not fail at its very end for it.
     pub async fn analyze(&self) -> Result<()> {
         if self.backend == DbBackend::Postgres {
-            self.write
-                .execute_unprepared("ANALYZE customers, contact_keys, requests, activities")
+            let txn = self.write.begin().await?;
+            txn.execute_unprepared("SET LOCAL statement_timeout = 0")
                 .await?;
+            txn.execute_unprepared("ANALYZE customers, contact_keys, requests, activities")
+                .await?;
+            txn.commit().await?;
         }
         Ok(())
     }

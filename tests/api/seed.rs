@@ -341,3 +341,17 @@ async fn a_load_leaves_the_search_index_in_one_segment_and_its_settings_as_they_
     );
     app.shutdown().await;
 }
+
+/// Refreshing the planner's statistics after a load is not held to the calls' statement timeout: sampling four
+/// large tables on a busy machine can take longer, and the load would fail at its very end.
+#[tokio::test]
+async fn the_statistics_after_a_load_are_refreshed_whatever_the_statement_timeout_on_postgres() {
+    let db = or_skip!(TestDb::new(Backend::Postgres).await);
+    let (loaded, _) = seed(db.url(), batches_of_ten(20)).await;
+    assert_eq!(loaded.expect("the load").customers, 200);
+    let mut settings = DatabaseSettings::new(db.url());
+    settings.db_statement_timeout = std::time::Duration::from_millis(1);
+    let store = Store::connect(&settings).await.expect("store");
+    store.analyze().await.expect("the statistics refreshed");
+    store.close().await;
+}
