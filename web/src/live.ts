@@ -4,7 +4,9 @@
 // step: one UpdateWatch at a time, numbered 1, 2, 3… per stream, carrying the difference between what the page
 // wants and what the stream already has. Every event carries a cursor; when heartbeats stop (2.5 intervals), the
 // stream ends or fails, or UpdateWatch answers WATCH_NOT_FOUND, the stream is reopened with resume_after = the last
-// cursor and the same subscriptions, after a backoff, so nothing is missed and nothing is delivered twice.
+// cursor and the same subscriptions, after a backoff, so nothing is missed and nothing is delivered twice. An
+// UpdateWatch answered UNAVAILABLE (a server shutting down) reopens it too; one answered for a stream already
+// gone is dropped, since the next stream gets everything the page wants.
 
 import { create } from "@bufbuild/protobuf";
 import { Code } from "@connectrpc/connect";
@@ -233,20 +235,22 @@ export class Live {
           for (const key of editing) this.editingSent.add(key);
         },
         (error: unknown) => {
+          // A stream that is gone already: the next one is opened with everything the page wants.
+          if (watchId !== this.watchId) return;
           const err = connectError(error);
           const reason = errorInfo(err)?.reason;
-          if (err.code === Code.NotFound && (reason === undefined || reason === "WATCH_NOT_FOUND")) {
-            if (watchId === this.watchId) this.reconnect();
+          const gone = err.code === Code.NotFound && (reason === undefined || reason === "WATCH_NOT_FOUND");
+          // Unavailable: the server is shutting down or out of reach, and the stream with it.
+          if (gone || err.code === Code.Unavailable) {
+            this.reconnect();
             return;
           }
           // Refused for good (too many records, a record that is gone): the stream keeps what it had; the page
           // is told, and the same requests are not sent again.
-          if (watchId === this.watchId) {
-            this.subscribed.clear();
-            for (const [key, ref] of subscribed) this.subscribed.set(key, ref);
-            this.editingSent.clear();
-            for (const key of editing) this.editingSent.add(key);
-          }
+          this.subscribed.clear();
+          for (const [key, ref] of subscribed) this.subscribed.set(key, ref);
+          this.editingSent.clear();
+          for (const key of editing) this.editingSent.add(key);
           this.handlers.state("live", `live updates refused: ${err.rawMessage}`);
         },
       )
