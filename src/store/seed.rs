@@ -372,12 +372,6 @@ const SEEDED_TABLES: [&str; 4] = ["customers", "contact_keys", "requests", "acti
 /// The index each batch's search indexing reads its customers by: kept through the load.
 const SEARCH_KEY_INDEX: &str = "customers_search_key";
 
-/// Drops the secondary indexes of the seeded tables that are empty, returning their definitions to build them
-/// after the load. An index built from all its rows at once is one sort (on helper threads, see
-/// [`build_indexes`]) instead of a B-tree insert per row at a random place. The indexes of the constraints the
-/// tables declare (primary keys, which foreign keys check) have no SQL of their own and stay; a unique index is
-/// checked when it is built. A table that already holds rows keeps its indexes: rebuilding them would cost more
-/// than the load saves.
 /// The search index's own settings (FTS5's, kept in `customers_fts_config`) during a load, with FTS5's defaults:
 /// `automerge` 0, so that the segments a load writes are not merged while it writes more, and `hashsize` 1 GiB
 /// instead of 1 MiB, so that it writes a few large segments rather than one per MiB of entries. At its end the
@@ -425,6 +419,12 @@ fn set_search_index(conn: &Connection, name: &str, value: i64) -> Result<()> {
     Ok(())
 }
 
+/// Drops the secondary indexes of the seeded tables that are empty, returning their definitions to build them
+/// after the load. An index built from all its rows at once is one sort (on helper threads, see
+/// [`build_indexes`]) instead of a B-tree insert per row at a random place. The indexes of the constraints the
+/// tables declare (primary keys, which foreign keys check) have no SQL of their own and stay; a unique index is
+/// checked when it is built. A table that already holds rows keeps its indexes: rebuilding them would cost more
+/// than the load saves.
 fn set_aside_indexes(conn: &Connection) -> Result<Vec<String>> {
     let mut indexes = Vec::new();
     for table in SEEDED_TABLES {
