@@ -1248,15 +1248,24 @@ mod tests {
         );
     }
 
-    #[test]
-    fn a_read_connection_maps_the_file_while_writes_are_rare_and_stops_when_they_are_not() {
+    /// A new SQLite file in WAL mode with one table, for the connections' settings; the directory holds it.
+    fn wal_file() -> (tempfile::TempDir, PathBuf) {
         crate::store::sqlite::allocator::configure();
         let dir = tempfile::tempdir().expect("temporary directory");
         let path = dir.path().join("cc.db");
         Connection::open(&path)
-            .expect("database")
-            .execute_batch("PRAGMA journal_mode = WAL; CREATE TABLE t (id INTEGER PRIMARY KEY);")
-            .expect("table");
+            .and_then(|conn| {
+                conn.execute_batch(
+                    "PRAGMA journal_mode = WAL; CREATE TABLE t (id INTEGER PRIMARY KEY);",
+                )
+            })
+            .expect("database");
+        (dir, path)
+    }
+
+    #[test]
+    fn a_read_connection_maps_the_file_while_writes_are_rare_and_stops_when_they_are_not() {
+        let (_dir, path) = wal_file();
         let mmap_size = |reader: &Reader| {
             reader
                 .conn
@@ -1318,12 +1327,7 @@ mod tests {
 
     #[test]
     fn the_writer_keeps_more_pages_than_sqlites_default_and_readers_keep_the_default() {
-        crate::store::sqlite::allocator::configure();
-        let dir = tempfile::tempdir().expect("temporary directory");
-        let path = dir.path().join("cc.db");
-        Connection::open(&path)
-            .and_then(|conn| conn.execute_batch("PRAGMA journal_mode = WAL; CREATE TABLE t (id)"))
-            .expect("database");
+        let (_dir, path) = wal_file();
         let cache_size = |conn: &Connection| {
             conn.query_row("PRAGMA cache_size", [], |row| row.get::<_, i64>(0))
                 .expect("the cache size")
