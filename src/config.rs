@@ -38,6 +38,16 @@ pub enum SqliteSynchronous {
     Full,
 }
 
+impl SqliteSynchronous {
+    /// The value of SQLite's `PRAGMA synchronous` for this setting.
+    pub fn pragma(self) -> &'static str {
+        match self {
+            SqliteSynchronous::Normal => "NORMAL",
+            SqliteSynchronous::Full => "FULL",
+        }
+    }
+}
+
 /// Default `--sqlite-wal-limit-mib`: at a steady 1,000 `OpenContext` calls a second the log starts over about every
 /// 13 s.
 pub const DEFAULT_SQLITE_WAL_LIMIT_MIB: u32 = 1024;

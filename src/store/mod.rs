@@ -110,11 +110,10 @@ impl Store {
         if backend == DbBackend::Sqlite {
             sqlite::allocator::configure();
         }
-        let (synchronous, synchronous_name) = match settings.sqlite_synchronous {
-            SqliteSynchronous::Normal => {
-                (sea_orm::sqlx::sqlite::SqliteSynchronous::Normal, "NORMAL")
-            }
-            SqliteSynchronous::Full => (sea_orm::sqlx::sqlite::SqliteSynchronous::Full, "FULL"),
+        let synchronous_name = settings.sqlite_synchronous.pragma();
+        let synchronous = match settings.sqlite_synchronous {
+            SqliteSynchronous::Normal => sea_orm::sqlx::sqlite::SqliteSynchronous::Normal,
+            SqliteSynchronous::Full => sea_orm::sqlx::sqlite::SqliteSynchronous::Full,
         };
         let statement_timeout_ms = settings.db_statement_timeout.as_millis();
         let forced_pages = sqlite::checkpoint::forced_pages(settings.sqlite_wal_limit_mib);
