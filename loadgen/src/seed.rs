@@ -10,7 +10,7 @@ use customer_context::{
     config::DatabaseSettings,
     store::{
         Store, redact,
-        seed::{SeedCounts, SeedCustomer},
+        seed::{self, SeedCounts, SeedCustomer},
     },
 };
 use indicatif::{ProgressBar, ProgressStyle};
@@ -41,12 +41,13 @@ pub struct SeedArgs {
 
 pub async fn seed(args: SeedArgs) -> anyhow::Result<()> {
     let url = redact(&args.database_url);
-    let store = Store::connect(&DatabaseSettings::new(args.database_url.clone()))
+    let settings = DatabaseSettings::new(args.database_url.clone());
+    migrate(&settings)
         .await
-        .with_context(|| format!("cannot open the database {url}"))?;
-    let result = fill(&store, &args).await;
-    store.close().await;
-    let (counts, elapsed) = result.with_context(|| format!("cannot seed {url}"))?;
+        .with_context(|| format!("cannot migrate {url}"))?;
+    let (counts, elapsed) = fill(&settings, &args)
+        .await
+        .with_context(|| format!("cannot seed {url}"))?;
     let secs = elapsed.as_secs_f64().max(1e-9);
     println!(
         "seeded {url}: {} customers, {} requests, {} activities in {:.1} s ({} customers/s), seed {}",
@@ -64,11 +65,24 @@ pub async fn seed(args: SeedArgs) -> anyhow::Result<()> {
     Ok(())
 }
 
-async fn fill(store: &Store, args: &SeedArgs) -> anyhow::Result<(SeedCounts, Duration)> {
-    let applied = store.migrate().await.context("cannot migrate")?;
+/// Brings the database's schema up to date, and closes it: the load opens it again, on SQLite alone.
+async fn migrate(settings: &DatabaseSettings) -> anyhow::Result<()> {
+    let store = Store::connect(settings)
+        .await
+        .context("cannot open the database")?;
+    let applied = store.migrate().await;
+    store.close().await;
+    let applied = applied?;
     if !applied.is_empty() {
         eprintln!("applied {} migration(s)", applied.len());
     }
+    Ok(())
+}
+
+async fn fill(
+    settings: &DatabaseSettings,
+    args: &SeedArgs,
+) -> anyhow::Result<(SeedCounts, Duration)> {
     let book = Book::new(args.seed, args.customers);
     let progress = progress_bar(args.customers);
     let started = Instant::now();
@@ -90,26 +104,21 @@ async fn fill(store: &Store, args: &SeedArgs) -> anyhow::Result<(SeedCounts, Dur
     });
 
     let mut next_report = total / 10;
-    let counts = store
-        .seed_all(ready, |written| {
-            progress.inc(written.customers);
-            let done = progress.position();
-            if progress.is_hidden() && done >= next_report {
-                eprintln!(
-                    "  {} / {} customers ({:.0} s)",
-                    crate::report::thousands(done),
-                    crate::report::thousands(total),
-                    started.elapsed().as_secs_f64()
-                );
-                next_report += total / 10;
-            }
-        })
-        .await?;
+    let counts = seed::load(settings, ready, |written| {
+        progress.inc(written.customers);
+        let done = progress.position();
+        if progress.is_hidden() && done >= next_report {
+            eprintln!(
+                "  {} / {} customers ({:.0} s)",
+                crate::report::thousands(done),
+                crate::report::thousands(total),
+                started.elapsed().as_secs_f64()
+            );
+            next_report += total / 10;
+        }
+    })
+    .await?;
     generator.await.context("the data generator failed")?;
-    store
-        .analyze()
-        .await
-        .context("cannot refresh the planner's statistics")?;
     progress.finish_and_clear();
     Ok((counts, started.elapsed()))
 }

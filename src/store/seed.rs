@@ -3,8 +3,9 @@
 //! is known in one place only).
 //!
 //! - PostgreSQL: a transaction per batch, of multi-row inserts.
-//! - A SQLite file: the whole load in one transaction on the database writer's own connection, with one prepared
-//!   single-row insert per row. A multi-row insert needs a statement journal, and each statement journal makes
+//! - A SQLite file: the whole load in one transaction on a write connection (the writer's own, or with [`load`]
+//!   the only one open, which writes into the file without the write-ahead log), with one prepared single-row
+//!   insert per row. A multi-row insert needs a statement journal, and each statement journal makes
 //!   the full-text index write what it holds as a new segment, which it then merges again and again. The search
 //!   index's insert triggers are set aside inside the transaction and each batch's customers are indexed in one
 //!   statement.
@@ -26,11 +27,12 @@ use tokio::sync::mpsc;
 use super::{
     Store, activities, customers,
     entity::{self},
-    open_context::{db_error, run},
+    open_context::{database_file, db_error, open_writer, run},
     requests,
-    sqlite::shape,
+    sqlite::{checkpoint::forced_pages, shape},
 };
 use crate::{
+    config::DatabaseSettings,
     domain::{activity::Activity, customer::Customer, request::Request},
     error::{Error, Result},
 };
@@ -162,30 +164,10 @@ impl Store {
             }
             return Ok(total);
         };
-        let (rows, to_insert) = mpsc::channel::<Load>(1);
-        let (progress, mut reports) = mpsc::unbounded_channel();
-        let load = writer.alone(move |conn| seed_sqlite(conn, to_insert, &progress));
-        let feed = async move {
-            while let Some(batch) = batches.recv().await {
-                let ready = match SeedRows::of(&batch) {
-                    Ok(ready) => Load::Rows(ready),
-                    // A batch that cannot be converted ends the load, which rolls back.
-                    Err(err) => Load::Failed(err),
-                };
-                let failed = matches!(ready, Load::Failed(_));
-                // A load that stopped has the error to report.
-                if rows.send(ready).await.is_err() || failed {
-                    return;
-                }
-            }
-            let _ = rows.send(Load::Done).await;
-        };
-        let report = async {
-            while let Some(counts) = reports.recv().await {
-                written(counts);
-            }
-        };
-        let (loaded, (), ()) = tokio::join!(load, feed, report);
+        let loaded = feed_sqlite_load(batches, written, |to_insert, progress| {
+            writer.alone(move |conn| seed_sqlite(conn, to_insert, &progress))
+        })
+        .await;
         let total = loaded?;
         if let Some(checkpoints) = &self.checkpoints {
             checkpoints.committed();
@@ -214,6 +196,108 @@ impl Store {
         self.commit(txn).await?;
         Ok(counts)
     }
+}
+
+/// Inserts every batch `batches` yields into the database of `settings`, whose schema is migrated, telling
+/// `written` what each one wrote, and returns the totals; as [`Store::seed_all`] on a store of its own, but on a
+/// SQLite file the load's connection is the only one open.
+///
+/// A SQLite file is then taken out of WAL mode for the load, which writes its pages into the file itself
+/// (through a rollback journal, nearly empty for a load into new pages) instead of into the write-ahead log
+/// first and then, in a checkpoint, into the file again; WAL mode is set back after it. Should another
+/// connection have the file open, the load goes through the log as [`Store::seed_all`]'s does.
+pub async fn load(
+    settings: &DatabaseSettings,
+    batches: mpsc::Receiver<Vec<SeedCustomer>>,
+    written: impl FnMut(SeedCounts),
+) -> Result<SeedCounts> {
+    let Some(path) = database_file(&settings.database_url) else {
+        let store = Store::connect(settings).await?;
+        let loaded = match store.seed_all(batches, written).await {
+            Ok(total) => store.analyze().await.map(|()| total),
+            Err(err) => Err(err),
+        };
+        store.close().await;
+        return loaded;
+    };
+    let synchronous = settings.sqlite_synchronous.pragma();
+    let forced_pages = forced_pages(settings.sqlite_wal_limit_mib);
+    feed_sqlite_load(batches, written, |to_insert, progress| async move {
+        tokio::task::spawn_blocking(move || {
+            let mut conn = open_writer(&path, synchronous, forced_pages)?;
+            load_alone(&mut conn, to_insert, &progress)
+        })
+        .await
+        .map_err(|err| Error::internal(format!("the load's thread failed: {err}")))?
+    })
+    .await
+}
+
+/// [`seed_sqlite`] on `conn`, out of WAL mode if no other connection has the file open (see [`load`]).
+fn load_alone(
+    conn: &mut Connection,
+    batches: mpsc::Receiver<Load>,
+    progress: &mpsc::UnboundedSender<SeedCounts>,
+) -> Result<SeedCounts> {
+    let direct = match journal_mode(conn, "DELETE") {
+        Ok(mode) => mode.eq_ignore_ascii_case("delete"),
+        Err(error) => {
+            tracing::info!(%error, "the database is open elsewhere: loading through the write-ahead log");
+            false
+        }
+    };
+    let loaded = seed_sqlite(conn, batches, progress);
+    if direct && let Err(error) = journal_mode(conn, "WAL") {
+        // The service sets WAL mode again whenever it opens the file, so nothing is lost.
+        tracing::warn!(%error, "the database file could not be set back to WAL mode after the load");
+    }
+    loaded
+}
+
+/// Sets the journal mode of `conn`'s database to `mode` and answers the mode it is in then.
+fn journal_mode(conn: &Connection, mode: &str) -> Result<String> {
+    conn.query_row(&format!("PRAGMA journal_mode = {mode}"), [], |row| {
+        row.get(0)
+    })
+    .map_err(db_error)
+}
+
+/// Runs a SQLite load: `load` is given the receiving end of the rows of every batch `batches` yields and where to
+/// report what each batch wrote, and runs [`seed_sqlite`] with them on a write connection's thread; `written` is
+/// told of each batch as it is written.
+async fn feed_sqlite_load<L>(
+    mut batches: mpsc::Receiver<Vec<SeedCustomer>>,
+    mut written: impl FnMut(SeedCounts),
+    load: impl FnOnce(mpsc::Receiver<Load>, mpsc::UnboundedSender<SeedCounts>) -> L,
+) -> Result<SeedCounts>
+where
+    L: Future<Output = Result<SeedCounts>>,
+{
+    let (rows, to_insert) = mpsc::channel::<Load>(1);
+    let (progress, mut reports) = mpsc::unbounded_channel();
+    let load = load(to_insert, progress);
+    let feed = async move {
+        while let Some(batch) = batches.recv().await {
+            let ready = match SeedRows::of(&batch) {
+                Ok(ready) => Load::Rows(ready),
+                // A batch that cannot be converted ends the load, which rolls back.
+                Err(err) => Load::Failed(err),
+            };
+            let failed = matches!(ready, Load::Failed(_));
+            // A load that stopped has the error to report.
+            if rows.send(ready).await.is_err() || failed {
+                return;
+            }
+        }
+        let _ = rows.send(Load::Done).await;
+    };
+    let report = async {
+        while let Some(counts) = reports.recv().await {
+            written(counts);
+        }
+    };
+    let (loaded, (), ()) = tokio::join!(load, feed, report);
+    loaded
 }
 
 /// Inserts `rows` in statements of [`ROWS_PER_STATEMENT`] rows; returns how many were inserted.

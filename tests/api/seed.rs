@@ -11,7 +11,7 @@ use customer_context::{
     pb::{self, lookup_customers_request::Key},
     store::{
         Store,
-        seed::{SeedCounts, SeedCustomer},
+        seed::{self, SeedCounts, SeedCustomer},
     },
 };
 use rstest::rstest;
@@ -66,9 +66,20 @@ async fn migrated_store(url: &str) -> Store {
     store
 }
 
-/// Seeds `batches` into the database at `url`, returning the totals and the counts reported batch by batch.
+/// Seeds `batches` into the database at `url`, migrated first, as `loadgen seed` does (the load opens the
+/// database for itself), returning the totals and the counts reported batch by batch.
 async fn seed(url: &str, batches: Vec<Vec<SeedCustomer>>) -> (Result<SeedCounts, String>, u64) {
-    let store = migrated_store(url).await;
+    migrated_store(url).await.close().await;
+    let (loaded, reported) = load(url, batches, |_| {}).await;
+    (loaded.map_err(|err| err.to_string()), reported)
+}
+
+/// [`seed::load`] of `batches` into the database at `url`, calling `each` as each batch is reported.
+async fn load(
+    url: &str,
+    batches: Vec<Vec<SeedCustomer>>,
+    mut each: impl FnMut(SeedCounts),
+) -> (customer_context::error::Result<SeedCounts>, u64) {
     let (sender, batches_rx) = mpsc::channel(1);
     let feed = async move {
         for batch in batches {
@@ -78,10 +89,20 @@ async fn seed(url: &str, batches: Vec<Vec<SeedCustomer>>) -> (Result<SeedCounts,
         }
     };
     let mut reported = 0;
-    let load = store.seed_all(batches_rx, |written| reported += written.customers);
+    let settings = DatabaseSettings::new(url);
+    let load = seed::load(&settings, batches_rx, |written| {
+        reported += written.customers;
+        each(written);
+    });
     let ((), loaded) = within("seeding", async { tokio::join!(feed, load) }).await;
-    store.close().await;
-    (loaded.map_err(|err| err.to_string()), reported)
+    (loaded, reported)
+}
+
+/// The write-ahead log of the SQLite database at `url`.
+fn wal_of(url: &str) -> std::path::PathBuf {
+    let mut wal = sqlite_file(url).into_os_string();
+    wal.push("-wal");
+    wal.into()
 }
 
 fn search_names(found: &[pb::Customer]) -> Vec<String> {
@@ -338,6 +359,58 @@ async fn a_load_leaves_the_search_index_in_one_segment_and_its_settings_as_they_
             "Person19", "Person18", "Person17", "Person16", "Person15", "Person14", "Person13",
             "Person12", "Person11", "Person10", "Person1"
         ]
+    );
+    app.shutdown().await;
+}
+
+/// A load that has the SQLite file to itself writes into the file, not into the write-ahead log (which would
+/// then be copied into the file again), and leaves the file in WAL mode for the service.
+#[tokio::test]
+async fn a_load_with_the_file_to_itself_writes_into_the_file_and_leaves_it_in_wal_mode_on_sqlite() {
+    let db = or_skip!(TestDb::new(Backend::Sqlite).await);
+    migrated_store(db.url()).await.close().await;
+    let wal = wal_of(db.url());
+    let mut logged = Vec::new();
+    let (loaded, reported) = load(db.url(), batches_of_ten(3), |_| {
+        logged.push(wal.exists());
+    })
+    .await;
+    assert_eq!(loaded.expect("the load").customers, 30);
+    assert_eq!(reported, 30);
+    assert_eq!(logged, [false; 3], "no write-ahead log while loading");
+    let mode: String = rusqlite::Connection::open(sqlite_file(db.url()))
+        .expect("the database file")
+        .query_row("PRAGMA journal_mode", [], |row| row.get(0))
+        .expect("the journal mode");
+    assert_eq!(mode, "wal");
+
+    let app = TestApp::spawn_on(db.url()).await;
+    assert_eq!(app.search_customers("seeded").await.len(), 30);
+    app.create_customer(customer("Seeded", "Later")).await;
+    assert_eq!(app.search_customers("seeded").await.len(), 31);
+    app.shutdown().await;
+}
+
+/// A load into a SQLite file the service has open goes through the write-ahead log, and the service reads what
+/// it wrote as soon as it is committed.
+#[tokio::test]
+async fn a_load_into_a_file_the_service_has_open_goes_through_the_log_on_sqlite() {
+    let db = or_skip!(TestDb::new(Backend::Sqlite).await);
+    let app = TestApp::spawn_on(db.url()).await;
+    app.create_customer(customer("Earlier", "Alpha")).await;
+    let wal = wal_of(db.url());
+    let mut logged = Vec::new();
+    let (loaded, reported) = load(db.url(), batches_of_ten(2), |_| {
+        logged.push(wal.exists());
+    })
+    .await;
+    assert_eq!(loaded.expect("the load").customers, 20);
+    assert_eq!(reported, 20);
+    assert_eq!(logged, [true; 2]);
+    assert_eq!(app.search_customers("seeded").await.len(), 20);
+    assert_eq!(
+        search_names(&app.search_customers("earlier").await),
+        ["Alpha"]
     );
     app.shutdown().await;
 }

@@ -26,7 +26,9 @@ mod sqlite_batch;
 
 use caller::Caller;
 use pooled::Recorded;
-pub(super) use sqlite_batch::{AfterCommit, GroupCommit, Readers, database_file, db_error, run};
+pub(super) use sqlite_batch::{
+    AfterCommit, GroupCommit, Readers, database_file, db_error, open_writer, run,
+};
 
 use super::{
     Store, activities, customers, decode_json, encode_json,

@@ -204,7 +204,7 @@ impl GroupCommit {
         after: AfterCommit,
         metrics: Metrics,
     ) -> Result<GroupCommit> {
-        let conn = open(path, synchronous, forced_pages)?;
+        let conn = open_writer(path, synchronous, forced_pages)?;
         let (jobs, queued) = tokio::sync::mpsc::unbounded_channel();
         let (batches, to_write) = mpsc::channel::<Work>();
         let writes = Arc::new(AtomicU64::new(0));
@@ -654,7 +654,13 @@ pub(in crate::store) fn database_file(url: &str) -> Option<PathBuf> {
     (!in_memory && path.is_file()).then_some(path)
 }
 
-fn open(path: &Path, synchronous: &str, forced_pages: u32) -> Result<Connection> {
+/// A connection that writes to the database file at `path`, with the pooled connections' settings and the
+/// writer's page cache.
+pub(in crate::store) fn open_writer(
+    path: &Path,
+    synchronous: &str,
+    forced_pages: u32,
+) -> Result<Connection> {
     let flags = OpenFlags::SQLITE_OPEN_READ_WRITE | OpenFlags::SQLITE_OPEN_NO_MUTEX;
     let conn = connect(path, flags)?;
     // The settings of the pooled connections (see `Store::connect`).
@@ -1243,7 +1249,7 @@ mod tests {
         assert_eq!(plans_again(&plain), 3);
         assert_eq!(plans_again(&open_reader(&path).expect("reader")), 0);
         assert_eq!(
-            plans_again(&open(&path, "NORMAL", 1000).expect("writer")),
+            plans_again(&open_writer(&path, "NORMAL", 1000).expect("writer")),
             0
         );
     }
@@ -1332,7 +1338,7 @@ mod tests {
             conn.query_row("PRAGMA cache_size", [], |row| row.get::<_, i64>(0))
                 .expect("the cache size")
         };
-        let writer = open(&path, "NORMAL", 1000).expect("writer");
+        let writer = open_writer(&path, "NORMAL", 1000).expect("writer");
         assert_eq!(cache_size(&writer), -i64::from(WRITER_CACHE_KIB));
         assert_eq!(cache_size(&open_reader(&path).expect("reader")), -2000);
     }
