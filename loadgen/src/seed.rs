@@ -21,7 +21,8 @@ use crate::fixture::{Book, MAX_CUSTOMERS};
 #[derive(Debug, clap::Args)]
 pub struct SeedArgs {
     /// Database to fill (migrated first), e.g. sqlite:///tmp/cc-1m.db?mode=rwc. It must not already hold the
-    /// same book (customer numbers are unique).
+    /// same book (customer numbers are unique). A SQLite file nothing else has open is loaded fastest, and
+    /// nothing else can open it until the load ends; one a server has open is loaded through its log.
     #[arg(long, env = "CUSTOMER_CONTEXT_DATABASE_URL")]
     pub database_url: String,
 
