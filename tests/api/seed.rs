@@ -415,6 +415,74 @@ async fn a_load_into_a_file_the_service_has_open_goes_through_the_log_on_sqlite(
     app.shutdown().await;
 }
 
+/// A load out of WAL mode that dies halfway leaves its pages partly written into the file, with the rollback
+/// journal beside it. The service, opening the file, rolls the journal back and sets WAL mode again: nothing of
+/// the load is left, and the service reads and writes as before.
+#[tokio::test]
+async fn a_load_that_dies_out_of_wal_mode_leaves_nothing_once_the_service_opens_the_file_on_sqlite()
+{
+    let db = or_skip!(TestDb::new(Backend::Sqlite).await);
+    migrated_store(db.url()).await.close().await;
+    let file = sqlite_file(db.url());
+    let migrated_len = std::fs::metadata(&file).expect("the file").len();
+    let crashed = tempfile::tempdir().expect("a directory");
+    let image = crashed.path().join("cc.db");
+    {
+        let conn = rusqlite::Connection::open(&file).expect("the database file");
+        let mode: String = conn
+            .query_row("PRAGMA journal_mode = DELETE", [], |row| row.get(0))
+            .expect("the journal mode");
+        assert_eq!(mode, "delete");
+        // A cache of ten pages: the load's pages spill into the file long before it would commit.
+        conn.execute_batch("PRAGMA cache_size = 10; BEGIN IMMEDIATE")
+            .expect("the load's transaction");
+        let mut insert = conn
+            .prepare(
+                "INSERT INTO interactions (interaction_id, candidate_ids, activity_id, agent, create_time) \
+                 VALUES (?1, '[]', ?1, ?2, 0)",
+            )
+            .expect("the insert");
+        for i in 0..20_000 {
+            insert
+                .execute(rusqlite::params![format!("load-{i}"), "x".repeat(200)])
+                .expect("a row");
+        }
+        // The files as a crash at this moment would leave them.
+        std::fs::copy(&file, &image).expect("the file's image");
+        let mut journal = file.clone().into_os_string();
+        journal.push("-journal");
+        let mut journal_image = image.clone().into_os_string();
+        journal_image.push("-journal");
+        std::fs::copy(&journal, &journal_image).expect("the journal's image");
+    }
+    assert!(
+        std::fs::metadata(&image).expect("the image").len() > migrated_len,
+        "the load's pages went into the file before the crash"
+    );
+
+    let url = format!("sqlite://{}?mode=rwc", image.display());
+    let app = TestApp::spawn_on(&url).await;
+    app.create_customer(customer("After", "Crash")).await;
+    assert_eq!(
+        search_names(&app.search_customers("after").await),
+        ["Crash"]
+    );
+    app.shutdown().await;
+    let conn = rusqlite::Connection::open(&image).expect("the image");
+    let mode: String = conn
+        .query_row("PRAGMA journal_mode", [], |row| row.get(0))
+        .expect("the journal mode");
+    assert_eq!(mode, "wal");
+    let loaded: i64 = conn
+        .query_row("SELECT count(*) FROM interactions", [], |row| row.get(0))
+        .expect("the count");
+    assert_eq!(loaded, 0, "nothing of the load is left");
+    let check: String = conn
+        .query_row("PRAGMA integrity_check", [], |row| row.get(0))
+        .expect("the check");
+    assert_eq!(check, "ok");
+}
+
 /// Refreshing the planner's statistics after a load is not held to the calls' statement timeout: sampling four
 /// large tables on a busy machine can take longer, and the load would fail at its very end.
 #[tokio::test]
