@@ -98,6 +98,26 @@ async fn load(
     (loaded, reported)
 }
 
+/// [`load`] of `batches` into the SQLite database at `url`, noting as each batch is reported whether the
+/// database has a write-ahead log then.
+async fn load_noting_the_log(
+    url: &str,
+    batches: Vec<Vec<SeedCustomer>>,
+) -> (SeedCounts, u64, Vec<bool>) {
+    let wal = wal_of(url);
+    let mut logged = Vec::new();
+    let (loaded, reported) = load(url, batches, |_| logged.push(wal.exists())).await;
+    (loaded.expect("the load"), reported, logged)
+}
+
+/// The journal mode of the SQLite database in `file`.
+fn journal_mode_of(file: &std::path::Path) -> String {
+    rusqlite::Connection::open(file)
+        .expect("the database file")
+        .query_row("PRAGMA journal_mode", [], |row| row.get(0))
+        .expect("the journal mode")
+}
+
 /// The write-ahead log of the SQLite database at `url`.
 fn wal_of(url: &str) -> std::path::PathBuf {
     let mut wal = sqlite_file(url).into_os_string();
@@ -369,20 +389,11 @@ async fn a_load_leaves_the_search_index_in_one_segment_and_its_settings_as_they_
 async fn a_load_with_the_file_to_itself_writes_into_the_file_and_leaves_it_in_wal_mode_on_sqlite() {
     let db = or_skip!(TestDb::new(Backend::Sqlite).await);
     migrated_store(db.url()).await.close().await;
-    let wal = wal_of(db.url());
-    let mut logged = Vec::new();
-    let (loaded, reported) = load(db.url(), batches_of_ten(3), |_| {
-        logged.push(wal.exists());
-    })
-    .await;
-    assert_eq!(loaded.expect("the load").customers, 30);
+    let (loaded, reported, logged) = load_noting_the_log(db.url(), batches_of_ten(3)).await;
+    assert_eq!(loaded.customers, 30);
     assert_eq!(reported, 30);
     assert_eq!(logged, [false; 3], "no write-ahead log while loading");
-    let mode: String = rusqlite::Connection::open(sqlite_file(db.url()))
-        .expect("the database file")
-        .query_row("PRAGMA journal_mode", [], |row| row.get(0))
-        .expect("the journal mode");
-    assert_eq!(mode, "wal");
+    assert_eq!(journal_mode_of(&sqlite_file(db.url())), "wal");
 
     let app = TestApp::spawn_on(db.url()).await;
     assert_eq!(app.search_customers("seeded").await.len(), 30);
@@ -398,13 +409,8 @@ async fn a_load_into_a_file_the_service_has_open_goes_through_the_log_on_sqlite(
     let db = or_skip!(TestDb::new(Backend::Sqlite).await);
     let app = TestApp::spawn_on(db.url()).await;
     app.create_customer(customer("Earlier", "Alpha")).await;
-    let wal = wal_of(db.url());
-    let mut logged = Vec::new();
-    let (loaded, reported) = load(db.url(), batches_of_ten(2), |_| {
-        logged.push(wal.exists());
-    })
-    .await;
-    assert_eq!(loaded.expect("the load").customers, 20);
+    let (loaded, reported, logged) = load_noting_the_log(db.url(), batches_of_ten(2)).await;
+    assert_eq!(loaded.customers, 20);
     assert_eq!(reported, 20);
     assert_eq!(logged, [true; 2]);
     assert_eq!(app.search_customers("seeded").await.len(), 20);
@@ -468,11 +474,8 @@ async fn a_load_that_dies_out_of_wal_mode_leaves_nothing_once_the_service_opens_
         ["Crash"]
     );
     app.shutdown().await;
+    assert_eq!(journal_mode_of(&image), "wal");
     let conn = rusqlite::Connection::open(&image).expect("the image");
-    let mode: String = conn
-        .query_row("PRAGMA journal_mode", [], |row| row.get(0))
-        .expect("the journal mode");
-    assert_eq!(mode, "wal");
     let loaded: i64 = conn
         .query_row("SELECT count(*) FROM interactions", [], |row| row.get(0))
         .expect("the count");
