@@ -3,14 +3,14 @@
 use std::sync::{Mutex, PoisonError};
 
 use sea_orm::{
-    ActiveValue::Set, ColumnTrait, Condition, ConnectionTrait, DbBackend, DbErr, EntityTrait,
-    QueryFilter, QueryOrder, QuerySelect, QueryTrait, RuntimeErr, Select, sea_query::LockType,
+    ActiveValue::Set, ColumnTrait, Condition, DbBackend, DbErr, EntityTrait, QueryFilter,
+    QueryOrder, QuerySelect, QueryTrait, RuntimeErr, Select, sea_query::LockType,
 };
 use tokio::sync::oneshot;
 use tracing::Instrument;
 
 use super::{
-    Store, change_log, customers, decode_json, encode_json,
+    Store, Tx, change_log, customers, decode_json, encode_json,
     entity::{self, activities},
     record,
 };
@@ -211,7 +211,7 @@ fn refused_by_database(err: &DbErr) -> bool {
 /// Checks the activity's links: the request exists and is not cancelled, the customer is taken from the request
 /// when missing and must match it otherwise, and the customer exists. Returns that customer, if any.
 async fn resolve_links(
-    db: &impl ConnectionTrait,
+    db: &Tx,
     data: &mut ActivityData,
     check_request: bool,
 ) -> Result<Option<Customer>> {

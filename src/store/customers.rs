@@ -9,7 +9,7 @@ use sea_orm::{
 };
 
 use super::{
-    Store, change_log, decode_json, encode_json,
+    Store, Tx, change_log, decode_json, encode_json,
     entity::{
         activities, comments, contact_keys, customer_merges, customers, delete_where, requests,
         tuples,
@@ -283,15 +283,16 @@ pub(super) async fn find_exclusive(db: &impl ConnectionTrait, id: &str) -> Resul
 /// Reads the customer a request or activity is about to be linked to, keeping it from being deleted or merged
 /// away until the write commits (PostgreSQL `FOR KEY SHARE`; profile edits are not blocked). A customer merged
 /// meanwhile answers [`Error::Merged`].
-pub(super) async fn find_to_link(db: &impl ConnectionTrait, id: &str) -> Result<Customer> {
-    match customers::Entity::find_by_id(id.to_owned())
-        .lock(LockType::KeyShare)
-        .one(db)
-        .await?
-    {
+pub(super) async fn find_to_link(txn: &Tx, id: &str) -> Result<Customer> {
+    match txn.customer_to_link(id).await? {
         Some(model) => from_model(model),
-        None => Err(missing(db, id).await?),
+        None => Err(missing(txn, id).await?),
     }
+}
+
+/// The statement [`find_to_link`] reads the customer `id` with.
+pub(super) fn to_link(id: &str) -> sea_orm::Select<customers::Entity> {
+    customers::Entity::find_by_id(id.to_owned()).lock(LockType::KeyShare)
 }
 
 /// Refuses to `what` a locked customer (`FAILED_PRECONDITION`, `CUSTOMER_LOCKED`).

@@ -790,6 +790,18 @@ impl Tx {
     pub(in crate::store) fn in_place(conn: sqlite::connection::OnWriter) -> Tx {
         Tx(Transaction::InPlace(conn))
     }
+
+    /// The customer `id` as a write that links a record to it reads it ([`customers::to_link`]); on the
+    /// writer's connection, prepared once and decoded by position instead of through sea-orm's rows by name.
+    pub(in crate::store) async fn customer_to_link(
+        &self,
+        id: &str,
+    ) -> Result<Option<entity::customers::Model>> {
+        match &self.0 {
+            Transaction::Pooled(txn) => Ok(customers::to_link(id).one(txn).await?),
+            Transaction::InPlace(conn) => open_context::customer_to_link(conn, id),
+        }
+    }
 }
 
 /// Runs `$call` on the transaction's connection, whichever it is.

@@ -27,7 +27,7 @@ mod sqlite_batch;
 use caller::Caller;
 use pooled::Recorded;
 pub(super) use sqlite_batch::{
-    AfterCommit, GroupCommit, Readers, database_file, db_error, open_writer, run,
+    AfterCommit, GroupCommit, Readers, customer_to_link, database_file, db_error, open_writer, run,
 };
 
 use super::{

@@ -54,7 +54,7 @@ use crate::store::{
     requests,
     sqlite::{
         checkpoint,
-        connection::{InPlace, Lender},
+        connection::{InPlace, Lender, OnWriter},
         shape::{self, Shape},
     },
 };
@@ -923,6 +923,22 @@ fn open_one(
         recent_activities: Vec::new(),
         prefill,
     })))
+}
+
+/// [`Tx::customer_to_link`] on the writer's connection: the statement [`customers::to_link`] builds, rendered once
+/// (SQLite has no row locks: the write under way holds the database's).
+pub(in crate::store) fn customer_to_link(
+    conn: &OnWriter,
+    id: &str,
+) -> Result<Option<entity::customers::Model>> {
+    static TO_LINK: Shape = Shape::new();
+    let sql = TO_LINK.sql(0, || rendered(&customers::to_link(id)));
+    let found = conn
+        .lender()
+        .lend(|conn| Ok(select(conn, &sql, [id], customer_row)))
+        .map_err(Error::internal)?
+        .map_err(db_error)??;
+    Ok(found.into_iter().next())
 }
 
 /// Whether the customer is still there.

@@ -58,6 +58,11 @@ impl<L: Lender> InPlace<L> {
         InPlace(lender)
     }
 
+    /// What lends the connections, for reads the store decodes itself.
+    pub(in crate::store) fn lender(&self) -> &L {
+        &self.0
+    }
+
     /// Runs `f` on a lent connection; an error is the database's, or why no connection could be had.
     fn with<T>(&self, f: impl FnOnce(&Connection) -> rusqlite::Result<T>) -> Result<T, RuntimeErr> {
         match self.0.lend(f) {
