@@ -1448,6 +1448,10 @@ mod tests {
             bound(&|| customers::by_id("c1").build(DbBackend::Sqlite)),
             text(&["c1"])
         );
+        assert_eq!(
+            bound(&|| customers::to_link("c1").build(DbBackend::Sqlite)),
+            text(&["c1"])
+        );
     }
 
     /// `shape::insert_values` against the values sea-orm binds for the same row and statement.
