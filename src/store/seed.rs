@@ -242,7 +242,10 @@ fn load_alone(
     let direct = match journal_mode(conn, "DELETE") {
         Ok(mode) => mode.eq_ignore_ascii_case("delete"),
         Err(error) => {
-            tracing::info!(%error, "the database is open elsewhere: loading through the write-ahead log");
+            tracing::warn!(
+                %error,
+                "the database file is open elsewhere, so the load goes through the write-ahead log (slower)"
+            );
             false
         }
     };
