@@ -33,18 +33,18 @@ run() {
   local mode="$1" flags=()
   cp "$seeded" "$work/run.db"
   rm -f "$work/run.db-wal" "$work/run.db-shm"
-  if [ "$mode" = on ]; then flags=(--metrics-listen 127.0.0.1:50199); fi
-  RUST_LOG=warn "$S" serve --database-url "sqlite://$work/run.db?mode=rwc" --listen 127.0.0.1:50198 "${flags[@]}" &
+  if [ "$mode" = on ]; then flags=(--metrics-listen 127.0.0.1:20199); fi
+  RUST_LOG=warn "$S" serve --database-url "sqlite://$work/run.db?mode=rwc" --listen 127.0.0.1:20198 "${flags[@]}" &
   server_pid=$!
   for _ in $(seq 100); do
-    (exec 3<>/dev/tcp/127.0.0.1/50198) 2>/dev/null && break
+    (exec 3<>/dev/tcp/127.0.0.1/20198) 2>/dev/null && break
     sleep 0.1
   done
   if [ "$mode" = on ]; then
-    (while sleep 1; do curl -s -o /dev/null http://127.0.0.1:50199/metrics || true; done) &
+    (while sleep 1; do curl -s -o /dev/null http://127.0.0.1:20199/metrics || true; done) &
     scraper_pid=$!
   fi
-  "$L" run --addr http://127.0.0.1:50198 --customers "$customers" --concurrency 16 --duration 8s --warmup 2s \
+  "$L" run --addr http://127.0.0.1:20198 --customers "$customers" --concurrency 16 --duration 8s --warmup 2s \
     --scenario open-context,get-customer --json >"$work/$mode.json"
   if [ -n "$scraper_pid" ]; then kill "$scraper_pid"; wait "$scraper_pid" 2>/dev/null || true; scraper_pid=""; fi
   kill "$server_pid"; wait "$server_pid" 2>/dev/null || true; server_pid=""

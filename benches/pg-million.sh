@@ -16,10 +16,12 @@ rounds="${1:-2}"
 work="${KEEP:-$(mktemp -d)}"
 mkdir -p "$work"
 chmod 755 "$work"
-pg_port=55442
-proxy_port=55443
-first=127.0.0.1:50301
-second=127.0.0.1:50302
+# Ports below Linux's ephemeral range (32768-60999): a port in it can be taken by an outgoing connection of
+# an earlier run (the proxy's, the server's), and the next listener then fails with "address already in use".
+pg_port=25442
+proxy_port=25443
+first=127.0.0.1:20301
+second=127.0.0.1:20302
 pids=()
 as_pg() { if [ "$(id -u)" = 0 ]; then runuser -u postgres -- "$@"; else "$@"; fi; }
 stop_servers() {

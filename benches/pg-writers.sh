@@ -21,10 +21,12 @@ rounds="${1:-3}"
 customers="${2:-10000}"
 work="$(mktemp -d)"
 chmod 755 "$work"
-pg_port=55432
-proxy_port=55433
-far_port=55435
-listen=127.0.0.1:50298
+# Ports below Linux's ephemeral range (32768-60999): a port in it can be taken by an outgoing connection of
+# an earlier run (the proxy's, the server's), and the next listener then fails with "address already in use".
+pg_port=25432
+proxy_port=25433
+far_port=25435
+listen=127.0.0.1:20298
 server_pid=""
 proxy_pid=""
 far_pid=""
@@ -105,11 +107,11 @@ def echo():
     while data := conn.recv(64):
         conn.sendall(data)
 threading.Thread(target=echo, daemon=True).start()
-proxy = subprocess.Popen([sys.argv[1], "delay-proxy", "--listen", "127.0.0.1:55434", "--upstream",
+proxy = subprocess.Popen([sys.argv[1], "delay-proxy", "--listen", "127.0.0.1:25434", "--upstream",
                           f"127.0.0.1:{server.getsockname()[1]}", "--delay", sys.argv[2]], stderr=subprocess.DEVNULL)
 for _ in range(100):
     try:
-        client = socket.create_connection(("127.0.0.1", 55434)); break
+        client = socket.create_connection(("127.0.0.1", 25434)); break
     except OSError:
         time.sleep(0.05)
 client.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
