@@ -45,6 +45,7 @@ CATALOG = {
     "customer_context_listener_reconnects_total": "counter",
     "customer_context_db_transaction_seconds": "histogram",
     "customer_context_open_context_batch_size": "histogram",
+    "customer_context_activity_batch_size": "histogram",
     "customer_context_db_connections": "gauge",
     "customer_context_db_acquire_seconds": "histogram",
     "customer_context_db_acquire_waiting": "gauge",

@@ -414,6 +414,7 @@ impl Store {
 
     /// Reads the customers of `batch` and writes its activities, answering each call, in the batch's span.
     async fn write_activities(&self, batch: Vec<NewActivity>) {
+        self.metrics.activity_batch(batch.len());
         let span = otel::activity_batch_span(batch.len(), batch.iter().map(|new| &new.trace));
         async {
             let batch = self.with_customers(batch).await;

@@ -40,7 +40,7 @@ use crate::shutdown::Shutdown;
 const SECONDS_BUCKETS: [f64; 15] = [
     0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0,
 ];
-/// Calls per OpenContext batch.
+/// Calls per batch: OpenContext's writer's transactions, statements of new activities.
 const BATCH_BUCKETS: [f64; 9] = [1.0, 2.0, 4.0, 8.0, 16.0, 32.0, 64.0, 128.0, 256.0];
 /// How long a scrape may spend reading the database (outbox, change-log head) before it answers without them.
 const SCRAPE_QUERY_TIMEOUT: Duration = Duration::from_secs(2);
@@ -137,6 +137,7 @@ struct Inner {
     listener_reconnects: Family<L1, Counter>,
     transaction: Histograms<L1>,
     batch_size: Histogram,
+    activity_batch_size: Histogram,
     connections: Family<L2, Gauge>,
     acquire: Histograms<L1>,
     acquire_waiting: Family<L1, Gauge>,
@@ -208,6 +209,11 @@ impl Metrics {
             batch_size: r.with(
                 "customer_context_open_context_batch_size",
                 "Writes (OpenContext calls and every other write) committed per transaction by the SQLite writer",
+                Histogram::new(BATCH_BUCKETS),
+            ),
+            activity_batch_size: r.with(
+                "customer_context_activity_batch_size",
+                "New activities written per statement on PostgreSQL (concurrent CreateActivity calls together)",
                 Histogram::new(BATCH_BUCKETS),
             ),
             connections: r.add(
@@ -356,6 +362,13 @@ impl Metrics {
     pub fn open_context_batch(&self, calls: usize) {
         if let Some(inner) = &self.0 {
             inner.batch_size.observe(calls as f64);
+        }
+    }
+
+    /// Records a statement writing `activities` new activities together (PostgreSQL).
+    pub fn activity_batch(&self, activities: usize) {
+        if let Some(inner) = &self.0 {
+            inner.activity_batch_size.observe(activities as f64);
         }
     }
 

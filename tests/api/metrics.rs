@@ -5,6 +5,7 @@
 use std::{
     collections::BTreeMap,
     net::SocketAddr,
+    sync::Arc,
     time::{Duration, Instant},
 };
 
@@ -163,6 +164,45 @@ async fn scrape_until(
             exposition.text
         );
         tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+/// Concurrent CreateActivity calls on PostgreSQL are counted by the statements that wrote them, together or alone;
+/// SQLite writes them in its writer's transactions (`customer_context_open_context_batch_size`), not here.
+#[apply(backends)]
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn new_activities_are_counted_by_the_statements_that_wrote_them(backend: Backend) {
+    const CALLS: usize = 24;
+    let (app, addr) = or_skip!(app_with_metrics(backend).await);
+    let app = Arc::new(app);
+    let ana = app.create_customer(customer("Ana", "Ruiz")).await;
+    let calls: Vec<_> = (0..CALLS)
+        .map(|n| {
+            let (app, id) = (Arc::clone(&app), ana.id.clone());
+            tokio::spawn(async move {
+                app.create_activity_as("ana", activity(&id, &format!("call {n}")))
+                    .await
+            })
+        })
+        .collect();
+    for call in calls {
+        call.await
+            .expect("the call's task")
+            .expect("the activity is created");
+    }
+    let scrape = Exposition::scrape(addr).await;
+    let written = scrape.value("customer_context_activity_batch_size_sum", &[]);
+    let statements = scrape.value("customer_context_activity_batch_size_count", &[]);
+    match backend {
+        Backend::Postgres => {
+            assert_eq!(written, CALLS as f64, "{}", scrape.text);
+            assert!(
+                (1.0..=CALLS as f64).contains(&statements),
+                "{statements} statements for {CALLS} activities\n{}",
+                scrape.text
+            );
+        }
+        Backend::Sqlite => assert_eq!((written, statements), (0.0, 0.0), "{}", scrape.text),
     }
 }
 
