@@ -213,7 +213,7 @@ impl Metrics {
             ),
             activity_batch_size: r.with(
                 "customer_context_activity_batch_size",
-                "New activities written per statement on PostgreSQL (concurrent CreateActivity calls together)",
+                "CreateActivity calls written together on PostgreSQL, per batch (one customer read, one insert)",
                 Histogram::new(BATCH_BUCKETS),
             ),
             connections: r.add(
@@ -365,7 +365,7 @@ impl Metrics {
         }
     }
 
-    /// Records a statement writing `activities` new activities together (PostgreSQL).
+    /// Records a batch of `activities` new activities written together (PostgreSQL).
     pub fn activity_batch(&self, activities: usize) {
         if let Some(inner) = &self.0 {
             inner.activity_batch_size.observe(activities as f64);

@@ -167,8 +167,9 @@ async fn scrape_until(
     }
 }
 
-/// Concurrent CreateActivity calls on PostgreSQL are counted by the statements that wrote them, together or alone;
-/// SQLite writes them in its writer's transactions (`customer_context_open_context_batch_size`), not here.
+/// Concurrent CreateActivity calls on PostgreSQL are counted by the batches (one insert statement each) that
+/// wrote them, together or alone; SQLite writes them in its writer's transactions
+/// (`customer_context_open_context_batch_size`), not here.
 #[apply(backends)]
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn new_activities_are_counted_by_the_statements_that_wrote_them(backend: Backend) {
