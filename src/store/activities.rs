@@ -2,7 +2,7 @@
 
 use std::{
     sync::{Mutex, PoisonError},
-    time::Duration,
+    time::{Duration, Instant},
 };
 
 use sea_orm::{
@@ -110,6 +110,10 @@ const BATCHES_AT_ONCE: usize = 4;
 /// rounds it up to its next millisecond): about the round trip of a call answered and made again.
 const GATHER_AT_MOST: Duration = Duration::from_micros(500);
 
+/// How long the most CreateActivity calls in progress at once is remembered ([`Batching::busiest`]) without
+/// being reached again: past it, the count starts over from the calls in progress now.
+const BUSIEST_FOR: Duration = Duration::from_secs(1);
+
 /// On PostgreSQL, the new activities of concurrent CreateActivity calls waiting to be written together: one
 /// statement, one commit and one round trip for many instead of one each, the database's per-statement work
 /// (parsing, planning, committing) shared between them.
@@ -117,10 +121,14 @@ const GATHER_AT_MOST: Duration = Duration::from_micros(500);
 /// A call that finds nothing being written writes its activity at once, alone: one writer waits for nobody.
 /// A call that comes while a batch is being written and a place is free starts a batch that first gathers the
 /// calls expected with it: as many as the last batch written carried (their callers tend to come back
-/// together, and under a steady load as many come in one batch's time), for at most [`GATHER_AT_MOST`]. Without
-/// the gathering, the first of them took the free place alone and held it for a whole write while the others
-/// queued behind both places, so half the statements carried one activity. PostgreSQL's `commit_delay` waits
-/// in the same spirit, and only when other transactions are active (`commit_siblings`).
+/// together, and under a steady load as many come in one batch's time), and at least its share of the calls
+/// the service has lately had in progress at once (that many divided by the places: four of sixteen), for at
+/// most [`GATHER_AT_MOST`]. Without the gathering, the first of them took the free place alone and held it for a
+/// whole write while the others queued behind both places, so half the statements carried one activity. Without
+/// the share, a batch of one made the next call that found a place free write alone too, so that at sixteen
+/// writers two batches in five still carried one. With fewer calls in progress than twice the places (one to
+/// seven writers), the share is one and calls write as soon as a place is free, as before. PostgreSQL's
+/// `commit_delay` waits in the same spirit, and only when other transactions are active (`commit_siblings`).
 #[derive(Debug, Default)]
 pub(super) struct ActivityBatches {
     state: Mutex<Batching>,
@@ -137,12 +145,30 @@ struct Batching {
     gathering: bool,
     /// Activities in the batch that ended last.
     last_batch: usize,
+    /// CreateActivity calls in progress now (see [`ActivityBatches::enter`]).
+    calls: usize,
+    /// The most calls in progress at once lately, and when that count was last reached.
+    busiest: usize,
+    busiest_at: Option<Instant>,
 }
 
 impl Batching {
     /// How many queued activities end a batch's gathering.
     fn gather_target(&self) -> usize {
-        self.last_batch.clamp(1, MOST_PER_BATCH)
+        let share = self.busiest / BATCHES_AT_ONCE;
+        self.last_batch.max(share).clamp(1, MOST_PER_BATCH)
+    }
+
+    /// Counts a call starting, into [`Batching::busiest`] too.
+    fn enter(&mut self, now: Instant) {
+        self.calls += 1;
+        let forgotten = self
+            .busiest_at
+            .is_none_or(|at| now.saturating_duration_since(at) > BUSIEST_FOR);
+        if self.calls >= self.busiest || forgotten {
+            self.busiest = self.calls;
+            self.busiest_at = Some(now);
+        }
     }
 }
 
@@ -179,6 +205,15 @@ enum Turn {
 }
 
 impl ActivityBatches {
+    /// Counts a CreateActivity call in progress until the returned guard is dropped.
+    fn enter(&self) -> InProgress<'_> {
+        self.state
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .enter(Instant::now());
+        InProgress(self)
+    }
+
     /// Queues `new`, unless the call may write it at once.
     ///
     /// Activities queue only while a place is taken, and a place is given back only when nothing is queued (see
@@ -244,6 +279,16 @@ impl ActivityBatches {
             return false;
         }
         true
+    }
+}
+
+/// A CreateActivity call counted in progress ([`ActivityBatches::enter`]) until dropped.
+struct InProgress<'a>(&'a ActivityBatches);
+
+impl Drop for InProgress<'_> {
+    fn drop(&mut self) {
+        let mut state = self.0.state.lock().unwrap_or_else(PoisonError::into_inner);
+        state.calls -= 1;
     }
 }
 
@@ -360,6 +405,7 @@ impl Store {
             trace: CallTrace::current(),
             written,
         };
+        let _in_progress = self.activity_batches.enter();
         match self.activity_batches.queue(new) {
             Turn::Alone(new) => {
                 let _place = WritingAlone(self.clone());
@@ -749,6 +795,46 @@ mod tests {
             "alone",
             "the last batch carried one: no call to wait for"
         );
+    }
+
+    #[test]
+    fn a_batch_gathers_its_share_of_the_calls_in_progress() {
+        let batches = ActivityBatches::default();
+        let calls: Vec<_> = (0..16).map(|_| batches.enter()).collect();
+        assert_eq!(queue(&batches), "alone", "nothing is being written");
+        assert!(!batches.done_alone());
+        assert_eq!(batches.state.lock().unwrap().last_batch, 1);
+        assert_eq!(queue(&batches), "alone");
+        // The last batch carried one, but sixteen calls are in progress: a free place gathers four of them.
+        assert_eq!(queue(&batches), "gather");
+        for _ in 0..2 {
+            assert_eq!(queue(&batches), "wait");
+            assert!(!batches.gathered());
+        }
+        assert_eq!(queue(&batches), "wait");
+        assert!(batches.gathered());
+        drop(calls);
+        assert_eq!(batches.state.lock().unwrap().calls, 0);
+    }
+
+    #[test]
+    fn the_busiest_count_is_forgotten_after_a_while() {
+        let mut state = Batching::default();
+        let start = Instant::now();
+        for _ in 0..16 {
+            state.enter(start);
+        }
+        state.calls = 0;
+        assert_eq!(state.gather_target(), 4);
+        // Calls still come within the time the count is kept: it stays.
+        state.enter(start + BUSIEST_FOR / 2);
+        state.calls = 0;
+        assert_eq!(state.gather_target(), 4);
+        // Then the load fell to two calls at once: their count replaces it.
+        state.enter(start + BUSIEST_FOR * 2);
+        state.enter(start + BUSIEST_FOR * 2);
+        assert_eq!(state.busiest, 2);
+        assert_eq!(state.gather_target(), 1);
     }
 
     #[test]
