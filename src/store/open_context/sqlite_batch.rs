@@ -28,7 +28,7 @@ use std::{
     path::{Path, PathBuf},
     sync::{
         Arc, Mutex, PoisonError,
-        atomic::{AtomicU64, Ordering},
+        atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering},
         mpsc,
     },
     thread,
@@ -247,6 +247,9 @@ impl GroupCommit {
                 path: path.to_owned(),
                 idle: Mutex::default(),
                 writes,
+                lent: AtomicUsize::new(0),
+                closed: AtomicBool::new(false),
+                returned: Notify::new(),
             },
             closing,
             thread: Mutex::new(Some(writer)),
@@ -263,11 +266,7 @@ impl GroupCommit {
             .take();
         self.closing.notify_one();
         crate::store::join_thread(&self.thread).await;
-        self.readers
-            .idle
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner)
-            .clear();
+        self.readers.close().await;
     }
 
     /// Runs `work` on the thread's write connection, holding the write pool's connection meanwhile, so that no
@@ -437,7 +436,16 @@ pub(in crate::store) struct Readers {
     /// Work the writer's thread has finished (batches, bulk loads): a read that finds it moved on since its
     /// connection's last read may find the database changed.
     writes: Arc<AtomicU64>,
+    /// Connections lent to reads now.
+    lent: AtomicUsize,
+    /// Set by [`Readers::close`]: reads are refused, and connections coming back are closed.
+    closed: AtomicBool,
+    /// Woken when a connection comes back after [`Readers::close`].
+    returned: Notify,
 }
+
+/// Longest [`Readers::close`] waits for the reads in progress to give their connections back.
+const READERS_CLOSE_WAIT: std::time::Duration = std::time::Duration::from_secs(2);
 
 /// Reads per connection over which [`Reader`] weighs mapping the file.
 const MAPPING_WINDOW: u32 = 64;
@@ -529,6 +537,7 @@ impl Readers {
 
     /// Runs `f`, which runs one statement (its own snapshot), on an idle connection, or a new one.
     fn read_statement<T>(&self, f: impl FnOnce(&Connection) -> Result<T>) -> Result<T> {
+        let _lent = Lent::count(self)?;
         let idle = self
             .idle
             .lock()
@@ -541,10 +550,66 @@ impl Readers {
         reader.begin(self.writes.load(Ordering::Relaxed));
         let read = f(&reader.conn);
         let mut idle = self.idle.lock().unwrap_or_else(PoisonError::into_inner);
-        if idle.len() < IDLE_READERS {
+        if idle.len() < IDLE_READERS && !self.closed.load(Ordering::SeqCst) {
             idle.push(reader);
         }
         read
+    }
+
+    /// Refuses reads from now on and closes every read connection, waiting (at most [`READERS_CLOSE_WAIT`]) for
+    /// those lent to reads in progress (a background task's, say) to come back. SQLite removes the write-ahead
+    /// log only when the last connection to the file closes, and a read-only one cannot: a read connection still
+    /// open when the writers close would leave the log beside the file.
+    async fn close(&self) {
+        self.closed.store(true, Ordering::SeqCst);
+        let deadline = tokio::time::Instant::now() + READERS_CLOSE_WAIT;
+        loop {
+            let returned = self.returned.notified();
+            tokio::pin!(returned);
+            returned.as_mut().enable();
+            if self.lent.load(Ordering::SeqCst) == 0 {
+                break;
+            }
+            if tokio::time::timeout_at(deadline, returned).await.is_err() {
+                tracing::warn!(
+                    reads = self.lent.load(Ordering::SeqCst),
+                    "reads still running at shutdown; the write-ahead log may be left beside the database file"
+                );
+                break;
+            }
+        }
+        self.idle
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .clear();
+    }
+}
+
+/// A read connection lent by [`Readers`], counted until dropped (the read done, its connection back or closed).
+struct Lent<'a>(&'a Readers);
+
+impl<'a> Lent<'a> {
+    /// Counts a read about to take a connection, unless the readers are closed. Counted before the check, so
+    /// that [`Readers::close`], which sets `closed` before it reads the count, either sees this read or is seen
+    /// by it.
+    fn count(readers: &'a Readers) -> Result<Lent<'a>> {
+        readers.lent.fetch_add(1, Ordering::SeqCst);
+        let lent = Lent(readers);
+        if readers.closed.load(Ordering::SeqCst) {
+            return Err(Error::Unavailable(
+                "the service is shutting down".to_owned(),
+            ));
+        }
+        Ok(lent)
+    }
+}
+
+impl Drop for Lent<'_> {
+    fn drop(&mut self) {
+        self.0.lent.fetch_sub(1, Ordering::SeqCst);
+        if self.0.closed.load(Ordering::SeqCst) {
+            self.0.returned.notify_waiters();
+        }
     }
 }
 
@@ -1212,6 +1277,43 @@ mod tests {
         let replayed = store.open_context("router", &input).await.expect("replay");
         assert_eq!(replayed.activity.map(|a| a.id), Some(activity.id));
         assert_eq!(replayed.customer, None);
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn closing_waits_for_a_read_in_progress_and_leaves_no_write_ahead_log() {
+        let (dir, store) = crate::store::scratch_store().await;
+        let group_commit = store.group_commit.clone().expect("a writer thread");
+        let (started, reading) = std::sync::mpsc::channel();
+        let (finish, finishing) = std::sync::mpsc::channel::<()>();
+        let reader = group_commit.clone();
+        let read = std::thread::spawn(move || {
+            reader.readers.read_statement(|conn| {
+                started.send(()).expect("the test waits");
+                finishing.recv().expect("the test says when");
+                conn.query_row("SELECT count(*) FROM customers", [], |row| {
+                    row.get::<_, i64>(0)
+                })
+                .map_err(db_error)
+            })
+        });
+        reading.recv().expect("the read started");
+        let closing = tokio::spawn(store.close());
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+        assert!(
+            !closing.is_finished(),
+            "the store waits for the read's connection"
+        );
+        finish.send(()).expect("the read waits");
+        assert_eq!(read.join().expect("the read ends").expect("read"), 0);
+        closing.await.expect("closed");
+        let log = dir.path().join("cc.db-wal");
+        assert!(
+            !log.exists(),
+            "the write-ahead log was left: {} bytes",
+            std::fs::metadata(&log).map_or(0, |m| m.len())
+        );
+        let refused = group_commit.readers.read_statement(|_| Ok(()));
+        assert!(matches!(refused, Err(Error::Unavailable(_))), "{refused:?}");
     }
 
     #[tokio::test]
