@@ -49,12 +49,18 @@ pub(crate) fn spawn_server(mut command: Command) -> (Child, String) {
             .next()
             .expect("the server logs where it listens")
             .expect("log line");
+        eprintln!("server: {line}");
         if let Some(rest) = line.split("listening on ").nth(1) {
             break rest.split_whitespace().next().expect("address").to_owned();
         }
     };
-    // Keep draining the log so the server never blocks on a full pipe.
-    std::thread::spawn(move || for _ in lines {});
+    // Keep draining the log so the server never blocks on a full pipe. The lines go to the test's captured
+    // output (a spawned thread inherits it), which the harness shows only when the test fails.
+    std::thread::spawn(move || {
+        for line in lines.map_while(Result::ok) {
+            eprintln!("server: {line}");
+        }
+    });
     (child, format!("http://{addr}"))
 }
 
