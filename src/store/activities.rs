@@ -194,8 +194,9 @@ impl NewActivity {
 
 /// What [`ActivityBatches::queue`] asks of the call that queued.
 enum Turn {
-    /// Nothing is being written, or the last batch carried one activity: the call writes its activity itself
-    /// (a batch of one), without the hand-off to a task, and gives the place back when done ([`WritingAlone`]).
+    /// Nothing is being written, or a place is free and a batch would gather no one else (the last batch carried
+    /// one activity and the calls in progress give no larger share): the call writes its activity itself (a
+    /// batch of one), without the hand-off to a task, and gives the place back when done ([`WritingAlone`]).
     Alone(Box<NewActivity>),
     /// The activity is queued and took a free place: the call starts the task that gathers the batch and
     /// writes it ([`Store::gather_activity_batch`]).
@@ -436,14 +437,7 @@ impl Store {
         tokio::spawn(async move {
             let batches = &self.activity_batches;
             let deadline = tokio::time::Instant::now() + GATHER_AT_MOST;
-            loop {
-                let arrived = batches.arrived.notified();
-                tokio::pin!(arrived);
-                arrived.as_mut().enable();
-                if batches.gathered() || tokio::time::timeout_at(deadline, arrived).await.is_err() {
-                    break;
-                }
-            }
+            super::wait_for(&batches.arrived, deadline, || batches.gathered()).await;
             batches.stop_gathering();
             self.write_queued_activities().await;
         });

@@ -548,6 +548,26 @@ impl Store {
     }
 }
 
+/// Waits until `done` holds, looking again each time `notify` wakes its waiters, or until `deadline`; whether
+/// `done` held. Listens before each look, so a change made (and notified) after a look is not missed.
+pub(crate) async fn wait_for(
+    notify: &tokio::sync::Notify,
+    deadline: tokio::time::Instant,
+    mut done: impl FnMut() -> bool,
+) -> bool {
+    loop {
+        let woken = notify.notified();
+        tokio::pin!(woken);
+        woken.as_mut().enable();
+        if done() {
+            return true;
+        }
+        if tokio::time::timeout_at(deadline, woken).await.is_err() {
+            return false;
+        }
+    }
+}
+
 /// Waits (off the runtime's threads) for the thread in `slot` to end, if it has not been waited for yet.
 async fn join_thread(slot: &std::sync::Mutex<Option<std::thread::JoinHandle<()>>>) {
     let handle = slot

@@ -563,20 +563,15 @@ impl Readers {
     async fn close(&self) {
         self.closed.store(true, Ordering::SeqCst);
         let deadline = tokio::time::Instant::now() + READERS_CLOSE_WAIT;
-        loop {
-            let returned = self.returned.notified();
-            tokio::pin!(returned);
-            returned.as_mut().enable();
-            if self.lent.load(Ordering::SeqCst) == 0 {
-                break;
-            }
-            if tokio::time::timeout_at(deadline, returned).await.is_err() {
-                tracing::warn!(
-                    reads = self.lent.load(Ordering::SeqCst),
-                    "reads still running at shutdown; the write-ahead log may be left beside the database file"
-                );
-                break;
-            }
+        let returned = crate::store::wait_for(&self.returned, deadline, || {
+            self.lent.load(Ordering::SeqCst) == 0
+        })
+        .await;
+        if !returned {
+            tracing::warn!(
+                reads = self.lent.load(Ordering::SeqCst),
+                "reads still running at shutdown; the write-ahead log may be left beside the database file"
+            );
         }
         self.idle
             .lock()
