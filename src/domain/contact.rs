@@ -8,10 +8,10 @@ use std::str::FromStr;
 use std::sync::{Arc, LazyLock, PoisonError, RwLock};
 
 use email_address::EmailAddress;
+use phonenumber::PhoneNumber;
 use phonenumber::country::{Id, Source};
 use phonenumber::metadata::DATABASE;
 use phonenumber::metadata::{Descriptor, Metadata};
-use phonenumber::{Mode, PhoneNumber};
 use regex::{Regex, RegexBuilder};
 
 use super::text::check_text;
@@ -138,13 +138,20 @@ pub fn normalize_phone(raw: &str, region: Id) -> Result<String, String> {
         }
     }
     parse_phone(&cleaned, region)
-        .map(|number| number.format().mode(Mode::E164).to_string())
+        .map(|number| e164(&number))
         .ok_or_else(|| {
             format!(
                 "not a valid phone number (expected e.g. +14155550100, or a national number of {})",
                 region.as_ref()
             )
         })
+}
+
+/// `number` in E.164: `+`, the country code and the national number, as phonenumber's formatter writes it in
+/// `Mode::E164`. The formatter first picks the region's display format by matching its patterns against the
+/// number, which E.164 does not use: that was a fifth of a phone number's normalization.
+fn e164(number: &PhoneNumber) -> String {
+    format!("+{}{}", number.code().value(), number.national())
 }
 
 /// A region without national-prefix rules: with it as the default region, phonenumber reads
@@ -590,6 +597,14 @@ mod tests {
                     };
                     let expected = phonenumber::is_valid(&number);
                     assert_eq!(is_valid(&number), expected, "{text} ({})", meta.id());
+                    if expected {
+                        assert_eq!(
+                            e164(&number),
+                            number.format().mode(phonenumber::Mode::E164).to_string(),
+                            "{text} ({})",
+                            meta.id()
+                        );
+                    }
                     checked += 1;
                     valid += usize::from(expected);
                 }
