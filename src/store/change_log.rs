@@ -3,8 +3,8 @@
 use sea_orm::{
     ActiveModelTrait, ActiveValue,
     ActiveValue::Set,
-    ColumnTrait, Condition, ConnectionTrait, EntityName, EntityTrait, Iterable, QueryFilter,
-    QueryOrder, QuerySelect, QueryTrait,
+    ColumnTrait, Condition, ConnectionTrait, EntityName, EntityTrait, FromQueryResult, Iterable,
+    QueryFilter, QueryOrder, QuerySelect, QueryTrait,
     sea_query::{
         Alias, CommonTableExpression, Expr, InsertStatement, Query, SelectStatement,
         SubQueryStatement, WithClause, WithQuery,
@@ -299,25 +299,86 @@ pub(super) async fn edits_since(
 }
 
 pub(super) fn from_model(model: change_log::Model) -> Result<Change> {
-    Ok(Change {
+    LoggedChange {
         seq: model.seq,
-        resource: ResourceKind::parse(&model.resource_type).ok_or_else(|| {
-            Error::internal(format!(
-                "change {}: unknown resource {}",
-                model.seq, model.resource_type
-            ))
-        })?,
+        resource_type: model.resource_type,
         resource_id: model.resource_id,
         version: model.version,
-        kind: ChangeKind::parse(&model.kind).ok_or_else(|| {
-            Error::internal(format!("change {}: unknown kind {}", model.seq, model.kind))
-        })?,
+        kind: model.kind,
         agent: model.agent,
-        changed_fields: serde_json::from_str(&model.changed_fields).map_err(Error::internal)?,
+        changed_fields: model.changed_fields,
         parent_id: model.parent_id,
         internal: model.internal,
-        time: model.change_time,
-    })
+        change_time: model.change_time,
+    }
+    .into_change()
+}
+
+/// The columns of a log row a [`Change`] is made of: all but the values themselves (`changes`, which only
+/// history and audit read) and `redacted`. The feed reads every row the service writes, so it reads these only.
+#[derive(Debug, FromQueryResult)]
+pub(in crate::store) struct LoggedChange {
+    pub(in crate::store) seq: i64,
+    pub(in crate::store) resource_type: String,
+    pub(in crate::store) resource_id: String,
+    pub(in crate::store) version: i64,
+    pub(in crate::store) kind: String,
+    pub(in crate::store) agent: String,
+    pub(in crate::store) changed_fields: String,
+    pub(in crate::store) parent_id: Option<String>,
+    pub(in crate::store) internal: bool,
+    pub(in crate::store) change_time: i64,
+}
+
+/// The columns of [`LoggedChange`], in its order.
+pub(in crate::store) const LOGGED_CHANGE_COLUMNS: [change_log::Column; 10] = [
+    change_log::Column::Seq,
+    change_log::Column::ResourceType,
+    change_log::Column::ResourceId,
+    change_log::Column::Version,
+    change_log::Column::Kind,
+    change_log::Column::Agent,
+    change_log::Column::ChangedFields,
+    change_log::Column::ParentId,
+    change_log::Column::Internal,
+    change_log::Column::ChangeTime,
+];
+
+impl LoggedChange {
+    fn into_change(self) -> Result<Change> {
+        Ok(Change {
+            seq: self.seq,
+            resource: ResourceKind::parse(&self.resource_type).ok_or_else(|| {
+                Error::internal(format!(
+                    "change {}: unknown resource {}",
+                    self.seq, self.resource_type
+                ))
+            })?,
+            resource_id: self.resource_id,
+            version: self.version,
+            kind: ChangeKind::parse(&self.kind).ok_or_else(|| {
+                Error::internal(format!("change {}: unknown kind {}", self.seq, self.kind))
+            })?,
+            agent: self.agent,
+            changed_fields: serde_json::from_str(&self.changed_fields).map_err(Error::internal)?,
+            parent_id: self.parent_id,
+            internal: self.internal,
+            time: self.change_time,
+        })
+    }
+}
+
+/// The log rows after position `after`, oldest first, at most `limit`: the feed's read.
+pub(in crate::store) fn changes_after_query(
+    after: i64,
+    limit: u64,
+) -> sea_orm::Select<change_log::Entity> {
+    change_log::Entity::find()
+        .select_only()
+        .columns(LOGGED_CHANGE_COLUMNS)
+        .filter(change_log::Column::Seq.gt(after))
+        .order_by_asc(change_log::Column::Seq)
+        .limit(limit)
 }
 
 /// Most changes one read of the log returns.
@@ -395,15 +456,18 @@ impl Store {
     /// The change feed runs this after every burst of commits; its limit is written into the statement (see
     /// [`super::literal_limit`]), so SQLite does not plan it again at every run.
     pub async fn changes_after(&self, after: i64, limit: u64) -> Result<Vec<Change>> {
-        let query = change_log::Entity::find()
-            .filter(change_log::Column::Seq.gt(after))
-            .order_by_asc(change_log::Column::Seq)
-            .limit(limit);
-        super::all_limited(&self.reader(), query)
-            .await?
-            .into_iter()
-            .map(from_model)
-            .collect()
+        let query = changes_after_query(after, limit);
+        let rows = match &self.group_commit {
+            Some(readers) => readers.logged_changes(&query)?,
+            None => {
+                let reader = self.reader();
+                let statement = super::literal_limit(query.build(reader.get_database_backend()));
+                LoggedChange::find_by_statement(statement)
+                    .all(&reader)
+                    .await?
+            }
+        };
+        rows.into_iter().map(LoggedChange::into_change).collect()
     }
 
     /// Changes about `resources` (and the children of customers among them) within `range`, oldest first.

@@ -46,7 +46,8 @@ use super::{
     interactions,
 };
 use crate::store::{
-    LookupKey, Tx, TxFuture, activities, change_log,
+    LookupKey, Tx, TxFuture, activities,
+    change_log::{self, LoggedChange},
     customers::{self, lookup_query},
     entity,
     outbox::{self, OutboxSignal},
@@ -315,6 +316,16 @@ impl GroupCommit {
     ) -> Result<Vec<entity::customers::Model>> {
         self.readers
             .read_statement(|conn| all(conn, query, customer_row))
+    }
+
+    /// The log rows `query` ([`change_log::changes_after_query`]) selects, read on a read connection in the
+    /// caller's task and decoded by position.
+    pub(in crate::store) fn logged_changes(
+        &self,
+        query: &sea_orm::Select<entity::change_log::Entity>,
+    ) -> Result<Vec<LoggedChange>> {
+        self.readers
+            .read_statement(|conn| all(conn, query, logged_change_row))
     }
 
     /// The customer `id`, if there is one, read on a read connection in the caller's task by the statement
@@ -1196,6 +1207,23 @@ row_decoder!(
 );
 
 row_decoder!(
+    logged_change_row,
+    LOGGED_CHANGE_ROW_COLUMNS,
+    LoggedChange {
+        seq,
+        resource_type,
+        resource_id,
+        version,
+        kind,
+        agent,
+        changed_fields,
+        parent_id,
+        internal,
+        change_time,
+    }
+);
+
+row_decoder!(
     activity_row,
     ACTIVITY_COLUMNS,
     entity::activities::Model {
@@ -1489,6 +1517,22 @@ mod tests {
         assert_eq!(selected::<entity::requests::Entity>(), REQUEST_COLUMNS);
         assert_eq!(selected::<entity::activities::Entity>(), ACTIVITY_COLUMNS);
         assert_eq!(selected::<interactions::Entity>(), INTERACTION_COLUMNS);
+        let logged: Vec<String> = change_log::LOGGED_CHANGE_COLUMNS
+            .iter()
+            .map(|c| sea_orm::ColumnTrait::as_column_ref(c).1.to_string())
+            .collect();
+        assert_eq!(logged, LOGGED_CHANGE_ROW_COLUMNS);
+        let statement = change_log::changes_after_query(7, 1_000).build(DbBackend::Sqlite);
+        let listed = logged
+            .iter()
+            .map(|column| format!("\"change_log\".\"{column}\""))
+            .collect::<Vec<_>>()
+            .join(", ");
+        assert!(
+            statement.sql.starts_with(&format!("SELECT {listed} FROM")),
+            "{}",
+            statement.sql
+        );
     }
 
     #[test]
