@@ -32,6 +32,7 @@ use std::{
         mpsc,
     },
     thread,
+    time::{Duration, Instant},
 };
 
 use rusqlite::{Connection, OpenFlags, Row, config::DbConfig, types::Value as SqlValue};
@@ -456,7 +457,7 @@ pub(in crate::store) struct Readers {
 }
 
 /// Longest [`Readers::close`] waits for the reads in progress to give their connections back.
-const READERS_CLOSE_WAIT: std::time::Duration = std::time::Duration::from_secs(2);
+const READERS_CLOSE_WAIT: Duration = Duration::from_secs(2);
 
 /// Reads per connection over which [`Reader`] weighs mapping the file.
 const MAPPING_WINDOW: u32 = 64;
@@ -660,6 +661,12 @@ fn open_requests_values(customer_id: &str) -> impl Iterator<Item = SqlValue> {
 }
 
 /// Takes every queued call (up to [`MAX_BATCH`]), waits for the write lock and has the thread record them.
+///
+/// The lock is kept from one batch to the next while calls are queued, for at most [`HOLD_WRITE_LOCK`]: taking
+/// the pool's connection and giving it back cost two round trips to its own thread (sqlx checks a connection as
+/// it goes back), which the writer would otherwise wait for between batches. With nothing queued, or after
+/// that long, the lock is given back, so a migration, a bulk load or the checkpoint after an anonymization,
+/// waiting for it, goes first.
 async fn hand_batches(
     mut queued: tokio::sync::mpsc::UnboundedReceiver<Queued>,
     batches: mpsc::Sender<Work>,
@@ -668,7 +675,11 @@ async fn hand_batches(
     metrics: Metrics,
 ) {
     let mut batch = Vec::new();
+    let mut held: Option<(_, Instant)> = None;
     loop {
+        if queued.is_empty() {
+            held = None;
+        }
         let received = tokio::select! {
             received = queued.recv_many(&mut batch, MAX_BATCH) => received,
             () = closing.notified() => 0,
@@ -677,21 +688,29 @@ async fn hand_batches(
             // Dropping `batches` ends the thread.
             return;
         }
-        let acquiring = metrics.acquiring("write");
-        let acquired = write_lock.acquire().await;
-        if let Some(acquiring) = acquiring {
-            acquiring.acquired();
+        if held
+            .as_ref()
+            .is_some_and(|(_, since)| since.elapsed() >= HOLD_WRITE_LOCK)
+        {
+            held = None;
         }
-        let lock = match acquired {
-            Ok(lock) => lock,
-            Err(err) => {
-                let message = format!("the database is busy: {err}");
-                for job in batch.drain(..) {
-                    job.refuse(Error::Unavailable(message.clone()));
-                }
-                continue;
+        if held.is_none() {
+            let acquiring = metrics.acquiring("write");
+            let acquired = write_lock.acquire().await;
+            if let Some(acquiring) = acquiring {
+                acquiring.acquired();
             }
-        };
+            match acquired {
+                Ok(lock) => held = Some((lock, Instant::now())),
+                Err(err) => {
+                    let message = format!("the database is busy: {err}");
+                    for job in batch.drain(..) {
+                        job.refuse(Error::Unavailable(message.clone()));
+                    }
+                    continue;
+                }
+            }
+        }
         // Calls that arrived while the lock was taken join this transaction.
         while batch.len() < MAX_BATCH {
             match queued.try_recv() {
@@ -708,9 +727,11 @@ async fn hand_batches(
             return;
         }
         let _ = written.await;
-        drop(lock);
     }
 }
+
+/// Longest the batches keep the write pool's connection from one to the next (see [`hand_batches`]).
+const HOLD_WRITE_LOCK: Duration = Duration::from_millis(50);
 
 /// The file a `sqlite:` URL names; None for an in-memory database (which a second connection cannot share).
 pub(in crate::store) fn database_file(url: &str) -> Option<PathBuf> {
@@ -1337,6 +1358,56 @@ mod tests {
         );
         let refused = group_commit.readers.read_statement(|_| Ok(()));
         assert!(matches!(refused, Err(Error::Unavailable(_))), "{refused:?}");
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn work_run_alone_gets_its_turn_while_calls_keep_coming() {
+        use crate::domain::customer::CustomerData;
+        let (_dir, store) = crate::store::scratch_store().await;
+        let group_commit = store.group_commit.clone().expect("a writer thread");
+        let stop = Arc::new(AtomicBool::new(false));
+        let writers: Vec<_> = (0..32)
+            .map(|_| {
+                let (store, stop) = (store.clone(), stop.clone());
+                tokio::spawn(async move {
+                    let mut written = 0;
+                    while !stop.load(Ordering::Relaxed) {
+                        store
+                            .create_customer("load", CustomerData::default())
+                            .await
+                            .expect("create");
+                        written += 1;
+                    }
+                    written
+                })
+            })
+            .collect();
+        tokio::time::sleep(Duration::from_millis(300)).await;
+        let asked = Instant::now();
+        let counted = group_commit
+            .alone(|conn| {
+                conn.query_row("SELECT count(*) FROM customers", [], |row| {
+                    row.get::<_, i64>(0)
+                })
+                .map_err(db_error)
+            })
+            .await
+            .expect("the work ran");
+        let waited = asked.elapsed();
+        stop.store(true, Ordering::Relaxed);
+        let mut written = 0;
+        for writer in writers {
+            written += writer.await.expect("writer");
+        }
+        assert!(counted > 0, "the calls wrote before the work ran");
+        assert!(
+            written > counted,
+            "the calls went on writing after it: {written} in all, {counted} before"
+        );
+        assert!(
+            waited < Duration::from_secs(1),
+            "the work waited {waited:?} for the batches to give up the lock"
+        );
     }
 
     #[tokio::test]
