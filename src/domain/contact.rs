@@ -149,7 +149,7 @@ pub fn normalize_phone(raw: &str, region: Id) -> Result<String, String> {
 
 /// `number` in E.164: `+`, the country code and the national number, as phonenumber's formatter writes it in
 /// `Mode::E164`. The formatter first picks the region's display format by matching its patterns against the
-/// number, which E.164 does not use: that was a fifth of a phone number's normalization.
+/// number, which E.164 does not use: that was about a quarter of a phone number's normalization.
 fn e164(number: &PhoneNumber) -> String {
     format!("+{}{}", number.code().value(), number.national())
 }

@@ -459,13 +459,7 @@ impl Store {
         let query = changes_after_query(after, limit);
         let rows = match &self.group_commit {
             Some(readers) => readers.logged_changes(&query)?,
-            None => {
-                let reader = self.reader();
-                let statement = super::literal_limit(query.build(reader.get_database_backend()));
-                LoggedChange::find_by_statement(statement)
-                    .all(&reader)
-                    .await?
-            }
+            None => super::all_limited_as(&self.reader(), query).await?,
         };
         rows.into_iter().map(LoggedChange::into_change).collect()
     }

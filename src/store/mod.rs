@@ -749,9 +749,16 @@ pub(crate) async fn all_limited<E: sea_orm::EntityTrait>(
     db: &impl ConnectionTrait,
     query: sea_orm::Select<E>,
 ) -> Result<Vec<E::Model>> {
-    use sea_orm::QueryTrait;
+    all_limited_as(db, query).await
+}
+
+/// [`all_limited`], its rows read as `M` (a query that selects only some of the entity's columns).
+pub(crate) async fn all_limited_as<M: sea_orm::FromQueryResult>(
+    db: &impl ConnectionTrait,
+    query: impl sea_orm::QueryTrait,
+) -> Result<Vec<M>> {
     let statement = literal_limit(query.build(db.get_database_backend()));
-    Ok(E::find().from_raw_sql(statement).all(db).await?)
+    Ok(M::find_by_statement(statement).all(db).await?)
 }
 
 /// Implements sea-orm's `ConnectionTrait` for `$ty` by running each call on the connection `$on!` picks.
