@@ -19,6 +19,7 @@ impl MigratorTrait for Migrator {
             Box::new(SearchPrefixes),
             Box::new(LogSequencing),
             Box::new(CoveringContactKeys),
+            Box::new(RecentViewsByCustomer),
         ]
     }
 }
@@ -771,6 +772,96 @@ impl MigrationTrait for CoveringContactKeys {
     }
 }
 
+/// Each Recent view is one entry in one B-tree keyed by customer, plus its entry in the agent's list by time:
+/// the table was keyed by agent, with a second index by customer (for deletions and merges), and on SQLite a
+/// row id besides, so every view written touched four B-trees, three of them at a random place. Keyed by
+/// customer (a SQLite table without row ids), the key serves the deletions and merges, and a view touches one
+/// B-tree at a random place and appends to the agent's list.
+struct RecentViewsByCustomer;
+
+impl MigrationName for RecentViewsByCustomer {
+    fn name(&self) -> &str {
+        "m0011_recent_views_by_customer"
+    }
+}
+
+/// `recent_views` as a SQLite table keyed by `key`, `WITHOUT ROWID` or not, named `table`.
+fn sqlite_recent_views(table: &str, key: &str, without_rowid: bool) -> String {
+    format!(
+        "CREATE TABLE {table} (
+        agent TEXT NOT NULL,
+        customer_id TEXT NOT NULL REFERENCES customers (id) ON DELETE CASCADE,
+        view_time BIGINT NOT NULL,
+        PRIMARY KEY ({key})
+    ){}",
+        if without_rowid { " WITHOUT ROWID" } else { "" }
+    )
+}
+
+/// Rebuilds SQLite's `recent_views` as `create` makes it, with its rows, and the agent's index.
+async fn rebuild_sqlite_recent_views(
+    manager: &SchemaManager<'_>,
+    create: String,
+    indexes: &[&str],
+) -> Result<(), DbErr> {
+    let mut statements = vec![
+        create.as_str(),
+        "INSERT INTO recent_views_rebuilt (agent, customer_id, view_time)
+            SELECT agent, customer_id, view_time FROM recent_views",
+        "DROP TABLE recent_views",
+        "ALTER TABLE recent_views_rebuilt RENAME TO recent_views",
+        "CREATE INDEX recent_views_by_agent ON recent_views (agent, view_time, customer_id)",
+    ];
+    statements.extend_from_slice(indexes);
+    execute_all(manager, &statements).await
+}
+
+#[async_trait::async_trait]
+impl MigrationTrait for RecentViewsByCustomer {
+    async fn up(&self, manager: &SchemaManager) -> Result<(), DbErr> {
+        match manager.get_connection().get_database_backend() {
+            DbBackend::Sqlite => {
+                let create =
+                    sqlite_recent_views("recent_views_rebuilt", "customer_id, agent", true);
+                rebuild_sqlite_recent_views(manager, create, &[]).await
+            }
+            _ => {
+                execute_all(
+                    manager,
+                    &[
+                        "ALTER TABLE recent_views DROP CONSTRAINT recent_views_pkey",
+                        "ALTER TABLE recent_views ADD PRIMARY KEY (customer_id, agent)",
+                        "DROP INDEX recent_views_by_customer",
+                    ],
+                )
+                .await
+            }
+        }
+    }
+
+    async fn down(&self, manager: &SchemaManager) -> Result<(), DbErr> {
+        let by_customer = "CREATE INDEX recent_views_by_customer ON recent_views (customer_id)";
+        match manager.get_connection().get_database_backend() {
+            DbBackend::Sqlite => {
+                let create =
+                    sqlite_recent_views("recent_views_rebuilt", "agent, customer_id", false);
+                rebuild_sqlite_recent_views(manager, create, &[by_customer]).await
+            }
+            _ => {
+                execute_all(
+                    manager,
+                    &[
+                        "ALTER TABLE recent_views DROP CONSTRAINT recent_views_pkey",
+                        "ALTER TABLE recent_views ADD PRIMARY KEY (agent, customer_id)",
+                        by_customer,
+                    ],
+                )
+                .await
+            }
+        }
+    }
+}
+
 async fn on_postgres(manager: &SchemaManager<'_>, statements: &[&str]) -> Result<(), DbErr> {
     if manager.get_connection().get_database_backend() == DbBackend::Postgres {
         execute_all(manager, statements).await?;
@@ -785,4 +876,115 @@ async fn execute_all(manager: &SchemaManager<'_>, statements: &[&str]) -> Result
         db.execute_unprepared(statement).await?;
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use sea_orm::{ConnectionTrait, Database, EntityTrait, QueryOrder, Statement};
+    use sea_orm_migration::MigratorTrait;
+
+    use super::Migrator;
+    use crate::{
+        domain::customer::CustomerData,
+        store::recent::{View, recent_views},
+    };
+
+    /// How SQLite declares `recent_views`, and the names of its indexes.
+    async fn recent_views_schema(db: &impl ConnectionTrait) -> (String, Vec<String>) {
+        let rows = db
+            .query_all_raw(Statement::from_string(
+                sea_orm::DbBackend::Sqlite,
+                "SELECT type, name, sql FROM sqlite_master WHERE tbl_name = 'recent_views' ORDER BY name",
+            ))
+            .await
+            .expect("the schema");
+        let mut table = String::new();
+        let mut indexes = Vec::new();
+        for row in rows {
+            let kind: String = row.try_get("", "type").expect("type");
+            let name: String = row.try_get("", "name").expect("name");
+            match kind.as_str() {
+                "table" => table = row.try_get("", "sql").expect("sql"),
+                _ => indexes.push(name),
+            }
+        }
+        (table, indexes)
+    }
+
+    /// The views a database holds, by customer and agent.
+    async fn views(db: &impl ConnectionTrait) -> Vec<recent_views::Model> {
+        recent_views::Entity::find()
+            .order_by_asc(recent_views::Column::CustomerId)
+            .order_by_asc(recent_views::Column::Agent)
+            .all(db)
+            .await
+            .expect("the views")
+    }
+
+    /// The Recent views keep their rows when their table is keyed by customer, and back; each way leaves the
+    /// indexes its queries use, and keyed by customer a view is one B-tree entry plus the agent's list.
+    #[tokio::test]
+    async fn recent_views_keep_their_rows_keyed_by_customer_and_back() {
+        let (dir, store) = crate::store::scratch_store().await;
+        let mut customers = Vec::new();
+        for first_name in ["Ana", "Ben"] {
+            let data = CustomerData {
+                first_name: first_name.to_owned(),
+                ..CustomerData::default()
+            };
+            customers.push(
+                store
+                    .create_customer("ana", data)
+                    .await
+                    .expect("a customer"),
+            );
+        }
+        let views_written: Vec<View> = [("ana", 0, 10), ("ben", 0, 20), ("ana", 1, 30)]
+            .into_iter()
+            .map(|(agent, customer, time)| View {
+                agent: agent.to_owned(),
+                customer_id: customers[customer].id.clone(),
+                time,
+            })
+            .collect();
+        store
+            .record_views(&views_written, &[])
+            .await
+            .expect("the views");
+        store.close().await;
+
+        let url = format!("sqlite://{}", dir.path().join("cc.db").display());
+        let db = Database::connect(url).await.expect("the database");
+        let before = views(&db).await;
+        assert_eq!(before.len(), 3);
+        let (table, indexes) = recent_views_schema(&db).await;
+        assert!(
+            table.contains("PRIMARY KEY (customer_id, agent)"),
+            "{table}"
+        );
+        assert!(table.ends_with("WITHOUT ROWID"), "{table}");
+        assert_eq!(indexes, ["recent_views_by_agent"]);
+
+        Migrator::down(&db, Some(1)).await.expect("down");
+        assert_eq!(views(&db).await, before);
+        let (table, indexes) = recent_views_schema(&db).await;
+        assert!(
+            table.contains("PRIMARY KEY (agent, customer_id)"),
+            "{table}"
+        );
+        assert!(!table.contains("WITHOUT ROWID"), "{table}");
+        assert_eq!(
+            indexes,
+            [
+                "recent_views_by_agent",
+                "recent_views_by_customer",
+                "sqlite_autoindex_recent_views_1"
+            ]
+        );
+
+        Migrator::up(&db, None).await.expect("up again");
+        assert_eq!(views(&db).await, before);
+        assert_eq!(recent_views_schema(&db).await.1, ["recent_views_by_agent"]);
+        db.close().await.expect("closed");
+    }
 }
