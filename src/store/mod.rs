@@ -831,6 +831,22 @@ impl Tx {
     }
 }
 
+impl Tx {
+    /// Records `views`, skipping those of customers deleted meanwhile (see [`recent::upsert_live`]); on the
+    /// writer's connection one prepared statement per view, whose foreign key finds a deleted customer
+    /// ([`open_context::upsert_views`]). Answers how many were written.
+    pub(in crate::store) async fn upsert_views(
+        &self,
+        views: &[recent::View],
+        per_statement: usize,
+    ) -> Result<usize> {
+        match &self.0 {
+            Transaction::Pooled(txn) => recent::upsert_live(txn, views, per_statement).await,
+            Transaction::InPlace(conn) => open_context::upsert_views(conn, views),
+        }
+    }
+}
+
 /// Runs `$call` on the transaction's connection, whichever it is.
 macro_rules! on_connection {
     ($tx:expr, |$conn:ident| $call:expr) => {

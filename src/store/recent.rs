@@ -49,7 +49,8 @@ pub const PRUNE_INTERVAL: Duration = Duration::from_secs(10 * 60);
 /// How long [`RecentViews::flush`] waits for the recorder before giving up.
 const FLUSH_TIMEOUT: Duration = Duration::from_secs(5);
 
-/// The `recent_views` table: one row per (agent, customer), the newest view only.
+/// The `recent_views` table: one row per (agent, customer), the newest view only, keyed by customer and then
+/// agent (see the migration `m0011_recent_views_by_customer`).
 pub(super) mod recent_views {
     use sea_orm::entity::prelude::*;
 
@@ -263,6 +264,36 @@ async fn write(
     }
 }
 
+/// Upserts the views of `views` whose customers exist, skipping the others, checking and upserting at most
+/// `per_statement` views a statement. Answers how many were written.
+pub(super) async fn upsert_live(
+    db: &impl ConnectionTrait,
+    views: &[View],
+    per_statement: usize,
+) -> Result<usize> {
+    let mut written = 0;
+    for chunk in views.chunks(per_statement) {
+        let ids: Vec<&str> = chunk.iter().map(|v| v.customer_id.as_str()).collect();
+        let existing: std::collections::HashSet<String> = customers::Entity::find()
+            .select_only()
+            .column(customers::Column::Id)
+            .filter(customers::Column::Id.is_in(ids))
+            .into_tuple::<String>()
+            .all(db)
+            .await?
+            .into_iter()
+            .collect();
+        let live: Vec<View> = chunk
+            .iter()
+            .filter(|v| existing.contains(&v.customer_id))
+            .cloned()
+            .collect();
+        upsert(db, &live).await?;
+        written += live.len();
+    }
+    Ok(written)
+}
+
 /// Upserts `views` (at most one per agent and customer), keeping the newer time of each. Every customer must
 /// exist.
 pub(super) async fn upsert(db: &impl ConnectionTrait, views: &[View]) -> Result<()> {
@@ -314,7 +345,8 @@ impl Store {
         self.record_views_by(STATEMENT_VIEWS, views, prune).await
     }
 
-    /// [`Store::record_views`], checking and upserting at most `per_statement` views a statement.
+    /// [`Store::record_views`], checking and upserting at most `per_statement` views a statement on a pooled
+    /// connection (the SQLite writer's runs one statement per view).
     async fn record_views_by(
         &self,
         per_statement: usize,
@@ -325,24 +357,7 @@ impl Store {
         let prune = prune.to_vec();
         self.write_unlogged("record_views", move |txn| {
             Box::pin(async move {
-                for chunk in views.chunks(per_statement) {
-                    let ids: Vec<&str> = chunk.iter().map(|v| v.customer_id.as_str()).collect();
-                    let existing: std::collections::HashSet<String> = customers::Entity::find()
-                        .select_only()
-                        .column(customers::Column::Id)
-                        .filter(customers::Column::Id.is_in(ids))
-                        .into_tuple::<String>()
-                        .all(txn)
-                        .await?
-                        .into_iter()
-                        .collect();
-                    let live: Vec<View> = chunk
-                        .iter()
-                        .filter(|v| existing.contains(&v.customer_id))
-                        .cloned()
-                        .collect();
-                    upsert(txn, &live).await?;
-                }
+                txn.upsert_views(&views, per_statement).await?;
                 let cutoff = window_start(now_micros());
                 for agent in prune {
                     recent_views::Entity::delete_many()
@@ -384,10 +399,26 @@ mod tests {
         }
     }
 
+    /// On the SQLite writer's connection, and on a pooled one (as on PostgreSQL).
     #[tokio::test]
     async fn a_batch_larger_than_a_statement_is_written_whole_and_skips_deleted_customers() {
-        use crate::domain::{customer::CustomerData, edit::Deletion};
         let (_dir, store) = crate::store::scratch_store().await;
+        batch_written_whole_skipping_deleted_customers(store).await;
+        let dir = tempfile::tempdir().expect("temporary directory");
+        let mut pooled = crate::config::DatabaseSettings::new(format!(
+            "sqlite://{}?mode=rwc",
+            dir.path().join("cc.db").display()
+        ));
+        pooled.sqlite_open_context_batches = false;
+        let pooled = Store::connect(&pooled).await.expect("connect");
+        pooled.migrate().await.expect("migrate");
+        batch_written_whole_skipping_deleted_customers(pooled).await;
+    }
+
+    async fn batch_written_whole_skipping_deleted_customers(store: Store) {
+        use sea_orm::PaginatorTrait;
+
+        use crate::domain::{customer::CustomerData, edit::Deletion};
         let mut ids = Vec::new();
         for _ in 0..5 {
             let customer = store
@@ -423,7 +454,7 @@ mod tests {
             customer_id: ids[3].clone(),
             time: now,
         });
-        // Six views, two a statement: three statements, the deleted customer's view in the last.
+        // Six views, two a statement when pooled: three statements, the deleted customer's view in the last.
         store
             .record_views_by(2, &views, &[])
             .await
@@ -446,6 +477,11 @@ mod tests {
             "newest first, the deleted one left out"
         );
         assert_eq!(listed("ben").await, [ids[3].clone()]);
+        let stored = recent_views::Entity::find()
+            .count(&store.reader())
+            .await
+            .expect("counted");
+        assert_eq!(stored, 5, "no view of the deleted customer is kept");
         store.close().await;
     }
 

@@ -28,6 +28,7 @@ use caller::Caller;
 use pooled::Recorded;
 pub(super) use sqlite_batch::{
     AfterCommit, GroupCommit, Readers, customer_to_link, database_file, db_error, open_writer, run,
+    upsert_views,
 };
 
 use super::{

@@ -947,7 +947,6 @@ fn open_one(
     static ACTIVITY: Shape = Shape::new();
     static CHANGE: Shape = Shape::new();
     static NOTIFICATION: Shape = Shape::new();
-    static RECENT_VIEW: Shape = Shape::new();
     let caller = match matched {
         Caller::Known(customer) if !exists(conn, &customer.id)? => identify(conn, input)?,
         _ => matched.clone(),
@@ -1131,15 +1130,58 @@ fn insert<A: ActiveModelTrait + Clone, Q: QueryTrait>(
     row: A,
     statement: impl FnOnce(A) -> Q,
 ) -> Result<usize> {
+    try_insert(conn, shape, row, statement)?.map_err(db_error)
+}
+
+/// [`insert`], answering SQLite's error as it is, for a caller that tells one kind from another.
+fn try_insert<A: ActiveModelTrait + Clone, Q: QueryTrait>(
+    conn: &Connection,
+    shape: &Shape,
+    row: A,
+    statement: impl FnOnce(A) -> Q,
+) -> Result<rusqlite::Result<usize>> {
     let columns = shape::set_columns(&row)?;
     let sql = shape.sql(columns, || {
         statement(row.clone()).build(DbBackend::Sqlite).sql
     });
     let values = shape::insert_values(row)?;
-    let mut prepared = conn.prepare_cached(&sql).map_err(db_error)?;
-    prepared
-        .execute(rusqlite::params_from_iter(values))
-        .map_err(db_error)
+    Ok(conn
+        .prepare_cached(&sql)
+        .and_then(|mut prepared| prepared.execute(rusqlite::params_from_iter(values))))
+}
+
+/// The statement that records one Recent view ([`recent::upsert_rows`] of one row).
+static RECENT_VIEW: Shape = Shape::new();
+
+/// [`Tx::upsert_views`] on the writer's connection: each view by the statement [`recent::upsert_rows`] builds for
+/// one row, rendered once and bound per view. A view of a customer deleted meanwhile is refused by its foreign
+/// key, which undoes that statement only: it is skipped. Answers how many views were written.
+pub(in crate::store) fn upsert_views(conn: &OnWriter, views: &[View]) -> Result<usize> {
+    conn.lender()
+        .lend(|conn| {
+            let mut written = 0;
+            for view in views {
+                let row = recent::view_row(view);
+                match try_insert(conn, &RECENT_VIEW, row, |row| recent::upsert_rows([row])) {
+                    Ok(Ok(_)) => written += 1,
+                    Ok(Err(err)) if is_foreign_key_violation(&err) => {}
+                    Ok(Err(err)) => return Ok(Err(db_error(err))),
+                    Err(err) => return Ok(Err(err)),
+                }
+            }
+            Ok(Ok(written))
+        })
+        .map_err(Error::internal)?
+        .map_err(db_error)?
+}
+
+/// Whether SQLite refused a statement for a foreign key it would break.
+fn is_foreign_key_violation(err: &rusqlite::Error) -> bool {
+    matches!(
+        err,
+        rusqlite::Error::SqliteFailure(failure, _)
+            if failure.extended_code == rusqlite::ffi::SQLITE_CONSTRAINT_FOREIGNKEY
+    )
 }
 
 fn parameters(statement: &sea_orm::Statement) -> Result<Vec<SqlValue>> {
