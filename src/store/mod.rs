@@ -829,17 +829,15 @@ impl Tx {
             Transaction::InPlace(conn) => open_context::customer_to_link(conn, id),
         }
     }
-}
 
-impl Tx {
     /// Records `views`, skipping those of customers deleted meanwhile (see [`recent::upsert_live`]); on the
     /// writer's connection one prepared statement per view, whose foreign key finds a deleted customer
-    /// ([`open_context::upsert_views`]). Answers how many were written.
+    /// ([`open_context::upsert_views`]).
     pub(in crate::store) async fn upsert_views(
         &self,
         views: &[recent::View],
         per_statement: usize,
-    ) -> Result<usize> {
+    ) -> Result<()> {
         match &self.0 {
             Transaction::Pooled(txn) => recent::upsert_live(txn, views, per_statement).await,
             Transaction::InPlace(conn) => open_context::upsert_views(conn, views),

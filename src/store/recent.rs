@@ -265,13 +265,12 @@ async fn write(
 }
 
 /// Upserts the views of `views` whose customers exist, skipping the others, checking and upserting at most
-/// `per_statement` views a statement. Answers how many were written.
+/// `per_statement` views a statement.
 pub(super) async fn upsert_live(
     db: &impl ConnectionTrait,
     views: &[View],
     per_statement: usize,
-) -> Result<usize> {
-    let mut written = 0;
+) -> Result<()> {
     for chunk in views.chunks(per_statement) {
         let ids: Vec<&str> = chunk.iter().map(|v| v.customer_id.as_str()).collect();
         let existing: std::collections::HashSet<String> = customers::Entity::find()
@@ -289,9 +288,8 @@ pub(super) async fn upsert_live(
             .cloned()
             .collect();
         upsert(db, &live).await?;
-        written += live.len();
     }
-    Ok(written)
+    Ok(())
 }
 
 /// Upserts `views` (at most one per agent and customer), keeping the newer time of each. Every customer must

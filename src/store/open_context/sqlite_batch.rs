@@ -1155,21 +1155,20 @@ static RECENT_VIEW: Shape = Shape::new();
 
 /// [`Tx::upsert_views`] on the writer's connection: each view by the statement [`recent::upsert_rows`] builds for
 /// one row, rendered once and bound per view. A view of a customer deleted meanwhile is refused by its foreign
-/// key, which undoes that statement only: it is skipped. Answers how many views were written.
-pub(in crate::store) fn upsert_views(conn: &OnWriter, views: &[View]) -> Result<usize> {
+/// key, which undoes that statement only: it is skipped.
+pub(in crate::store) fn upsert_views(conn: &OnWriter, views: &[View]) -> Result<()> {
     conn.lender()
         .lend(|conn| {
-            let mut written = 0;
             for view in views {
                 let row = recent::view_row(view);
                 match try_insert(conn, &RECENT_VIEW, row, |row| recent::upsert_rows([row])) {
-                    Ok(Ok(_)) => written += 1,
+                    Ok(Ok(_)) => {}
                     Ok(Err(err)) if is_foreign_key_violation(&err) => {}
                     Ok(Err(err)) => return Ok(Err(db_error(err))),
                     Err(err) => return Ok(Err(err)),
                 }
             }
-            Ok(Ok(written))
+            Ok(Ok(()))
         })
         .map_err(Error::internal)?
         .map_err(db_error)?
