@@ -785,25 +785,23 @@ impl MigrationName for RecentViewsByCustomer {
     }
 }
 
-/// `recent_views` as a SQLite table keyed by `key`, `WITHOUT ROWID` or not, named `table`.
-fn sqlite_recent_views(table: &str, key: &str, without_rowid: bool) -> String {
-    format!(
-        "CREATE TABLE {table} (
+/// Rebuilds SQLite's `recent_views`, with its rows, keyed by `key` (the columns of its primary key), without row
+/// ids or with them, and with the agent's index and `indexes`.
+async fn rebuild_sqlite_recent_views(
+    manager: &SchemaManager<'_>,
+    key: &str,
+    without_rowid: bool,
+    indexes: &[&str],
+) -> Result<(), DbErr> {
+    let create = format!(
+        "CREATE TABLE recent_views_rebuilt (
         agent TEXT NOT NULL,
         customer_id TEXT NOT NULL REFERENCES customers (id) ON DELETE CASCADE,
         view_time BIGINT NOT NULL,
         PRIMARY KEY ({key})
     ){}",
         if without_rowid { " WITHOUT ROWID" } else { "" }
-    )
-}
-
-/// Rebuilds SQLite's `recent_views` as `create` makes it, with its rows, and the agent's index.
-async fn rebuild_sqlite_recent_views(
-    manager: &SchemaManager<'_>,
-    create: String,
-    indexes: &[&str],
-) -> Result<(), DbErr> {
+    );
     let mut statements = vec![
         create.as_str(),
         "INSERT INTO recent_views_rebuilt (agent, customer_id, view_time)
@@ -821,9 +819,7 @@ impl MigrationTrait for RecentViewsByCustomer {
     async fn up(&self, manager: &SchemaManager) -> Result<(), DbErr> {
         match manager.get_connection().get_database_backend() {
             DbBackend::Sqlite => {
-                let create =
-                    sqlite_recent_views("recent_views_rebuilt", "customer_id, agent", true);
-                rebuild_sqlite_recent_views(manager, create, &[]).await
+                rebuild_sqlite_recent_views(manager, "customer_id, agent", true, &[]).await
             }
             _ => {
                 execute_all(
@@ -843,9 +839,8 @@ impl MigrationTrait for RecentViewsByCustomer {
         let by_customer = "CREATE INDEX recent_views_by_customer ON recent_views (customer_id)";
         match manager.get_connection().get_database_backend() {
             DbBackend::Sqlite => {
-                let create =
-                    sqlite_recent_views("recent_views_rebuilt", "agent, customer_id", false);
-                rebuild_sqlite_recent_views(manager, create, &[by_customer]).await
+                rebuild_sqlite_recent_views(manager, "agent, customer_id", false, &[by_customer])
+                    .await
             }
             _ => {
                 execute_all(
