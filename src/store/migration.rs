@@ -785,75 +785,58 @@ impl MigrationName for RecentViewsByCustomer {
     }
 }
 
-/// Rebuilds SQLite's `recent_views`, with its rows, keyed by `key` (the columns of its primary key), without row
-/// ids or with them, and with the agent's index and `indexes`.
-async fn rebuild_sqlite_recent_views(
-    manager: &SchemaManager<'_>,
-    key: &str,
-    without_rowid: bool,
-    indexes: &[&str],
-) -> Result<(), DbErr> {
-    let create = format!(
-        "CREATE TABLE recent_views_rebuilt (
+/// Keys `recent_views` by customer, then agent (`by_customer`: on SQLite a table without row ids, and no index by
+/// customer), or by agent, then customer, with its index by customer, as before. SQLite rebuilds the table with
+/// its rows (it cannot change a primary key in place); PostgreSQL swaps the key.
+async fn key_recent_views(manager: &SchemaManager<'_>, by_customer: bool) -> Result<(), DbErr> {
+    let key = if by_customer {
+        "customer_id, agent"
+    } else {
+        "agent, customer_id"
+    };
+    let index = if by_customer {
+        "DROP INDEX IF EXISTS recent_views_by_customer"
+    } else {
+        "CREATE INDEX recent_views_by_customer ON recent_views (customer_id)"
+    };
+    let statements = match manager.get_connection().get_database_backend() {
+        DbBackend::Sqlite => vec![
+            format!(
+                "CREATE TABLE recent_views_rebuilt (
         agent TEXT NOT NULL,
         customer_id TEXT NOT NULL REFERENCES customers (id) ON DELETE CASCADE,
         view_time BIGINT NOT NULL,
         PRIMARY KEY ({key})
     ){}",
-        if without_rowid { " WITHOUT ROWID" } else { "" }
-    );
-    let mut statements = vec![
-        create.as_str(),
-        "INSERT INTO recent_views_rebuilt (agent, customer_id, view_time)
-            SELECT agent, customer_id, view_time FROM recent_views",
-        "DROP TABLE recent_views",
-        "ALTER TABLE recent_views_rebuilt RENAME TO recent_views",
-        "CREATE INDEX recent_views_by_agent ON recent_views (agent, view_time, customer_id)",
-    ];
-    statements.extend_from_slice(indexes);
+                if by_customer { " WITHOUT ROWID" } else { "" }
+            ),
+            "INSERT INTO recent_views_rebuilt (agent, customer_id, view_time)
+            SELECT agent, customer_id, view_time FROM recent_views"
+                .to_owned(),
+            "DROP TABLE recent_views".to_owned(),
+            "ALTER TABLE recent_views_rebuilt RENAME TO recent_views".to_owned(),
+            "CREATE INDEX recent_views_by_agent ON recent_views (agent, view_time, customer_id)"
+                .to_owned(),
+            index.to_owned(),
+        ],
+        _ => vec![
+            "ALTER TABLE recent_views DROP CONSTRAINT recent_views_pkey".to_owned(),
+            format!("ALTER TABLE recent_views ADD PRIMARY KEY ({key})"),
+            index.to_owned(),
+        ],
+    };
+    let statements: Vec<&str> = statements.iter().map(String::as_str).collect();
     execute_all(manager, &statements).await
 }
 
 #[async_trait::async_trait]
 impl MigrationTrait for RecentViewsByCustomer {
     async fn up(&self, manager: &SchemaManager) -> Result<(), DbErr> {
-        match manager.get_connection().get_database_backend() {
-            DbBackend::Sqlite => {
-                rebuild_sqlite_recent_views(manager, "customer_id, agent", true, &[]).await
-            }
-            _ => {
-                execute_all(
-                    manager,
-                    &[
-                        "ALTER TABLE recent_views DROP CONSTRAINT recent_views_pkey",
-                        "ALTER TABLE recent_views ADD PRIMARY KEY (customer_id, agent)",
-                        "DROP INDEX recent_views_by_customer",
-                    ],
-                )
-                .await
-            }
-        }
+        key_recent_views(manager, true).await
     }
 
     async fn down(&self, manager: &SchemaManager) -> Result<(), DbErr> {
-        let by_customer = "CREATE INDEX recent_views_by_customer ON recent_views (customer_id)";
-        match manager.get_connection().get_database_backend() {
-            DbBackend::Sqlite => {
-                rebuild_sqlite_recent_views(manager, "agent, customer_id", false, &[by_customer])
-                    .await
-            }
-            _ => {
-                execute_all(
-                    manager,
-                    &[
-                        "ALTER TABLE recent_views DROP CONSTRAINT recent_views_pkey",
-                        "ALTER TABLE recent_views ADD PRIMARY KEY (agent, customer_id)",
-                        by_customer,
-                    ],
-                )
-                .await
-            }
-        }
+        key_recent_views(manager, false).await
     }
 }
 
