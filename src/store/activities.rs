@@ -369,15 +369,9 @@ impl Store {
                 let now = now_micros();
                 let activity = Activity::created(data, agent, now);
                 // The notification to the customer, if any, is written with the activity.
-                let notification = store.notification_insert(&activity, customer.as_ref())?;
-                record::insert_along(
-                    txn,
-                    agent,
-                    &activity,
-                    now,
-                    notification.into_iter().collect(),
-                )
-                .await?;
+                let notification = store.notification_to_queue(&activity, customer.as_ref())?;
+                txn.insert_created(agent, &activity, now, notification)
+                    .await?;
                 Ok(activity)
             })
         })

@@ -320,7 +320,7 @@ impl Store {
                 let agent = agent.as_str();
                 check_customer_number_free(txn, &customer.data.customer_number, &customer.id)
                     .await?;
-                record::insert(txn, agent, &customer, now).await?;
+                txn.insert_created(agent, &customer, now, None).await?;
                 write_contact_keys(txn, &customer.id, &customer.data.contact_points).await?;
                 Ok(customer)
             })

@@ -17,6 +17,7 @@ use crate::{
     domain::{
         change::Logged,
         field_merge::{self, ConflictPolicy},
+        time::Micros,
     },
     error::{Error, Result},
     telemetry::metrics::{Metrics, Timer},
@@ -827,6 +828,27 @@ impl Tx {
         match &self.0 {
             Transaction::Pooled(txn) => Ok(customers::to_link(id).one(txn).await?),
             Transaction::InPlace(conn) => open_context::customer_to_link(conn, id),
+        }
+    }
+
+    /// Inserts a new `record`, its "created" log row and the notification `notification` of a new activity, if
+    /// any ([`record::insert_along`]); on the writer's connection each by the statement sea-orm builds for it,
+    /// rendered once ([`open_context::insert_created`]).
+    pub(in crate::store) async fn insert_created<R: record::Stored>(
+        &self,
+        agent: &str,
+        record: &R,
+        now: Micros,
+        notification: Option<entity::notifications::ActiveModel>,
+    ) -> Result<()> {
+        match &self.0 {
+            Transaction::Pooled(txn) => {
+                let along = notification.map(|row| outbox::queue(row).into_query());
+                record::insert_along(txn, agent, record, now, along.into_iter().collect()).await
+            }
+            Transaction::InPlace(conn) => {
+                open_context::insert_created(conn, agent, record, now, notification)
+            }
         }
     }
 

@@ -182,26 +182,17 @@ impl Store {
         Ok(())
     }
 
-    /// The insert queuing the notification of a new `activity` (as [`Store::queue_notification`] decides it), for
-    /// a caller that writes it in the same statement as the activity; None when it gets none. The sender is woken
-    /// after the transaction commits.
-    pub(super) fn notification_insert(
-        &self,
-        activity: &Activity,
-        customer: Option<&Customer>,
-    ) -> Result<Option<InsertStatement>> {
-        self.notifications_insert([(activity, customer)])
-    }
-
-    /// Like [`Store::notification_insert`], for several new activities, each with its customer: one insert
-    /// queuing the notifications of those that get one, None when none does.
+    /// The insert queuing the notifications of new activities, each with its customer (as
+    /// [`Store::queue_notification`] decides each), for a caller that writes it in the same statement as the
+    /// activities: one insert queuing those that get one, None when none does. The sender is woken after the
+    /// transaction commits.
     pub(super) fn notifications_insert<'a>(
         &self,
         activities: impl IntoIterator<Item = (&'a Activity, Option<&'a Customer>)>,
     ) -> Result<Option<InsertStatement>> {
         let mut rows = Vec::new();
         for (activity, customer) in activities {
-            rows.extend(self.notification_to_insert(activity, customer)?);
+            rows.extend(self.notification_to_queue(activity, customer)?);
         }
         Ok((!rows.is_empty()).then(|| {
             notifications::Entity::insert_many(rows)
@@ -210,14 +201,14 @@ impl Store {
         }))
     }
 
-    /// [`Store::notification_insert`] in the form a guarded write takes (`change_log::append_guarded`): made
-    /// only while the write's guard holds.
+    /// The insert queuing the notification of a new `activity` in the form a guarded write takes
+    /// (`change_log::append_guarded`): made only while the write's guard holds.
     pub(super) fn guarded_notification_insert(
         &self,
         activity: &Activity,
         customer: &Customer,
     ) -> Result<Option<InsertStatement>> {
-        let Some(row) = self.notification_to_insert(activity, Some(customer))? else {
+        let Some(row) = self.notification_to_queue(activity, Some(customer))? else {
             return Ok(None);
         };
         let mut insert = change_log::insert_from(row)?;
@@ -227,7 +218,7 @@ impl Store {
 
     /// The notification row of a new `activity` (see [`notification_row`]), for an insert the caller makes; the
     /// sender is told one is coming, and woken when the write commits.
-    fn notification_to_insert(
+    pub(super) fn notification_to_queue(
         &self,
         activity: &Activity,
         customer: Option<&Customer>,

@@ -8,7 +8,7 @@ use sea_orm::{
     sea_query::{InsertStatement, SelectStatement, WithQuery},
 };
 
-use super::{change_log, check_version, lock_row, rebase};
+use super::{change_log, check_version, lock_row, rebase, sqlite::shape::Shape};
 use crate::{
     domain::{
         change::{Logged, NewChange, ResourceKind},
@@ -25,11 +25,14 @@ pub(super) trait Stored: Logged + Sized {
     type Active: ActiveModelTrait<Entity = Self::Entity>
         + ActiveModelBehavior
         + IntoActiveModel<Self::Active>
+        + Clone
         + Send;
     const ID: <Self::Entity as EntityTrait>::Column;
     const VERSION: <Self::Entity as EntityTrait>::Column;
     fn to_active(&self) -> Result<Self::Active>;
     fn from_model(model: <Self::Entity as EntityTrait>::Model) -> Result<Self>;
+    /// The text of this record's insert, rendered once where statements are run in place (SQLite's writer).
+    fn insert_shape() -> &'static Shape;
 }
 
 /// The record `id`, `NOT_FOUND` if there is none.
@@ -73,23 +76,19 @@ macro_rules! stored_in {
             fn from_model(model: $table::Model) -> Result<Self> {
                 from_model(model)
             }
+            fn insert_shape() -> &'static crate::store::sqlite::shape::Shape {
+                static INSERT: crate::store::sqlite::shape::Shape =
+                    crate::store::sqlite::shape::Shape::new();
+                &INSERT
+            }
         }
     };
 }
 pub(super) use stored_in;
 
-/// Inserts a new `record` and its "created" log row.
-pub(super) async fn insert<R: Stored>(
-    db: &impl ConnectionTrait,
-    agent: &str,
-    record: &R,
-    now: Micros,
-) -> Result<()> {
-    insert_along(db, agent, record, now, Vec::new()).await
-}
-
 /// Inserts a new `record`, its "created" log row and the rows of `along` (on PostgreSQL in one statement, so one
-/// round trip to a database a network hop away).
+/// round trip to a database a network hop away). A write's transaction does it through
+/// [`Tx::insert_created`](super::Tx::insert_created).
 pub(super) async fn insert_along<R: Stored>(
     db: &impl ConnectionTrait,
     agent: &str,

@@ -113,7 +113,7 @@ impl Store {
                 let agent = agent.as_str();
                 let customer_id = customer_id.as_str();
                 customers::find_to_link(txn, customer_id).await?;
-                record::insert(txn, agent, &request, now).await?;
+                txn.insert_created(agent, &request, now, None).await?;
                 Ok(request)
             })
         })

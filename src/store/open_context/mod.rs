@@ -27,8 +27,8 @@ mod sqlite_batch;
 use caller::Caller;
 use pooled::Recorded;
 pub(super) use sqlite_batch::{
-    AfterCommit, GroupCommit, Readers, customer_to_link, database_file, db_error, open_writer, run,
-    upsert_views,
+    AfterCommit, GroupCommit, Readers, customer_to_link, database_file, db_error, insert_created,
+    open_writer, run, upsert_views,
 };
 
 use super::{

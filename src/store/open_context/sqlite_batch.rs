@@ -53,6 +53,7 @@ use crate::store::{
     entity,
     outbox::{self, OutboxSignal},
     recent::{self, View},
+    record::Stored,
     requests,
     sqlite::{
         checkpoint,
@@ -61,7 +62,13 @@ use crate::store::{
     },
 };
 use crate::{
-    domain::{activity::Activity, customer::Customer, request::Request, time::now_micros},
+    domain::{
+        activity::Activity,
+        change::NewChange,
+        customer::Customer,
+        request::Request,
+        time::{Micros, now_micros},
+    },
     error::{Error, Result},
     telemetry::metrics::Metrics,
     telemetry::otel::{self, CallTrace},
@@ -943,10 +950,6 @@ fn open_one(
     queued: &mut bool,
 ) -> Result<Outcome> {
     static CLAIM: Shape = Shape::new();
-    static REQUEST: Shape = Shape::new();
-    static ACTIVITY: Shape = Shape::new();
-    static CHANGE: Shape = Shape::new();
-    static NOTIFICATION: Shape = Shape::new();
     let caller = match matched {
         Caller::Known(customer) if !exists(conn, &customer.id)? => identify(conn, input)?,
         _ => matched.clone(),
@@ -978,22 +981,11 @@ fn open_one(
             None => Err(Error::internal("interaction claimed but not found")),
         };
     }
-    let mut changes = Vec::with_capacity(2);
     if let Some(new) = &created_request {
-        let row = requests::to_active(new)?;
-        insert(conn, &REQUEST, row, entity::requests::Entity::insert)?;
-        changes.push(context::request_created(acting_agent, new));
+        insert_record(conn, acting_agent, new, now, None)?;
     }
-    let row = activities::to_active(&activity)?;
-    insert(conn, &ACTIVITY, row, entity::activities::Entity::insert)?;
-    changes.push(context::activity_created(acting_agent, &activity));
-    for change in changes {
-        let row = change_log::to_row(change)?;
-        insert(conn, &CHANGE, row, entity::change_log::Entity::insert)?;
-    }
-    if let Some(row) = outbox::notification_row(&activity, known)? {
-        *queued |= insert(conn, &NOTIFICATION, row, outbox::queue)? > 0;
-    }
+    let notification = outbox::notification_row(&activity, known)?;
+    *queued |= insert_record(conn, acting_agent, &activity, now, notification)?;
     if let Some(id) = customer_id {
         let view = recent::view_row(&View {
             agent: input.agent.clone(),
@@ -1014,6 +1006,44 @@ fn open_one(
         recent_activities: Vec::new(),
         prefill,
     })))
+}
+
+/// [`Tx::insert_created`] on the writer's connection (see [`insert_record`]).
+pub(in crate::store) fn insert_created<R: Stored>(
+    conn: &OnWriter,
+    agent: &str,
+    record: &R,
+    now: Micros,
+    notification: Option<entity::notifications::ActiveModel>,
+) -> Result<()> {
+    conn.lender()
+        .lend(|conn| Ok(insert_record(conn, agent, record, now, notification)))
+        .map_err(Error::internal)?
+        .map_err(db_error)?
+        .map(drop)
+}
+
+/// Inserts a new `record`, its "created" log row and `notification`, the notification of a new activity, if
+/// any: each by the statement sea-orm builds for it, rendered once per shape. Answers whether a notification was
+/// queued (an activity has at most one).
+fn insert_record<R: Stored>(
+    conn: &Connection,
+    agent: &str,
+    record: &R,
+    now: Micros,
+    notification: Option<entity::notifications::ActiveModel>,
+) -> Result<bool> {
+    static CHANGE: Shape = Shape::new();
+    static NOTIFICATION: Shape = Shape::new();
+    insert(conn, R::insert_shape(), record.to_active()?, |row| {
+        R::Entity::insert(row)
+    })?;
+    let change = change_log::to_row(NewChange::created(agent, record, now))?;
+    insert(conn, &CHANGE, change, entity::change_log::Entity::insert)?;
+    match notification {
+        Some(row) => Ok(insert(conn, &NOTIFICATION, row, outbox::queue)? > 0),
+        None => Ok(false),
+    }
 }
 
 /// [`Tx::customer_to_link`] on the writer's connection: the statement [`customers::to_link`] builds, rendered once
@@ -1765,6 +1795,9 @@ mod tests {
             context::claim_row(&input, &caller, &activity).expect("row"),
             context::claim,
         );
+        binds_like_sea_orm(customers::to_active(&customer).expect("row"), |row| {
+            entity::customers::Entity::insert(row)
+        });
         binds_like_sea_orm(requests::to_active(&created).expect("row"), |row| {
             entity::requests::Entity::insert(row)
         });
