@@ -10,6 +10,7 @@ use sea_orm::{
         SubQueryStatement, WithClause, WithQuery,
     },
 };
+use serde::{Serialize, Serializer, ser::SerializeMap};
 use serde_json::{Map, Value};
 
 use super::entity::change_log;
@@ -17,6 +18,7 @@ use crate::{
     domain::{
         change::{Change, ChangeKind, NewChange, ResourceKind},
         field_merge::LoggedEdit,
+        mask::FieldChange,
     },
     error::{Error, Result},
     store::Store,
@@ -223,16 +225,8 @@ impl Sequencer {
 
 pub(super) fn to_row(change: NewChange) -> Result<change_log::ActiveModel> {
     let names: Vec<&str> = change.fields.iter().map(|f| f.field.as_str()).collect();
-    let values: Map<String, Value> = change
-        .fields
-        .iter()
-        .map(|f| {
-            (
-                f.field.clone(),
-                Value::Array(vec![f.old.clone(), f.new.clone()]),
-            )
-        })
-        .collect();
+    let changes =
+        serde_json::to_string(&ChangedValues::of(&change.fields)).map_err(Error::internal)?;
     Ok(change_log::ActiveModel {
         resource_type: Set(change.resource.as_str().to_owned()),
         resource_id: Set(change.resource_id),
@@ -240,12 +234,36 @@ pub(super) fn to_row(change: NewChange) -> Result<change_log::ActiveModel> {
         kind: Set(change.kind.as_str().to_owned()),
         agent: Set(change.agent),
         changed_fields: Set(serde_json::to_string(&names).map_err(Error::internal)?),
-        changes: Set(Value::Object(values).to_string()),
+        changes: Set(changes),
         parent_id: Set(change.parent_id),
         internal: Set(change.internal),
         change_time: Set(change.time),
         ..Default::default()
     })
+}
+
+/// A change's `changes` column: an object of each changed field's `[old, new]`, its fields in name order, as a
+/// JSON object of the service's is written (the last value of a field named twice).
+struct ChangedValues<'a>(Vec<&'a FieldChange>);
+
+impl<'a> ChangedValues<'a> {
+    fn of(fields: &'a [FieldChange]) -> Self {
+        let mut sorted: Vec<&FieldChange> = fields.iter().rev().collect();
+        // Stable: of a field named twice, the last one comes first and is kept.
+        sorted.sort_by(|a, b| a.field.cmp(&b.field));
+        sorted.dedup_by(|later, kept| later.field == kept.field);
+        ChangedValues(sorted)
+    }
+}
+
+impl Serialize for ChangedValues<'_> {
+    fn serialize<S: Serializer>(&self, serializer: S) -> std::result::Result<S::Ok, S::Error> {
+        let mut map = serializer.serialize_map(Some(self.0.len()))?;
+        for field in &self.0 {
+            map.serialize_entry(&field.field, &(&field.old, &field.new))?;
+        }
+        map.end()
+    }
 }
 
 /// Every logged change of a record after `after_version`, in order, with each field's old and new value; None
@@ -538,6 +556,42 @@ mod tests {
     use tokio::time::Instant;
 
     use super::*;
+
+    #[test]
+    fn changed_values_are_written_as_an_object_of_old_and_new_in_field_order() {
+        let field = |name: &str, old: Value, new: Value| FieldChange {
+            field: name.to_owned(),
+            old,
+            new,
+        };
+        let fields = vec![
+            field("topic", Value::from(""), Value::from("Zoë \"billing\"")),
+            field("channel", Value::from(0), Value::from(1)),
+            field(
+                "tags",
+                Value::from(Vec::<String>::new()),
+                serde_json::json!(["vip"]),
+            ),
+            // A field named twice keeps its last values.
+            field("channel", Value::from(1), Value::from(2)),
+        ];
+        let written = serde_json::to_string(&ChangedValues::of(&fields)).expect("json");
+        assert_eq!(
+            written,
+            r#"{"channel":[1,2],"tags":[[],["vip"]],"topic":["","Zoë \"billing\""]}"#
+        );
+        // The same text as the JSON object of the same entries.
+        let object: Map<String, Value> = fields
+            .iter()
+            .map(|f| {
+                (
+                    f.field.clone(),
+                    Value::Array(vec![f.old.clone(), f.new.clone()]),
+                )
+            })
+            .collect();
+        assert_eq!(written, Value::Object(object).to_string());
+    }
 
     /// A PostgreSQL stand-in on which sequencing passes succeed (up to four), logging each.
     fn passes_database() -> Arc<sea_orm::DatabaseConnection> {
