@@ -61,6 +61,11 @@ enum Command {
     DelayProxy(delay::DelayProxyArgs),
 }
 
+/// mimalloc, as the service uses: seeding makes and drops many small buffers (the generated records, their rows),
+/// and the C library's malloc took a large share of both of its threads.
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 #[tokio::main]
 async fn main() -> ExitCode {
     let cli = Cli::parse();
