@@ -825,6 +825,7 @@ impl Writer {
         let mut answers: Vec<Box<dyn FnOnce(Result<()>)>> = Vec::with_capacity(count);
         let committed = self.attempt(jobs, &mut answers);
         if let Err(err) = &committed {
+            crate::telemetry::metrics::count_db_error(db_error_kind(err));
             tracing::warn!(error = %err, writes = count, "a batch of writes did not commit");
         }
         for answer in answers {
@@ -1222,8 +1223,29 @@ fn parameters(statement: &sea_orm::Statement) -> Result<Vec<SqlValue>> {
         .collect()
 }
 
+/// The error of a statement run in place, counted in `customer_context_db_errors` by its kind as sea-orm's are
+/// ([`crate::error::db_error_kind`]).
 pub(in crate::store) fn db_error(err: rusqlite::Error) -> Error {
+    crate::telemetry::metrics::count_db_error(db_error_kind(&err));
     shared_error(&err)
+}
+
+/// The kind of a SQLite error, as `customer_context_db_errors` counts it (the kinds and codes of
+/// [`crate::error::db_error_kind`]).
+fn db_error_kind(err: &rusqlite::Error) -> &'static str {
+    let rusqlite::Error::SqliteFailure(failure, _) = err else {
+        return "other";
+    };
+    match failure.extended_code {
+        rusqlite::ffi::SQLITE_CONSTRAINT_UNIQUE | rusqlite::ffi::SQLITE_CONSTRAINT_PRIMARYKEY => {
+            "unique_violation"
+        }
+        rusqlite::ffi::SQLITE_CONSTRAINT_FOREIGNKEY => "foreign_key_violation",
+        _ => match failure.code {
+            rusqlite::ErrorCode::DatabaseBusy | rusqlite::ErrorCode::DatabaseLocked => "busy",
+            _ => "other_database",
+        },
+    }
 }
 
 /// The error every call of a failed batch gets.
@@ -1751,6 +1773,52 @@ mod tests {
             "{}",
             built.sql
         );
+    }
+
+    #[test]
+    fn sqlite_errors_are_counted_by_the_kinds_sea_orms_are() {
+        let conn = Connection::open_in_memory().expect("a database");
+        conn.execute_batch(
+            "PRAGMA foreign_keys = ON;
+             CREATE TABLE parent (id TEXT PRIMARY KEY);
+             CREATE TABLE child (parent TEXT REFERENCES parent (id));
+             INSERT INTO parent VALUES ('a');",
+        )
+        .expect("schema");
+        let failed = |sql: &str| conn.execute(sql, []).expect_err("refused");
+        assert_eq!(
+            db_error_kind(&failed("INSERT INTO parent VALUES ('a')")),
+            "unique_violation"
+        );
+        assert_eq!(
+            db_error_kind(&failed("INSERT INTO child VALUES ('b')")),
+            "foreign_key_violation"
+        );
+        assert_eq!(
+            db_error_kind(&failed("INSERT INTO nowhere VALUES (1)")),
+            "other_database"
+        );
+        let busy = rusqlite::Error::SqliteFailure(
+            rusqlite::ffi::Error::new(rusqlite::ffi::SQLITE_BUSY),
+            None,
+        );
+        assert_eq!(db_error_kind(&busy), "busy");
+        assert_eq!(
+            db_error_kind(&rusqlite::Error::QueryReturnedNoRows),
+            "other"
+        );
+        for kind in [
+            "unique_violation",
+            "foreign_key_violation",
+            "other_database",
+            "busy",
+            "other",
+        ] {
+            assert!(
+                crate::telemetry::metrics::DB_ERROR_KINDS.contains(&kind),
+                "{kind}"
+            );
+        }
     }
 
     #[test]
