@@ -242,8 +242,8 @@ pub(super) fn to_row(change: NewChange) -> Result<change_log::ActiveModel> {
     })
 }
 
-/// A change's `changes` column: an object of each changed field's `[old, new]`, its fields in name order, as a
-/// JSON object of the service's is written (the last value of a field named twice).
+/// A change's `changes` column: each changed field's `[old, new]`, written as the JSON object of those entries
+/// would be (fields in name order; of a field named twice, its last values), without first copying them into one.
 struct ChangedValues<'a>(Vec<&'a FieldChange>);
 
 impl<'a> ChangedValues<'a> {

@@ -831,9 +831,9 @@ impl Tx {
         }
     }
 
-    /// Inserts a new `record`, its "created" log row and the notification `notification` of a new activity, if
-    /// any ([`record::insert_along`]); on the writer's connection each by the statement sea-orm builds for it,
-    /// rendered once ([`open_context::insert_created`]).
+    /// Inserts a new `record`, its "created" log row and `notification`, a new activity's notification, if any
+    /// ([`record::insert_along`]); on the writer's connection each by the statement sea-orm builds for it, rendered
+    /// once ([`open_context::insert_created`]).
     pub(in crate::store) async fn insert_created<R: record::Stored>(
         &self,
         agent: &str,
