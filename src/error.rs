@@ -271,17 +271,31 @@ pub fn db_error_kind(err: &sea_orm::DbErr) -> &'static str {
         Sqlx::Io(_) | Sqlx::Tls(_) | Sqlx::PoolClosed => "connection",
         Sqlx::PoolTimedOut => "pool_timeout",
         Sqlx::Database(db) => match db.code().unwrap_or_default().as_ref() {
-            "5" | "6" | "261" | "517" | "773" => "busy",
             "57P01" | "57P02" | "57P03" => "server_shutdown",
             "57014" => "statement_timeout",
             "40001" => "serialization_failure",
             "40P01" => "deadlock",
-            "23505" | "2067" | "1555" => "unique_violation",
-            "23503" | "787" => "foreign_key_violation",
+            "23505" => "unique_violation",
+            "23503" => "foreign_key_violation",
             code if code.starts_with("08") => "connection",
-            _ => "other_database",
+            // SQLite's extended result codes; no PostgreSQL code reads as one of the numbers those name.
+            code => code.parse().map_or("other_database", sqlite_error_kind),
         },
         _ => "other",
+    }
+}
+
+/// The kind of a SQLite error by its extended result code, as `customer_context_db_errors_total` counts it,
+/// whether sqlx or a connection run in place met it.
+pub fn sqlite_error_kind(extended_code: i32) -> &'static str {
+    match extended_code {
+        // SQLITE_BUSY, SQLITE_LOCKED, SQLITE_BUSY_RECOVERY, SQLITE_BUSY_SNAPSHOT, SQLITE_BUSY_TIMEOUT.
+        5 | 6 | 261 | 517 | 773 => "busy",
+        // SQLITE_CONSTRAINT_UNIQUE, SQLITE_CONSTRAINT_PRIMARYKEY.
+        2067 | 1555 => "unique_violation",
+        // SQLITE_CONSTRAINT_FOREIGNKEY.
+        787 => "foreign_key_violation",
+        _ => "other_database",
     }
 }
 

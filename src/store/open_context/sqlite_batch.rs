@@ -1230,21 +1230,13 @@ pub(in crate::store) fn db_error(err: rusqlite::Error) -> Error {
     shared_error(&err)
 }
 
-/// The kind of a SQLite error, as `customer_context_db_errors` counts it (the kinds and codes of
-/// [`crate::error::db_error_kind`]).
+/// The kind of a SQLite error, as `customer_context_db_errors` counts it ([`crate::error::sqlite_error_kind`]).
 fn db_error_kind(err: &rusqlite::Error) -> &'static str {
-    let rusqlite::Error::SqliteFailure(failure, _) = err else {
-        return "other";
-    };
-    match failure.extended_code {
-        rusqlite::ffi::SQLITE_CONSTRAINT_UNIQUE | rusqlite::ffi::SQLITE_CONSTRAINT_PRIMARYKEY => {
-            "unique_violation"
+    match err {
+        rusqlite::Error::SqliteFailure(failure, _) => {
+            crate::error::sqlite_error_kind(failure.extended_code)
         }
-        rusqlite::ffi::SQLITE_CONSTRAINT_FOREIGNKEY => "foreign_key_violation",
-        _ => match failure.code {
-            rusqlite::ErrorCode::DatabaseBusy | rusqlite::ErrorCode::DatabaseLocked => "busy",
-            _ => "other_database",
-        },
+        _ => "other",
     }
 }
 
