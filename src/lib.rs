@@ -7,6 +7,7 @@ pub mod api;
 pub mod auth;
 pub mod codec;
 pub mod config;
+mod connection;
 pub mod delay_proxy;
 pub mod domain;
 pub mod error;

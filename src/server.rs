@@ -19,7 +19,7 @@ use anyhow::{Context as _, anyhow};
 use http::{HeaderName, HeaderValue, Method};
 use prost::Message as _;
 use tokio::{
-    net::{TcpListener, TcpStream},
+    net::TcpListener,
     sync::{Semaphore, watch},
     task::JoinHandle,
     time::Sleep,
@@ -43,6 +43,7 @@ use crate::{
     api::ApiState,
     auth::{Authenticator, Guard, GuardLayer, KeySlots, RateLimiter},
     config::{AuthMode, SecuritySettings, Settings},
+    connection::GatheringConnection,
     events::Hub,
     gadget::GadgetLayer,
     readiness::Readiness,
@@ -539,7 +540,7 @@ impl AcceptBackoff {
 }
 
 impl Stream for AcceptBackoff {
-    type Item = io::Result<TcpStream>;
+    type Item = io::Result<GatheringConnection>;
 
     fn poll_next(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Self::Item>> {
         let this = self.get_mut();
@@ -549,7 +550,7 @@ impl Stream for AcceptBackoff {
                 this.pause = None;
             }
             match ready!(Pin::new(&mut this.incoming).poll_next(cx)) {
-                Some(Ok(stream)) => return Poll::Ready(Some(Ok(stream))),
+                Some(Ok(stream)) => return Poll::Ready(Some(Ok(GatheringConnection::new(stream)))),
                 Some(Err(err)) if is_connection_error(&err) => continue,
                 Some(Err(err)) => {
                     tracing::warn!(error = %err, "cannot accept connections; retrying");
