@@ -5,9 +5,9 @@
 //! vectored writes, and flushes before the next frame: a unary gRPC response whose message is that large left in
 //! two writes, its HEADERS and DATA in one and its trailers in another. On loopback, each write also pays for the
 //! receiving side's wake-up. Reported as not vectored, the socket gets payloads under 1 KiB copied into h2's buffer
-//! and a response's frames (and those of other calls finishing in the same turn) written together. Larger payloads
-//! still come as separate writes, which this connection gathers until h2 flushes, so they cost one system call
-//! instead of two. Reads pass straight through.
+//! and a response's frames (and those of other calls finishing in the same turn) written together. A larger
+//! payload comes as a write of its own after its frame's head, which this connection gathers with the head until
+//! h2 flushes, so the two still cost one system call, as one `writev` did. Reads pass straight through.
 
 use std::{
     io::{self, IoSlice},
