@@ -523,8 +523,9 @@ fn cors_layer(origins: &[String]) -> anyhow::Result<CorsLayer> {
         .max_age(Duration::from_secs(24 * 60 * 60)))
 }
 
-/// Accepted connections, skipping failed accepts: errors about one connection are dropped, others (such as
-/// running out of file descriptors) are logged and followed by a short pause instead of a busy loop.
+/// Accepted connections, each gathering its writes until flushed ([`GatheringConnection`]), skipping failed
+/// accepts: errors about one connection are dropped, others (such as running out of file descriptors) are logged
+/// and followed by a short pause instead of a busy loop.
 struct AcceptBackoff {
     incoming: TcpIncoming,
     pause: Option<Pin<Box<Sleep>>>,
