@@ -761,7 +761,10 @@ pub(in crate::store) fn open_writer(
     forced_pages: u32,
 ) -> Result<Connection> {
     let flags = OpenFlags::SQLITE_OPEN_READ_WRITE | OpenFlags::SQLITE_OPEN_NO_MUTEX;
-    let conn = connect(path, flags)?;
+    // Its log written a commit at a time (see `wal_writes`), where the VFS could be registered.
+    let vfs = crate::store::sqlite::wal_writes::register()
+        .then_some(crate::store::sqlite::wal_writes::VFS_NAME);
+    let conn = connect(path, flags, vfs)?;
     // The settings of the pooled connections (see `Store::connect`).
     conn.execute_batch(&format!(
         "PRAGMA foreign_keys = ON; PRAGMA synchronous = {synchronous}; PRAGMA temp_store = MEMORY; \
@@ -777,7 +780,7 @@ pub(in crate::store) fn open_writer(
 
 fn open_reader(path: &Path) -> Result<Connection> {
     let flags = OpenFlags::SQLITE_OPEN_READ_ONLY | OpenFlags::SQLITE_OPEN_NO_MUTEX;
-    let conn = connect(path, flags)?;
+    let conn = connect(path, flags, None)?;
     // Not mapped until its reads show that writes are rare (see `Reader`).
     conn.execute_batch("PRAGMA query_only = ON; PRAGMA temp_store = MEMORY; PRAGMA mmap_size = 0;")
         .map_err(db_error)?;
@@ -785,8 +788,13 @@ fn open_reader(path: &Path) -> Result<Connection> {
     Ok(conn)
 }
 
-fn connect(path: &Path, flags: OpenFlags) -> Result<Connection> {
-    let conn = Connection::open_with_flags(path, flags).map_err(db_error)?;
+/// A connection to `path`, through the VFS `vfs` when given, else SQLite's default.
+fn connect(path: &Path, flags: OpenFlags, vfs: Option<&std::ffi::CStr>) -> Result<Connection> {
+    let conn = match vfs {
+        Some(vfs) => Connection::open_with_flags_and_vfs(path, flags, vfs),
+        None => Connection::open_with_flags(path, flags),
+    }
+    .map_err(db_error)?;
     conn.busy_timeout(std::time::Duration::from_secs(10))
         .map_err(db_error)?;
     // Plans made from the statement alone, never from the values bound to it. Otherwise a statement whose plan

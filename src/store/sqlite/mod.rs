@@ -5,3 +5,4 @@ pub(super) mod allocator;
 pub(super) mod checkpoint;
 pub(super) mod connection;
 pub(super) mod shape;
+pub(super) mod wal_writes;
