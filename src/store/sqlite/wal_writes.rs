@@ -435,6 +435,13 @@ mod tests {
         conn
     }
 
+    /// A new directory and the path of a database file in it.
+    fn temp_db() -> (tempfile::TempDir, std::path::PathBuf) {
+        let dir = tempfile::tempdir().expect("temporary directory");
+        let path = dir.path().join("log.db");
+        (dir, path)
+    }
+
     /// A connection of SQLite's default VFS.
     fn plain(path: &Path) -> Connection {
         Connection::open(path).expect("plain connection")
@@ -469,8 +476,7 @@ mod tests {
 
     #[test]
     fn a_commit_of_many_pages_is_written_to_the_log_at_once_and_read_by_other_connections() {
-        let dir = tempfile::tempdir().expect("temporary directory");
-        let path = dir.path().join("log.db");
+        let (_dir, path) = temp_db();
         let conn = writer(&path, -2000);
         let reader = plain(&path);
         let before = writes();
@@ -488,8 +494,7 @@ mod tests {
 
     #[test]
     fn a_transaction_larger_than_the_limit_is_written_in_pieces_and_reads_back_whole() {
-        let dir = tempfile::tempdir().expect("temporary directory");
-        let path = dir.path().join("log.db");
+        let (_dir, path) = temp_db();
         let conn = writer(&path, -2000);
         let before = writes();
         // About 3 MB of pages (750 frames): many times the limit.
@@ -502,8 +507,7 @@ mod tests {
 
     #[test]
     fn frames_spilled_by_a_rolled_back_transaction_leave_the_log_sound() {
-        let dir = tempfile::tempdir().expect("temporary directory");
-        let path = dir.path().join("log.db");
+        let (_dir, path) = temp_db();
         // A page cache of 10 pages: a large transaction spills its pages to the log before it commits.
         let conn = writer(&path, 10);
         insert(&conn, 20, 1000);
@@ -538,8 +542,7 @@ mod tests {
     /// again): after every commit another connection reads every byte back.
     #[test]
     fn every_commit_reads_back_byte_for_byte_whatever_its_size_and_rewrites() {
-        let dir = tempfile::tempdir().expect("temporary directory");
-        let path = dir.path().join("log.db");
+        let (_dir, path) = temp_db();
         let conn = writer(&path, 10);
         let reader = plain(&path);
         let wrong = |reader: &Connection| -> i64 {
@@ -586,8 +589,7 @@ mod tests {
     /// gathered just under the limit and its page just past it.
     #[test]
     fn a_commit_frame_split_by_the_limit_still_reaches_the_file_with_its_commit() {
-        let dir = tempfile::tempdir().expect("temporary directory");
-        let path = dir.path().join("log.db");
+        let (_dir, path) = temp_db();
         let conn = writer(&path, -2000);
         let reader = plain(&path);
         for pages in 1..=80i64 {
@@ -617,8 +619,7 @@ mod tests {
 
     #[test]
     fn a_commit_reaches_the_file_before_the_connection_closes() {
-        let dir = tempfile::tempdir().expect("temporary directory");
-        let path = dir.path().join("log.db");
+        let (dir, path) = temp_db();
         let conn = writer(&path, -2000);
         insert(&conn, 10, 2000);
         // The log file as another process would read it, while the writer is still open: a copy of the
