@@ -63,7 +63,7 @@ const fn inner_offset() -> usize {
     size.div_ceil(16) * 16
 }
 
-/// The default VFS this one wraps, and this one, registered once per process.
+/// The default VFS this one wraps, kept once this one is registered (once per process).
 struct Registered {
     base: *mut ffi::sqlite3_vfs,
 }
