@@ -41,9 +41,8 @@ const FRAME_HEADER: usize = 24;
 /// What is gathered for one log file.
 #[derive(Default)]
 struct Gathered {
+    /// What the log's last writes appended and the file has not received yet: the bytes just before `end`.
     bytes: Vec<u8>,
-    /// The file offset of `bytes[0]`.
-    start: i64,
     /// Where the log ends: past the last byte written or gathered.
     end: i64,
     /// The last write appended a commit frame's header: the page that follows it ends the commit.
@@ -177,13 +176,17 @@ unsafe fn write_out(gathered: &mut Gathered, inner: *mut ffi::sqlite3_file) -> c
     if gathered.bytes.is_empty() {
         return ffi::SQLITE_OK;
     }
-    let Ok(len) = c_int::try_from(gathered.bytes.len()) else {
+    let (Ok(len), Ok(gathered_len)) = (
+        c_int::try_from(gathered.bytes.len()),
+        i64::try_from(gathered.bytes.len()),
+    ) else {
         return ffi::SQLITE_IOERR_WRITE;
     };
+    let start = gathered.end - gathered_len;
     // SAFETY: the inner file is open; `xWrite` writes all `len` bytes or fails.
     let rc = unsafe {
         match methods(inner).xWrite {
-            Some(write) => write(inner, gathered.bytes.as_ptr().cast(), len, gathered.start),
+            Some(write) => write(inner, gathered.bytes.as_ptr().cast(), len, start),
             None => ffi::SQLITE_IOERR_WRITE,
         }
     };
@@ -212,7 +215,12 @@ unsafe extern "C" fn write(
         )
     };
     if offset == 0 {
-        // The log's header: the log starts over from here.
+        // The log's header: the log starts over from here, after what is gathered has gone where it belongs.
+        // SAFETY: `inner` is the open file under `file`.
+        let rc = unsafe { write_out(gathered, inner) };
+        if rc != ffi::SQLITE_OK {
+            return rc;
+        }
         gathered.end = 0;
     }
     if offset != gathered.end {
@@ -240,9 +248,6 @@ unsafe extern "C" fn write(
         if rc != ffi::SQLITE_OK {
             return rc;
         }
-    }
-    if gathered.bytes.is_empty() {
-        gathered.start = offset;
     }
     gathered.bytes.extend_from_slice(bytes);
     gathered.end = offset + written;
@@ -615,6 +620,36 @@ mod tests {
             assert_eq!(wrong, 0, "a commit of {pages} rows");
         }
         assert_eq!(summary(&reader).0, (1..=80).sum::<i64>());
+    }
+
+    /// A transaction that spilled and rolled back, the log copied and started over by another connection, then a
+    /// commit: the new log's header goes to the start of the file, and a reopened database recovers the commit
+    /// from the log.
+    #[test]
+    fn a_log_started_over_after_a_rollback_recovers_its_commits() {
+        let (dir, path) = temp_db();
+        let conn = writer(&path, 10);
+        insert(&conn, 20, 1000);
+        {
+            let tx = conn.unchecked_transaction().expect("begin");
+            for _ in 0..200 {
+                tx.execute("INSERT INTO rows (body) VALUES (zeroblob(3000))", [])
+                    .expect("insert");
+            }
+            tx.rollback().expect("rollback");
+        }
+        plain(&path)
+            .query_row("PRAGMA wal_checkpoint(TRUNCATE)", [], |_| Ok(()))
+            .expect("checkpoint");
+        insert(&conn, 7, 100);
+        // The files as a crash would leave them: the log is read back by recovery, from its header.
+        let copy = dir.path().join("copy.db");
+        std::fs::copy(&path, &copy).expect("copy the database");
+        std::fs::copy(path.with_extension("db-wal"), copy.with_extension("db-wal"))
+            .expect("copy the log");
+        let recovered = plain(&copy);
+        assert_eq!(summary(&recovered), (27, 20_700));
+        assert_eq!(integrity(&recovered), "ok");
     }
 
     #[test]
