@@ -510,20 +510,24 @@ mod tests {
         assert_eq!(summary(&plain(&path)), (750, 3_000_000));
     }
 
+    /// A transaction of 200 rows of 3,000 bytes, more than a cache of 10 pages holds, so it spills its pages to
+    /// the log before it ends, then rolled back.
+    fn spill_and_roll_back(conn: &Connection) {
+        let tx = conn.unchecked_transaction().expect("begin");
+        for _ in 0..200 {
+            tx.execute("INSERT INTO rows (body) VALUES (zeroblob(3000))", [])
+                .expect("insert");
+        }
+        tx.rollback().expect("rollback");
+    }
+
     #[test]
     fn frames_spilled_by_a_rolled_back_transaction_leave_the_log_sound() {
         let (_dir, path) = temp_db();
         // A page cache of 10 pages: a large transaction spills its pages to the log before it commits.
         let conn = writer(&path, 10);
         insert(&conn, 20, 1000);
-        {
-            let tx = conn.unchecked_transaction().expect("begin");
-            for _ in 0..200 {
-                tx.execute("INSERT INTO rows (body) VALUES (zeroblob(3000))", [])
-                    .expect("insert");
-            }
-            tx.rollback().expect("rollback");
-        }
+        spill_and_roll_back(&conn);
         let reader = plain(&path);
         assert_eq!(summary(&reader), (20, 20_000));
         insert(&conn, 30, 500);
@@ -630,14 +634,7 @@ mod tests {
         let (dir, path) = temp_db();
         let conn = writer(&path, 10);
         insert(&conn, 20, 1000);
-        {
-            let tx = conn.unchecked_transaction().expect("begin");
-            for _ in 0..200 {
-                tx.execute("INSERT INTO rows (body) VALUES (zeroblob(3000))", [])
-                    .expect("insert");
-            }
-            tx.rollback().expect("rollback");
-        }
+        spill_and_roll_back(&conn);
         plain(&path)
             .query_row("PRAGMA wal_checkpoint(TRUNCATE)", [], |_| Ok(()))
             .expect("checkpoint");
