@@ -479,6 +479,22 @@ mod tests {
             .expect("integrity check")
     }
 
+    /// Copies every logged page into the database file through `conn` and starts the log over.
+    fn checkpoint_truncate(conn: &Connection) {
+        conn.query_row("PRAGMA wal_checkpoint(TRUNCATE)", [], |_| Ok(()))
+            .expect("checkpoint");
+    }
+
+    /// A copy of the database at `path` and its log in `dir`, opened as after a crash: SQLite recovers the
+    /// commits from the copied log.
+    fn copy_with_log(dir: &Path, path: &Path) -> Connection {
+        let copy = dir.join("copy.db");
+        std::fs::copy(path, &copy).expect("copy the database");
+        std::fs::copy(path.with_extension("db-wal"), copy.with_extension("db-wal"))
+            .expect("copy the log");
+        plain(&copy)
+    }
+
     #[test]
     fn a_commit_of_many_pages_is_written_to_the_log_at_once_and_read_by_other_connections() {
         let (_dir, path) = temp_db();
@@ -533,9 +549,7 @@ mod tests {
         insert(&conn, 30, 500);
         assert_eq!(summary(&reader), (50, 35_000));
         // The log copied and started over by another connection, then written again through this one.
-        reader
-            .query_row("PRAGMA wal_checkpoint(TRUNCATE)", [], |_| Ok(()))
-            .expect("checkpoint");
+        checkpoint_truncate(&reader);
         insert(&conn, 5, 100);
         assert_eq!(summary(&reader), (55, 35_500));
         assert_eq!(integrity(&reader), "ok");
@@ -602,9 +616,7 @@ mod tests {
         let conn = writer(&path, -2000);
         let reader = plain(&path);
         for pages in 1..=80i64 {
-            reader
-                .query_row("PRAGMA wal_checkpoint(TRUNCATE)", [], |_| Ok(()))
-                .expect("checkpoint");
+            checkpoint_truncate(&reader);
             let tx = conn.unchecked_transaction().expect("begin");
             for _ in 0..pages {
                 tx.execute(
@@ -635,16 +647,10 @@ mod tests {
         let conn = writer(&path, 10);
         insert(&conn, 20, 1000);
         spill_and_roll_back(&conn);
-        plain(&path)
-            .query_row("PRAGMA wal_checkpoint(TRUNCATE)", [], |_| Ok(()))
-            .expect("checkpoint");
+        checkpoint_truncate(&plain(&path));
         insert(&conn, 7, 100);
         // The files as a crash would leave them: the log is read back by recovery, from its header.
-        let copy = dir.path().join("copy.db");
-        std::fs::copy(&path, &copy).expect("copy the database");
-        std::fs::copy(path.with_extension("db-wal"), copy.with_extension("db-wal"))
-            .expect("copy the log");
-        let recovered = plain(&copy);
+        let recovered = copy_with_log(dir.path(), &path);
         assert_eq!(summary(&recovered), (27, 20_700));
         assert_eq!(integrity(&recovered), "ok");
     }
@@ -656,11 +662,7 @@ mod tests {
         insert(&conn, 10, 2000);
         // The log file as another process would read it, while the writer is still open: a copy of the
         // database and its log opens with the commit in it.
-        let copy = dir.path().join("copy.db");
-        std::fs::copy(&path, &copy).expect("copy the database");
-        std::fs::copy(path.with_extension("db-wal"), copy.with_extension("db-wal"))
-            .expect("copy the log");
-        assert_eq!(summary(&plain(&copy)), (10, 20_000));
+        assert_eq!(summary(&copy_with_log(dir.path(), &path)), (10, 20_000));
         drop(conn);
     }
 }
